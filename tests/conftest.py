@@ -1,0 +1,67 @@
+"""Shared fixtures: tiny random classifiers built from configs, never downloaded."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest
+import torch
+import transformers as T
+
+IMAGE_SIZE = 32
+NUM_LABELS = 5
+
+
+def _vit_kwargs():
+    return dict(
+        image_size=IMAGE_SIZE,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=NUM_LABELS,
+    )
+
+
+TINY_CLASSIFIERS = {
+    "vit": lambda: T.ViTForImageClassification(T.ViTConfig(**_vit_kwargs())),
+    "deit": lambda: T.DeiTForImageClassification(T.DeiTConfig(**_vit_kwargs())),
+    "deit_teacher": lambda: T.DeiTForImageClassificationWithTeacher(T.DeiTConfig(**_vit_kwargs())),
+    "beit": lambda: T.BeitForImageClassification(T.BeitConfig(**_vit_kwargs(), use_mean_pooling=True)),
+    "dinov2": lambda: T.Dinov2ForImageClassification(
+        T.Dinov2Config(**{k: v for k, v in _vit_kwargs().items() if k != "intermediate_size"}, mlp_ratio=2)
+    ),
+    "swin": lambda: T.SwinForImageClassification(
+        T.SwinConfig(
+            image_size=IMAGE_SIZE,
+            patch_size=2,
+            embed_dim=16,
+            depths=[1, 1, 1, 1],
+            num_heads=[1, 1, 2, 2],
+            window_size=2,
+            num_labels=NUM_LABELS,
+        )
+    ),
+}
+
+
+def make_classifier(name: str = "vit", seed: int = 0, attn_implementation: str | None = None):
+    """A tiny random-init classifier of the named family, in eval mode."""
+    torch.manual_seed(seed)
+    model = TINY_CLASSIFIERS[name]()
+    if attn_implementation is not None:
+        model.set_attn_implementation(attn_implementation)
+    return model.eval()
+
+
+@pytest.fixture
+def tiny_vit():
+    return make_classifier("vit")
+
+
+@pytest.fixture
+def images():
+    """A batch of 4 images in the classifier's normalised space, (4, 3, 32, 32) float32."""
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(4, 3, IMAGE_SIZE, IMAGE_SIZE, generator=g)
