@@ -1,0 +1,121 @@
+"""Differentiable ranking: a Gumbel-Sinkhorn relaxation of sorting, and its hard counterpart.
+
+Scores are per image over N items (cells of a G x G grid, or pixels), shape (B, N). Rank 0 is the
+*most* important item. The soft permutation ``P`` has shape (B, N, N) with ``P[b, r, i]`` the
+probability that item ``i`` sits at rank ``r``; it is (approximately) doubly stochastic.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def normalize_scores(scores: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Min-max normalise each row of (B, N) scores to [0, 1], the range of the sorting anchors.
+
+    Order-preserving and differentiable; a constant row maps to all zeros.
+    """
+    low = scores.amin(dim=1, keepdim=True)
+    high = scores.amax(dim=1, keepdim=True)
+    return (scores - low) / (high - low + eps)
+
+
+def sinkhorn_cost(scores: torch.Tensor) -> torch.Tensor:
+    """Log-affinity of every rank for every item, (B, N) -> (B, N, N).
+
+    ``log_alpha[b, r, i] = -N * (s_i - a_r)^2`` with anchors ``a = linspace(1, 0, N)`` and ``s`` the
+    min-max normalised scores. The factor N (= G^2) keeps the cost from being almost flat: anchors are
+    only 1/N apart, so the plain squared distance barely separates neighbouring ranks at tau ~ 0.3.
+    """
+    n = scores.shape[1]
+    anchors = torch.linspace(1.0, 0.0, n, device=scores.device, dtype=scores.dtype)
+    s = normalize_scores(scores)
+    return -n * (s.unsqueeze(1) - anchors.view(1, n, 1)) ** 2
+
+
+def gumbel_sinkhorn(
+    scores: torch.Tensor,
+    tau: float = 1.0,
+    n_iters: int = 30,
+    noise: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Soft permutation matrices from scores.
+
+    Args:
+        scores: (B, N) item scores, higher = more important.
+        tau: temperature (> 0); lower is closer to a hard permutation.
+        n_iters: log-domain Sinkhorn iterations (each normalises rows, then columns).
+        noise: add Gumbel(0, 1) noise to the log-affinities (training); off for a deterministic relaxation.
+        generator: optional RNG for the noise.
+    Returns:
+        (B, N, N) with ``P[b, r, i]`` = soft probability that item i has rank r. Rows and columns sum to 1.
+    """
+    if tau <= 0:
+        raise ValueError(f"tau must be > 0, got {tau}")
+    log_alpha = sinkhorn_cost(scores.float())
+    if noise:
+        uniform = torch.rand(log_alpha.shape, device=log_alpha.device, generator=generator)
+        log_alpha = log_alpha - torch.log(-torch.log(uniform.clamp_min(1e-10)).clamp_min(1e-10))
+    log_alpha = log_alpha / tau
+    for _ in range(n_iters):
+        log_alpha = log_alpha - torch.logsumexp(log_alpha, dim=2, keepdim=True)
+        log_alpha = log_alpha - torch.logsumexp(log_alpha, dim=1, keepdim=True)
+    return log_alpha.exp().to(scores.dtype)
+
+
+def _interpolate_counts(cumulative: torch.Tensor, fractions: torch.Tensor) -> torch.Tensor:
+    """Rows of ``cumulative`` (B, N+1, N) at fractional counts ``fractions * N``, linearly interpolated.
+
+    Returns (B, F, N).
+    """
+    n = cumulative.shape[2]
+    k = fractions.to(cumulative.dtype) * n
+    low = k.floor().long().clamp(0, n)
+    high = k.ceil().long().clamp(0, n)
+    weight = (k - low.to(k.dtype)).view(1, -1, 1)
+    return torch.lerp(cumulative[:, low], cumulative[:, high], weight)
+
+
+def soft_topk_membership(permutation: torch.Tensor, fractions: torch.Tensor) -> torch.Tensor:
+    """Soft probability that each item is among the top ``k = p * N``, for each fraction p.
+
+    Args:
+        permutation: (B, N, N) soft permutation from :func:`gumbel_sinkhorn`.
+        fractions: (F,) fractions in [0, 1]; a fractional k interpolates between floor(k) and ceil(k).
+    Returns:
+        (B, F, N) memberships in [0, 1]; each row sums to ``p * N``.
+    """
+    cumulative = torch.cumsum(permutation, dim=1)
+    cumulative = torch.cat([torch.zeros_like(cumulative[:, :1]), cumulative], dim=1)
+    return _interpolate_counts(cumulative, fractions)
+
+
+def hard_order(scores: torch.Tensor, descending: bool = True, seed: int = 0) -> torch.Tensor:
+    """Item indices sorted by score, with ties broken by a fixed random permutation.
+
+    Args:
+        scores: (B, N).
+        descending: most important first when True.
+        seed: seed of the tie-breaking permutation (the same for every image of the batch).
+    Returns:
+        (B, N) long tensor: ``order[b, r]`` is the item at rank r.
+    """
+    n = scores.shape[1]
+    generator = torch.Generator().manual_seed(seed)
+    shuffle = torch.randperm(n, generator=generator).to(scores.device)
+    order = torch.argsort(scores[:, shuffle], dim=1, descending=descending, stable=True)
+    return shuffle[order]
+
+
+def hard_topk_membership(scores: torch.Tensor, fractions: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Hard counterpart of :func:`soft_topk_membership`: (B, N) scores -> (B, F, N) memberships.
+
+    Fractional counts interpolate between floor(p * N) and ceil(p * N), as in the soft version.
+    """
+    b, n = scores.shape
+    order = hard_order(scores, descending=True, seed=seed)
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(n, device=scores.device).expand(b, n))
+    permutation = torch.nn.functional.one_hot(ranks, n).transpose(1, 2).to(scores.dtype)
+    return soft_topk_membership(permutation, fractions)
