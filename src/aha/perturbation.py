@@ -116,9 +116,10 @@ def blend(images: torch.Tensor, reference: torch.Tensor, masks: torch.Tensor) ->
     """Move masked pixels towards the reference: ``images + masks * (reference - images)``.
 
     Args:
-        images, reference: (N, C, H, W), broadcastable to each other.
-        masks: (N, H, W) in [0, 1]; 1 means fully replaced by the reference.
+        images, reference: (..., C, H, W), broadcastable to each other.
+        masks: (..., H, W) in [0, 1], broadcastable to the images' leading dims; 1 means fully replaced
+            by the reference.
     Returns:
-        (N, C, H, W).
+        (..., C, H, W).
     """
-    return torch.lerp(images, reference, masks.unsqueeze(1).to(images.dtype))
+    return torch.lerp(images, reference, masks.unsqueeze(-3).to(images.dtype))

@@ -1,0 +1,376 @@
+"""The AHA explainer: a frozen HF image classifier plus a light, class-conditioned DPT-style decoder that
+outputs a per-pixel importance map, trained to rank pixels by the deletion / insertion objective."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+import transformers
+from torch import nn
+from transformers import AutoModel, PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .backbones import BackboneSpec
+from .configuration_aha import AHAConfig
+from .objectives import ObjectiveTerms, RankingObjective
+
+
+@dataclass
+class AHAExplainerOutput(ModelOutput):
+    """Output of [`AHAExplainer`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is given):
+            The ranking objective averaged over images and explained classes.
+        attributions (`torch.FloatTensor` of shape `(batch_size, height, width)`):
+            One unbounded importance score per input pixel for the class in `target` (higher = more important).
+        logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
+            The target classifier's logits on the clean images.
+        target (`torch.LongTensor` of shape `(batch_size,)`):
+            The class each map explains (the predicted class unless one was given).
+        objective (`ObjectiveTerms`, *optional*, returned when `labels` is given):
+            Per-map parts of the loss (AUCs, peak penalty), for logging.
+    """
+
+    loss: torch.FloatTensor | None = None
+    attributions: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    target: torch.LongTensor | None = None
+    objective: ObjectiveTerms | None = None
+
+
+class ResidualConvUnit(nn.Module):
+    """Pre-activation residual block of two 3x3 convolutions (DPT's fusion unit): (B, C, h, w) -> same."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
+
+
+class AHADecoder(nn.Module):
+    """Feature pyramid -> full-resolution importance map, conditioned on the explained class.
+
+    Reassemble: each feature map is projected to ``fusion_channels`` by a 1x1 conv, plus a projection of
+    the class embedding (the same as joining the embedding to every token before the conv), then resized
+    to its pyramid level: plain ViT grids by x4, x2, x1, x0.5 (DPT's strides 4..32 at 16 px patches);
+    hierarchical stages keep their native grids. Fusion: top-down, each level adds the upsampled coarser
+    result and applies a residual unit. Head: 3x3 conv to ``head_channels`` at the finest level, bilinear
+    upsampling to the input size, 3x3 conv to one score per pixel (upsample late: cheap at full size).
+    """
+
+    def __init__(self, in_channels: list[int], num_labels: int, fusion_channels: int, head_channels: int, class_dim: int, hierarchical: bool):
+        super().__init__()
+        self.hierarchical = hierarchical
+        self.class_embedding = nn.Embedding(num_labels, class_dim)
+        self.projections = nn.ModuleList(nn.Conv2d(c, fusion_channels, 1) for c in in_channels)
+        self.class_projections = nn.ModuleList(nn.Linear(class_dim, fusion_channels, bias=False) for _ in in_channels)
+        self.fusions = nn.ModuleList(ResidualConvUnit(fusion_channels) for _ in in_channels)
+        self.head_conv = nn.Conv2d(fusion_channels, head_channels, 3, padding=1)
+        self.out_conv = nn.Conv2d(head_channels, 1, 3, padding=1)
+
+    def level_size(self, level: int, grid: tuple[int, int]) -> tuple[int, int]:
+        """Pyramid size of level ``level`` for a feature grid (h, w)."""
+        if self.hierarchical:
+            return grid
+        scale = 4.0 / 2**level
+        return max(1, round(grid[0] * scale)), max(1, round(grid[1] * scale))
+
+    def forward(self, features: list[torch.Tensor], classes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Args:
+            features: per level (B, C_l, h_l, w_l), finest-first order of depth (shallow first).
+            classes: (B,) class index each map explains.
+            size: (H, W) of the output map in pixels.
+        Returns:
+            (B, H, W) unbounded scores.
+        """
+        embedding = self.class_embedding(classes)
+        levels = []
+        for level, feature in enumerate(features):
+            x = self.projections[level](feature) + self.class_projections[level](embedding)[:, :, None, None]
+            target_size = self.level_size(level, feature.shape[-2:])
+            if tuple(x.shape[-2:]) != target_size:
+                x = F.interpolate(x, size=target_size, mode="bilinear", align_corners=False)
+            levels.append(x)
+        fused = self.fusions[-1](levels[-1])
+        for level in range(len(levels) - 2, -1, -1):
+            upsampled = F.interpolate(fused, size=levels[level].shape[-2:], mode="bilinear", align_corners=False)
+            fused = self.fusions[level](levels[level] + upsampled)
+        x = F.relu(self.head_conv(fused))
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        return self.out_conv(x).squeeze(1)
+
+
+def _classifier_class(config) -> type[PreTrainedModel]:
+    """The transformers class named by ``config.architectures[0]`` (never remote code)."""
+    name = (config.architectures or [None])[0]
+    cls = getattr(transformers, name, None) if name else None
+    if cls is None or "ForImageClassification" not in name:
+        raise ValueError(
+            f"classifier_config.architectures must name a transformers image classification class "
+            f"(e.g. ViTForImageClassification), got {config.architectures}"
+        )
+    return cls
+
+
+class AHAExplainer(PreTrainedModel):
+    """Explains a frozen Hugging Face image classifier with a learned per-pixel importance ranking (AHA).
+
+    The classifier (and the optional separate feature backbone) are frozen: no gradients, always in eval
+    mode, even when the explainer is put in train mode. Only the decoder learns.
+    """
+
+    config_class = AHAConfig
+    base_model_prefix = "aha"
+    main_input_name = "pixel_values"
+    supports_gradient_checkpointing = False
+    _no_split_modules = []
+
+    def __init__(self, config: AHAConfig):
+        super().__init__(config)
+        if config.classifier_config is None:
+            raise ValueError("AHAConfig.classifier_config is required: use AHAExplainer.from_classifier(classifier)")
+        self.classifier = _classifier_class(config.classifier_config)(config.classifier_config)
+        self.classifier_spec = BackboneSpec.from_model(self.classifier)
+        self.feature_backbone = None
+        feature_model = self.classifier
+        if config.feature_backbone_config is not None:
+            self.feature_backbone = AutoModel.from_config(config.feature_backbone_config)
+            feature_model = self.feature_backbone
+        self.feature_spec = BackboneSpec.from_model(feature_model)
+        self.feature_layers = tuple(config.feature_layers or self.feature_spec.default_feature_layers())
+        if not all(0 <= i < self.feature_spec.num_layers for i in self.feature_layers):
+            raise ValueError(
+                f"feature_layers must index hidden_states in [0, {self.feature_spec.num_layers}), "
+                f"got {list(self.feature_layers)}"
+            )
+        fusion = config.fusion_channels or int(min(256, max(16, max(self.feature_spec.hidden_sizes) // 4)))
+        self.decoder = AHADecoder(
+            in_channels=[self.feature_spec.hidden_sizes[i] for i in self.feature_layers],
+            num_labels=self.num_labels,
+            fusion_channels=fusion,
+            head_channels=config.head_channels or max(8, fusion // 4),
+            class_dim=config.class_embedding_dim or fusion,
+            hierarchical=self.feature_spec.hierarchical,
+        )
+        self.objective = RankingObjective(config, patch_size=self.classifier_spec.patch_size)
+        self.post_init()
+        self._freeze_frozen_models()
+
+    # ----------------------------------------------------------------------------------------- set-up
+    @property
+    def num_labels(self) -> int:
+        return self.config.classifier_config.num_labels
+
+    def _frozen_models(self) -> list[nn.Module]:
+        return [m for m in (self.classifier, self.feature_backbone) if m is not None]
+
+    def _freeze_frozen_models(self) -> None:
+        for model in self._frozen_models():
+            model.requires_grad_(False)
+            model.eval()
+
+    def train(self, mode: bool = True):
+        """Set the decoder's mode; the frozen classifier and feature backbone always stay in eval mode."""
+        super().train(mode)
+        for model in self._frozen_models():
+            model.eval()
+        return self
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Decoder init: Kaiming-normal convolutions, normal(0, initializer_range) embeddings, zero biases.
+
+        The frozen models' weights always come from their checkpoint or in-memory source.
+        """
+        if isinstance(module, nn.Conv2d):
+            init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, (nn.Linear, nn.Embedding)):
+            init.normal_(module.weight, std=self.config.initializer_range)
+            if getattr(module, "bias", None) is not None:
+                init.zeros_(module.bias)
+
+    @classmethod
+    def from_classifier(
+        cls, classifier: PreTrainedModel, image_processor=None, feature_backbone: PreTrainedModel | None = None, **config_overrides
+    ) -> "AHAExplainer":
+        """Wrap an in-memory HF image classifier (frozen) with a freshly initialised decoder.
+
+        Args:
+            classifier: a `transformers` image classification model of a supported family (ViT, DeiT,
+                BEiT, DINOv2, Swin, ...).
+            image_processor: the classifier's image processor; its normalisation enables the "black" reference.
+            feature_backbone: optional separate frozen HF vision model whose hidden states feed the decoder.
+            **config_overrides: any [`AHAConfig`] field.
+        """
+        if not isinstance(classifier, PreTrainedModel) or not hasattr(classifier.config, "num_labels"):
+            raise ValueError(
+                f"expected a transformers image classification model, got {type(classifier).__name__}"
+            )
+        BackboneSpec.from_model(classifier)
+        if "ForImageClassification" not in type(classifier).__name__:
+            raise ValueError(
+                f"expected a transformers *ForImageClassification model, got {type(classifier).__name__}"
+            )
+        classifier_config = classifier.config.__class__.from_dict(classifier.config.to_dict())
+        classifier_config.architectures = [type(classifier).__name__]
+        if image_processor is not None:
+            config_overrides.setdefault("image_mean", list(image_processor.image_mean))
+            config_overrides.setdefault("image_std", list(image_processor.image_std))
+        backbone_config = None
+        if feature_backbone is not None:
+            BackboneSpec.from_model(feature_backbone)
+            backbone_config = feature_backbone.config.__class__.from_dict(feature_backbone.config.to_dict())
+        config = AHAConfig(classifier_config=classifier_config, feature_backbone_config=backbone_config, **config_overrides)
+        explainer = cls(config)
+        explainer.classifier.load_state_dict(classifier.state_dict())
+        if feature_backbone is not None:
+            explainer.feature_backbone.load_state_dict(feature_backbone.state_dict())
+        return explainer.to(device=classifier.device, dtype=classifier.dtype)
+
+    # ----------------------------------------------------------------------------------- validation
+    def _check_pixel_values(self, pixel_values) -> None:
+        if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4 or not pixel_values.is_floating_point():
+            got = (
+                f"{tuple(pixel_values.shape)} {pixel_values.dtype}"
+                if isinstance(pixel_values, torch.Tensor)
+                else type(pixel_values).__name__
+            )
+            raise ValueError(f"pixel_values must be a 4-D float tensor (batch, channels, height, width), got {got}")
+        channels, height, width = pixel_values.shape[1:]
+        for spec in {self.classifier_spec, self.feature_spec}:
+            if channels != spec.num_channels:
+                raise ValueError(f"pixel_values must have {spec.num_channels} channels, got {channels}")
+            spec.check_pixel_size(height, width)
+        if not torch.isfinite(pixel_values).all():
+            raise ValueError("pixel_values contains NaN or inf")
+
+    def _check_classes(self, name: str, classes, batch_size: int) -> torch.Tensor:
+        classes = torch.as_tensor(classes, device=self.device)
+        if classes.ndim == 0:
+            classes = classes.expand(batch_size)
+        if classes.shape != (batch_size,) or classes.is_floating_point() or classes.is_complex():
+            raise ValueError(f"{name} must be an int or an integer tensor of shape ({batch_size},), got {tuple(classes.shape)} {classes.dtype}")
+        if ((classes < 0) | (classes >= self.num_labels)).any():
+            raise ValueError(f"{name} must be class indices in [0, {self.num_labels}), got {classes.tolist()}")
+        return classes.long()
+
+    # -------------------------------------------------------------------------------------- forward
+    def _features(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """One frozen forward: the classifier's logits (B, num_labels) and the decoder's feature maps."""
+        height, width = pixel_values.shape[-2:]
+        with torch.no_grad():
+            outputs = self.classifier(pixel_values=pixel_values, output_hidden_states=self.feature_backbone is None)
+            feature_outputs = outputs
+            if self.feature_backbone is not None:
+                feature_outputs = self.feature_backbone(pixel_values=pixel_values, output_hidden_states=True)
+            features = [self.feature_spec.feature_map(feature_outputs, i, height, width) for i in self.feature_layers]
+        return outputs.logits, features
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        target: torch.Tensor | int | None = None,
+        labels: torch.Tensor | None = None,
+        tau: float | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> AHAExplainerOutput:
+        r"""Explain ``pixel_values`` in one forward pass; with ``labels``, also compute the training loss.
+
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch_size, channels, height, width)`):
+                Images in the classifier's normalised space (the output of its image processor).
+            target (`int` or `torch.LongTensor` of shape `(batch_size,)`, *optional*):
+                Class to explain per image. Default: the classifier's prediction.
+            labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+                Ground-truth classes. When given, `loss` is the ranking objective over the target class and
+                (if `config.second_class`) a second class: the runner-up when the prediction is right, else
+                the label. A random grid size and reference are drawn for the step.
+            tau (`float`, *optional*): Gumbel-Sinkhorn temperature of this step. Default: `config.tau_end`.
+        """
+        self._check_pixel_values(pixel_values)
+        batch_size, _, height, width = pixel_values.shape
+        logits, features = self._features(pixel_values)
+        target = logits.argmax(-1) if target is None else self._check_classes("target", target, batch_size)
+        if labels is None:
+            attributions = self.decoder(features, target, (height, width))
+            return AHAExplainerOutput(attributions=attributions, logits=logits, target=target)
+
+        labels = self._check_classes("labels", labels, batch_size)
+        classes = [target]
+        if self.config.second_class:
+            runner_up = logits.topk(2, dim=-1).indices[:, 1]
+            classes.append(torch.where(logits.argmax(-1) == labels, runner_up, labels))
+        repeats = len(classes)
+        classes = torch.cat(classes)
+        maps = self.decoder([f.repeat(repeats, 1, 1, 1) for f in features], classes, (height, width))
+        terms = self.objective(
+            self.classifier,
+            pixel_values.repeat(repeats, 1, 1, 1),
+            maps,
+            classes,
+            tau=self.config.tau_end if tau is None else tau,
+            grid=self.objective.sample_grid(height, width),
+            reference=self.objective.sample_reference(),
+        )
+        return AHAExplainerOutput(
+            loss=terms.loss.mean(), attributions=maps[:batch_size], logits=logits, target=target, objective=terms
+        )
+
+    # -------------------------------------------------------------------------------------- explain
+    def refinement_objective(self, pixel_values: torch.Tensor, maps: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The deterministic objective test-time refinement minimises, per image: (B,).
+
+        No Gumbel noise, tau = ``config.tau_end``, the finest training grid, the "mean" reference.
+        """
+        height, width = pixel_values.shape[-2:]
+        return self.objective(
+            self.classifier,
+            pixel_values,
+            maps,
+            target,
+            tau=self.config.tau_end,
+            grid=self.objective.grid_range(height, width)[1],
+            reference="mean",
+            noise=False,
+        ).loss
+
+    def explain(
+        self,
+        pixel_values: torch.Tensor,
+        target: torch.Tensor | int | None = None,
+        refine_steps: int = 0,
+        refine_lr: float | None = None,
+    ) -> torch.Tensor:
+        """Importance maps (B, H, W) at the input resolution, for `target` (default: the predicted class).
+
+        With ``refine_steps > 0``, each map is standardised per image (ranking unchanged) and refined by
+        that many Adam steps (learning rate ``refine_lr``, default ``config.refine_lr``) on
+        :meth:`refinement_objective`, all images at once; the refined maps are returned.
+        """
+        if refine_steps < 0:
+            raise ValueError(f"refine_steps must be >= 0, got {refine_steps}")
+        with torch.no_grad():
+            output = self(pixel_values, target=target)
+        maps = output.attributions
+        if refine_steps == 0:
+            return maps
+        flat = maps.flatten(1)
+        maps = ((flat - flat.mean(1, keepdim=True)) / (flat.std(1, keepdim=True) + 1e-6)).view_as(maps)
+        maps = maps.detach().requires_grad_(True)
+        optimizer = torch.optim.Adam([maps], lr=refine_lr or self.config.refine_lr)
+        with torch.enable_grad():
+            for _ in range(refine_steps):
+                loss = self.refinement_objective(pixel_values, maps, output.target).sum()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        return maps.detach()

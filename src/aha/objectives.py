@@ -1,0 +1,176 @@
+"""The differentiable deletion / insertion objective AHA is trained with.
+
+A map h (N, H, W) is average-pooled to G x G cells; a Gumbel-Sinkhorn soft permutation of the cells
+gives, for each fraction p, the soft probability that a cell is among the top p * G^2. Upsampled and
+smoothed, those memberships are masks that move the image towards a reference; the target's softmax
+probability on every perturbed image traces a soft curve whose trapezoid AUC is the loss term:
+
+- deletion: most important cells replaced first (low AUC is good);
+- least-relevant-first ("lrf", the reference's insertion): least important replaced first (high is good);
+- RISE insertion: most important cells inserted first into the blurred image (high is good).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .perturbation import blend, make_reference, reference_blur, smooth_masks, upsample_cell_masks
+from .ranking import gumbel_sinkhorn, soft_topk_membership
+
+
+def annealed_tau(step: int, total_steps: int, tau_start: float, tau_end: float) -> float:
+    """Temperature at ``step`` of a linear anneal from ``tau_start`` (step 0) to ``tau_end`` (last step)."""
+    progress = min(max(step / max(total_steps - 1, 1), 0.0), 1.0)
+    return tau_start + (tau_end - tau_start) * progress
+
+
+def trapezoid_auc(curve: torch.Tensor) -> torch.Tensor:
+    """Trapezoid area under curves sampled at evenly spaced fractions of [0, 1]: (..., F) -> (...)."""
+    inner = curve.sum(dim=-1) - 0.5 * (curve[..., 0] + curve[..., -1])
+    return inner / (curve.shape[-1] - 1)
+
+
+def peak_penalty(maps: torch.Tensor, window: int) -> torch.Tensor:
+    """``mean(relu(h - avgpool_window(h))^2)`` per map: (N, H, W) -> (N,). Penalises isolated spikes."""
+    local_mean = F.avg_pool2d(
+        maps.unsqueeze(1), window, stride=1, padding=window // 2, count_include_pad=False
+    ).squeeze(1)
+    return F.relu(maps - local_mean).pow(2).mean(dim=(1, 2))
+
+
+def target_probabilities(
+    classifier: nn.Module, images: torch.Tensor, classes: torch.Tensor, chunk_size: int
+) -> torch.Tensor:
+    """Softmax probability of ``classes`` (N,) on ``images`` (N, C, H, W), in chunks of ``chunk_size``.
+
+    Gradients flow to the images when autograd is on; returns (N,) float32.
+    """
+    probs = []
+    for start in range(0, images.shape[0], chunk_size):
+        logits = classifier(pixel_values=images[start : start + chunk_size]).logits.float()
+        cls = classes[start : start + chunk_size]
+        probs.append(logits.softmax(dim=-1).gather(1, cls.unsqueeze(1)).squeeze(1))
+    return torch.cat(probs)
+
+
+@dataclass
+class ObjectiveTerms:
+    """Per-map terms of the objective, each (N,): the weighted ``loss`` and its parts."""
+
+    loss: torch.Tensor
+    deletion_auc: torch.Tensor
+    lrf_auc: torch.Tensor
+    rise_auc: torch.Tensor
+    peak: torch.Tensor
+
+
+class RankingObjective:
+    """Soft deletion / insertion AUC loss of maps, through a frozen classifier (see the module docstring).
+
+    Args:
+        config: an :class:`~aha.AHAConfig` (weights, fractions, Sinkhorn, smoothing, chunk size).
+        patch_size: the target's patch side in pixels (sets the grid range).
+    """
+
+    def __init__(self, config, patch_size: int):
+        self.config = config
+        self.patch_size = patch_size
+
+    def grid_range(self, height: int, width: int) -> tuple[int, int]:
+        """Smallest and largest grid side G: cells of ``grid_cell_patches[1]`` down to ``[0]`` patches."""
+        side = min(height, width)
+        low_cell, high_cell = self.config.grid_cell_patches
+        smallest = max(2, round(side / (high_cell * self.patch_size)))
+        largest = max(smallest, min(side, round(side / (low_cell * self.patch_size))))
+        return smallest, largest
+
+    def sample_grid(self, height: int, width: int) -> int:
+        """A grid side drawn uniformly from :meth:`grid_range` (Python's RNG, seeded by the training loop)."""
+        return random.randint(*self.grid_range(height, width))
+
+    def sample_reference(self) -> str:
+        """A reference kind drawn uniformly from ``config.references``."""
+        return random.choice(self.config.references)
+
+    def __call__(
+        self,
+        classifier: nn.Module,
+        pixel_values: torch.Tensor,
+        maps: torch.Tensor,
+        classes: torch.Tensor,
+        tau: float,
+        grid: int,
+        reference: str,
+        noise: bool = True,
+    ) -> ObjectiveTerms:
+        """Evaluate the objective.
+
+        Args:
+            classifier: frozen target, called as ``classifier(pixel_values=x).logits``.
+            pixel_values: (N, C, H, W) images in normalised space.
+            maps: (N, H, W) unbounded importance scores (higher = more important).
+            classes: (N,) class explained by each map.
+            tau: Sinkhorn temperature; grid: grid side G; reference: "mean", "black" or "blur".
+            noise: Gumbel noise on (training) or off (deterministic evaluation).
+        Returns:
+            :class:`ObjectiveTerms`, each (N,).
+        """
+        config = self.config
+        n, _, height, width = pixel_values.shape
+        fractions = torch.linspace(0, 1, config.num_fractions, device=maps.device)
+        cells = F.adaptive_avg_pool2d(maps.unsqueeze(1), grid).flatten(1)
+        permutation = gumbel_sinkhorn(cells, tau=tau, n_iters=config.sinkhorn_iterations, noise=noise)
+        # top-p membership, and bottom-p membership as 1 - top-(1-p): one relaxation serves both orders
+        membership = soft_topk_membership(permutation, torch.cat([fractions, 1 - fractions]))
+        top, bottom = membership[:, : len(fractions)], 1 - membership[:, len(fractions) :]
+
+        def pixel_masks(cell_masks: torch.Tensor) -> torch.Tensor:
+            masks = upsample_cell_masks(cell_masks.reshape(-1, grid, grid), (height, width))
+            return smooth_masks(masks, config.mask_sigma).view(n, -1, height, width)
+
+        images = pixel_values.unsqueeze(1)
+        reference_images = make_reference(pixel_values, reference, config.image_mean, config.image_std).unsqueeze(1)
+        # name -> (weight, perturbed images (N, F, C, H, W), whether a high AUC is good)
+        terms = {
+            "deletion": (config.deletion_weight, lambda: blend(images, reference_images, pixel_masks(top)), False),
+            "lrf": (config.lrf_insertion_weight, lambda: blend(images, reference_images, pixel_masks(bottom)), True),
+            "rise": (
+                config.rise_insertion_weight,
+                lambda: blend(reference_blur(pixel_values).unsqueeze(1), images, pixel_masks(top)),
+                True,
+            ),
+        }
+        active = [name for name, (weight, _, _) in terms.items() if weight]
+        batch = torch.cat([terms[name][1]() for name in active], dim=1)  # (N, T * F, C, H, W)
+        probs = target_probabilities(
+            classifier,
+            batch.flatten(0, 1),
+            classes.repeat_interleave(batch.shape[1]),
+            config.perturbation_batch_size,
+        ).view(n, len(active), -1)
+        aucs = dict(zip(active, trapezoid_auc(probs).unbind(1)))
+
+        peak = peak_penalty(maps, self.peak_window(height, width))
+        loss = config.peak_weight * peak
+        for name in active:
+            weight, _, high_is_good = terms[name]
+            loss = loss + weight * ((1 - aucs[name]) if high_is_good else aucs[name])
+        missing = torch.full((n,), math.nan, device=maps.device)
+        return ObjectiveTerms(
+            loss=loss,
+            deletion_auc=aucs.get("deletion", missing),
+            lrf_auc=aucs.get("lrf", missing),
+            rise_auc=aucs.get("rise", missing),
+            peak=peak,
+        )
+
+    def peak_window(self, height: int, width: int) -> int:
+        """``config.peak_window`` (pixels at 224 px) scaled to this image side, odd and >= 3."""
+        window = round(self.config.peak_window * min(height, width) / 224)
+        return max(3, window | 1)
