@@ -1,0 +1,252 @@
+"""The interface every comparison method implements, and the helpers the methods share.
+
+An :class:`Attributor` wraps a frozen Hugging Face image classifier and turns a batch of
+``pixel_values`` (B, C, H, W), in the classifier's normalised space, into one importance map per
+image, (B, H, W) float32 at input resolution, for a target class per image (default: the predicted
+class). Higher means more important; only the ordering of a map's values is meaningful across methods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from typing import ClassVar, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aha.backbones import BackboneSpec
+from aha.perturbation import REFERENCES, blend, make_reference
+
+SCORES = ("logit", "probability")
+
+
+def check_choice(option: str, value, choices: Sequence) -> None:
+    """Raise a ValueError if ``value`` is not one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{option} must be one of {tuple(choices)}, got {value!r}")
+
+
+def check_reference(reference: str, image_mean, image_std) -> None:
+    """Validate a perturbation reference name (see :mod:`aha.perturbation`) before any forward pass."""
+    check_choice("reference", reference, REFERENCES)
+    if reference == "black" and (image_mean is None or image_std is None):
+        raise ValueError('reference "black" needs image_mean and image_std (the processor normalisation)')
+
+
+def target_scores(logits: torch.Tensor, target: torch.Tensor, score: str) -> torch.Tensor:
+    """The explained score of each row: the target's logit or softmax probability.
+
+    Args:
+        logits: (N, num_labels).
+        target: (N,) long class indices.
+        score: ``"logit"`` or ``"probability"``.
+    Returns:
+        (N,) in the logits' dtype.
+    """
+    values = logits if score == "logit" else logits.softmax(-1)
+    return values.gather(1, target[:, None]).squeeze(1)
+
+
+def resolve_target(target: torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor:
+    """The given (B,) targets, or the predicted classes ``logits.argmax(-1)`` when ``target`` is None."""
+    return logits.argmax(-1) if target is None else target
+
+
+def upsample(maps: torch.Tensor, stride: int, size: tuple[int, int]) -> torch.Tensor:
+    """Token-level maps to pixels: bilinear upsampling by ``stride``, cropped to ``size``.
+
+    Each token of a (h, w) grid covers a ``stride`` x ``stride`` pixel patch, so the grid is resized to
+    (h * stride, w * stride) and the padding a model adds on the bottom/right edges is cut off.
+
+    Args:
+        maps: (B, h, w) float.
+        stride: pixels per token.
+        size: (H, W) of the input images.
+    Returns:
+        (B, H, W) float32.
+    """
+    grid_h, grid_w = maps.shape[-2:]
+    out = F.interpolate(
+        maps[:, None].float(), size=(grid_h * stride, grid_w * stride), mode="bilinear", align_corners=False
+    )
+    return out[:, 0, : size[0], : size[1]]
+
+
+def scores_under_masks(
+    classifier: nn.Module,
+    pixel_values: torch.Tensor,
+    reference: torch.Tensor,
+    masks: torch.Tensor,
+    target: torch.Tensor,
+    score: str,
+    batch_size: int,
+) -> torch.Tensor:
+    """Score of every image under every mask, pushing the B * N perturbed images in chunks.
+
+    Args:
+        pixel_values, reference: (B, C, H, W), normalised space.
+        masks: (N, H, W) in [0, 1], shared by all images; 1 replaces the pixel by the reference.
+        target: (B,) long.
+        score: ``"logit"`` or ``"probability"``.
+        batch_size: images per forward pass.
+    Returns:
+        (B, N) float32 scores of each image's target class.
+    """
+    batch, count = pixel_values.shape[0], masks.shape[0]
+    out = torch.empty(count * batch, device=pixel_values.device, dtype=torch.float32)
+    for pairs in torch.arange(count * batch, device=pixel_values.device).split(batch_size):
+        images, mask_ids = pairs % batch, pairs // batch
+        perturbed = blend(pixel_values[images], reference[images], masks[mask_ids])
+        logits = classifier(pixel_values=perturbed).logits
+        out[pairs] = target_scores(logits, target[images], score).float()
+    return out.view(count, batch).T
+
+
+@contextlib.contextmanager
+def frozen(model: nn.Module, eager_attention: bool = False) -> Iterator[None]:
+    """Run ``model`` in eval mode with frozen parameters, restoring its previous state afterwards.
+
+    With ``eager_attention``, the attention implementation is switched to ``"eager"`` (the only one that
+    returns attention weights) for the duration and switched back on exit.
+    """
+    was_training = model.training
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    attention = model.config._attn_implementation
+    model.eval()
+    for param in trainable:
+        param.requires_grad_(False)
+    if eager_attention and attention != "eager":
+        model.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        if eager_attention and attention != "eager":
+            model.set_attn_implementation(attention)
+        for param in trainable:
+            param.requires_grad_(True)
+        model.train(was_training)
+
+
+class Attributor:
+    """Base of the comparison methods: ``attributor(pixel_values, target=None) -> (B, H, W)``.
+
+    Subclasses set :attr:`name`, declare whether they need gradients or attention weights, take their
+    options as keyword arguments of ``__init__`` and implement :meth:`_attribute`.
+
+    During a call the classifier is put in eval mode with frozen parameters (no ``.grad`` is written to
+    them) and, for attention-based methods, temporarily switched to eager attention; its previous mode,
+    ``requires_grad`` flags and attention implementation are restored afterwards.
+
+    Args:
+        classifier: a supported Hugging Face image classifier (see :mod:`aha.backbones`).
+    """
+
+    name: ClassVar[str]
+    needs_gradients: ClassVar[bool] = False
+    needs_attentions: ClassVar[bool] = False
+
+    def __init__(self, classifier: nn.Module):
+        self.spec = BackboneSpec.from_model(classifier)
+        num_labels = getattr(classifier.config, "num_labels", None)
+        if not num_labels:
+            raise ValueError(f"{type(classifier).__name__} has no config.num_labels: is it a classifier?")
+        self.classifier = classifier
+        self.num_labels = int(num_labels)
+
+    def __call__(self, pixel_values: torch.Tensor, target=None) -> torch.Tensor:
+        return self.attribute(pixel_values, target)
+
+    def attribute(self, pixel_values: torch.Tensor, target=None) -> torch.Tensor:
+        """Importance maps for a batch.
+
+        Args:
+            pixel_values: (B, C, H, W) float images in the classifier's normalised space; moved to the
+                classifier's device and dtype.
+            target: class to explain per image: None (the predicted class), an int for all images, or a
+                sequence / (B,) integer tensor.
+        Returns:
+            (B, H, W) float32 maps on the classifier's device.
+        """
+        pixel_values = self._check_pixel_values(pixel_values)
+        target = self._check_target(target, pixel_values.shape[0], pixel_values.device)
+        grad_mode = torch.enable_grad() if self.needs_gradients else torch.no_grad()
+        with frozen(self.classifier, eager_attention=self.needs_attentions), grad_mode:
+            maps = self._attribute(pixel_values, target)
+        return maps.detach().float()
+
+    def _attribute(self, pixel_values: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        """(B, C, H, W) validated images, (B,) long targets or None -> (B, H, W) maps."""
+        raise NotImplementedError
+
+    def _check_pixel_values(self, pixel_values) -> torch.Tensor:
+        if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4:
+            shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values)
+            raise ValueError(f"pixel_values must be a (B, C, H, W) tensor, got {shape}")
+        if not pixel_values.is_floating_point():
+            raise ValueError(f"pixel_values must be floating point, got {pixel_values.dtype}")
+        if pixel_values.shape[1] != self.spec.num_channels:
+            raise ValueError(
+                f"pixel_values has {pixel_values.shape[1]} channels, the classifier expects {self.spec.num_channels}"
+            )
+        self.spec.check_pixel_size(*pixel_values.shape[-2:])
+        if not torch.isfinite(pixel_values).all():
+            raise ValueError("pixel_values contains NaN or infinite values")
+        param = next(self.classifier.parameters())
+        return pixel_values.detach().to(device=param.device, dtype=param.dtype)
+
+    def _check_target(self, target, batch: int, device: torch.device) -> torch.Tensor | None:
+        if target is None:
+            return None
+        target = torch.as_tensor(target, device=device)
+        if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+            raise ValueError(f"target must hold integer class indices, got dtype {target.dtype}")
+        if target.ndim == 0:
+            target = target.expand(batch)
+        if target.shape != (batch,):
+            raise ValueError(f"target must be an int or have shape ({batch},), got {tuple(target.shape)}")
+        if ((target < 0) | (target >= self.num_labels)).any():
+            raise ValueError(f"target classes must be in [0, {self.num_labels}), got {target.tolist()}")
+        return target.long()
+
+
+def warn_if_flat(maps: torch.Tensor, method: str, hint: str) -> None:
+    """Warn when some (B, h, w) maps are constant, i.e. carry no ranking at all."""
+    flat = (maps.flatten(1).amax(1) == maps.flatten(1).amin(1)).nonzero().flatten().tolist()
+    if flat:
+        warnings.warn(f"{method}: constant map for images {flat}; {hint}", stacklevel=3)
+
+
+class PerturbationAttributor(Attributor):
+    """Base of the methods that feed modified images to the classifier (occlusion, RISE, integrated
+    gradients): a reference image, an explained score, and a forward batch size.
+
+    Args:
+        classifier: see :class:`Attributor`.
+        reference: what removed pixels become, in normalised space (:mod:`aha.perturbation`):
+            ``"mean"`` (zeros: the dataset mean colour), ``"black"`` (needs ``image_mean`` and
+            ``image_std``, the processor's normalisation) or ``"blur"``.
+        score: the explained score of the target class, ``"logit"`` or softmax ``"probability"``.
+        batch_size: images per forward pass.
+    """
+
+    def __init__(self, classifier, reference: str, score: str, batch_size: int, image_mean=None, image_std=None):
+        super().__init__(classifier)
+        check_reference(reference, image_mean, image_std)
+        check_choice("score", score, SCORES)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.reference, self.score, self.batch_size = reference, score, batch_size
+        self.image_mean, self.image_std = image_mean, image_std
+
+    def make_reference(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) reference images in normalised space."""
+        return make_reference(pixel_values, self.reference, self.image_mean, self.image_std)
+
+    def clean_scores(self, pixel_values: torch.Tensor, target: torch.Tensor | None):
+        """One gradient-free forward of the unmodified images: ((B,) targets, (B,) float32 scores)."""
+        with torch.no_grad():
+            logits = self.classifier(pixel_values=pixel_values).logits
+        target = resolve_target(target, logits)
+        return target, target_scores(logits, target, self.score).float()

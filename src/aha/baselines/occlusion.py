@@ -1,0 +1,66 @@
+"""Occlusion (Zeiler & Fergus, 2014): the score drop when a sliding square is replaced by a reference."""
+
+from __future__ import annotations
+
+import torch
+
+from aha.baselines.base import PerturbationAttributor, scores_under_masks
+
+
+def window_starts(side: int, window: int, stride: int) -> list[int]:
+    """Offsets of a sliding window along one side (pixels), the last one flush with the edge."""
+    starts = list(range(0, max(side - window, 0) + 1, stride))
+    if starts[-1] + window < side:
+        starts.append(side - window)
+    return starts
+
+
+class Occlusion(PerturbationAttributor):
+    """Every pixel gets the mean of ``f(x) - f(x with the window replaced)`` over the windows covering it.
+
+    All B x (number of windows) occluded images go through the classifier in batches of ``batch_size``.
+
+    Options:
+        window: side of the square, pixels (default: ``min(H, W) // 7``, 32 px at 224 px).
+        stride: step between windows, pixels (default: ``window // 2``).
+        reference: what the window becomes (default ``"mean"``; see :class:`PerturbationAttributor`).
+        score: ``"probability"`` (default) or ``"logit"``.
+        batch_size: images per forward pass (default 64).
+    """
+
+    name = "occlusion"
+
+    def __init__(
+        self,
+        classifier,
+        window: int | None = None,
+        stride: int | None = None,
+        reference: str = "mean",
+        score: str = "probability",
+        batch_size: int = 64,
+        image_mean=None,
+        image_std=None,
+    ):
+        super().__init__(classifier, reference, score, batch_size, image_mean, image_std)
+        if (window is not None and window < 1) or (stride is not None and stride < 1):
+            raise ValueError(f"window and stride must be positive pixel counts, got {window} and {stride}")
+        self.window, self.stride = window, stride
+
+    def masks(self, height: int, width: int, device=None) -> torch.Tensor:
+        """(N, H, W) binary masks, one per window position (1 inside the window)."""
+        window = min(self.window or max(min(height, width) // 7, 1), height, width)
+        stride = self.stride or max(window // 2, 1)
+        offsets = [(y, x) for y in window_starts(height, window, stride) for x in window_starts(width, window, stride)]
+        masks = torch.zeros(len(offsets), height, width, device=device)
+        for mask, (y, x) in zip(masks, offsets):
+            mask[y : y + window, x : x + window] = 1
+        return masks
+
+    def _attribute(self, pixel_values: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        target, clean = self.clean_scores(pixel_values, target)
+        masks = self.masks(*pixel_values.shape[-2:], device=pixel_values.device)
+        scores = scores_under_masks(
+            self.classifier, pixel_values, self.make_reference(pixel_values), masks, target, self.score, self.batch_size
+        )
+        drops = clean[:, None] - scores
+        return torch.einsum("bn,nhw->bhw", drops, masks) / masks.sum(0)

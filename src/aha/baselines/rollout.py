@@ -1,0 +1,46 @@
+"""Attention rollout (Abnar & Zuidema, 2020, "Quantifying Attention Flow in Transformers")."""
+
+from __future__ import annotations
+
+import torch
+
+from aha.baselines.attention import capture_attentions, is_mean_pooled, propagate
+from aha.baselines.base import Attributor, check_choice, upsample
+
+HEAD_FUSIONS = ("mean", "max", "min")
+
+
+class AttentionRollout(Attributor):
+    """Product over layers of the head-fused attention plus the residual identity, rows renormalised:
+    ``A_l' = (fuse_heads(A_l) + I) / row_sums``. The map is the read-out row of ``A_L' ... A_1'`` (CLS,
+    or the mean of the patch rows for mean-pooling models such as BEiT and Swin) over the patch
+    tokens, upsampled bilinearly.
+
+    Class-agnostic: ``target`` is validated but does not change the map. See
+    :mod:`aha.baselines.attention` for the windowed (Swin) treatment.
+
+    Options:
+        head_fusion: how heads are combined, ``"mean"`` (Abnar & Zuidema, default), ``"max"`` or ``"min"``.
+    """
+
+    name = "rollout"
+    needs_attentions = True
+
+    def __init__(self, classifier, head_fusion: str = "mean"):
+        super().__init__(classifier)
+        check_choice("head_fusion", head_fusion, HEAD_FUSIONS)
+        self.head_fusion = head_fusion
+
+    def _attribute(self, pixel_values: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        height, width = pixel_values.shape[-2:]
+        _, layers = capture_attentions(self.classifier, self.spec, pixel_values)
+        fuse = {"mean": torch.mean, "max": torch.amax, "min": torch.amin}[self.head_fusion]
+        mixings = [fuse(layer.weights.float(), dim=1) for layer in layers]
+        relevance = propagate(
+            layers,
+            mixings,
+            grid=self.spec.grid_size(0, height, width),
+            normalise=True,
+            mean_pooled=is_mean_pooled(self.classifier),
+        )
+        return upsample(relevance, self.spec.strides[0], (height, width))
