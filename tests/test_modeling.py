@@ -1,0 +1,170 @@
+import pytest
+import torch
+import transformers as T
+from conftest import IMAGE_SIZE, NUM_LABELS, TINY_CLASSIFIERS, make_classifier
+from transformers import AutoConfig, AutoModel
+
+from aha import AHAConfig, AHAExplainer
+from aha.perturbation import blend
+from aha.ranking import hard_topk_membership
+
+
+def _explainer(name="vit", **overrides):
+    return AHAExplainer.from_classifier(make_classifier(name), **overrides)
+
+
+@pytest.mark.parametrize("name", sorted(TINY_CLASSIFIERS))
+def test_attributions_at_input_resolution_for_every_family(name, images):
+    explainer = _explainer(name)
+    out = explainer(images)
+    assert out.attributions.shape == (4, IMAGE_SIZE, IMAGE_SIZE)
+    assert out.logits.shape == (4, NUM_LABELS)
+    torch.testing.assert_close(out.logits, explainer.classifier(pixel_values=images).logits)
+    assert torch.equal(out.target, out.logits.argmax(-1))
+    loss = explainer(images, labels=torch.tensor([0, 1, 2, 3]), tau=1.0).loss
+    assert loss.ndim == 0 and torch.isfinite(loss)
+
+
+def test_separate_feature_backbone(images):
+    backbone = T.Dinov2Model(
+        T.Dinov2Config(image_size=32, patch_size=4, hidden_size=24, num_hidden_layers=3, num_attention_heads=2)
+    )
+    explainer = AHAExplainer.from_classifier(make_classifier("vit"), feature_backbone=backbone)
+    assert explainer.feature_spec.model_type == "dinov2"
+    assert explainer(images).attributions.shape == (4, IMAGE_SIZE, IMAGE_SIZE)
+    assert not any(p.requires_grad for p in explainer.feature_backbone.parameters())
+
+
+def test_gradients_reach_the_decoder_only_and_backbone_stays_fixed(images):
+    explainer = _explainer()
+    explainer.train()
+    assert not explainer.classifier.training
+    before = {k: v.clone() for k, v in explainer.classifier.state_dict().items()}
+    optimizer = torch.optim.AdamW([p for p in explainer.parameters() if p.requires_grad], lr=1e-2)
+    loss = explainer(images, labels=torch.tensor([0, 1, 2, 3]), tau=1.0).loss
+    loss.backward()
+    for name, param in explainer.decoder.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+    assert all(not p.requires_grad and p.grad is None for p in explainer.classifier.parameters())
+    optimizer.step()
+    for key, value in explainer.classifier.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_save_and_load_reproduce_attributions_exactly(tmp_path, images):
+    explainer = _explainer(fusion_channels=24)
+    expected = explainer(images).attributions
+    explainer.save_pretrained(tmp_path)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert "model.safetensors" in files and "config.json" in files
+    assert not any(f.endswith((".bin", ".pt", ".pkl")) for f in files)
+    for loader in (AHAExplainer, AutoModel):
+        reloaded = loader.from_pretrained(tmp_path)
+        assert isinstance(reloaded, AHAExplainer)
+        assert torch.equal(reloaded(images).attributions, expected)
+    config = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(config, AHAConfig) and config.fusion_channels == 24
+
+
+def test_deit_with_teacher_round_trips(tmp_path, images):
+    explainer = _explainer("deit_teacher")
+    explainer.save_pretrained(tmp_path)
+    reloaded = AHAExplainer.from_pretrained(tmp_path)
+    assert type(reloaded.classifier).__name__ == "DeiTForImageClassificationWithTeacher"
+    assert torch.equal(reloaded(images).attributions, explainer(images).attributions)
+
+
+def test_refinement_lowers_the_objective(images):
+    explainer = _explainer()
+    maps = explainer.explain(images)
+    target = explainer(images).target
+    refined = explainer.explain(images, refine_steps=5, refine_lr=0.1)
+    assert refined.shape == maps.shape
+    with torch.no_grad():
+        before = explainer.refinement_objective(images, maps, target)
+        after = explainer.refinement_objective(images, refined, target)
+    assert (after < before).all(), (before, after)
+
+
+def _hard_deletion_auc(classifier, images, maps):
+    """Exact deletion AUC towards the mean (zero) reference, one fraction at a time."""
+    fractions = torch.linspace(0, 1, 21)
+    with torch.no_grad():
+        target = classifier(pixel_values=images).logits.argmax(-1)
+        membership = hard_topk_membership(maps.flatten(1), fractions)
+        curve = []
+        for i in range(len(fractions)):
+            masks = membership[:, i].view_as(maps)
+            logits = classifier(pixel_values=blend(images, torch.zeros_like(images), masks)).logits
+            curve.append(logits.softmax(-1).gather(1, target[:, None])[:, 0])
+        curve = torch.stack(curve, 1)
+    return ((curve.sum(1) - 0.5 * (curve[:, 0] + curve[:, -1])) / 20).mean().item()
+
+
+def test_training_lowers_loss_and_exact_deletion():
+    torch.manual_seed(0)
+    classifier = make_classifier("vit")
+    with torch.no_grad():  # sharpen the random head so perturbations move the probabilities
+        classifier.classifier.weight.mul_(30)
+    explainer = AHAExplainer.from_classifier(classifier, references=["mean"], second_class=False)
+    images = torch.randn(8, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(1))
+    labels = classifier(pixel_values=images).logits.argmax(-1)
+    deletion_before = _hard_deletion_auc(classifier, images, explainer.explain(images))
+    optimizer = torch.optim.AdamW([p for p in explainer.parameters() if p.requires_grad], lr=3e-3)
+    losses = []
+    for step in range(60):
+        loss = explainer(images, labels=labels, tau=1.0 - 0.7 * step / 59).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert sum(losses[-10:]) / 10 < sum(losses[:10]) / 10
+    deletion_after = _hard_deletion_auc(classifier, images, explainer.explain(images))
+    assert deletion_after < deletion_before - 0.03, (deletion_before, deletion_after)
+
+
+def test_unsupported_models_are_named():
+    text = T.BertForSequenceClassification(
+        T.BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)
+    )
+    with pytest.raises(ValueError, match="BertForSequenceClassification"):
+        AHAExplainer.from_classifier(text)
+    convnet = T.ResNetForImageClassification(T.ResNetConfig(embedding_size=8, hidden_sizes=[8], depths=[1]))
+    with pytest.raises(ValueError, match="ResNetForImageClassification"):
+        AHAExplainer.from_classifier(convnet)
+    with pytest.raises(ValueError, match="ForImageClassification"):
+        AHAExplainer.from_classifier(T.ViTModel(T.ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2)))
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (lambda x: x[0], "4-D float tensor"),
+        (lambda x: x.to(torch.uint8), "4-D float tensor"),
+        (lambda x: x[:, :2], "3 channels"),
+        (lambda x: x[:, :, :16, :16], "32x32"),
+        (lambda x: x.index_put((torch.tensor([0]),), torch.tensor(float("nan"))), "NaN"),
+    ],
+)
+def test_bad_pixel_values_are_explained(bad, message, images):
+    with pytest.raises(ValueError, match=message):
+        _explainer()(bad(images))
+
+
+def test_bad_classes_are_explained(images):
+    explainer = _explainer()
+    with pytest.raises(ValueError, match=r"\[0, 5\)"):
+        explainer(images, target=5)
+    with pytest.raises(ValueError, match=r"\[0, 5\)"):
+        explainer(images, labels=torch.tensor([0, 1, 2, -1]))
+    with pytest.raises(ValueError, match=r"shape \(4,\)"):
+        explainer(images, target=torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="refine_steps"):
+        explainer.explain(images, refine_steps=-1)
+
+
+def test_black_reference_needs_the_normalisation():
+    with pytest.raises(ValueError, match="image_mean and image_std"):
+        _explainer(references=["black"])
+    processor = T.ViTImageProcessorPil(image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    assert _explainer(image_processor=processor).config.references == ["black", "mean", "blur"]
