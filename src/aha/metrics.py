@@ -1,0 +1,545 @@
+"""Exact, batched faithfulness and localisation metrics for attribution maps.
+
+Everything is built on one engine, :func:`perturbation_curve`: given a per-image pixel ordering, a start
+image and an end image, the image at fraction ``p`` takes the end image's value on the first
+``k = round(p * H * W)`` pixels of the ordering and keeps the start image's value elsewhere. All
+``B * F`` perturbed images are built from rank comparisons (``rank < k``, no per-step loops) and pushed
+through the classifier in chunks under ``torch.no_grad``; the curve is the target's score at each fraction.
+
+Named metrics (the evaluation protocol of DESIGN.md section 1 unless stated):
+
+- :func:`deletion`: most relevant pixels first, towards a reference; low AUC is good.
+- :func:`insertion`: high AUC is good, in two conventions:
+  ``"lrf"`` (least-relevant-first deletion towards the reference, the AHA reference's "insertion") and
+  ``"rise"`` (start from the blurred image, insert the most relevant pixels first, as in RISE).
+- :func:`positive_perturbation` / :func:`negative_perturbation` (Chefer et al. 2021): fractions
+  0, 0.1, ..., 0.9 of the most / least relevant pixels set to 0 in [0, 1] space, top-1 accuracy against
+  the label, trapezoid AUC over [0, 0.9] (low is good for positive, high for negative).
+- :func:`pointing_game` (energy-based) and :func:`pixel_auroc`: localisation against object masks.
+
+Images are ``pixel_values`` (B, C, H, W) in the classifier's normalised space. References (see
+:mod:`aha.perturbation`): ``"mean"`` is zeros in normalised space; ``"black"`` is 0 in [0, 1] pixel space
+(``-mean / std`` in normalised space, needs the processor normalisation); ``"blur"`` is a strong Gaussian
+blur of the image. Attribution maps are ranked with :func:`aha.ranking.hard_order` over all H * W pixels
+(ties broken by a fixed permutation seeded by ``seed``), so any strictly increasing transform of a map
+gives the same curves. Maps may be:
+
+- (B, H, W) or (B, 1, H, W): one score per pixel;
+- (B, C, H, W) with C the image channels: summed over channels (signed; pass ``attributions.abs()`` to
+  rank by magnitude instead);
+- (B, h, w) or (B, 1 or C, h, w) on a patch grid whose stride divides (H, W) evenly: upsampled
+  bilinearly (``align_corners=False``) to (H, W).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .perturbation import REFERENCES, blend, make_reference
+from .ranking import hard_order
+
+#: Folder of the ``evaluate`` module: ``evaluate.load(EVALUATE_MODULE_PATH)``.
+EVALUATE_MODULE_PATH = str(Path(__file__).parent / "metrics_hub" / "deletion_insertion")
+
+INSERTION_CONVENTIONS = ("lrf", "rise")
+SCORES = ("probability", "correct")
+
+
+def default_fractions() -> torch.Tensor:
+    """The 21 fractions 0, 0.05, ..., 1 of the evaluation protocol, float64."""
+    return torch.linspace(0.0, 1.0, 21, dtype=torch.float64)
+
+
+def chefer_fractions() -> torch.Tensor:
+    """The fractions 0, 0.1, ..., 0.9 of Chefer et al.'s positive/negative perturbation, float64."""
+    return torch.linspace(0.0, 0.9, 10, dtype=torch.float64)
+
+
+@dataclass
+class CurveResult:
+    """One perturbation metric over a batch.
+
+    Attributes:
+        fractions: (F,) float64, fractions of the pixels perturbed, ascending.
+        curves: (B, F) float32, the target's score (softmax probability, or 0/1 top-1 correctness for
+            Chefer's metrics) after perturbing each fraction.
+        auc: (B,) float32, trapezoid area under each curve over ``fractions`` (not rescaled).
+    """
+
+    fractions: torch.Tensor
+    curves: torch.Tensor
+    auc: torch.Tensor
+
+    @property
+    def mean_auc(self) -> float:
+        """The dataset mean of the per-image AUCs."""
+        return self.auc.mean().item()
+
+    @property
+    def mean_curve(self) -> torch.Tensor:
+        """(F,) the curve averaged over images."""
+        return self.curves.mean(dim=0)
+
+
+@dataclass
+class DeletionInsertionResult:
+    """What :func:`deletion_insertion` returns.
+
+    Attributes:
+        deletion: most relevant first towards the reference; low AUC is good.
+        insertion: in the requested convention (``"lrf"`` or ``"rise"``); high AUC is good.
+        target: (B,) long, the class whose probability the curves track.
+    """
+
+    deletion: CurveResult
+    insertion: CurveResult
+    target: torch.Tensor
+
+
+def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    param = next(model.parameters(), None)
+    if param is None:
+        raise TypeError(f"{type(model).__name__} has no parameters to read its device and dtype from")
+    return param.device, param.dtype
+
+
+def _check_choice(value: str, choices: Sequence[str], what: str) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; expected one of {tuple(choices)}")
+
+
+def _check_finite(tensor: torch.Tensor, what: str) -> None:
+    if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+        raise ValueError(f"{what} contain NaN or infinite values")
+
+
+def _check_images(pixel_values: torch.Tensor) -> None:
+    if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4:
+        shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
+        raise ValueError(f"pixel_values must be a (B, C, H, W) tensor, got {shape}")
+    _check_finite(pixel_values, "pixel_values")
+
+
+def pixel_maps(
+    attributions: torch.Tensor, batch: int, size: tuple[int, int], channels: int | None = None
+) -> torch.Tensor:
+    """Attribution maps in any accepted layout (see the module docstring) as (B, H, W) per-pixel scores.
+
+    Args:
+        attributions: (B, H, W), (B, 1, H, W), (B, C, H, W) or the same on a coarser patch grid.
+        batch: B, the number of images the maps explain.
+        size: (H, W) of those images, in pixels.
+        channels: C of those images, the only channel count besides 1 accepted; None accepts any.
+    Returns:
+        (B, H, W), floating (integer/bool maps become float32; float maps keep their dtype).
+    """
+    maps = torch.as_tensor(attributions)
+    if maps.ndim not in (3, 4):
+        raise ValueError(f"attributions must be (B, H, W) or (B, C, H, W), got shape {tuple(maps.shape)}")
+    if maps.shape[0] != batch:
+        raise ValueError(f"attributions hold {maps.shape[0]} maps but there are {batch} images")
+    if maps.ndim == 4:
+        if channels is not None and maps.shape[1] not in (1, channels):
+            raise ValueError(
+                f"attributions (B, C, H, W) must have C = 1 or the images' {channels} channels, "
+                f"got shape {tuple(maps.shape)}"
+            )
+        maps = maps.sum(dim=1)
+    if not maps.is_floating_point():
+        maps = maps.float()
+    _check_finite(maps, "attributions")
+    height, width = size
+    h, w = maps.shape[1:]
+    if (h, w) == (height, width):
+        return maps
+    if height % h or width % w or height // h != width // w:
+        raise ValueError(
+            f"attribution maps of spatial size {(h, w)} match neither the images' {(height, width)} "
+            "nor a patch grid with one stride dividing both sides"
+        )
+    return F.interpolate(maps.unsqueeze(1), size=size, mode="bilinear", align_corners=False).squeeze(1)
+
+
+def _normalisation(
+    channels: int, image_processor, image_mean, image_std, needed_by: str
+) -> tuple[Sequence[float], Sequence[float]]:
+    """The (mean, std) that map [0, 1] pixels to the classifier's normalised space."""
+    if image_processor is not None:
+        if image_mean is not None or image_std is not None:
+            raise ValueError("pass either image_processor or image_mean/image_std, not both")
+        if not getattr(image_processor, "do_normalize", True):
+            return [0.0] * channels, [1.0] * channels
+        image_mean, image_std = image_processor.image_mean, image_processor.image_std
+    if image_mean is None or image_std is None:
+        raise ValueError(
+            f"{needed_by} needs the normalisation of pixel_values: pass image_processor=... "
+            "or image_mean=... and image_std=..."
+        )
+    return image_mean, image_std
+
+
+def _reference(pixel_values, kind, image_processor, image_mean, image_std) -> torch.Tensor:
+    if kind == "black":
+        image_mean, image_std = _normalisation(
+            pixel_values.shape[1], image_processor, image_mean, image_std, 'reference "black"'
+        )
+    return make_reference(pixel_values, kind, image_mean, image_std)
+
+
+def _check_target(target: torch.Tensor, model: nn.Module, batch: int) -> torch.Tensor:
+    target = torch.as_tensor(target)
+    if target.is_floating_point() or target.is_complex():
+        raise ValueError(f"target must hold integer class indices, got dtype {target.dtype}")
+    target = target.long().expand(batch) if target.ndim == 0 else target.long()
+    if target.shape != (batch,):
+        raise ValueError(f"target must be an int or a ({batch},) tensor of classes, got shape {tuple(target.shape)}")
+    num_labels = getattr(getattr(model, "config", None), "num_labels", None)
+    if num_labels is not None and ((target < 0) | (target >= num_labels)).any():
+        raise ValueError(f"target classes must be in [0, {num_labels}), got {target.tolist()}")
+    return target
+
+
+def predict(model: nn.Module, pixel_values: torch.Tensor, chunk_size: int = 64) -> torch.Tensor:
+    """Top-1 class of each image, (B, C, H, W) -> (B,) long on the model's device."""
+    device, dtype = _device_dtype(model)
+    with torch.no_grad():
+        return torch.cat(
+            [
+                model(pixel_values=chunk.to(device, dtype)).logits.argmax(dim=-1)
+                for chunk in pixel_values.split(chunk_size)
+            ]
+        )
+
+
+def _resolve_target(model, pixel_values, target, chunk_size) -> torch.Tensor:
+    device, _ = _device_dtype(model)
+    if target is None:
+        return predict(model, pixel_values, chunk_size)
+    return _check_target(target, model, pixel_values.shape[0]).to(device)
+
+
+def _fractions(fractions) -> torch.Tensor:
+    fractions = default_fractions() if fractions is None else torch.as_tensor(fractions, dtype=torch.float64)
+    if fractions.ndim != 1 or fractions.numel() < 2:
+        raise ValueError(f"fractions must be a 1-D sequence of at least 2 values, got shape {tuple(fractions.shape)}")
+    if (fractions < 0).any() or (fractions > 1).any() or (fractions.diff() < 0).any():
+        raise ValueError(f"fractions must be ascending values in [0, 1], got {fractions.tolist()}")
+    return fractions
+
+
+def _score(logits: torch.Tensor, target: torch.Tensor, score: str) -> torch.Tensor:
+    """(N, K) logits, (N,) classes -> (N,) float32 softmax probability or top-1 correctness."""
+    if score == "probability":
+        return logits.float().softmax(dim=-1).gather(1, target.unsqueeze(1)).squeeze(1)
+    return (logits.argmax(dim=-1) == target).float()
+
+
+def perturbation_curve(
+    model: nn.Module,
+    order: torch.Tensor,
+    start: torch.Tensor,
+    end: torch.Tensor,
+    fractions: torch.Tensor,
+    target: torch.Tensor,
+    score: str = "probability",
+    chunk_size: int = 64,
+) -> torch.Tensor:
+    """The engine: the target's score along a path from ``start`` to ``end`` in the given pixel order.
+
+    The image at fraction ``p`` is ``start`` with its first ``k = round(p * H * W)`` pixels of ``order``
+    taken from ``end``. The ``B * F`` images are built chunk by chunk (``chunk_size`` images per forward)
+    in the model's dtype on its device, under ``torch.no_grad``.
+
+    Args:
+        model: classifier called as ``model(pixel_values=x).logits`` -> (N, num_labels).
+        order: (B, H * W) long, a permutation of the pixel indices (row-major) per image, first = perturbed first.
+        start: (B, C, H, W) images at fraction 0 (normalised space).
+        end: (B, C, H, W) or broadcastable, images at fraction 1.
+        fractions: (F,) fractions in [0, 1].
+        target: (B,) long, the class scored for each image.
+        score: ``"probability"`` (softmax probability of the target) or ``"correct"`` (1.0 where the
+            top-1 class equals the target, else 0.0).
+        chunk_size: images per classifier forward.
+    Returns:
+        (B, F) float32 scores on the model's device.
+    """
+    _check_choice(score, SCORES, "score")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    device, dtype = _device_dtype(model)
+    batch, _, height, width = start.shape
+    num_pixels = height * width
+    if order.shape != (batch, num_pixels):
+        raise ValueError(f"order must be (B, H * W) = {(batch, num_pixels)}, got {tuple(order.shape)}")
+    start = start.to(device, dtype)
+    end = end.to(device, dtype).expand_as(start)
+    order = order.to(device)
+    ranks = torch.empty_like(order).scatter_(1, order, torch.arange(num_pixels, device=device).expand_as(order))
+    counts = torch.round(torch.as_tensor(fractions, dtype=torch.float64) * num_pixels).long().to(device)
+    num_steps = counts.numel()
+    total = batch * num_steps
+    target = target.to(device).repeat_interleave(num_steps)
+    scores = torch.empty(total, device=device, dtype=torch.float32)
+    with torch.no_grad():
+        for first in range(0, total, chunk_size):
+            last = min(first + chunk_size, total)
+            index = torch.arange(first, last, device=device)
+            image, step = index // num_steps, index % num_steps
+            masks = (ranks[image] < counts[step, None]).view(-1, height, width)
+            logits = model(pixel_values=blend(start[image], end[image], masks)).logits
+            scores[first:last] = _score(logits, target[first:last], score)
+    return scores.view(batch, num_steps)
+
+
+def _curve_result(curves: torch.Tensor, fractions: torch.Tensor) -> CurveResult:
+    auc = torch.trapezoid(curves, x=fractions.to(curves.device, curves.dtype), dim=1)
+    return CurveResult(fractions=fractions, curves=curves, auc=auc)
+
+
+def _prepare(model, pixel_values, attributions) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validated images on the model's device, and (B, H * W) per-pixel scores on that device."""
+    _check_images(pixel_values)
+    device, _ = _device_dtype(model)
+    batch, channels, height, width = pixel_values.shape
+    maps = pixel_maps(attributions, batch, (height, width), channels)
+    return pixel_values.to(device), maps.to(device).flatten(1)
+
+
+def deletion(
+    model: nn.Module,
+    pixel_values: torch.Tensor,
+    attributions: torch.Tensor,
+    target=None,
+    *,
+    reference: str = "mean",
+    fractions=None,
+    image_processor=None,
+    image_mean: Sequence[float] | None = None,
+    image_std: Sequence[float] | None = None,
+    chunk_size: int = 64,
+    seed: int = 0,
+) -> CurveResult:
+    """Deletion: replace the most relevant pixels first by the reference; low AUC is good.
+
+    Args:
+        model: HF image classifier (``model(pixel_values=x).logits``).
+        pixel_values: (B, C, H, W) images in the classifier's normalised space.
+        attributions: maps in any layout of the module docstring; higher = more relevant.
+        target: None (the predicted class), an int, or (B,) classes, e.g. the labels.
+        reference: ``"mean"`` (zeros in normalised space), ``"black"`` (0 in [0, 1] space) or ``"blur"``.
+        fractions: ascending fractions in [0, 1]; default the 21 points 0, 0.05, ..., 1.
+        image_processor: its ``image_mean``/``image_std`` give the normalisation (``"black"`` only).
+        image_mean, image_std: the normalisation given directly instead.
+        chunk_size: images per classifier forward.
+        seed: seed of the tie-breaking permutation of the ranking.
+    Returns:
+        :class:`CurveResult` of softmax probabilities of the target.
+    """
+    _check_choice(reference, REFERENCES, "reference")
+    images, scores = _prepare(model, pixel_values, attributions)
+    fractions = _fractions(fractions)
+    target = _resolve_target(model, images, target, chunk_size)
+    end = _reference(images, reference, image_processor, image_mean, image_std)
+    order = hard_order(scores, descending=True, seed=seed)
+    return _curve_result(perturbation_curve(model, order, images, end, fractions, target, chunk_size=chunk_size), fractions)
+
+
+def insertion(
+    model: nn.Module,
+    pixel_values: torch.Tensor,
+    attributions: torch.Tensor,
+    target=None,
+    *,
+    convention: str = "lrf",
+    reference: str = "mean",
+    fractions=None,
+    image_processor=None,
+    image_mean: Sequence[float] | None = None,
+    image_std: Sequence[float] | None = None,
+    chunk_size: int = 64,
+    seed: int = 0,
+) -> CurveResult:
+    """Insertion; high AUC is good. Two conventions:
+
+    - ``"lrf"`` (default, the AHA reference's "insertion"): replace the *least* relevant pixels first by
+      ``reference``, i.e. deletion in reverse order of relevance;
+    - ``"rise"``: start from the blurred image and insert the most relevant pixels of the image first
+      (RISE, Petsiuk et al. 2018); the start is always the ``"blur"`` reference, ``reference`` is unused.
+
+    Arguments are those of :func:`deletion`, plus ``convention``.
+    Returns:
+        :class:`CurveResult` of softmax probabilities of the target.
+    """
+    _check_choice(convention, INSERTION_CONVENTIONS, "insertion convention")
+    _check_choice(reference, REFERENCES, "reference")
+    images, scores = _prepare(model, pixel_values, attributions)
+    fractions = _fractions(fractions)
+    target = _resolve_target(model, images, target, chunk_size)
+    if convention == "lrf":
+        start, end = images, _reference(images, reference, image_processor, image_mean, image_std)
+        order = hard_order(scores, descending=False, seed=seed)
+    else:
+        start, end = make_reference(images, "blur"), images
+        order = hard_order(scores, descending=True, seed=seed)
+    return _curve_result(perturbation_curve(model, order, start, end, fractions, target, chunk_size=chunk_size), fractions)
+
+
+def deletion_insertion(
+    model: nn.Module,
+    pixel_values: torch.Tensor,
+    attributions: torch.Tensor,
+    target=None,
+    *,
+    reference: str = "mean",
+    insertion_convention: str = "lrf",
+    fractions=None,
+    image_processor=None,
+    image_mean: Sequence[float] | None = None,
+    image_std: Sequence[float] | None = None,
+    chunk_size: int = 64,
+    seed: int = 0,
+) -> DeletionInsertionResult:
+    """Deletion and insertion of the same maps, for the same target classes.
+
+    With the defaults this is the AHA evaluation protocol: 21 fractions, hard ranking over all pixels,
+    mean-colour reference, softmax probability of the predicted class, trapezoid AUC on [0, 1]; the
+    insertion is least-relevant-first deletion (``insertion_convention="rise"`` for RISE's insertion).
+    Arguments are those of :func:`deletion` and :func:`insertion`.
+
+    Example::
+
+        result = deletion_insertion(classifier, pixel_values, maps)   # maps (B, H, W)
+        result.deletion.mean_auc, result.insertion.mean_auc           # floats
+        result.deletion.auc, result.deletion.curves                   # (B,), (B, 21)
+    """
+    _check_choice(insertion_convention, INSERTION_CONVENTIONS, "insertion convention")
+    _check_choice(reference, REFERENCES, "reference")
+    _check_images(pixel_values)
+    target = _resolve_target(model, pixel_values, target, chunk_size)
+    options = dict(
+        reference=reference,
+        fractions=fractions,
+        image_processor=image_processor,
+        image_mean=image_mean,
+        image_std=image_std,
+        chunk_size=chunk_size,
+        seed=seed,
+    )
+    return DeletionInsertionResult(
+        deletion=deletion(model, pixel_values, attributions, target, **options),
+        insertion=insertion(model, pixel_values, attributions, target, convention=insertion_convention, **options),
+        target=target,
+    )
+
+
+def _chefer(model, pixel_values, attributions, labels, descending, image_processor, image_mean, image_std, chunk_size, seed, name):
+    images, scores = _prepare(model, pixel_values, attributions)
+    labels = _check_target(labels, model, images.shape[0])
+    mean, std = _normalisation(images.shape[1], image_processor, image_mean, image_std, f"{name} perturbation")
+    end = make_reference(images, "black", mean, std)
+    order = hard_order(scores, descending=descending, seed=seed)
+    fractions = chefer_fractions()
+    curves = perturbation_curve(model, order, images, end, fractions, labels, score="correct", chunk_size=chunk_size)
+    return _curve_result(curves, fractions)
+
+
+def positive_perturbation(
+    model: nn.Module,
+    pixel_values: torch.Tensor,
+    attributions: torch.Tensor,
+    labels,
+    *,
+    image_processor=None,
+    image_mean: Sequence[float] | None = None,
+    image_std: Sequence[float] | None = None,
+    chunk_size: int = 64,
+    seed: int = 0,
+) -> CurveResult:
+    """Chefer et al.'s positive perturbation: the most relevant pixels first set to 0 in [0, 1] space.
+
+    Fractions 0, 0.1, ..., 0.9 (0 is the unperturbed image); the curve is top-1 accuracy against
+    ``labels`` ((B,) or an int), the AUC its trapezoid over [0, 0.9]. Low is good. The normalisation
+    (``image_processor`` or ``image_mean``/``image_std``) is required. Returns a :class:`CurveResult`.
+    """
+    return _chefer(model, pixel_values, attributions, labels, True, image_processor, image_mean, image_std, chunk_size, seed, "positive")
+
+
+def negative_perturbation(
+    model: nn.Module,
+    pixel_values: torch.Tensor,
+    attributions: torch.Tensor,
+    labels,
+    *,
+    image_processor=None,
+    image_mean: Sequence[float] | None = None,
+    image_std: Sequence[float] | None = None,
+    chunk_size: int = 64,
+    seed: int = 0,
+) -> CurveResult:
+    """Chefer et al.'s negative perturbation: like :func:`positive_perturbation` but the *least*
+    relevant pixels go first. High is good."""
+    return _chefer(model, pixel_values, attributions, labels, False, image_processor, image_mean, image_std, chunk_size, seed, "negative")
+
+
+def _localisation_inputs(attributions, masks) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, H * W) float maps and bool masks, validated; maps brought to the masks' resolution."""
+    masks = torch.as_tensor(masks)
+    if masks.ndim != 3:
+        raise ValueError(f"masks must be (B, H, W), got shape {tuple(masks.shape)}")
+    if masks.dtype != torch.bool:
+        if ((masks != 0) & (masks != 1)).any():
+            raise ValueError("masks must be binary (bool or 0/1)")
+        masks = masks.bool()
+    empty = (~masks.flatten(1).any(dim=1)).nonzero().flatten().tolist()
+    if empty:
+        raise ValueError(f"masks of images {empty} have no object pixel")
+    maps = pixel_maps(attributions, masks.shape[0], tuple(masks.shape[1:]))
+    return maps.flatten(1), masks.to(maps.device).flatten(1)
+
+
+def pointing_game(attributions: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Energy-based pointing game (Wang et al., Score-CAM 2020): share of the positive attribution
+    energy that falls inside the object mask.
+
+    Args:
+        attributions: maps in any layout of the module docstring (only positive values count).
+        masks: (B, H, W) bool or 0/1 object masks at image resolution, each with an object pixel.
+    Returns:
+        (B,) in [0, 1]; a map with no positive value scores 0.
+    """
+    maps, masks = _localisation_inputs(attributions, masks)
+    energy = maps.clamp_min(0)
+    total = energy.sum(dim=1)
+    inside = (energy * masks).sum(dim=1)
+    return torch.where(total > 0, inside / total.clamp_min(torch.finfo(total.dtype).tiny), 0.0)
+
+
+def pixel_auroc(attributions: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Area under the ROC curve of the map's scores as a per-pixel detector of the object mask.
+
+    Computed exactly as the Mann-Whitney statistic with tied scores counting one half.
+
+    Args:
+        attributions: maps in any layout of the module docstring.
+        masks: (B, H, W) bool or 0/1, each with at least one object and one background pixel.
+    Returns:
+        (B,) float64 in [0, 1]; 0.5 is chance.
+    """
+    maps, masks = _localisation_inputs(attributions, masks)
+    full = masks.all(dim=1).nonzero().flatten().tolist()
+    if full:
+        raise ValueError(f"masks of images {full} have no background pixel")
+    ordered = maps.sort(dim=1).values
+    below = torch.searchsorted(ordered, maps, right=False)
+    up_to = torch.searchsorted(ordered, maps, right=True)
+    ranks = (below + up_to + 1).double() / 2  # 1-based ranks, ties averaged
+    positives = masks.sum(dim=1).double()
+    negatives = masks.shape[1] - positives
+    rank_sum = (ranks * masks).sum(dim=1)
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
