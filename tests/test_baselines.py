@@ -21,7 +21,7 @@ FAST = {
 
 @pytest.fixture(scope="module")
 def classifiers():
-    return {name: make_classifier(name) for name in ("vit", "deit", "swin")}
+    return {name: make_classifier(name) for name in ("vit", "deit", "swin", "deit_teacher", "beit", "dinov2")}
 
 
 @pytest.mark.parametrize("family", ["vit", "deit", "swin"])
@@ -33,6 +33,13 @@ def test_finite_maps_at_input_resolution_and_model_left_untouched(classifiers, i
     assert torch.isfinite(maps).all()
     assert model.config._attn_implementation == "sdpa" and not model.training
     assert all(p.requires_grad and p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("family", ["deit_teacher", "beit", "dinov2"])
+@pytest.mark.parametrize("method", ["rollout", "chefer", "gradcam"])
+def test_token_methods_read_other_vit_families(classifiers, images, family, method):
+    maps = get_attributor(method, classifiers[family])(images[:2])
+    assert maps.shape == (2, IMAGE_SIZE, IMAGE_SIZE) and torch.isfinite(maps).all() and maps.std() > 0
 
 
 def test_unknown_name_lists_the_valid_ones(classifiers):
@@ -95,7 +102,10 @@ def test_perturbation_methods_find_the_only_region_the_logit_reads(method):
     images = torch.rand(2, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(0)) + 2
     # RISE is noisy: its estimate carries the mask density's spatial jitter times the mean score, so
     # it gets many fine masks and the linear logit
-    options = {"occlusion": dict(window=8, stride=4), "rise": dict(n_masks=512, grid=8, batch_size=256, score="logit")}
+    options = {
+        "occlusion": dict(window=8, stride=4),
+        "rise": dict(n_masks=512, grid=8, batch_size=256, score="logit"),
+    }
     maps = get_attributor(method, RegionClassifier(), **options.get(method, {}))(images, target=0)
     inside, outside = maps[:, region], maps[:, ~region]
     assert (inside.mean(1) > outside.mean(1) + 3 * outside.std(1)).all()
@@ -109,7 +119,8 @@ def test_integrated_gradients_completeness(classifiers, images):
     ig = get_attributor("integrated_gradients", model, steps=16, reduce="signed", batch_size=32)
     maps = ig(images, target=2)
     with torch.no_grad():
-        expected = model(pixel_values=images).logits[:, 2] - model(pixel_values=torch.zeros_like(images)).logits[:, 2]
+        logits, reference_logits = model(pixel_values=images).logits, model(pixel_values=0 * images).logits
+    expected = logits[:, 2] - reference_logits[:, 2]
     torch.testing.assert_close(maps.sum((1, 2)), expected, rtol=1e-3, atol=1e-4)
 
 
@@ -208,7 +219,8 @@ def test_swin_rollout_conserves_relevance_without_padding(classifiers, images):
 
 @pytest.mark.parametrize(
     "family, method",
-    [("vit", m) for m in ("chefer", "gradcam", "integrated_gradients", "occlusion", "rise")] + [("swin", "chefer")],
+    [("vit", m) for m in ("chefer", "gradcam", "integrated_gradients", "occlusion", "rise")]
+    + [("swin", "chefer"), ("swin", "gradcam")],
 )
 def test_a_batch_gives_the_maps_of_its_images_one_by_one(classifiers, images, family, method):
     attributor = get_attributor(method, classifiers[family], **FAST.get(method, {}))

@@ -16,10 +16,11 @@ DeiT's distillation token and DINOv2's mean-patch half of the head are not read 
 
 Swin (windowed attention), the extension chosen here: a block's attention is the N x N matrix that is
 block-diagonal over its (cyclically shifted) windows, exactly the mixing the block performs; the
-padding tokens a block adds to fill its windows are constants, so relevance flowing to them is dropped. Between stages, 2x2 patch merging builds each token from
-its (up to) 4 children, so a merged token's relevance is shared equally among its real children.
-Swin classifies the mean of its last-stage tokens, so ``e`` is uniform over the last grid, and ``r``
-lives on the first (patch) grid. With row-normalised mixing (rollout) the total relevance stays 1 (less what padding drops).
+padding tokens a block adds to fill its windows are constants, so relevance flowing to them is
+dropped. Between stages, 2x2 patch merging builds each token from its (up to) 4 children, so a merged
+token's relevance is shared equally among its real children. Swin classifies the mean of its
+last-stage tokens, so ``e`` is uniform over the last grid, and ``r`` lives on the first (patch) grid.
+With row-normalised mixing (rollout) the total relevance stays 1, less what padding drops.
 """
 
 from __future__ import annotations

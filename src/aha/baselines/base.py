@@ -188,7 +188,8 @@ class Attributor:
             raise ValueError(f"pixel_values must be floating point, got {pixel_values.dtype}")
         if pixel_values.shape[1] != self.spec.num_channels:
             raise ValueError(
-                f"pixel_values has {pixel_values.shape[1]} channels, the classifier expects {self.spec.num_channels}"
+                f"pixel_values has {pixel_values.shape[1]} channels, "
+                f"the classifier expects {self.spec.num_channels}"
             )
         self.spec.check_pixel_size(*pixel_values.shape[-2:])
         if not torch.isfinite(pixel_values).all():

@@ -50,7 +50,8 @@ class Occlusion(PerturbationAttributor):
         """(N, H, W) binary masks, one per window position (1 inside the window)."""
         window = min(self.window or max(min(height, width) // 7, 1), height, width)
         stride = self.stride or max(window // 2, 1)
-        offsets = [(y, x) for y in window_starts(height, window, stride) for x in window_starts(width, window, stride)]
+        rows, cols = window_starts(height, window, stride), window_starts(width, window, stride)
+        offsets = [(y, x) for y in rows for x in cols]
         masks = torch.zeros(len(offsets), height, width, device=device)
         for mask, (y, x) in zip(masks, offsets):
             mask[y : y + window, x : x + window] = 1
@@ -59,8 +60,9 @@ class Occlusion(PerturbationAttributor):
     def _attribute(self, pixel_values: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         target, clean = self.clean_scores(pixel_values, target)
         masks = self.masks(*pixel_values.shape[-2:], device=pixel_values.device)
+        reference = self.make_reference(pixel_values)
         scores = scores_under_masks(
-            self.classifier, pixel_values, self.make_reference(pixel_values), masks, target, self.score, self.batch_size
+            self.classifier, pixel_values, reference, masks, target, self.score, self.batch_size
         )
         drops = clean[:, None] - scores
         return torch.einsum("bn,nhw->bhw", drops, masks) / masks.sum(0)

@@ -10,7 +10,9 @@ import torch.nn.functional as F
 from aha.baselines.base import PerturbationAttributor, scores_under_masks
 
 
-def rise_masks(count: int, grid: int, p: float, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
+def rise_masks(
+    count: int, grid: int, p: float, height: int, width: int, generator: torch.Generator
+) -> torch.Tensor:
     """RISE masks: binary ``grid`` x ``grid`` cells kept with probability ``p``, upsampled bilinearly to
     ``(grid + 1)`` cells of ``ceil(H / grid)`` x ``ceil(W / grid)`` pixels and cropped at a random shift
     of less than one cell.
@@ -20,7 +22,8 @@ def rise_masks(count: int, grid: int, p: float, height: int, width: int, generat
     """
     cell_h, cell_w = math.ceil(height / grid), math.ceil(width / grid)
     cells = (torch.rand(count, 1, grid, grid, generator=generator) < p).float()
-    smooth = F.interpolate(cells, size=((grid + 1) * cell_h, (grid + 1) * cell_w), mode="bilinear", align_corners=False)
+    size = ((grid + 1) * cell_h, (grid + 1) * cell_w)
+    smooth = F.interpolate(cells, size=size, mode="bilinear", align_corners=False)
     shift_y = torch.randint(0, cell_h, (count,), generator=generator)
     shift_x = torch.randint(0, cell_w, (count,), generator=generator)
     rows = (shift_y[:, None] + torch.arange(height))[:, :, None]
