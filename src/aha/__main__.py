@@ -1,0 +1,5 @@
+"""``python -m aha``: the ``aha`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,25 @@
+"""Learning-rate schedule: linear warm-up from ``lr * start_factor`` to ``lr``, then cosine decay to 0."""
+
+from __future__ import annotations
+
+import math
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
+
+
+def warmup_cosine_factor(step: int, num_warmup_steps: int, num_training_steps: int, start_factor: float) -> float:
+    """Multiplier of the peak learning rate after ``step`` scheduler steps."""
+    if step < num_warmup_steps:
+        return start_factor + (1.0 - start_factor) * step / num_warmup_steps
+    progress = (step - num_warmup_steps) / max(1, num_training_steps - num_warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def warmup_cosine_schedule(
+    optimizer: Optimizer, num_warmup_steps: int, num_training_steps: int, start_factor: float = 1 / 25
+) -> LambdaLR:
+    """The AHA reference schedule (warm-up over 6% of the steps from lr/25, then cosine), as a ``LambdaLR``."""
+    return LambdaLR(
+        optimizer, lambda step: warmup_cosine_factor(step, num_warmup_steps, num_training_steps, start_factor)
+    )
