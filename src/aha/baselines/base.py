@@ -114,15 +114,16 @@ def frozen(model: nn.Module, eager_attention: bool = False) -> Iterator[None]:
     was_training = model.training
     trainable = [p for p in model.parameters() if p.requires_grad]
     attention = model.config._attn_implementation
+    switch = eager_attention and attention != "eager"
     model.eval()
     for param in trainable:
         param.requires_grad_(False)
-    if eager_attention and attention != "eager":
-        model.set_attn_implementation("eager")
     try:
+        if switch:
+            model.set_attn_implementation("eager")
         yield
     finally:
-        if eager_attention and attention != "eager":
+        if switch:
             model.set_attn_implementation(attention)
         for param in trainable:
             param.requires_grad_(True)
