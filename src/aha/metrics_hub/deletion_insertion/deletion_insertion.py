@@ -1,0 +1,155 @@
+"""`evaluate` module: deletion / insertion faithfulness of attribution maps (the aha-explain engine).
+
+Load it offline with ``evaluate.load(aha.metrics.EVALUATE_MODULE_PATH)``. Every input is a column of the
+module's store, so ``add_batch`` over a dataset and one ``compute`` on everything give the same numbers;
+the classifier (and its normalisation, for the "black" reference and Chefer's metrics) is passed to
+``compute``. The numbers come from :mod:`aha.metrics` of the installed ``aha-explain`` package.
+"""
+
+import datasets
+import evaluate
+import numpy as np
+import torch
+
+from aha.metrics import (
+    deletion,
+    insertion,
+    negative_perturbation,
+    positive_perturbation,
+    predict,
+)
+
+_DESCRIPTION = """
+Faithfulness of attribution maps for an image classifier, by perturbation: pixels are removed (or
+inserted) in the order the map ranks them and the classifier's softmax probability of the target class
+is recorded at each fraction; the metric is the trapezoid area under that curve. Deletion (most relevant
+first towards a reference; low is good) and insertion (least-relevant-first deletion, or RISE's insertion
+into a blurred image; high is good) follow the AHA evaluation protocol: 21 fractions, hard ranking over all
+pixels with a seeded tie-break, mean-colour reference by default. Chefer et al.'s positive/negative
+perturbation (top-1 accuracy against the label, fractions 0..0.9) are available too.
+"""
+
+_KWARGS_DESCRIPTION = """
+Args:
+    predictions: attribution maps, one (H, W) or patch-grid (h, w) array of floats per image; higher = more relevant.
+    references: int class labels, one per image.
+    pixel_values: the images, one (C, H, W) float array per image, in the classifier's normalised space.
+    model: the Hugging Face image classifier (keyword of `compute`, required).
+    metrics: which metrics to report, any of "deletion", "insertion", "positive", "negative".
+        Default ("deletion", "insertion").
+    target: class whose probability deletion/insertion track: "predicted" (default) or "label".
+    reference: "mean" (default), "black" or "blur": what deleted pixels become.
+    insertion_convention: "lrf" (default, least-relevant-first deletion) or "rise" (insert into the blurred image).
+    image_processor / image_mean, image_std: the normalisation of pixel_values; needed by "black",
+        "positive" and "negative".
+    fractions: ascending fractions in [0, 1] for deletion/insertion (default 0, 0.05, ..., 1).
+    chunk_size: images per classifier forward (default 64).
+    seed: seed of the ranking's tie-break (default 0).
+Returns:
+    For each metric NAME: `NAME_auc` (dataset mean AUC), `NAME_aucs` (per image),
+    `NAME_curve` (mean curve) and `NAME_fractions`.
+Examples:
+    >>> import evaluate, aha.metrics
+    >>> metric = evaluate.load(aha.metrics.EVALUATE_MODULE_PATH)
+    >>> for batch in loader:  # doctest: +SKIP
+    ...     metric.add_batch(predictions=maps, references=batch["labels"], pixel_values=batch["pixel_values"])
+    >>> results = metric.compute(model=classifier)  # doctest: +SKIP
+    >>> results["deletion_auc"], results["insertion_auc"]  # doctest: +SKIP
+"""
+
+_CITATION = """
+@inproceedings{petsiuk2018rise,
+  title={RISE: Randomized Input Sampling for Explanation of Black-box Models},
+  author={Petsiuk, Vitali and Das, Abir and Saenko, Kate},
+  booktitle={BMVC},
+  year={2018}
+}
+@inproceedings{chefer2021transformer,
+  title={Transformer Interpretability Beyond Attention Visualization},
+  author={Chefer, Hila and Gur, Shir and Wolf, Lior},
+  booktitle={CVPR},
+  year={2021}
+}
+"""
+
+METRICS = ("deletion", "insertion", "positive", "negative")
+
+
+def _float_array(ndim):
+    feature = datasets.Value("float32")
+    for _ in range(ndim):
+        feature = datasets.Sequence(feature)
+    return feature
+
+
+@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+class DeletionInsertion(evaluate.Metric):
+    """Deletion / insertion AUCs (and Chefer's positive / negative perturbation) of attribution maps."""
+
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation=_CITATION,
+            inputs_description=_KWARGS_DESCRIPTION,
+            features=datasets.Features(
+                {
+                    "predictions": _float_array(2),
+                    "references": datasets.Value("int64"),
+                    "pixel_values": _float_array(3),
+                }
+            ),
+            reference_urls=["https://arxiv.org/abs/1806.07421", "https://arxiv.org/abs/2012.09838"],
+        )
+
+    def _compute(
+        self,
+        predictions,
+        references,
+        pixel_values,
+        model=None,
+        metrics=("deletion", "insertion"),
+        target="predicted",
+        reference="mean",
+        insertion_convention="lrf",
+        image_processor=None,
+        image_mean=None,
+        image_std=None,
+        fractions=None,
+        chunk_size=64,
+        seed=0,
+    ):
+        if model is None:
+            raise ValueError("pass the classifier: compute(model=...)")
+        unknown = [name for name in metrics if name not in METRICS]
+        if unknown:
+            raise ValueError(f"unknown metrics {unknown}; expected any of {METRICS}")
+        if target not in ("predicted", "label"):
+            raise ValueError(f"target must be 'predicted' or 'label', got {target!r}")
+        images = torch.from_numpy(np.asarray(pixel_values, dtype=np.float32))
+        maps = torch.from_numpy(np.asarray(predictions, dtype=np.float32))
+        labels = torch.from_numpy(np.asarray(references, dtype=np.int64))
+        normalisation = dict(image_processor=image_processor, image_mean=image_mean, image_std=image_std)
+        common = dict(chunk_size=chunk_size, seed=seed)
+        common_curve = dict(reference=reference, fractions=fractions, **normalisation, **common)
+        classes = labels
+        if target == "predicted" and {"deletion", "insertion"} & set(metrics):
+            classes = predict(model, images, chunk_size)
+        results = {}
+        for name in metrics:
+            if name == "deletion":
+                result = deletion(model, images, maps, classes, **common_curve)
+            elif name == "insertion":
+                result = insertion(model, images, maps, classes, convention=insertion_convention, **common_curve)
+            elif name == "positive":
+                result = positive_perturbation(model, images, maps, labels, **normalisation, **common)
+            else:
+                result = negative_perturbation(model, images, maps, labels, **normalisation, **common)
+            results.update(
+                {
+                    f"{name}_auc": result.mean_auc,
+                    f"{name}_aucs": result.auc.tolist(),
+                    f"{name}_curve": result.mean_curve.tolist(),
+                    f"{name}_fractions": result.fractions.tolist(),
+                }
+            )
+        return results

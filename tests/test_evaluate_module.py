@@ -1,0 +1,83 @@
+"""The `evaluate` module in aha/metrics_hub: loads offline, matches the engine, accumulates with add_batch."""
+
+import os
+import sys
+
+import evaluate
+import pytest
+import torch
+from conftest import IMAGE_SIZE, make_classifier
+
+from aha import metrics
+
+MEAN, STD = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def vit():
+    model = make_classifier("vit")
+    with torch.no_grad():
+        model.classifier.weight.mul_(20)
+    return model
+
+
+@pytest.fixture
+def maps():
+    return torch.randn(4, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture
+def module():
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    return evaluate.load(metrics.EVALUATE_MODULE_PATH, keep_in_memory=True)
+
+
+def test_loads_offline_and_matches_the_engine(module, vit, images, maps):
+    results = module.compute(
+        predictions=maps.numpy(), references=[0, 1, 2, 3], pixel_values=images.numpy(), model=vit, reference="blur"
+    )
+    engine = metrics.deletion_insertion(vit, images, maps, reference="blur")
+    assert sys.modules[type(module).__module__].deletion is metrics.deletion  # the engine itself, not a copy
+    for name in ("deletion", "insertion"):
+        expected = getattr(engine, name)
+        assert results[f"{name}_auc"] == pytest.approx(expected.mean_auc, abs=1e-6)
+        assert results[f"{name}_aucs"] == pytest.approx(expected.auc.tolist(), abs=1e-6)
+        assert results[f"{name}_curve"] == pytest.approx(expected.mean_curve.tolist(), abs=1e-6)
+        assert results[f"{name}_fractions"] == pytest.approx(metrics.default_fractions().tolist())
+
+
+def test_add_batch_over_two_batches_equals_one_call(vit, images, maps):
+    labels = [2, 0, 1, 0]
+    options = dict(
+        model=vit,
+        metrics=["deletion", "insertion", "positive", "negative"],
+        target="label",
+        insertion_convention="rise",
+        image_mean=MEAN,
+        image_std=STD,
+    )
+    whole = evaluate.load(metrics.EVALUATE_MODULE_PATH, keep_in_memory=True)
+    once = whole.compute(predictions=maps, references=labels, pixel_values=images, **options)
+    batched = evaluate.load(metrics.EVALUATE_MODULE_PATH, keep_in_memory=True)
+    for part in (slice(0, 3), slice(3, 4)):
+        batched.add_batch(predictions=maps[part], references=labels[part], pixel_values=images[part])
+    assert batched.compute(**options) == once
+    engine = metrics.positive_perturbation(vit, images, maps, torch.tensor(labels), image_mean=MEAN, image_std=STD)
+    assert once["positive_aucs"] == pytest.approx(engine.auc.tolist(), abs=1e-6)
+
+
+def test_module_rejects_bad_options(module, vit, images, maps):
+    inputs = dict(predictions=maps, references=[0, 1, 2, 3], pixel_values=images)
+    with pytest.raises(ValueError, match=r"compute\(model=...\)"):
+        module.compute(**inputs)
+    module = evaluate.load(metrics.EVALUATE_MODULE_PATH, keep_in_memory=True)
+    with pytest.raises(ValueError, match="unknown metrics"):
+        module.compute(**inputs, model=vit, metrics=["faithfulness"])
