@@ -43,10 +43,21 @@ def train_dataloader(
 ) -> DataLoader:
     """A per-process training ``DataLoader`` of full batches of ``batch_size`` (the last partial batch of an
     epoch is dropped). Map-style datasets come back prepared by ``accelerator`` (batches on its device);
-    streams come back split for this process, batches on the CPU."""
+    streams come back split for this process, batches on the CPU.
+
+    The loaders own a generator: by default every new ``DataLoader`` iterator draws a seed from torch's
+    global RNG, so a resumed run (which starts an iterator mid-epoch) would shift the global stream that the
+    objective's noise is drawn from."""
+    generator = torch.Generator().manual_seed(seed)
     if not isinstance(dataset, datasets.IterableDataset):
         loader = DataLoader(
-            dataset, batch_size=batch_size, shuffle=True, drop_last=True, collate_fn=collate_fn, num_workers=num_workers
+            dataset,
+            batch_size=batch_size,
+            shuffle=True,
+            drop_last=True,
+            collate_fn=collate_fn,
+            num_workers=num_workers,
+            generator=generator,
         )
         return accelerator.prepare(loader)
     if num_workers:
@@ -57,7 +68,7 @@ def train_dataloader(
     if shuffle_buffer_size:
         dataset = dataset.shuffle(seed=seed, buffer_size=shuffle_buffer_size)
     dataset = split_dataset_by_node(dataset, rank=accelerator.process_index, world_size=accelerator.num_processes)
-    return DataLoader(dataset, batch_size=batch_size, drop_last=True, collate_fn=collate_fn)
+    return DataLoader(dataset, batch_size=batch_size, drop_last=True, collate_fn=collate_fn, generator=generator)
 
 
 def eval_dataloader(dataset, collate_fn, batch_size: int, accelerator: Accelerator) -> DataLoader:

@@ -1,0 +1,189 @@
+"""The training loop: the loss falls, resuming is exact, two processes stay in sync, bad set-ups fail early."""
+
+import json
+import os
+
+import pytest
+import torch
+from accelerate import debug_launcher
+from accelerate.state import AcceleratorState, PartialState
+from accelerate.utils import set_seed
+from transformers.modeling_layers import GradientCheckpointingLayer
+
+import aha.training.loop as loop_module
+from aha import AHAExplainer
+from aha.data import train_dataloader
+from aha.training import build_parser, checkpoint_target_layers, latest_checkpoint, save_checkpoint, train, validate_args
+from aha.training.evaluation import seeded_rngs
+from aha.training.schedule import warmup_cosine_factor
+from conftest import make_classifier
+from training_helpers import image_dataset, processor, sharp_classifier, train_argv
+
+
+def _args(output_dir, *extra):
+    return build_parser().parse_args(train_argv(output_dir, *extra))
+
+
+def _splits(streaming: bool, n: int = 16):
+    train_split = image_dataset(n).remove_columns("id")
+    return {"train": train_split.to_iterable_dataset(num_shards=4) if streaming else train_split}
+
+
+def _heldout_loss(explainer, batch) -> float:
+    with seeded_rngs(0, torch.device("cpu")), torch.no_grad():
+        return sum(explainer.eval()(**batch).loss.item() for _ in range(3)) / 3
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["dataset", "stream"])
+def test_training_lowers_the_loss(tmp_path, streaming):
+    heldout = processor()(list(image_dataset(8, seed=1)["image"]), return_tensors="pt")
+    batch = {"pixel_values": heldout["pixel_values"], "labels": torch.arange(8) % 5}
+    set_seed(0)
+    untrained = AHAExplainer.from_classifier(sharp_classifier(), image_processor=processor())
+    args = _args(tmp_path, "--max_train_steps", 12, "--shuffle_buffer_size", 0)
+    trained = train(args, sharp_classifier(), processor(), _splits(streaming))
+    assert _heldout_loss(trained, batch) < _heldout_loss(untrained, batch) - 0.005
+    reloaded = AHAExplainer.from_pretrained(tmp_path)
+    assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), trained.state_dict().values()))
+
+
+class _Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["dataset", "stream"])
+def test_resume_after_a_crash_ends_with_identical_weights(tmp_path, monkeypatch, streaming):
+    """6 steps of 2 micro-batches over 16 images (4 steps per epoch): the crash at step 3 is mid-epoch."""
+    extra = ("--max_train_steps", 6, "--gradient_accumulation_steps", 2, "--checkpointing_steps", 3,
+             "--shuffle_buffer_size", 0, "--eval_steps", 3)
+    splits = dict(_splits(streaming), validation=image_dataset(4, seed=2).remove_columns("id"))
+    uninterrupted = train(_args(tmp_path / "a", *extra), make_classifier("vit"), processor(), splits)
+
+    def crash_after_step_3(accelerator, output_dir, step):
+        path = save_checkpoint(accelerator, output_dir, step)
+        if step == 3:
+            raise _Crash
+        return path
+
+    monkeypatch.setattr(loop_module, "save_checkpoint", crash_after_step_3)
+    with pytest.raises(_Crash):
+        train(_args(tmp_path / "b", *extra), make_classifier("vit"), processor(), splits)
+    monkeypatch.undo()
+    assert latest_checkpoint(tmp_path / "b").endswith("step_3")
+    resumed = train(_args(tmp_path / "b", *extra, "--resume_from_checkpoint", "latest"),
+                    make_classifier("vit"), processor(), splits)
+    for (name, a), b in zip(uninterrupted.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_interrupted_checkpoint_never_looks_complete(tmp_path, monkeypatch):
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=True)
+    model = accelerator.prepare(torch.nn.Linear(2, 2))
+
+    def dies_mid_write(output_dir, **kwargs):
+        os.makedirs(output_dir, exist_ok=True)
+        open(os.path.join(output_dir, "model.safetensors"), "w").close()
+        raise _Crash
+
+    monkeypatch.setattr(accelerator, "save_state", dies_mid_write)
+    with pytest.raises(_Crash):
+        save_checkpoint(accelerator, str(tmp_path), 5)
+    assert latest_checkpoint(str(tmp_path)) is None
+    monkeypatch.undo()
+    assert save_checkpoint(accelerator, str(tmp_path), 5) == latest_checkpoint(str(tmp_path))
+    assert os.listdir(tmp_path / "checkpoints") == ["step_5"]
+    del model
+
+
+def _two_process_run(output_dir):
+    """Runs in each of two processes: data split check, then a short data-parallel training."""
+    AcceleratorState._reset_state(True)
+    PartialState._reset_state()
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=True)
+    stream = image_dataset(16).remove_columns("image").to_iterable_dataset(num_shards=4)
+    loader = train_dataloader(stream, lambda ex: torch.tensor([e["id"] for e in ex]), 2, accelerator, seed=0)
+    ids = torch.cat(list(loader))
+    torch.save(ids, os.path.join(output_dir, f"ids_{accelerator.process_index}.pt"))
+    args = _args(os.path.join(output_dir, "run"), "--max_train_steps", 3, "--shuffle_buffer_size", 0)
+    explainer = train(args, make_classifier("vit"), processor(), _splits(streaming=True))
+    weights = {k: v for k, v in explainer.state_dict().items() if k.startswith("decoder.")}
+    torch.save(weights, os.path.join(output_dir, f"weights_{accelerator.process_index}.pt"))
+
+
+def test_two_processes_split_the_stream_and_hold_identical_weights(tmp_path):
+    debug_launcher(_two_process_run, args=(str(tmp_path),), num_processes=2)
+    ids = [torch.load(tmp_path / f"ids_{rank}.pt").tolist() for rank in (0, 1)]
+    assert sorted(ids[0] + ids[1]) == list(range(16)) and ids[0] and ids[1]
+    weights = [torch.load(tmp_path / f"weights_{rank}.pt") for rank in (0, 1)]
+    initial = AHAExplainer.from_pretrained(tmp_path / "run").state_dict()
+    for name, value in weights[0].items():
+        assert torch.equal(value, weights[1][name]), name
+        assert torch.equal(value, initial[name]), name
+
+
+@pytest.mark.parametrize(
+    "extra, processes, message",
+    [
+        (("--total_train_batch_size", 10, "--gradient_accumulation_steps", 4), 1,
+         r"total_train_batch_size \(10\) must be divisible by num_processes \(1\) x gradient_accumulation_steps \(4\)"),
+        (("--total_train_batch_size", 12, "--gradient_accumulation_steps", 2), 4, r"by .* = 8"),
+        (("--train_dir", "a", "--dataset_name", "b"), 1, "one data source"),
+        (("--train_dir", "a", "--streaming"), 1, "--streaming reads Hub datasets"),
+        (("--tau_end", 0), 1, "--tau_end must be > 0"),
+        (("--validation_dir", "v"), 1, "--validation_dir needs --train_dir"),
+    ],
+)
+def test_argument_errors(tmp_path, extra, processes, message):
+    with pytest.raises(ValueError, match=message):
+        validate_args(_args(tmp_path, *extra), num_processes=processes)
+
+
+def test_total_batch_size_sets_the_per_device_one(tmp_path):
+    args = _args(tmp_path, "--total_train_batch_size", 32, "--gradient_accumulation_steps", 2)
+    validate_args(args, num_processes=4)
+    assert args.per_device_train_batch_size == 4
+
+
+def test_dataset_errors_come_before_training(tmp_path):
+    splits = _splits(False)
+    with pytest.raises(ValueError, match="no label column 'fine_label'"):
+        train(_args(tmp_path / "a", "--label_column_name", "fine_label"), make_classifier("vit"), processor(), splits)
+    with pytest.raises(ValueError, match="no image column 'img'"):
+        train(_args(tmp_path / "b", "--image_column_name", "img"), make_classifier("vit"), processor(), splits)
+    assert latest_checkpoint(tmp_path / "a") is None
+
+
+def test_output_dir_holding_another_run_is_refused(tmp_path):
+    (tmp_path / "aha_training_args.json").write_text(json.dumps({"learning_rate": 1.0}))
+    with pytest.raises(ValueError, match=r"holds a different run \(.*learning_rate: 1.0 -> 0.003"):
+        train(_args(tmp_path), make_classifier("vit"), processor(), _splits(False))
+    (tmp_path / "aha_training_args.json").unlink()
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="holds no aha training run"):
+        train(_args(tmp_path), make_classifier("vit"), processor(), _splits(False))
+
+
+def test_schedule_warms_up_from_lr_over_25_then_decays_to_zero():
+    factors = [warmup_cosine_factor(step, 6, 100, 1 / 25) for step in (0, 3, 6, 53, 100)]
+    assert factors == pytest.approx([0.04, 0.52, 1.0, 0.5, 0.0])
+
+
+def test_target_checkpointing_recomputes_without_changing_the_result():
+    classifier = make_classifier("vit")
+    classifier.requires_grad_(False)
+    pixels = torch.randn(2, 3, 32, 32, requires_grad=True)
+    expected = classifier(pixel_values=pixels).logits
+    (grad,) = torch.autograd.grad(expected.sum(), pixels)
+    first_layer = next(m for m in classifier.modules() if isinstance(m, GradientCheckpointingLayer))
+    calls = []
+    next(first_layer.children()).register_forward_hook(lambda *_: calls.append(1))
+    assert checkpoint_target_layers(classifier) == 4
+    logits = classifier(pixel_values=pixels).logits
+    (checkpointed_grad,) = torch.autograd.grad(logits.sum(), pixels)
+    assert len(calls) == 2  # forward, then recomputed in backward
+    assert torch.equal(logits, expected) and torch.allclose(checkpointed_grad, grad, atol=1e-6)
+    assert first_layer.training and not any(m.training for m in first_layer.children())
