@@ -278,7 +278,7 @@ def perturbation_curve(
     if order.shape != (batch, num_pixels):
         raise ValueError(f"order must be (B, H * W) = {(batch, num_pixels)}, got {tuple(order.shape)}")
     start = start.to(device, dtype)
-    end = end.to(device, dtype).expand_as(start)
+    end = end.to(device, dtype).expand_as(start).contiguous()
     order = order.to(device)
     ranks = torch.empty_like(order).scatter_(1, order, torch.arange(num_pixels, device=device).expand_as(order))
     counts = torch.round(torch.as_tensor(fractions, dtype=torch.float64) * num_pixels).long().to(device)
@@ -291,8 +291,9 @@ def perturbation_curve(
             last = min(first + chunk_size, total)
             index = torch.arange(first, last, device=device)
             image, step = index // num_steps, index % num_steps
-            masks = (ranks[image] < counts[step, None]).view(-1, height, width)
-            logits = model(pixel_values=blend(start[image], end[image], masks)).logits
+            masks = (ranks.index_select(0, image) < counts[step, None]).view(-1, height, width)
+            images = blend(start.index_select(0, image), end.index_select(0, image), masks)
+            logits = model(pixel_values=images).logits
             scores[first:last] = _score(logits, target[first:last], score)
     return scores.view(batch, num_steps)
 
