@@ -102,7 +102,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--chunk-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadiest on a shared CPU)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads; 1 is steadiest on a shared CPU")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -117,7 +117,9 @@ def main() -> None:
     for _ in range(args.repeats):
         engine.append(timed(deletion_insertion, model, pixel_values, maps, chunk_size=args.chunk_size))
         bare.append(timed(bare_forwards, model, pixel_values, args.chunk_size))
-        no_op.append(timed(deletion_insertion, NoOpClassifier(), pixel_values, maps, chunk_size=args.chunk_size))
+        no_op.append(
+            timed(deletion_insertion, NoOpClassifier(), pixel_values, maps, chunk_size=args.chunk_size)
+        )
     plain_seconds = time.perf_counter()
     plain = plain_loop(model, pixel_values, maps)
     plain_seconds = time.perf_counter() - plain_seconds
@@ -129,8 +131,9 @@ def main() -> None:
     images = args.batch * (2 * NUM_FRACTIONS + 1)
     engine_median, bare_median, no_op_median = (statistics.median(t) for t in (engine, bare, no_op))
     print(
-        f"ViT-Ti/16 shape (5.7 M params, random init) at {size} px, batch {args.batch}, chunk {args.chunk_size}, "
-        f"{args.threads} thread(s), {images} classifier images per run, median of {args.repeats}\n"
+        f"ViT-Ti/16 shape (5.7 M params, random init) at {size} px, batch {args.batch}, "
+        f"chunk {args.chunk_size}, {args.threads} thread(s), {images} classifier images per run, "
+        f"median of {args.repeats}\n"
     )
     print("| run | seconds | ms / image | vs bare forwards |")
     print("|---|---|---|---|")
@@ -142,8 +145,9 @@ def main() -> None:
     )
     for name, seconds in runs:
         print(f"| {name} | {seconds:.3f} | {1e3 * seconds / images:.2f} | {seconds / bare_median:.3f}x |")
-    print(f"\nengine overhead over bare forwards, measured: {100 * (engine_median / bare_median - 1):+.1f}%; ")
-    print(f"engine work besides the forwards (no-op run): {100 * no_op_median / bare_median:.1f}% of the bare forwards")
+    overhead, work = engine_median / bare_median - 1, no_op_median / bare_median
+    print(f"\nengine overhead over bare forwards, measured: {100 * overhead:+.1f}%")
+    print(f"engine work besides the forwards (no-op run): {100 * work:.1f}% of the bare forwards")
     print(f"all runs (s), engine: {[round(t, 2) for t in engine]}, bare: {[round(t, 2) for t in bare]}, "
           f"no-op: {[round(t, 3) for t in no_op]}")
     print(f"max |engine - plain loop| over all curve points: {difference:.2e}")

@@ -41,9 +41,8 @@ def module():
 
 
 def test_loads_offline_and_matches_the_engine(module, vit, images, maps):
-    results = module.compute(
-        predictions=maps.numpy(), references=[0, 1, 2, 3], pixel_values=images.numpy(), model=vit, reference="blur"
-    )
+    inputs = dict(predictions=maps.numpy(), references=[0, 1, 2, 3], pixel_values=images.numpy())
+    results = module.compute(**inputs, model=vit, reference="blur")
     engine = metrics.deletion_insertion(vit, images, maps, reference="blur")
     assert sys.modules[type(module).__module__].deletion is metrics.deletion  # the engine itself, not a copy
     for name in ("deletion", "insertion"):
@@ -70,7 +69,8 @@ def test_add_batch_over_two_batches_equals_one_call(vit, images, maps):
     for part in (slice(0, 3), slice(3, 4)):
         batched.add_batch(predictions=maps[part], references=labels[part], pixel_values=images[part])
     assert batched.compute(**options) == once
-    engine = metrics.positive_perturbation(vit, images, maps, torch.tensor(labels), image_mean=MEAN, image_std=STD)
+    labels = torch.tensor(labels)
+    engine = metrics.positive_perturbation(vit, images, maps, labels, image_mean=MEAN, image_std=STD)
     assert once["positive_aucs"] == pytest.approx(engine.auc.tolist(), abs=1e-6)
 
 

@@ -90,7 +90,9 @@ def test_deletion_and_lrf_insertion_match_plain_loop(vit, images, maps, referenc
     classes = metrics.predict(vit, images)
     end = PLAIN_REFERENCES[reference](images)
     fractions = metrics.default_fractions()
-    result = metrics.deletion_insertion(vit, images, maps, reference=reference, image_mean=MEAN, image_std=STD, chunk_size=10)
+    result = metrics.deletion_insertion(
+        vit, images, maps, reference=reference, image_mean=MEAN, image_std=STD, chunk_size=10
+    )
     assert torch.equal(result.target, classes)
     assert_matches(result.deletion, *plain_curves(vit, images, end, maps, True, fractions, classes))
     assert_matches(result.insertion, *plain_curves(vit, images, end, maps, False, fractions, classes))
@@ -99,7 +101,8 @@ def test_deletion_and_lrf_insertion_match_plain_loop(vit, images, maps, referenc
 def test_rise_insertion_matches_plain_loop(vit, images, maps):
     classes = torch.tensor([0, 1, 2, 3])
     result = metrics.insertion(vit, images, maps, classes, convention="rise")
-    expected = plain_curves(vit, reference_blur(images), images, maps, True, metrics.default_fractions(), classes)
+    fractions = metrics.default_fractions()
+    expected = plain_curves(vit, reference_blur(images), images, maps, True, fractions, classes)
     assert_matches(result, *expected)
 
 
@@ -110,7 +113,8 @@ def test_chefer_perturbation_matches_plain_loop(vit, images, maps, kind):
     function = getattr(metrics, f"{kind}_perturbation")
     result = function(vit, images, maps, labels, image_mean=MEAN, image_std=STD)
     fractions = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
-    expected = plain_curves(vit, images, plain_black(images), maps, kind == "positive", fractions, labels, "correct")
+    black = plain_black(images)
+    expected = plain_curves(vit, images, black, maps, kind == "positive", fractions, labels, "correct")
     assert_matches(result, *expected)
     assert result.curves[:, 0].tolist() == [1.0, 0.0, 1.0, 1.0]  # the unperturbed point is included
 
@@ -144,17 +148,18 @@ def test_chunk_size_does_not_change_results(vit, images, maps):
 def test_map_layouts_reduce_to_pixel_maps(vit, images, maps):
     channels = torch.randn(4, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(2))
     patches = torch.randn(4, 4, 4, generator=torch.Generator().manual_seed(3))
-    upsampled = F.interpolate(patches[:, None], size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)[:, 0]
+    size = (IMAGE_SIZE, IMAGE_SIZE)
+    upsampled = F.interpolate(patches[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
     cases = [(maps[:, None], maps), (channels, channels.sum(dim=1)), (patches, upsampled)]
     for given, equivalent in cases:
-        torch.testing.assert_close(
-            metrics.deletion(vit, images, given, 0).curves, metrics.deletion(vit, images, equivalent, 0).curves
-        )
+        expected = metrics.deletion(vit, images, equivalent, 0).curves
+        torch.testing.assert_close(metrics.deletion(vit, images, given, 0).curves, expected)
 
 
 def test_strictly_monotone_transform_leaves_deletion_and_insertion_unchanged(vit, images, maps):
     transformed = maps.double() ** 3 + 1
-    assert all(row.unique().numel() == row.numel() for row in transformed.flatten(1))  # still strictly ordered
+    # still strictly ordered: no two pixels of a map tie after the transform
+    assert all(row.unique().numel() == row.numel() for row in transformed.flatten(1))
     for convention in ("lrf", "rise"):
         a = metrics.deletion_insertion(vit, images, maps, insertion_convention=convention)
         b = metrics.deletion_insertion(vit, images, transformed, insertion_convention=convention)
@@ -234,8 +239,8 @@ def test_object_mask_beats_random_map_on_constructed_example():
         (dict(attributions=torch.randn(3, IMAGE_SIZE, IMAGE_SIZE)), "3 maps but there are 4 images"),
         (dict(attributions=torch.randn(4, 30, 30)), r"match neither the images' \(32, 32\)"),
         (dict(attributions=torch.randn(4, 2, IMAGE_SIZE, IMAGE_SIZE)), "C = 1 or the images' 3 channels"),
-        (dict(attributions=torch.randn(4, IMAGE_SIZE * IMAGE_SIZE)), r"must be \(B, H, W\) or \(B, C, H, W\)"),
-        (dict(attributions=torch.full((4, IMAGE_SIZE, IMAGE_SIZE), float("nan"))), "attributions contain NaN"),
+        (dict(attributions=torch.randn(4, 1024)), r"must be \(B, H, W\) or \(B, C, H, W\)"),
+        (dict(attributions=torch.full((4, 32, 32), float("nan"))), "attributions contain NaN"),
         (dict(pixel_values=torch.randn(3, IMAGE_SIZE, IMAGE_SIZE)), r"pixel_values must be a \(B, C, H, W\)"),
         (dict(target=NUM_LABELS), r"target classes must be in \[0, 5\)"),
         (dict(target=torch.tensor([0, 1, -1, 2])), r"target classes must be in \[0, 5\)"),
@@ -256,7 +261,8 @@ def test_chefer_needs_normalisation_and_masks_must_be_valid(vit, images, maps):
     with pytest.raises(ValueError, match="positive perturbation needs the normalisation"):
         metrics.positive_perturbation(vit, images, maps, 0)
     with pytest.raises(ValueError, match="either image_processor or image_mean/image_std"):
-        metrics.negative_perturbation(vit, images, maps, 0, image_processor=T.ViTImageProcessor(), image_mean=MEAN)
+        processor = T.ViTImageProcessor()
+        metrics.negative_perturbation(vit, images, maps, 0, image_processor=processor, image_mean=MEAN)
     masks = torch.zeros(4, IMAGE_SIZE, IMAGE_SIZE)
     masks[:3, :4] = 1
     with pytest.raises(ValueError, match=r"masks of images \[3\] have no object pixel"):

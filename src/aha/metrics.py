@@ -121,8 +121,8 @@ def _check_finite(tensor: torch.Tensor, what: str) -> None:
 
 def _check_images(pixel_values: torch.Tensor) -> None:
     if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4:
-        shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
-        raise ValueError(f"pixel_values must be a (B, C, H, W) tensor, got {shape}")
+        got = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values)
+        raise ValueError(f"pixel_values must be a (B, C, H, W) tensor, got {got}")
     _check_finite(pixel_values, "pixel_values")
 
 
@@ -198,7 +198,9 @@ def _check_target(target: torch.Tensor, model: nn.Module, batch: int) -> torch.T
         raise ValueError(f"target must hold integer class indices, got dtype {target.dtype}")
     target = target.long().expand(batch) if target.ndim == 0 else target.long()
     if target.shape != (batch,):
-        raise ValueError(f"target must be an int or a ({batch},) tensor of classes, got shape {tuple(target.shape)}")
+        raise ValueError(
+            f"target must be an int or a ({batch},) tensor of classes, got shape {tuple(target.shape)}"
+        )
     num_labels = getattr(getattr(model, "config", None), "num_labels", None)
     if num_labels is not None and ((target < 0) | (target >= num_labels)).any():
         raise ValueError(f"target classes must be in [0, {num_labels}), got {target.tolist()}")
@@ -227,7 +229,9 @@ def _resolve_target(model, pixel_values, target, chunk_size) -> torch.Tensor:
 def _fractions(fractions) -> torch.Tensor:
     fractions = default_fractions() if fractions is None else torch.as_tensor(fractions, dtype=torch.float64)
     if fractions.ndim != 1 or fractions.numel() < 2:
-        raise ValueError(f"fractions must be a 1-D sequence of at least 2 values, got shape {tuple(fractions.shape)}")
+        raise ValueError(
+            f"fractions must be a 1-D sequence of at least 2 values, got shape {tuple(fractions.shape)}"
+        )
     if (fractions < 0).any() or (fractions > 1).any() or (fractions.diff() < 0).any():
         raise ValueError(f"fractions must be ascending values in [0, 1], got {fractions.tolist()}")
     return fractions
@@ -258,7 +262,8 @@ def perturbation_curve(
 
     Args:
         model: classifier called as ``model(pixel_values=x).logits`` -> (N, num_labels).
-        order: (B, H * W) long, a permutation of the pixel indices (row-major) per image, first = perturbed first.
+        order: (B, H * W) long, per image a permutation of the row-major pixel indices, perturbed first
+            to last.
         start: (B, C, H, W) images at fraction 0 (normalised space).
         end: (B, C, H, W) or broadcastable, images at fraction 1.
         fractions: (F,) fractions in [0, 1].
@@ -280,7 +285,8 @@ def perturbation_curve(
     start = start.to(device, dtype)
     end = end.to(device, dtype).expand_as(start).contiguous()
     order = order.to(device)
-    ranks = torch.empty_like(order).scatter_(1, order, torch.arange(num_pixels, device=device).expand_as(order))
+    positions = torch.arange(num_pixels, device=device).expand_as(order)
+    ranks = torch.empty_like(order).scatter_(1, order, positions)
     counts = torch.round(torch.as_tensor(fractions, dtype=torch.float64) * num_pixels).long().to(device)
     num_steps = counts.numel()
     total = batch * num_steps
@@ -348,7 +354,8 @@ def deletion(
     target = _resolve_target(model, images, target, chunk_size)
     end = _reference(images, reference, image_processor, image_mean, image_std)
     order = hard_order(scores, descending=True, seed=seed)
-    return _curve_result(perturbation_curve(model, order, images, end, fractions, target, chunk_size=chunk_size), fractions)
+    curves = perturbation_curve(model, order, images, end, fractions, target, chunk_size=chunk_size)
+    return _curve_result(curves, fractions)
 
 
 def insertion(
@@ -388,7 +395,8 @@ def insertion(
     else:
         start, end = make_reference(images, "blur"), images
         order = hard_order(scores, descending=True, seed=seed)
-    return _curve_result(perturbation_curve(model, order, start, end, fractions, target, chunk_size=chunk_size), fractions)
+    curves = perturbation_curve(model, order, start, end, fractions, target, chunk_size=chunk_size)
+    return _curve_result(curves, fractions)
 
 
 def deletion_insertion(
@@ -434,19 +442,26 @@ def deletion_insertion(
     )
     return DeletionInsertionResult(
         deletion=deletion(model, pixel_values, attributions, target, **options),
-        insertion=insertion(model, pixel_values, attributions, target, convention=insertion_convention, **options),
+        insertion=insertion(
+            model, pixel_values, attributions, target, convention=insertion_convention, **options
+        ),
         target=target,
     )
 
 
-def _chefer(model, pixel_values, attributions, labels, descending, image_processor, image_mean, image_std, chunk_size, seed, name):
+def _chefer(
+    name, model, pixel_values, attributions, labels, image_processor, image_mean, image_std, chunk_size, seed
+) -> CurveResult:
+    """Positive (``name="positive"``, most relevant first) or negative perturbation."""
     images, scores = _prepare(model, pixel_values, attributions)
     labels = _check_target(labels, model, images.shape[0])
     mean, std = _normalisation(images.shape[1], image_processor, image_mean, image_std, f"{name} perturbation")
     end = make_reference(images, "black", mean, std)
-    order = hard_order(scores, descending=descending, seed=seed)
+    order = hard_order(scores, descending=name == "positive", seed=seed)
     fractions = chefer_fractions()
-    curves = perturbation_curve(model, order, images, end, fractions, labels, score="correct", chunk_size=chunk_size)
+    curves = perturbation_curve(
+        model, order, images, end, fractions, labels, score="correct", chunk_size=chunk_size
+    )
     return _curve_result(curves, fractions)
 
 
@@ -468,7 +483,10 @@ def positive_perturbation(
     ``labels`` ((B,) or an int), the AUC its trapezoid over [0, 0.9]. Low is good. The normalisation
     (``image_processor`` or ``image_mean``/``image_std``) is required. Returns a :class:`CurveResult`.
     """
-    return _chefer(model, pixel_values, attributions, labels, True, image_processor, image_mean, image_std, chunk_size, seed, "positive")
+    return _chefer(
+        "positive", model, pixel_values, attributions, labels,
+        image_processor, image_mean, image_std, chunk_size, seed,
+    )
 
 
 def negative_perturbation(
@@ -485,7 +503,10 @@ def negative_perturbation(
 ) -> CurveResult:
     """Chefer et al.'s negative perturbation: like :func:`positive_perturbation` but the *least*
     relevant pixels go first. High is good."""
-    return _chefer(model, pixel_values, attributions, labels, False, image_processor, image_mean, image_std, chunk_size, seed, "negative")
+    return _chefer(
+        "negative", model, pixel_values, attributions, labels,
+        image_processor, image_mean, image_std, chunk_size, seed,
+    )
 
 
 def _localisation_inputs(attributions, masks) -> tuple[torch.Tensor, torch.Tensor]:

@@ -31,7 +31,8 @@ perturbation (top-1 accuracy against the label, fractions 0..0.9) are available 
 
 _KWARGS_DESCRIPTION = """
 Args:
-    predictions: attribution maps, one (H, W) or patch-grid (h, w) array of floats per image; higher = more relevant.
+    predictions: attribution maps, one (H, W) or patch-grid (h, w) float array per image; higher = more
+        relevant.
     references: int class labels, one per image.
     pixel_values: the images, one (C, H, W) float array per image, in the classifier's normalised space.
     model: the Hugging Face image classifier (keyword of `compute`, required).
@@ -39,7 +40,8 @@ Args:
         Default ("deletion", "insertion").
     target: class whose probability deletion/insertion track: "predicted" (default) or "label".
     reference: "mean" (default), "black" or "blur": what deleted pixels become.
-    insertion_convention: "lrf" (default, least-relevant-first deletion) or "rise" (insert into the blurred image).
+    insertion_convention: "lrf" (default, least-relevant-first deletion) or "rise" (insertion into the
+        blurred image).
     image_processor / image_mean, image_std: the normalisation of pixel_values; needed by "black",
         "positive" and "negative".
     fractions: ascending fractions in [0, 1] for deletion/insertion (default 0, 0.05, ..., 1).
@@ -139,7 +141,9 @@ class DeletionInsertion(evaluate.Metric):
             if name == "deletion":
                 result = deletion(model, images, maps, classes, **common_curve)
             elif name == "insertion":
-                result = insertion(model, images, maps, classes, convention=insertion_convention, **common_curve)
+                result = insertion(
+                    model, images, maps, classes, convention=insertion_convention, **common_curve
+                )
             elif name == "positive":
                 result = positive_perturbation(model, images, maps, labels, **normalisation, **common)
             else:
