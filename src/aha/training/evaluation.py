@@ -1,4 +1,6 @@
-"""Held-out evaluation during training: the training objective on the validation split.
+"""Held-out evaluation during training: the training objective on the validation split, and the exact
+deletion / insertion AUCs of the explainer's maps (``aha.metrics.deletion_insertion``: hard ranking over
+all pixels, 21 fractions, mean-colour reference, predicted class; insertion is least-relevant-first).
 
 The objective draws a grid size and a reference (Python's ``random``) and Gumbel noise (torch); evaluation
 draws them from a fixed seed inside forked RNGs, so every evaluation of a run scores the same
@@ -13,6 +15,8 @@ import random
 import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
+
+from ..metrics import deletion_insertion
 
 
 @contextlib.contextmanager
@@ -30,17 +34,27 @@ def seeded_rngs(seed: int, device: torch.device):
 
 @torch.no_grad()
 def evaluate(explainer, dataloader: DataLoader, accelerator: Accelerator, seed: int) -> dict[str, float]:
-    """Mean held-out loss (at ``tau_end``) over every process's share of ``dataloader``.
+    """Held-out means over every process's share of ``dataloader``: the objective (at ``tau_end``), and
+    the deletion (low is good) and insertion (high is good) AUCs of the maps.
 
-    Returns ``{"eval/loss": float, "eval/images": int}``. Leaves the explainer in eval mode.
+    Returns ``{"eval/loss", "eval/deletion_auc", "eval/insertion_auc": float, "eval/images": int}``.
+    Leaves the explainer in eval mode.
     """
     model = accelerator.unwrap_model(explainer).eval()
-    totals = torch.zeros(2, dtype=torch.float64, device=accelerator.device)  # (sum of loss x images, images)
+    sums = torch.zeros(4, dtype=torch.float64, device=accelerator.device)  # loss, deletion, insertion, images
     with seeded_rngs(seed, accelerator.device):
         for batch in dataloader:
             batch = {key: value.to(accelerator.device) for key, value in batch.items()}
             with accelerator.autocast():
                 loss = model(**batch).loss
-            totals += torch.stack([loss.double() * len(batch["labels"]), totals.new_tensor(len(batch["labels"]))])
-    totals = accelerator.reduce(totals, reduction="sum")
-    return {"eval/loss": (totals[0] / totals[1].clamp(min=1)).item(), "eval/images": int(totals[1].item())}
+                maps = model.explain(batch["pixel_values"])
+            result = deletion_insertion(model.classifier, batch["pixel_values"], maps.float())
+            images = len(batch["labels"])
+            sums += torch.stack([
+                loss.double() * images, result.deletion.auc.double().sum(), result.insertion.auc.double().sum(),
+                sums.new_tensor(images),
+            ]).to(sums.device)
+    sums = accelerator.reduce(sums, reduction="sum")
+    loss, deletion, insertion = (sums[:3] / sums[3].clamp(min=1)).tolist()
+    return {"eval/loss": loss, "eval/deletion_auc": deletion, "eval/insertion_auc": insertion,
+            "eval/images": int(sums[3].item())}
