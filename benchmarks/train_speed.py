@@ -1,0 +1,108 @@
+"""CPU speed of the AHA training step, and the share of it spent in the target's perturbed passes.
+
+    python benchmarks/train_speed.py [--steps 10] [--batch_size 8]
+
+A step is what ``aha train`` does per optimiser step: explainer forward with labels (clean target
+forward, decoder, soft ranking, perturbed target forwards), backward, clip, AdamW. The perturbed target
+passes are recorded during the steps (the classifier's forward calls made with grad enabled) and then
+replayed alone, forward + backward to their inputs with the same shapes, checkpointing setting and grad
+flow; their time over the step time is the irreducible share (the target must see every perturbed image).
+
+Times are CPU time of this process on one thread (``time.process_time``, medians over steps): the
+machines this runs on are shared, and wall time there measures the neighbours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+
+import torch
+import transformers as T
+
+from aha import AHAExplainer
+from aha.objectives import annealed_tau
+from aha.training import checkpoint_target_layers
+
+
+def tiny_vit() -> T.ViTForImageClassification:
+    """The test suite's tiny ViT: 32 px, 8 px patches, 4 layers of width 32, 5 classes (0.05 M parameters)."""
+    config = T.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                         intermediate_size=64, num_labels=5)
+    return T.ViTForImageClassification(config).eval()
+
+
+def measure(batch_size: int, steps: int, gradient_checkpointing: bool) -> dict[str, float]:
+    torch.manual_seed(0)
+    random.seed(0)
+    explainer = AHAExplainer.from_classifier(tiny_vit())
+    explainer.train()
+    if gradient_checkpointing:
+        checkpoint_target_layers(explainer.classifier)
+    trainable = [p for p in explainer.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=3e-4, weight_decay=1e-3)
+    pixels = torch.randn(batch_size, 3, 32, 32)
+    labels = torch.arange(batch_size) % 5
+
+    perturbed_shapes: list[torch.Size] = []
+    forward = explainer.classifier.forward
+
+    def recording_forward(pixel_values=None, **kwargs):
+        if torch.is_grad_enabled():
+            perturbed_shapes.append(pixel_values.shape)
+        return forward(pixel_values=pixel_values, **kwargs)
+
+    explainer.classifier.forward = recording_forward
+
+    def step(i: int):
+        loss = explainer(pixels, labels=labels, tau=annealed_tau(i, steps, 1.0, 0.3)).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+
+    for i in range(2):  # warm-up
+        step(i)
+    perturbed_shapes.clear()
+    step_times = []
+    for i in range(steps):
+        start = time.process_time()
+        step(i)
+        step_times.append(time.process_time() - start)
+    step_seconds = statistics.median(step_times)
+    calls_per_step = len(perturbed_shapes) // steps
+
+    explainer.classifier.forward = forward
+    replay_times = []
+    for i in range(steps):
+        replay = [torch.randn(s, requires_grad=True) for s in perturbed_shapes[i * calls_per_step:(i + 1) * calls_per_step]]
+        start = time.process_time()
+        for inputs in replay:
+            logits = explainer.classifier(pixel_values=inputs).logits
+            torch.autograd.grad(logits.softmax(-1)[:, 0].sum(), inputs)
+        replay_times.append(time.process_time() - start)
+    target_seconds = statistics.median(replay_times)
+    return {
+        "images_per_second": batch_size / step_seconds,
+        "step_ms": 1000 * step_seconds,
+        "perturbed_images_per_step": sum(s[0] for s in perturbed_shapes) / steps,
+        "target_fraction": target_seconds / step_seconds,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--batch_size", type=int, default=8)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, {args.steps} steps")
+    for checkpointing in (True, False):
+        result = measure(args.batch_size, args.steps, checkpointing)
+        print(f"gradient_checkpointing={checkpointing}: " + ", ".join(f"{k}={v:.3g}" for k, v in result.items()))
+
+
+if __name__ == "__main__":
+    main()
