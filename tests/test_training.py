@@ -2,10 +2,11 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
-from accelerate import debug_launcher
 from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import set_seed
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -117,10 +118,17 @@ def _two_process_run(output_dir):
 
 
 def test_two_processes_split_the_stream_and_hold_identical_weights(tmp_path):
-    debug_launcher(_two_process_run, args=(str(tmp_path),), num_processes=2)
-    ids = [torch.load(tmp_path / f"ids_{rank}.pt").tolist() for rank in (0, 1)]
+    # debug_launcher forks, and forking a process whose OpenMP pool already runs can hang: launch the two
+    # ranks from a fresh interpreter instead, with a time limit
+    launch = (
+        f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); "
+        "from accelerate import debug_launcher; from test_training import _two_process_run; "
+        f"debug_launcher(_two_process_run, args=({str(tmp_path)!r},), num_processes=2)"
+    )
+    subprocess.run([sys.executable, "-c", launch], check=True, timeout=600)
+    ids = [torch.load(tmp_path / f"ids_{rank}.pt", weights_only=True).tolist() for rank in (0, 1)]
     assert sorted(ids[0] + ids[1]) == list(range(16)) and ids[0] and ids[1]
-    weights = [torch.load(tmp_path / f"weights_{rank}.pt") for rank in (0, 1)]
+    weights = [torch.load(tmp_path / f"weights_{rank}.pt", weights_only=True) for rank in (0, 1)]
     initial = AHAExplainer.from_pretrained(tmp_path / "run").state_dict()
     for name, value in weights[0].items():
         assert torch.equal(value, weights[1][name]), name
