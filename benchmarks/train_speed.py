@@ -24,7 +24,6 @@ import transformers as T
 
 from aha import AHAExplainer
 from aha.objectives import annealed_tau
-from aha.training import checkpoint_target_layers
 
 
 def tiny_vit() -> T.ViTForImageClassification:
@@ -40,7 +39,7 @@ def measure(batch_size: int, steps: int, gradient_checkpointing: bool) -> dict[s
     explainer = AHAExplainer.from_classifier(tiny_vit())
     explainer.train()
     if gradient_checkpointing:
-        checkpoint_target_layers(explainer.classifier)
+        explainer.enable_target_checkpointing()
     trainable = [p for p in explainer.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=3e-4, weight_decay=1e-3)
     pixels = torch.randn(batch_size, 3, 32, 32)

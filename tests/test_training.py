@@ -14,7 +14,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 import aha.training.loop as loop_module
 from aha import AHAExplainer
 from aha.data import train_dataloader
-from aha.training import build_parser, checkpoint_target_layers, latest_checkpoint, save_checkpoint, train, validate_args
+from aha.training import build_parser, latest_checkpoint, save_checkpoint, train, validate_args
 from aha.training.evaluation import seeded_rngs
 from aha.training.schedule import warmup_cosine_factor
 from conftest import make_classifier
@@ -183,15 +183,16 @@ def test_schedule_warms_up_from_lr_over_25_then_decays_to_zero():
 
 
 def test_target_checkpointing_recomputes_without_changing_the_result():
-    classifier = make_classifier("vit")
-    classifier.requires_grad_(False)
+    explainer = AHAExplainer.from_classifier(make_classifier("vit"))
+    classifier = explainer.classifier
     pixels = torch.randn(2, 3, 32, 32, requires_grad=True)
     expected = classifier(pixel_values=pixels).logits
     (grad,) = torch.autograd.grad(expected.sum(), pixels)
     first_layer = next(m for m in classifier.modules() if isinstance(m, GradientCheckpointingLayer))
     calls = []
     next(first_layer.children()).register_forward_hook(lambda *_: calls.append(1))
-    assert checkpoint_target_layers(classifier) == 4
+    assert explainer.enable_target_checkpointing() == 4
+    explainer.eval().train()  # survives mode switches of the explainer
     logits = classifier(pixel_values=pixels).logits
     (checkpointed_grad,) = torch.autograd.grad(logits.sum(), pixels)
     assert len(calls) == 2  # forward, then recomputed in backward

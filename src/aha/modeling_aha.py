@@ -11,6 +11,7 @@ import transformers
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
 from .backbones import BackboneSpec
@@ -160,6 +161,7 @@ class AHAExplainer(PreTrainedModel):
             hierarchical=self.feature_spec.hierarchical,
         )
         self.objective = RankingObjective(config, patch_size=self.classifier_spec.patch_size)
+        self.target_checkpointing = False
         self.post_init()
         self._freeze_frozen_models()
 
@@ -181,7 +183,34 @@ class AHAExplainer(PreTrainedModel):
         super().train(mode)
         for model in self._frozen_models():
             model.eval()
+        if self.target_checkpointing:
+            self._mark_target_layers_for_checkpointing()
         return self
+
+    def enable_target_checkpointing(self) -> int:
+        """Recompute the frozen classifier's layer activations in the backward pass instead of storing them.
+
+        Training pushes ``num_fractions x terms x classes`` perturbed copies of every image through the
+        classifier and backpropagates to the masks, so its activations dominate memory. transformers only
+        checkpoints a ``GradientCheckpointingLayer`` whose own ``training`` flag is set, so that flag is set
+        on those layer modules alone (their dropout / drop-path children stay in eval mode: the classifier
+        computes exactly what it computes in eval mode), and kept set across ``train()`` / ``eval()``.
+
+        Returns:
+            The number of checkpointed layers (0 when the classifier does not support checkpointing).
+        """
+        if not getattr(self.classifier, "supports_gradient_checkpointing", False):
+            return 0
+        if not self.classifier.is_activation_checkpointing:
+            self.classifier.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        self.target_checkpointing = True
+        return self._mark_target_layers_for_checkpointing()
+
+    def _mark_target_layers_for_checkpointing(self) -> int:
+        layers = [m for m in self.classifier.modules() if isinstance(m, GradientCheckpointingLayer)]
+        for layer in layers:
+            layer.training = True
+        return len(layers)
 
     def _init_weights(self, module: nn.Module) -> None:
         """Decoder init: Kaiming-normal convolutions, normal(0, initializer_range) embeddings, zero biases.

@@ -46,7 +46,7 @@ from .evaluation import evaluate
 from .hub import save_and_push
 from .output_dir import check_output_dir, write_run_args
 from .schedule import warmup_cosine_schedule
-from .target import checkpoint_target_layers, load_target
+from .target import load_target
 
 logger = get_logger(__name__)
 
@@ -197,18 +197,16 @@ def train(args: argparse.Namespace, classifier=None, image_processor=None, split
     logger.info(f"  Steps per epoch = {updates_per_epoch}, total optimisation steps = {max_train_steps}")
     logger.info(f"  Images per step (all processes, with accumulation) = {images_per_step}")
 
-    def set_train_mode():
-        explainer.train()
-        if args.gradient_checkpointing:
-            checkpoint_target_layers(unwrapped.classifier)
+    if args.gradient_checkpointing:
+        unwrapped.enable_target_checkpointing()
 
     def run_evaluation(step: int):
         metrics = evaluate(explainer, eval_loader, accelerator, seed=args.seed)
         accelerator.print(f"step {step}: {metrics}")
         accelerator.log(metrics, step=step)
-        set_train_mode()
+        explainer.train()
 
-    set_train_mode()
+    explainer.train()
     bar = tqdm(total=max_train_steps, initial=progress.completed_steps, disable=not accelerator.is_local_main_process)
     start, start_step = time.perf_counter(), progress.completed_steps
     micro_losses = []
