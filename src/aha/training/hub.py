@@ -3,43 +3,33 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from accelerate import Accelerator
 from huggingface_hub import ModelCard, ModelCardData, create_repo, upload_folder
 
+from .. import __version__
 from .checkpointing import CHECKPOINTS_DIR
 
-CARD_TEMPLATE = """---
-{card_data}
----
-
-# AHA explainer for `{target}`
-
-A learned per-pixel importance ranking ([aha-explain](https://pypi.org/project/aha-explain/)) for the frozen
-image classifier `{target}`, trained for {steps} steps on `{dataset}`. The repository is self-contained: it
-holds the frozen target too.
-
-```python
-from aha import AHAExplainer
-explainer = AHAExplainer.from_pretrained("{repo}")
-maps = explainer.explain(pixel_values)  # (batch, height, width)
-```
-"""
+MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "hub_cards" / "model_card.md"
 
 
 def model_card(args: argparse.Namespace, steps: int) -> ModelCard:
-    target = args.model_name_or_path or "in-memory classifier"
-    dataset = args.dataset_name or args.train_dir or args.dataset_path or "in-memory dataset"
+    """The explainer's model card, from the ``hub_cards/model_card.md`` template shipped in the package."""
     data = ModelCardData(
         library_name="aha-explain",
         tags=["aha", "explainability", "image-classification"],
         base_model=args.model_name_or_path,
         datasets=[args.dataset_name] if args.dataset_name else None,
     )
-    return ModelCard(
-        CARD_TEMPLATE.format(
-            card_data=data.to_yaml(), target=target, steps=steps, dataset=dataset, repo=args.hub_model_id or args.output_dir
-        )
+    return ModelCard.from_template(
+        data,
+        template_path=str(MODEL_CARD_TEMPLATE),
+        target=args.model_name_or_path or "in-memory classifier",
+        dataset=args.dataset_name or args.train_dir or args.dataset_path or "in-memory dataset",
+        steps=steps,
+        repo_id=args.hub_model_id or args.output_dir,
+        aha_version=__version__,
     )
 
 
