@@ -15,6 +15,16 @@ class AHAConfig(PreTrainedConfig):
     Args:
         classifier_config (`PreTrainedConfig` or `dict`):
             Config of the frozen target image classifier (its `architectures[0]` names the class).
+        classifier_name_or_path (`str`, *optional*):
+            Where the target's weights come from (Hub id or local path): a decoder-only save loads its target
+            from there. Default in [`AHAExplainer.from_classifier`]: the classifier's `name_or_path`.
+        classifier_revision (`str`, *optional*):
+            Hub revision (branch, tag or commit) of `classifier_name_or_path`.
+        classifier_fingerprint (`str`, *optional*):
+            `"sha256:<hex>"` digest of the target's weights (see [`aha.fingerprint.weights_fingerprint`]),
+            recorded by `save_pretrained` and checked when a decoder-only save is loaded.
+        includes_target (`bool`):
+            Whether the saved weights include the frozen target (`save_pretrained(include_target=...)`).
         feature_backbone_config (`PreTrainedConfig` or `dict`, *optional*):
             Config of a separate frozen feature backbone (any supported HF vision model). When set, the
             decoder reads this model's hidden states instead of the classifier's.
@@ -60,6 +70,10 @@ class AHAConfig(PreTrainedConfig):
     }
 
     classifier_config: dict | PreTrainedConfig | None = None
+    classifier_name_or_path: str | None = None
+    classifier_revision: str | None = None
+    classifier_fingerprint: str | None = None
+    includes_target: bool = True
     feature_backbone_config: dict | PreTrainedConfig | None = None
     feature_layers: list[int] | None = None
     fusion_channels: int | None = None
