@@ -3,6 +3,7 @@ outputs a per-pixel importance map, trained to rank pixels by the deletion / ins
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -16,7 +17,13 @@ from transformers.utils import ModelOutput
 
 from .backbones import BackboneSpec
 from .configuration_aha import AHAConfig
+from .fingerprint import weights_fingerprint
 from .objectives import ObjectiveTerms, RankingObjective
+
+# state-dict prefix of the frozen target inside the explainer: left out of decoder-only saves
+TARGET_PREFIX = "classifier."
+# from_pretrained arguments that also apply to loading a decoder-only save's target from its reference
+_TARGET_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "proxies", "token")
 
 
 @dataclass
@@ -120,6 +127,40 @@ def _classifier_class(config) -> type[PreTrainedModel]:
     return cls
 
 
+def _describe_reference(config: AHAConfig) -> str:
+    """``name_or_path@revision`` of the recorded target, for messages."""
+    reference = config.classifier_name_or_path or "<no classifier_name_or_path recorded>"
+    return f"{reference}@{config.classifier_revision}" if config.classifier_revision else reference
+
+
+def _short(fingerprint: str | None) -> str:
+    """The algorithm and first 12 hex digits of a fingerprint, for messages."""
+    if not fingerprint:
+        return "none recorded"
+    algorithm, _, digest = fingerprint.partition(":")
+    return f"{algorithm}:{digest[:12]}..."
+
+
+def _load_target(config: AHAConfig, **hub_kwargs) -> PreTrainedModel:
+    """The target classifier a decoder-only save references: ``config.classifier_name_or_path`` (Hub id or
+    local path) at ``config.classifier_revision``, as the exact class in ``classifier_config.architectures``
+    (never remote code), from safetensors only, in its checkpoint dtype."""
+    if not config.classifier_name_or_path:
+        raise ValueError(
+            "this explainer was saved without its target (include_target=False) and records no "
+            "classifier_name_or_path: pass the target, AHAExplainer.from_pretrained(path, classifier=classifier)"
+        )
+    try:
+        return _classifier_class(config.classifier_config).from_pretrained(
+            config.classifier_name_or_path, revision=config.classifier_revision, use_safetensors=True, **hub_kwargs
+        )
+    except OSError as error:
+        raise OSError(
+            f"could not load the target classifier {_describe_reference(config)} that this decoder-only explainer "
+            f"references ({error}). Pass it explicitly: AHAExplainer.from_pretrained(path, classifier=classifier)"
+        ) from error
+
+
 class AHAExplainer(PreTrainedModel):
     """Explains a frozen Hugging Face image classifier with a learned per-pixel importance ranking (AHA).
 
@@ -163,6 +204,8 @@ class AHAExplainer(PreTrainedModel):
         self.objective = RankingObjective(config, patch_size=self.classifier_spec.patch_size)
         self.target_checkpointing = False
         self.post_init()
+        if not config.includes_target:  # a decoder-only save: the target is attached after loading, not missing
+            self._keys_to_ignore_on_load_missing.add("^" + re.escape(TARGET_PREFIX))
         self._freeze_frozen_models()
 
     # ----------------------------------------------------------------------------------------- set-up
@@ -248,6 +291,7 @@ class AHAExplainer(PreTrainedModel):
             raise ValueError(
                 f"expected a transformers *ForImageClassification model, got {type(classifier).__name__}"
             )
+        config_overrides.setdefault("classifier_name_or_path", classifier.name_or_path or None)
         classifier_config = classifier.config.__class__.from_dict(classifier.config.to_dict())
         classifier_config.architectures = [type(classifier).__name__]
         if image_processor is not None:
@@ -263,6 +307,82 @@ class AHAExplainer(PreTrainedModel):
         if feature_backbone is not None:
             explainer.feature_backbone.load_state_dict(feature_backbone.state_dict())
         return explainer.to(device=classifier.device, dtype=classifier.dtype)
+
+    # --------------------------------------------------------------------------------- save / load
+    def save_pretrained(self, save_directory, *args, include_target: bool = True, state_dict: dict | None = None, **kwargs):
+        """[`~PreTrainedModel.save_pretrained`], self-contained by default or, like a PEFT adapter, without the target.
+
+        Either way the config records the fingerprint of the target's weights (`classifier_fingerprint`, see
+        [`~aha.fingerprint.weights_fingerprint`]) next to its reference (`classifier_name_or_path`,
+        `classifier_revision`, set in [`from_classifier`] or on `self.config`).
+
+        Args:
+            include_target (`bool`, defaults to `True`):
+                `False` leaves the frozen target's weights (every `classifier.*` key) out of the weights file:
+                the decoder (and the separate feature backbone, if any, which is kept) is saved alone, and
+                [`from_pretrained`] loads the target from its reference, or takes it as `classifier=`, and
+                checks its fingerprint.
+            state_dict (`dict`, *optional*): the weights to save instead of `self.state_dict()`.
+        """
+        self.config.classifier_fingerprint = weights_fingerprint(self.classifier)
+        if not include_target:
+            state_dict = self.state_dict() if state_dict is None else state_dict
+            state_dict = {key: value for key, value in state_dict.items() if not key.startswith(TARGET_PREFIX)}
+        self.config.includes_target = include_target
+        try:
+            super().save_pretrained(save_directory, *args, state_dict=state_dict, **kwargs)
+        finally:
+            self.config.includes_target = True  # in memory the explainer always holds its target
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, classifier: PreTrainedModel | None = None, **kwargs):
+        """[`~PreTrainedModel.from_pretrained`] from safetensors only, for self-contained and decoder-only saves.
+
+        A decoder-only save (`save_pretrained(include_target=False)`) gets its target from `classifier`, or
+        else from the recorded `classifier_name_or_path` / `classifier_revision` (local paths work offline;
+        `cache_dir`, `force_download`, `local_files_only`, `proxies` and `token` apply to that load too).
+
+        Args:
+            classifier (`PreTrainedModel`, *optional*):
+                The target to explain. Its weights must have the recorded fingerprint (with a self-contained
+                save too, where this only checks them); they are copied into the explainer.
+
+        Raises:
+            ValueError: the checkpoint lacks some of the explainer's own weights (never randomly initialised),
+                or the target's weights are not the ones the explainer was saved with.
+        """
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        kwargs.setdefault("use_safetensors", True)
+        hub_kwargs = {key: kwargs[key] for key in _TARGET_HUB_KWARGS if key in kwargs}
+        model, loading_info = super().from_pretrained(
+            pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
+        )
+        if loading_info["missing_keys"]:
+            missing = sorted(loading_info["missing_keys"])
+            raise ValueError(f"{pretrained_model_name_or_path} lacks {len(missing)} weights of the explainer: {missing[:5]}")
+        if classifier is None and not model.config.includes_target:
+            classifier = _load_target(model.config, **hub_kwargs)
+        if classifier is not None:
+            model._attach_target(classifier)
+        return (model, loading_info) if output_loading_info else model
+
+    def _attach_target(self, classifier: PreTrainedModel) -> None:
+        """Copy ``classifier``'s weights into the frozen target after checking them against the recorded fingerprint.
+
+        Raises:
+            ValueError: the fingerprints differ (a checkpoint for a different target model), naming both
+                fingerprints and the recorded reference.
+        """
+        expected = self.config.classifier_fingerprint
+        got = weights_fingerprint(classifier)
+        if got != expected:
+            raise ValueError(
+                f"this explainer ({self.name_or_path or 'in memory'}) was saved for a different target model: the "
+                f"target's weights fingerprint is {_short(got)} ({classifier.name_or_path or type(classifier).__name__}), "
+                f"expected {_short(expected)} (recorded reference: {_describe_reference(self.config)})"
+            )
+        self.classifier.load_state_dict(classifier.state_dict())
+        self.config.includes_target = True
 
     # ----------------------------------------------------------------------------------- validation
     def _check_pixel_values(self, pixel_values) -> None:
