@@ -360,6 +360,7 @@ class AHAExplainer(PreTrainedModel):
         if loading_info["missing_keys"]:
             missing = sorted(loading_info["missing_keys"])
             raise ValueError(f"{pretrained_model_name_or_path} lacks {len(missing)} weights of the explainer: {missing[:5]}")
+        model._freeze_frozen_models()  # loading replaces the parameters that __init__ froze
         if classifier is None and not model.config.includes_target:
             classifier = _load_target(model.config, **hub_kwargs)
         if classifier is not None:
