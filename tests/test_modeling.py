@@ -1,3 +1,5 @@
+import random
+
 import pytest
 import torch
 import transformers as T
@@ -168,3 +170,24 @@ def test_black_reference_needs_the_normalisation():
         _explainer(references=["black"])
     processor = T.ViTImageProcessorPil(image_mean=[0.5] * 3, image_std=[0.5] * 3)
     assert _explainer(image_processor=processor).config.references == ["black", "mean", "blur"]
+
+
+def test_target_checkpointing_recomputes_chunks_without_changing_the_gradients(images):
+    explainer = AHAExplainer.from_classifier(make_classifier("vit"), perturbation_batch_size=16).train()
+    calls = []
+    explainer.classifier.register_forward_hook(lambda *_: calls.append(1))
+
+    def decoder_gradients():
+        calls.clear()
+        random.seed(0)
+        torch.manual_seed(0)
+        explainer.zero_grad()
+        explainer(images, labels=torch.tensor([0, 1, 2, 3]), tau=1.0).loss.backward()
+        return [p.grad.clone() for p in explainer.decoder.parameters()], len(calls)
+
+    plain, plain_calls = decoder_gradients()
+    explainer.enable_target_checkpointing()
+    checkpointed, checkpointed_calls = decoder_gradients()
+    assert checkpointed_calls == 2 * plain_calls - 1  # every chunk again in backward; the clean pass is not
+    for a, b in zip(plain, checkpointed):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)

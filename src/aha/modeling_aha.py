@@ -12,7 +12,6 @@ import transformers
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers import initialization as init
-from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
 from .backbones import BackboneSpec
@@ -226,34 +225,18 @@ class AHAExplainer(PreTrainedModel):
         super().train(mode)
         for model in self._frozen_models():
             model.eval()
-        if self.target_checkpointing:
-            self._mark_target_layers_for_checkpointing()
         return self
 
-    def enable_target_checkpointing(self) -> int:
-        """Recompute the frozen classifier's layer activations in the backward pass instead of storing them.
+    def enable_target_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute the frozen classifier's activations in the backward pass of the training loss.
 
         Training pushes ``num_fractions x terms x classes`` perturbed copies of every image through the
-        classifier and backpropagates to the masks, so its activations dominate memory. transformers only
-        checkpoints a ``GradientCheckpointingLayer`` whose own ``training`` flag is set, so that flag is set
-        on those layer modules alone (their dropout / drop-path children stay in eval mode: the classifier
-        computes exactly what it computes in eval mode), and kept set across ``train()`` / ``eval()``.
-
-        Returns:
-            The number of checkpointed layers (0 when the classifier does not support checkpointing).
+        classifier and backpropagates to the masks, so the classifier's activations dominate memory. With
+        checkpointing on, each chunk of ``config.perturbation_batch_size`` perturbed images is recomputed
+        in the backward pass (one extra classifier forward per chunk), so memory holds one chunk's
+        activations at a time. Works for any classifier; test-time refinement always uses it.
         """
-        if not getattr(self.classifier, "supports_gradient_checkpointing", False):
-            return 0
-        if not self.classifier.is_activation_checkpointing:
-            self.classifier.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        self.target_checkpointing = True
-        return self._mark_target_layers_for_checkpointing()
-
-    def _mark_target_layers_for_checkpointing(self) -> int:
-        layers = [m for m in self.classifier.modules() if isinstance(m, GradientCheckpointingLayer)]
-        for layer in layers:
-            layer.training = True
-        return len(layers)
+        self.target_checkpointing = enabled
 
     def _init_weights(self, module: nn.Module) -> None:
         """Decoder init: Kaiming-normal convolutions, normal(0, initializer_range) embeddings, zero biases.
@@ -470,6 +453,7 @@ class AHAExplainer(PreTrainedModel):
             tau=self.config.tau_end if tau is None else tau,
             grid=self.objective.sample_grid(height, width),
             reference=self.objective.sample_reference(),
+            checkpoint=self.target_checkpointing,
         )
         return AHAExplainerOutput(
             loss=terms.loss.mean(), attributions=maps[:batch_size], logits=logits, target=target, objective=terms
@@ -479,7 +463,8 @@ class AHAExplainer(PreTrainedModel):
     def refinement_objective(self, pixel_values: torch.Tensor, maps: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The deterministic objective test-time refinement minimises, per image: (B,).
 
-        No Gumbel noise, tau = ``config.tau_end``, the finest training grid, the "mean" reference.
+        No Gumbel noise, tau = ``config.tau_end``, the finest training grid, the "mean" reference; the
+        classifier's activations are recomputed chunk by chunk in the backward pass (bounded memory).
         """
         height, width = pixel_values.shape[-2:]
         return self.objective(
@@ -491,6 +476,7 @@ class AHAExplainer(PreTrainedModel):
             grid=self.objective.grid_range(height, width)[1],
             reference="mean",
             noise=False,
+            checkpoint=True,
         ).loss
 
     def explain(

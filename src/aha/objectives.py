@@ -45,17 +45,30 @@ def peak_penalty(maps: torch.Tensor, window: int) -> torch.Tensor:
 
 
 def target_probabilities(
-    classifier: nn.Module, images: torch.Tensor, classes: torch.Tensor, chunk_size: int
+    classifier: nn.Module, images: torch.Tensor, classes: torch.Tensor, chunk_size: int, checkpoint: bool = False
 ) -> torch.Tensor:
     """Softmax probability of ``classes`` (N,) on ``images`` (N, C, H, W), in chunks of ``chunk_size``.
 
-    Gradients flow to the images when autograd is on; returns (N,) float32.
+    Gradients flow to the images when autograd is on. With ``checkpoint``, each chunk's activations are
+    dropped after its forward and recomputed in the backward pass (one extra forward per chunk), so the
+    classifier holds the activations of one chunk at a time instead of all N images.
+
+    Returns:
+        (N,) float32.
     """
+
+    def chunk_probabilities(chunk: torch.Tensor, chunk_classes: torch.Tensor) -> torch.Tensor:
+        logits = classifier(pixel_values=chunk).logits.float()
+        return logits.softmax(dim=-1).gather(1, chunk_classes.unsqueeze(1)).squeeze(1)
+
+    recompute = checkpoint and torch.is_grad_enabled() and images.requires_grad
     probs = []
     for start in range(0, images.shape[0], chunk_size):
-        logits = classifier(pixel_values=images[start : start + chunk_size]).logits.float()
-        cls = classes[start : start + chunk_size]
-        probs.append(logits.softmax(dim=-1).gather(1, cls.unsqueeze(1)).squeeze(1))
+        chunk, chunk_classes = images[start : start + chunk_size], classes[start : start + chunk_size]
+        if recompute:
+            probs.append(torch.utils.checkpoint.checkpoint(chunk_probabilities, chunk, chunk_classes, use_reentrant=False))
+        else:
+            probs.append(chunk_probabilities(chunk, chunk_classes))
     return torch.cat(probs)
 
 
@@ -108,6 +121,7 @@ class RankingObjective:
         grid: int,
         reference: str,
         noise: bool = True,
+        checkpoint: bool = False,
     ) -> ObjectiveTerms:
         """Evaluate the objective.
 
@@ -118,6 +132,8 @@ class RankingObjective:
             classes: (N,) class explained by each map.
             tau: Sinkhorn temperature; grid: grid side G; reference: "mean", "black" or "blur".
             noise: Gumbel noise on (training) or off (deterministic evaluation).
+            checkpoint: recompute the classifier's activations chunk by chunk in the backward pass
+                (see :func:`target_probabilities`).
         Returns:
             :class:`ObjectiveTerms`, each (N,).
         """
@@ -153,6 +169,7 @@ class RankingObjective:
             batch.flatten(0, 1),
             classes.repeat_interleave(batch.shape[1]),
             config.perturbation_batch_size,
+            checkpoint=checkpoint,
         ).view(n, len(active), -1)
         aucs = dict(zip(active, trapezoid_auc(probs).unbind(1)))
 
