@@ -1,8 +1,10 @@
 """Offline end-to-end demo: train a tiny ViT on real digits, train an AHA explainer for it with `aha train`,
 and compare its faithfulness with the baselines of `aha.baselines`, with a figure and a markdown table.
 
-    python examples/demo_digits.py                    # a few minutes on 2 CPU cores
+    python examples/demo_digits.py                    # 5.4 min CPU time (7.5 min wall on 2 busy cores)
     python examples/demo_digits.py --full             # the benchmark settings of benchmarks/RESULTS.md
+
+Needs scikit-learn (for the data) besides aha-explain.
 
 No download: the images are scikit-learn's `load_digits` (1797 real 8x8 handwritten digits, 10 classes),
 upscaled to 32x32 px RGB, split 80/20 (stratified) into "train" and "test".
