@@ -46,18 +46,39 @@ TINY_CLASSIFIERS = {
 }
 
 
-def make_classifier(name: str = "vit", seed: int = 0, attn_implementation: str | None = None):
-    """A tiny random-init classifier of the named family, in eval mode."""
+def make_classifier(
+    name: str = "vit", seed: int = 0, attn_implementation: str | None = None, head_scale: float = 1.0
+):
+    """A tiny random-init classifier of the named family, in eval mode.
+
+    ``head_scale`` multiplies the classification head (``model.classifier``): a random head's softmax is nearly uniform, so
+    perturbing pixels barely moves it; a sharpened head (20-30) gives metrics and training a signal.
+    """
     torch.manual_seed(seed)
     model = TINY_CLASSIFIERS[name]()
     if attn_implementation is not None:
         model.set_attn_implementation(attn_implementation)
+    if head_scale != 1.0:
+        with torch.no_grad():
+            model.classifier.weight.mul_(head_scale)
     return model.eval()
 
 
 @pytest.fixture
 def tiny_vit():
     return make_classifier("vit")
+
+
+@pytest.fixture(scope="module")
+def vit():
+    """Tiny random ViT with a sharpened head, so that perturbations move the probabilities visibly."""
+    return make_classifier("vit", head_scale=20)
+
+
+@pytest.fixture
+def maps():
+    """Random (4, 32, 32) attribution maps."""
+    return torch.randn(4, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(1))
 
 
 @pytest.fixture

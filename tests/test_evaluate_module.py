@@ -6,24 +6,10 @@ import sys
 import evaluate
 import pytest
 import torch
-from conftest import IMAGE_SIZE, make_classifier
 
 from aha import metrics
 
 MEAN, STD = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
-
-
-@pytest.fixture(scope="module")
-def vit():
-    model = make_classifier("vit")
-    with torch.no_grad():
-        model.classifier.weight.mul_(20)
-    return model
-
-
-@pytest.fixture
-def maps():
-    return torch.randn(4, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(1))
 
 
 @pytest.fixture

@@ -16,20 +16,6 @@ from aha.ranking import hard_order
 MEAN, STD = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
 
 
-@pytest.fixture(scope="module")
-def vit():
-    """Tiny random ViT with a sharpened head, so that perturbations move the probabilities visibly."""
-    model = make_classifier("vit")
-    with torch.no_grad():
-        model.classifier.weight.mul_(20)
-    return model
-
-
-@pytest.fixture
-def maps():
-    return torch.randn(4, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(1))
-
-
 # --- plain references: one image, one step, one forward at a time -------------------------------------
 
 
