@@ -9,6 +9,8 @@ import pytest
 import torch
 from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import set_seed
+from safetensors import safe_open
+from transformers import AutoModelForImageClassification
 
 import aha.training.loop as loop_module
 from aha import AHAExplainer
@@ -44,6 +46,17 @@ def test_training_lowers_the_loss(tmp_path, streaming):
     trained = train(args, sharp_classifier(), processor(), _splits(streaming))
     assert _heldout_loss(trained, batch) < _heldout_loss(untrained, batch) - 0.005
     reloaded = AHAExplainer.from_pretrained(tmp_path)
+    assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), trained.state_dict().values()))
+
+
+def test_decoder_only_output_references_the_saved_target(tmp_path):
+    sharp_classifier().save_pretrained(tmp_path / "target")
+    target = AutoModelForImageClassification.from_pretrained(tmp_path / "target")
+    args = _args(tmp_path / "out", "--max_train_steps", 1, "--decoder_only")
+    trained = train(args, target, processor(), _splits(streaming=False))
+    with safe_open(tmp_path / "out" / "model.safetensors", "pt") as weights:
+        assert not any(key.startswith("classifier.") for key in weights.keys())
+    reloaded = AHAExplainer.from_pretrained(tmp_path / "out")  # loads the target from the recorded path
     assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), trained.state_dict().values()))
 
 

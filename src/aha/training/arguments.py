@@ -21,6 +21,7 @@ OPERATIONAL_ARGS = frozenset(
         "with_tracking",
         "report_to",
         "push_to_hub",
+        "decoder_only",
         "hub_model_id",
         "hub_token",
         "dataloader_num_workers",
@@ -111,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report_to", type=str, default="all",
                      help='Trackers for --with_tracking ("tensorboard", "wandb", ... or "all").')
     run.add_argument("--push_to_hub", action="store_true", help="Push the final explainer to the Hub.")
+    run.add_argument("--decoder_only", action="store_true",
+                     help="Save the final explainer without its frozen target (like a PEFT adapter): the config "
+                          "references --model_name_or_path and the fingerprint of its weights.")
     run.add_argument("--hub_model_id", type=str, default=None, help="Hub repo id (default: the output dir's name).")
     run.add_argument("--hub_token", type=str, default=None, help="Hub token (default: the `hf auth login` one).")
     return parser

@@ -39,7 +39,7 @@ def save_and_push(accelerator: Accelerator, explainer, image_processor, args: ar
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return
-    explainer.save_pretrained(args.output_dir)
+    explainer.save_pretrained(args.output_dir, include_target=not args.decoder_only)
     if image_processor is not None:
         image_processor.save_pretrained(args.output_dir)
     model_card(args, steps).save(f"{args.output_dir}/README.md")
