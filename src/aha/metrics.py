@@ -43,6 +43,7 @@ from torch import nn
 
 from .perturbation import REFERENCES, blend, make_reference
 from .ranking import hard_order
+from .scores import class_scores
 
 #: Folder of the ``evaluate`` module: ``evaluate.load(EVALUATE_MODULE_PATH)``.
 EVALUATE_MODULE_PATH = str(Path(__file__).parent / "metrics_hub" / "deletion_insertion")
@@ -237,13 +238,6 @@ def _fractions(fractions) -> torch.Tensor:
     return fractions
 
 
-def _score(logits: torch.Tensor, target: torch.Tensor, score: str) -> torch.Tensor:
-    """(N, K) logits, (N,) classes -> (N,) float32 softmax probability or top-1 correctness."""
-    if score == "probability":
-        return logits.float().softmax(dim=-1).gather(1, target.unsqueeze(1)).squeeze(1)
-    return (logits.argmax(dim=-1) == target).float()
-
-
 def perturbation_curve(
     model: nn.Module,
     order: torch.Tensor,
@@ -300,7 +294,7 @@ def perturbation_curve(
             masks = (ranks.index_select(0, image) < counts[step, None]).view(-1, height, width)
             images = blend(start.index_select(0, image), end.index_select(0, image), masks)
             logits = model(pixel_values=images).logits
-            scores[first:last] = _score(logits, target[first:last], score)
+            scores[first:last] = class_scores(logits, target[first:last], score)
     return scores.view(batch, num_steps)
 
 

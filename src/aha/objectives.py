@@ -22,6 +22,7 @@ from torch import nn
 
 from .perturbation import blend, make_reference, reference_blur, smooth_masks, upsample_cell_masks
 from .ranking import gumbel_sinkhorn, soft_topk_membership
+from .scores import class_scores
 
 
 def annealed_tau(step: int, total_steps: int, tau_start: float, tau_end: float) -> float:
@@ -58,8 +59,7 @@ def target_probabilities(
     """
 
     def chunk_probabilities(chunk: torch.Tensor, chunk_classes: torch.Tensor) -> torch.Tensor:
-        logits = classifier(pixel_values=chunk).logits.float()
-        return logits.softmax(dim=-1).gather(1, chunk_classes.unsqueeze(1)).squeeze(1)
+        return class_scores(classifier(pixel_values=chunk).logits, chunk_classes, "probability")
 
     recompute = checkpoint and torch.is_grad_enabled() and images.requires_grad
     probs = []

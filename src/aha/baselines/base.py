@@ -18,6 +18,7 @@ from torch import nn
 
 from aha.backbones import BackboneSpec
 from aha.perturbation import REFERENCES, blend, make_reference
+from aha.scores import class_scores
 
 SCORES = ("logit", "probability")
 
@@ -33,20 +34,6 @@ def check_reference(reference: str, image_mean, image_std) -> None:
     check_choice("reference", reference, REFERENCES)
     if reference == "black" and (image_mean is None or image_std is None):
         raise ValueError('reference "black" needs image_mean and image_std (the processor normalisation)')
-
-
-def target_scores(logits: torch.Tensor, target: torch.Tensor, score: str) -> torch.Tensor:
-    """The explained score of each row: the target's logit or softmax probability.
-
-    Args:
-        logits: (N, num_labels).
-        target: (N,) long class indices.
-        score: ``"logit"`` or ``"probability"``.
-    Returns:
-        (N,) in the logits' dtype.
-    """
-    values = logits if score == "logit" else logits.softmax(-1)
-    return values.gather(1, target[:, None]).squeeze(1)
 
 
 def resolve_target(target: torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor:
@@ -100,7 +87,7 @@ def scores_under_masks(
         images, mask_ids = pairs % batch, pairs // batch
         perturbed = blend(pixel_values[images], reference[images], masks[mask_ids])
         logits = classifier(pixel_values=perturbed).logits
-        out[pairs] = target_scores(logits, target[images], score).float()
+        out[pairs] = class_scores(logits, target[images], score)
     return out.view(count, batch).T
 
 
@@ -251,4 +238,4 @@ class PerturbationAttributor(Attributor):
         with torch.no_grad():
             logits = self.classifier(pixel_values=pixel_values).logits
         target = resolve_target(target, logits)
-        return target, target_scores(logits, target, self.score).float()
+        return target, class_scores(logits, target, self.score)

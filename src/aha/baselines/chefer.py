@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 
 from aha.baselines.attention import capture_attentions, is_mean_pooled, propagate
-from aha.baselines.base import Attributor, resolve_target, target_scores, upsample
+from aha.baselines.base import Attributor, resolve_target, upsample
+from aha.scores import class_scores
 
 
 class CheferRelevance(Attributor):
@@ -27,7 +28,7 @@ class CheferRelevance(Attributor):
         height, width = pixel_values.shape[-2:]
         outputs, layers = capture_attentions(self.classifier, self.spec, pixel_values.requires_grad_(True))
         target = resolve_target(target, outputs.logits)
-        score = target_scores(outputs.logits, target, "logit").sum()
+        score = class_scores(outputs.logits, target, "logit").sum()
         grads = torch.autograd.grad(score, [layer.weights for layer in layers])
         mixings = [(g * layer.weights).float().clamp(min=0).mean(1) for g, layer in zip(grads, layers)]
         relevance = propagate(

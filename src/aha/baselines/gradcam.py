@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from aha.baselines.base import Attributor, resolve_target, target_scores, upsample, warn_if_flat
+from aha.baselines.base import Attributor, resolve_target, upsample, warn_if_flat
+from aha.scores import class_scores
 
 
 class GradCAM(Attributor):
@@ -35,7 +36,7 @@ class GradCAM(Attributor):
         outputs = self.classifier(pixel_values=pixel_values.requires_grad_(True), output_hidden_states=True)
         target = resolve_target(target, outputs.logits)
         tokens = outputs.hidden_states[self.layer]
-        (grads,) = torch.autograd.grad(target_scores(outputs.logits, target, "logit").sum(), tokens)
+        (grads,) = torch.autograd.grad(class_scores(outputs.logits, target, "logit").sum(), tokens)
         grid_h, grid_w = self.spec.grid_size(self.layer, height, width)
         tokens, grads = tokens[:, -grid_h * grid_w :].float(), grads[:, -grid_h * grid_w :].float()
         cam = (tokens * grads.mean(1, keepdim=True)).sum(-1).clamp(min=0).view(-1, grid_h, grid_w)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from aha.baselines.base import PerturbationAttributor, check_choice, target_scores
+from aha.baselines.base import PerturbationAttributor, check_choice
+from aha.scores import class_scores
 
 REDUCTIONS = ("abs", "signed")
 
@@ -62,7 +63,7 @@ class IntegratedGradients(PerturbationAttributor):
             images, steps = pairs % batch, pairs // batch
             points = (reference[images] + alphas[steps, None, None, None] * delta[images]).requires_grad_(True)
             logits = self.classifier(pixel_values=points).logits
-            (grads,) = torch.autograd.grad(target_scores(logits, target[images], self.score).sum(), points)
+            (grads,) = torch.autograd.grad(class_scores(logits, target[images], self.score).sum(), points)
             integral.index_add_(0, images, grads.float() * weights[steps, None, None, None])
         attributions = delta.float() * integral
         return attributions.abs().sum(1) if self.reduce == "abs" else attributions.sum(1)
