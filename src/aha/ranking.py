@@ -118,11 +118,12 @@ def hard_order(scores: torch.Tensor, descending: bool = True, seed: int = 0) -> 
 def hard_topk_membership(scores: torch.Tensor, fractions: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """Hard counterpart of :func:`soft_topk_membership`: (B, N) scores -> (B, F, N) memberships.
 
-    Fractional counts interpolate between floor(p * N) and ceil(p * N), as in the soft version.
+    An item of rank r belongs to the top k = p * N with weight ``clamp(k - r, 0, 1)``: 1 below floor(k), 0
+    from ceil(k) on, and the fractional part of k at rank floor(k), as in the soft version's interpolation.
     """
     b, n = scores.shape
     order = hard_order(scores, descending=True, seed=seed)
     ranks = torch.empty_like(order)
     ranks.scatter_(1, order, torch.arange(n, device=scores.device).expand(b, n))
-    permutation = torch.nn.functional.one_hot(ranks, n).transpose(1, 2).to(scores.dtype)
-    return soft_topk_membership(permutation, fractions)
+    k = fractions.to(device=scores.device, dtype=scores.dtype).view(1, -1, 1) * n
+    return (k - ranks.unsqueeze(1).to(scores.dtype)).clamp(0, 1)
