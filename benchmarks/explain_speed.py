@@ -10,15 +10,9 @@ import argparse
 import time
 
 import torch
-import transformers as T
+from models import VIT_CONFIGS, build_vit
 
 from aha import AHAExplainer
-
-CONFIGS = {
-    "tiny-vit-32px": dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64, num_labels=5),
-    "vit-b16-224px": dict(image_size=224, patch_size=16, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, num_labels=1000),
-}
-
 
 def best_of(fn, repeats: int) -> float:
     fn()
@@ -35,7 +29,7 @@ def main():
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--refine_steps", type=int, default=1)
-    parser.add_argument("--models", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--models", nargs="+", default=list(VIT_CONFIGS), choices=list(VIT_CONFIGS))
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is least sensitive to a shared CPU)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -44,10 +38,9 @@ def main():
     print("| model | classifier params | decoder params | forward (s) | explain (s) | explain / forward | refine step (s) |")
     print("|---|---|---|---|---|---|---|")
     for name in args.models:
-        kwargs = CONFIGS[name]
-        classifier = T.ViTForImageClassification(T.ViTConfig(**kwargs)).eval()
+        classifier = build_vit(name)
         explainer = AHAExplainer.from_classifier(classifier).eval()
-        size = kwargs["image_size"]
+        size = classifier.config.image_size
         images = torch.randn(args.batch_size, 3, size, size)
         with torch.no_grad():
             forward = best_of(lambda: classifier(pixel_values=images), args.repeats)

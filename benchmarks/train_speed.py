@@ -20,23 +20,16 @@ import statistics
 import time
 
 import torch
-import transformers as T
+from models import build_vit
 
 from aha import AHAExplainer
 from aha.objectives import annealed_tau
 
 
-def tiny_vit() -> T.ViTForImageClassification:
-    """The test suite's tiny ViT: 32 px, 8 px patches, 4 layers of width 32, 5 classes (0.05 M parameters)."""
-    config = T.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
-                         intermediate_size=64, num_labels=5)
-    return T.ViTForImageClassification(config).eval()
-
-
 def measure(batch_size: int, steps: int, gradient_checkpointing: bool) -> dict[str, float]:
     torch.manual_seed(0)
     random.seed(0)
-    explainer = AHAExplainer.from_classifier(tiny_vit())
+    explainer = AHAExplainer.from_classifier(build_vit("tiny-vit-32px"))
     explainer.train()
     if gradient_checkpointing:
         explainer.enable_target_checkpointing()
