@@ -44,6 +44,7 @@ from torch import nn
 from .perturbation import REFERENCES, blend, make_reference
 from .ranking import hard_order
 from .scores import class_scores
+from .validation import check_classes, check_pixel_values
 
 #: Folder of the ``evaluate`` module: ``evaluate.load(EVALUATE_MODULE_PATH)``.
 EVALUATE_MODULE_PATH = str(Path(__file__).parent / "metrics_hub" / "deletion_insertion")
@@ -110,6 +111,11 @@ def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     return param.device, param.dtype
 
 
+def _num_labels(model: nn.Module) -> int | None:
+    """The classifier's number of classes, when its config says (None skips range checks)."""
+    return getattr(getattr(model, "config", None), "num_labels", None)
+
+
 def _check_choice(value: str, choices: Sequence[str], what: str) -> None:
     if value not in choices:
         raise ValueError(f"unknown {what} {value!r}; expected one of {tuple(choices)}")
@@ -118,13 +124,6 @@ def _check_choice(value: str, choices: Sequence[str], what: str) -> None:
 def _check_finite(tensor: torch.Tensor, what: str) -> None:
     if tensor.is_floating_point() and not torch.isfinite(tensor).all():
         raise ValueError(f"{what} contain NaN or infinite values")
-
-
-def _check_images(pixel_values: torch.Tensor) -> None:
-    if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4:
-        got = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values)
-        raise ValueError(f"pixel_values must be a (B, C, H, W) tensor, got {got}")
-    _check_finite(pixel_values, "pixel_values")
 
 
 def pixel_maps(
@@ -193,21 +192,6 @@ def _reference(pixel_values, kind, image_processor, image_mean, image_std) -> to
     return make_reference(pixel_values, kind, image_mean, image_std)
 
 
-def _check_target(target: torch.Tensor, model: nn.Module, batch: int) -> torch.Tensor:
-    target = torch.as_tensor(target)
-    if target.is_floating_point() or target.is_complex():
-        raise ValueError(f"target must hold integer class indices, got dtype {target.dtype}")
-    target = target.long().expand(batch) if target.ndim == 0 else target.long()
-    if target.shape != (batch,):
-        raise ValueError(
-            f"target must be an int or a ({batch},) tensor of classes, got shape {tuple(target.shape)}"
-        )
-    num_labels = getattr(getattr(model, "config", None), "num_labels", None)
-    if num_labels is not None and ((target < 0) | (target >= num_labels)).any():
-        raise ValueError(f"target classes must be in [0, {num_labels}), got {target.tolist()}")
-    return target
-
-
 def predict(model: nn.Module, pixel_values: torch.Tensor, chunk_size: int = 64) -> torch.Tensor:
     """Top-1 class of each image, (B, C, H, W) -> (B,) long on the model's device."""
     device, dtype = _device_dtype(model)
@@ -224,7 +208,7 @@ def _resolve_target(model, pixel_values, target, chunk_size) -> torch.Tensor:
     device, _ = _device_dtype(model)
     if target is None:
         return predict(model, pixel_values, chunk_size)
-    return _check_target(target, model, pixel_values.shape[0]).to(device)
+    return check_classes(target, pixel_values.shape[0], _num_labels(model), device=device)
 
 
 def _fractions(fractions) -> torch.Tensor:
@@ -305,7 +289,7 @@ def _curve_result(curves: torch.Tensor, fractions: torch.Tensor) -> CurveResult:
 
 def _prepare(model, pixel_values, attributions) -> tuple[torch.Tensor, torch.Tensor]:
     """Validated images on the model's device, and (B, H * W) per-pixel scores on that device."""
-    _check_images(pixel_values)
+    check_pixel_values(pixel_values)
     device, _ = _device_dtype(model)
     batch, channels, height, width = pixel_values.shape
     maps = pixel_maps(attributions, batch, (height, width), channels)
@@ -423,7 +407,7 @@ def deletion_insertion(
     """
     _check_choice(insertion_convention, INSERTION_CONVENTIONS, "insertion convention")
     _check_choice(reference, REFERENCES, "reference")
-    _check_images(pixel_values)
+    check_pixel_values(pixel_values)
     target = _resolve_target(model, pixel_values, target, chunk_size)
     options = dict(
         reference=reference,
@@ -448,7 +432,7 @@ def _chefer(
 ) -> CurveResult:
     """Positive (``name="positive"``, most relevant first) or negative perturbation."""
     images, scores = _prepare(model, pixel_values, attributions)
-    labels = _check_target(labels, model, images.shape[0])
+    labels = check_classes(labels, images.shape[0], _num_labels(model), "labels", images.device)
     mean, std = _normalisation(images.shape[1], image_processor, image_mean, image_std, f"{name} perturbation")
     end = make_reference(images, "black", mean, std)
     order = hard_order(scores, descending=name == "positive", seed=seed)

@@ -18,6 +18,7 @@ from .backbones import BackboneSpec
 from .configuration_aha import AHAConfig
 from .fingerprint import weights_fingerprint
 from .objectives import ObjectiveTerms, RankingObjective
+from .validation import check_classes, check_pixel_values
 
 # state-dict prefix of the frozen target inside the explainer: left out of decoder-only saves
 TARGET_PREFIX = "classifier."
@@ -368,33 +369,6 @@ class AHAExplainer(PreTrainedModel):
         self.classifier.load_state_dict(classifier.state_dict())
         self.config.includes_target = True
 
-    # ----------------------------------------------------------------------------------- validation
-    def _check_pixel_values(self, pixel_values) -> None:
-        if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4 or not pixel_values.is_floating_point():
-            got = (
-                f"{tuple(pixel_values.shape)} {pixel_values.dtype}"
-                if isinstance(pixel_values, torch.Tensor)
-                else type(pixel_values).__name__
-            )
-            raise ValueError(f"pixel_values must be a 4-D float tensor (batch, channels, height, width), got {got}")
-        channels, height, width = pixel_values.shape[1:]
-        for spec in {self.classifier_spec, self.feature_spec}:
-            if channels != spec.num_channels:
-                raise ValueError(f"pixel_values must have {spec.num_channels} channels, got {channels}")
-            spec.check_pixel_size(height, width)
-        if not torch.isfinite(pixel_values).all():
-            raise ValueError("pixel_values contains NaN or inf")
-
-    def _check_classes(self, name: str, classes, batch_size: int) -> torch.Tensor:
-        classes = torch.as_tensor(classes, device=self.device)
-        if classes.ndim == 0:
-            classes = classes.expand(batch_size)
-        if classes.shape != (batch_size,) or classes.is_floating_point() or classes.is_complex():
-            raise ValueError(f"{name} must be an int or an integer tensor of shape ({batch_size},), got {tuple(classes.shape)} {classes.dtype}")
-        if ((classes < 0) | (classes >= self.num_labels)).any():
-            raise ValueError(f"{name} must be class indices in [0, {self.num_labels}), got {classes.tolist()}")
-        return classes.long()
-
     # -------------------------------------------------------------------------------------- forward
     def _features(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """One frozen forward: the classifier's logits (B, num_labels) and the decoder's feature maps."""
@@ -429,15 +403,15 @@ class AHAExplainer(PreTrainedModel):
                 the label. A random grid size and reference are drawn for the step.
             tau (`float`, *optional*): Gumbel-Sinkhorn temperature of this step. Default: `config.tau_end`.
         """
-        self._check_pixel_values(pixel_values)
+        check_pixel_values(pixel_values, {self.classifier_spec, self.feature_spec})
         batch_size, _, height, width = pixel_values.shape
         logits, features = self._features(pixel_values)
-        target = logits.argmax(-1) if target is None else self._check_classes("target", target, batch_size)
+        target = logits.argmax(-1) if target is None else check_classes(target, batch_size, self.num_labels, "target", self.device)
         if labels is None:
             attributions = self.decoder(features, target, (height, width))
             return AHAExplainerOutput(attributions=attributions, logits=logits, target=target)
 
-        labels = self._check_classes("labels", labels, batch_size)
+        labels = check_classes(labels, batch_size, self.num_labels, "labels", self.device)
         classes = [target]
         if self.config.second_class:
             runner_up = logits.topk(2, dim=-1).indices[:, 1]

@@ -19,6 +19,7 @@ from torch import nn
 from aha.backbones import BackboneSpec
 from aha.perturbation import REFERENCES, blend, make_reference
 from aha.scores import class_scores
+from aha.validation import check_classes, check_pixel_values
 
 SCORES = ("logit", "probability")
 
@@ -157,8 +158,11 @@ class Attributor:
         Returns:
             (B, H, W) float32 maps on the classifier's device.
         """
-        pixel_values = self._check_pixel_values(pixel_values)
-        target = self._check_target(target, pixel_values.shape[0], pixel_values.device)
+        check_pixel_values(pixel_values, [self.spec])
+        param = next(self.classifier.parameters())
+        pixel_values = pixel_values.detach().to(device=param.device, dtype=param.dtype)
+        if target is not None:
+            target = check_classes(target, pixel_values.shape[0], self.num_labels, device=param.device)
         grad_mode = torch.enable_grad() if self.needs_gradients else torch.no_grad()
         with frozen(self.classifier, eager_attention=self.needs_attentions), grad_mode:
             maps = self._attribute(pixel_values, target)
@@ -167,37 +171,6 @@ class Attributor:
     def _attribute(self, pixel_values: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         """(B, C, H, W) validated images, (B,) long targets or None -> (B, H, W) maps."""
         raise NotImplementedError
-
-    def _check_pixel_values(self, pixel_values) -> torch.Tensor:
-        if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4:
-            shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values)
-            raise ValueError(f"pixel_values must be a (B, C, H, W) tensor, got {shape}")
-        if not pixel_values.is_floating_point():
-            raise ValueError(f"pixel_values must be floating point, got {pixel_values.dtype}")
-        if pixel_values.shape[1] != self.spec.num_channels:
-            raise ValueError(
-                f"pixel_values has {pixel_values.shape[1]} channels, "
-                f"the classifier expects {self.spec.num_channels}"
-            )
-        self.spec.check_pixel_size(*pixel_values.shape[-2:])
-        if not torch.isfinite(pixel_values).all():
-            raise ValueError("pixel_values contains NaN or infinite values")
-        param = next(self.classifier.parameters())
-        return pixel_values.detach().to(device=param.device, dtype=param.dtype)
-
-    def _check_target(self, target, batch: int, device: torch.device) -> torch.Tensor | None:
-        if target is None:
-            return None
-        target = torch.as_tensor(target, device=device)
-        if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
-            raise ValueError(f"target must hold integer class indices, got dtype {target.dtype}")
-        if target.ndim == 0:
-            target = target.expand(batch)
-        if target.shape != (batch,):
-            raise ValueError(f"target must be an int or have shape ({batch},), got {tuple(target.shape)}")
-        if ((target < 0) | (target >= self.num_labels)).any():
-            raise ValueError(f"target classes must be in [0, {self.num_labels}), got {target.tolist()}")
-        return target.long()
 
 
 def warn_if_flat(maps: torch.Tensor, method: str, hint: str) -> None:
