@@ -120,8 +120,3 @@ class AHAConfig(PreTrainedConfig):
             raise ValueError(f"tau_start and tau_end must be > 0, got {self.tau_start}, {self.tau_end}")
         if self.num_fractions < 2:
             raise ValueError(f"num_fractions must be >= 2, got {self.num_fractions}")
-
-    @property
-    def feature_config(self) -> PreTrainedConfig:
-        """Config of the model whose hidden states the decoder reads."""
-        return self.feature_backbone_config if self.feature_backbone_config is not None else self.classifier_config
