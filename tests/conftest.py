@@ -44,6 +44,15 @@ TINY_CLASSIFIERS = {
         )
     ),
 }
+# convolutional classifiers: the model-agnostic methods take them, the token methods and AHA refuse them
+CONVOLUTIONAL_CLASSIFIERS = {
+    "resnet": lambda: T.ResNetForImageClassification(
+        T.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=NUM_LABELS)
+    ),
+    "convnext": lambda: T.ConvNextForImageClassification(
+        T.ConvNextConfig(num_stages=2, hidden_sizes=[8, 16], depths=[1, 1], num_labels=NUM_LABELS)
+    ),
+}
 
 
 def make_classifier(
@@ -55,7 +64,7 @@ def make_classifier(
     perturbing pixels barely moves it; a sharpened head (20-30) gives metrics and training a signal.
     """
     torch.manual_seed(seed)
-    model = TINY_CLASSIFIERS[name]()
+    model = {**TINY_CLASSIFIERS, **CONVOLUTIONAL_CLASSIFIERS}[name]()
     if attn_implementation is not None:
         model.set_attn_implementation(attn_implementation)
     if head_scale != 1.0:

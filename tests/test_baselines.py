@@ -7,7 +7,8 @@ from conftest import IMAGE_SIZE, NUM_LABELS, make_classifier
 from torch import nn
 from transformers.modeling_outputs import ImageClassifierOutput
 
-from aha.baselines import ATTRIBUTORS, get_attributor
+from aha import AHAExplainer
+from aha.baselines import ATTRIBUTORS, MODEL_AGNOSTIC, get_attributor
 from aha.baselines.attention import capture_attentions
 from aha.baselines.base import frozen
 
@@ -25,7 +26,7 @@ def classifiers():
 
 
 @pytest.mark.parametrize("family", ["vit", "deit", "swin"])
-@pytest.mark.parametrize("method", sorted(ATTRIBUTORS))
+@pytest.mark.parametrize("method", sorted(set(ATTRIBUTORS) - {"aha"}))
 def test_finite_maps_at_input_resolution_and_model_left_untouched(classifiers, images, family, method):
     model = classifiers[family]
     maps = get_attributor(method, model, **FAST.get(method, {}))(images[:2])
@@ -247,3 +248,68 @@ def test_centre_prior_peaks_at_the_centre_and_random_is_reproducible(classifiers
     assert (centre == prior.max()).all() and prior[0, 0] < 0.1 * prior.max()
     random = get_attributor("random", classifiers["vit"], seed=3)
     torch.testing.assert_close(random(images), random(images))
+
+
+@pytest.fixture(scope="module")
+def convolutional():
+    return {name: make_classifier(name) for name in ("resnet", "convnext")}
+
+
+@pytest.mark.parametrize("family", ["resnet", "convnext"])
+@pytest.mark.parametrize("method", MODEL_AGNOSTIC)
+def test_model_agnostic_methods_take_convolutional_classifiers_at_any_size(convolutional, family, method):
+    model = convolutional[family]
+    images = torch.randn(2, 3, 40, 24, generator=torch.Generator().manual_seed(0))  # no fixed size for CNNs
+    maps = get_attributor(method, model, **FAST.get(method, {}))(images, target=[1, 3])
+    assert maps.shape == (2, 40, 24) and maps.dtype == torch.float32 and torch.isfinite(maps).all()
+    assert all(p.requires_grad and p.grad is None for p in model.parameters()) and not model.training
+    with pytest.raises(ValueError, match="1 channels; the classifier expects 3"):
+        get_attributor(method, model)(images[:, :1])
+
+
+def test_model_agnostic_methods_are_the_ones_that_read_no_tokens():
+    assert set(MODEL_AGNOSTIC) == {"random", "centre", "integrated_gradients", "occlusion", "rise"}
+
+
+@pytest.mark.parametrize("method", ["rollout", "chefer", "gradcam", "aha"])
+def test_token_methods_refuse_a_convolutional_classifier_by_name(convolutional, method):
+    with pytest.raises(ValueError, match=r"ResNetForImageClassification \(model_type='resnet'\).*random, centre"):
+        get_attributor(method, convolutional["resnet"])
+
+
+def test_integrated_gradients_completeness_on_a_resnet(convolutional, images):
+    model = convolutional["resnet"]
+    maps = get_attributor("integrated_gradients", model, steps=16, reduce="signed", batch_size=32)(images, target=2)
+    with torch.no_grad():
+        expected = model(pixel_values=images).logits[:, 2] - model(pixel_values=0 * images).logits[:, 2]
+    torch.testing.assert_close(maps.sum((1, 2)), expected, rtol=1e-3, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def explainer():
+    return AHAExplainer.from_classifier(make_classifier("vit", head_scale=20)).eval()
+
+
+def test_aha_is_one_more_attributor(explainer, images):
+    classifier = make_classifier("vit", head_scale=20)  # the same weights in another module
+    aha = get_attributor("aha", classifier, explainer=explainer)
+    maps = aha(images, target=2)
+    assert maps.dtype == torch.float32 and maps.shape == (4, IMAGE_SIZE, IMAGE_SIZE)
+    torch.testing.assert_close(maps, explainer.explain(images, target=2))
+    torch.testing.assert_close(explainer.attribute(images, 2), maps)
+    refined = get_attributor("aha", explainer.classifier, explainer=explainer, refine_steps=2)(images)
+    torch.testing.assert_close(refined, explainer.explain(images, refine_steps=2))
+    assert not torch.allclose(refined, explainer.explain(images))
+    single = torch.cat([aha(images[i : i + 1], target=2) for i in range(len(images))])
+    torch.testing.assert_close(single, maps, rtol=1e-4, atol=1e-5)
+
+
+def test_aha_attributor_checks_its_explainer_and_classifier(explainer, images):
+    with pytest.raises(ValueError, match="needs an AHAExplainer, got NoneType"):
+        get_attributor("aha", explainer.classifier)
+    with pytest.raises(ValueError, match="other weights"):
+        get_attributor("aha", make_classifier("vit", seed=1), explainer=explainer)
+    with pytest.raises(ValueError, match="refine_steps must be >= 0"):
+        get_attributor("aha", explainer.classifier, explainer=explainer, refine_steps=-1)
+    with pytest.raises(ValueError, match=r"\[0, 5\)"):
+        get_attributor("aha", explainer.classifier, explainer=explainer)(images, target=7)

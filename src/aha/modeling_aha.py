@@ -292,6 +292,17 @@ class AHAExplainer(PreTrainedModel):
             explainer.feature_backbone.load_state_dict(feature_backbone.state_dict())
         return explainer.to(device=classifier.device, dtype=classifier.dtype)
 
+    def attribute(
+        self,
+        pixel_values: torch.Tensor,
+        target: torch.Tensor | int | None = None,
+        refine_steps: int = 0,
+        refine_lr: float | None = None,
+    ) -> torch.Tensor:
+        """The verb every attribution method shares (:mod:`aha.baselines`): :meth:`explain`'s maps as float32
+        (B, H, W), so AHA and the comparison methods are called alike (``get_attributor("aha", ...)``)."""
+        return self.explain(pixel_values, target, refine_steps=refine_steps, refine_lr=refine_lr).float()
+
     # --------------------------------------------------------------------------------- save / load
     def save_pretrained(self, save_directory, *args, include_target: bool = True, state_dict: dict | None = None, **kwargs):
         """[`~PreTrainedModel.save_pretrained`], self-contained by default or, like a PEFT adapter, without the target.

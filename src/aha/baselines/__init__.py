@@ -1,11 +1,13 @@
-"""Comparison methods behind one interface: ``get_attributor(name, classifier, **options)``.
+"""Every attribution method behind one interface: ``get_attributor(name, classifier, **options)``, AHA included.
 
 Every method is an :class:`~aha.baselines.base.Attributor`: ``attributor(pixel_values, target=None)``
 returns (B, H, W) float32 importance maps at input resolution (target default: the predicted class).
+``get_attributor("aha", classifier, explainer=explainer)`` wraps a trained explainer the same way.
 """
 
 from __future__ import annotations
 
+from aha.baselines.aha import AHAAttribution
 from aha.baselines.base import Attributor
 from aha.baselines.centre_prior import CentrePrior
 from aha.baselines.chefer import CheferRelevance
@@ -19,6 +21,7 @@ from aha.baselines.rollout import AttentionRollout
 ATTRIBUTORS: dict[str, type[Attributor]] = {
     cls.name: cls
     for cls in (
+        AHAAttribution,
         RandomAttribution,
         CentrePrior,
         AttentionRollout,
@@ -29,13 +32,17 @@ ATTRIBUTORS: dict[str, type[Attributor]] = {
         RISE,
     )
 }
+#: The comparison methods that take any image classifier, ResNet or ConvNeXt included (the others read
+#: the tokens or attention of a ViT-family model).
+MODEL_AGNOSTIC = tuple(name for name, cls in ATTRIBUTORS.items() if not cls.needs_tokens)
 
 
 def get_attributor(name: str, classifier, **options) -> Attributor:
-    """Build the comparison method ``name`` for ``classifier`` with its keyword ``options``.
+    """Build the method ``name`` for ``classifier`` with its keyword ``options``.
 
-    Names: ``random``, ``centre``, ``rollout``, ``chefer``, ``gradcam``, ``integrated_gradients``,
-    ``occlusion``, ``rise`` (see each class for its options).
+    Names: ``aha`` (needs ``explainer=``), ``random``, ``centre``, ``rollout``, ``chefer``, ``gradcam``,
+    ``integrated_gradients``, ``occlusion``, ``rise`` (see each class for its options). ``rollout``,
+    ``chefer`` and ``gradcam`` need a ViT-family classifier; the others take any image classifier.
     """
     if name not in ATTRIBUTORS:
         raise ValueError(f"unknown baseline {name!r}; expected one of {sorted(ATTRIBUTORS)}")
@@ -43,7 +50,9 @@ def get_attributor(name: str, classifier, **options) -> Attributor:
 
 
 __all__ = [
+    "AHAAttribution",
     "ATTRIBUTORS",
+    "MODEL_AGNOSTIC",
     "Attributor",
     "AttentionRollout",
     "CentrePrior",

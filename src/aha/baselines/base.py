@@ -4,19 +4,24 @@ An :class:`Attributor` wraps a frozen Hugging Face image classifier and turns a 
 ``pixel_values`` (B, C, H, W), in the classifier's normalised space, into one importance map per
 image, (B, H, W) float32 at input resolution, for a target class per image (default: the predicted
 class). Higher means more important; only the ordering of a map's values is meaningful across methods.
+
+Methods that only feed images to the classifier (random, centre, integrated gradients, occlusion, RISE)
+take any image classifier, convolutional ones (ResNet, ConvNeXt, ...) included; the methods that read
+tokens or attention (rollout, Chefer, Grad-CAM on tokens) need a ViT-family model (:mod:`aha.backbones`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import warnings
+from dataclasses import dataclass
 from typing import ClassVar, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aha.backbones import BackboneSpec
+from aha.backbones import SUPPORTED_MODEL_TYPES, BackboneSpec
 from aha.perturbation import REFERENCES, blend, make_reference
 from aha.scores import class_scores
 from aha.validation import check_classes, check_pixel_values
@@ -118,29 +123,56 @@ def frozen(model: nn.Module, eager_attention: bool = False) -> Iterator[None]:
         model.train(was_training)
 
 
+@dataclass(frozen=True)
+class AnyInputSize:
+    """The input check of a classifier whose token grid is not read (ResNet, ConvNeXt, ...): its channel
+    count, any image size (what :func:`aha.validation.check_pixel_values` asks of a spec)."""
+
+    num_channels: int
+
+    def check_pixel_size(self, height: int, width: int) -> None:
+        """Convolutional classifiers pool globally: every size goes."""
+
+
 class Attributor:
     """Base of the comparison methods: ``attributor(pixel_values, target=None) -> (B, H, W)``.
 
-    Subclasses set :attr:`name`, declare whether they need gradients or attention weights, take their
-    options as keyword arguments of ``__init__`` and implement :meth:`_attribute`.
+    Subclasses set :attr:`name`, declare whether they need gradients, attention weights or the tokens of a
+    ViT-family classifier, take their options as keyword arguments of ``__init__`` and implement
+    :meth:`_attribute`.
 
     During a call the classifier is put in eval mode with frozen parameters (no ``.grad`` is written to
     them) and, for attention-based methods, temporarily switched to eager attention; its previous mode,
     ``requires_grad`` flags and attention implementation are restored afterwards.
 
     Args:
-        classifier: a supported Hugging Face image classifier (see :mod:`aha.backbones`).
+        classifier: a Hugging Face image classifier (``classifier(pixel_values=x).logits``); a ViT-family
+            one (see :mod:`aha.backbones`) for the methods with ``needs_tokens``.
     """
 
     name: ClassVar[str]
     needs_gradients: ClassVar[bool] = False
     needs_attentions: ClassVar[bool] = False
+    needs_tokens: ClassVar[bool] = False
 
     def __init__(self, classifier: nn.Module):
-        self.spec = BackboneSpec.from_model(classifier)
-        num_labels = getattr(classifier.config, "num_labels", None)
+        config = getattr(classifier, "config", None)
+        num_labels = getattr(config, "num_labels", None)
         if not num_labels:
             raise ValueError(f"{type(classifier).__name__} has no config.num_labels: is it a classifier?")
+        model_type = getattr(config, "model_type", None)
+        if model_type in SUPPORTED_MODEL_TYPES:
+            self.spec = BackboneSpec.from_model(classifier)
+        elif self.needs_tokens:
+            from aha.baselines import MODEL_AGNOSTIC  # the registry imports this module
+
+            raise ValueError(
+                f"{self.name} reads the tokens of a ViT-family classifier (model_type one of "
+                f"{sorted(SUPPORTED_MODEL_TYPES)}); {type(classifier).__name__} (model_type={model_type!r}) is not "
+                f"one. Methods for any image classifier: {', '.join(MODEL_AGNOSTIC)}"
+            )
+        else:
+            self.spec = AnyInputSize(int(getattr(config, "num_channels", 3)))
         self.classifier = classifier
         self.num_labels = int(num_labels)
 

@@ -21,6 +21,7 @@ class CheferRelevance(Attributor):
     """
 
     name = "chefer"
+    needs_tokens = True
     needs_gradients = True
     needs_attentions = True
 

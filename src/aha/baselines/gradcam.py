@@ -20,6 +20,7 @@ class GradCAM(Attributor):
     """
 
     name = "gradcam"
+    needs_tokens = True
     needs_gradients = True
 
     def __init__(self, classifier, layer: int | None = None):

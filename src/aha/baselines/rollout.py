@@ -24,6 +24,7 @@ class AttentionRollout(Attributor):
     """
 
     name = "rollout"
+    needs_tokens = True
     needs_attentions = True
 
     def __init__(self, classifier, head_fusion: str = "mean"):
