@@ -1,19 +1,31 @@
+import io
+
+import matplotlib
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from aha.visualization import HEAT_ANCHORS, grid, heat_colours, normalise_map, overlay
+from aha.metrics import CurveResult
+from aha.visualization import curve_plot, grid, heat_colours, normalise_map, overlay
 
 
-def test_overlay_size_and_hottest_pixel_is_hot():
+def _colour(cmap, value):
+    return tuple(int(round(c * 255)) for c in matplotlib.colormaps[cmap](value)[:3])
+
+
+@pytest.mark.parametrize("cmap", ["turbo", "inferno"])
+def test_overlay_size_and_hottest_pixel_is_hot(cmap):
     image = np.full((6, 9), 0.5)
     attribution = np.random.default_rng(0).normal(size=(6, 9))
     attribution[2, 7] = 100.0  # an outlier: rank normalisation still spreads the other pixels
-    out = np.asarray(overlay(image, attribution, alpha=1.0))
+    out = np.asarray(overlay(image, attribution, alpha=1.0, cmap=cmap))
     assert out.shape == (6, 9, 3)
-    assert tuple(out[2, 7]) == HEAT_ANCHORS[-1][1]
+    assert np.abs(np.subtract(out[2, 7], _colour(cmap, 1.0))).max() <= 1
     coldest = np.unravel_index(attribution.argmin(), attribution.shape)
-    assert tuple(out[coldest]) == HEAT_ANCHORS[0][1]
+    assert np.abs(np.subtract(out[coldest], _colour(cmap, 0.0))).max() <= 1
+    with pytest.raises(ValueError, match="unknown colormap 'heat'"):
+        overlay(image, attribution, cmap="heat")
 
 
 def test_overlay_alpha_zero_is_the_image_and_rank_ignores_scale():
@@ -28,7 +40,13 @@ def test_normalise_map_ties_and_constant():
     ranks = normalise_map(np.array([[0.0, 1.0], [1.0, 5.0]]))
     assert np.allclose(ranks, [[0.0, 0.5], [0.5, 1.0]])
     assert np.allclose(normalise_map(np.ones((3, 3)), "minmax"), 0.5)
-    assert heat_colours(np.array([0.0, 1.0])).tolist() == [list(HEAT_ANCHORS[0][1]), list(HEAT_ANCHORS[-1][1])]
+    assert heat_colours(np.array([0.0, 1.0]), "gray").tolist() == [[0, 0, 0], [255, 255, 255]]
+
+
+def test_overlay_takes_rgba_and_grayscale_arrays():
+    attribution = np.arange(12.0).reshape(3, 4)
+    rgba = np.zeros((3, 4, 4), dtype=np.uint8)
+    assert overlay(rgba, attribution) == overlay(np.zeros((3, 4), dtype=np.uint8), attribution)
 
 
 def test_overlay_rejects_mismatched_map():
@@ -50,3 +68,26 @@ def test_grid_layout():
     assert wide.width > 8 + 2 * 4
     with pytest.raises(ValueError, match="one per label"):
         grid([[red]], ["a", "b"])
+
+
+def _curve(values, fractions):
+    curves = torch.tensor(values, dtype=torch.float32)
+    return CurveResult(fractions=fractions, curves=curves, auc=torch.trapezoid(curves, x=fractions.float(), dim=1))
+
+
+def test_curve_plot_draws_each_curve_with_its_auc():
+    fractions = torch.linspace(0, 1, 5, dtype=torch.float64)
+    deletion = _curve([[1.0, 0.5, 0.25, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0, 1.0]], fractions)
+    insertion = _curve([[1.0, 1.0, 1.0, 0.5, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0]], fractions)
+    figure = curve_plot({"deletion": deletion, "insertion": insertion}, image=0, title="cat.jpg")
+    axes = figure.axes[0]
+    assert [t.get_text() for t in axes.get_legend().get_texts()] == ["deletion (AUC 0.312)", "insertion (AUC 0.750)"]
+    np.testing.assert_allclose(axes.lines[0].get_ydata(), [1.0, 0.5, 0.25, 0.0, 0.0])
+    np.testing.assert_allclose(axes.lines[1].get_xdata(), fractions.numpy())
+    mean = curve_plot({"deletion": deletion})
+    assert mean.axes[0].get_legend().get_texts()[0].get_text() == f"deletion (AUC {deletion.auc.mean():.3f})"
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    assert Image.open(buffer).size == (480, 340)
+    with pytest.raises(ValueError, match="index the 2 curves"):
+        curve_plot({"deletion": deletion}, image=2)

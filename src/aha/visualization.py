@@ -1,34 +1,36 @@
-"""Pictures of attribution maps, with numpy and PIL only: heat-map overlays and labelled figure grids.
+"""Pictures of attribution maps: heat-map overlays in matplotlib's colormaps, labelled figure grids, and
+deletion / insertion curve plots with their AUCs.
 
 Maps are normalised per image before colouring, so only their ordering (``"rank"``) or their relative
-values (``"minmax"``) show; raw scales of different methods are never compared.
+values (``"minmax"``) show; raw scales of different methods are never compared. Nothing here touches
+pyplot's global state: plots are plain ``matplotlib.figure.Figure`` objects (``figure.savefig(path)``).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
+import matplotlib
 import numpy as np
+import torch
+from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
-#: Anchors of the heat colour map, (position in [0, 1], RGB): cold dark blue -> cyan -> yellow -> hot red.
-HEAT_ANCHORS = (
-    (0.0, (0, 0, 96)),
-    (0.25, (0, 96, 255)),
-    (0.5, (0, 224, 224)),
-    (0.75, (255, 224, 0)),
-    (1.0, (224, 0, 0)),
-)
+#: matplotlib colormap of the overlays: cold dark blue -> cyan -> yellow -> hot dark red.
+DEFAULT_COLORMAP = "turbo"
 NORMALISATIONS = ("rank", "minmax")
 
 
-def heat_colours(values: np.ndarray) -> np.ndarray:
-    """The heat colour map: values in [0, 1] of any shape (...) -> (..., 3) uint8 RGB (0 cold, 1 hot)."""
-    positions = np.array([p for p, _ in HEAT_ANCHORS])
-    colours = np.array([c for _, c in HEAT_ANCHORS], dtype=np.float64)
+def heat_colours(values: np.ndarray, cmap: str = DEFAULT_COLORMAP) -> np.ndarray:
+    """A matplotlib colormap on values in [0, 1] of any shape (...) -> (..., 3) uint8 RGB (0 cold, 1 hot).
+
+    Args:
+        cmap: any name in ``matplotlib.colormaps`` ("turbo", "inferno", "viridis", "jet", ...).
+    """
+    if cmap not in matplotlib.colormaps:
+        raise ValueError(f"unknown colormap {cmap!r}: expected a name in matplotlib.colormaps, e.g. 'turbo' or 'inferno'")
     values = np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0)
-    channels = [np.interp(values, positions, colours[:, c]) for c in range(3)]
-    return np.rint(np.stack(channels, axis=-1)).astype(np.uint8)
+    return matplotlib.colormaps[cmap](values, bytes=True)[..., :3]
 
 
 def normalise_map(attribution, method: str = "rank") -> np.ndarray:
@@ -58,7 +60,8 @@ def normalise_map(attribution, method: str = "rank") -> np.ndarray:
 
 
 def as_rgb_array(image) -> np.ndarray:
-    """A PIL image, or an (H, W) / (H, W, 1 or 3) array (uint8 in [0, 255], or float in [0, 1]) -> (H, W, 3) uint8."""
+    """A PIL image, or an (H, W) / (H, W, 1, 3 or 4) array (uint8 in [0, 255], or float in [0, 1]) -> (H, W, 3)
+    uint8. Grayscale is repeated over the channels; an alpha channel is dropped (as PIL's ``convert("RGB")``)."""
     if isinstance(image, Image.Image):
         return np.asarray(image.convert("RGB"))
     array = np.asarray(image)
@@ -66,8 +69,10 @@ def as_rgb_array(image) -> np.ndarray:
         array = array[..., 0]
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=-1)
+    if array.ndim == 3 and array.shape[-1] == 4:
+        array = array[..., :3]
     if array.ndim != 3 or array.shape[-1] != 3:
-        raise ValueError(f"image must be (H, W), (H, W, 1) or (H, W, 3), got shape {array.shape}")
+        raise ValueError(f"image must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got shape {array.shape}")
     if array.dtype == np.uint8:
         return array
     if np.issubdtype(array.dtype, np.floating):
@@ -77,18 +82,21 @@ def as_rgb_array(image) -> np.ndarray:
     raise ValueError(f"image must be uint8 or float, got {array.dtype}")
 
 
-def overlay(image, attribution, alpha: float = 0.6, normalise: str = "rank") -> Image.Image:
+def overlay(
+    image, attribution, alpha: float = 0.6, normalise: str = "rank", cmap: str = DEFAULT_COLORMAP
+) -> Image.Image:
     """Blend a heat-map colouring of ``attribution`` over ``image``.
 
     Args:
-        image: PIL image, or array (H, W) / (H, W, 1 or 3), uint8 in [0, 255] or float in [0, 1].
+        image: PIL image, or array (H, W) / (H, W, 1, 3 or 4), uint8 in [0, 255] or float in [0, 1].
         attribution: (H, W) real scores (numpy array, list, or CPU tensor), higher = more important;
             same H, W as the image.
         alpha: weight of the heat colours in [0, 1] (0: the image only, 1: the heat map only).
         normalise: ``"rank"`` or ``"minmax"``, per image (see :func:`normalise_map`).
+        cmap: matplotlib colormap name (see :func:`heat_colours`).
     Returns:
-        RGB PIL image of size (W, H): ``(1 - alpha) * image + alpha * heat``; the most important pixel
-        is red, the least dark blue.
+        RGB PIL image of size (W, H): ``(1 - alpha) * image + alpha * heat``; with the default colormap the
+        most important pixel is dark red, the least dark blue.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
@@ -96,7 +104,7 @@ def overlay(image, attribution, alpha: float = 0.6, normalise: str = "rank") -> 
     heat = normalise_map(attribution, normalise)
     if heat.shape != base.shape[:2]:
         raise ValueError(f"attribution is {heat.shape} but the image is {base.shape[:2]} (H, W)")
-    blended = (1.0 - alpha) * base + alpha * heat_colours(heat)
+    blended = (1.0 - alpha) * base + alpha * heat_colours(heat, cmap)
     return Image.fromarray(np.rint(blended).astype(np.uint8), "RGB")
 
 
@@ -159,4 +167,34 @@ def grid(
     for r, text in enumerate(row_labels or []):
         _, text_h = text_size(text)
         pen.text((padding, title_h + r * (cell_h + padding) + (cell_h - text_h) // 2), text, fill=(0, 0, 0), font=font)
+    return figure
+
+
+def curve_plot(curves: Mapping[str, object], image: int | None = None, title: str | None = None) -> Figure:
+    """Perturbation curves (deletion, insertion, ... of one or more methods), each labelled with its AUC.
+
+    Args:
+        curves: legend label -> a :class:`aha.metrics.CurveResult` (``fractions`` (F,), ``curves`` (B, F),
+            ``auc`` (B,)), e.g. ``{"deletion": result.deletion, "insertion": result.insertion}``.
+        image: the index of the image whose curves and AUCs are drawn; None draws the curves averaged over
+            the batch and the mean AUCs.
+        title: optional axes title.
+    Returns:
+        A ``matplotlib.figure.Figure`` (``figure.savefig("curves.png")``) with one line per entry, x the
+        fraction of pixels perturbed, y the target's score.
+    """
+    if not curves:
+        raise ValueError("curves is empty: pass {label: CurveResult}")
+    figure = Figure(figsize=(4.8, 3.4), dpi=100, layout="constrained")
+    axes = figure.add_subplot()
+    for label, result in curves.items():
+        values, aucs = torch.as_tensor(result.curves).float().cpu(), torch.as_tensor(result.auc).float().cpu()
+        if image is not None and not -len(values) <= image < len(values):
+            raise ValueError(f"image must index the {len(values)} curves of {label!r}, got {image}")
+        curve, auc = (values.mean(0), aucs.mean()) if image is None else (values[image], aucs[image])
+        axes.plot(torch.as_tensor(result.fractions).cpu().numpy(), curve.numpy(), marker=".", label=f"{label} (AUC {auc:.3f})")
+    axes.set(xlabel="fraction of pixels perturbed", ylabel="target score", xlim=(0, 1), title=title)
+    axes.set_ylim(bottom=0)
+    axes.grid(alpha=0.3)
+    axes.legend()
     return figure
