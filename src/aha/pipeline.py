@@ -1,0 +1,164 @@
+"""The ``image-attribution`` task of `transformers` pipelines, registered on ``import aha``.
+
+    import aha
+    from transformers import pipeline
+
+    pipe = pipeline("image-attribution", model="org/aha-vit-b16")   # a Hub id, a saved folder or an AHAExplainer
+    result = pipe("cat.jpg", target="tabby cat")                    # or a list of images, batch_size=8
+    result["attribution"]                                           # (H, W) at the image's own size
+
+Images go through the classifier's own image processor (saved next to the explainer); each map is carried
+back through the processor's resize and crop to its image's original size (:mod:`aha.image_geometry`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+from transformers import AutoModel, Pipeline
+from transformers.image_utils import load_image
+from transformers.pipelines import PIPELINE_REGISTRY
+
+from .image_geometry import processed_region, to_original_size
+from .metrics import CurveResult, deletion_insertion, default_fractions
+from .modeling_aha import AHAExplainer
+from .visualization import as_rgb_array, overlay
+
+TASK = "image-attribution"
+
+
+class ImageAttributionPipeline(Pipeline):
+    """Explains images with an [`AHAExplainer`]: the classifier's top classes and, for one class per image,
+    a per-pixel importance map at the image's original size.
+
+    Inputs: a path, URL, PIL image or numpy array (H, W), (H, W, 1, 3 or 4), uint8 or float in [0, 1]; or a
+    list of them. Grayscale, palette and RGBA images are converted to RGB.
+
+    Call arguments (also accepted by `pipeline(...)` as defaults):
+        target (`str` or `int`, *optional*): the class to explain, a label name of the classifier or an index.
+            Default: each image's predicted class.
+        top_k (`int`, defaults to 5): how many of the classifier's top classes to return.
+        refine_steps (`int`, defaults to 0): test-time refinement steps ([`AHAExplainer.explain`]).
+        overlay (`bool`, defaults to `False`): also return the map blended over the image (a PIL image).
+        curves (`bool`, defaults to `False`): also measure the map's deletion and insertion curves on the
+            processed image ([`aha.metrics.deletion_insertion`]: mean reference, 21 fractions).
+        timeout (`float`, *optional*): seconds to wait for images fetched from URLs.
+
+    Returns per image a dict: ``predictions`` (top-k ``{"label", "score"}``, softmax probabilities),
+    ``target`` (index explained), ``target_label``, ``target_score``, ``attribution`` ((H, W) float32 numpy
+    array at the input's size, higher = more important; pixels the processor cropped away get the map's
+    minimum), and ``overlay`` (PIL image), ``deletion`` / ``insertion`` ([`aha.metrics.CurveResult`] of the
+    image) when asked.
+    """
+
+    _load_processor = False
+    _load_image_processor = None  # optional here: an in-memory explainer brings its own
+    _load_feature_extractor = False
+    _load_tokenizer = False
+
+    def __init__(self, model, image_processor=None, **kwargs):
+        if not isinstance(model, AHAExplainer):
+            raise ValueError(f"the {TASK} pipeline runs an AHAExplainer, got {type(model).__name__}")
+        image_processor = model.image_processor if image_processor is None else image_processor
+        if image_processor is None:
+            raise ValueError(
+                f"the {TASK} pipeline needs the classifier's image processor: save the explainer with it "
+                "(AHAExplainer.from_classifier(classifier, image_processor=processor), then save_pretrained) "
+                "or pass pipeline(..., image_processor=processor)"
+            )
+        super().__init__(model=model, image_processor=image_processor, **kwargs)
+
+    def _class_index(self, target) -> int:
+        """A label name or an index of the classifier -> the index, checked."""
+        config = self.model.config.classifier_config
+        if isinstance(target, str):
+            if target not in config.label2id:
+                shown = ", ".join(repr(label) for label in list(config.label2id)[:10])
+                raise ValueError(f"target {target!r} is not a label of the classifier (labels: {shown}, ...)")
+            return int(config.label2id[target])
+        if isinstance(target, (bool, float)) or not isinstance(target, (int, np.integer)):
+            raise ValueError(f"target must be a label name or an integer class index, got {target!r}")
+        if not 0 <= target < config.num_labels:
+            raise ValueError(f"target must be in [0, {config.num_labels}), got {target}")
+        return int(target)
+
+    def _sanitize_parameters(self, target=None, top_k=None, refine_steps=None, overlay=None, curves=None, timeout=None):
+        preprocess, forward, postprocess = {}, {}, {}
+        if timeout is not None:
+            preprocess["timeout"] = timeout
+        if target is not None:
+            forward["target"] = self._class_index(target)
+        if refine_steps is not None:
+            if isinstance(refine_steps, bool) or not isinstance(refine_steps, int) or refine_steps < 0:
+                raise ValueError(f"refine_steps must be an integer >= 0, got {refine_steps!r}")
+            forward["refine_steps"] = refine_steps
+        if curves is not None:
+            forward["curves"] = bool(curves)
+        if top_k is not None:
+            if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+                raise ValueError(f"top_k must be an integer >= 1, got {top_k!r}")
+            postprocess["top_k"] = top_k
+        if overlay is not None:
+            postprocess["with_overlay"] = bool(overlay)
+        return preprocess, forward, postprocess
+
+    def preprocess(self, image, timeout=None):
+        if isinstance(image, np.ndarray):
+            image = Image.fromarray(as_rgb_array(image))
+        image = load_image(image, timeout=timeout)  # paths, URLs, PIL; upright (EXIF) and RGB
+        pixel_values = self.image_processor(images=image, return_tensors="pt").pixel_values.to(self.dtype)
+        region = processed_region(self.image_processor, image.height, image.width)
+        if region.size != tuple(pixel_values.shape[-2:]):
+            raise ValueError(
+                f"{type(self.image_processor).__name__} made a {tuple(pixel_values.shape[-2:])} image, not the "
+                f"{region.size} its settings describe: cannot map the attribution back to the original image"
+            )
+        return {"pixel_values": pixel_values, "region": region, "original": image}
+
+    def _forward(self, model_inputs, target=None, refine_steps=0, curves=False):
+        pixel_values = model_inputs["pixel_values"]
+        output = self.model(pixel_values, target=target)
+        maps = output.attributions
+        if refine_steps:
+            maps = self.model.explain(pixel_values, output.target, refine_steps=refine_steps)
+        outputs = {
+            "logits": output.logits,
+            "attributions": maps.float(),
+            "target": output.target,
+            "region": model_inputs["region"],
+            "original": model_inputs["original"],
+        }
+        if curves:
+            result = deletion_insertion(self.model.classifier, pixel_values, maps.float(), output.target)
+            for name, curve in (("deletion", result.deletion), ("insertion", result.insertion)):
+                outputs[f"{name}_curves"], outputs[f"{name}_auc"] = curve.curves, curve.auc
+        return outputs
+
+    def postprocess(self, model_outputs, top_k=5, with_overlay=False):
+        labels = self.model.config.classifier_config.id2label
+        probabilities = model_outputs["logits"][0].float().softmax(-1)
+        scores, classes = probabilities.topk(min(top_k, len(probabilities)))
+        target = int(model_outputs["target"][0])
+        attribution = to_original_size(model_outputs["attributions"][0], model_outputs["region"]).numpy()
+        result = {
+            "predictions": [{"label": labels[int(c)], "score": float(s)} for s, c in zip(scores, classes)],
+            "target": target,
+            "target_label": labels[target],
+            "target_score": float(probabilities[target]),
+            "attribution": attribution,
+        }
+        if with_overlay:
+            result["overlay"] = overlay(model_outputs["original"], attribution)
+        for name in ("deletion", "insertion"):
+            if f"{name}_auc" in model_outputs:
+                result[name] = CurveResult(default_fractions(), model_outputs[f"{name}_curves"], model_outputs[f"{name}_auc"])
+        return result
+
+
+def register_pipeline() -> None:
+    """Make ``pipeline("image-attribution", ...)`` build an :class:`ImageAttributionPipeline` (run on ``import aha``)."""
+    if TASK not in PIPELINE_REGISTRY.supported_tasks:
+        PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=ImageAttributionPipeline, pt_model=AutoModel, type="image")
+
+
+__all__ = ["ImageAttributionPipeline", "TASK", "register_pipeline"]
