@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 import transformers
 from torch import nn
-from transformers import AutoModel, PreTrainedModel
+from transformers import AutoImageProcessor, AutoModel, PreTrainedModel
 from transformers import initialization as init
-from transformers.utils import ModelOutput
+from transformers.utils import IMAGE_PROCESSOR_NAME, ModelOutput, cached_file
 
 from .backbones import BackboneSpec
 from .configuration_aha import AHAConfig
@@ -161,6 +161,15 @@ def _load_target(config: AHAConfig, **hub_kwargs) -> PreTrainedModel:
         ) from error
 
 
+def _saved_image_processor(name_or_path, **hub_kwargs):
+    """The image processor saved next to an explainer (``preprocessor_config.json``), or None if there is none."""
+    found = cached_file(
+        name_or_path, IMAGE_PROCESSOR_NAME, _raise_exceptions_for_missing_entries=False,
+        _raise_exceptions_for_connection_errors=False, **hub_kwargs,
+    )
+    return None if found is None else AutoImageProcessor.from_pretrained(name_or_path, **hub_kwargs)
+
+
 class AHAExplainer(PreTrainedModel):
     """Explains a frozen Hugging Face image classifier with a learned per-pixel importance ranking (AHA).
 
@@ -173,6 +182,7 @@ class AHAExplainer(PreTrainedModel):
     main_input_name = "pixel_values"
     supports_gradient_checkpointing = False
     _no_split_modules = []
+    image_processor = None  # the classifier's image processor, when known: saved and loaded next to the weights
 
     def __init__(self, config: AHAConfig):
         super().__init__(config)
@@ -262,7 +272,8 @@ class AHAExplainer(PreTrainedModel):
         Args:
             classifier: a `transformers` image classification model of a supported family (ViT, DeiT,
                 BEiT, DINOv2, Swin, ...).
-            image_processor: the classifier's image processor; its normalisation enables the "black" reference.
+            image_processor: the classifier's image processor; its normalisation enables the "black" reference,
+                and it is saved next to the explainer (the pipeline and `aha explain` read it from there).
             feature_backbone: optional separate frozen HF vision model whose hidden states feed the decoder.
             **config_overrides: any [`AHAConfig`] field.
         """
@@ -287,6 +298,7 @@ class AHAExplainer(PreTrainedModel):
             backbone_config = feature_backbone.config.__class__.from_dict(feature_backbone.config.to_dict())
         config = AHAConfig(classifier_config=classifier_config, feature_backbone_config=backbone_config, **config_overrides)
         explainer = cls(config)
+        explainer.image_processor = image_processor
         explainer.classifier.load_state_dict(classifier.state_dict())
         if feature_backbone is not None:
             explainer.feature_backbone.load_state_dict(feature_backbone.state_dict())
@@ -309,7 +321,8 @@ class AHAExplainer(PreTrainedModel):
 
         Either way the config records the fingerprint of the target's weights (`classifier_fingerprint`, see
         [`~aha.fingerprint.weights_fingerprint`]) next to its reference (`classifier_name_or_path`,
-        `classifier_revision`, set in [`from_classifier`] or on `self.config`).
+        `classifier_revision`, set in [`from_classifier`] or on `self.config`), and the classifier's image
+        processor, when the explainer knows it (`self.image_processor`), is saved next to the weights.
 
         Args:
             include_target (`bool`, defaults to `True`):
@@ -328,6 +341,23 @@ class AHAExplainer(PreTrainedModel):
             super().save_pretrained(save_directory, *args, state_dict=state_dict, **kwargs)
         finally:
             self.config.includes_target = True  # in memory the explainer always holds its target
+        if self.image_processor is not None and kwargs.get("is_main_process", True):
+            self.image_processor.save_pretrained(save_directory)
+
+    def push_to_hub(self, repo_id: str, *, include_target: bool = True, eval_results=None, **kwargs):
+        """Upload the explainer, its image processor and an aha model card to the Hub in one commit.
+
+        Args:
+            include_target (`bool`, defaults to `True`): `False` uploads a decoder-only save (see
+                [`save_pretrained`]); the card says which and how to load it.
+            eval_results (`list[huggingface_hub.EvalResult]`, *optional*): measured faithfulness for the card,
+                e.g. [`aha.hub.faithfulness_results`] of an evaluation.
+            **kwargs: `license`, `commit_message`, `private`, `token`, `revision`, `create_pr` (see
+                [`aha.hub.push_explainer`]).
+        """
+        from .hub import push_explainer  # aha.hub imports this module
+
+        return push_explainer(self, repo_id, include_target=include_target, eval_results=eval_results, **kwargs)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, classifier: PreTrainedModel | None = None, **kwargs):
@@ -360,6 +390,9 @@ class AHAExplainer(PreTrainedModel):
             classifier = _load_target(model.config, **hub_kwargs)
         if classifier is not None:
             model._attach_target(classifier)
+        model.image_processor = _saved_image_processor(
+            pretrained_model_name_or_path, **{k: kwargs[k] for k in (*_TARGET_HUB_KWARGS, "revision", "subfolder") if k in kwargs}
+        )
         return (model, loading_info) if output_loading_info else model
 
     def _attach_target(self, classifier: PreTrainedModel) -> None:

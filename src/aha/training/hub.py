@@ -1,50 +1,58 @@
-"""Saving the trained explainer (``save_pretrained``) and optionally pushing it to the Hub."""
+"""Saving the trained explainer (``save_pretrained``, its image processor and a model card with the final
+evaluation) and optionally pushing it to the Hub."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import os
 
 from accelerate import Accelerator
-from huggingface_hub import ModelCard, ModelCardData, create_repo, upload_folder
+from huggingface_hub import HfApi, ModelCard
 
-from .. import __version__
+from ..hub import faithfulness_results, hub_id, model_card, upload_folder
 from .checkpointing import CHECKPOINTS_DIR
 
-MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "hub_cards" / "model_card.md"
+
+def _folder_name(path: str | None) -> str | None:
+    return os.path.basename(os.path.normpath(path)) if path else None
 
 
-def model_card(args: argparse.Namespace, steps: int) -> ModelCard:
-    """The explainer's model card, from the ``hub_cards/model_card.md`` template shipped in the package."""
-    data = ModelCardData(
-        library_name="aha-explain",
-        tags=["aha", "explainability", "image-classification"],
-        base_model=args.model_name_or_path,
-        datasets=[args.dataset_name] if args.dataset_name else None,
+def training_data(args: argparse.Namespace) -> str:
+    """The training data as a card names it: the Hub dataset id, or the local folder's name (never a path)."""
+    return args.dataset_name or _folder_name(args.train_dir or args.dataset_path) or "in-memory dataset"
+
+
+def run_card(args: argparse.Namespace, config, steps: int, metrics: dict[str, float] | None) -> ModelCard:
+    """The card of the run: the explainer's :func:`aha.hub.model_card` with the final held-out evaluation
+    (``{"eval/deletion_auc": ..., "eval/insertion_auc": ...}``, mean reference, least-relevant-first insertion)."""
+    eval_results = None
+    if metrics:
+        dataset = hub_id(args.dataset_name) or ("imagefolder" if args.train_dir else "local dataset")
+        eval_results = faithfulness_results(
+            {key.removeprefix("eval/"): value for key, value in metrics.items()},
+            dataset=dataset,
+            dataset_name=args.dataset_name or _folder_name(args.validation_dir or args.train_dir or args.dataset_path),
+            dataset_config=args.dataset_config_name,
+            split=args.validation_split,
+        )
+    repo_id = args.hub_model_id or _folder_name(args.output_dir)
+    return model_card(
+        config, repo_id=repo_id, include_target=not args.decoder_only, eval_results=eval_results,
+        dataset=training_data(args), steps=steps,
     )
-    return ModelCard.from_template(
-        data,
-        template_path=str(MODEL_CARD_TEMPLATE),
-        target=args.model_name_or_path or "in-memory classifier",
-        dataset=args.dataset_name or args.train_dir or args.dataset_path or "in-memory dataset",
-        steps=steps,
-        repo_id=args.hub_model_id or args.output_dir,
-        aha_version=__version__,
-    )
 
 
-def save_and_push(accelerator: Accelerator, explainer, image_processor, args: argparse.Namespace, steps: int) -> None:
-    """Write the explainer, the target's image processor and a model card to ``args.output_dir`` (main
-    process), and upload them (not the checkpoints) when ``--push_to_hub``."""
+def save_and_push(
+    accelerator: Accelerator, explainer, args: argparse.Namespace, steps: int, metrics: dict[str, float] | None = None
+) -> None:
+    """Write the explainer (with the classifier's image processor) and the run's model card to
+    ``args.output_dir`` (main process), and upload them (not the checkpoints) when ``--push_to_hub``."""
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return
     explainer.save_pretrained(args.output_dir, include_target=not args.decoder_only)
-    if image_processor is not None:
-        image_processor.save_pretrained(args.output_dir)
-    model_card(args, steps).save(f"{args.output_dir}/README.md")
+    run_card(args, explainer.config, steps, metrics).save(os.path.join(args.output_dir, "README.md"))
     if args.push_to_hub:
-        repo_id = create_repo(args.hub_model_id or args.output_dir.rstrip("/").split("/")[-1], token=args.hub_token,
-                              exist_ok=True).repo_id
-        upload_folder(repo_id=repo_id, folder_path=args.output_dir, token=args.hub_token,
-                      commit_message=f"AHA explainer after {steps} steps", ignore_patterns=[f"{CHECKPOINTS_DIR}/*"])
+        api = HfApi(token=args.hub_token)
+        repo_id = api.create_repo(args.hub_model_id or _folder_name(args.output_dir), exist_ok=True).repo_id
+        upload_folder(api, args.output_dir, repo_id, f"AHA explainer after {steps} steps", skip=[CHECKPOINTS_DIR])

@@ -200,16 +200,18 @@ def train(args: argparse.Namespace, classifier=None, image_processor=None, split
     if args.gradient_checkpointing:
         unwrapped.enable_target_checkpointing()
 
-    def run_evaluation(step: int):
+    def run_evaluation(step: int) -> dict[str, float]:
         metrics = evaluate(explainer, eval_loader, accelerator, seed=args.seed)
         accelerator.print(f"step {step}: {metrics}")
         accelerator.log(metrics, step=step)
         explainer.train()
+        return metrics
 
     explainer.train()
     bar = tqdm(total=max_train_steps, initial=progress.completed_steps, disable=not accelerator.is_local_main_process)
     start, start_step = time.perf_counter(), progress.completed_steps
     micro_losses = []
+    final_metrics = None  # the last evaluation (at the last step), for the model card
     batch_iterator = iter(batches)
     while progress.completed_steps < max_train_steps:
         batch = next(batch_iterator)
@@ -241,9 +243,9 @@ def train(args: argparse.Namespace, classifier=None, image_processor=None, split
         if step % args.checkpointing_steps == 0 or step == max_train_steps:
             save_checkpoint(accelerator, args.output_dir, step)
         if eval_loader is not None and ((args.eval_steps and step % args.eval_steps == 0) or step == max_train_steps):
-            run_evaluation(step)
+            final_metrics = run_evaluation(step)
     bar.close()
 
-    save_and_push(accelerator, unwrapped, image_processor, args, progress.completed_steps)
+    save_and_push(accelerator, unwrapped, args, progress.completed_steps, final_metrics)
     accelerator.end_training()
     return unwrapped

@@ -1,0 +1,189 @@
+"""Model cards with results, and uploads of explainers to the Hub (``explainer.push_to_hub``, ``aha train``).
+
+Cards are ``huggingface_hub.ModelCard`` objects rendered from ``hub_cards/model_card.md`` (shipped in the
+package): the metadata (``ModelCardData``) carries the library, the pipeline task, the license, the
+classifier's Hub id as ``base_model`` and one ``EvalResult`` per measured faithfulness metric; the body
+says whether the save is self-contained or decoder-only and how to load it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from huggingface_hub import CommitInfo, CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
+
+from .configuration_aha import AHAConfig
+from .pipeline import TASK
+
+MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent / "hub_cards" / "model_card.md"
+LIBRARY_NAME = "aha-explain"
+DEFAULT_LICENSE = "apache-2.0"
+
+#: Faithfulness metrics a card records, by the key the evaluate module (``aha.metrics.EVALUATE_MODULE_PATH``)
+#: and ``aha train``'s evaluation report them under: (name on the card, protocol of the metric).
+FAITHFULNESS_METRICS = {
+    "deletion_auc": ("Deletion AUC (lower is better)", {"fractions": 21}),
+    "insertion_auc": ("Insertion AUC (higher is better)", {"fractions": 21}),
+    "positive_auc": ("Positive perturbation AUC (lower is better)", {"fractions": 10, "target": "label", "reference": "black"}),
+    "negative_auc": ("Negative perturbation AUC (higher is better)", {"fractions": 10, "target": "label", "reference": "black"}),
+}
+
+
+def hub_id(name_or_path: str | None) -> str | None:
+    """``name_or_path`` when it names a Hub repository; None for a local path (cards never record those)."""
+    if not name_or_path or os.path.exists(name_or_path):
+        return None
+    try:
+        validate_repo_id(name_or_path)
+    except HFValidationError:
+        return None
+    return name_or_path
+
+
+def faithfulness_results(
+    metrics: Mapping[str, float],
+    *,
+    dataset: str,
+    split: str,
+    reference: str = "mean",
+    insertion_convention: str = "lrf",
+    dataset_name: str | None = None,
+    dataset_config: str | None = None,
+) -> list[EvalResult]:
+    """One ``EvalResult`` per faithfulness metric in ``metrics``, for a model card.
+
+    Args:
+        metrics: values by key, e.g. ``{"deletion_auc": 0.12, "insertion_auc": 0.81}``: the output of the
+            evaluate module's ``compute`` or of ``aha train``'s evaluation (other keys are skipped).
+        dataset: the dataset's Hub id (or a short name for local data, e.g. ``"imagefolder"``).
+        split: the split measured.
+        reference: what deleted pixels became in deletion / insertion (``"mean"``, ``"black"``, ``"blur"``).
+        insertion_convention: ``"lrf"`` (least relevant first) or ``"rise"`` (RISE-style insertion).
+        dataset_name, dataset_config: a readable name of the dataset, and its configuration.
+    Raises:
+        ValueError: no known metric in ``metrics``, or a value that is not a finite number.
+    """
+    found = [key for key in FAITHFULNESS_METRICS if key in metrics]
+    if not found:
+        raise ValueError(f"metrics hold none of the faithfulness metrics {sorted(FAITHFULNESS_METRICS)}: got {sorted(metrics)}")
+    results = []
+    for key in found:
+        value = metrics[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{key} must be a finite number, got {value!r}")
+        name, protocol = FAITHFULNESS_METRICS[key]
+        arguments = {"target": "predicted", "reference": reference, **protocol}
+        if key == "insertion_auc":
+            arguments["insertion"] = insertion_convention
+        results.append(
+            EvalResult(
+                task_type=TASK,
+                task_name="Visual attribution",
+                dataset_type=dataset,
+                dataset_name=dataset_name or dataset,
+                dataset_config=dataset_config,
+                dataset_split=split,
+                metric_type=key,
+                metric_name=name,
+                metric_value=float(value),
+                metric_args=arguments,
+            )
+        )
+    return results
+
+
+def model_card(
+    config: AHAConfig,
+    *,
+    repo_id: str | None = None,
+    include_target: bool = True,
+    eval_results: Sequence[EvalResult] | None = None,
+    dataset: str | None = None,
+    steps: int | None = None,
+    license: str = DEFAULT_LICENSE,
+) -> ModelCard:
+    """The model card of an explainer with ``config`` (as saved: its fingerprint recorded).
+
+    Args:
+        repo_id: where it lives on the Hub (shown in the usage examples).
+        include_target: whether the save holds the classifier (self-contained) or is decoder-only.
+        eval_results: measured faithfulness, e.g. from :func:`faithfulness_results`.
+        dataset: the training data (a Hub id is also listed in the metadata).
+        steps: optimisation steps trained.
+        license: the license of the explainer's weights (a self-contained save also holds the
+            classifier's weights, which keep the classifier's own license).
+    """
+    from . import __version__
+
+    base_model = hub_id(config.classifier_name_or_path)
+    architecture = config.classifier_config.architectures[0]
+    classifier = f"`{base_model}`" if base_model else f"a {architecture} loaded from a local folder"
+    name = (repo_id or "aha-explainer").rstrip("/").split("/")[-1]
+    data = ModelCardData(
+        library_name=LIBRARY_NAME,
+        pipeline_tag=TASK,
+        license=license,
+        base_model=base_model,
+        datasets=[dataset] if hub_id(dataset) else None,
+        tags=["aha", "explainability", "attribution", "image-classification"],
+        model_name=name,
+        eval_results=list(eval_results) if eval_results else None,
+    )
+    return ModelCard.from_template(
+        data,
+        template_path=str(MODEL_CARD_TEMPLATE),
+        classifier=classifier,
+        base_model=base_model,
+        classifier_revision=config.classifier_revision,
+        fingerprint=config.classifier_fingerprint,
+        self_contained=include_target,
+        repo_id=repo_id or "path/to/explainer",
+        dataset=dataset,
+        steps=steps,
+        results=list(eval_results or []),
+        aha_version=__version__,
+    )
+
+
+def upload_folder(
+    api: HfApi, folder: str, repo_id: str, commit_message: str, skip: Sequence[str] = (), **commit_kwargs
+) -> CommitInfo:
+    """Every file under ``folder`` but those in the subfolders ``skip`` (e.g. checkpoints), in one commit."""
+    operations = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if os.path.relpath(os.path.join(root, d), folder) not in skip)
+        for file in sorted(files):
+            path = os.path.join(root, file)
+            operations.append(CommitOperationAdd(path_in_repo=os.path.relpath(path, folder).replace(os.sep, "/"), path_or_fileobj=path))
+    return api.create_commit(repo_id, operations, commit_message=commit_message, **commit_kwargs)
+
+
+def push_explainer(
+    explainer,
+    repo_id: str,
+    *,
+    include_target: bool = True,
+    eval_results: Sequence[EvalResult] | None = None,
+    license: str = DEFAULT_LICENSE,
+    commit_message: str | None = None,
+    private: bool | None = None,
+    token: str | bool | None = None,
+    revision: str | None = None,
+    create_pr: bool = False,
+) -> CommitInfo:
+    """Save ``explainer`` (with its image processor) and its :func:`model_card` in a temporary folder and
+    upload them in one commit, creating the repository if needed (what ``explainer.push_to_hub`` does)."""
+    api = HfApi(token=token)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    with tempfile.TemporaryDirectory() as folder:
+        explainer.save_pretrained(folder, include_target=include_target)
+        card = model_card(explainer.config, repo_id=repo_id, include_target=include_target, eval_results=eval_results, license=license)
+        card.save(os.path.join(folder, "README.md"))
+        message = commit_message or f"Upload AHA explainer ({'self-contained' if include_target else 'decoder only'})"
+        return upload_folder(api, folder, repo_id, message, revision=revision, create_pr=create_pr)
