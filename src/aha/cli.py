@@ -1,15 +1,35 @@
-"""The ``aha`` command: ``aha train ...`` (also ``python -m aha train ...``, ``accelerate launch -m aha train ...``)."""
+"""The ``aha`` command (also ``python -m aha``, ``accelerate launch -m aha train ...``): one argparse
+subcommand per entry point.
+
+Each subcommand is one entry of :data:`SUBCOMMANDS`: a module exposing ``build_parser()`` (the parser of
+its flags and of ``aha <command> --help``) and ``main(args)``, imported only when its subcommand runs.
+"""
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import sys
+
+#: subcommand -> (module exposing build_parser() and main(args), one line for ``aha --help``)
+SUBCOMMANDS = {
+    "train": ("aha.training", "train an explainer for a frozen image classifier"),
+    "explain": ("aha.explain", "explain image files with a trained explainer: overlays, maps, curves"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aha", description="AHA: learned importance rankings for Hugging Face image classifiers."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, summary) in SUBCOMMANDS.items():
+        commands.add_parser(name, help=summary, add_help=False)  # its flags and --help belong to its module
+    return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in ("train",):
-        print("usage: aha train [--help] ...   (train an AHA explainer; see `aha train --help`)", file=sys.stderr)
-        raise SystemExit(2)
-    from .training import build_parser, train
-
-    train(build_parser().parse_args(argv[1:]))
+    """Run ``aha COMMAND ...``: the command's module parses the rest of the arguments."""
+    namespace, rest = build_parser().parse_known_args(sys.argv[1:] if argv is None else argv)
+    module = importlib.import_module(SUBCOMMANDS[namespace.command][0])
+    module.main(module.build_parser().parse_args(rest))

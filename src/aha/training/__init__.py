@@ -5,9 +5,12 @@ from .checkpointing import latest_checkpoint, save_checkpoint
 from .loop import train
 from .schedule import warmup_cosine_schedule
 
+main = train  # ``aha train``: main(build_parser().parse_args(argv))
+
 __all__ = [
     "build_parser",
     "latest_checkpoint",
+    "main",
     "save_checkpoint",
     "train",
     "validate_args",

@@ -1,0 +1,100 @@
+"""The ``aha`` console command, run as users run it: as a subprocess."""
+
+import ast
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import IMAGE_SIZE
+from huggingface_hub import ModelCard
+from PIL import Image
+from transformers import pipeline
+
+from aha import AHAExplainer
+from aha.cli import SUBCOMMANDS, main
+from test_pipeline import crop_processor, labelled_classifier, random_image
+from training_helpers import processor, sharp_classifier
+
+AHA = os.path.join(os.path.dirname(sys.executable), "aha")  # the console script installed with the package
+
+
+def run_aha(*args, cwd=None):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = [AHA] if os.path.exists(AHA) else [sys.executable, "-m", "aha"]
+    return subprocess.run([*command, *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+
+
+def _main(capsys, *argv):
+    """``aha ARGV`` in this process (the subprocess tests below start the console script itself)."""
+    with pytest.raises(SystemExit) as exit_:
+        main(list(map(str, argv)))
+    captured = capsys.readouterr()
+    return exit_.value.code, captured.out, captured.err
+
+
+def test_help_lists_every_subcommand_and_each_has_its_own_help(capsys):
+    code, listing, _ = _main(capsys, "--help")
+    assert code == 0
+    for name, (_, summary) in SUBCOMMANDS.items():
+        assert re.search(rf"^\s+{name}\s+{re.escape(summary.split(':')[0])}", listing, re.M), name
+    assert "--model_name_or_path" in _main(capsys, "train", "--help")[1]
+    assert "--refine_steps" in _main(capsys, "explain", "--help")[1]
+    code, _, error = _main(capsys, "bogus")
+    assert code == 2 and "invalid choice: 'bogus'" in error
+    code, _, _ = _main(capsys, "explain", "some/explainer", "nothing.png")
+    assert code == "aha explain: no such image file: nothing.png"
+
+
+def test_explain_writes_overlays_maps_and_curves(tmp_path):
+    AHAExplainer.from_classifier(labelled_classifier(), image_processor=crop_processor()).save_pretrained(tmp_path / "explainer")
+    random_image(40, 52).save(tmp_path / "cat.png")
+    random_image(57, 23, "L", seed=1).save(tmp_path / "dog.jpg")
+    run = run_aha("explain", tmp_path / "explainer", tmp_path / "cat.png", tmp_path / "dog.jpg",
+                  "--target", "owl", "--curves", "--output", tmp_path / "out", "--batch_size", 2)
+    assert run.returncode == 0, run.stderr
+    expected = pipeline("image-attribution", model=str(tmp_path / "explainer"), device="cpu")
+    for name, image in (("cat", Image.open(tmp_path / "cat.png")), ("dog", Image.open(tmp_path / "dog.jpg"))):
+        overlay = Image.open(tmp_path / "out" / f"{name}_overlay.png")
+        assert overlay.format == "PNG" and overlay.mode == "RGB" and overlay.size == image.size
+        assert not np.array_equal(np.asarray(overlay), np.asarray(image.convert("RGB")))  # coloured
+        attribution = np.load(tmp_path / "out" / f"{name}_map.npy")
+        assert attribution.shape == (image.height, image.width)
+        result = expected(image, target="owl", curves=True)
+        np.testing.assert_allclose(attribution, result["attribution"], rtol=1e-5, atol=1e-6)
+        assert Image.open(tmp_path / "out" / f"{name}_curves.png").format == "PNG"
+        assert f"deletion AUC {result['deletion'].mean_auc:.4f}, insertion AUC {result['insertion'].mean_auc:.4f}" in run.stdout
+    assert run.stdout.count("explained 'owl' (class 3") == 2 and "cat.png: " in run.stdout
+
+
+def _image_folder(root, per_class: int, seed: int):
+    rng = np.random.default_rng(seed)
+    for label in range(3):
+        os.makedirs(root / f"class_{label}")
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, (IMAGE_SIZE + 8, IMAGE_SIZE + 8, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / f"class_{label}" / f"{i}.png")
+
+
+def test_train_on_an_image_folder_writes_a_card_with_its_final_evaluation(tmp_path):
+    sharp_classifier().save_pretrained(tmp_path / "classifier")
+    processor().save_pretrained(tmp_path / "classifier")
+    _image_folder(tmp_path / "train", per_class=2, seed=0)
+    _image_folder(tmp_path / "val", per_class=1, seed=1)
+    run = run_aha("train", "--model_name_or_path", tmp_path / "classifier", "--train_dir", tmp_path / "train",
+                  "--validation_dir", tmp_path / "val", "--output_dir", tmp_path / "out", "--max_train_steps", 2,
+                  "--per_device_train_batch_size", 3, "--learning_rate", "3e-3", "--seed", 0)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = tmp_path / "out"
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"} <= set(os.listdir(out))
+    final = ast.literal_eval(re.search(r"^step 2: (\{.*\})$", run.stdout, re.M).group(1))
+    card = ModelCard.load(out / "README.md")
+    values = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert values == {"deletion_auc": final["eval/deletion_auc"], "insertion_auc": final["eval/insertion_auc"]}
+    assert {r.dataset_split for r in card.data.eval_results} == {"validation"}
+    assert card.data.base_model is None and str(tmp_path) not in str(card)  # a local classifier: no path
+    assert card.data.pipeline_tag == "image-attribution" and card.data.library_name == "aha-explain"
+    reloaded = AHAExplainer.from_pretrained(out)
+    assert reloaded.image_processor is not None and reloaded.config.classifier_config.num_labels == 5
