@@ -140,3 +140,12 @@ def test_in_memory_explainer_needs_its_processor_and_bad_arguments_are_named():
         pipe(random_image(40, 40), refine_steps=-1)
     with pytest.raises(ValueError, match="runs an AHAExplainer, got ViTForImageClassification"):
         ImageAttributionPipeline(model=labelled_classifier(), image_processor=crop_processor(), device="cpu")
+
+
+def test_dtype_follows_the_pipeline_argument(saved, pipe):
+    half = pipeline("image-attribution", model=str(saved), device="cpu", dtype=torch.bfloat16)
+    assert half.model.dtype == torch.bfloat16
+    image = random_image(40, 30)
+    result = half(image)
+    assert result["attribution"].dtype == np.float32 and result["attribution"].shape == (40, 30)
+    assert np.corrcoef(result["attribution"].ravel(), pipe(image)["attribution"].ravel())[0, 1] > 0.99
