@@ -1,6 +1,7 @@
 """explainer.push_to_hub through HfApi patched at its network boundary (create_repo / create_commit write into
 a local folder), then loaded back from that folder and as a repo id from a Hub cache."""
 
+import os
 import shutil
 
 import numpy as np
@@ -13,7 +14,9 @@ from transformers import pipeline
 
 from aha import AHAExplainer
 from aha.hub import faithfulness_results
+from aha.training import build_parser, train
 from test_pipeline import crop_processor, labelled_classifier, random_image
+from training_helpers import image_dataset, processor, sharp_classifier, train_argv
 
 REPO_ID = "org/aha-tiny"
 
@@ -94,3 +97,18 @@ def test_pipeline_loads_a_pushed_repo_id(hub, tmp_path):
     local = pipeline("image-attribution", model=explainer, device="cpu")
     # (not bit for bit: a batch of one image through weights loaded from safetensors differs by ~1e-7)
     np.testing.assert_allclose(pipe(image)["attribution"], local(image)["attribution"], rtol=1e-5, atol=1e-6)
+
+
+def test_train_push_uploads_the_run_without_its_checkpoints(hub, tmp_path):
+    root, calls = hub
+    args = build_parser().parse_args(train_argv(tmp_path / "run", "--max_train_steps", 1, "--push_to_hub",
+                                                "--hub_model_id", REPO_ID, "--decoder_only"))
+    splits = {"train": image_dataset(4).remove_columns("id"), "validation": image_dataset(2, seed=1).remove_columns("id")}
+    train(args, sharp_classifier(), processor(), splits)
+    assert os.listdir(tmp_path / "run" / "checkpoints")  # written locally ...
+    uploaded = {p.relative_to(root / REPO_ID).as_posix() for p in (root / REPO_ID).rglob("*") if p.is_file()}
+    assert not any(path.startswith("checkpoints/") for path in uploaded)  # ... but not pushed
+    assert {"README.md", "config.json", "model.safetensors", "preprocessor_config.json"} <= uploaded
+    card = ModelCard.load(root / REPO_ID / "README.md")
+    assert "Decoder only" in str(card) and {r.metric_type for r in card.data.eval_results} == {"deletion_auc", "insertion_auc"}
+    assert [call[0] for call in calls] == ["create_repo", "create_commit"]
