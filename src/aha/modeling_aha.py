@@ -16,7 +16,7 @@ from transformers.utils import ModelOutput
 
 from .backbones import BackboneSpec
 from .configuration_aha import AHAConfig
-from .fingerprint import weights_fingerprint
+from .fingerprint import short_fingerprint, weights_fingerprint
 from .objectives import ObjectiveTerms, RankingObjective
 from .validation import check_classes, check_pixel_values
 
@@ -131,14 +131,6 @@ def _describe_reference(config: AHAConfig) -> str:
     """``name_or_path@revision`` of the recorded target, for messages."""
     reference = config.classifier_name_or_path or "<no classifier_name_or_path recorded>"
     return f"{reference}@{config.classifier_revision}" if config.classifier_revision else reference
-
-
-def _short(fingerprint: str | None) -> str:
-    """The algorithm and first 12 hex digits of a fingerprint, for messages."""
-    if not fingerprint:
-        return "none recorded"
-    algorithm, _, digest = fingerprint.partition(":")
-    return f"{algorithm}:{digest[:12]}..."
 
 
 def _load_target(config: AHAConfig, **hub_kwargs) -> PreTrainedModel:
@@ -363,8 +355,8 @@ class AHAExplainer(PreTrainedModel):
         if got != expected:
             raise ValueError(
                 f"this explainer ({self.name_or_path or 'in memory'}) was saved for a different target model: the "
-                f"target's weights fingerprint is {_short(got)} ({classifier.name_or_path or type(classifier).__name__}), "
-                f"expected {_short(expected)} (recorded reference: {_describe_reference(self.config)})"
+                f"target's weights fingerprint is {short_fingerprint(got)} ({classifier.name_or_path or type(classifier).__name__}), "
+                f"expected {short_fingerprint(expected)} (recorded reference: {_describe_reference(self.config)})"
             )
         self.classifier.load_state_dict(classifier.state_dict())
         self.config.includes_target = True

@@ -1,11 +1,12 @@
 """The Accelerate training loop of AHA explainers (``aha train``)."""
 
 from .arguments import build_parser, validate_args
-from .checkpointing import latest_checkpoint, save_checkpoint
+from .checkpointing import TrainingState, latest_checkpoint, save_checkpoint
 from .loop import train
 from .schedule import warmup_cosine_schedule
 
 __all__ = [
+    "TrainingState",
     "build_parser",
     "latest_checkpoint",
     "save_checkpoint",

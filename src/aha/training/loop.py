@@ -38,10 +38,11 @@ from ..data import (
     split_off_validation,
     train_dataloader,
 )
+from ..fingerprint import weights_fingerprint
 from ..modeling_aha import AHAExplainer
 from ..objectives import annealed_tau
 from .arguments import explainer_overrides, num_warmup_steps, validate_args
-from .checkpointing import CHECKPOINTS_DIR, StepCounter, resolve_checkpoint, save_checkpoint
+from .checkpointing import CHECKPOINTS_DIR, TrainingState, resolve_checkpoint, save_checkpoint
 from .evaluation import evaluate
 from .hub import save_and_push
 from .output_dir import check_output_dir, write_run_args
@@ -182,12 +183,13 @@ def train(args: argparse.Namespace, classifier=None, image_processor=None, split
     unwrapped = accelerator.unwrap_model(explainer)
 
     batches = TrainingBatches(train_loader, accelerator)
-    progress = StepCounter()
-    accelerator.register_for_checkpointing(batches, progress)
+    progress = TrainingState(
+        accelerator, unwrapped, optimizer, lr_scheduler, batches, weights_fingerprint(unwrapped.classifier)
+    )
     if args.resume_from_checkpoint is not None:
         checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
         accelerator.print(f"Resuming from {checkpoint}")
-        accelerator.load_state(checkpoint)
+        progress.read(checkpoint)
     if args.with_tracking:
         accelerator.init_trackers("aha_train", {k: v for k, v in vars(args).items() if k != "explainer_config"})
 
@@ -239,7 +241,7 @@ def train(args: argparse.Namespace, classifier=None, image_processor=None, split
             step=step,
         )
         if step % args.checkpointing_steps == 0 or step == max_train_steps:
-            save_checkpoint(accelerator, args.output_dir, step)
+            save_checkpoint(progress, args.output_dir, step)
         if eval_loader is not None and ((args.eval_steps and step % args.eval_steps == 0) or step == max_train_steps):
             run_evaluation(step)
     bar.close()
