@@ -193,3 +193,19 @@ def test_output_dir_holding_another_run_is_refused(tmp_path):
 def test_schedule_warms_up_from_lr_over_25_then_decays_to_zero():
     factors = [warmup_cosine_factor(step, 6, 100, 1 / 25) for step in (0, 3, 6, 53, 100)]
     assert factors == pytest.approx([0.04, 0.52, 1.0, 0.5, 0.0])
+
+
+def test_the_hub_token_reaches_no_file_tracker_or_log(tmp_path, capfd, caplog):
+    """The tensorboard tracker (tensorboardX, a dev dependency) stores the run's hyperparameters in its
+    event file and in hparams.yml: the token must be in neither, nor in any other file or the output."""
+    secret = "hf_SeCrEt0123456789"
+    args = _args(tmp_path, "--max_train_steps", 1, "--hub_token", secret, "--with_tracking", "--report_to", "tensorboard")
+    train(args, make_classifier("vit"), processor(), _splits(False))
+    files = [os.path.join(root, name) for root, _, names in os.walk(tmp_path) for name in names]
+    assert any(name.endswith("hparams.yml") for name in files) and any("tfevents" in name for name in files)
+    assert "learning_rate" in open(next(f for f in files if f.endswith("hparams.yml"))).read()
+    for path in files:
+        with open(path, "rb") as handle:
+            assert secret.encode() not in handle.read(), path
+    captured = capfd.readouterr()
+    assert secret not in captured.out + captured.err + caplog.text

@@ -29,6 +29,13 @@ OPERATIONAL_ARGS = frozenset(
         "max_eval_samples",
     }
 )
+# Arguments that must never reach a tracker, a log, a saved argument file or a model card.
+SECRET_ARGS = frozenset({"hub_token"})
+
+
+def public_args(args: argparse.Namespace) -> dict:
+    """The arguments without the secrets (``SECRET_ARGS``): what trackers and saved files may see."""
+    return {key: value for key, value in vars(args).items() if key not in SECRET_ARGS}
 
 
 def config_override(text: str) -> tuple[str, object]:

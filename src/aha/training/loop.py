@@ -41,7 +41,7 @@ from ..data import (
 from ..fingerprint import weights_fingerprint
 from ..modeling_aha import AHAExplainer
 from ..objectives import annealed_tau
-from .arguments import explainer_overrides, num_warmup_steps, validate_args
+from .arguments import explainer_overrides, num_warmup_steps, public_args, validate_args
 from .checkpointing import CHECKPOINTS_DIR, TrainingState, resolve_checkpoint, save_checkpoint
 from .evaluation import evaluate
 from .hub import save_and_push
@@ -191,7 +191,8 @@ def train(args: argparse.Namespace, classifier=None, image_processor=None, split
         accelerator.print(f"Resuming from {checkpoint}")
         progress.read(checkpoint)
     if args.with_tracking:
-        accelerator.init_trackers("aha_train", {k: v for k, v in vars(args).items() if k != "explainer_config"})
+        tracked = {key: value for key, value in public_args(args).items() if key != "explainer_config"}
+        accelerator.init_trackers("aha_train", tracked)
 
     images_per_step = args.per_device_train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
     logger.info("***** Running training *****")

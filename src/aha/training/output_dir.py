@@ -11,7 +11,7 @@ import argparse
 import json
 import os
 
-from .arguments import OPERATIONAL_ARGS
+from .arguments import OPERATIONAL_ARGS, public_args
 from .checkpointing import latest_checkpoint
 
 RUN_ARGS_FILE = "aha_training_args.json"
@@ -19,7 +19,7 @@ RUN_ARGS_FILE = "aha_training_args.json"
 
 def run_args(args: argparse.Namespace) -> dict:
     """The JSON-able arguments that define the run."""
-    return json.loads(json.dumps({k: v for k, v in vars(args).items() if k not in OPERATIONAL_ARGS}))
+    return json.loads(json.dumps({k: v for k, v in public_args(args).items() if k not in OPERATIONAL_ARGS}))
 
 
 def check_output_dir(args: argparse.Namespace) -> None:
