@@ -117,7 +117,7 @@ def train(args: argparse.Namespace, classifier=None, image_processor=None, split
     set_seed(args.seed)
 
     if classifier is None:
-        classifier, image_processor = load_target(args.model_name_or_path)
+        classifier, image_processor = load_target(args.model_name_or_path, token=args.hub_token)
     explainer = AHAExplainer.from_classifier(classifier, image_processor=image_processor, **explainer_overrides(args))
     config = explainer.config
 
