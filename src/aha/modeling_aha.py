@@ -20,7 +20,7 @@ from .configuration_aha import AHAConfig
 from .fingerprint import short_fingerprint, weights_fingerprint
 from .loading import check_local_path, load_classifier, naming_damaged_files
 from .objectives import ObjectiveTerms, RankingObjective
-from .validation import check_classes, check_pixel_values
+from .validation import check_classes, check_number, check_pixel_values
 
 logger = logging.get_logger(__name__)
 
@@ -454,6 +454,7 @@ class AHAExplainer(PreTrainedModel):
             tau (`float`, *optional*): Gumbel-Sinkhorn temperature of this step. Default: `config.tau_end`.
         """
         check_pixel_values(pixel_values, {self.classifier_spec, self.feature_spec})
+        check_number("tau", tau, above=0, optional=True)
         batch_size, _, height, width = pixel_values.shape
         logits, features = self._features(pixel_values)
         target = logits.argmax(-1) if target is None else check_classes(target, batch_size, self.num_labels, "target", self.device)
@@ -516,8 +517,8 @@ class AHAExplainer(PreTrainedModel):
         that many Adam steps (learning rate ``refine_lr``, default ``config.refine_lr``) on
         :meth:`refinement_objective`, all images at once; the refined maps are returned.
         """
-        if refine_steps < 0:
-            raise ValueError(f"refine_steps must be >= 0, got {refine_steps}")
+        check_number("refine_steps", refine_steps, integer=True, minimum=0)
+        check_number("refine_lr", refine_lr, above=0, optional=True)
         with torch.no_grad():
             output = self(pixel_values, target=target)
         maps = output.attributions
@@ -526,7 +527,7 @@ class AHAExplainer(PreTrainedModel):
         flat = maps.flatten(1)
         maps = ((flat - flat.mean(1, keepdim=True)) / (flat.std(1, keepdim=True) + 1e-6)).view_as(maps)
         maps = maps.detach().requires_grad_(True)
-        optimizer = torch.optim.Adam([maps], lr=refine_lr or self.config.refine_lr)
+        optimizer = torch.optim.Adam([maps], lr=self.config.refine_lr if refine_lr is None else refine_lr)
         with torch.enable_grad():
             for _ in range(refine_steps):
                 loss = self.refinement_objective(pixel_values, maps, output.target).sum()
