@@ -182,6 +182,7 @@ def test_dataset_errors_come_before_training(tmp_path):
 
 def test_output_dir_holding_another_run_is_refused(tmp_path):
     (tmp_path / "aha_training_args.json").write_text(json.dumps({"learning_rate": 1.0}))
+    (tmp_path / "checkpoints" / "step_1").mkdir(parents=True)  # the other run saved something
     with pytest.raises(ValueError, match=r"holds a different run \(.*learning_rate: 1.0 -> 0.003"):
         train(_args(tmp_path), make_classifier("vit"), processor(), _splits(False))
     (tmp_path / "aha_training_args.json").unlink()
@@ -209,3 +210,23 @@ def test_the_hub_token_reaches_no_file_tracker_or_log(tmp_path, capfd, caplog):
             assert secret.encode() not in handle.read(), path
     captured = capfd.readouterr()
     assert secret not in captured.out + captured.err + caplog.text
+
+
+def test_a_run_that_fails_before_saving_does_not_lock_its_folder(tmp_path, monkeypatch):
+    splits = _splits(False)
+    with pytest.raises(ValueError, match="no label column 'fine_label'"):  # fails before training starts
+        train(_args(tmp_path, "--label_column_name", "fine_label"), make_classifier("vit"), processor(), splits)
+    assert not os.path.exists(tmp_path / "aha_training_args.json")
+
+    def crash(*args):
+        raise _Crash
+
+    monkeypatch.setattr(loop_module, "annealed_tau", crash)  # fails in its first step, after recording its args
+    with pytest.raises(_Crash):
+        train(_args(tmp_path, "--max_train_steps", 1), make_classifier("vit"), processor(), splits)
+    assert json.loads((tmp_path / "aha_training_args.json").read_text())["learning_rate"] == 0.003
+    monkeypatch.undo()
+    train(_args(tmp_path, "--max_train_steps", 1, "--learning_rate", 1e-3), make_classifier("vit"), processor(), splits)
+    assert json.loads((tmp_path / "aha_training_args.json").read_text())["learning_rate"] == 0.001
+    with pytest.raises(ValueError, match=r"holds a different run \(learning_rate: 0.001 -> 0.003\)"):
+        train(_args(tmp_path, "--max_train_steps", 1), make_classifier("vit"), processor(), splits)

@@ -133,6 +133,11 @@ def validate_args(args: argparse.Namespace, num_processes: int = 1) -> None:
     sources = [flag for flag in ("dataset_name", "dataset_path", "train_dir") if getattr(args, flag) is not None]
     if len(sources) > 1:
         raise ValueError(f"give one data source, got {', '.join('--' + s for s in sources)}")
+    if args.overwrite_output_dir and args.resume_from_checkpoint is not None:
+        raise ValueError(
+            "--overwrite_output_dir deletes the checkpoints that --resume_from_checkpoint would resume from: pass "
+            "--resume_from_checkpoint to continue the run, or --overwrite_output_dir to start it again, not both"
+        )
     if args.validation_dir is not None and args.train_dir is None:
         raise ValueError("--validation_dir needs --train_dir")
     if args.streaming and (args.train_dir is not None or args.dataset_path is not None):

@@ -45,7 +45,7 @@ from .arguments import explainer_overrides, num_warmup_steps, public_args, valid
 from .checkpointing import CHECKPOINTS_DIR, TrainingState, resolve_checkpoint, save_checkpoint
 from .evaluation import evaluate
 from .hub import save_and_push
-from .output_dir import check_output_dir, write_run_args
+from .output_dir import check_output_dir, run_args, write_run_args
 from .schedule import warmup_cosine_schedule
 from .target import load_target
 
@@ -109,11 +109,7 @@ def train(args: argparse.Namespace, classifier=None, image_processor=None, split
     if classifier is None and args.model_name_or_path is None:
         raise ValueError("--model_name_or_path is required (the target classifier)")
     check_output_dir(args)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        if args.overwrite_output_dir:
-            shutil.rmtree(os.path.join(args.output_dir, CHECKPOINTS_DIR), ignore_errors=True)
-        write_run_args(args)
+    recorded_args = run_args(args)  # written when training starts: a run that fails before locks nothing
     set_seed(args.seed)
 
     if classifier is None:
@@ -190,6 +186,11 @@ def train(args: argparse.Namespace, classifier=None, image_processor=None, split
         checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
         accelerator.print(f"Resuming from {checkpoint}")
         progress.read(checkpoint)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if args.overwrite_output_dir:
+            shutil.rmtree(os.path.join(args.output_dir, CHECKPOINTS_DIR), ignore_errors=True)
+        write_run_args(args.output_dir, recorded_args)
     if args.with_tracking:
         tracked = {key: value for key, value in public_args(args).items() if key != "explainer_config"}
         accelerator.init_trackers("aha_train", tracked)
