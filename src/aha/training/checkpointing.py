@@ -132,7 +132,9 @@ class TrainingState:
             FileNotFoundError: a file of the checkpoint is missing (e.g. a checkpoint written by an older
                 version through ``accelerator.save_state``, whose pickles are never read).
             ValueError: a file is damaged or not what it should be; the checkpoint was made for another
-                classifier, another decoder shape or another number of processes. Nothing is changed then.
+                classifier, another decoder shape or another number of processes. These are found before
+                anything is restored; a value that only fails when applied (e.g. a data position that does not
+                fit the data) is reported as not fitting this run.
         """
         accelerator = self.accelerator
         state = read_json(_require(directory, STATE_FILE))
@@ -163,6 +165,8 @@ class TrainingState:
                 f"{directory} was written {'with' if state.get('grad_scaler') is not None else 'without'} a gradient "
                 "scaler (fp16 mixed precision); resume it with the same --mixed_precision"
             )
+        if accelerator.scaler is not None:
+            _checked_like(state["grad_scaler"], accelerator.scaler.state_dict(), f"{directory}/{STATE_FILE}: grad_scaler")
 
         try:
             with torch.no_grad():
