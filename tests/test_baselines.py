@@ -65,6 +65,8 @@ def test_unsupported_model_is_named():
         (torch.zeros(2, 3, IMAGE_SIZE, IMAGE_SIZE), [-1, 0], r"\[0, 5\)"),
         (torch.zeros(2, 3, IMAGE_SIZE, IMAGE_SIZE), [0, 1, 2], r"shape \(2,\)"),
         (torch.zeros(2, 3, IMAGE_SIZE, IMAGE_SIZE), 1.0, "integer"),
+        (torch.zeros(0, 3, IMAGE_SIZE, IMAGE_SIZE), None, "at least one image"),
+        (torch.full((1, 3, IMAGE_SIZE, IMAGE_SIZE), 255.0), None, "outside the classifier's normalised range"),
     ],
 )
 def test_bad_input_is_rejected_clearly(classifiers, pixels, target, message):
@@ -81,6 +83,25 @@ def test_bad_options_are_rejected(classifiers):
         get_attributor("rollout", classifiers["vit"], head_fusion="median")
     with pytest.raises(TypeError):
         get_attributor("rise", classifiers["vit"], n_mask=10)
+
+
+@pytest.mark.parametrize(
+    "method, options, message",
+    [
+        ("centre", dict(sigma=float("nan")), "sigma must be a finite number > 0, got nan"),
+        ("rise", dict(p=float("nan")), "p must be a finite number > 0 and <= 1, got nan"),
+        ("rise", dict(n_masks=0), "n_masks must be an integer >= 1, got 0"),
+        ("occlusion", dict(window=0), r"window must be an integer >= 1 \(or None\), got 0"),
+        ("occlusion", dict(stride=2.5), r"stride must be an integer >= 1 \(or None\), got 2.5"),
+        ("integrated_gradients", dict(steps=0), "steps must be an integer >= 1, got 0"),
+        ("occlusion", dict(batch_size=0), "batch_size must be an integer >= 1, got 0"),
+        ("occlusion", dict(reference="black", image_mean=[0.5] * 3, image_std=[0.0] * 3),
+         r"image_std\[0\] must be a finite number > 0, got 0.0"),
+    ],
+)
+def test_bad_numeric_options_name_the_option_and_the_expected_value(classifiers, method, options, message):
+    with pytest.raises(ValueError, match=message):
+        get_attributor(method, classifiers["vit"], **options)
 
 
 class RegionClassifier(nn.Module):

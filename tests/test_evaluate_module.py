@@ -52,6 +52,44 @@ def test_add_batch_over_two_batches_equals_one_call(vit, images, maps):
     assert once["positive_aucs"] == pytest.approx(engine.auc.tolist(), abs=1e-6)
 
 
+_BAD_INPUTS = {
+    "uint8 images": ("pixel_values", lambda x: ((x.clamp(-1, 1) + 1) * 127.5).to(torch.uint8)),  # were cast
+    "0..255 images": ("pixel_values", lambda x: (x.clamp(-1, 1) + 1) * 127.5),
+    "float labels": ("references", lambda r: torch.tensor(r, dtype=torch.float32) + 0.7),  # were truncated
+    "NaN map": ("predictions", lambda m: m.index_put((torch.tensor([1]),), torch.tensor(float("nan")))),
+    "3 maps for 4 images": ("predictions", lambda m: m[:3]),  # a batch property: add() takes one example
+}
+
+
+@pytest.mark.parametrize(
+    "kind, how",
+    [(kind, how) for kind in _BAD_INPUTS for how in ("compute", "add_batch", "add")
+     if (kind, how) != ("3 maps for 4 images", "add")],
+)
+def test_module_applies_exactly_the_direct_checks(vit, images, maps, kind, how):
+    name, bad = _BAD_INPUTS[kind]
+    inputs = dict(predictions=maps, references=[0, 1, 2, 3], pixel_values=images)
+    inputs[name] = bad(inputs[name])
+    with pytest.raises(ValueError) as direct:
+        metrics.deletion(vit, inputs["pixel_values"], inputs["predictions"])
+        metrics.positive_perturbation(vit, inputs["pixel_values"], inputs["predictions"], inputs["references"],
+                                      image_mean=MEAN, image_std=STD)
+    module = evaluate.load(metrics.EVALUATE_MODULE_PATH, keep_in_memory=True)
+    with pytest.raises(ValueError) as through_module:
+        if how == "compute":
+            module.compute(**inputs, model=vit)
+        elif how == "add_batch":
+            module.add_batch(**inputs)
+        else:
+            for i in range(len(inputs["predictions"])):
+                module.add(prediction=inputs["predictions"][i], reference=inputs["references"][i],
+                           pixel_values=inputs["pixel_values"][i])
+    if name != "references":  # the direct API names the classes "target"/"labels", the module "references"
+        assert str(through_module.value) == str(direct.value)
+    else:
+        assert "references must hold integer class indices" in str(through_module.value)
+
+
 def test_module_rejects_bad_options(module, vit, images, maps):
     inputs = dict(predictions=maps, references=[0, 1, 2, 3], pixel_values=images)
     with pytest.raises(ValueError, match=r"compute\(model=...\)"):

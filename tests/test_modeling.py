@@ -144,6 +144,8 @@ def test_unsupported_models_are_named():
         (lambda x: x[:, :2], "3 channels"),
         (lambda x: x[:, :, :16, :16], "32x32"),
         (lambda x: x.index_put((torch.tensor([0]),), torch.tensor(float("nan"))), "NaN"),
+        (lambda x: x[:0], r"at least one image \(B, C, H, W all >= 1\), got shape \(0, 3, 32, 32\)"),
+        (lambda x: (x.clamp(-1, 1) + 1) * 127.5, r"reach 255, outside the classifier's normalised range \(\|x\| <= 10"),
     ],
 )
 def test_bad_pixel_values_are_explained(bad, message, images):
@@ -159,8 +161,16 @@ def test_bad_classes_are_explained(images):
         explainer(images, labels=torch.tensor([0, 1, 2, -1]))
     with pytest.raises(ValueError, match=r"shape \(4,\)"):
         explainer(images, target=torch.tensor([0, 1]))
-    with pytest.raises(ValueError, match="refine_steps"):
+    with pytest.raises(ValueError, match="refine_steps must be an integer >= 0, got -1"):
         explainer.explain(images, refine_steps=-1)
+    with pytest.raises(ValueError, match="refine_steps must be an integer >= 0, got 2.5"):
+        explainer.explain(images, refine_steps=2.5)
+    for lr in (0, 0.0, float("nan"), -1e-3):  # 0 is refused, never replaced by config.refine_lr
+        with pytest.raises(ValueError, match=rf"refine_lr must be a finite number > 0 \(or None\), got {lr}"):
+            explainer.explain(images, refine_steps=1, refine_lr=lr)
+    for tau in (0.0, float("nan")):
+        with pytest.raises(ValueError, match=rf"tau must be a finite number > 0 \(or None\), got {tau}"):
+            explainer(images, labels=torch.tensor([0, 1, 2, 3]), tau=tau)
 
 
 def test_black_reference_needs_the_normalisation():

@@ -72,8 +72,8 @@ def test_resume_after_a_crash_ends_with_identical_weights(tmp_path, monkeypatch,
     splits = dict(_splits(streaming), validation=image_dataset(4, seed=2).remove_columns("id"))
     uninterrupted = train(_args(tmp_path / "a", *extra), make_classifier("vit"), processor(), splits)
 
-    def crash_after_step_3(accelerator, output_dir, step):
-        path = save_checkpoint(accelerator, output_dir, step)
+    def crash_after_step_3(state, output_dir, step):
+        path = save_checkpoint(state, output_dir, step)
         if step == 3:
             raise _Crash
         return path
@@ -89,25 +89,26 @@ def test_resume_after_a_crash_ends_with_identical_weights(tmp_path, monkeypatch,
         assert torch.equal(a, b), name
 
 
-def test_interrupted_checkpoint_never_looks_complete(tmp_path, monkeypatch):
-    from accelerate import Accelerator
+class _State:
+    """Stands in for a TrainingState: save_checkpoint only needs its accelerator and write()."""
 
-    accelerator = Accelerator(cpu=True)
-    model = accelerator.prepare(torch.nn.Linear(2, 2))
+    def __init__(self, crash: bool):
+        from accelerate import Accelerator
 
-    def dies_mid_write(output_dir, **kwargs):
-        os.makedirs(output_dir, exist_ok=True)
-        open(os.path.join(output_dir, "model.safetensors"), "w").close()
-        raise _Crash
+        self.accelerator, self.crash = Accelerator(cpu=True), crash
 
-    monkeypatch.setattr(accelerator, "save_state", dies_mid_write)
+    def write(self, directory):
+        open(os.path.join(directory, "model.safetensors"), "w").close()
+        if self.crash:
+            raise _Crash
+
+
+def test_interrupted_checkpoint_never_looks_complete(tmp_path):
     with pytest.raises(_Crash):
-        save_checkpoint(accelerator, str(tmp_path), 5)
+        save_checkpoint(_State(crash=True), str(tmp_path), 5)
     assert latest_checkpoint(str(tmp_path)) is None
-    monkeypatch.undo()
-    assert save_checkpoint(accelerator, str(tmp_path), 5) == latest_checkpoint(str(tmp_path))
+    assert save_checkpoint(_State(crash=False), str(tmp_path), 5) == latest_checkpoint(str(tmp_path))
     assert os.listdir(tmp_path / "checkpoints") == ["step_5"]
-    del model
 
 
 def _two_process_run(output_dir):
@@ -181,6 +182,7 @@ def test_dataset_errors_come_before_training(tmp_path):
 
 def test_output_dir_holding_another_run_is_refused(tmp_path):
     (tmp_path / "aha_training_args.json").write_text(json.dumps({"learning_rate": 1.0}))
+    (tmp_path / "checkpoints" / "step_1").mkdir(parents=True)  # the other run saved something
     with pytest.raises(ValueError, match=r"holds a different run \(.*learning_rate: 1.0 -> 0.003"):
         train(_args(tmp_path), make_classifier("vit"), processor(), _splits(False))
     (tmp_path / "aha_training_args.json").unlink()
@@ -192,3 +194,39 @@ def test_output_dir_holding_another_run_is_refused(tmp_path):
 def test_schedule_warms_up_from_lr_over_25_then_decays_to_zero():
     factors = [warmup_cosine_factor(step, 6, 100, 1 / 25) for step in (0, 3, 6, 53, 100)]
     assert factors == pytest.approx([0.04, 0.52, 1.0, 0.5, 0.0])
+
+
+def test_the_hub_token_reaches_no_file_tracker_or_log(tmp_path, capfd, caplog):
+    """The tensorboard tracker (tensorboardX, a dev dependency) stores the run's hyperparameters in its
+    event file and in hparams.yml: the token must be in neither, nor in any other file or the output."""
+    secret = "hf_SeCrEt0123456789"
+    args = _args(tmp_path, "--max_train_steps", 1, "--hub_token", secret, "--with_tracking", "--report_to", "tensorboard")
+    train(args, make_classifier("vit"), processor(), _splits(False))
+    files = [os.path.join(root, name) for root, _, names in os.walk(tmp_path) for name in names]
+    assert any(name.endswith("hparams.yml") for name in files) and any("tfevents" in name for name in files)
+    assert "learning_rate" in open(next(f for f in files if f.endswith("hparams.yml"))).read()
+    for path in files:
+        with open(path, "rb") as handle:
+            assert secret.encode() not in handle.read(), path
+    captured = capfd.readouterr()
+    assert secret not in captured.out + captured.err + caplog.text
+
+
+def test_a_run_that_fails_before_saving_does_not_lock_its_folder(tmp_path, monkeypatch):
+    splits = _splits(False)
+    with pytest.raises(ValueError, match="no label column 'fine_label'"):  # fails before training starts
+        train(_args(tmp_path, "--label_column_name", "fine_label"), make_classifier("vit"), processor(), splits)
+    assert not os.path.exists(tmp_path / "aha_training_args.json")
+
+    def crash(*args):
+        raise _Crash
+
+    monkeypatch.setattr(loop_module, "annealed_tau", crash)  # fails in its first step, after recording its args
+    with pytest.raises(_Crash):
+        train(_args(tmp_path, "--max_train_steps", 1), make_classifier("vit"), processor(), splits)
+    assert json.loads((tmp_path / "aha_training_args.json").read_text())["learning_rate"] == 0.003
+    monkeypatch.undo()
+    train(_args(tmp_path, "--max_train_steps", 1, "--learning_rate", 1e-3), make_classifier("vit"), processor(), splits)
+    assert json.loads((tmp_path / "aha_training_args.json").read_text())["learning_rate"] == 0.001
+    with pytest.raises(ValueError, match=r"holds a different run \(learning_rate: 0.001 -> 0.003\)"):
+        train(_args(tmp_path, "--max_train_steps", 1), make_classifier("vit"), processor(), splits)

@@ -2,10 +2,53 @@
 
 from __future__ import annotations
 
-from transformers import AutoConfig, PreTrainedConfig
+import dataclasses
+import difflib
+import re
+
+from transformers import AutoConfig, GenerationConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .validation import check_number
+
 REFERENCE_CHOICES = ("black", "mean", "blur")
+
+# Range rules of numeric fields: name -> keyword arguments of `aha.validation.check_number` (None is accepted
+# where the default is None). Every other field of AHAConfig is checked by the type of its default (bool, int,
+# finite float, str) or, for lists, by `_LIST_RULES`; a field with none of these fails `test_every_field_is_checked`.
+_NUMBER_RULES = {
+    "fusion_channels": dict(integer=True, minimum=1),
+    "head_channels": dict(integer=True, minimum=1),
+    "class_embedding_dim": dict(integer=True, minimum=1),
+    "num_fractions": dict(integer=True, minimum=2),
+    "sinkhorn_iterations": dict(integer=True, minimum=1),
+    "peak_window": dict(integer=True, minimum=1),
+    "perturbation_batch_size": dict(integer=True, minimum=1),
+    "mask_sigma": dict(minimum=0),
+    "tau_start": dict(above=0),
+    "tau_end": dict(above=0),
+    "deletion_weight": dict(minimum=0),
+    "lrf_insertion_weight": dict(minimum=0),
+    "rise_insertion_weight": dict(minimum=0),
+    "peak_weight": dict(minimum=0),
+    "refine_lr": dict(above=0),
+    "initializer_range": dict(above=0),
+}
+# List fields: name -> (check_number keyword arguments of each element, allowed lengths or None for any >= 1)
+_LIST_RULES = {
+    "feature_layers": (dict(integer=True, minimum=0), None),
+    "image_mean": (dict(), None),
+    "image_std": (dict(above=0), None),
+    "grid_cell_patches": (dict(above=0), (2,)),
+    "references": (None, None),  # checked against REFERENCE_CHOICES below
+}
+_FINGERPRINT = re.compile(r"^sha256:[0-9a-f]{64}$")
+# Keys besides the fields that transformers itself passes to a config (from config.json, from_dict, BC names)
+_TRANSFORMERS_KEYS = {
+    "model_type", "transformers_version", "torch_dtype", "num_labels", "name_or_path", "_name_or_path",
+    "_commit_hash", "output_attentions", "attn_implementation", "experts_implementation", "per_layer_config",
+    "auto_map", "custom_pipelines", "rope_scaling", "rope_theta",
+}
 
 
 class AHAConfig(PreTrainedConfig):
@@ -99,7 +142,9 @@ class AHAConfig(PreTrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
+        self._check_keys(kwargs)
         super().__post_init__(**kwargs)
+        self._check_fields()
         normalisation_known = self.image_mean is not None and self.image_std is not None
         if self.references is None:
             self.references = [r for r in REFERENCE_CHOICES if r != "black" or normalisation_known]
@@ -114,9 +159,61 @@ class AHAConfig(PreTrainedConfig):
                 "AHAExplainer.from_classifier, or set references without \"black\")"
             )
         low, high = self.grid_cell_patches
-        if not 0 < low <= high:
+        if not low <= high:
             raise ValueError(f"grid_cell_patches must be [low, high] with 0 < low <= high, got {self.grid_cell_patches}")
-        if not self.tau_start > 0 or not self.tau_end > 0:
-            raise ValueError(f"tau_start and tau_end must be > 0, got {self.tau_start}, {self.tau_end}")
-        if self.num_fractions < 2:
-            raise ValueError(f"num_fractions must be >= 2, got {self.num_fractions}")
+        if not (self.deletion_weight or self.lrf_insertion_weight or self.rise_insertion_weight):
+            raise ValueError(
+                "deletion_weight, lrf_insertion_weight and rise_insertion_weight are all 0: at least one must be > 0 "
+                "for the objective to have a term"
+            )
+
+    @classmethod
+    def own_fields(cls) -> dict:
+        """The fields AHAConfig adds to PreTrainedConfig: name -> default."""
+        names = cls.__dict__.get("__annotations__", {})
+        return {f.name: f.default for f in dataclasses.fields(cls) if f.name in names}
+
+    @classmethod
+    def _check_keys(cls, kwargs: dict) -> None:
+        """Refuse keys that are neither fields nor keys transformers passes (a misspelled option)."""
+        known = _TRANSFORMERS_KEYS | set(GenerationConfig._get_default_generation_params())
+        unknown = sorted(key for key in kwargs if key not in known and not hasattr(PreTrainedConfig, key))
+        if unknown:
+            valid = sorted(cls.own_fields())
+            hints = {key: difflib.get_close_matches(key, valid, n=1) for key in unknown}
+            hint = "; ".join(f"did you mean {match[0]!r} for {key!r}?" for key, match in hints.items() if match)
+            raise ValueError(
+                f"AHAConfig got unknown keys {unknown}{' (' + hint + ')' if hint else ''}; valid keys: {valid} "
+                "(or a config written by a newer aha-explain)"
+            )
+
+    def _check_fields(self) -> None:
+        """Check every field of AHAConfig: range rules, list rules, else by the type of its default."""
+        for name, default in self.own_fields().items():
+            value = getattr(self, name)
+            if name in _NUMBER_RULES:
+                check_number(name, value, optional=default is None, **_NUMBER_RULES[name])
+            elif name in _LIST_RULES:
+                element_rule, lengths = _LIST_RULES[name]
+                if value is None and default is None:
+                    continue
+                if not isinstance(value, (list, tuple)) or not value or (lengths and len(value) not in lengths):
+                    size = f"{' or '.join(map(str, lengths))} values" if lengths else "at least one value"
+                    raise ValueError(f"{name} must be a list of {size}, got {value!r}")
+                for index, element in enumerate(value if element_rule is not None else ()):
+                    check_number(f"{name}[{index}]", element, **element_rule)
+            elif name == "classifier_fingerprint":
+                if value is not None and not (isinstance(value, str) and _FINGERPRINT.match(value)):
+                    raise ValueError(f'classifier_fingerprint must be "sha256:" and 64 hex digits, or None, got {value!r}')
+            elif isinstance(default, bool):
+                if not isinstance(value, bool):
+                    raise ValueError(f"{name} must be true or false, got {value!r}")
+            elif isinstance(default, (int, float)):
+                check_number(name, value, integer=isinstance(default, int))
+            elif value is not None and not isinstance(value, (str, dict, PreTrainedConfig)):
+                raise ValueError(f"{name} must be a string or None, got {value!r}")
+        if self.image_mean is not None and self.image_std is not None and len(self.image_mean) != len(self.image_std):
+            raise ValueError(
+                f"image_mean and image_std must have one value per channel each, got {len(self.image_mean)} and "
+                f"{len(self.image_std)} values"
+            )

@@ -27,3 +27,11 @@ def weights_fingerprint(model: nn.Module) -> str:
         digest.update(f"{key}|{str(tensor.dtype).removeprefix('torch.')}|{tuple(tensor.shape)}\n".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
     return f"{FINGERPRINT_ALGORITHM}:{digest.hexdigest()}"
+
+
+def short_fingerprint(fingerprint: str | None) -> str:
+    """The algorithm and first 12 hex digits of a fingerprint, for messages (``"none recorded"`` for None)."""
+    if not fingerprint:
+        return "none recorded"
+    algorithm, _, digest = fingerprint.partition(":")
+    return f"{algorithm}:{digest[:12]}..."

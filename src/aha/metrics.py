@@ -44,7 +44,7 @@ from torch import nn
 from .perturbation import REFERENCES, blend, make_reference
 from .ranking import hard_order
 from .scores import class_scores
-from .validation import check_classes, check_pixel_values
+from .validation import check_classes, check_normalisation, check_number, check_pixel_values
 
 #: Folder of the ``evaluate`` module: ``evaluate.load(EVALUATE_MODULE_PATH)``.
 EVALUATE_MODULE_PATH = str(Path(__file__).parent / "metrics_hub" / "deletion_insertion")
@@ -181,6 +181,7 @@ def _normalisation(
             f"{needed_by} needs the normalisation of pixel_values: pass image_processor=... "
             "or image_mean=... and image_std=..."
         )
+    check_normalisation(image_mean, image_std, channels)
     return image_mean, image_std
 
 
@@ -194,6 +195,7 @@ def _reference(pixel_values, kind, image_processor, image_mean, image_std) -> to
 
 def predict(model: nn.Module, pixel_values: torch.Tensor, chunk_size: int = 64) -> torch.Tensor:
     """Top-1 class of each image, (B, C, H, W) -> (B,) long on the model's device."""
+    check_number("chunk_size", chunk_size, integer=True, minimum=1)
     device, dtype = _device_dtype(model)
     with torch.no_grad():
         return torch.cat(
@@ -217,7 +219,7 @@ def _fractions(fractions) -> torch.Tensor:
         raise ValueError(
             f"fractions must be a 1-D sequence of at least 2 values, got shape {tuple(fractions.shape)}"
         )
-    if (fractions < 0).any() or (fractions > 1).any() or (fractions.diff() < 0).any():
+    if not ((fractions >= 0) & (fractions <= 1)).all() or (fractions.diff() < 0).any():  # NaN fails >= 0
         raise ValueError(f"fractions must be ascending values in [0, 1], got {fractions.tolist()}")
     return fractions
 
@@ -253,8 +255,7 @@ def perturbation_curve(
         (B, F) float32 scores on the model's device.
     """
     _check_choice(score, SCORES, "score")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    check_number("chunk_size", chunk_size, integer=True, minimum=1)
     device, dtype = _device_dtype(model)
     batch, _, height, width = start.shape
     num_pixels = height * width
@@ -287,12 +288,22 @@ def _curve_result(curves: torch.Tensor, fractions: torch.Tensor) -> CurveResult:
     return CurveResult(fractions=fractions, curves=curves, auc=auc)
 
 
-def _prepare(model, pixel_values, attributions) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validated images on the model's device, and (B, H * W) per-pixel scores on that device."""
+def check_inputs(pixel_values, attributions, classes=None, name: str = "target") -> torch.Tensor:
+    """The checks every metric runs on its inputs before any forward pass, and the evaluate module on every
+    batch it is given: images (:func:`~aha.validation.check_pixel_values`), maps (:func:`pixel_maps`) and,
+    when given, classes (integer indices, one per image). Returns the maps as (B, H, W)."""
     check_pixel_values(pixel_values)
-    device, _ = _device_dtype(model)
     batch, channels, height, width = pixel_values.shape
     maps = pixel_maps(attributions, batch, (height, width), channels)
+    if classes is not None:
+        check_classes(classes, batch, None, name)
+    return maps
+
+
+def _prepare(model, pixel_values, attributions) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validated images on the model's device, and (B, H * W) per-pixel scores on that device."""
+    maps = check_inputs(pixel_values, attributions)
+    device, _ = _device_dtype(model)
     return pixel_values.to(device), maps.to(device).flatten(1)
 
 

@@ -3,6 +3,7 @@ outputs a per-pixel importance map, trained to rank pixels by the deletion / ins
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -10,15 +11,18 @@ import torch
 import torch.nn.functional as F
 import transformers
 from torch import nn
-from transformers import AutoImageProcessor, AutoModel, PreTrainedModel
+from transformers import AutoImageProcessor, AutoModel, PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
-from transformers.utils import IMAGE_PROCESSOR_NAME, ModelOutput, cached_file
+from transformers.utils import IMAGE_PROCESSOR_NAME, ModelOutput, cached_file, logging
 
 from .backbones import BackboneSpec
 from .configuration_aha import AHAConfig
-from .fingerprint import weights_fingerprint
+from .fingerprint import short_fingerprint, weights_fingerprint
+from .loading import check_local_path, load_classifier, naming_damaged_files
 from .objectives import ObjectiveTerms, RankingObjective
-from .validation import check_classes, check_pixel_values
+from .validation import check_classes, check_number, check_pixel_values
+
+logger = logging.get_logger(__name__)
 
 # state-dict prefix of the frozen target inside the explainer: left out of decoder-only saves
 TARGET_PREFIX = "classifier."
@@ -133,12 +137,20 @@ def _describe_reference(config: AHAConfig) -> str:
     return f"{reference}@{config.classifier_revision}" if config.classifier_revision else reference
 
 
-def _short(fingerprint: str | None) -> str:
-    """The algorithm and first 12 hex digits of a fingerprint, for messages."""
-    if not fingerprint:
-        return "none recorded"
-    algorithm, _, digest = fingerprint.partition(":")
-    return f"{algorithm}:{digest[:12]}..."
+def _check_explainer_folder(name_or_path, **hub_kwargs) -> None:
+    """Raise a FileNotFoundError or ValueError saying what ``name_or_path`` holds when it is not a saved explainer
+    (a missing local folder, no config.json, or the config of another model type)."""
+    check_local_path(name_or_path, "AHAExplainer.from_pretrained")
+    if os.path.isdir(name_or_path) and not os.path.isfile(os.path.join(name_or_path, "config.json")):
+        raise FileNotFoundError(
+            f"{name_or_path} holds no config.json: it is not a saved explainer (AHAExplainer.save_pretrained writes one)"
+        )
+    model_type = AHAConfig.get_config_dict(name_or_path, **hub_kwargs)[0].get("model_type")
+    if model_type != AHAConfig.model_type:
+        raise ValueError(
+            f"{name_or_path} holds a model of type {model_type!r}, not an AHA explainer (model_type "
+            f"{AHAConfig.model_type!r}); to explain a classifier, wrap it: AHAExplainer.from_classifier(classifier)"
+        )
 
 
 def _load_target(config: AHAConfig, **hub_kwargs) -> PreTrainedModel:
@@ -151,8 +163,9 @@ def _load_target(config: AHAConfig, **hub_kwargs) -> PreTrainedModel:
             "classifier_name_or_path: pass the target, AHAExplainer.from_pretrained(path, classifier=classifier)"
         )
     try:
-        return _classifier_class(config.classifier_config).from_pretrained(
-            config.classifier_name_or_path, revision=config.classifier_revision, use_safetensors=True, **hub_kwargs
+        return load_classifier(
+            _classifier_class(config.classifier_config), config.classifier_name_or_path,
+            "the target classifier this explainer references,", revision=config.classifier_revision, **hub_kwargs
         )
     except OSError as error:
         raise OSError(
@@ -331,7 +344,12 @@ class AHAExplainer(PreTrainedModel):
                 [`from_pretrained`] loads the target from its reference, or takes it as `classifier=`, and
                 checks its fingerprint.
             state_dict (`dict`, *optional*): the weights to save instead of `self.state_dict()`.
+
+        Raises:
+            NotADirectoryError: `save_directory` is a file (transformers would only log an error and return).
         """
+        if os.path.isfile(save_directory):
+            raise NotADirectoryError(f"save_pretrained: {save_directory} is a file; pass a folder to save the explainer in")
         self.config.classifier_fingerprint = weights_fingerprint(self.classifier)
         if not include_target:
             state_dict = self.state_dict() if state_dict is None else state_dict
@@ -372,16 +390,33 @@ class AHAExplainer(PreTrainedModel):
                 The target to explain. Its weights must have the recorded fingerprint (with a self-contained
                 save too, where this only checks them); they are copied into the explainer.
 
+        The target's weights are always checked against the recorded fingerprint (one hash of the target's
+        weights per load): the stored ones of a self-contained save, the referenced or passed ones otherwise.
+        They are checked in their stored dtype; a `dtype` argument casts the explainer after the check.
+
         Raises:
-            ValueError: the checkpoint lacks some of the explainer's own weights (never randomly initialised),
-                or the target's weights are not the ones the explainer was saved with.
+            FileNotFoundError: a local path that does not exist, or a folder without `config.json`.
+            ValueError: the folder holds another kind of model; a weights file is damaged or truncated (naming
+                the file); the checkpoint lacks some of the explainer's own weights (never randomly
+                initialised); or the target's weights are not the ones the explainer was saved with.
         """
         output_loading_info = kwargs.pop("output_loading_info", False)
         kwargs.setdefault("use_safetensors", True)
+        dtype = kwargs.pop("dtype", None) or kwargs.pop("torch_dtype", None)
         hub_kwargs = {key: kwargs[key] for key in _TARGET_HUB_KWARGS if key in kwargs}
-        model, loading_info = super().from_pretrained(
-            pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
-        )
+        config = kwargs.get("config")
+        if dtype is not None and isinstance(config, PreTrainedConfig):
+            # AutoModel folds a requested dtype into the config it passes: load the stored one, cast after the check
+            stored = cls.config_class.get_config_dict(
+                pretrained_model_name_or_path, **hub_kwargs, revision=kwargs.get("revision")
+            )[0].get("dtype")
+            config.dtype = getattr(torch, stored) if isinstance(stored, str) else stored
+        if kwargs.get("config") is None:
+            _check_explainer_folder(pretrained_model_name_or_path, **hub_kwargs, revision=kwargs.get("revision"))
+        with naming_damaged_files(pretrained_model_name_or_path, **hub_kwargs, revision=kwargs.get("revision")):
+            model, loading_info = super().from_pretrained(
+                pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
+            )
         if loading_info["missing_keys"]:
             missing = sorted(loading_info["missing_keys"])
             raise ValueError(f"{pretrained_model_name_or_path} lacks {len(missing)} weights of the explainer: {missing[:5]}")
@@ -390,10 +425,32 @@ class AHAExplainer(PreTrainedModel):
             classifier = _load_target(model.config, **hub_kwargs)
         if classifier is not None:
             model._attach_target(classifier)
+        else:
+            model._check_stored_target()
+        if dtype is not None and dtype != "auto":
+            model.to(dtype=getattr(torch, dtype) if isinstance(dtype, str) else dtype)
         model.image_processor = _saved_image_processor(
             pretrained_model_name_or_path, **{k: kwargs[k] for k in (*_TARGET_HUB_KWARGS, "revision", "subfolder") if k in kwargs}
         )
         return (model, loading_info) if output_loading_info else model
+
+    def _check_stored_target(self) -> None:
+        """Check the target stored in a self-contained save against the fingerprint its config records.
+
+        Raises:
+            ValueError: the fingerprints differ (the weights file or config.json was changed after saving).
+        """
+        expected = self.config.classifier_fingerprint
+        if expected is None:
+            logger.warning(f"{self.name_or_path} records no classifier_fingerprint: its target cannot be checked")
+            return
+        got = weights_fingerprint(self.classifier)
+        if got != expected:
+            raise ValueError(
+                f"the target classifier stored in {self.name_or_path} has the weights fingerprint {short_fingerprint(got)}, "
+                f"but its config.json records {short_fingerprint(expected)}: the weights file or config.json was "
+                "changed after saving, so this is not the classifier the explainer was trained for"
+            )
 
     def _attach_target(self, classifier: PreTrainedModel) -> None:
         """Copy ``classifier``'s weights into the frozen target after checking them against the recorded fingerprint.
@@ -407,8 +464,8 @@ class AHAExplainer(PreTrainedModel):
         if got != expected:
             raise ValueError(
                 f"this explainer ({self.name_or_path or 'in memory'}) was saved for a different target model: the "
-                f"target's weights fingerprint is {_short(got)} ({classifier.name_or_path or type(classifier).__name__}), "
-                f"expected {_short(expected)} (recorded reference: {_describe_reference(self.config)})"
+                f"target's weights fingerprint is {short_fingerprint(got)} ({classifier.name_or_path or type(classifier).__name__}), "
+                f"expected {short_fingerprint(expected)} (recorded reference: {_describe_reference(self.config)})"
             )
         self.classifier.load_state_dict(classifier.state_dict())
         self.config.includes_target = True
@@ -448,6 +505,7 @@ class AHAExplainer(PreTrainedModel):
             tau (`float`, *optional*): Gumbel-Sinkhorn temperature of this step. Default: `config.tau_end`.
         """
         check_pixel_values(pixel_values, {self.classifier_spec, self.feature_spec})
+        check_number("tau", tau, above=0, optional=True)
         batch_size, _, height, width = pixel_values.shape
         logits, features = self._features(pixel_values)
         target = logits.argmax(-1) if target is None else check_classes(target, batch_size, self.num_labels, "target", self.device)
@@ -510,8 +568,8 @@ class AHAExplainer(PreTrainedModel):
         that many Adam steps (learning rate ``refine_lr``, default ``config.refine_lr``) on
         :meth:`refinement_objective`, all images at once; the refined maps are returned.
         """
-        if refine_steps < 0:
-            raise ValueError(f"refine_steps must be >= 0, got {refine_steps}")
+        check_number("refine_steps", refine_steps, integer=True, minimum=0)
+        check_number("refine_lr", refine_lr, above=0, optional=True)
         with torch.no_grad():
             output = self(pixel_values, target=target)
         maps = output.attributions
@@ -520,7 +578,7 @@ class AHAExplainer(PreTrainedModel):
         flat = maps.flatten(1)
         maps = ((flat - flat.mean(1, keepdim=True)) / (flat.std(1, keepdim=True) + 1e-6)).view_as(maps)
         maps = maps.detach().requires_grad_(True)
-        optimizer = torch.optim.Adam([maps], lr=refine_lr or self.config.refine_lr)
+        optimizer = torch.optim.Adam([maps], lr=self.config.refine_lr if refine_lr is None else refine_lr)
         with torch.enable_grad():
             for _ in range(refine_steps):
                 loss = self.refinement_objective(pixel_values, maps, output.target).sum()

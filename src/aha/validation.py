@@ -1,23 +1,36 @@
-"""Input checks shared by every public entry point: images and class indices, with messages that say what
-was expected."""
+"""Input checks shared by every public entry point: images, class indices and numeric options, with messages
+that name what was expected."""
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Iterable
 
 import torch
 
 from .backbones import BackboneSpec
 
+#: Largest magnitude accepted in ``pixel_values``. Images in a classifier's normalised space,
+#: ``(x - mean) / std`` with ``x`` in [0, 1], stay within about 3 for the usual normalisations (ImageNet's:
+#: [-2.2, 2.7]; mean = std = 0.5: [-1, 1]); raw 0..255 pixels, or ones rescaled but divided by a tiny
+#: std, go far past it.
+MAX_ABS_PIXEL_VALUE = 10.0
+
 
 def check_pixel_values(pixel_values, specs: Iterable[BackboneSpec] = ()) -> None:
-    """Raise a ValueError unless ``pixel_values`` is a finite (B, C, H, W) float tensor that every model
-    described by ``specs`` can take (channel count, image size)."""
+    """Raise a ValueError unless ``pixel_values`` is a finite (B, C, H, W) float tensor of at least one image,
+    within the normalised range (``|x| <= MAX_ABS_PIXEL_VALUE``), that every model described by ``specs`` can
+    take (channel count, image size)."""
     if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4:
         got = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
         raise ValueError(f"pixel_values must be a (B, C, H, W) tensor (a 4-D float tensor), got {got}")
     if not pixel_values.is_floating_point():
         raise ValueError(f"pixel_values must be a 4-D float tensor (floating point), got dtype {pixel_values.dtype}")
+    if 0 in pixel_values.shape:
+        raise ValueError(
+            f"pixel_values must hold at least one image (B, C, H, W all >= 1), got shape {tuple(pixel_values.shape)}"
+        )
     channels, height, width = pixel_values.shape[1:]
     for spec in specs:
         if channels != spec.num_channels:
@@ -25,8 +38,50 @@ def check_pixel_values(pixel_values, specs: Iterable[BackboneSpec] = ()) -> None
                 f"pixel_values has {channels} channels; the classifier expects {spec.num_channels} channels"
             )
         spec.check_pixel_size(height, width)
-    if not torch.isfinite(pixel_values).all():
+    largest = pixel_values.detach().abs().amax().item()  # NaN and infinity propagate
+    if not math.isfinite(largest):
         raise ValueError("pixel_values contains NaN or infinite values")
+    if largest > MAX_ABS_PIXEL_VALUE:
+        raise ValueError(
+            f"pixel_values reach {largest:.4g}, outside the classifier's normalised range (|x| <= "
+            f"{MAX_ABS_PIXEL_VALUE:g} expected): raw 0..255 pixels? Pass the images through the classifier's image "
+            "processor, which rescales them to [0, 1] and normalises them"
+        )
+
+
+def check_normalisation(image_mean, image_std, channels: int | None = None) -> None:
+    """Raise a ValueError unless ``image_mean`` and ``image_std`` hold one finite value per channel each, every
+    std > 0 (a zero std would turn the "black" reference into infinities and the AUCs into NaN)."""
+    for name, values, rule in (("image_mean", image_mean, dict()), ("image_std", image_std, dict(above=0))):
+        values = list(values)
+        if channels is not None and len(values) != channels:
+            raise ValueError(f"{name} must have one value per channel ({channels}), got {len(values)}: {values}")
+        for index, value in enumerate(values):
+            check_number(f"{name}[{index}]", float(value) if hasattr(value, "item") else value, **rule)
+
+
+def check_number(
+    name: str, value, *, integer: bool = False, minimum=None, above=None, maximum=None, optional: bool = False
+) -> None:
+    """Raise a ValueError naming ``name`` unless ``value`` is a finite real number (an int when ``integer``;
+    booleans are refused) with ``value >= minimum``, ``value > above`` and ``value <= maximum`` where given.
+    ``optional`` accepts None. NaN fails every comparison, so it is refused explicitly, never by accident."""
+    if value is None and optional:
+        return
+    if integer:
+        expected = "an integer"
+        valid = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    else:
+        expected = "a finite number"
+        valid = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    bounds = [f">= {minimum}" if minimum is not None else None, f"> {above}" if above is not None else None,
+              f"<= {maximum}" if maximum is not None else None]
+    expected = " ".join([expected, " and ".join(b for b in bounds if b)]).strip() + (" (or None)" if optional else "")
+    if valid:
+        valid = ((minimum is None or value >= minimum) and (above is None or value > above)
+                 and (maximum is None or value <= maximum))
+    if not valid:
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
 
 
 def check_classes(

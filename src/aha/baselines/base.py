@@ -24,7 +24,7 @@ from torch import nn
 from aha.backbones import SUPPORTED_MODEL_TYPES, BackboneSpec
 from aha.perturbation import REFERENCES, blend, make_reference
 from aha.scores import class_scores
-from aha.validation import check_classes, check_pixel_values
+from aha.validation import check_classes, check_normalisation, check_number, check_pixel_values
 
 SCORES = ("logit", "probability")
 
@@ -40,6 +40,8 @@ def check_reference(reference: str, image_mean, image_std) -> None:
     check_choice("reference", reference, REFERENCES)
     if reference == "black" and (image_mean is None or image_std is None):
         raise ValueError('reference "black" needs image_mean and image_std (the processor normalisation)')
+    if image_mean is not None or image_std is not None:
+        check_normalisation(image_mean or [], image_std or [])
 
 
 def resolve_target(target: torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor:
@@ -229,8 +231,7 @@ class PerturbationAttributor(Attributor):
         super().__init__(classifier)
         check_reference(reference, image_mean, image_std)
         check_choice("score", score, SCORES)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        check_number("batch_size", batch_size, integer=True, minimum=1)
         self.reference, self.score, self.batch_size = reference, score, batch_size
         self.image_mean, self.image_std = image_mean, image_std
 

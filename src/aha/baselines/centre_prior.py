@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from aha.baselines.base import Attributor
+from aha.validation import check_number
 
 
 class CentrePrior(Attributor):
@@ -20,8 +21,7 @@ class CentrePrior(Attributor):
 
     def __init__(self, classifier, sigma: float = 0.25):
         super().__init__(classifier)
-        if sigma <= 0:
-            raise ValueError(f"sigma must be positive, got {sigma}")
+        check_number("sigma", sigma, above=0)
         self.sigma = sigma
 
     def _attribute(self, pixel_values: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:

@@ -7,6 +7,7 @@ import torch
 
 from aha.baselines.base import PerturbationAttributor, check_choice
 from aha.scores import class_scores
+from aha.validation import check_number
 
 REDUCTIONS = ("abs", "signed")
 
@@ -44,8 +45,7 @@ class IntegratedGradients(PerturbationAttributor):
     ):
         super().__init__(classifier, reference, score, batch_size, image_mean, image_std)
         check_choice("reduce", reduce, REDUCTIONS)
-        if steps < 1:
-            raise ValueError(f"steps must be positive, got {steps}")
+        check_number("steps", steps, integer=True, minimum=1)
         self.steps, self.reduce = steps, reduce
         nodes, weights = np.polynomial.legendre.leggauss(steps)
         self.alphas, self.weights = (nodes + 1) / 2, weights / 2

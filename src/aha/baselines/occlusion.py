@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from aha.baselines.base import PerturbationAttributor, scores_under_masks
+from aha.validation import check_number
 
 
 def window_starts(side: int, window: int, stride: int) -> list[int]:
@@ -42,14 +43,14 @@ class Occlusion(PerturbationAttributor):
         image_std=None,
     ):
         super().__init__(classifier, reference, score, batch_size, image_mean, image_std)
-        if (window is not None and window < 1) or (stride is not None and stride < 1):
-            raise ValueError(f"window and stride must be positive pixel counts, got {window} and {stride}")
+        check_number("window", window, integer=True, minimum=1, optional=True)
+        check_number("stride", stride, integer=True, minimum=1, optional=True)
         self.window, self.stride = window, stride
 
     def masks(self, height: int, width: int, device=None) -> torch.Tensor:
         """(N, H, W) binary masks, one per window position (1 inside the window)."""
-        window = min(self.window or max(min(height, width) // 7, 1), height, width)
-        stride = self.stride or max(window // 2, 1)
+        window = min(max(min(height, width) // 7, 1) if self.window is None else self.window, height, width)
+        stride = max(window // 2, 1) if self.stride is None else self.stride
         rows, cols = window_starts(height, window, stride), window_starts(width, window, stride)
         offsets = [(y, x) for y in rows for x in cols]
         masks = torch.zeros(len(offsets), height, width, device=device)

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from aha.baselines.base import PerturbationAttributor, scores_under_masks
+from aha.validation import check_number
 
 
 def rise_masks(
@@ -65,8 +66,10 @@ class RISE(PerturbationAttributor):
         image_std=None,
     ):
         super().__init__(classifier, reference, score, batch_size, image_mean, image_std)
-        if n_masks < 1 or grid < 1 or not 0 < p <= 1:
-            raise ValueError(f"need n_masks >= 1, grid >= 1 and 0 < p <= 1, got {n_masks}, {grid}, {p}")
+        check_number("n_masks", n_masks, integer=True, minimum=1)
+        check_number("grid", grid, integer=True, minimum=1)
+        check_number("p", p, above=0, maximum=1)
+        check_number("seed", seed, integer=True)
         self.n_masks, self.grid, self.p, self.seed = n_masks, grid, p, seed
 
     def _attribute(self, pixel_values: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:

@@ -79,8 +79,8 @@ def eval_dataloader(dataset, collate_fn, batch_size: int, accelerator: Accelerat
 
 class TrainingBatches:
     """Endless training micro-batches on the accelerator's device, epoch after epoch, with a position that
-    ``state_dict`` / ``load_state_dict`` save and restore (register it with
-    ``accelerator.register_for_checkpointing``; every process must call ``state_dict`` together).
+    ``state_dict`` / ``load_state_dict`` save and restore (as JSON, in ``aha.training.checkpointing``;
+    every process must call ``state_dict`` together).
 
     Attributes:
         epoch: passes completed over the training split.

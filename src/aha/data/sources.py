@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 
 import datasets
+from datasets.packaged_modules.folder_based_builder.folder_based_builder import FolderBasedBuilder
+from datasets.packaged_modules.imagefolder.imagefolder import IMAGE_EXTENSIONS
 from huggingface_hub.errors import GatedRepoError
 
 IMAGENET_ID = "ILSVRC/imagenet-1k"
@@ -33,18 +35,43 @@ def load_hub_dataset(
     return dict(splits)
 
 
+def check_image_folder(path: str, flag: str) -> None:
+    """Raise a FileNotFoundError or ValueError naming ``flag`` unless ``path`` is laid out as the
+    ``imagefolder`` builder needs to infer labels: ``<path>/<class name>/<image>``, images at one depth in at
+    least two class folders (or a ``metadata.csv/jsonl/parquet`` file that gives the labels)."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{flag}: no such folder {path}")
+    class_names, depths, metadata = set(), set(), False
+    for root, _, names in os.walk(path):
+        metadata = metadata or any(name in FolderBasedBuilder.METADATA_FILENAMES for name in names)
+        if any(os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS for name in names):
+            class_names.add(os.path.relpath(root, path))
+            depths.add(os.path.relpath(root, path).count(os.sep))
+    layout = f"expected {path}/<class name>/<image> (.jpg, .png, ...)"
+    if not class_names:
+        raise ValueError(f"{flag} {path} holds no image files; {layout}")
+    if not metadata and (len(class_names) < 2 or len(depths) > 1 or "." in class_names):
+        raise ValueError(
+            f"{flag} {path} holds images in {sorted(class_names)}: the class labels come from the names of the "
+            f"folders that hold the images, so it needs at least two class folders side by side; {layout}"
+        )
+
+
 def load_image_folders(train_dir: str | None, validation_dir: str | None) -> dict[str, datasets.Dataset]:
-    """Local folders laid out as ``<dir>/<class name>/<image>`` (the ``imagefolder`` builder)."""
+    """Local folders laid out as ``<dir>/<class name>/<image>`` (the ``imagefolder`` builder), checked first
+    (see :func:`check_image_folder`)."""
     data_files = {}
-    if train_dir is not None:
-        data_files["train"] = os.path.join(train_dir, "**")
-    if validation_dir is not None:
-        data_files["validation"] = os.path.join(validation_dir, "**")
+    for split, path, flag in (("train", train_dir, "--train_dir"), ("validation", validation_dir, "--validation_dir")):
+        if path is not None:
+            check_image_folder(path, flag)
+            data_files[split] = os.path.join(path, "**")
     return dict(datasets.load_dataset("imagefolder", data_files=data_files))
 
 
 def load_saved_dataset(path: str) -> dict[str, datasets.Dataset]:
     """A dataset written with ``save_to_disk``: a ``DatasetDict`` (its splits) or one ``Dataset`` (as "train")."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"--dataset_path: no such folder {path}")
     loaded = datasets.load_from_disk(path)
     return dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {"train": loaded}
 

@@ -29,6 +29,13 @@ OPERATIONAL_ARGS = frozenset(
         "max_eval_samples",
     }
 )
+# Arguments that must never reach a tracker, a log, a saved argument file or a model card.
+SECRET_ARGS = frozenset({"hub_token"})
+
+
+def public_args(args: argparse.Namespace) -> dict:
+    """The arguments without the secrets (``SECRET_ARGS``): what trackers and saved files may see."""
+    return {key: value for key, value in vars(args).items() if key not in SECRET_ARGS}
 
 
 def config_override(text: str) -> tuple[str, object]:
@@ -126,6 +133,11 @@ def validate_args(args: argparse.Namespace, num_processes: int = 1) -> None:
     sources = [flag for flag in ("dataset_name", "dataset_path", "train_dir") if getattr(args, flag) is not None]
     if len(sources) > 1:
         raise ValueError(f"give one data source, got {', '.join('--' + s for s in sources)}")
+    if args.overwrite_output_dir and args.resume_from_checkpoint is not None:
+        raise ValueError(
+            "--overwrite_output_dir deletes the checkpoints that --resume_from_checkpoint would resume from: pass "
+            "--resume_from_checkpoint to continue the run, or --overwrite_output_dir to start it again, not both"
+        )
     if args.validation_dir is not None and args.train_dir is None:
         raise ValueError("--validation_dir needs --train_dir")
     if args.streaming and (args.train_dir is not None or args.dataset_path is not None):

@@ -1,25 +1,60 @@
-"""Training checkpoints that are complete or absent, never half-written.
+"""Training checkpoints: complete or absent, never half-written, and never unpickled.
 
-``accelerator.save_state`` writes into ``checkpoints/.tmp-step_<N>``; the files are flushed to disk and
-only then is the folder renamed to ``checkpoints/step_<N>`` (a rename within one file system is atomic).
-A crash mid-write leaves a ``.tmp-`` folder, which is never taken for a checkpoint and is cleared by the
-next save.
+A checkpoint ``checkpoints/step_<N>`` holds only safetensors and JSON files:
+
+- ``model.safetensors``: the explainer's trained weights, without the frozen classifier (as in a
+  decoder-only save: every key but ``classifier.*``);
+- ``optimizer.safetensors``: the optimiser's per-parameter tensors; its header metadata holds the
+  parameter groups and any non-tensor state as JSON;
+- ``training_state.json``: the steps completed, the data position, the learning-rate scheduler, the
+  gradient scaler, accelerate's micro-step counter, the number of processes and the fingerprint of the
+  classifier the run trains against (see :func:`aha.fingerprint.weights_fingerprint`);
+- ``rng_state_<rank>.json``: each process's Python, NumPy, torch CPU and accelerator RNG states.
+
+Why not ``accelerator.save_state`` / ``load_state``: they write the optimiser, scheduler, RNG states and
+registered objects as pickles, and resuming unpickles registered objects with ``weights_only=False`` (a
+crafted file runs code), swallows unreadable RNG states, and restores the frozen classifier from the
+checkpoint (a checkpoint of another run silently swaps it). Here the classifier is never stored: a resume
+checks its fingerprint and refuses a checkpoint made for another classifier or another decoder shape.
+
+Every file is read and checked (format, classifier, shapes, structure) before any state is changed.
+Files are written into ``checkpoints/.tmp-step_<N>``, flushed to disk, and only then is the folder renamed
+to ``checkpoints/step_<N>`` (a rename within one file system is atomic). A crash mid-write leaves a
+``.tmp-`` folder, which is never taken for a checkpoint and is cleared by the next save.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import re
 import shutil
+from dataclasses import dataclass
 
+import numpy as np
+import torch
 from accelerate import Accelerator
 
+from ..data import TrainingBatches
+from ..fingerprint import short_fingerprint
+from ..modeling_aha import TARGET_PREFIX, AHAExplainer
+from ..safe_files import read_json, read_safetensors, safetensors_header, write_json, write_safetensors
+
 CHECKPOINTS_DIR = "checkpoints"
+FORMAT_VERSION = 1
+MODEL_FILE = "model.safetensors"
+OPTIMIZER_FILE = "optimizer.safetensors"
+STATE_FILE = "training_state.json"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
 def checkpoint_dir(output_dir: str, step: int) -> str:
     return os.path.join(output_dir, CHECKPOINTS_DIR, f"step_{step}")
+
+
+def rng_file(rank: int) -> str:
+    return f"rng_state_{rank}.json"
 
 
 def latest_checkpoint(output_dir: str) -> str | None:
@@ -40,6 +75,249 @@ def resolve_checkpoint(resume_from_checkpoint: str, output_dir: str) -> str:
     return path
 
 
+def trainable_state_dict(model: AHAExplainer) -> dict[str, torch.Tensor]:
+    """The explainer's weights without the frozen classifier: what a checkpoint stores."""
+    return {key: value for key, value in model.state_dict().items() if not key.startswith(TARGET_PREFIX)}
+
+
+@dataclass
+class TrainingState:
+    """Everything a resume restores, and the classifier it must be restored against.
+
+    Attributes:
+        accelerator: the run's accelerator (its micro-step counter and gradient scaler are saved).
+        model: the unwrapped explainer.
+        optimizer, lr_scheduler: as prepared by the accelerator.
+        batches: the training batches (their position is saved).
+        classifier_fingerprint: :func:`~aha.fingerprint.weights_fingerprint` of the frozen classifier.
+        completed_steps: optimiser steps completed so far.
+    """
+
+    accelerator: Accelerator
+    model: AHAExplainer
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: object
+    batches: TrainingBatches
+    classifier_fingerprint: str
+    completed_steps: int = 0
+
+    def write(self, directory: str) -> None:
+        """Write the state into ``directory`` (which must exist); every process must call it."""
+        accelerator = self.accelerator
+        position = self.batches.state_dict()  # a collective call
+        if accelerator.is_main_process:
+            write_safetensors(
+                os.path.join(directory, MODEL_FILE),
+                trainable_state_dict(self.model),
+                {"classifier_fingerprint": self.classifier_fingerprint},
+            )
+            write_optimizer(os.path.join(directory, OPTIMIZER_FILE), self.optimizer.state_dict())
+            write_json(os.path.join(directory, STATE_FILE), {
+                "format_version": FORMAT_VERSION,
+                "completed_steps": self.completed_steps,
+                "num_processes": accelerator.num_processes,
+                "classifier_fingerprint": self.classifier_fingerprint,
+                "data_position": position,
+                "lr_scheduler": _json_state(self.lr_scheduler.state_dict()),
+                "grad_scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
+                "accelerator_step": accelerator.step,
+            })
+        rng_path = os.path.join(directory, rng_file(accelerator.process_index))
+        write_json(rng_path, rng_states(accelerator.device), indent=None)
+
+    def read(self, directory: str) -> None:
+        """Restore the state saved in ``directory``, after checking every file it reads.
+
+        Raises:
+            FileNotFoundError: a file of the checkpoint is missing (e.g. a checkpoint written by an older
+                version through ``accelerator.save_state``, whose pickles are never read).
+            ValueError: a file is damaged or not what it should be; the checkpoint was made for another
+                classifier, another decoder shape or another number of processes. These are found before
+                anything is restored; a value that only fails when applied (e.g. a data position that does not
+                fit the data) is reported as not fitting this run.
+        """
+        accelerator = self.accelerator
+        state = read_json(_require(directory, STATE_FILE))
+        if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{os.path.join(directory, STATE_FILE)} is not a training state of format version {FORMAT_VERSION}"
+            )
+        _check_classifier(directory, state.get("classifier_fingerprint"), self.classifier_fingerprint)
+        if state.get("num_processes") != accelerator.num_processes:
+            raise ValueError(
+                f"{directory} was written by {state.get('num_processes')} processes; resume it with the same number "
+                f"of processes (this run has {accelerator.num_processes}), or the data position would not match"
+            )
+        model_path = _require(directory, MODEL_FILE)
+        current = trainable_state_dict(self.model)
+        saved_shapes, metadata = safetensors_header(model_path)
+        _check_classifier(model_path, metadata.get("classifier_fingerprint"), self.classifier_fingerprint)
+        _check_shapes(model_path, saved_shapes, current)
+        weights, _ = read_safetensors(model_path)
+        optimizer_state = read_optimizer(_require(directory, OPTIMIZER_FILE), self.optimizer.state_dict())
+        rng_path = _require(directory, rng_file(accelerator.process_index))
+        rng = read_json(rng_path)
+        scheduler_state = _checked_like(
+            state.get("lr_scheduler"), _json_state(self.lr_scheduler.state_dict()), f"{directory}/{STATE_FILE}: lr_scheduler"
+        )
+        if (state.get("grad_scaler") is None) != (accelerator.scaler is None):
+            raise ValueError(
+                f"{directory} was written {'with' if state.get('grad_scaler') is not None else 'without'} a gradient "
+                "scaler (fp16 mixed precision); resume it with the same --mixed_precision"
+            )
+        if accelerator.scaler is not None:
+            _checked_like(state["grad_scaler"], accelerator.scaler.state_dict(), f"{directory}/{STATE_FILE}: grad_scaler")
+
+        try:
+            with torch.no_grad():
+                for key, value in current.items():
+                    value.copy_(weights[key])
+            self.optimizer.load_state_dict(optimizer_state)
+            self.lr_scheduler.load_state_dict({**self.lr_scheduler.state_dict(), **scheduler_state})
+            if accelerator.scaler is not None:
+                accelerator.scaler.load_state_dict(state["grad_scaler"])
+            self.batches.load_state_dict(state["data_position"])
+            set_rng_states(rng, accelerator.device)
+            accelerator.step = int(state["accelerator_step"])
+            self.completed_steps = int(state["completed_steps"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise ValueError(f"{directory} holds a training state that does not fit this run: {error!r}") from error
+
+
+def _require(directory: str, name: str) -> str:
+    path = os.path.join(directory, name)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{directory} has no {name}: it is not a checkpoint of this version of aha train (checkpoints hold "
+            f"{MODEL_FILE}, {OPTIMIZER_FILE}, {STATE_FILE} and {rng_file(0)}; older ones written through "
+            "accelerate's save_state hold pickles and are never read)"
+        )
+    return path
+
+
+def _check_classifier(where: str, saved: str | None, current: str) -> None:
+    if saved != current:
+        raise ValueError(
+            f"{where} was made for another classifier: the checkpoint's classifier has the weights fingerprint "
+            f"{short_fingerprint(saved)}, this run's classifier (--model_name_or_path) has {short_fingerprint(current)}"
+        )
+
+
+def _check_shapes(path: str, saved: dict, current: dict[str, torch.Tensor]) -> None:
+    """Refuse weights of another decoder shape, naming both shapes."""
+    problems = []
+    for key in sorted(saved.keys() | current.keys()):
+        if key not in current:
+            problems.append(f"{key} is in the checkpoint but not in this run's explainer")
+        elif key not in saved:
+            problems.append(f"{key} {tuple(current[key].shape)} of this run's explainer is not in the checkpoint")
+        elif saved[key] != (current[key].dtype, tuple(current[key].shape)):
+            dtype, shape = saved[key]
+            problems.append(
+                f"{key}: checkpoint {shape} {dtype}, this run's explainer {tuple(current[key].shape)} {current[key].dtype}"
+            )
+    if problems:
+        raise ValueError(
+            f"{path} holds an explainer of another shape than this run's ({len(problems)} differences: "
+            f"{'; '.join(problems[:4])}); resume with the explainer options of the run that wrote it"
+        )
+
+
+def _json_state(state: dict) -> dict:
+    """A scheduler's state_dict without its lambdas (functions are rebuilt by the code, never stored)."""
+    return {key: value for key, value in state.items() if key != "lr_lambdas"}
+
+
+def _checked_like(saved, fresh, where: str):
+    """``saved`` when it has the structure of ``fresh`` (same keys, same JSON types), else a ValueError."""
+    if isinstance(fresh, dict):
+        if not isinstance(saved, dict) or saved.keys() != fresh.keys():
+            raise ValueError(f"{where} should have the keys {sorted(fresh)}, got {saved!r:.200}")
+        return {key: _checked_like(saved[key], fresh[key], f"{where}.{key}") for key in fresh}
+    if isinstance(fresh, (list, tuple)):
+        if not isinstance(saved, list) or len(saved) != len(fresh):
+            raise ValueError(f"{where} should be a list of {len(fresh)} values, got {saved!r:.200}")
+        return type(fresh)(_checked_like(s, f, f"{where}[{i}]") for i, (s, f) in enumerate(zip(saved, fresh)))
+    number = (int, float)
+    if isinstance(fresh, bool) or fresh is None or isinstance(fresh, str):
+        ok = type(saved) is type(fresh)
+    else:
+        ok = isinstance(saved, number) and not isinstance(saved, bool) and isinstance(fresh, number)
+    if not ok:
+        raise ValueError(f"{where} should be like {fresh!r}, got {saved!r:.200}")
+    return saved
+
+
+# ------------------------------------------------------------------------------------------------ optimiser
+def write_optimizer(path: str, state_dict: dict) -> None:
+    """An optimiser's ``state_dict()`` as safetensors: tensors as ``state.<param>.<name>``, the rest as JSON
+    in the header metadata (``param_groups``; ``scalars``: non-tensor per-parameter values)."""
+    tensors, scalars = {}, {}
+    for index, values in state_dict["state"].items():
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"state.{index}.{name}"] = value
+            else:
+                scalars[f"{index}.{name}"] = value
+    write_safetensors(path, tensors, {
+        "param_groups": json.dumps(state_dict["param_groups"], allow_nan=False),
+        "scalars": json.dumps(scalars, allow_nan=False),
+    })
+
+
+def read_optimizer(path: str, fresh: dict) -> dict:
+    """The optimiser ``state_dict`` stored by :func:`write_optimizer`, checked against ``fresh`` (the
+    state_dict of the optimiser it will be loaded into: same groups, options and parameters)."""
+    tensors, metadata = read_safetensors(path)
+    try:
+        groups = json.loads(metadata["param_groups"])
+        scalars = json.loads(metadata["scalars"])
+    except (KeyError, ValueError) as error:
+        raise ValueError(f"{path} holds no optimiser parameter groups ({error!r}): it is damaged") from error
+    groups = _checked_like(groups, fresh["param_groups"], f"{path}: param_groups")
+    parameters = {index for group in fresh["param_groups"] for index in group["params"]}
+    state: dict[int, dict] = {}
+    for key, value in [*tensors.items(), *(("state." + k, v) for k, v in scalars.items())]:
+        _, index, name = key.split(".", 2)
+        if not index.isdigit() or int(index) not in parameters:
+            raise ValueError(f"{path} holds the state of an unknown parameter ({key})")
+        state.setdefault(int(index), {})[name] = value
+    return {"state": state, "param_groups": groups}
+
+
+# ------------------------------------------------------------------------------------------------ RNGs
+def rng_states(device: torch.device) -> dict:
+    """This process's RNG states as JSON values: Python's, NumPy's, torch's CPU one and, on an
+    accelerator with per-device generators (CUDA, XPU, ...), every device's."""
+    version, internal, gauss_next = random.getstate()
+    name, keys, position, has_gauss, cached = np.random.get_state()
+    states = {
+        "python": [version, list(internal), gauss_next],
+        "numpy": [name, keys.tolist(), int(position), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state().tolist(),
+        "device": None,
+    }
+    module = getattr(torch, device.type, None)
+    if device.type != "cpu" and hasattr(module, "get_rng_state_all"):
+        states["device"] = {"type": device.type, "states": [s.tolist() for s in module.get_rng_state_all()]}
+    return states
+
+
+def set_rng_states(states: dict, device: torch.device) -> None:
+    """Restore what :func:`rng_states` returned."""
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    name, keys, position, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
+    torch.set_rng_state(torch.tensor(states["torch"], dtype=torch.uint8))
+    saved = states["device"]
+    if saved is not None:
+        if saved["type"] != device.type:
+            raise ValueError(f"RNG states of {saved['type']} devices cannot be restored on {device.type}")
+        getattr(torch, device.type).set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in saved["states"]])
+
+
+# ------------------------------------------------------------------------------------------------ atomic save
 def _fsync_tree(path: str) -> None:
     for root, _, files in os.walk(path):
         for name in files:
@@ -47,15 +325,17 @@ def _fsync_tree(path: str) -> None:
                 os.fsync(handle.fileno())
 
 
-def save_checkpoint(accelerator: Accelerator, output_dir: str, step: int) -> str:
-    """Save the full training state (model, optimiser, scheduler, RNGs, registered objects) for ``step``
-    atomically; every process must call it. Returns the checkpoint folder."""
+def save_checkpoint(state: TrainingState, output_dir: str, step: int) -> str:
+    """Write ``state`` for ``step`` atomically; every process must call it. Returns the checkpoint folder."""
+    accelerator = state.accelerator
     final = checkpoint_dir(output_dir, step)
     temporary = os.path.join(os.path.dirname(final), f".tmp-step_{step}")
-    if accelerator.is_main_process and os.path.exists(temporary):
-        shutil.rmtree(temporary)
+    if accelerator.is_main_process:
+        if os.path.exists(temporary):
+            shutil.rmtree(temporary)
+        os.makedirs(temporary)
     accelerator.wait_for_everyone()
-    accelerator.save_state(temporary)
+    state.write(temporary)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         _fsync_tree(temporary)
@@ -64,16 +344,3 @@ def save_checkpoint(accelerator: Accelerator, output_dir: str, step: int) -> str
         os.replace(temporary, final)
     accelerator.wait_for_everyone()
     return final
-
-
-class StepCounter:
-    """Optimiser steps completed so far; registered with ``accelerator.register_for_checkpointing``."""
-
-    def __init__(self):
-        self.completed_steps = 0
-
-    def state_dict(self) -> dict:
-        return {"completed_steps": self.completed_steps}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.completed_steps = state["completed_steps"]

@@ -38,13 +38,14 @@ from ..data import (
     split_off_validation,
     train_dataloader,
 )
+from ..fingerprint import weights_fingerprint
 from ..modeling_aha import AHAExplainer
 from ..objectives import annealed_tau
-from .arguments import explainer_overrides, num_warmup_steps, validate_args
-from .checkpointing import CHECKPOINTS_DIR, StepCounter, resolve_checkpoint, save_checkpoint
+from .arguments import explainer_overrides, num_warmup_steps, public_args, validate_args
+from .checkpointing import CHECKPOINTS_DIR, TrainingState, resolve_checkpoint, save_checkpoint
 from .evaluation import evaluate
 from .hub import save_and_push
-from .output_dir import check_output_dir, write_run_args
+from .output_dir import check_output_dir, run_args, write_run_args
 from .schedule import warmup_cosine_schedule
 from .target import load_target
 
@@ -108,15 +109,11 @@ def train(args: argparse.Namespace, classifier=None, image_processor=None, split
     if classifier is None and args.model_name_or_path is None:
         raise ValueError("--model_name_or_path is required (the target classifier)")
     check_output_dir(args)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        if args.overwrite_output_dir:
-            shutil.rmtree(os.path.join(args.output_dir, CHECKPOINTS_DIR), ignore_errors=True)
-        write_run_args(args)
+    recorded_args = run_args(args)  # written when training starts: a run that fails before locks nothing
     set_seed(args.seed)
 
     if classifier is None:
-        classifier, image_processor = load_target(args.model_name_or_path)
+        classifier, image_processor = load_target(args.model_name_or_path, token=args.hub_token)
     explainer = AHAExplainer.from_classifier(classifier, image_processor=image_processor, **explainer_overrides(args))
     config = explainer.config
 
@@ -182,14 +179,21 @@ def train(args: argparse.Namespace, classifier=None, image_processor=None, split
     unwrapped = accelerator.unwrap_model(explainer)
 
     batches = TrainingBatches(train_loader, accelerator)
-    progress = StepCounter()
-    accelerator.register_for_checkpointing(batches, progress)
+    progress = TrainingState(
+        accelerator, unwrapped, optimizer, lr_scheduler, batches, weights_fingerprint(unwrapped.classifier)
+    )
     if args.resume_from_checkpoint is not None:
         checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
         accelerator.print(f"Resuming from {checkpoint}")
-        accelerator.load_state(checkpoint)
+        progress.read(checkpoint)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if args.overwrite_output_dir:
+            shutil.rmtree(os.path.join(args.output_dir, CHECKPOINTS_DIR), ignore_errors=True)
+        write_run_args(args.output_dir, recorded_args)
     if args.with_tracking:
-        accelerator.init_trackers("aha_train", {k: v for k, v in vars(args).items() if k != "explainer_config"})
+        tracked = {key: value for key, value in public_args(args).items() if key != "explainer_config"}
+        accelerator.init_trackers("aha_train", tracked)
 
     images_per_step = args.per_device_train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
     logger.info("***** Running training *****")
@@ -241,7 +245,7 @@ def train(args: argparse.Namespace, classifier=None, image_processor=None, split
             step=step,
         )
         if step % args.checkpointing_steps == 0 or step == max_train_steps:
-            save_checkpoint(accelerator, args.output_dir, step)
+            save_checkpoint(progress, args.output_dir, step)
         if eval_loader is not None and ((args.eval_steps and step % args.eval_steps == 0) or step == max_train_steps):
             final_metrics = run_evaluation(step)
     bar.close()

@@ -1,8 +1,10 @@
 """Refusing to mix two runs in one output directory.
 
-The arguments that define a run (everything but ``OPERATIONAL_ARGS``) are written to
-``<output_dir>/aha_training_args.json`` when it starts. A later start in the same directory must either
-resume that run with the same arguments, or pass ``--overwrite_output_dir``.
+The arguments that define a run (everything but ``OPERATIONAL_ARGS`` and the secrets) are written to
+``<output_dir>/aha_training_args.json`` when its training starts, after every check of the arguments, the
+classifier and the data. Once the directory holds a checkpoint or a saved explainer, a later start in it
+must either resume that run with the same arguments, or pass ``--overwrite_output_dir``; a run that saved
+neither (it failed before its first checkpoint) does not lock the directory.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import argparse
 import json
 import os
 
-from .arguments import OPERATIONAL_ARGS
+from .arguments import OPERATIONAL_ARGS, public_args
+from ..safe_files import read_json, write_json
 from .checkpointing import latest_checkpoint
 
 RUN_ARGS_FILE = "aha_training_args.json"
@@ -19,23 +22,25 @@ RUN_ARGS_FILE = "aha_training_args.json"
 
 def run_args(args: argparse.Namespace) -> dict:
     """The JSON-able arguments that define the run."""
-    return json.loads(json.dumps({k: v for k, v in vars(args).items() if k not in OPERATIONAL_ARGS}))
+    return json.loads(json.dumps({k: v for k, v in public_args(args).items() if k not in OPERATIONAL_ARGS}))
 
 
 def check_output_dir(args: argparse.Namespace) -> None:
     """Raise ValueError when ``args.output_dir`` already holds something other than the run being resumed."""
     path = os.path.join(args.output_dir, RUN_ARGS_FILE)
-    if args.overwrite_output_dir or not os.path.isdir(args.output_dir) or not os.listdir(args.output_dir):
+    empty = not os.path.isdir(args.output_dir) or not os.listdir(args.output_dir)
+    saved = latest_checkpoint(args.output_dir) is not None or os.path.exists(os.path.join(args.output_dir, "config.json"))
+    never_saved = os.path.exists(path) and not saved  # a run that failed before saving: its arguments are replaced
+    if args.overwrite_output_dir or empty or never_saved:
         if args.resume_from_checkpoint == "latest":
-            raise ValueError(f"--resume_from_checkpoint latest: {args.output_dir} holds no run to resume")
+            raise ValueError(f"--resume_from_checkpoint latest: {args.output_dir} holds no checkpoint to resume")
         return
     if not os.path.exists(path):
         raise ValueError(
             f"{args.output_dir} is not empty and holds no aha training run ({RUN_ARGS_FILE}); choose another "
             "--output_dir or pass --overwrite_output_dir"
         )
-    with open(path) as handle:
-        previous = json.load(handle)
+    previous = read_json(path)
     current = run_args(args)
     differing = sorted(k for k in previous.keys() | current.keys() if previous.get(k) != current.get(k))
     if differing:
@@ -51,7 +56,7 @@ def check_output_dir(args: argparse.Namespace) -> None:
         )
 
 
-def write_run_args(args: argparse.Namespace) -> None:
-    os.makedirs(args.output_dir, exist_ok=True)
-    with open(os.path.join(args.output_dir, RUN_ARGS_FILE), "w") as handle:
-        json.dump(run_args(args), handle, indent=2, sort_keys=True)
+def write_run_args(output_dir: str, recorded: dict) -> None:
+    """Write :func:`run_args` (taken when the run was checked) into ``output_dir``."""
+    os.makedirs(output_dir, exist_ok=True)
+    write_json(os.path.join(output_dir, RUN_ARGS_FILE), recorded)

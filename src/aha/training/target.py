@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
+from ..loading import load_classifier
 
-def load_target(model_name_or_path: str):
-    """The classifier (``AutoModelForImageClassification``) and its ``AutoImageProcessor``."""
-    classifier = AutoModelForImageClassification.from_pretrained(model_name_or_path)
-    image_processor = AutoImageProcessor.from_pretrained(model_name_or_path)
+
+def load_target(model_name_or_path: str, token: str | None = None):
+    """The classifier (``AutoModelForImageClassification``, from safetensors, every weight in the checkpoint)
+    and its ``AutoImageProcessor``. Raises when the checkpoint lacks weights (e.g. a headless model)."""
+    classifier = load_classifier(AutoModelForImageClassification, model_name_or_path, "--model_name_or_path", token=token)
+    image_processor = AutoImageProcessor.from_pretrained(model_name_or_path, token=token)
     return classifier, image_processor

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from aha.metrics import (
+    check_inputs,
     deletion,
     insertion,
     negative_perturbation,
@@ -77,6 +78,10 @@ _CITATION = """
 METRICS = ("deletion", "insertion", "positive", "negative")
 
 
+def _tensor(values) -> torch.Tensor:
+    return values if isinstance(values, torch.Tensor) else torch.as_tensor(np.asarray(values))
+
+
 def _float_array(ndim):
     feature = datasets.Value("float32")
     for _ in range(ndim):
@@ -102,6 +107,20 @@ class DeletionInsertion(evaluate.Metric):
             ),
             reference_urls=["https://arxiv.org/abs/1806.07421", "https://arxiv.org/abs/2012.09838"],
         )
+
+    def add_batch(self, *, predictions=None, references=None, pixel_values=None, **kwargs):
+        """Check the batch as the direct API (``aha.metrics``) checks its inputs, before the module's store
+        casts anything (uint8 images to float, float labels to int), then add it. (A missing or unknown
+        input is left to ``evaluate``'s own message.)"""
+        if all(value is not None for value in (predictions, references, pixel_values)):
+            check_inputs(_tensor(pixel_values), _tensor(predictions), _tensor(references), "references")
+        super().add_batch(predictions=predictions, references=references, pixel_values=pixel_values, **kwargs)
+
+    def add(self, *, prediction=None, reference=None, pixel_values=None, **kwargs):
+        """Check one example as :meth:`add_batch` checks a batch, then add it."""
+        if all(value is not None for value in (prediction, reference, pixel_values)):
+            check_inputs(_tensor([pixel_values]), _tensor([prediction]), _tensor([reference]), "references")
+        super().add(prediction=prediction, reference=reference, pixel_values=pixel_values, **kwargs)
 
     def _compute(
         self,

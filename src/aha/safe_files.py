@@ -1,0 +1,81 @@
+"""Reading and writing weight and state files without pickle: safetensors for tensors, JSON for the rest.
+
+Every reader raises an error that names the file it could not read, so that a damaged, truncated or
+foreign file (a pickle put where a safetensors or JSON file belongs, for instance) is reported as such,
+never executed and never mistaken for something else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+
+class DamagedFileError(ValueError):
+    """A file that exists but cannot be read as what it should be (damaged, truncated or foreign)."""
+
+
+def write_json(path: str, value, indent: int | None = 2) -> None:
+    """``value`` as JSON (``indent=None``: compact); NaN and infinities are refused (they are not JSON)."""
+    with open(path, "w") as handle:
+        json.dump(value, handle, indent=indent, sort_keys=True, allow_nan=False)
+
+
+def read_json(path: str):
+    """The JSON value in ``path``. Raises FileNotFoundError, or DamagedFileError naming the file."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise DamagedFileError(f"{path} is not a readable JSON file ({error}): it is damaged or was replaced") from error
+
+
+def write_safetensors(path: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """``tensors`` (moved to the CPU, made contiguous) as a safetensors file with string ``metadata``."""
+    tensors = {key: value.detach().to("cpu").contiguous() for key, value in tensors.items()}
+    save_file(tensors, path, metadata={"format": "pt", **(metadata or {})})
+
+
+def safetensors_header(path: str) -> tuple[dict[str, tuple[torch.dtype, tuple[int, ...]]], dict[str, str]]:
+    """``({key: (dtype, shape)}, metadata)`` of a safetensors file, reading its header only (the header and
+    the file size are checked, so a truncated file is caught). Raises FileNotFoundError or DamagedFileError."""
+    try:
+        with safe_open(path, "pt") as handle:
+            shapes = {}
+            for key in handle.keys():
+                view = handle.get_slice(key)
+                shapes[key] = (_DTYPES.get(view.get_dtype()), tuple(view.get_shape()))
+            return shapes, handle.metadata() or {}
+    except FileNotFoundError:
+        raise
+    except (SafetensorError, OSError, ValueError) as error:
+        raise _damaged(path, error) from error
+
+
+def read_safetensors(path: str, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``(tensors, metadata)`` of a safetensors file. Raises FileNotFoundError or DamagedFileError."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no file {path}")
+    try:
+        with safe_open(path, "pt", device=str(device)) as handle:
+            return {key: handle.get_tensor(key) for key in handle.keys()}, handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise _damaged(path, error) from error
+
+
+def _damaged(path: str, error: Exception) -> DamagedFileError:
+    return DamagedFileError(
+        f"{path} is not a readable safetensors file ({error}): it is damaged, truncated or not a safetensors file"
+    )
+
+
+_DTYPES = {
+    "BOOL": torch.bool, "U8": torch.uint8, "I8": torch.int8, "I16": torch.int16, "I32": torch.int32,
+    "I64": torch.int64, "F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64,
+}

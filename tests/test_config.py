@@ -1,0 +1,93 @@
+"""AHAConfig refuses what it cannot honour: unknown keys, and field values outside their rule, NaN and 0 included."""
+
+import math
+import re
+
+import pytest
+
+from aha import AHAConfig, AHAExplainer
+from aha.configuration_aha import _LIST_RULES, _NUMBER_RULES
+from conftest import make_classifier
+
+# fields checked by something other than a rule table or the type of a non-None default
+_STRING_OR_CONFIG_FIELDS = {"classifier_config", "classifier_name_or_path", "classifier_revision",
+                            "classifier_fingerprint", "feature_backbone_config"}
+
+
+def _config(**fields):
+    return AHAConfig(classifier_config=make_classifier("vit").config, **fields)
+
+
+def test_every_field_is_checked():
+    """A new field needs a rule, or a non-None default whose type gives one (bool, int, float, str)."""
+    for name, default in AHAConfig.own_fields().items():
+        typed = default is not None and isinstance(default, (bool, int, float, str))
+        assert name in _NUMBER_RULES or name in _LIST_RULES or name in _STRING_OR_CONFIG_FIELDS or typed, name
+
+
+@pytest.mark.parametrize("name", sorted(n for n, d in AHAConfig.own_fields().items() if n in _NUMBER_RULES
+                                        or (isinstance(d, (int, float)) and not isinstance(d, bool))))
+@pytest.mark.parametrize("bad", [math.nan, math.inf, "1", True])
+def test_every_numeric_field_refuses_nan_infinity_and_non_numbers(name, bad):
+    with pytest.raises(ValueError, match=f"{name} must be (a finite number|an integer)"):
+        _config(**{name: bad})
+
+
+@pytest.mark.parametrize(
+    "name, value, expected",
+    [
+        ("fusion_channels", 0, "fusion_channels must be an integer >= 1 (or None), got 0"),
+        ("head_channels", 2.5, "head_channels must be an integer >= 1 (or None), got 2.5"),
+        ("class_embedding_dim", -1, "class_embedding_dim must be an integer >= 1"),
+        ("num_fractions", 1, "num_fractions must be an integer >= 2, got 1"),
+        ("sinkhorn_iterations", 0, "sinkhorn_iterations must be an integer >= 1, got 0"),
+        ("perturbation_batch_size", 0, "perturbation_batch_size must be an integer >= 1, got 0"),
+        ("peak_window", 0, "peak_window must be an integer >= 1, got 0"),
+        ("mask_sigma", -1.0, "mask_sigma must be a finite number >= 0, got -1.0"),
+        ("mask_sigma", math.nan, "mask_sigma must be a finite number >= 0, got nan"),
+        ("tau_start", 0.0, "tau_start must be a finite number > 0, got 0.0"),
+        ("tau_end", math.nan, "tau_end must be a finite number > 0, got nan"),
+        ("peak_weight", math.nan, "peak_weight must be a finite number >= 0, got nan"),
+        ("deletion_weight", -0.5, "deletion_weight must be a finite number >= 0, got -0.5"),
+        ("refine_lr", 0.0, "refine_lr must be a finite number > 0, got 0.0"),
+        ("initializer_range", 0.0, "initializer_range must be a finite number > 0, got 0.0"),
+        ("second_class", 1, "second_class must be true or false, got 1"),
+        ("image_std", [0.5, 0.0, 0.5], "image_std[1] must be a finite number > 0, got 0.0"),
+        ("image_mean", [0.5, math.nan, 0.5], "image_mean[1] must be a finite number, got nan"),
+        ("grid_cell_patches", [0.5], "grid_cell_patches must be a list of 2 values, got [0.5]"),
+        ("grid_cell_patches", [math.nan, 2.0], "grid_cell_patches[0] must be a finite number > 0, got nan"),
+        ("feature_layers", [1, -1], "feature_layers[1] must be an integer >= 0, got -1"),
+        ("feature_layers", [], "feature_layers must be a list of at least one value, got []"),
+        ("references", "mean", "references must be a list of at least one value, got 'mean'"),
+        ("classifier_fingerprint", "abc", 'classifier_fingerprint must be "sha256:" and 64 hex digits'),
+        ("classifier_revision", 3, "classifier_revision must be a string or None, got 3"),
+    ],
+)
+def test_bad_values_name_the_field_and_the_expected_value(name, value, expected):
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        _config(**{name: value})
+
+
+def test_zero_weights_for_every_term_are_refused():
+    with pytest.raises(ValueError, match="all 0: at least one must be > 0"):
+        _config(deletion_weight=0.0, lrf_insertion_weight=0.0)
+
+
+def test_mismatched_normalisation_lengths_are_refused():
+    with pytest.raises(ValueError, match="one value per channel each, got 3 and 2"):
+        _config(image_mean=[0.5] * 3, image_std=[0.5] * 2)
+
+
+def test_a_misspelled_key_is_refused_listing_the_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown keys \['fusion_chanels'\] \(did you mean 'fusion_channels' "
+                                         r"for 'fusion_chanels'\?\); valid keys: \[.*'fusion_channels'.*\]"):
+        _config(fusion_chanels=8)
+    with pytest.raises(ValueError, match="unknown keys"):
+        AHAExplainer.from_classifier(make_classifier("vit"), fusion_chanels=8)
+
+
+def test_valid_configs_round_trip(tmp_path):
+    config = _config(fusion_channels=8, references=["mean"], tau_start=2, mask_sigma=0)
+    config.save_pretrained(tmp_path)
+    reloaded = AHAConfig.from_pretrained(tmp_path)
+    assert reloaded.fusion_channels == 8 and reloaded.references == ["mean"] and reloaded.tau_start == 2
