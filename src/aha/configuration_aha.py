@@ -20,7 +20,7 @@ _NUMBER_RULES = {
     "fusion_channels": dict(integer=True, minimum=1),
     "head_channels": dict(integer=True, minimum=1),
     "class_embedding_dim": dict(integer=True, minimum=1),
-    "num_fractions": dict(integer=True, minimum=2),
+    "num_fractions": dict(integer=True, minimum=3),
     "sinkhorn_iterations": dict(integer=True, minimum=1),
     "peak_window": dict(integer=True, minimum=1),
     "perturbation_batch_size": dict(integer=True, minimum=1),

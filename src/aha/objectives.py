@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .perturbation import blend, make_reference, reference_blur, smooth_masks, upsample_cell_masks
+from .perturbation import blend, cell_masks_to_pixels, make_reference, reference_blur
 from .ranking import gumbel_sinkhorn, soft_topk_membership
 from .scores import class_scores
 
@@ -122,6 +122,7 @@ class RankingObjective:
         reference: str,
         noise: bool = True,
         checkpoint: bool = False,
+        clean_logits: torch.Tensor | None = None,
     ) -> ObjectiveTerms:
         """Evaluate the objective.
 
@@ -134,12 +135,13 @@ class RankingObjective:
             noise: Gumbel noise on (training) or off (deterministic evaluation).
             checkpoint: recompute the classifier's activations chunk by chunk in the backward pass
                 (see :func:`target_probabilities`).
+            clean_logits: (N, num_labels) the classifier's logits on ``pixel_values``, when already known.
         Returns:
             :class:`ObjectiveTerms`, each (N,).
         """
         config = self.config
         n, _, height, width = pixel_values.shape
-        fractions = torch.linspace(0, 1, config.num_fractions, device=maps.device)
+        fractions = torch.linspace(0, 1, config.num_fractions, device=maps.device)[1:-1]
         cells = F.adaptive_avg_pool2d(maps.unsqueeze(1), grid).flatten(1)
         permutation = gumbel_sinkhorn(cells, tau=tau, n_iters=config.sinkhorn_iterations, noise=noise)
         # top-p membership, and bottom-p membership as 1 - top-(1-p): one relaxation serves both orders
@@ -147,23 +149,31 @@ class RankingObjective:
         top, bottom = membership[:, : len(fractions)], 1 - membership[:, len(fractions) :]
 
         def pixel_masks(cell_masks: torch.Tensor) -> torch.Tensor:
-            masks = upsample_cell_masks(cell_masks.reshape(-1, grid, grid), (height, width))
-            return smooth_masks(masks, config.mask_sigma).view(n, -1, height, width)
+            masks = cell_masks_to_pixels(cell_masks.view(n, -1, grid, grid), (height, width), config.mask_sigma)
+            return masks.to(pixel_values.dtype)
 
         images = pixel_values.unsqueeze(1)
-        reference_images = make_reference(pixel_values, reference, config.image_mean, config.image_std).unsqueeze(1)
-        # name -> (weight, perturbed images (N, F, C, H, W), whether a high AUC is good)
+        reference_images = make_reference(pixel_values, reference, config.image_mean, config.image_std)
+        blurred = reference_blur(pixel_values) if config.rise_insertion_weight else None
+        # name -> (weight, perturbed images (N, F - 2, C, H, W) between the end points, start, end, high is good)
         terms = {
-            "deletion": (config.deletion_weight, lambda: blend(images, reference_images, pixel_masks(top)), False),
-            "lrf": (config.lrf_insertion_weight, lambda: blend(images, reference_images, pixel_masks(bottom)), True),
-            "rise": (
-                config.rise_insertion_weight,
-                lambda: blend(reference_blur(pixel_values).unsqueeze(1), images, pixel_masks(top)),
-                True,
-            ),
+            "deletion": (config.deletion_weight, lambda: blend(images, reference_images.unsqueeze(1), pixel_masks(top)),
+                         "clean", "reference", False),
+            "lrf": (config.lrf_insertion_weight, lambda: blend(images, reference_images.unsqueeze(1), pixel_masks(bottom)),
+                    "clean", "reference", True),
+            "rise": (config.rise_insertion_weight, lambda: blend(blurred.unsqueeze(1), images, pixel_masks(top)),
+                     "blurred", "clean", True),
         }
-        active = [name for name, (weight, _, _) in terms.items() if weight]
-        batch = torch.cat([terms[name][1]() for name in active], dim=1)  # (N, T * F, C, H, W)
+        active = [name for name, term in terms.items() if term[0]]
+        # the curves' end points do not depend on the map: scored once, without gradient
+        with torch.no_grad():
+            end_probs = {"clean": self._probabilities(classifier, pixel_values, classes, clean_logits)}
+            if {"deletion", "lrf"} & set(active):
+                constant = reference != "blur"  # "mean" and "black" are one image for the whole batch
+                end_probs["reference"] = self._probabilities(classifier, reference_images, classes, constant=constant)
+            if "rise" in active:
+                end_probs["blurred"] = self._probabilities(classifier, blurred, classes)
+        batch = torch.cat([terms[name][1]() for name in active], dim=1)  # (N, T * (F - 2), C, H, W)
         probs = target_probabilities(
             classifier,
             batch.flatten(0, 1),
@@ -171,12 +181,15 @@ class RankingObjective:
             config.perturbation_batch_size,
             checkpoint=checkpoint,
         ).view(n, len(active), -1)
-        aucs = dict(zip(active, trapezoid_auc(probs).unbind(1)))
+        aucs = {}
+        for name, inner in zip(active, probs.unbind(1)):
+            _, _, start, end, _ = terms[name]
+            aucs[name] = trapezoid_auc(torch.cat([end_probs[start][:, None], inner, end_probs[end][:, None]], dim=1))
 
         peak = peak_penalty(maps, self.peak_window(height, width))
         loss = config.peak_weight * peak
         for name in active:
-            weight, _, high_is_good = terms[name]
+            weight, *_, high_is_good = terms[name]
             loss = loss + weight * ((1 - aucs[name]) if high_is_good else aucs[name])
         missing = torch.full((n,), math.nan, device=maps.device)
         return ObjectiveTerms(
@@ -186,6 +199,15 @@ class RankingObjective:
             rise_auc=aucs.get("rise", missing),
             peak=peak,
         )
+
+    def _probabilities(self, classifier, images, classes, logits=None, constant: bool = False) -> torch.Tensor:
+        """(N,) target probabilities on (N, C, H, W) ``images``: read off their ``logits`` when given, from
+        one forward of the first image when all are the same (``constant``), else chunk by chunk."""
+        if logits is None and constant:
+            logits = classifier(pixel_values=images[:1]).logits.expand(len(classes), -1)
+        if logits is not None:
+            return class_scores(logits, classes, "probability")
+        return target_probabilities(classifier, images, classes, self.config.perturbation_batch_size)
 
     def peak_window(self, height: int, width: int) -> int:
         """``config.peak_window`` (pixels at 224 px) scaled to this image side, odd and >= 3."""

@@ -99,17 +99,36 @@ def make_reference(
     raise ValueError(f"unknown reference {kind!r}; expected one of {REFERENCES}")
 
 
-def upsample_cell_masks(cell_masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Nearest-neighbour upsampling of cell masks (N, G, G) to pixel masks (N, H, W)."""
-    return F.interpolate(cell_masks.unsqueeze(1), size=size, mode="nearest").squeeze(1)
-
-
-def smooth_masks(masks: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
-    """Gaussian smoothing of (N, H, W) masks with std ``sigma`` pixels (kernel of radius 2 sigma)."""
-    if sigma <= 0:
-        return masks
+def smoothing_matrix(size: int, sigma: float, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Gaussian smoothing of a length-``size`` signal as a matrix: ``S @ x`` smooths ``x`` (size,) with std
+    ``sigma`` pixels, a kernel of radius ``2 * sigma`` and reflect padding (the kernel is clipped to what
+    reflect padding allows), shape (size, size). The identity when ``sigma`` is 0."""
+    eye = torch.eye(size, device=device, dtype=dtype)
     kernel_size = 2 * int(round(2 * sigma)) + 1
-    return gaussian_blur(masks.unsqueeze(1), sigma=sigma, kernel_size=kernel_size).squeeze(1)
+    kernel_size = max(1, min(kernel_size, 2 * size - 3)) if size > 1 else 1
+    kernel_size -= 1 - kernel_size % 2
+    if sigma <= 0 or kernel_size == 1:
+        return eye
+    radius = kernel_size // 2
+    kernel = gaussian_kernel1d(sigma, kernel_size, device=device, dtype=dtype)
+    padded = F.pad(eye.unsqueeze(1), (radius, radius), mode="reflect")  # column j of S = smoothed e_j
+    return F.conv1d(padded, kernel.view(1, 1, -1)).squeeze(1).T
+
+
+def cell_to_pixel_matrix(grid: int, size: int, sigma: float, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Nearest-neighbour upsampling from ``grid`` cells to ``size`` pixels followed by Gaussian smoothing
+    (:func:`smoothing_matrix`), as one (size, grid) matrix."""
+    nearest = F.interpolate(torch.eye(grid, device=device, dtype=dtype).unsqueeze(0), size=size, mode="nearest")
+    return smoothing_matrix(size, sigma, device, dtype) @ nearest.squeeze(0).T
+
+
+def cell_masks_to_pixels(cell_masks: torch.Tensor, size: tuple[int, int], sigma: float) -> torch.Tensor:
+    """Cell masks (..., G, G) -> smoothed pixel masks (..., H, W): nearest upsampling then a Gaussian of std
+    ``sigma`` pixels, done as two small matrix products ``A @ M @ B^T`` (both steps are separable and linear)."""
+    grid = cell_masks.shape[-1]
+    rows = cell_to_pixel_matrix(grid, size[0], sigma, cell_masks.device, cell_masks.dtype)
+    columns = rows if size[1] == size[0] else cell_to_pixel_matrix(grid, size[1], sigma, cell_masks.device, cell_masks.dtype)
+    return rows @ cell_masks @ columns.T
 
 
 def blend(images: torch.Tensor, reference: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
