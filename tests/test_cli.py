@@ -63,7 +63,7 @@ def test_explain_writes_overlays_maps_and_curves(tmp_path):
         attribution = np.load(tmp_path / "out" / f"{name}_map.npy")
         assert attribution.shape == (image.height, image.width)
         result = expected(image, target="owl", curves=True)
-        np.testing.assert_allclose(attribution, result["attribution"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(attribution, result["attribution"], rtol=1e-4, atol=1e-5)  # other batching and threads
         assert Image.open(tmp_path / "out" / f"{name}_curves.png").format == "PNG"
         assert f"deletion AUC {result['deletion'].mean_auc:.4f}, insertion AUC {result['insertion'].mean_auc:.4f}" in run.stdout
     assert run.stdout.count("explained 'owl' (class 3") == 2 and "cat.png: " in run.stdout

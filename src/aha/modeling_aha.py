@@ -67,56 +67,66 @@ class ResidualConvUnit(nn.Module):
 
 
 class AHADecoder(nn.Module):
-    """Feature pyramid -> full-resolution importance map, conditioned on the explained class.
+    """Token grids of several depths and the image -> full-resolution importance map for a class.
 
-    Reassemble: each feature map is projected to ``fusion_channels`` by a 1x1 conv, plus a projection of
-    the class embedding (the same as joining the embedding to every token before the conv), then resized
-    to its pyramid level: plain ViT grids by x4, x2, x1, x0.5 (DPT's strides 4..32 at 16 px patches);
-    hierarchical stages keep their native grids. Fusion: top-down, each level adds the upsampled coarser
-    result and applies a residual unit. Head: 3x3 conv to ``head_channels`` at the finest level, bilinear
-    upsampling to the input size, 3x3 conv to one score per pixel (upsample late: cheap at full size).
+    1. Tokens: each level is layer-normalised over its channels (the residual streams of different depths
+       have very different scales), resized to the base grid (the middle level's; every level of a plain
+       ViT is on the patch grid), concatenated and projected to ``fusion_channels`` by a 1x1 convolution.
+    2. Class: FiLM. A learned embedding of the class explained gives a per-channel scale and shift after
+       the projection and after each residual unit, so one decoder explains any class.
+    3. Grid blocks: ``num_blocks`` residual units of 3x3 convolutions at the base grid (cheap: the grid is
+       the classifier's token grid).
+    4. Image branch: two narrow 3x3 convolutions on the pixel values at full resolution, so the map can
+       follow edges inside a patch.
+    5. Head: a 1x1 projection of the grid features to ``head_channels``, bilinear upsampling to H x W, the
+       image features added, ReLU, and a 3x3 convolution to one unbounded score per pixel.
     """
 
-    def __init__(self, in_channels: list[int], num_labels: int, fusion_channels: int, head_channels: int, class_dim: int, hierarchical: bool):
+    def __init__(
+        self,
+        in_channels: list[int],
+        num_labels: int,
+        fusion_channels: int,
+        head_channels: int,
+        class_dim: int,
+        image_channels: int,
+        num_blocks: int = 2,
+    ):
         super().__init__()
-        self.hierarchical = hierarchical
+        self.norms = nn.ModuleList(nn.LayerNorm(c) for c in in_channels)
+        self.projection = nn.Conv2d(sum(in_channels), fusion_channels, 1)
         self.class_embedding = nn.Embedding(num_labels, class_dim)
-        self.projections = nn.ModuleList(nn.Conv2d(c, fusion_channels, 1) for c in in_channels)
-        self.class_projections = nn.ModuleList(nn.Linear(class_dim, fusion_channels, bias=False) for _ in in_channels)
-        self.fusions = nn.ModuleList(ResidualConvUnit(fusion_channels) for _ in in_channels)
-        self.head_conv = nn.Conv2d(fusion_channels, head_channels, 3, padding=1)
+        self.film = nn.Linear(class_dim, 2 * fusion_channels * (num_blocks + 1))
+        self.blocks = nn.ModuleList(ResidualConvUnit(fusion_channels) for _ in range(num_blocks))
+        self.to_head = nn.Conv2d(fusion_channels, head_channels, 1)
+        self.image_conv1 = nn.Conv2d(image_channels, head_channels, 3, padding=1)
+        self.image_conv2 = nn.Conv2d(head_channels, head_channels, 3, padding=1)
         self.out_conv = nn.Conv2d(head_channels, 1, 3, padding=1)
 
-    def level_size(self, level: int, grid: tuple[int, int]) -> tuple[int, int]:
-        """Pyramid size of level ``level`` for a feature grid (h, w)."""
-        if self.hierarchical:
-            return grid
-        scale = 4.0 / 2**level
-        return max(1, round(grid[0] * scale)), max(1, round(grid[1] * scale))
-
-    def forward(self, features: list[torch.Tensor], classes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    def forward(self, features: list[torch.Tensor], classes: torch.Tensor, pixel_values: torch.Tensor) -> torch.Tensor:
         """Args:
-            features: per level (B, C_l, h_l, w_l), finest-first order of depth (shallow first).
+            features: per level (B, C_l, h_l, w_l), shallow first.
             classes: (B,) class index each map explains.
-            size: (H, W) of the output map in pixels.
+            pixel_values: (B, C, H, W) the images, in the classifier's normalised space.
         Returns:
             (B, H, W) unbounded scores.
         """
-        embedding = self.class_embedding(classes)
-        levels = []
-        for level, feature in enumerate(features):
-            x = self.projections[level](feature) + self.class_projections[level](embedding)[:, :, None, None]
-            target_size = self.level_size(level, feature.shape[-2:])
-            if tuple(x.shape[-2:]) != target_size:
-                x = F.interpolate(x, size=target_size, mode="bilinear", align_corners=False)
-            levels.append(x)
-        fused = self.fusions[-1](levels[-1])
-        for level in range(len(levels) - 2, -1, -1):
-            upsampled = F.interpolate(fused, size=levels[level].shape[-2:], mode="bilinear", align_corners=False)
-            fused = self.fusions[level](levels[level] + upsampled)
-        x = F.relu(self.head_conv(fused))
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-        return self.out_conv(x).squeeze(1)
+        base = features[len(features) // 2].shape[-2:]
+        grids = []
+        for norm, feature in zip(self.norms, features):
+            feature = norm(feature.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            if feature.shape[-2:] != base:
+                feature = F.interpolate(feature, size=base, mode="bilinear", align_corners=False, antialias=True)
+            grids.append(feature)
+        x = self.projection(torch.cat(grids, dim=1))
+        scales, shifts = self.film(self.class_embedding(classes))[:, :, None, None].chunk(2, dim=1)
+        scales, shifts = scales.chunk(len(self.blocks) + 1, dim=1), shifts.chunk(len(self.blocks) + 1, dim=1)
+        x = x * (1 + scales[0]) + shifts[0]
+        for block, scale, shift in zip(self.blocks, scales[1:], shifts[1:]):
+            x = block(x) * (1 + scale) + shift
+        x = F.interpolate(self.to_head(F.relu(x)), size=pixel_values.shape[-2:], mode="bilinear", align_corners=False)
+        image = self.image_conv2(F.relu(self.image_conv1(pixel_values)))
+        return self.out_conv(F.relu(x + image)).squeeze(1)
 
 
 def _classifier_class(config) -> type[PreTrainedModel]:
@@ -222,7 +232,7 @@ class AHAExplainer(PreTrainedModel):
             fusion_channels=fusion,
             head_channels=config.head_channels or max(8, fusion // 4),
             class_dim=config.class_embedding_dim or fusion,
-            hierarchical=self.feature_spec.hierarchical,
+            image_channels=self.classifier_spec.num_channels,
         )
         self.objective = RankingObjective(config, patch_size=self.classifier_spec.patch_size)
         self.target_checkpointing = False
@@ -510,7 +520,7 @@ class AHAExplainer(PreTrainedModel):
         logits, features = self._features(pixel_values)
         target = logits.argmax(-1) if target is None else check_classes(target, batch_size, self.num_labels, "target", self.device)
         if labels is None:
-            attributions = self.decoder(features, target, (height, width))
+            attributions = self.decoder(features, target, pixel_values)
             return AHAExplainerOutput(attributions=attributions, logits=logits, target=target)
 
         labels = check_classes(labels, batch_size, self.num_labels, "labels", self.device)
@@ -520,7 +530,7 @@ class AHAExplainer(PreTrainedModel):
             classes.append(torch.where(logits.argmax(-1) == labels, runner_up, labels))
         repeats = len(classes)
         classes = torch.cat(classes)
-        maps = self.decoder([f.repeat(repeats, 1, 1, 1) for f in features], classes, (height, width))
+        maps = self.decoder([f.repeat(repeats, 1, 1, 1) for f in features], classes, pixel_values.repeat(repeats, 1, 1, 1))
         terms = self.objective(
             self.classifier,
             pixel_values.repeat(repeats, 1, 1, 1),
@@ -530,6 +540,7 @@ class AHAExplainer(PreTrainedModel):
             grid=self.objective.sample_grid(height, width),
             reference=self.objective.sample_reference(),
             checkpoint=self.target_checkpointing,
+            clean_logits=logits.repeat(repeats, 1),
         )
         return AHAExplainerOutput(
             loss=terms.loss.mean(), attributions=maps[:batch_size], logits=logits, target=target, objective=terms
