@@ -1,6 +1,6 @@
 """CPU speed of the AHA training step, and the share of it spent in the target's perturbed passes.
 
-    python benchmarks/train_speed.py [--steps 10] [--batch_size 8]
+    python benchmarks/train_speed.py [--model shapes-vit-64px] [--steps 10] [--batch_size 16]
 
 A step is what ``aha train`` does per optimiser step: explainer forward with labels (clean target
 forward, decoder, soft ranking, perturbed target forwards), backward, clip, AdamW. The perturbed target
@@ -20,23 +20,25 @@ import statistics
 import time
 
 import torch
-from models import build_vit
+from models import VIT_CONFIGS, build_vit
 
 from aha import AHAExplainer
 from aha.objectives import annealed_tau
 
 
-def measure(batch_size: int, steps: int, gradient_checkpointing: bool) -> dict[str, float]:
+def measure(model: str, batch_size: int, steps: int, gradient_checkpointing: bool) -> dict[str, float]:
     torch.manual_seed(0)
     random.seed(0)
-    explainer = AHAExplainer.from_classifier(build_vit("tiny-vit-32px"))
+    classifier = build_vit(model)
+    explainer = AHAExplainer.from_classifier(classifier)
     explainer.train()
     if gradient_checkpointing:
         explainer.enable_target_checkpointing()
     trainable = [p for p in explainer.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=3e-4, weight_decay=1e-3)
-    pixels = torch.randn(batch_size, 3, 32, 32)
-    labels = torch.arange(batch_size) % 5
+    size = classifier.config.image_size
+    pixels = torch.randn(batch_size, 3, size, size)
+    labels = torch.arange(batch_size) % classifier.config.num_labels
 
     perturbed_shapes: list[torch.Size] = []
     forward = explainer.classifier.forward
@@ -86,13 +88,15 @@ def measure(batch_size: int, steps: int, gradient_checkpointing: bool) -> dict[s
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="shapes-vit-64px", choices=sorted(VIT_CONFIGS))
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--batch_size", type=int, default=16)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, {args.steps} steps")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.model}, batch {args.batch_size}, "
+          f"{args.steps} steps")
     for checkpointing in (True, False):
-        result = measure(args.batch_size, args.steps, checkpointing)
+        result = measure(args.model, args.batch_size, args.steps, checkpointing)
         print(f"gradient_checkpointing={checkpointing}: " + ", ".join(f"{k}={v:.3g}" for k, v in result.items()))
 
 
