@@ -177,7 +177,8 @@ def test_black_reference_needs_the_normalisation():
     with pytest.raises(ValueError, match="image_mean and image_std"):
         _explainer(references=["black"])
     processor = T.ViTImageProcessorPil(image_mean=[0.5] * 3, image_std=[0.5] * 3)
-    assert _explainer(image_processor=processor).config.references == ["black", "mean", "blur"]
+    assert _explainer(image_processor=processor, references=["black", "mean"]).config.references == ["black", "mean"]
+    assert _explainer().config.references == ["mean"]  # the default needs no normalisation
 
 
 def test_target_checkpointing_recomputes_chunks_without_changing_the_gradients(images):
@@ -196,8 +197,9 @@ def test_target_checkpointing_recomputes_chunks_without_changing_the_gradients(i
     plain, plain_calls = decoder_gradients()
     explainer.enable_target_checkpointing()
     checkpointed, checkpointed_calls = decoder_gradients()
-    # 4 images x 2 classes x 2 curves x 14 inner fractions = 224 perturbed images in chunks of 16: each chunk
-    # runs again in backward; the clean pass and the curves' end points (no gradient) do not
-    assert checkpointed_calls - plain_calls == 224 // 16
+    # 4 images x 2 classes x 2 curves x the inner fractions, in chunks of 16: each chunk runs again in backward;
+    # the clean pass and the curves' end points (no gradient) do not
+    perturbed = 4 * 2 * 2 * (explainer.config.num_fractions - 2)
+    assert checkpointed_calls - plain_calls == -(-perturbed // 16)
     for a, b in zip(plain, checkpointed):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)

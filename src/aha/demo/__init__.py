@@ -86,6 +86,8 @@ def build_data(folder: Path, settings: dict) -> dict:
     splits = shapes_dataset(settings["num_train"], settings["num_validation"], settings["num_test"],
                             seed=settings["seed"], size=IMAGE_SIZE)
     splits.save_to_disk(str(folder))
+    card = Path(__file__).resolve().parent.parent / "hub_cards" / "shapes_dataset_card.md"
+    (folder / "README.md").write_text(card.read_text())  # the dataset card, for push_to_hub or a reader
     return {split: len(dataset) for split, dataset in splits.items()}
 
 
