@@ -182,7 +182,7 @@ def main(args: argparse.Namespace) -> None:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    settings = dict(PRESETS[args.preset], seed=args.seed, explainer_learning_rate=1e-3)
+    settings = dict(PRESETS[args.preset], seed=args.seed, explainer_learning_rate=3e-3)
     output = Path(args.output)
     start = time.perf_counter()
     data_settings = {k: settings[k] for k in ("num_train", "num_validation", "num_test", "seed")}
