@@ -35,7 +35,7 @@ import torch
 PRESETS = {
     "quick": dict(num_train=600, num_validation=32, num_test=48, classifier_epochs=2, explainer_steps=8,
                   explainer_batch_size=8, eval_images=16, rise_masks=200, refine_steps=2),
-    "default": dict(num_train=8000, num_validation=200, num_test=1000, classifier_epochs=12, explainer_steps=300,
+    "default": dict(num_train=8000, num_validation=200, num_test=1000, classifier_epochs=12, explainer_steps=400,
                     explainer_batch_size=16, eval_images=100, rise_masks=1000, refine_steps=5),
     "full": dict(num_train=8000, num_validation=200, num_test=1000, classifier_epochs=12, explainer_steps=1500,
                  explainer_batch_size=16, eval_images=500, rise_masks=4000, refine_steps=5),
