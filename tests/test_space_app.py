@@ -1,10 +1,11 @@
-"""The web demo end to end in a real browser: Debian's chromium, driven by Playwright, against
-``python spaces/aha-explain/app.py`` serving a saved explainer on 127.0.0.1.
+"""The web demo as visitors and Space owners meet it: ``python spaces/aha-explain/app.py`` started on 127.0.0.1,
+in a real browser (Debian's chromium, driven by Playwright).
 
 What a visitor does: upload an image, pick a class, move the refinement slider, upload files that are no usable
 image, pick an example. What must hold: the numbers and the overlay on the page are those the library computes
 for the same image (the image-attribution pipeline, same explainer, target and protocol), every bad file gets a
-message in the page and no stack trace, and the server keeps serving.
+message in the page and no stack trace, and the server keeps serving. Started without an explainer, the app
+trains ``aha demo``'s first (quick preset here), saying so, and reuses it on the next start.
 """
 
 import io
@@ -14,7 +15,7 @@ import time
 
 import numpy as np
 import pytest
-from browser_helpers import CHROMIUM, launch_chromium, serving
+from browser_helpers import CHROMIUM, READY, launch_chromium, serving
 from PIL import Image
 from test_pipeline import LABELS, random_image, saved  # noqa: F401 (saved: the explainer folder fixture)
 from transformers import pipeline
@@ -132,3 +133,24 @@ def test_a_visitor_explains_an_image_and_bad_files_get_messages(saved, tmp_path)
         browser.close()
         assert server.process.poll() is None and "Traceback" not in server.output()
     print(f"\napp served in {server.startup_seconds:.1f} s; browser test {time.monotonic() - started:.1f} s")
+
+
+def test_without_an_explainer_the_app_trains_the_demos_first_then_reuses_it(tmp_path):
+    folder = tmp_path / "aha-demo"
+    with serving("--demo-dir", folder, "--demo-preset", "quick", timeout=900) as server, \
+            playwright_api.sync_playwright() as playwright:
+        output = server.output()
+        announced = output.index(f"[aha space] no trained explainer in {folder / 'explainer'}: training one now")
+        assert announced < output.index("[aha demo] training the explainer") < output.index(READY)
+        assert (folder / "explainer" / "config.json").is_file()
+        browser = launch_chromium(playwright)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(server.url)
+        page.locator("#examples .thumbnail-item").first.wait_for()
+        assert page.locator("#examples .thumbnail-item").count() == 6  # AHA Shapes test images
+        page.locator("#examples .thumbnail-item").nth(2).click()
+        shown_text(page, "#status", "Example 3: predicted ")
+        assert set(shown_aucs(page)) == {"AHA", "Chefer", "RISE (500 masks)"}
+        browser.close()
+    with serving("--demo-dir", folder) as server:
+        assert "no trained explainer" not in server.output() and "[aha demo]" not in server.output()
