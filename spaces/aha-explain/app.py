@@ -30,6 +30,9 @@ from aha.visualization import curve_plot
 
 logger = logging.getLogger("aha.space")
 MAX_REFINE_STEPS = 10
+#: Longest side of the pictures sent to the browser (maps and overlays are made at the image's own size; a
+#: 12-megapixel overlay is shrunk for the page, not for the numbers)
+DISPLAY_SIDE = 1024
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default=None, help="Address to serve on (default: Gradio's, 127.0.0.1).")
     parser.add_argument("--port", type=int, default=None, help="Port (default: Gradio's, 7860 or the next free one).")
     return parser
+
+
+def for_display(image):
+    """``image``, shrunk to at most DISPLAY_SIDE pixels on its longest side."""
+    if max(image.size) <= DISPLAY_SIDE:
+        return image
+    image = image.copy()
+    image.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE))
+    return image
 
 
 def duration(seconds: float) -> str:
@@ -90,7 +102,7 @@ def build_page(comparison: Comparison, examples: list, title: str) -> gr.Blocks:
         aha = results[0]
         plot = curve_plot({"deletion": aha.deletion, "insertion": aha.insertion}, image=0,
                           title=f"AHA, class {comparison.labels[target]!r}")
-        overlays = [gr.Image(value=r.overlay, label=f"{r.name}: {duration(r.seconds)} per image") for r in results]
+        overlays = [gr.Image(value=for_display(r.overlay), label=f"{r.name}: {duration(r.seconds)} per image") for r in results]
         return [*overlays, plot, scores_table(results, comparison.labels[target], refine_steps)]
 
     def no_explanation(message: str = "") -> list:
@@ -112,7 +124,7 @@ def build_page(comparison: Comparison, examples: list, title: str) -> gr.Blocks:
         top = {p["label"]: p["score"] for p in predictions}
         status = (f"{name}: predicted **{comparison.labels[target]}** (p = {top[comparison.labels[target]]:.3f}); "
                   "pick another class to explain it instead.")
-        return [status, image, top, gr.Dropdown(choices=choices, value=target),
+        return [status, for_display(image), top, gr.Dropdown(choices=choices, value=target),
                 *explanation(image, target, refine_steps), image]
 
     def on_upload(path, refine_steps):
@@ -170,7 +182,11 @@ def build_page(comparison: Comparison, examples: list, title: str) -> gr.Blocks:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for option, value in (("--rise-masks", args.rise_masks), ("--threads", args.threads)):
+        if value is not None and value < 1:
+            parser.error(f"{option} must be an integer >= 1, got {value}")
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()

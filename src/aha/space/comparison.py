@@ -16,6 +16,7 @@ size for the overlays.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
@@ -59,6 +60,9 @@ class MethodResult:
 class Comparison:
     """AHA and comparison methods for one explainer's classifier.
 
+    Thread-safe: a web server runs requests in threads, and the methods switch the shared classifier's attention
+    implementation and gradient flags while they run, so one request uses the models at a time.
+
     Args:
         explainer: a saved explainer folder or Hub repo id (with its image processor), as
             ``pipeline("image-attribution", model=...)`` takes it.
@@ -77,11 +81,13 @@ class Comparison:
         comparisons = default_comparisons() if comparisons is None else comparisons
         self.comparisons = {name: get_attributor(method, self.classifier, **options)
                             for name, (method, options) in comparisons.items()}
+        self._lock = threading.Lock()
 
     def top_classes(self, image: Image.Image, top_k: int = 5) -> tuple[list[dict], int]:
         """The classifier's ``top_k`` classes of ``image`` (``{"label", "score"}``, softmax probabilities) and the
         predicted class index."""
-        result = self.pipe(image, top_k=top_k)
+        with self._lock:
+            result = self.pipe(image, top_k=top_k)
         return result["predictions"], result["target"]
 
     def explain(self, image: Image.Image, target: int, refine_steps: int = 0) -> list[MethodResult]:
@@ -94,8 +100,9 @@ class Comparison:
                    **self.comparisons}
         results = []
         for name, attributor in methods.items():
-            maps, seconds = timed(attributor, pixel_values, targets)
-            curves = deletion_insertion(self.classifier, pixel_values, maps, targets)
+            with self._lock:
+                maps, seconds = timed(attributor, pixel_values, targets)
+                curves = deletion_insertion(self.classifier, pixel_values, maps, targets)
             picture = overlay(inputs["original"], to_original_size(maps[0].cpu(), inputs["region"]).numpy())
             results.append(MethodResult(name, picture, seconds, curves.deletion, curves.insertion))
         return results
