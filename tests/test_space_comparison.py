@@ -51,6 +51,18 @@ def test_aha_then_each_method_for_the_chosen_class_with_the_pipelines_protocol(c
         assert result.deletion.curves.shape == (1, 21)
 
 
+def test_overlays_of_a_large_image_are_shrunk_to_max_side_and_the_numbers_kept(comparison):
+    image = random_image(120, 300, seed=5)
+    full, shrunk = comparison.explain(image, 1), comparison.explain(image, 1, max_side=100)
+    for big, small in zip(full, shrunk):
+        assert big.overlay.size == (300, 120) and small.overlay.size == (100, 40)
+        torch.testing.assert_close(small.deletion.curves, big.deletion.curves)
+        # the same picture: the small overlay is the big one shrunk, up to the resampling of the map and image
+        difference = np.abs(np.asarray(big.overlay.resize((100, 40)), dtype=int) - np.asarray(small.overlay, dtype=int))
+        assert difference.mean() < 5  # (about 1.4; shifting one by 20 columns gives about 50)
+    assert comparison.explain(image, 1, max_side=300)[0].overlay.size == (300, 120)  # not larger than max_side
+
+
 def test_no_comparison_methods_leaves_aha_alone(saved):
     only_aha = Comparison(str(saved), comparisons={}, device="cpu")
     assert [r.name for r in only_aha.explain(random_image(32, 32), 0)] == ["AHA"]

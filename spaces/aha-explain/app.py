@@ -30,8 +30,7 @@ from aha.visualization import curve_plot
 
 logger = logging.getLogger("aha.space")
 MAX_REFINE_STEPS = 10
-#: Longest side of the pictures sent to the browser (maps and overlays are made at the image's own size; a
-#: 12-megapixel overlay is shrunk for the page, not for the numbers)
+#: Longest side of the pictures sent to the browser (the maps and their curves are those of the whole image)
 DISPLAY_SIDE = 1024
 
 
@@ -98,11 +97,11 @@ def build_page(comparison: Comparison, examples: list, title: str) -> gr.Blocks:
     def explanation(image, target: int, refine_steps: int) -> list:
         """The outputs that depend on the class and the refinement steps."""
         target, refine_steps = int(target), int(refine_steps)
-        results = comparison.explain(image, target, refine_steps)
+        results = comparison.explain(image, target, refine_steps, max_side=DISPLAY_SIDE)
         aha = results[0]
         plot = curve_plot({"deletion": aha.deletion, "insertion": aha.insertion}, image=0,
                           title=f"AHA, class {comparison.labels[target]!r}")
-        overlays = [gr.Image(value=for_display(r.overlay), label=f"{r.name}: {duration(r.seconds)} per image") for r in results]
+        overlays = [gr.Image(value=r.overlay, label=f"{r.name}: {duration(r.seconds)} per image") for r in results]
         return [*overlays, plot, scores_table(results, comparison.labels[target], refine_steps)]
 
     def no_explanation(message: str = "") -> list:

@@ -25,7 +25,7 @@ from PIL import Image
 from transformers import pipeline
 
 from ..baselines import get_attributor
-from ..image_geometry import to_original_size
+from ..image_geometry import processed_region, to_original_size
 from ..metrics import CurveResult, deletion_insertion
 from ..pipeline import TASK
 from ..visualization import overlay
@@ -44,7 +44,7 @@ class MethodResult:
 
     Attributes:
         name: the method's display name.
-        overlay: the map over the image, at the image's own size (RGB PIL image).
+        overlay: the map over the image, at the image's own size or the ``max_side`` asked for (RGB PIL image).
         seconds: wall-clock time of the map (the method's forward and backward passes, without the curves).
         deletion: the deletion curve and AUC (low is good), a batch of one image.
         insertion: the least-relevant-first insertion curve and AUC (high is good), a batch of one image.
@@ -90,12 +90,23 @@ class Comparison:
             result = self.pipe(image, top_k=top_k)
         return result["predictions"], result["target"]
 
-    def explain(self, image: Image.Image, target: int, refine_steps: int = 0) -> list[MethodResult]:
+    def explain(self, image: Image.Image, target: int, refine_steps: int = 0, max_side: int | None = None) -> list[MethodResult]:
         """AHA (with ``refine_steps`` test-time refinement steps), then each comparison method, on ``image`` for
-        class index ``target``."""
+        class index ``target``.
+
+        Args:
+            max_side: longest side of the overlays (default: the image's own size). A larger image is shrunk for
+                them, and each map is carried back to that size instead of the original's: colouring a map ranks
+                all its pixels, which takes seconds at 12 megapixels. The maps and curves are unchanged.
+        """
         inputs = self.pipe.preprocess(image)
         pixel_values = inputs["pixel_values"].to(self.pipe.device)
         targets = torch.tensor([target], device=pixel_values.device)
+        picture, region = inputs["original"], inputs["region"]
+        if max_side is not None and max(picture.size) > max_side:
+            picture = picture.copy()
+            picture.thumbnail((max_side, max_side))
+            region = processed_region(self.pipe.image_processor, picture.height, picture.width)
         methods = {"AHA": get_attributor("aha", self.classifier, explainer=self.explainer, refine_steps=refine_steps),
                    **self.comparisons}
         results = []
@@ -103,8 +114,8 @@ class Comparison:
             with self._lock:
                 maps, seconds = timed(attributor, pixel_values, targets)
                 curves = deletion_insertion(self.classifier, pixel_values, maps, targets)
-            picture = overlay(inputs["original"], to_original_size(maps[0].cpu(), inputs["region"]).numpy())
-            results.append(MethodResult(name, picture, seconds, curves.deletion, curves.insertion))
+            shown = overlay(picture, to_original_size(maps[0].cpu(), region).numpy())
+            results.append(MethodResult(name, shown, seconds, curves.deletion, curves.insertion))
         return results
 
     def warm_up(self) -> None:
