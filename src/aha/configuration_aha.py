@@ -20,6 +20,9 @@ _NUMBER_RULES = {
     "fusion_channels": dict(integer=True, minimum=1),
     "head_channels": dict(integer=True, minimum=1),
     "class_embedding_dim": dict(integer=True, minimum=1),
+    "image_branch_stride": dict(integer=True, minimum=1),
+    "decoder_blocks": dict(integer=True, minimum=0),
+    "decoder_flops_budget": dict(above=0),
     "num_fractions": dict(integer=True, minimum=3),
     "sinkhorn_iterations": dict(integer=True, minimum=1),
     "peak_window": dict(integer=True, minimum=1),
@@ -81,6 +84,16 @@ class AHAConfig(PreTrainedConfig):
             Width of the last, full-resolution convolution. Default: `max(8, fusion_channels // 4)`.
         class_embedding_dim (`int`, *optional*):
             Size of the learned target-class embedding joined to every token. Default: `fusion_channels`.
+        image_branch_stride (`int`, *optional*):
+            The decoder's image branch and last convolution run on the image average-pooled by this factor, and the
+            map is bilinearly upsampled to full resolution. Default: 1 (full resolution).
+        decoder_blocks (`int`, *optional*):
+            Residual blocks of 3x3 convolutions on the token grid. Default: 2.
+        decoder_flops_budget (`float`, *optional*):
+            Most the decoder may cost, as a fraction of the classifier's forward, in FLOPs and in parameters
+            (counted at the classifier's configured image size, see [`aha.decoder_budget`]). When set, the width
+            fields above that are left unset are chosen to fit (coarser image branch first, then narrower widths)
+            and recorded in this config. Default: None, the widths follow the feature model's hidden size alone.
         image_mean, image_std (`list[float]`, *optional*):
             The target's input normalisation (from its image processor); needed for the "black" reference.
         references (`list[str]`):
@@ -127,6 +140,9 @@ class AHAConfig(PreTrainedConfig):
     fusion_channels: int | None = None
     head_channels: int | None = None
     class_embedding_dim: int | None = None
+    image_branch_stride: int | None = None
+    decoder_blocks: int | None = None
+    decoder_flops_budget: float | None = None
     image_mean: list[float] | None = None
     image_std: list[float] | None = None
     references: list[str] | tuple[str, ...] = ("mean",)

@@ -3,6 +3,7 @@ outputs a per-pixel importance map, trained to rank pixels by the deletion / ins
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from transformers.utils import IMAGE_PROCESSOR_NAME, ModelOutput, cached_file, l
 
 from .backbones import BackboneSpec
 from .configuration_aha import AHAConfig
+from .decoder_budget import DecoderWidths, decoder_widths
 from .fingerprint import short_fingerprint, weights_fingerprint
 from .loading import check_local_path, load_classifier, naming_damaged_files
 from .objectives import ObjectiveTerms, RankingObjective
@@ -76,10 +78,11 @@ class AHADecoder(nn.Module):
        the projection and after each residual unit, so one decoder explains any class.
     3. Grid blocks: ``num_blocks`` residual units of 3x3 convolutions at the base grid (cheap: the grid is
        the classifier's token grid).
-    4. Image branch: two narrow 3x3 convolutions on the pixel values at full resolution, so the map can
-       follow edges inside a patch.
-    5. Head: a 1x1 projection of the grid features to ``head_channels``, bilinear upsampling to H x W, the
-       image features added, GELU, and a 3x3 convolution to one unbounded score per pixel.
+    4. Image branch: two narrow 3x3 convolutions on the pixel values at full resolution (or, with
+       ``image_stride`` s > 1, on the image average-pooled by s), so the map can follow edges inside a patch.
+    5. Head: a 1x1 projection of the grid features to ``head_channels``, bilinear upsampling to the image
+       branch's resolution, the image features added, GELU, and a 3x3 convolution to one unbounded score per
+       pixel (bilinearly upsampled to H x W when s > 1).
 
     Activations are GELU, not ReLU: a region where a ReLU head is dead in every channel comes out as one
     constant score, a tie that the pixel ranking can only break at random (seen: a quarter of the pixels of
@@ -95,8 +98,10 @@ class AHADecoder(nn.Module):
         class_dim: int,
         image_channels: int,
         num_blocks: int = 2,
+        image_stride: int = 1,
     ):
         super().__init__()
+        self.image_stride = image_stride
         self.norms = nn.ModuleList(nn.LayerNorm(c) for c in in_channels)
         self.projection = nn.Conv2d(sum(in_channels), fusion_channels, 1)
         self.class_embedding = nn.Embedding(num_labels, class_dim)
@@ -128,9 +133,15 @@ class AHADecoder(nn.Module):
         x = x * (1 + scales[0]) + shifts[0]
         for block, scale, shift in zip(self.blocks, scales[1:], shifts[1:]):
             x = block(x) * (1 + scale) + shift
-        x = F.interpolate(self.to_head(F.gelu(x)), size=pixel_values.shape[-2:], mode="bilinear", align_corners=False)
-        image = self.image_conv2(F.gelu(self.image_conv1(pixel_values)))
-        return self.out_conv(F.gelu(x + image)).squeeze(1)
+        image = pixel_values
+        if self.image_stride > 1:
+            image = F.avg_pool2d(image, self.image_stride, ceil_mode=True)
+        x = F.interpolate(self.to_head(F.gelu(x)), size=image.shape[-2:], mode="bilinear", align_corners=False)
+        image = self.image_conv2(F.gelu(self.image_conv1(image)))
+        scores = self.out_conv(F.gelu(x + image))
+        if self.image_stride > 1:
+            scores = F.interpolate(scores, size=pixel_values.shape[-2:], mode="bilinear", align_corners=False)
+        return scores.squeeze(1)
 
 
 def _classifier_class(config) -> type[PreTrainedModel]:
@@ -229,15 +240,7 @@ class AHAExplainer(PreTrainedModel):
                 f"feature_layers must index hidden_states in [0, {self.feature_spec.num_layers}), "
                 f"got {list(self.feature_layers)}"
             )
-        fusion = config.fusion_channels or int(min(256, max(16, max(self.feature_spec.hidden_sizes) // 4)))
-        self.decoder = AHADecoder(
-            in_channels=[self.feature_spec.hidden_sizes[i] for i in self.feature_layers],
-            num_labels=self.num_labels,
-            fusion_channels=fusion,
-            head_channels=config.head_channels or max(8, fusion // 4),
-            class_dim=config.class_embedding_dim or fusion,
-            image_channels=self.classifier_spec.num_channels,
-        )
+        self.decoder = self._make_decoder(decoder_widths(self))
         self.objective = RankingObjective(config, patch_size=self.classifier_spec.patch_size)
         self.target_checkpointing = False
         self.post_init()
@@ -246,6 +249,14 @@ class AHAExplainer(PreTrainedModel):
         self._freeze_frozen_models()
 
     # ----------------------------------------------------------------------------------------- set-up
+    def _make_decoder(self, widths: DecoderWidths) -> AHADecoder:
+        return AHADecoder(
+            in_channels=[self.feature_spec.hidden_sizes[i] for i in self.feature_layers],
+            num_labels=self.num_labels,
+            image_channels=self.classifier_spec.num_channels,
+            **dataclasses.asdict(widths),
+        )
+
     @property
     def num_labels(self) -> int:
         return self.config.classifier_config.num_labels
