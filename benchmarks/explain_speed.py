@@ -1,56 +1,98 @@
-"""CPU time of one `AHAExplainer.explain` call relative to one plain forward of its classifier.
+"""CPU time of `AHAExplainer.explain` relative to one plain forward of its classifier, as a ratio measured in one run.
 
-    python benchmarks/explain_speed.py            # tiny ViT (as in the tests) and ViT-B/16 at 224 px, batch 8
+    python benchmarks/explain_speed.py [--budget 0.08] [--batch_size 8] [--repeats 7]
 
-Random-init models built from configs (no download); the ratio, not the weights, is what is measured.
-Also times test-time refinement (batched over the images) per refinement step.
+For each benchmark ViT (benchmarks/models.py: the tests' tiny ViT at 32 px, the AHA Shapes ViT at 64 px, ViT-S/16
+and ViT-B/16 at 224 px; random init from configs, since the cost, not the weights, is measured) it times, in
+interleaved rounds on the same batch: a plain classifier forward; the same forward returning hidden states (what
+`explain` runs before its decoder); `explain` with today's default decoder; and `explain` with the decoder chosen
+by ``decoder_flops_budget=--budget``. Each round gives ratios against that round's plain forward; the table
+shows their medians. Times are CPU time of this process (``time.process_time``) on ``--threads`` threads: the
+machines this runs on are shared, and wall time there measures the neighbours. Results: ``--output`` (JSON).
 """
 
+from __future__ import annotations
+
 import argparse
+import json
+import statistics
 import time
+from pathlib import Path
 
 import torch
+from machine import describe, summary
 from models import VIT_CONFIGS, build_vit
 
 from aha import AHAExplainer
 
-def best_of(fn, repeats: int) -> float:
+HERE = Path(__file__).resolve().parent
+
+
+def cpu_seconds(fn) -> float:
+    start = time.process_time()
     fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return time.process_time() - start
+
+
+def measure(name: str, batch_size: int, repeats: int, budget: float) -> dict:
+    classifier = build_vit(name)
+    explainers = {
+        "default": AHAExplainer.from_classifier(classifier).eval(),
+        f"budget {budget:g}": AHAExplainer.from_classifier(classifier, decoder_flops_budget=budget).eval(),
+    }
+    size = classifier.config.image_size
+    images = torch.randn(batch_size, 3, size, size, generator=torch.Generator().manual_seed(0))
+    runs = {
+        "forward": lambda: classifier(pixel_values=images),
+        "forward + hidden states": lambda: classifier(pixel_values=images, output_hidden_states=True),
+        **{f"explain ({key})": (lambda e=e: e.explain(images)) for key, e in explainers.items()},
+    }
+    times = {key: [] for key in runs}
+    with torch.no_grad():
+        for fn in runs.values():  # warm-up
+            fn()
+        for _ in range(repeats):
+            for key, fn in runs.items():
+                times[key].append(cpu_seconds(fn))
+    ratios = {key: statistics.median(t / f for t, f in zip(times[key], times["forward"])) for key in runs}
+    return {
+        "model": name,
+        "classifier_parameters": sum(p.numel() for p in classifier.parameters()),
+        "decoder_parameters": {key: sum(p.numel() for p in e.decoder.parameters()) for key, e in explainers.items()},
+        "seconds": times,
+        "median_seconds": {key: statistics.median(t) for key, t in times.items()},
+        "median_ratio_to_forward": ratios,
+    }
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--refine_steps", type=int, default=1)
     parser.add_argument("--models", nargs="+", default=list(VIT_CONFIGS), choices=list(VIT_CONFIGS))
+    parser.add_argument("--budget", type=float, default=0.08, help="decoder_flops_budget of the budgeted explainer")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is least sensitive to a shared CPU)")
+    parser.add_argument("--output", default=str(HERE / "results" / "explain_speed.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}")
-    print("| model | classifier params | decoder params | forward (s) | explain (s) | explain / forward | refine step (s) |")
-    print("|---|---|---|---|---|---|---|")
-    for name in args.models:
-        classifier = build_vit(name)
-        explainer = AHAExplainer.from_classifier(classifier).eval()
-        size = classifier.config.image_size
-        images = torch.randn(args.batch_size, 3, size, size)
-        with torch.no_grad():
-            forward = best_of(lambda: classifier(pixel_values=images), args.repeats)
-            explain = best_of(lambda: explainer.explain(images), args.repeats)
-        refine = (
-            best_of(lambda: explainer.explain(images, refine_steps=args.refine_steps), 1) - explain
-        ) / args.refine_steps
-        n_cls = sum(p.numel() for p in classifier.parameters())
-        n_dec = sum(p.numel() for p in explainer.decoder.parameters())
-        print(f"| {name} | {n_cls / 1e6:.2f} M | {n_dec / 1e6:.3f} M | {forward:.4f} | {explain:.4f} | {explain / forward:.2f}x | {refine:.3f} |")
+    before = describe()
+    rows = [measure(name, args.batch_size, args.repeats, args.budget) for name in args.models]
+    after = describe()
+    print(summary(before), f"-> load average after: {after['load_average']}")
+    print(f"batch {args.batch_size}, {args.repeats} interleaved rounds, medians of per-round ratios")
+    keys = list(rows[0]["median_ratio_to_forward"])
+    print("| model | forward (ms) | " + " | ".join(f"{k} / forward" for k in keys[1:]) + " |")
+    print("|---" * (len(keys) + 1) + "|")
+    for row in rows:
+        ratios = row["median_ratio_to_forward"]
+        print(f"| {row['model']} | {1000 * row['median_seconds']['forward']:.2f} | "
+              + " | ".join(f"{ratios[k]:.3f}x" for k in keys[1:]) + " |")
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps({"command": "python benchmarks/explain_speed.py " + " ".join(
+        f"--{k} {v}" for k, v in vars(args).items() if k not in ("models", "output")),
+        "batch_size": args.batch_size, "machine": before, "load_average_after": after["load_average"],
+        "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,9 @@ VIT_CONFIGS = {
     # (0.56 M parameters)
     "shapes-vit-64px": dict(image_size=64, patch_size=8, hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
                             intermediate_size=256, num_labels=5),
+    # ViT-S/16 at 224 px, 1000 classes (22.1 M parameters)
+    "vit-s16-224px": dict(image_size=224, patch_size=16, hidden_size=384, num_hidden_layers=12,
+                          num_attention_heads=6, intermediate_size=1536, num_labels=1000),
     # ViT-B/16 at 224 px, 1000 classes (86.6 M parameters)
     "vit-b16-224px": dict(image_size=224, patch_size=16, hidden_size=768, num_hidden_layers=12,
                           num_attention_heads=12, intermediate_size=3072, num_labels=1000),

@@ -37,6 +37,12 @@ class DecoderWidths:
     num_blocks: int
 
 
+def widths_of(decoder: nn.Module) -> DecoderWidths:
+    """The widths an :class:`~aha.modeling_aha.AHADecoder` was built with."""
+    return DecoderWidths(decoder.projection.out_channels, decoder.to_head.out_channels,
+                         decoder.class_embedding.embedding_dim, decoder.image_stride, len(decoder.blocks))
+
+
 @dataclass(frozen=True)
 class Cost:
     """FLOPs of one forward of one image, and parameters."""
@@ -100,6 +106,12 @@ class DecoderBudget:
         self.feature_spec = feature_spec
         self.feature_layers = tuple(feature_layers)
         self.classifier = classifier_cost(classifier_class, config.classifier_config, classifier_spec)
+
+    @classmethod
+    def of(cls, explainer) -> "DecoderBudget":
+        """The budget counter of an :class:`~aha.AHAExplainer` (from ``__init__`` on, once its specs are set)."""
+        return cls(explainer._make_decoder, explainer.config, type(explainer.classifier), explainer.classifier_spec,
+                   explainer.feature_spec, explainer.feature_layers)
 
     def decoder_cost(self, widths: DecoderWidths) -> Cost:
         """Cost of the decoder with ``widths`` on one image at the classifier's configured size."""
@@ -172,11 +184,7 @@ def decoder_widths(explainer) -> DecoderWidths:
     config = explainer.config
     if config.decoder_flops_budget is None:
         return default_widths(config, explainer.feature_spec)
-    budget = DecoderBudget(
-        explainer._make_decoder, config, type(explainer.classifier), explainer.classifier_spec,
-        explainer.feature_spec, explainer.feature_layers,
-    )
-    widths = budget.choose(config.decoder_flops_budget)
+    widths = DecoderBudget.of(explainer).choose(config.decoder_flops_budget)
     config.fusion_channels, config.head_channels = widths.fusion_channels, widths.head_channels
     config.class_embedding_dim, config.image_branch_stride = widths.class_dim, widths.image_stride
     config.decoder_blocks = widths.num_blocks
