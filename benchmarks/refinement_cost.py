@@ -1,0 +1,167 @@
+"""Test-time refinement: what a step costs under each refinement plan, and (with a trained explainer) what it gains.
+
+    python benchmarks/refinement_cost.py                                   # counted cost at 64 px and ViT-B/16
+    python benchmarks/refinement_cost.py --demo_dir aha-demo --steps 1 3 5 # + faithfulness and time on AHA Shapes
+
+Cost (counted, nothing timed): for each plan of ``aha.refinement_plan`` the FLOPs of one refinement step (the
+objective's forward and backward on a batch of maps, the classifier's recomputed forwards included) counted by
+torch.utils.flop_counter.FlopCounterMode on models built on the meta device, divided by the FLOPs of one
+classifier forward of the same images: forward-equivalents per map per step. Also the images the classifier sees
+per map per step (a forward hook) and the Sinkhorn problem's size. FlopCounterMode counts matrix products,
+convolutions and attention, not the Sinkhorn iterations, the score normalisation and other elementwise work:
+those show in the measured time of the second part only.
+
+Gain (``--demo_dir``, the folder ``aha demo --output DIR`` wrote): for each plan and number of steps, the first
+``--eval_images`` test images are explained and refined, scored with the demo's metrics, and timed (CPU time of
+this process, in classifier forwards of the same images). Results: ``--output`` (JSON) and tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+import transformers as T
+from torch.utils.flop_counter import FlopCounterMode
+from machine import describe, summary
+from models import VIT_CONFIGS
+
+from aha import AHAConfig, AHAExplainer
+from aha.decoder_budget import count_flops
+from aha.refinement_plan import RefinementPlan, plan_loss, refine_with_plan
+
+HERE = Path(__file__).resolve().parent
+
+PLANS = {
+    "today": RefinementPlan(),
+    "5 fractions": RefinementPlan(num_fractions=5),
+    "alternate terms": RefinementPlan(alternate_terms=True),
+    "1-patch grid": RefinementPlan(grid_cell_patches=1.0),
+    "no checkpointing": RefinementPlan(checkpoint=False),
+    "alternate, 5 fractions": RefinementPlan(num_fractions=5, alternate_terms=True),
+    "alternate, 5 fractions, 1-patch grid, offset": RefinementPlan(num_fractions=5, alternate_terms=True,
+                                                                   grid_cell_patches=1.0, offset_stride=4),
+    "alternate, 8 fractions, no checkpointing": RefinementPlan(alternate_terms=True, checkpoint=False),
+}
+
+
+def counted_cost(model: str, plan: RefinementPlan, batch_size: int = 2) -> dict:
+    """Forward-equivalents and classifier images per map of one step of ``plan`` (averaged over two steps, so that
+    alternating plans count both of their terms)."""
+    config = T.ViTConfig(**VIT_CONFIGS[model], architectures=["ViTForImageClassification"])
+    with torch.device("meta"):
+        explainer = AHAExplainer(AHAConfig(classifier_config=config))
+    size = config.image_size
+    pixels = torch.zeros(batch_size, 3, size, size, device="meta")
+    target = torch.zeros(batch_size, dtype=torch.long, device="meta")
+    forward = count_flops(explainer.classifier, pixel_values=pixels)
+    seen = []
+    hook = explainer.classifier.register_forward_hook(lambda module, inputs, output: seen.append(output.logits.shape[0]))
+    flops = 0
+    for step in range(2):
+        maps = torch.zeros(batch_size, size, size, device="meta", requires_grad=True)
+
+        with FlopCounterMode(display=False) as counter:
+            plan_loss(explainer, plan, pixels, maps, target, step).sum().backward()
+        flops += counter.get_total_flops()
+    hook.remove()
+    return {"forward_equivalents_per_step": flops / 2 / forward,
+            "classifier_images_per_map_per_step": sum(seen) / 2 / batch_size}
+
+
+def measured(demo_dir: Path, plans: dict, steps_list: list[int], eval_images: int, batch_size: int) -> dict:
+    import datasets
+    from transformers import AutoImageProcessor
+
+    from aha.demo.classifier import tensors_of
+    from aha.demo.evaluation import forward_seconds_per_image, score_maps
+
+    explainer = AHAExplainer.from_pretrained(demo_dir / "explainer").eval()
+    processor = AutoImageProcessor.from_pretrained(demo_dir / "classifier")
+    test = datasets.load_from_disk(str(demo_dir / "data"))["test"].select(range(eval_images))
+    pixel_values, labels, masks = tensors_of(test, processor)
+    forward = forward_seconds_per_image(explainer.classifier, pixel_values, batch_size)
+    with torch.no_grad():
+        outputs = [explainer(batch) for batch in pixel_values.split(batch_size)]
+    maps0 = torch.cat([o.attributions for o in outputs])
+    targets = torch.cat([o.target for o in outputs])
+    rows = {"0 steps": {"steps": 0, "seconds_per_image": 0.0,
+                        "scores": {k: v.tolist() for k, v in score_maps(explainer.classifier, pixel_values, labels,
+                                                                       masks, maps0, processor)[0].items()}}}
+    for name, plan in plans.items():
+        for steps in steps_list:
+            start = time.process_time()
+            maps = torch.cat([
+                refine_with_plan(explainer, x, m, t, steps, explainer.config.refine_lr, plan)
+                for x, m, t in zip(pixel_values.split(batch_size), maps0.split(batch_size), targets.split(batch_size))
+            ])
+            seconds = (time.process_time() - start) / len(pixel_values)
+            scores, _ = score_maps(explainer.classifier, pixel_values, labels, masks, maps, processor)
+            rows[f"{name}, {steps} steps"] = {"plan": name, "steps": steps, "seconds_per_image": seconds,
+                                              "forwards_per_image_per_step": seconds / forward / steps,
+                                              "scores": {k: v.tolist() for k, v in scores.items()}}
+            print(f"{name}, {steps} steps: {seconds * 1000:.1f} ms / image, {seconds / forward / steps:.1f} forwards "
+                  "per step", flush=True)
+    return {"forward_seconds_per_image": forward, "batch_size": batch_size, "rows": rows}
+
+
+def print_measured(result: dict) -> None:
+    from aha.demo.evaluation import METRICS, paired_difference, verdict
+
+    rows = result["rows"]
+    base = {k: torch.tensor(v) for k, v in rows["0 steps"]["scores"].items()}
+    print("| plan, steps | " + " | ".join(METRICS) + " | ms / image | forwards / image / step |")
+    print("|---" * (len(METRICS) + 3) + "|")
+    for name, row in rows.items():
+        cells = []
+        for metric, (high_is_good, _) in METRICS.items():
+            values = torch.tensor(row["scores"][metric])
+            cell = f"{values.mean():.3f}"
+            if row["steps"]:
+                difference, se = paired_difference(values, base[metric])
+                cell += {"better": " (+)", "worse": " (-)"}.get(verdict(difference, se, high_is_good), " (=)")
+            cells.append(cell)
+        per_step = f"{row['forwards_per_image_per_step']:.1f}" if row["steps"] else "-"
+        print(f"| {name} | " + " | ".join(cells) + f" | {row['seconds_per_image'] * 1000:.1f} | {per_step} |")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["shapes-vit-64px", "vit-b16-224px"], choices=list(VIT_CONFIGS))
+    parser.add_argument("--plans", nargs="+", default=list(PLANS), choices=list(PLANS))
+    parser.add_argument("--demo_dir", default=None, help="measure faithfulness and time on this aha demo folder")
+    parser.add_argument("--steps", type=int, nargs="+", default=[1, 3, 5])
+    parser.add_argument("--eval_images", type=int, default=200)
+    parser.add_argument("--batch_size", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--output", default=str(HERE / "results" / "refinement_cost.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    machine = describe()
+    counted = {model: {name: counted_cost(model, PLANS[name]) for name in args.plans} for model in args.models}
+    print(summary(machine))
+    print("| plan | " + " | ".join(f"{m}: forward-equivalents / step | {m}: classifier images / step"
+                                   for m in args.models) + " |")
+    print("|---" * (2 * len(args.models) + 1) + "|")
+    for name in args.plans:
+        cells = [f"{counted[m][name]['forward_equivalents_per_step']:.1f} | "
+                 f"{counted[m][name]['classifier_images_per_map_per_step']:.0f}" for m in args.models]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    result = {"command": "python benchmarks/refinement_cost.py " + " ".join(
+        f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items()
+        if k != "output" and v is not None), "machine": machine, "counted": counted}
+    if args.demo_dir:
+        result["measured"] = measured(Path(args.demo_dir), {n: PLANS[n] for n in args.plans}, args.steps,
+                                      args.eval_images, args.batch_size)
+        result["load_average_after"] = describe()["load_average"]
+        print_measured(result["measured"])
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

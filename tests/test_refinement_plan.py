@@ -1,0 +1,67 @@
+"""Refinement plans: the default plan is today's refinement; cheaper plans show the classifier fewer images."""
+
+import pytest
+import torch
+
+from aha import AHAExplainer
+from aha.refinement_plan import RefinementPlan, refine_with_plan
+from conftest import IMAGE_SIZE, make_classifier
+
+
+@pytest.fixture(scope="module")
+def explainer():
+    return AHAExplainer.from_classifier(make_classifier("vit", head_scale=20), perturbation_batch_size=16).eval()
+
+
+def _images(n=3):
+    return torch.randn(n, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(0))
+
+
+def _refine(explainer, images, plan, steps=2):
+    with torch.no_grad():
+        output = explainer(images)
+    return refine_with_plan(explainer, images, output.attributions, output.target, steps, explainer.config.refine_lr, plan)
+
+
+def test_default_plan_is_the_refinement_of_explain(explainer):
+    images = _images()
+    expected = explainer.explain(images, refine_steps=2)
+    torch.testing.assert_close(_refine(explainer, images, RefinementPlan()), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("plan, images_per_step", [
+    (RefinementPlan(), 2 * 6 * 2),  # deletion + lrf, 6 inner fractions, forward and checkpointed recompute
+    (RefinementPlan(num_fractions=5), 2 * 3 * 2),
+    (RefinementPlan(alternate_terms=True), 6 * 2),
+    (RefinementPlan(checkpoint=False), 2 * 6),
+    (RefinementPlan(num_fractions=5, alternate_terms=True, grid_cell_patches=1.0, offset_stride=4), 3 * 2),
+])
+def test_cheaper_plans_show_the_classifier_fewer_images(explainer, plan, images_per_step):
+    images, seen = _images(2), []
+    hook = explainer.classifier.register_forward_hook(lambda m, i, o: seen.append(o.logits.shape[0]) if torch.is_grad_enabled() else None)
+    try:
+        maps = _refine(explainer, images, plan, steps=2)
+    finally:
+        hook.remove()
+    assert sum(seen) == 2 * len(images) * images_per_step
+    assert maps.shape == (2, IMAGE_SIZE, IMAGE_SIZE) and torch.isfinite(maps).all()
+
+
+def test_offset_plan_moves_a_low_resolution_offset(explainer):
+    images = _images(2)
+    with torch.no_grad():
+        output = explainer(images)
+    flat = output.attributions.flatten(1)
+    base = ((flat - flat.mean(1, keepdim=True)) / (flat.std(1, keepdim=True) + 1e-6)).view_as(output.attributions)
+    maps = refine_with_plan(explainer, images, output.attributions, output.target, 2, 0.3, RefinementPlan(offset_stride=8))
+    change = maps - base
+    assert change.abs().amax() > 0
+    # a bilinear upsampling of a 4 x 4 offset: smooth, so neighbouring pixels differ far less than the change itself
+    assert (change[:, 1:] - change[:, :-1]).abs().amax() < change.abs().amax()
+
+
+def test_plan_refuses_bad_values():
+    with pytest.raises(ValueError, match="num_fractions must be an integer >= 3"):
+        RefinementPlan(num_fractions=2)
+    with pytest.raises(ValueError, match="offset_stride must be an integer >= 1"):
+        RefinementPlan(offset_stride=0)
