@@ -142,7 +142,8 @@ class RankingObjective:
         config = self.config
         n, _, height, width = pixel_values.shape
         fractions = torch.linspace(0, 1, config.num_fractions, device=maps.device)[1:-1]
-        cells = F.adaptive_avg_pool2d(maps.unsqueeze(1), grid).flatten(1)
+        # float32 cells: the soft permutation and its cumulative sums over up to G^2 ranks would lose the ranking in bf16
+        cells = F.adaptive_avg_pool2d(maps.unsqueeze(1).float(), grid).flatten(1)
         permutation = gumbel_sinkhorn(cells, tau=tau, n_iters=config.sinkhorn_iterations, noise=noise)
         # top-p membership, and bottom-p membership as 1 - top-(1-p): one relaxation serves both orders
         membership = soft_topk_membership(permutation, torch.cat([fractions, 1 - fractions]))

@@ -60,15 +60,16 @@ def gumbel_sinkhorn(
     """
     if tau <= 0:
         raise ValueError(f"tau must be > 0, got {tau}")
-    log_alpha = sinkhorn_cost(scores.float())
-    if noise:
-        uniform = torch.rand(log_alpha.shape, device=log_alpha.device, generator=generator).clamp(1e-10, 1 - 1e-7)
-        log_alpha = log_alpha - torch.log(-torch.log(uniform))
-    log_alpha = log_alpha / tau
-    for _ in range(n_iters):
-        log_alpha = log_alpha - torch.logsumexp(log_alpha, dim=2, keepdim=True)
-        log_alpha = log_alpha - torch.logsumexp(log_alpha, dim=1, keepdim=True)
-    return log_alpha.exp().to(scores.dtype)
+    with torch.autocast(scores.device.type, enabled=False):  # float32 throughout, also inside bf16/fp16 autocast
+        log_alpha = sinkhorn_cost(scores.float())
+        if noise:
+            uniform = torch.rand(log_alpha.shape, device=log_alpha.device, generator=generator).clamp(1e-10, 1 - 1e-7)
+            log_alpha = log_alpha - torch.log(-torch.log(uniform))
+        log_alpha = log_alpha / tau
+        for _ in range(n_iters):
+            log_alpha = log_alpha - torch.logsumexp(log_alpha, dim=2, keepdim=True)
+            log_alpha = log_alpha - torch.logsumexp(log_alpha, dim=1, keepdim=True)
+        return log_alpha.exp().to(scores.dtype)
 
 
 def _interpolate_counts(cumulative: torch.Tensor, fractions: torch.Tensor) -> torch.Tensor:

@@ -83,7 +83,7 @@ def refine_with_plan(explainer, pixel_values: torch.Tensor, maps: torch.Tensor, 
     steps move a (B, H / s, W / s) offset, bilinearly upsampled and added to the standardised maps."""
     check_number("steps", steps, integer=True, minimum=0)
     check_number("lr", lr, above=0)
-    flat = maps.detach().flatten(1)
+    flat = maps.detach().float().flatten(1)  # Adam moves float32 maps, whatever dtype the decoder ran in
     base = ((flat - flat.mean(1, keepdim=True)) / (flat.std(1, keepdim=True) + 1e-6)).view_as(maps)
     height, width = maps.shape[-2:]
     if plan.offset_stride is None:
