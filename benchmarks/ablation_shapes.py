@@ -50,6 +50,10 @@ ROWS = {
     "deletion_only": ("no least-relevant-first term", None, {"lrf_insertion_weight": 0.0}, "default"),
     "rise_term": ("RISE-insertion term added (weight 1)", None, {"rise_insertion_weight": 1.0}, "default"),
     "no_peak": ("no peak penalty", None, {"peak_weight": 0.0}, "default"),
+    "budget_0.08": ("decoder_flops_budget 0.08: widths, blocks and image-branch stride chosen to cost <= 8% of the "
+                    "classifier (aha.decoder_budget)", None, {"decoder_flops_budget": 0.08}, "default"),
+    "wider_decoder": ("twice the default decoder width (fusion_channels 64, head_channels 16)", None,
+                      {"fusion_channels": 64, "head_channels": 16}, "default"),
 }
 
 
