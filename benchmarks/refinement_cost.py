@@ -31,7 +31,7 @@ from models import VIT_CONFIGS
 
 from aha import AHAConfig, AHAExplainer
 from aha.decoder_budget import count_flops
-from aha.refinement_plan import RefinementPlan, plan_loss, refine_with_plan
+from aha.refinement_plan import RefinementPlan, plan_grid, plan_loss, refine_with_plan
 
 HERE = Path(__file__).resolve().parent
 
@@ -68,8 +68,10 @@ def counted_cost(model: str, plan: RefinementPlan, batch_size: int = 2) -> dict:
             plan_loss(explainer, plan, pixels, maps, target, step).sum().backward()
         flops += counter.get_total_flops()
     hook.remove()
+    grid = plan_grid(explainer, plan, size, size)
     return {"forward_equivalents_per_step": flops / 2 / forward,
-            "classifier_images_per_map_per_step": sum(seen) / 2 / batch_size}
+            "classifier_images_per_map_per_step": sum(seen) / 2 / batch_size, "grid": grid,
+            "sinkhorn_entries_per_map": grid**4}
 
 
 def measured(demo_dir: Path, plans: dict, steps_list: list[int], eval_images: int, batch_size: int) -> dict:
@@ -143,12 +145,13 @@ def main():
     machine = describe()
     counted = {model: {name: counted_cost(model, PLANS[name]) for name in args.plans} for model in args.models}
     print(summary(machine))
-    print("| plan | " + " | ".join(f"{m}: forward-equivalents / step | {m}: classifier images / step"
-                                   for m in args.models) + " |")
-    print("|---" * (2 * len(args.models) + 1) + "|")
+    print("| plan | " + " | ".join(f"{m}: forward-equivalents / step | classifier images / step | grid, Sinkhorn "
+                                   "entries" for m in args.models) + " |")
+    print("|---" * (3 * len(args.models) + 1) + "|")
     for name in args.plans:
         cells = [f"{counted[m][name]['forward_equivalents_per_step']:.1f} | "
-                 f"{counted[m][name]['classifier_images_per_map_per_step']:.0f}" for m in args.models]
+                 f"{counted[m][name]['classifier_images_per_map_per_step']:.0f} | "
+                 f"{counted[m][name]['grid']}, {counted[m][name]['sinkhorn_entries_per_map']:,}" for m in args.models]
         print(f"| {name} | " + " | ".join(cells) + " |")
     result = {"command": "python benchmarks/refinement_cost.py " + " ".join(
         f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items()

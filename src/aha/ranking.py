@@ -7,6 +7,8 @@ probability that item ``i`` sits at rank ``r``; it is (approximately) doubly sto
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 
 
@@ -60,7 +62,9 @@ def gumbel_sinkhorn(
     """
     if tau <= 0:
         raise ValueError(f"tau must be > 0, got {tau}")
-    with torch.autocast(scores.device.type, enabled=False):  # float32 throughout, also inside bf16/fp16 autocast
+    device_type = scores.device.type
+    # float32 throughout, also inside bf16/fp16 autocast (on devices that have autocast: not "meta")
+    with torch.autocast(device_type, enabled=False) if torch.amp.is_autocast_available(device_type) else nullcontext():
         log_alpha = sinkhorn_cost(scores.float())
         if noise:
             uniform = torch.rand(log_alpha.shape, device=log_alpha.device, generator=generator).clamp(1e-10, 1 - 1e-7)

@@ -47,6 +47,14 @@ class RefinementPlan:
         check_number("offset_stride", self.offset_stride, integer=True, minimum=1, optional=True)
 
 
+def plan_grid(explainer, plan: RefinementPlan, height: int, width: int) -> int:
+    """Side G of the ranking grid of ``plan`` for ``height`` x ``width`` images: the finest training grid, or cells
+    of ``plan.grid_cell_patches`` patches. The Sinkhorn problem has G^2 x G^2 entries per map."""
+    if plan.grid_cell_patches is None:
+        return explainer.objective.grid_range(height, width)[1]
+    return max(2, round(min(height, width) / (plan.grid_cell_patches * explainer.classifier_spec.patch_size)))
+
+
 def plan_loss(explainer, plan: RefinementPlan, pixel_values: torch.Tensor, maps: torch.Tensor, target: torch.Tensor,
               step: int = 0, clean_logits: torch.Tensor | None = None) -> torch.Tensor:
     """The deterministic objective of refinement step ``step`` under ``plan``, per image: (B,).
@@ -65,13 +73,9 @@ def plan_loss(explainer, plan: RefinementPlan, pixel_values: torch.Tensor, maps:
         else:
             config.lrf_insertion_weight = 0.0
     objective = RankingObjective(config, patch_size=explainer.classifier_spec.patch_size)
-    height, width = pixel_values.shape[-2:]
-    if plan.grid_cell_patches is None:
-        grid = objective.grid_range(height, width)[1]
-    else:
-        grid = max(2, round(min(height, width) / (plan.grid_cell_patches * explainer.classifier_spec.patch_size)))
     return objective(
-        explainer.classifier, pixel_values, maps, target, tau=config.tau_end, grid=grid, reference="mean",
+        explainer.classifier, pixel_values, maps, target, tau=config.tau_end,
+        grid=plan_grid(explainer, plan, *pixel_values.shape[-2:]), reference="mean",
         noise=False, checkpoint=plan.checkpoint, clean_logits=clean_logits,
     ).loss
 
