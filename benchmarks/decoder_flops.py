@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
+import sys
 from pathlib import Path
 
 import torch
@@ -62,8 +64,8 @@ def main():
               f"{row['parameters_ratio']:.3f} |")
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"command": "python benchmarks/decoder_flops.py", "machine": machine, "rows": rows},
-                                 indent=1))
+    output.write_text(json.dumps({"command": shlex.join(["python", "benchmarks/decoder_flops.py", *sys.argv[1:]]),
+                                  "machine": machine, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -89,8 +91,7 @@ def main():
               + " | ".join(f"{ratios[k]:.3f}x" for k in keys[1:]) + " |")
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"command": "python benchmarks/explain_speed.py " + " ".join(
-        f"--{k} {v}" for k, v in vars(args).items() if k not in ("models", "output")),
+    output.write_text(json.dumps({"command": shlex.join(["python", "benchmarks/explain_speed.py", *sys.argv[1:]]),
         "batch_size": args.batch_size, "machine": before, "load_average_after": after["load_average"],
         "rows": rows}, indent=1))
 

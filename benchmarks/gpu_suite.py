@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shlex
 import statistics
 import sys
 import time
@@ -282,7 +283,7 @@ def main(argv=None):
         checkpointing = max(fitting, key=lambda row: row["images_per_second"])["checkpointing"] if fitting else True
         train_rows.append(compiled_training(explainer, args, device, autocast, checkpointing))
     result = {
-        "command": "python benchmarks/gpu_suite.py" + (" --smoke" if args.smoke else ""),
+        "command": shlex.join(["python", "benchmarks/gpu_suite.py", *(sys.argv[1:] if argv is None else argv)]),
         "model": args.model, "budget": args.budget, "precision": precision, "train_batch": args.train_batch,
         "steps": args.steps, "machine": describe(),
         "classifier_parameters": sum(p.numel() for p in explainer.classifier.parameters()),

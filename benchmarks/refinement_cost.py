@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -37,14 +39,14 @@ HERE = Path(__file__).resolve().parent
 
 PLANS = {
     "today": RefinementPlan(),
-    "5 fractions": RefinementPlan(num_fractions=5),
-    "alternate terms": RefinementPlan(alternate_terms=True),
-    "1-patch grid": RefinementPlan(grid_cell_patches=1.0),
-    "no checkpointing": RefinementPlan(checkpoint=False),
-    "alternate, 5 fractions": RefinementPlan(num_fractions=5, alternate_terms=True),
-    "alternate, 5 fractions, 1-patch grid, offset": RefinementPlan(num_fractions=5, alternate_terms=True,
-                                                                   grid_cell_patches=1.0, offset_stride=4),
-    "alternate, 8 fractions, no checkpointing": RefinementPlan(alternate_terms=True, checkpoint=False),
+    "fractions_5": RefinementPlan(num_fractions=5),
+    "alternate": RefinementPlan(alternate_terms=True),
+    "grid_1_patch": RefinementPlan(grid_cell_patches=1.0),
+    "no_checkpointing": RefinementPlan(checkpoint=False),
+    "alternate_fractions_5": RefinementPlan(num_fractions=5, alternate_terms=True),
+    "alternate_fractions_5_grid_1_patch_offset_4": RefinementPlan(num_fractions=5, alternate_terms=True,
+                                                                  grid_cell_patches=1.0, offset_stride=4),
+    "alternate_no_checkpointing": RefinementPlan(alternate_terms=True, checkpoint=False),
 }
 
 
@@ -153,9 +155,8 @@ def main():
                  f"{counted[m][name]['classifier_images_per_map_per_step']:.0f} | "
                  f"{counted[m][name]['grid']}, {counted[m][name]['sinkhorn_entries_per_map']:,}" for m in args.models]
         print(f"| {name} | " + " | ".join(cells) + " |")
-    result = {"command": "python benchmarks/refinement_cost.py " + " ".join(
-        f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items()
-        if k != "output" and v is not None), "machine": machine, "counted": counted}
+    result = {"command": shlex.join(["python", "benchmarks/refinement_cost.py", *sys.argv[1:]]), "machine": machine,
+              "counted": counted}
     if args.demo_dir:
         result["measured"] = measured(Path(args.demo_dir), {n: PLANS[n] for n in args.plans}, args.steps,
                                       args.eval_images, args.batch_size)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -93,8 +95,8 @@ def main():
             print(f"| {decoder} | {path} | " + " | ".join(cells) + " |")
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"command": "python benchmarks/throughput.py " + " ".join(
-        f"--{k} {v}" for k, v in vars(args).items() if k != "output"), "machine": machine,
+    output.write_text(json.dumps({"command": shlex.join(["python", "benchmarks/throughput.py", *sys.argv[1:]]),
+                                  "machine": machine,
         "load_average_after": after["load_average"], "rows": rows}, indent=1))
 
 
