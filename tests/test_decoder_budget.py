@@ -1,6 +1,8 @@
 """The decoder's compute budget: counted (never timed) FLOPs and parameters of the decoder stay within the budget's
 fraction of the classifier's, for every supported family; the choice is recorded in the config and reloads."""
 
+import re
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -73,3 +75,13 @@ def test_without_a_budget_the_decoder_is_unchanged():
     assert (decoder.projection.out_channels, decoder.to_head.out_channels, decoder.image_stride, len(decoder.blocks)) == (
         16, 8, 1, 2)
     assert explainer.config.fusion_channels is None and explainer.config.decoder_flops_budget is None
+
+
+@pytest.mark.parametrize("name, value, expected", [
+    ("decoder_flops_budget", 0.0, "decoder_flops_budget must be a finite number > 0 (or None), got 0.0"),
+    ("image_branch_stride", 0, "image_branch_stride must be an integer >= 1 (or None), got 0"),
+    ("decoder_blocks", -1, "decoder_blocks must be an integer >= 0 (or None), got -1"),
+])
+def test_config_refuses_bad_budget_fields(name, value, expected):
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        AHAExplainer.from_classifier(make_classifier("vit"), **{name: value})

@@ -91,9 +91,10 @@ class AHAConfig(PreTrainedConfig):
             Residual blocks of 3x3 convolutions on the token grid. Default: 2.
         decoder_flops_budget (`float`, *optional*):
             Most the decoder may cost, as a fraction of the classifier's forward, in FLOPs and in parameters
-            (counted at the classifier's configured image size, see [`aha.decoder_budget`]). When set, the width
-            fields above that are left unset are chosen to fit (coarser image branch first, then narrower widths)
-            and recorded in this config. Default: None, the widths follow the feature model's hidden size alone.
+            (counted at the classifier's configured image size, see [`aha.decoder_budget`]). When set, the four
+            fields above that are left unset are chosen to fit, preferring the finest image branch, then the most
+            blocks, then the widest fusion width and head, and are recorded in this config (a save reloads the same
+            decoder). Default: None, the widths follow the feature model's hidden size alone.
         image_mean, image_std (`list[float]`, *optional*):
             The target's input normalisation (from its image processor); needed for the "black" reference.
         references (`list[str]`):
