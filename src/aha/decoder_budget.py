@@ -132,8 +132,8 @@ class DecoderBudget:
     def choose(self, budget: float) -> DecoderWidths:
         """The preferred widths whose decoder fits ``budget``.
 
-        Preference, most important first: the finest image branch (stride 1, 2, 4, ... up to the classifier's patch
-        size: the image branch is what lets a map follow edges inside a patch, and at small sizes its
+        Preference, most important first: the finest image branch (stride 1, then the classifier's patch size
+        halved repeatedly, finest first: 1, 2, 4, 8, 16 for 16 px patches; the image branch is what lets a map follow edges inside a patch, and at small sizes its
         full-resolution convolutions are the decoder's dearest part), then the most residual blocks (2, 1, 0),
         then the widest fusion width (the default rule's, halved down to 8; the class embedding follows it), then
         the widest head, which is also the image branch's width (the default rule's, halved down to 4). Fields
