@@ -203,3 +203,9 @@ def test_target_checkpointing_recomputes_chunks_without_changing_the_gradients(i
     assert checkpointed_calls - plain_calls == -(-perturbed // 16)
     for a, b in zip(plain, checkpointed):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_a_processor_without_normalisation_gives_mean_0_and_std_1():
+    processor = T.ViTImageProcessorPil(do_normalize=False, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    config = _explainer(image_processor=processor, references=["black"]).config
+    assert config.image_mean == [0.0] * 3 and config.image_std == [1.0] * 3  # "black" is then 0 in pixel space

@@ -9,9 +9,8 @@ import re
 from transformers import AutoConfig, GenerationConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .perturbation import check_reference
 from .validation import check_number
-
-REFERENCE_CHOICES = ("black", "mean", "blur")
 
 # Range rules of numeric fields: name -> keyword arguments of `aha.validation.check_number` (None is accepted
 # where the default is None). Every other field of AHAConfig is checked by the type of its default (bool, int,
@@ -40,7 +39,7 @@ _LIST_RULES = {
     "image_mean": (dict(), None),
     "image_std": (dict(above=0), None),
     "grid_cell_patches": (dict(above=0), (2,)),
-    "references": (None, None),  # checked against REFERENCE_CHOICES below
+    "references": (None, None),  # checked against aha.perturbation.REFERENCES below
 }
 _FINGERPRINT = re.compile(r"^sha256:[0-9a-f]{64}$")
 # Keys besides the fields that transformers itself passes to a config (from config.json, from_dict, BC names)
@@ -148,17 +147,11 @@ class AHAConfig(PreTrainedConfig):
         self._check_keys(kwargs)
         super().__post_init__(**kwargs)
         self._check_fields()
-        normalisation_known = self.image_mean is not None and self.image_std is not None
+        normalisation = (self.image_mean, self.image_std) if self.image_mean is not None and self.image_std is not None else None
         self.references = list(self.references)
         self.grid_cell_patches = list(self.grid_cell_patches)
-        unknown = sorted(set(self.references) - set(REFERENCE_CHOICES))
-        if unknown or not self.references:
-            raise ValueError(f"references must be a non-empty subset of {REFERENCE_CHOICES}, got {self.references}")
-        if "black" in self.references and not normalisation_known:
-            raise ValueError(
-                'the "black" reference needs image_mean and image_std (pass the image processor to '
-                "AHAExplainer.from_classifier, or set references without \"black\")"
-            )
+        for kind in self.references:
+            check_reference(kind, normalisation, 'the "black" reference of AHAConfig.references')
         low, high = self.grid_cell_patches
         if not low <= high:
             raise ValueError(f"grid_cell_patches must be [low, high] with 0 < low <= high, got {self.grid_cell_patches}")

@@ -20,6 +20,7 @@ from .configuration_aha import AHAConfig
 from .fingerprint import short_fingerprint, weights_fingerprint
 from .loading import check_local_path, load_classifier, naming_damaged_files
 from .objectives import ObjectiveTerms, RankingObjective
+from .perturbation import resolve_normalisation
 from .validation import check_classes, check_number, check_pixel_values
 
 logger = logging.get_logger(__name__)
@@ -316,9 +317,10 @@ class AHAExplainer(PreTrainedModel):
         config_overrides.setdefault("classifier_name_or_path", classifier.name_or_path or None)
         classifier_config = classifier.config.__class__.from_dict(classifier.config.to_dict())
         classifier_config.architectures = [type(classifier).__name__]
-        if image_processor is not None:
-            config_overrides.setdefault("image_mean", list(image_processor.image_mean))
-            config_overrides.setdefault("image_std", list(image_processor.image_std))
+        normalisation = resolve_normalisation(image_processor, channels=classifier.config.num_channels)
+        if normalisation is not None:  # a processor with do_normalize=False gives mean 0 and std 1
+            config_overrides.setdefault("image_mean", normalisation[0])
+            config_overrides.setdefault("image_std", normalisation[1])
         backbone_config = None
         if feature_backbone is not None:
             BackboneSpec.from_model(feature_backbone)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import torch
 
@@ -58,6 +58,12 @@ def check_normalisation(image_mean, image_std, channels: int | None = None) -> N
             raise ValueError(f"{name} must have one value per channel ({channels}), got {len(values)}: {values}")
         for index, value in enumerate(values):
             check_number(f"{name}[{index}]", float(value) if hasattr(value, "item") else value, **rule)
+
+
+def check_choice(what: str, value, choices: Sequence) -> None:
+    """Raise a ValueError naming ``what`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; expected one of {tuple(choices)}")
 
 
 def check_number(
