@@ -40,13 +40,12 @@ from ..data import (
 )
 from ..fingerprint import weights_fingerprint
 from ..modeling_aha import AHAExplainer
-from ..objectives import annealed_tau
 from .arguments import explainer_overrides, num_warmup_steps, public_args, validate_args
 from .checkpointing import CHECKPOINTS_DIR, TrainingState, resolve_checkpoint, save_checkpoint
 from .evaluation import evaluate
 from .hub import save_and_push
 from .output_dir import check_output_dir, run_args, write_run_args
-from .schedule import warmup_cosine_schedule
+from .schedule import annealed_tau, warmup_cosine_schedule
 from .target import load_target
 
 logger = get_logger(__name__)

@@ -1,4 +1,5 @@
-"""Learning-rate schedule: linear warm-up from ``lr * start_factor`` to ``lr``, then cosine decay to 0."""
+"""What changes over training: the learning rate (linear warm-up from ``lr * start_factor`` to ``lr``, then cosine
+decay to 0) and the Gumbel-Sinkhorn temperature (a linear anneal)."""
 
 from __future__ import annotations
 
@@ -23,3 +24,9 @@ def warmup_cosine_schedule(
     return LambdaLR(
         optimizer, lambda step: warmup_cosine_factor(step, num_warmup_steps, num_training_steps, start_factor)
     )
+
+
+def annealed_tau(step: int, total_steps: int, tau_start: float, tau_end: float) -> float:
+    """Temperature at ``step`` of a linear anneal from ``tau_start`` (step 0) to ``tau_end`` (last step)."""
+    progress = min(max(step / max(total_steps - 1, 1), 0.0), 1.0)
+    return tau_start + (tau_end - tau_start) * progress
