@@ -504,8 +504,7 @@ class AHAExplainer(PreTrainedModel):
         target: torch.Tensor | int | None = None,
         labels: torch.Tensor | None = None,
         tau: float | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
+        generator: torch.Generator | None = None,
     ) -> AHAExplainerOutput:
         r"""Explain ``pixel_values`` in one forward pass; with ``labels``, also compute the training loss.
 
@@ -519,6 +518,9 @@ class AHAExplainer(PreTrainedModel):
                 (if `config.second_class`) a second class: the runner-up when the prediction is right, else
                 the label. A random grid size and reference are drawn for the step.
             tau (`float`, *optional*): Gumbel-Sinkhorn temperature of this step. Default: `config.tau_end`.
+            generator (`torch.Generator`, *optional*): where the step's random draws (grid size, reference,
+                Gumbel noise) come from, on the model's device; the training loop passes its own. Default: torch's
+                default generator.
         """
         check_pixel_values(pixel_values, {self.classifier_spec, self.feature_spec})
         check_number("tau", tau, above=0, optional=True)
@@ -543,10 +545,11 @@ class AHAExplainer(PreTrainedModel):
             maps,
             classes,
             tau=self.config.tau_end if tau is None else tau,
-            grid=self.objective.sample_grid(height, width),
-            reference=self.objective.sample_reference(),
+            grid=self.objective.sample_grid(height, width, generator),
+            reference=self.objective.sample_reference(generator),
             checkpoint=self.target_checkpointing,
             clean_logits=logits.repeat(repeats, 1),
+            generator=generator,
         )
         return AHAExplainerOutput(
             loss=terms.loss.mean(), attributions=maps[:batch_size], logits=logits, target=target, objective=terms

@@ -13,7 +13,6 @@ probability on every perturbed image traces a soft curve whose trapezoid AUC is 
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass
 
 import torch
@@ -71,13 +70,14 @@ class RankingObjective:
         largest = max(smallest, min(side, round(side / (low_cell * self.patch_size))))
         return smallest, largest
 
-    def sample_grid(self, height: int, width: int) -> int:
-        """A grid side drawn uniformly from :meth:`grid_range` (Python's RNG, seeded by the training loop)."""
-        return random.randint(*self.grid_range(height, width))
+    def sample_grid(self, height: int, width: int, generator: torch.Generator | None = None) -> int:
+        """A grid side drawn uniformly from :meth:`grid_range` by ``generator`` (None: torch's default one)."""
+        low, high = self.grid_range(height, width)
+        return low + _draw(high - low + 1, generator)
 
-    def sample_reference(self) -> str:
-        """A reference kind drawn uniformly from ``config.references``."""
-        return random.choice(self.config.references)
+    def sample_reference(self, generator: torch.Generator | None = None) -> str:
+        """A reference kind drawn uniformly from ``config.references`` by ``generator`` (None: torch's default one)."""
+        return self.config.references[_draw(len(self.config.references), generator)]
 
     def __call__(
         self,
@@ -91,6 +91,7 @@ class RankingObjective:
         noise: bool = True,
         checkpoint: bool = False,
         clean_logits: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
     ) -> ObjectiveTerms:
         """Evaluate the objective.
 
@@ -104,6 +105,7 @@ class RankingObjective:
             checkpoint: recompute the classifier's activations chunk by chunk in the backward pass
                 (see :func:`aha.perturbation.iter_scores`).
             clean_logits: (N, num_labels) the classifier's logits on ``pixel_values``, when already known.
+            generator: the source of the Gumbel noise, on the maps' device (None: torch's default one).
         Returns:
             :class:`ObjectiveTerms`, each (N,).
         """
@@ -111,7 +113,7 @@ class RankingObjective:
         n, _, height, width = pixel_values.shape
         fractions = torch.linspace(0, 1, config.num_fractions, device=maps.device)[1:-1]
         cells = F.adaptive_avg_pool2d(maps.unsqueeze(1), grid).flatten(1)
-        permutation = gumbel_sinkhorn(cells, tau=tau, n_iters=config.sinkhorn_iterations, noise=noise)
+        permutation = gumbel_sinkhorn(cells, tau=tau, n_iters=config.sinkhorn_iterations, noise=noise, generator=generator)
         # top-p membership, and bottom-p membership as 1 - top-(1-p): one relaxation serves both orders
         membership = soft_topk_membership(permutation, torch.cat([fractions, 1 - fractions]))
         top, bottom = membership[:, : len(fractions)], 1 - membership[:, len(fractions) :]
@@ -185,3 +187,9 @@ class RankingObjective:
         """``config.peak_window`` (pixels at 224 px) scaled to this image side, odd and >= 3."""
         window = round(self.config.peak_window * min(height, width) / 224)
         return max(3, window | 1)
+
+
+def _draw(count: int, generator: torch.Generator | None) -> int:
+    """An integer drawn uniformly from ``range(count)`` by ``generator`` (on its device; None: torch's default)."""
+    device = generator.device if generator is not None else None
+    return int(torch.randint(count, (), generator=generator, device=device))

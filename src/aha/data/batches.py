@@ -46,8 +46,7 @@ def train_dataloader(
     streams come back split for this process, batches on the CPU.
 
     The loaders own a generator: by default every new ``DataLoader`` iterator draws a seed from torch's
-    global RNG, so a resumed run (which starts an iterator mid-epoch) would shift the global stream that the
-    objective's noise is drawn from."""
+    global RNG, and library code draws from no global RNG."""
     generator = torch.Generator().manual_seed(seed)
     if not isinstance(dataset, datasets.IterableDataset):
         loader = DataLoader(

@@ -9,7 +9,8 @@ A checkpoint ``checkpoints/step_<N>`` holds only safetensors and JSON files:
 - ``training_state.json``: the steps completed, the data position, the learning-rate scheduler, the
   gradient scaler, accelerate's micro-step counter, the number of processes and the fingerprint of the
   classifier the run trains against (see :func:`aha.fingerprint.weights_fingerprint`);
-- ``rng_state_<rank>.json``: each process's Python, NumPy, torch CPU and accelerator RNG states.
+- ``rng_state_<rank>.json``: each process's generator of the objective's random draws, and its Python, NumPy,
+  torch CPU and accelerator RNG states.
 
 Why not ``accelerator.save_state`` / ``load_state``: they write the optimiser, scheduler, RNG states and
 registered objects as pickles, and resuming unpickles registered objects with ``weights_only=False`` (a
@@ -91,6 +92,7 @@ class TrainingState:
         batches: the training batches (their position is saved).
         classifier_fingerprint: :func:`~aha.fingerprint.weights_fingerprint` of the frozen classifier.
         completed_steps: optimiser steps completed so far.
+        generator: the generator of the objective's random draws (grid size, reference, Gumbel noise).
     """
 
     accelerator: Accelerator
@@ -100,6 +102,7 @@ class TrainingState:
     batches: TrainingBatches
     classifier_fingerprint: str
     completed_steps: int = 0
+    generator: torch.Generator | None = None
 
     def write(self, directory: str) -> None:
         """Write the state into ``directory`` (which must exist); every process must call it."""
@@ -123,7 +126,7 @@ class TrainingState:
                 "accelerator_step": accelerator.step,
             })
         rng_path = os.path.join(directory, rng_file(accelerator.process_index))
-        write_json(rng_path, rng_states(accelerator.device), indent=None)
+        write_json(rng_path, rng_states(accelerator.device, self.generator), indent=None)
 
     def read(self, directory: str) -> None:
         """Restore the state saved in ``directory``, after checking every file it reads.
@@ -177,7 +180,7 @@ class TrainingState:
             if accelerator.scaler is not None:
                 accelerator.scaler.load_state_dict(state["grad_scaler"])
             self.batches.load_state_dict(state["data_position"])
-            set_rng_states(rng, accelerator.device)
+            set_rng_states(rng, accelerator.device, self.generator)
             accelerator.step = int(state["accelerator_step"])
             self.completed_steps = int(state["completed_steps"])
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
@@ -286,9 +289,9 @@ def read_optimizer(path: str, fresh: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ RNGs
-def rng_states(device: torch.device) -> dict:
-    """This process's RNG states as JSON values: Python's, NumPy's, torch's CPU one and, on an
-    accelerator with per-device generators (CUDA, XPU, ...), every device's."""
+def rng_states(device: torch.device, generator: torch.Generator | None = None) -> dict:
+    """This process's RNG states as JSON values: ``generator``'s (the objective's), Python's, NumPy's, torch's
+    CPU one and, on an accelerator with per-device generators (CUDA, XPU, ...), every device's."""
     version, internal, gauss_next = random.getstate()
     name, keys, position, has_gauss, cached = np.random.get_state()
     states = {
@@ -296,6 +299,7 @@ def rng_states(device: torch.device) -> dict:
         "numpy": [name, keys.tolist(), int(position), int(has_gauss), float(cached)],
         "torch": torch.get_rng_state().tolist(),
         "device": None,
+        "objective": generator.get_state().tolist() if generator is not None else None,
     }
     module = getattr(torch, device.type, None)
     if device.type != "cpu" and hasattr(module, "get_rng_state_all"):
@@ -303,13 +307,15 @@ def rng_states(device: torch.device) -> dict:
     return states
 
 
-def set_rng_states(states: dict, device: torch.device) -> None:
-    """Restore what :func:`rng_states` returned."""
+def set_rng_states(states: dict, device: torch.device, generator: torch.Generator | None = None) -> None:
+    """Restore what :func:`rng_states` returned (``generator`` keeps its state when none was saved)."""
     version, internal, gauss_next = states["python"]
     random.setstate((version, tuple(internal), gauss_next))
     name, keys, position, has_gauss, cached = states["numpy"]
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
     torch.set_rng_state(torch.tensor(states["torch"], dtype=torch.uint8))
+    if generator is not None and states.get("objective") is not None:
+        generator.set_state(torch.tensor(states["objective"], dtype=torch.uint8))
     saved = states["device"]
     if saved is not None:
         if saved["type"] != device.type:

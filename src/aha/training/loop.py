@@ -178,8 +178,12 @@ def train(args: argparse.Namespace, classifier=None, image_processor=None, split
     unwrapped = accelerator.unwrap_model(explainer)
 
     batches = TrainingBatches(train_loader, accelerator)
+    # the objective's random draws (grid size, reference, Gumbel noise) come from the run's own generator, whose
+    # state is checkpointed: nothing in the step draws from a global RNG
+    generator = torch.Generator(accelerator.device).manual_seed(args.seed)
     progress = TrainingState(
-        accelerator, unwrapped, optimizer, lr_scheduler, batches, weights_fingerprint(unwrapped.classifier)
+        accelerator, unwrapped, optimizer, lr_scheduler, batches, weights_fingerprint(unwrapped.classifier),
+        generator=generator,
     )
     if args.resume_from_checkpoint is not None:
         checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
@@ -220,7 +224,7 @@ def train(args: argparse.Namespace, classifier=None, image_processor=None, split
         batch = next(batch_iterator)
         with accelerator.accumulate(explainer):
             tau = annealed_tau(progress.completed_steps, max_train_steps, config.tau_start, config.tau_end)
-            loss = explainer(**batch, tau=tau).loss
+            loss = explainer(**batch, tau=tau, generator=generator).loss
             accelerator.backward(loss)
             if accelerator.sync_gradients:
                 accelerator.clip_grad_norm_(trainable, args.max_grad_norm)
