@@ -69,7 +69,7 @@ def test_push_uploads_weights_processor_and_card_and_reloads_identically(hub, im
 def test_decoder_only_push_holds_no_classifier_weights(hub, images):
     root, _ = hub
     explainer = _explainer()
-    explainer.push_to_hub(REPO_ID, include_target=False)
+    explainer.push_to_hub(REPO_ID, include_classifier=False)
     folder = root / REPO_ID
     with safe_open(folder / "model.safetensors", "pt") as weights:
         keys = list(weights.keys())
@@ -77,7 +77,7 @@ def test_decoder_only_push_holds_no_classifier_weights(hub, images):
     assert "Decoder only" in (folder / "README.md").read_text()
     reloaded = AHAExplainer.from_pretrained(folder, classifier=labelled_classifier())
     assert torch.equal(reloaded.explain(images), explainer.explain(images))
-    with pytest.raises(ValueError, match="different target model"):
+    with pytest.raises(ValueError, match="different classifier"):
         AHAExplainer.from_pretrained(folder, classifier=make_classifier("vit", seed=3))
 
 

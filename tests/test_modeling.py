@@ -194,7 +194,7 @@ def test_target_checkpointing_recomputes_chunks_without_changing_the_gradients(i
         return [p.grad.clone() for p in explainer.decoder.parameters()], len(calls)
 
     plain, plain_calls = decoder_gradients()
-    explainer.enable_target_checkpointing()
+    explainer.activation_checkpointing_enable()
     checkpointed, checkpointed_calls = decoder_gradients()
     # 4 images x 2 classes x 2 curves x the inner fractions, in chunks of 16: each chunk runs again in backward;
     # the clean pass and the curves' end points (no gradient) do not

@@ -51,22 +51,23 @@ _TRANSFORMERS_KEYS = {
 
 
 class AHAConfig(PreTrainedConfig):
-    r"""Configuration of an [`AHAExplainer`]: the frozen target classifier it explains, the decoder that
-    turns the target's features into a per-pixel map, and the ranking objective it is trained with.
+    r"""Configuration of an [`AHAExplainer`]: the frozen classifier it explains, the decoder that
+    turns the classifier's features into a per-pixel map, and the ranking objective it is trained with.
 
     Args:
         classifier_config (`PreTrainedConfig` or `dict`):
-            Config of the frozen target image classifier (its `architectures[0]` names the class).
+            Config of the frozen image classifier (its `architectures[0]` names the class).
         classifier_name_or_path (`str`, *optional*):
-            Where the target's weights come from (Hub id or local path): a decoder-only save loads its target
+            Where the classifier's weights come from (Hub id or local path): a decoder-only save loads its classifier
             from there. Default in [`AHAExplainer.from_classifier`]: the classifier's `name_or_path`.
         classifier_revision (`str`, *optional*):
             Hub revision (branch, tag or commit) of `classifier_name_or_path`.
         classifier_fingerprint (`str`, *optional*):
-            `"sha256:<hex>"` digest of the target's weights (see [`aha.fingerprint.weights_fingerprint`]),
+            `"sha256:<hex>"` digest of the classifier's weights (see [`aha.fingerprint.weights_fingerprint`]),
             recorded by `save_pretrained` and checked when a decoder-only save is loaded.
-        includes_target (`bool`):
-            Whether the saved weights include the frozen target (`save_pretrained(include_target=...)`).
+        includes_classifier (`bool`):
+            Whether the saved weights include the frozen classifier (`save_pretrained(include_classifier=...)`).
+            (Configs written before this name was chosen call it `includes_target`; they load as they are.)
         feature_backbone_config (`PreTrainedConfig` or `dict`, *optional*):
             Config of a separate frozen feature backbone (any supported HF vision model). When set, the
             decoder reads this model's hidden states instead of the classifier's.
@@ -81,13 +82,13 @@ class AHAConfig(PreTrainedConfig):
         class_embedding_dim (`int`, *optional*):
             Size of the learned target-class embedding joined to every token. Default: `fusion_channels`.
         image_mean, image_std (`list[float]`, *optional*):
-            The target's input normalisation (from its image processor); needed for the "black" reference.
+            The classifier's input normalisation (from its image processor); needed for the "black" reference.
         references (`list[str]`):
             References drawn at random each training step, among "black", "mean", "blur". Default: "mean"
             alone. The paper draws among all three; on AHA Shapes that mix trained slower and ended worse under
             every evaluation reference, black and blur included (benchmarks/RESULTS.md, ablations).
         grid_cell_patches (`list[float]`):
-            Range of training-grid cell sides, in patches of the target. Each step draws a grid side G
+            Range of training-grid cell sides, in patches of the classifier. Each step draws a grid side G
             uniformly so that cells span this range (the reference's 7..28 at 224 px / 16 px patches is
             cells of 2 down to 0.5 patches).
         num_fractions (`int`): points of the soft deletion/insertion curves (fractions linspace(0, 1)); the two end
@@ -103,7 +104,7 @@ class AHAConfig(PreTrainedConfig):
         peak_weight (`float`): weight of the peak penalty `mean(relu(h - avgpool(h))^2)`.
         peak_window (`int`): side in pixels of that average pool at 224 px; scaled with the image side.
         second_class (`bool`): train on a second class per image (runner-up if top-1 is right, else the label).
-        perturbation_batch_size (`int`): perturbed images per forward of the target (chunk size).
+        perturbation_batch_size (`int`): perturbed images per forward of the classifier (chunk size).
         refine_lr (`float`): Adam learning rate of test-time refinement, on per-image standardised maps (Adam
             moves every pixel by about this much per step, so a few steps need a large rate).
     """
@@ -118,7 +119,7 @@ class AHAConfig(PreTrainedConfig):
     classifier_name_or_path: str | None = None
     classifier_revision: str | None = None
     classifier_fingerprint: str | None = None
-    includes_target: bool = True
+    includes_classifier: bool = True
     feature_backbone_config: dict | PreTrainedConfig | None = None
     feature_layers: list[int] | None = None
     fusion_channels: int | None = None
@@ -144,6 +145,8 @@ class AHAConfig(PreTrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
+        if "includes_target" in kwargs:  # its name in configs saved by aha-explain 0.1
+            self.includes_classifier = kwargs.pop("includes_target")
         self._check_keys(kwargs)
         super().__post_init__(**kwargs)
         self._check_fields()

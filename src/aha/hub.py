@@ -102,7 +102,7 @@ def model_card(
     config: AHAConfig,
     *,
     repo_id: str | None = None,
-    include_target: bool = True,
+    include_classifier: bool = True,
     eval_results: Sequence[EvalResult] | None = None,
     dataset: str | None = None,
     steps: int | None = None,
@@ -112,7 +112,7 @@ def model_card(
 
     Args:
         repo_id: where it lives on the Hub (shown in the usage examples).
-        include_target: whether the save holds the classifier (self-contained) or is decoder-only.
+        include_classifier: whether the save holds the classifier (self-contained) or is decoder-only.
         eval_results: measured faithfulness, e.g. from :func:`faithfulness_results`.
         dataset: the training data (a Hub id is also listed in the metadata).
         steps: optimisation steps trained.
@@ -142,7 +142,7 @@ def model_card(
         base_model=base_model,
         classifier_revision=config.classifier_revision,
         fingerprint=config.classifier_fingerprint,
-        self_contained=include_target,
+        self_contained=include_classifier,
         repo_id=repo_id or "path/to/explainer",
         dataset=dataset,
         steps=steps,
@@ -168,7 +168,7 @@ def push_explainer(
     explainer,
     repo_id: str,
     *,
-    include_target: bool = True,
+    include_classifier: bool = True,
     eval_results: Sequence[EvalResult] | None = None,
     license: str = DEFAULT_LICENSE,
     commit_message: str | None = None,
@@ -182,8 +182,8 @@ def push_explainer(
     api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
     with tempfile.TemporaryDirectory() as folder:
-        explainer.save_pretrained(folder, include_target=include_target)
-        card = model_card(explainer.config, repo_id=repo_id, include_target=include_target, eval_results=eval_results, license=license)
+        explainer.save_pretrained(folder, include_classifier=include_classifier)
+        card = model_card(explainer.config, repo_id=repo_id, include_classifier=include_classifier, eval_results=eval_results, license=license)
         card.save(os.path.join(folder, "README.md"))
-        message = commit_message or f"Upload AHA explainer ({'self-contained' if include_target else 'decoder only'})"
+        message = commit_message or f"Upload AHA explainer ({'self-contained' if include_classifier else 'decoder only'})"
         return upload_folder(api, folder, repo_id, message, revision=revision, create_pr=create_pr)

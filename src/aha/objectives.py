@@ -55,7 +55,7 @@ class RankingObjective:
 
     Args:
         config: an :class:`~aha.AHAConfig` (weights, fractions, Sinkhorn, smoothing, chunk size).
-        patch_size: the target's patch side in pixels (sets the grid range).
+        patch_size: the classifier's patch side in pixels (sets the grid range).
     """
 
     def __init__(self, config, patch_size: int):
@@ -96,7 +96,7 @@ class RankingObjective:
         """Evaluate the objective.
 
         Args:
-            classifier: frozen target, called as ``classifier(pixel_values=x).logits``.
+            classifier: the frozen classifier, called as ``classifier(pixel_values=x).logits``.
             pixel_values: (N, C, H, W) images in normalised space.
             maps: (N, H, W) unbounded importance scores (higher = more important).
             classes: (N,) class explained by each map.

@@ -1,4 +1,4 @@
-"""Datasets -> training batches for AHA, with the target classifier's own image processor."""
+"""Datasets -> training batches for AHA, with the classifier's own image processor."""
 
 from .batches import TrainingBatches, eval_dataloader, limit_examples, train_dataloader
 from .collate import ImageClassificationCollator

@@ -62,7 +62,7 @@ def train_dataloader(
     if num_workers:
         raise ValueError(
             "streaming datasets are read in the main process (--dataloader_num_workers 0) so that the stream "
-            "position can be checkpointed; decoding is small next to the target's perturbed passes"
+            "position can be checkpointed; decoding is small next to the classifier's perturbed passes"
         )
     if shuffle_buffer_size:
         dataset = dataset.shuffle(seed=seed, buffer_size=shuffle_buffer_size)

@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     model = parser.add_argument_group("model")
     model.add_argument("--model_name_or_path", type=str, default=None,
-                       help="The target classifier (AutoModelForImageClassification): Hub id or local dir.")
+                       help="The classifier to explain (AutoModelForImageClassification): Hub id or local dir.")
     model.add_argument("--tau_start", type=float, default=None, help="Gumbel-Sinkhorn temperature at step 0.")
     model.add_argument("--tau_end", type=float, default=None, help="Gumbel-Sinkhorn temperature at the last step.")
     model.add_argument("--explainer_config", type=config_override, action="append", default=[], metavar="KEY=VALUE",
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     optim.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None,
                        help="Default: the accelerate config / launcher's, else bf16 on GPUs that support it, else no.")
     optim.add_argument("--no_gradient_checkpointing", dest="gradient_checkpointing", action="store_false",
-                       help="Keep the target's activations instead of recomputing them in the backward pass.")
+                       help="Keep the classifier's activations instead of recomputing them in the backward pass.")
     optim.add_argument("--seed", type=int, default=42, help="Seed of the whole run (data order, grids, noise).")
 
     run = parser.add_argument_group("run")
@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help='Trackers for --with_tracking ("tensorboard", "wandb", ... or "all").')
     run.add_argument("--push_to_hub", action="store_true", help="Push the final explainer to the Hub.")
     run.add_argument("--decoder_only", action="store_true",
-                     help="Save the final explainer without its frozen target (like a PEFT adapter): the config "
+                     help="Save the final explainer without its frozen classifier (like a PEFT adapter): the config "
                           "references --model_name_or_path and the fingerprint of its weights.")
     run.add_argument("--hub_model_id", type=str, default=None, help="Hub repo id (default: the output dir's name).")
     run.add_argument("--hub_token", type=str, default=None, help="Hub token (default: the `hf auth login` one).")

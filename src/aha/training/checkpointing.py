@@ -39,7 +39,8 @@ from accelerate import Accelerator
 
 from ..data import TrainingBatches
 from ..fingerprint import short_fingerprint
-from ..modeling_aha import TARGET_PREFIX, AHAExplainer
+from ..modeling_aha import AHAExplainer
+from ..saving import CLASSIFIER_PREFIX
 from ..safe_files import read_json, read_safetensors, safetensors_header, write_json, write_safetensors
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -78,7 +79,7 @@ def resolve_checkpoint(resume_from_checkpoint: str, output_dir: str) -> str:
 
 def trainable_state_dict(model: AHAExplainer) -> dict[str, torch.Tensor]:
     """The explainer's weights without the frozen classifier: what a checkpoint stores."""
-    return {key: value for key, value in model.state_dict().items() if not key.startswith(TARGET_PREFIX)}
+    return {key: value for key, value in model.state_dict().items() if not key.startswith(CLASSIFIER_PREFIX)}
 
 
 @dataclass

@@ -37,7 +37,7 @@ def run_card(args: argparse.Namespace, config, steps: int, metrics: dict[str, fl
         )
     repo_id = args.hub_model_id or _folder_name(args.output_dir)
     return model_card(
-        config, repo_id=repo_id, include_target=not args.decoder_only, eval_results=eval_results,
+        config, repo_id=repo_id, include_classifier=not args.decoder_only, eval_results=eval_results,
         dataset=training_data(args), steps=steps,
     )
 
@@ -50,7 +50,7 @@ def save_and_push(
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return
-    explainer.save_pretrained(args.output_dir, include_target=not args.decoder_only)
+    explainer.save_pretrained(args.output_dir, include_classifier=not args.decoder_only)
     run_card(args, explainer.config, steps, metrics).save(os.path.join(args.output_dir, "README.md"))
     if args.push_to_hub:
         api = HfApi(token=args.hub_token)

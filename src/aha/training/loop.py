@@ -1,7 +1,7 @@
 """``aha train``: one Accelerate training loop for an AHA explainer, in the style of transformers'
 ``run_image_classification_no_trainer.py``.
 
-The target classifier stays frozen; only the decoder learns. Each optimiser step anneals the
+The classifier stays frozen; only the decoder learns. Each optimiser step anneals the
 Gumbel-Sinkhorn temperature linearly from ``tau_start`` to ``tau_end``; the learning rate warms up from
 lr/25 then decays by cosine. The full training state is checkpointed atomically every
 ``--checkpointing_steps`` and at the end; ``--resume_from_checkpoint`` continues exactly where it stopped.
@@ -46,7 +46,7 @@ from .evaluation import evaluate
 from .hub import save_and_push
 from .output_dir import check_output_dir, run_args, write_run_args
 from .schedule import annealed_tau, warmup_cosine_schedule
-from .target import load_target
+from .classifier import load_classifier_and_processor
 
 logger = get_logger(__name__)
 
@@ -106,13 +106,13 @@ def train(args: argparse.Namespace, classifier=None, image_processor=None, split
     # Everything that can be checked without data, before any data is touched.
     validate_args(args, accelerator.num_processes)
     if classifier is None and args.model_name_or_path is None:
-        raise ValueError("--model_name_or_path is required (the target classifier)")
+        raise ValueError("--model_name_or_path is required (the classifier to explain)")
     check_output_dir(args)
     recorded_args = run_args(args)  # written when training starts: a run that fails before locks nothing
     set_seed(args.seed)
 
     if classifier is None:
-        classifier, image_processor = load_target(args.model_name_or_path, token=args.hub_token)
+        classifier, image_processor = load_classifier_and_processor(args.model_name_or_path, token=args.hub_token)
     explainer = AHAExplainer.from_classifier(classifier, image_processor=image_processor, **explainer_overrides(args))
     config = explainer.config
 
@@ -205,7 +205,7 @@ def train(args: argparse.Namespace, classifier=None, image_processor=None, split
     logger.info(f"  Images per step (all processes, with accumulation) = {images_per_step}")
 
     if args.gradient_checkpointing:
-        unwrapped.enable_target_checkpointing()
+        unwrapped.activation_checkpointing_enable()
 
     def run_evaluation(step: int) -> dict[str, float]:
         metrics = evaluate(explainer, eval_loader, accelerator, seed=args.seed)
