@@ -89,7 +89,7 @@ class AHAConfig(PreTrainedConfig):
             every evaluation reference, black and blur included (benchmarks/RESULTS.md, ablations).
         grid_cell_patches (`list[float]`):
             Range of training-grid cell sides, in patches of the classifier. Each step draws a grid side G
-            uniformly so that cells span this range (the reference's 7..28 at 224 px / 16 px patches is
+            uniformly so that cells span this range (the paper's 7..28 at 224 px / 16 px patches is
             cells of 2 down to 0.5 patches).
         num_fractions (`int`): points of the soft deletion/insertion curves (fractions linspace(0, 1)); the two end
             points cost nothing. Default 8 (the paper: 16, which costs twice the classifier passes per step).
@@ -97,7 +97,7 @@ class AHAConfig(PreTrainedConfig):
         tau_start, tau_end (`float`): Gumbel-Sinkhorn temperature, annealed linearly over training.
         sinkhorn_iterations (`int`): log-domain Sinkhorn iterations.
         deletion_weight (`float`): weight of the deletion AUC (most important cells removed first; low is good).
-        lrf_insertion_weight (`float`): weight of 1 - AUC of least-relevant-first deletion (the reference's
+        lrf_insertion_weight (`float`): weight of 1 - AUC of least-relevant-first deletion (the paper's
             "insertion").
         rise_insertion_weight (`float`): weight of 1 - AUC of RISE-style insertion (most important cells
             inserted first into the blurred image).

@@ -12,7 +12,7 @@ Named metrics (functions over a protocol; the evaluation protocol of DESIGN.md s
 
 - :func:`deletion`: most relevant pixels first, towards a reference; low AUC is good.
 - :func:`insertion`: high AUC is good, in two conventions:
-  ``"lrf"`` (least-relevant-first deletion towards the reference, the AHA reference's "insertion") and
+  ``"lrf"`` (least-relevant-first deletion towards the reference, the paper's "insertion") and
   ``"rise"`` (start from the blurred image, insert the most relevant pixels first, as in RISE).
 - :func:`positive_perturbation` / :func:`negative_perturbation` (Chefer et al. 2021): fractions
   0, 0.1, ..., 0.9 of the most / least relevant pixels set to 0 in [0, 1] space, top-1 accuracy against

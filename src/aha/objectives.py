@@ -6,7 +6,7 @@ smoothed, those memberships are masks that move the image towards a reference; t
 probability on every perturbed image traces a soft curve whose trapezoid AUC is the loss term:
 
 - deletion: most important cells replaced first (low AUC is good);
-- least-relevant-first ("lrf", the reference's insertion): least important replaced first (high is good);
+- least-relevant-first ("lrf", the paper's insertion): least important replaced first (high is good);
 - RISE insertion: most important cells inserted first into the blurred image (high is good).
 """
 

@@ -20,7 +20,7 @@ def warmup_cosine_factor(step: int, num_warmup_steps: int, num_training_steps: i
 def warmup_cosine_schedule(
     optimizer: Optimizer, num_warmup_steps: int, num_training_steps: int, start_factor: float = 1 / 25
 ) -> LambdaLR:
-    """The AHA reference schedule (warm-up over 6% of the steps from lr/25, then cosine), as a ``LambdaLR``."""
+    """The paper's schedule (warm-up over 6% of the steps from lr/25, then cosine), as a ``LambdaLR``."""
     return LambdaLR(
         optimizer, lambda step: warmup_cosine_factor(step, num_warmup_steps, num_training_steps, start_factor)
     )
