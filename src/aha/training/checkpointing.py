@@ -21,7 +21,11 @@ checks its fingerprint and refuses a checkpoint made for another classifier or a
 Every file is read and checked (format, classifier, shapes, structure) before any state is changed.
 Files are written into ``checkpoints/.tmp-step_<N>``, flushed to disk, and only then is the folder renamed
 to ``checkpoints/step_<N>`` (a rename within one file system is atomic). A crash mid-write leaves a
-``.tmp-`` folder, which is never taken for a checkpoint and is cleared by the next save.
+``.tmp-`` folder, which is never taken for a checkpoint and is cleared by the next save. When the
+accelerator's ``ProjectConfiguration`` has a ``total_limit`` (``--checkpoints_total_limit``), the oldest
+checkpoints beyond it are deleted after each save. (Accelerate's own naming and rotation,
+``automatic_checkpoint_naming``, live inside ``save_state``, which writes pickles; the names here stay
+``step_<N>``, the step itself.)
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from ..saving import CLASSIFIER_PREFIX
 from ..safe_files import read_json, read_safetensors, safetensors_header, write_json, write_safetensors
 
 CHECKPOINTS_DIR = "checkpoints"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a SequentialLR schedule and the objective's generator (1 cannot be resumed exactly)
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 STATE_FILE = "training_state.json"
@@ -122,7 +126,7 @@ class TrainingState:
                 "num_processes": accelerator.num_processes,
                 "classifier_fingerprint": self.classifier_fingerprint,
                 "data_position": position,
-                "lr_scheduler": _json_state(self.lr_scheduler.state_dict()),
+                "lr_scheduler": self.lr_scheduler.state_dict(),
                 "grad_scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
                 "accelerator_step": accelerator.step,
             })
@@ -144,7 +148,8 @@ class TrainingState:
         state = read_json(_require(directory, STATE_FILE))
         if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
             raise ValueError(
-                f"{os.path.join(directory, STATE_FILE)} is not a training state of format version {FORMAT_VERSION}"
+                f"{os.path.join(directory, STATE_FILE)} is not a training state of format version {FORMAT_VERSION} "
+                "(a checkpoint of an older aha-explain, whose schedule and random draws differ, cannot be resumed exactly)"
             )
         _check_classifier(directory, state.get("classifier_fingerprint"), self.classifier_fingerprint)
         if state.get("num_processes") != accelerator.num_processes:
@@ -162,7 +167,7 @@ class TrainingState:
         rng_path = _require(directory, rng_file(accelerator.process_index))
         rng = read_json(rng_path)
         scheduler_state = _checked_like(
-            state.get("lr_scheduler"), _json_state(self.lr_scheduler.state_dict()), f"{directory}/{STATE_FILE}: lr_scheduler"
+            state.get("lr_scheduler"), self.lr_scheduler.state_dict(), f"{directory}/{STATE_FILE}: lr_scheduler"
         )
         if (state.get("grad_scaler") is None) != (accelerator.scaler is None):
             raise ValueError(
@@ -177,7 +182,7 @@ class TrainingState:
                 for key, value in current.items():
                     value.copy_(weights[key])
             self.optimizer.load_state_dict(optimizer_state)
-            self.lr_scheduler.load_state_dict({**self.lr_scheduler.state_dict(), **scheduler_state})
+            self.lr_scheduler.load_state_dict(scheduler_state)
             if accelerator.scaler is not None:
                 accelerator.scaler.load_state_dict(state["grad_scaler"])
             self.batches.load_state_dict(state["data_position"])
@@ -225,11 +230,6 @@ def _check_shapes(path: str, saved: dict, current: dict[str, torch.Tensor]) -> N
             f"{path} holds an explainer of another shape than this run's ({len(problems)} differences: "
             f"{'; '.join(problems[:4])}); resume with the explainer options of the run that wrote it"
         )
-
-
-def _json_state(state: dict) -> dict:
-    """A scheduler's state_dict without its lambdas (functions are rebuilt by the code, never stored)."""
-    return {key: value for key, value in state.items() if key != "lr_lambdas"}
 
 
 def _checked_like(saved, fresh, where: str):
@@ -349,5 +349,16 @@ def save_checkpoint(state: TrainingState, output_dir: str, step: int) -> str:
         if os.path.exists(final):  # the same step saved again (a re-run from an earlier checkpoint)
             shutil.rmtree(final)
         os.replace(temporary, final)
+        _rotate(output_dir, accelerator.project_configuration.total_limit)
     accelerator.wait_for_everyone()
     return final
+
+
+def _rotate(output_dir: str, total_limit: int | None) -> None:
+    """Delete the oldest complete checkpoints beyond the newest ``total_limit`` (None: keep all)."""
+    if total_limit is None:
+        return
+    root = os.path.join(output_dir, CHECKPOINTS_DIR)
+    steps = sorted(int(m.group(1)) for name in os.listdir(root) if (m := _STEP_DIR.match(name)))
+    for step in steps[: max(len(steps) - total_limit, 0)]:
+        shutil.rmtree(checkpoint_dir(output_dir, step))
