@@ -14,6 +14,7 @@ from models import VIT_CONFIGS, build_vit
 
 from aha import AHAExplainer
 
+
 def best_of(fn, repeats: int) -> float:
     fn()
     times = []

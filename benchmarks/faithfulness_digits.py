@@ -13,8 +13,10 @@ import sys
 
 import torch
 
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
 from demo_digits import parse_args, run  # noqa: E402
+
 
 FIGURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "figures", "digits_comparison.png")
 

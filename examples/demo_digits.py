@@ -31,7 +31,8 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Image as ImageFeature
+from datasets import ClassLabel, Dataset, DatasetDict, Features
+from datasets import Image as ImageFeature
 from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
@@ -42,6 +43,7 @@ from aha.baselines import get_attributor
 from aha.metrics import deletion_insertion, insertion
 from aha.training import build_parser, train
 from aha.visualization import grid, overlay
+
 
 IMAGE_SIZE = 32
 BASELINES = ("random", "centre", "rollout", "chefer", "gradcam", "integrated_gradients", "occlusion", "rise")

@@ -12,6 +12,7 @@ from aha.baselines import ATTRIBUTORS, MODEL_AGNOSTIC, get_attributor
 from aha.baselines.attention import capture_attentions
 from aha.baselines.base import frozen
 
+
 # small settings so every method runs in well under a second on the tiny models
 FAST = {
     "integrated_gradients": dict(steps=4),

@@ -11,12 +11,13 @@ import pytest
 from conftest import IMAGE_SIZE
 from huggingface_hub import ModelCard
 from PIL import Image
+from test_pipeline import crop_processor, labelled_classifier, random_image
+from training_helpers import processor, sharp_classifier
 from transformers import pipeline
 
 from aha import AHAExplainer
 from aha.cli import SUBCOMMANDS, main
-from test_pipeline import crop_processor, labelled_classifier, random_image
-from training_helpers import processor, sharp_classifier
+
 
 AHA = os.path.join(os.path.dirname(sys.executable), "aha")  # the console script installed with the package
 

@@ -53,7 +53,7 @@ def test_decoder_only_file_is_small_and_holds_no_classifier(tmp_path, classifier
     explainer.save_pretrained(tmp_path / "decoder", include_classifier=False)
     assert explainer.config.includes_classifier  # the in-memory explainer still holds its classifier
     keys = _safetensors_keys(tmp_path / "decoder" / "model.safetensors")
-    assert keys == set(f"decoder.{k}" for k in explainer.decoder.state_dict())
+    assert keys == {f"decoder.{k}" for k in explainer.decoder.state_dict()}
     assert _safetensors_keys(tmp_path / "full" / "model.safetensors") > keys
     sizes = {name: (tmp_path / name / "model.safetensors").stat().st_size for name in ("full", "decoder")}
     assert sizes["decoder"] < sizes["full"] / 2, sizes

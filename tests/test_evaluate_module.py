@@ -9,6 +9,7 @@ import torch
 
 from aha import metrics
 
+
 MEAN, STD = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
 
 

@@ -10,13 +10,14 @@ import torch
 from conftest import make_classifier
 from huggingface_hub import CommitInfo, HfApi, ModelCard, RepoUrl
 from safetensors import safe_open
+from test_pipeline import crop_processor, labelled_classifier, random_image
+from training_helpers import image_dataset, processor, sharp_classifier, train_argv
 from transformers import pipeline
 
 from aha import AHAExplainer
 from aha.hub import faithfulness_results
 from aha.training import build_parser, train
-from test_pipeline import crop_processor, labelled_classifier, random_image
-from training_helpers import image_dataset, processor, sharp_classifier, train_argv
+
 
 REPO_ID = "org/aha-tiny"
 

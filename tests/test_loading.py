@@ -7,14 +7,14 @@ import shutil
 import pytest
 import torch
 import transformers as T
+from conftest import make_classifier
 from safetensors.torch import load_file, save_file
+from training_helpers import processor
 
 from aha import AHAExplainer
 from aha.fingerprint import short_fingerprint, weights_fingerprint
 from aha.loading import looks_local
 from aha.training.classifier import load_classifier_and_processor
-from conftest import make_classifier
-from training_helpers import processor
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from huggingface_hub import ModelCard
 from aha import AHAExplainer
 from aha.hub import faithfulness_results, model_card
 
+
 REPO_ID = "org/aha-vit-b16"  # only rendered into the card, never downloaded
 MEASURED = {"deletion_auc": 0.1234567, "insertion_auc": 0.8123, "positive_auc": 0.19, "negative_auc": 0.55, "deletion_aucs": [0.1]}
 

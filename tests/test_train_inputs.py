@@ -7,10 +7,10 @@ import sys
 
 import pytest
 import transformers as T
-
-from aha.training import build_parser, train
 from conftest import make_classifier
 from training_helpers import processor, random_images, train_argv
+
+from aha.training import build_parser, train
 
 
 def _train(output_dir, *extra):

@@ -11,7 +11,9 @@ import pytest
 import torch
 from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import set_seed
+from conftest import make_classifier
 from safetensors import safe_open
+from training_helpers import image_dataset, processor, sharp_classifier, train_argv
 from transformers import AutoModelForImageClassification
 
 import aha.training.loop as loop_module
@@ -19,8 +21,6 @@ from aha import AHAExplainer
 from aha.data import train_dataloader
 from aha.training import build_parser, latest_checkpoint, save_checkpoint, train, validate_args
 from aha.training.schedule import warmup_cosine_schedule
-from conftest import make_classifier
-from training_helpers import image_dataset, processor, sharp_classifier, train_argv
 
 
 def _args(output_dir, *extra):

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+
 #: subcommand -> (module exposing build_parser() and main(args), one line for ``aha --help``)
 SUBCOMMANDS = {
     "train": ("aha.training", "train an explainer for a frozen image classifier"),

@@ -12,6 +12,7 @@ from transformers.configuration_utils import SubConfigSpec
 from .perturbation import check_reference
 from .validation import check_number
 
+
 # Range rules of numeric fields: name -> keyword arguments of `aha.validation.check_number` (None is accepted
 # where the default is None). Every other field of AHAConfig is checked by the type of its default (bool, int,
 # finite float, str) or, for lists, by `_LIST_RULES`; a field with none of these fails `test_every_field_is_checked`.
@@ -36,7 +37,7 @@ _NUMBER_RULES = {
 # List fields: name -> (check_number keyword arguments of each element, allowed lengths or None for any >= 1)
 _LIST_RULES = {
     "feature_layers": (dict(integer=True, minimum=0), None),
-    "image_mean": (dict(), None),
+    "image_mean": ({}, None),
     "image_std": (dict(above=0), None),
     "grid_cell_patches": (dict(above=0), (2,)),
     "references": (None, None),  # checked against aha.perturbation.REFERENCES below

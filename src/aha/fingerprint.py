@@ -7,6 +7,7 @@ import hashlib
 import torch
 from torch import nn
 
+
 FINGERPRINT_ALGORITHM = "sha256"
 
 

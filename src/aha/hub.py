@@ -21,6 +21,7 @@ from huggingface_hub.utils import validate_repo_id
 from .configuration_aha import AHAConfig
 from .pipeline import TASK
 
+
 MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent / "hub_cards" / "model_card.md"
 LIBRARY_NAME = "aha-explain"
 DEFAULT_LICENSE = "apache-2.0"

@@ -55,6 +55,7 @@ from .ranking import hard_order
 from .scores import SCORE_KINDS
 from .validation import check_choice, check_classes, check_number, check_pixel_values
 
+
 #: Folder of the ``evaluate`` module: ``evaluate.load(EVALUATE_MODULE_PATH)``.
 EVALUATE_MODULE_PATH = str(Path(__file__).parent / "metrics_hub" / "deletion_insertion")
 

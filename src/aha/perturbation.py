@@ -31,6 +31,7 @@ from torch import nn
 from .scores import class_scores
 from .validation import check_choice, check_normalisation, check_number
 
+
 REFERENCES = ("mean", "black", "blur")
 
 

@@ -20,6 +20,7 @@ from .deprecation import renamed_keyword
 from .fingerprint import short_fingerprint, weights_fingerprint
 from .loading import check_local_path, load_classifier, naming_damaged_files
 
+
 logger = logging.get_logger(__name__)
 
 # state-dict prefix of the frozen classifier inside the explainer: left out of decoder-only saves

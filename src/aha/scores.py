@@ -7,6 +7,7 @@ import torch
 
 from .validation import check_choice
 
+
 #: the scores that gradients flow through (the comparison methods that differentiate or average them)
 DIFFERENTIABLE_SCORES = ("logit", "probability")
 #: every score of a class: the two above, and 0/1 top-1 correctness (Chefer et al.'s metrics)

@@ -11,6 +11,7 @@ import torch
 
 from .backbones import BackboneSpec
 
+
 #: Largest magnitude accepted in ``pixel_values``. Images in a classifier's normalised space,
 #: ``(x - mean) / std`` with ``x`` in [0, 1], stay within about 3 for the usual normalisations (ImageNet's:
 #: [-2.2, 2.7]; mean = std = 0.5: [-1, 1]); raw 0..255 pixels, or ones rescaled but divided by a tiny
@@ -52,7 +53,7 @@ def check_pixel_values(pixel_values, specs: Iterable[BackboneSpec] = ()) -> None
 def check_normalisation(image_mean, image_std, channels: int | None = None) -> None:
     """Raise a ValueError unless ``image_mean`` and ``image_std`` hold one finite value per channel each, every
     std > 0 (a zero std would turn the "black" reference into infinities and the AUCs into NaN)."""
-    for name, values, rule in (("image_mean", image_mean, dict()), ("image_std", image_std, dict(above=0))):
+    for name, values, rule in (("image_mean", image_mean, {}), ("image_std", image_std, dict(above=0))):
         values = list(values)
         if channels is not None and len(values) != channels:
             raise ValueError(f"{name} must have one value per channel ({channels}), got {len(values)}: {values}")

@@ -9,6 +9,7 @@ from aha.baselines.base import PerturbationAttributor
 from aha.perturbation import iter_scores
 from aha.validation import check_choice, check_number
 
+
 REDUCTIONS = ("abs", "signed")
 
 

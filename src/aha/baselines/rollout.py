@@ -8,6 +8,7 @@ from aha.baselines.attention import capture_attentions, is_mean_pooled, propagat
 from aha.baselines.base import Attributor, upsample
 from aha.validation import check_choice
 
+
 HEAD_FUSIONS = ("mean", "max", "min")
 
 

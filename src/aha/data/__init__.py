@@ -5,6 +5,7 @@ from .collate import ImageClassificationCollator
 from .columns import check_columns, class_index_map
 from .sources import IMAGENET_ID, load_hub_dataset, load_image_folders, load_saved_dataset, split_off_validation
 
+
 __all__ = [
     "IMAGENET_ID",
     "ImageClassificationCollator",

@@ -13,6 +13,7 @@ import logging
 
 import datasets
 
+
 logger = logging.getLogger(__name__)
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+
 #: settings of each preset: data sizes, classifier epochs, explainer steps, evaluation size and costs
 PRESETS = {
     "quick": dict(num_train=600, num_validation=32, num_test=48, classifier_epochs=2, explainer_steps=8,

@@ -5,6 +5,7 @@ from .checkpointing import TrainingState, latest_checkpoint, save_checkpoint
 from .loop import main, set_up, train, training_loop
 from .schedule import warmup_cosine_schedule
 
+
 __all__ = [
     "TrainingState",
     "build_parser",

@@ -17,6 +17,7 @@ from typing import Literal
 
 from transformers import HfArgumentParser
 
+
 # Arguments that do not change what is trained: a run may be resumed with different values.
 OPERATIONAL_ARGS = frozenset(
     {

@@ -44,8 +44,9 @@ from accelerate import Accelerator
 from ..data import TrainingBatches
 from ..fingerprint import short_fingerprint
 from ..modeling_aha import AHAExplainer
-from ..saving import CLASSIFIER_PREFIX
 from ..safe_files import read_json, read_safetensors, safetensors_header, write_json, write_safetensors
+from ..saving import CLASSIFIER_PREFIX
+
 
 CHECKPOINTS_DIR = "checkpoints"
 FORMAT_VERSION = 2  # 2: a SequentialLR schedule and the objective's generator (1 cannot be resumed exactly)

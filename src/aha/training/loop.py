@@ -45,11 +45,12 @@ from ..fingerprint import weights_fingerprint
 from ..modeling_aha import AHAExplainer
 from .arguments import explainer_overrides, num_warmup_steps, public_args, validate_args
 from .checkpointing import CHECKPOINTS_DIR, TrainingState, resolve_checkpoint, save_checkpoint
+from .classifier import load_classifier_and_processor
 from .evaluation import evaluate
 from .hub import save_and_push
 from .output_dir import check_output_dir, run_args, write_run_args
 from .schedule import annealed_tau, warmup_cosine_schedule
-from .classifier import load_classifier_and_processor
+
 
 logger = get_logger(__name__)
 

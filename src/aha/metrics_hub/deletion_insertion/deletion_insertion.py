@@ -13,6 +13,7 @@ import torch
 
 from aha.metrics import PERTURBATION_METRICS, PerturbationProtocol, check_inputs, predict
 
+
 _DESCRIPTION = """
 Faithfulness of attribution maps for an image classifier, by perturbation: pixels are removed (or
 inserted) in the order the map ranks them and the classifier's softmax probability of the target class
