@@ -8,10 +8,10 @@ says whether the save is self-contained or decoder-only and how to load it.
 
 from __future__ import annotations
 
+import importlib.resources
 import math
 import os
 import tempfile
-from pathlib import Path
 from typing import Mapping, Sequence
 
 from huggingface_hub import CommitInfo, CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData
@@ -22,7 +22,12 @@ from .configuration_aha import AHAConfig
 from .pipeline import TASK
 
 
-MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent / "hub_cards" / "model_card.md"
+MODEL_CARD_TEMPLATE = "model_card.md"  # in aha.hub_cards
+
+
+def card_template(name: str) -> str:
+    """The text of a card template shipped as package data in ``aha.hub_cards`` (the repository's ``hub_cards/``)."""
+    return importlib.resources.files("aha.hub_cards").joinpath(name).read_text(encoding="utf-8")
 LIBRARY_NAME = "aha-explain"
 DEFAULT_LICENSE = "apache-2.0"
 
@@ -138,7 +143,7 @@ def model_card(
     )
     return ModelCard.from_template(
         data,
-        template_path=str(MODEL_CARD_TEMPLATE),
+        template_str=card_template(MODEL_CARD_TEMPLATE),
         classifier=classifier,
         base_model=base_model,
         classifier_revision=config.classifier_revision,
