@@ -1,4 +1,5 @@
 import random
+from unittest import mock
 
 import pytest
 import torch
@@ -123,6 +124,27 @@ def test_training_lowers_loss_and_exact_deletion():
     assert deletion_after < deletion_before - 0.03, (deletion_before, deletion_after)
 
 
+def test_second_class_is_the_runner_up_when_right_and_the_label_when_wrong(images):
+    classifier = make_classifier("vit", head_scale=20)
+    explainer = AHAExplainer.from_classifier(classifier, second_class=True)
+    logits = classifier(pixel_values=images).logits
+    top2 = logits.topk(2, dim=-1).indices
+    labels = top2[:, 0].clone()
+    labels[2:] = (top2[2:, 0] + 1) % logits.shape[1]  # images 2 and 3 are misclassified
+    seen = {}
+    call = type(explainer.objective).__call__
+
+    def recording(self, classifier, pixel_values, maps, classes, **kwargs):
+        seen["classes"] = classes
+        return call(self, classifier, pixel_values, maps, classes, **kwargs)
+
+    with mock.patch.object(type(explainer.objective), "__call__", recording):
+        output = explainer(images, labels=labels)
+    second = torch.where(labels == top2[:, 0], top2[:, 1], labels)
+    assert torch.equal(seen["classes"], torch.cat([top2[:, 0], second]))
+    assert output.objective.loss.shape == (8,) and output.attributions.shape == (4, IMAGE_SIZE, IMAGE_SIZE)
+
+
 def test_unsupported_models_are_named():
     text = T.BertForSequenceClassification(
         T.BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)
@@ -196,9 +218,10 @@ def test_target_checkpointing_recomputes_chunks_without_changing_the_gradients(i
     plain, plain_calls = decoder_gradients()
     explainer.activation_checkpointing_enable()
     checkpointed, checkpointed_calls = decoder_gradients()
-    # 4 images x 2 classes x 2 curves x the inner fractions, in chunks of 16: each chunk runs again in backward;
+    # 4 images x classes x 2 curves x the inner fractions, in chunks of 16: each chunk runs again in backward;
     # the clean pass and the curves' end points (no gradient) do not
-    perturbed = 4 * 2 * 2 * (explainer.config.num_fractions - 2)
+    classes = 2 if explainer.config.second_class else 1
+    perturbed = 4 * classes * 2 * (explainer.config.num_fractions - 2)
     assert checkpointed_calls - plain_calls == -(-perturbed // 16)
     for a, b in zip(plain, checkpointed):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)

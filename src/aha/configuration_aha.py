@@ -104,7 +104,9 @@ class AHAConfig(PreTrainedConfig):
             inserted first into the blurred image).
         peak_weight (`float`): weight of the peak penalty `mean(relu(h - avgpool(h))^2)`.
         peak_window (`int`): side in pixels of that average pool at 224 px; scaled with the image side.
-        second_class (`bool`): train on a second class per image (runner-up if top-1 is right, else the label).
+        second_class (`bool`): also train on a second class per image (the runner-up if the prediction is right,
+            else the label), as the paper does, so that maps of classes other than the predicted one are trained
+            too; it doubles the classifier passes per step. Default False: the predicted class only.
         perturbation_batch_size (`int`): perturbed images per forward of the classifier (chunk size).
         refine_lr (`float`): Adam learning rate of test-time refinement, on per-image standardised maps (Adam
             moves every pixel by about this much per step, so a few steps need a large rate).
@@ -140,7 +142,7 @@ class AHAConfig(PreTrainedConfig):
     rise_insertion_weight: float = 0.0
     peak_weight: float = 0.0025
     peak_window: int = 15
-    second_class: bool = True
+    second_class: bool = False
     perturbation_batch_size: int = 64
     refine_lr: float = 0.3
     initializer_range: float = 0.02

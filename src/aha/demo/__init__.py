@@ -36,9 +36,9 @@ from ..hub import card_template
 
 #: settings of each preset: data sizes, classifier epochs, explainer steps, evaluation size and costs
 PRESETS = {
-    "quick": dict(num_train=600, num_validation=32, num_test=48, classifier_epochs=2, explainer_steps=8,
-                  explainer_batch_size=8, eval_images=16, rise_masks=200, refine_steps=2),
-    "default": dict(num_train=8000, num_validation=200, num_test=1000, classifier_epochs=12, explainer_steps=300,
+    "quick": dict(num_train=400, num_validation=16, num_test=16, classifier_epochs=2, explainer_steps=4,
+                  explainer_batch_size=8, eval_images=8, rise_masks=100, refine_steps=2),
+    "default": dict(num_train=8000, num_validation=200, num_test=1000, classifier_epochs=12, explainer_steps=400,
                     explainer_batch_size=16, eval_images=100, rise_masks=1000, refine_steps=5),
     "full": dict(num_train=8000, num_validation=200, num_test=1000, classifier_epochs=12, explainer_steps=1500,
                  explainer_batch_size=16, eval_images=500, rise_masks=4000, refine_steps=5),

@@ -1,0 +1,99 @@
+"""What the web demo computes (aha.space), without a browser: the methods side by side on one image, and the
+default explainer taken from ``aha demo``'s folder (trained by it first when absent)."""
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_pipeline import LABELS, crop_processor, labelled_classifier, random_image, saved  # noqa: F401 (saved: fixture)
+from transformers import pipeline
+
+import aha.demo
+from aha import AHAExplainer
+from aha.baselines import get_attributor
+from aha.metrics import deletion_insertion
+from aha.space.comparison import Comparison, default_comparisons
+from aha.space.demo_explainer import demo_examples, demo_explainer
+
+
+@pytest.fixture(scope="module")
+def comparison(saved):
+    return Comparison(str(saved), default_comparisons(rise_masks=30), device="cpu")
+
+
+def test_top_classes_are_the_pipelines(comparison, saved):
+    image = random_image(40, 57, seed=1)
+    result = pipeline("image-attribution", model=str(saved), device="cpu")(image, top_k=3)
+    assert comparison.top_classes(image, top_k=3) == (result["predictions"], result["target"])
+    assert comparison.labels == LABELS
+
+
+def test_aha_then_each_method_for_the_chosen_class_with_the_pipelines_protocol(comparison, saved):
+    image, target = random_image(57, 23, seed=2), 3
+    results = comparison.explain(image, target, refine_steps=1)
+    assert [r.name for r in results] == ["AHA", "Chefer", "RISE (30 masks)"]
+    # AHA's curves and overlay are the pipeline's for the same image, class and refinement
+    expected = pipeline("image-attribution", model=str(saved), device="cpu")(
+        image, target=target, refine_steps=1, overlay=True, curves=True)
+    torch.testing.assert_close(results[0].deletion.curves, expected["deletion"].curves)
+    torch.testing.assert_close(results[0].insertion.auc, expected["insertion"].auc)
+    np.testing.assert_array_equal(np.asarray(results[0].overlay), np.asarray(expected["overlay"]))
+    # the comparison methods: their own maps of the same processed image, scored for the same class
+    pixel_values = comparison.pipe.preprocess(image)["pixel_values"]
+    for result, (name, options) in zip(results[1:], [("chefer", {}), ("rise", {"n_masks": 30})]):
+        maps = get_attributor(name, comparison.classifier, **options)(pixel_values, [target])
+        curves = deletion_insertion(comparison.classifier, pixel_values, maps, torch.tensor([target]))
+        torch.testing.assert_close(result.deletion.auc, curves.deletion.auc)
+        torch.testing.assert_close(result.insertion.curves, curves.insertion.curves)
+    for result in results:
+        assert result.overlay.size == image.size and result.seconds > 0
+        assert result.deletion.curves.shape == (1, 21)
+
+
+def test_overlays_of_a_large_image_are_shrunk_to_max_side_and_the_numbers_kept(comparison):
+    image = random_image(120, 300, seed=5)
+    full, shrunk = comparison.explain(image, 1), comparison.explain(image, 1, max_side=100)
+    for big, small in zip(full, shrunk):
+        assert big.overlay.size == (300, 120) and small.overlay.size == (100, 40)
+        torch.testing.assert_close(small.deletion.curves, big.deletion.curves)
+        # the same picture: the small overlay is the big one shrunk, up to the resampling of the map and image
+        difference = np.abs(np.asarray(big.overlay.resize((100, 40)), dtype=int) - np.asarray(small.overlay, dtype=int))
+        assert difference.mean() < 5  # (about 1.4; shifting one by 20 columns gives about 50)
+    assert comparison.explain(image, 1, max_side=300)[0].overlay.size == (300, 120)  # not larger than max_side
+
+
+def test_no_comparison_methods_leaves_aha_alone(saved):
+    only_aha = Comparison(str(saved), comparisons={}, device="cpu")
+    assert [r.name for r in only_aha.explain(random_image(32, 32), 0)] == ["AHA"]
+
+
+def test_the_demo_explainer_is_trained_when_absent_and_reused_after(tmp_path, monkeypatch, capsys):
+    runs = []
+
+    def fake_demo(args):  # what aha demo leaves behind: a saved explainer in OUTPUT/explainer
+        runs.append((args.output, args.preset))
+        explainer = AHAExplainer.from_classifier(labelled_classifier(), image_processor=crop_processor())
+        explainer.save_pretrained(f"{args.output}/explainer")
+
+    monkeypatch.setattr(aha.demo, "main", fake_demo)
+    folder = tmp_path / "demo"
+    path = demo_explainer(folder, preset="quick")
+    assert path == folder / "explainer" and runs == [(str(folder), "quick")]
+    message = capsys.readouterr().out
+    assert f"no trained explainer in {folder / 'explainer'}: training one now with `aha demo --output {folder} --preset quick`" in message
+    Comparison(str(path), comparisons={}, device="cpu")  # the page can load what the demo saved
+    assert demo_explainer(folder, preset="quick") == path and len(runs) == 1  # cached: not trained again
+    assert capsys.readouterr().out == ""
+
+
+def test_demo_examples_are_aha_shapes_test_images_with_their_class(tmp_path):
+    labels = datasets.ClassLabel(names=["circle", "ring"])
+    images = [Image.new("RGB", (8, 8), colour) for colour in ("red", "green", "blue")]
+    test = datasets.Dataset.from_dict({"image": images, "label": [1, 0, 1]},
+                                      features=datasets.Features({"image": datasets.Image(), "label": labels}))
+    datasets.DatasetDict({"test": test}).save_to_disk(str(tmp_path / "data"))
+    examples = demo_examples(tmp_path, count=2)
+    assert [caption for _, caption in examples] == ["ring", "circle"]
+    assert np.asarray(examples[1][0])[0, 0].tolist() == [0, 128, 0]
+    assert demo_examples(tmp_path / "elsewhere") == []
