@@ -132,6 +132,7 @@ def _two_process_run(output_dir):
     torch.save(weights, os.path.join(output_dir, f"weights_{accelerator.process_index}.pt"))
 
 
+@pytest.mark.slow  # two interpreters launched by accelerate: the heaviest test
 def test_two_processes_split_the_stream_and_hold_identical_weights(tmp_path):
     # debug_launcher forks, and forking a process whose OpenMP pool already runs can hang: launch the two
     # ranks from a fresh interpreter instead, with a time limit

@@ -279,7 +279,6 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
         (B, H, W), so AHA and the comparison methods are called alike (``get_attributor("aha", ...)``)."""
         return self.explain(pixel_values, target, refine_steps=refine_steps, refine_lr=refine_lr).float()
 
-    # --------------------------------------------------------------------------------- save / load
     # -------------------------------------------------------------------------------------- forward
     def _features(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """One frozen forward: the classifier's logits (B, num_labels) and the decoder's feature maps."""
