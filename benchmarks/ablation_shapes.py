@@ -28,6 +28,7 @@ from aha.demo.classifier import tensors_of
 from aha.demo.evaluation import METRICS, paired_difference, score_maps, verdict
 from aha.training import build_parser, train
 
+
 HERE = Path(__file__).resolve().parent
 
 #: the default training recipe of the rows (each row changes one thing)

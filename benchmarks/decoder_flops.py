@@ -26,6 +26,7 @@ from models import VIT_CONFIGS
 from aha import AHAConfig, AHAExplainer
 from aha.decoder_budget import DecoderBudget, widths_of
 
+
 HERE = Path(__file__).resolve().parent
 
 

@@ -27,6 +27,7 @@ from models import VIT_CONFIGS, build_vit
 
 from aha import AHAExplainer
 
+
 HERE = Path(__file__).resolve().parent
 
 

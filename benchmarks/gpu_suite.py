@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import shlex
 import statistics
 import sys
@@ -36,13 +35,15 @@ from pathlib import Path
 import torch
 import transformers as T
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe, summary  # noqa: E402
 from models import VIT_CONFIGS  # noqa: E402
 
 from aha import AHAExplainer  # noqa: E402
 from aha.metrics import deletion_insertion  # noqa: E402
-from aha.objectives import annealed_tau  # noqa: E402
+from aha.training.schedule import annealed_tau  # noqa: E402
+
 
 HERE = Path(__file__).resolve().parent
 IMAGENET_TRAIN_IMAGES = 1_281_167
@@ -101,9 +102,12 @@ def images_and_labels(explainer, batch: int, device, seed: int = 0):
 
 def training(explainer, args, device, autocast, checkpointing: bool, steps: int, warmup: int) -> dict:
     """Images/s and peak memory of ``steps`` optimiser steps after ``warmup`` ones (their time reported apart)."""
-    random.seed(0)
+    generator = torch.Generator(device).manual_seed(0)  # the steps' grid sizes, references and Gumbel noise
     explainer.train()
-    explainer.enable_target_checkpointing(checkpointing)
+    if checkpointing:
+        explainer.activation_checkpointing_enable()
+    else:
+        explainer.activation_checkpointing_disable()
     trainable = [p for p in explainer.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=3e-4, weight_decay=1e-3)
     images, labels = images_and_labels(explainer, args.train_batch, device)
@@ -111,7 +115,8 @@ def training(explainer, args, device, autocast, checkpointing: bool, steps: int,
 
     def step():
         with autocast():
-            loss = explainer(images, labels=labels, tau=annealed_tau(next(counter), 100, 1.0, 0.3)).loss
+            tau = annealed_tau(next(counter), 100, 1.0, 0.3)
+            loss = explainer(images, labels=labels, tau=tau, generator=generator).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
@@ -129,7 +134,7 @@ def training(explainer, args, device, autocast, checkpointing: bool, steps: int,
         return {"checkpointing": checkpointing, "out_of_memory": True, "error": str(error).splitlines()[0]}
     finally:
         explainer.eval()
-        explainer.enable_target_checkpointing(False)
+        explainer.activation_checkpointing_disable()
     seconds = statistics.median(times)
     return {"checkpointing": checkpointing, "out_of_memory": False, "batch_size": args.train_batch,
             "step_seconds_median": seconds, "images_per_second": args.train_batch / seconds,

@@ -31,6 +31,7 @@ from torch import nn
 from aha.metrics import deletion_insertion, predict
 from aha.ranking import hard_order
 
+
 NUM_FRACTIONS = 21
 
 

@@ -4,6 +4,7 @@ weights, is what the benchmarks compare."""
 import torch
 import transformers as T
 
+
 VIT_CONFIGS = {
     # the test suite's tiny ViT: 32 px, 8 px patches, 4 layers of width 32, 5 classes (0.04 M parameters)
     "tiny-vit-32px": dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,

@@ -27,13 +27,14 @@ from pathlib import Path
 
 import torch
 import transformers as T
-from torch.utils.flop_counter import FlopCounterMode
 from machine import describe, summary
 from models import VIT_CONFIGS
+from torch.utils.flop_counter import FlopCounterMode
 
 from aha import AHAConfig, AHAExplainer
 from aha.decoder_budget import count_flops
 from aha.refinement_plan import RefinementPlan, plan_grid, plan_loss, refine_with_plan
+
 
 HERE = Path(__file__).resolve().parent
 

@@ -24,6 +24,7 @@ from aha import AHAExplainer
 from aha.demo.classifier import tensors_of
 from aha.demo.evaluation import METRICS, forward_seconds_per_image, paired_difference, score_maps, verdict
 
+
 HERE = Path(__file__).resolve().parent
 
 

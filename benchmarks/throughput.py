@@ -32,6 +32,7 @@ from transformers import ViTImageProcessor, pipeline
 
 from aha import AHAExplainer
 
+
 HERE = Path(__file__).resolve().parent
 
 

@@ -23,7 +23,7 @@ import torch
 from models import VIT_CONFIGS, build_vit
 
 from aha import AHAExplainer
-from aha.objectives import annealed_tau
+from aha.training.schedule import annealed_tau
 
 
 def measure(model: str, batch_size: int, steps: int, gradient_checkpointing: bool) -> dict[str, float]:
@@ -33,7 +33,7 @@ def measure(model: str, batch_size: int, steps: int, gradient_checkpointing: boo
     explainer = AHAExplainer.from_classifier(classifier)
     explainer.train()
     if gradient_checkpointing:
-        explainer.enable_target_checkpointing()
+        explainer.activation_checkpointing_enable()
     trainable = [p for p in explainer.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=3e-4, weight_decay=1e-3)
     size = classifier.config.image_size

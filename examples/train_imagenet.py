@@ -19,6 +19,7 @@ import sys
 
 from aha.cli import main
 
+
 IMAGENET_DEFAULTS = [
     "--model_name_or_path", "google/vit-base-patch16-224",
     "--dataset_name", "ILSVRC/imagenet-1k",

@@ -15,6 +15,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+
 APP = Path(__file__).resolve().parents[1] / "spaces" / "aha-explain" / "app.py"
 CHROMIUM = "/usr/bin/chromium"
 # Playwright adds --headless and a fresh temporary profile (--user-data-dir) to every launch; these keep a

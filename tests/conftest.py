@@ -2,11 +2,13 @@
 
 import os
 
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch
 import transformers as T
+
 
 IMAGE_SIZE = 32
 NUM_LABELS = 5

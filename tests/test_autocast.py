@@ -2,10 +2,10 @@
 and a training step gives finite results (tests/test_cuda.py runs the same on CUDA when there is one)."""
 
 import torch
+from conftest import IMAGE_SIZE, make_classifier
 
 from aha import AHAExplainer
 from aha.ranking import gumbel_sinkhorn
-from conftest import IMAGE_SIZE, make_classifier
 
 
 def test_sinkhorn_inside_bf16_autocast_matches_float32():

@@ -11,12 +11,13 @@ import pytest
 from conftest import IMAGE_SIZE
 from huggingface_hub import ModelCard
 from PIL import Image
+from test_pipeline import crop_processor, labelled_classifier, random_image
+from training_helpers import processor, sharp_classifier
 from transformers import pipeline
 
 from aha import AHAExplainer
 from aha.cli import SUBCOMMANDS, main
-from test_pipeline import crop_processor, labelled_classifier, random_image
-from training_helpers import processor, sharp_classifier
+
 
 AHA = os.path.join(os.path.dirname(sys.executable), "aha")  # the console script installed with the package
 
@@ -98,3 +99,28 @@ def test_train_on_an_image_folder_writes_a_card_with_its_final_evaluation(tmp_pa
     assert card.data.pipeline_tag == "image-attribution" and card.data.library_name == "aha-explain"
     reloaded = AHAExplainer.from_pretrained(out)
     assert reloaded.image_processor is not None and reloaded.config.classifier_config.num_labels == 5
+
+
+def test_the_core_package_works_without_the_training_libraries_and_aha_train_names_the_extra():
+    """accelerate, datasets and evaluate are extras: with all three blocked, explaining and scoring run, and
+    `aha train` says what to install instead of failing on an import."""
+    code = (
+        "import sys\n"
+        "for name in ('accelerate', 'datasets', 'evaluate'): sys.modules[name] = None\n"
+        "import torch, transformers\n"
+        "from aha import AHAExplainer\n"
+        "from aha.cli import main\n"
+        "from aha.metrics import deletion\n"
+        "config = transformers.ViTConfig(image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=2,\n"
+        "                                num_attention_heads=2, intermediate_size=16, num_labels=3)\n"
+        "classifier = transformers.ViTForImageClassification(config).eval()\n"
+        "explainer = AHAExplainer.from_classifier(classifier, fusion_channels=8).eval()\n"
+        "images = torch.rand(2, 3, 16, 16)\n"
+        "maps = explainer.explain(images)\n"
+        "print(tuple(maps.shape), deletion(classifier, images, maps).auc.shape, flush=True)\n"
+        "main(['train', '--help'])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip() == "(2, 16, 16) torch.Size([2])", done.stderr[-2000:]
+    assert done.returncode == 1
+    assert done.stderr.strip().endswith("aha train needs accelerate, which is not installed: pip install 'aha-explain[train]'")

@@ -4,10 +4,11 @@ import math
 import re
 
 import pytest
+from conftest import make_classifier
 
 from aha import AHAConfig, AHAExplainer
 from aha.configuration_aha import _LIST_RULES, _NUMBER_RULES
-from conftest import make_classifier
+
 
 # fields checked by something other than a rule table or the type of a non-None default
 _STRING_OR_CONFIG_FIELDS = {"classifier_config", "classifier_name_or_path", "classifier_revision",

@@ -5,12 +5,13 @@ Skipped without a CUDA device. Checks finite results and that everything stays o
 
 import pytest
 import torch
+from conftest import IMAGE_SIZE, NUM_LABELS, make_classifier
 
 from aha import AHAExplainer
 from aha.metrics import deletion_insertion, positive_perturbation
 from aha.ranking import gumbel_sinkhorn
 from aha.refinement_plan import RefinementPlan, refine_with_plan
-from conftest import IMAGE_SIZE, NUM_LABELS, make_classifier
+
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -43,7 +44,10 @@ def test_everything_is_on_the_gpu(explainer):
 def test_training_step_in_bf16_autocast(explainer, checkpointing):
     images, labels = _batch()
     explainer.train()
-    explainer.enable_target_checkpointing(checkpointing)
+    if checkpointing:
+        explainer.activation_checkpointing_enable()
+    else:
+        explainer.activation_checkpointing_disable()
     explainer.zero_grad()
     try:
         with torch.autocast(**BF16):
@@ -56,7 +60,7 @@ def test_training_step_in_bf16_autocast(explainer, checkpointing):
         output.loss.backward()
     finally:
         explainer.eval()
-        explainer.enable_target_checkpointing(False)
+        explainer.activation_checkpointing_disable()
     grads = [p.grad for p in explainer.decoder.parameters()]
     assert all(g is not None and _on_gpu(g) and torch.isfinite(g).all() for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)

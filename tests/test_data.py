@@ -5,11 +5,11 @@ import datasets
 import pytest
 import torch
 from accelerate import Accelerator
+from conftest import IMAGE_SIZE, NUM_LABELS
 from PIL import Image
+from training_helpers import image_dataset, processor
 
 from aha.data import ImageClassificationCollator, TrainingBatches, check_columns, class_index_map, train_dataloader
-from conftest import IMAGE_SIZE, NUM_LABELS
-from training_helpers import image_dataset, processor
 
 
 def test_collator_makes_normalised_batches_and_converts_to_rgb():

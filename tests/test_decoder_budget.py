@@ -5,10 +5,11 @@ import re
 
 import pytest
 import torch
+from conftest import IMAGE_SIZE, TINY_CLASSIFIERS, make_classifier
 from torch.utils.flop_counter import FlopCounterMode
 
 from aha import AHAExplainer
-from conftest import IMAGE_SIZE, TINY_CLASSIFIERS, make_classifier
+
 
 BUDGET = 0.08
 

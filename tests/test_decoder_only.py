@@ -1,8 +1,9 @@
-"""Decoder-only saves (`save_pretrained(include_target=False)`): a reference to the target plus a fingerprint."""
+"""Decoder-only saves (`save_pretrained(include_classifier=False)`): where the classifier comes from plus a fingerprint."""
 
 import json
 import shutil
 import struct
+from unittest import mock
 
 import pytest
 import torch
@@ -24,16 +25,16 @@ def _safetensors_keys(path) -> set[str]:
 
 
 @pytest.fixture
-def target_dir(tmp_path):
-    """A tiny ViT saved with save_pretrained: the "Hub" the decoder-only save references."""
-    path = tmp_path / "target"
+def classifier_dir(tmp_path):
+    """A tiny ViT saved with save_pretrained: the "Hub" the decoder-only save records."""
+    path = tmp_path / "classifier"
     make_classifier("vit").save_pretrained(path)
     return path
 
 
 @pytest.fixture
-def explainer(target_dir):
-    return AHAExplainer.from_classifier(T.ViTForImageClassification.from_pretrained(target_dir), fusion_channels=16)
+def explainer(classifier_dir):
+    return AHAExplainer.from_classifier(T.ViTForImageClassification.from_pretrained(classifier_dir), fusion_channels=16)
 
 
 def test_fingerprint_covers_names_dtypes_and_bytes():
@@ -48,77 +49,77 @@ def test_fingerprint_covers_names_dtypes_and_bytes():
     assert weights_fingerprint(classifier) != fingerprint
 
 
-def test_decoder_only_file_is_small_and_holds_no_target(tmp_path, target_dir, explainer):
+def test_decoder_only_file_is_small_and_holds_no_classifier(tmp_path, classifier_dir, explainer):
     explainer.save_pretrained(tmp_path / "full")
-    explainer.save_pretrained(tmp_path / "decoder", include_target=False)
-    assert explainer.config.includes_target  # the in-memory explainer still holds its target
+    explainer.save_pretrained(tmp_path / "decoder", include_classifier=False)
+    assert explainer.config.includes_classifier  # the in-memory explainer still holds its classifier
     keys = _safetensors_keys(tmp_path / "decoder" / "model.safetensors")
-    assert keys == set(f"decoder.{k}" for k in explainer.decoder.state_dict())
+    assert keys == {f"decoder.{k}" for k in explainer.decoder.state_dict()}
     assert _safetensors_keys(tmp_path / "full" / "model.safetensors") > keys
     sizes = {name: (tmp_path / name / "model.safetensors").stat().st_size for name in ("full", "decoder")}
     assert sizes["decoder"] < sizes["full"] / 2, sizes
     config = AHAConfig.from_pretrained(tmp_path / "decoder")
-    assert not config.includes_target
-    assert config.classifier_name_or_path == str(target_dir)
+    assert not config.includes_classifier
+    assert config.classifier_name_or_path == str(classifier_dir)
     assert config.classifier_fingerprint == weights_fingerprint(explainer.classifier)
 
 
 @pytest.mark.parametrize("how", ["reference", "auto_model", "explicit_classifier"])
-def test_reload_reproduces_attributions_exactly(how, tmp_path, target_dir, explainer, images):
+def test_reload_reproduces_attributions_exactly(how, tmp_path, classifier_dir, explainer, images):
     expected = explainer(images).attributions
-    explainer.save_pretrained(tmp_path / "decoder", include_target=False)
+    explainer.save_pretrained(tmp_path / "decoder", include_classifier=False)
     if how == "reference":
         reloaded = AHAExplainer.from_pretrained(tmp_path / "decoder")
     elif how == "auto_model":
         reloaded = AutoModel.from_pretrained(tmp_path / "decoder")
     else:
-        classifier = T.ViTForImageClassification.from_pretrained(target_dir)
-        shutil.rmtree(target_dir)  # the reference is not needed when the target is passed in
+        classifier = T.ViTForImageClassification.from_pretrained(classifier_dir)
+        shutil.rmtree(classifier_dir)  # the recorded classifier is not needed when one is passed in
         reloaded = AHAExplainer.from_pretrained(tmp_path / "decoder", classifier=classifier)
     assert isinstance(reloaded, AHAExplainer)
     assert torch.equal(reloaded(images).attributions, expected)
     assert not any(p.requires_grad for p in reloaded.classifier.parameters())
 
 
-def test_a_different_target_fails_loudly(tmp_path, target_dir, explainer):
-    explainer.save_pretrained(tmp_path / "decoder", include_target=False)
+def test_a_different_classifier_fails_loudly(tmp_path, classifier_dir, explainer):
+    explainer.save_pretrained(tmp_path / "decoder", include_classifier=False)
     expected = weights_fingerprint(explainer.classifier)[: len("sha256:") + 12]
     other = make_classifier("vit", seed=1)
     got = weights_fingerprint(other)[: len("sha256:") + 12]
-    with pytest.raises(ValueError, match=f"different target model.*{got}.*expected {expected}.*{target_dir}"):
+    with pytest.raises(ValueError, match=f"different classifier.*{got}.*expected {expected}.*{classifier_dir}"):
         AHAExplainer.from_pretrained(tmp_path / "decoder", classifier=other)
-    other.save_pretrained(target_dir)  # the reference now holds another model
-    with pytest.raises(ValueError, match=f"different target model.*{got}.*expected {expected}"):
+    other.save_pretrained(classifier_dir)  # the recorded folder now holds another model
+    with pytest.raises(ValueError, match=f"different classifier.*{got}.*expected {expected}"):
         AHAExplainer.from_pretrained(tmp_path / "decoder")
 
 
-def test_a_missing_reference_is_explained(tmp_path, target_dir, explainer):
-    explainer.save_pretrained(tmp_path / "decoder", include_target=False)
-    shutil.rmtree(target_dir)
-    with pytest.raises(OSError, match=f"could not load the target classifier {target_dir}.*classifier=classifier"):
+def test_a_missing_classifier_is_explained(tmp_path, classifier_dir, explainer):
+    explainer.save_pretrained(tmp_path / "decoder", include_classifier=False)
+    shutil.rmtree(classifier_dir)
+    with pytest.raises(OSError, match=f"could not load the classifier {classifier_dir}.*classifier=classifier"):
         AHAExplainer.from_pretrained(tmp_path / "decoder")
     in_memory = AHAExplainer.from_classifier(make_classifier("vit"))
     assert in_memory.config.classifier_name_or_path is None
-    in_memory.save_pretrained(tmp_path / "unreferenced", include_target=False)
+    in_memory.save_pretrained(tmp_path / "unreferenced", include_classifier=False)
     with pytest.raises(ValueError, match="records no classifier_name_or_path"):
         AHAExplainer.from_pretrained(tmp_path / "unreferenced")
     AHAExplainer.from_pretrained(tmp_path / "unreferenced", classifier=make_classifier("vit"))
 
 
-def test_self_contained_saves_carry_the_fingerprint(tmp_path, target_dir, explainer, images):
+def test_self_contained_saves_carry_the_fingerprint(tmp_path, classifier_dir, explainer, images):
     explainer.save_pretrained(tmp_path / "full")
     config = AHAConfig.from_pretrained(tmp_path / "full")
-    assert config.includes_target and config.classifier_fingerprint == weights_fingerprint(explainer.classifier)
-    shutil.rmtree(target_dir)  # a self-contained save never needs its reference
+    assert config.includes_classifier and config.classifier_fingerprint == weights_fingerprint(explainer.classifier)
+    shutil.rmtree(classifier_dir)  # a self-contained save never needs the recorded classifier
     reloaded = AHAExplainer.from_pretrained(tmp_path / "full")
     assert torch.equal(reloaded(images).attributions, explainer(images).attributions)
-    assert not any(p.requires_grad for p in reloaded.classifier.parameters())  # loading keeps the target frozen
-    with pytest.raises(ValueError, match="different target model"):
+    assert not any(p.requires_grad for p in reloaded.classifier.parameters())  # loading keeps the classifier frozen
+    with pytest.raises(ValueError, match="different classifier"):
         AHAExplainer.from_pretrained(tmp_path / "full", classifier=make_classifier("vit", seed=1))
 
 
 def test_missing_decoder_weights_raise(tmp_path, explainer):
-    explainer.save_pretrained(tmp_path / "decoder", include_target=False)
+    explainer.save_pretrained(tmp_path / "decoder", include_classifier=False)
     weights = tmp_path / "decoder" / "model.safetensors"
     state = load_file(weights)
     del state["decoder.out_conv.weight"]
@@ -128,22 +129,50 @@ def test_missing_decoder_weights_raise(tmp_path, explainer):
 
 
 def test_pickled_weights_are_never_loaded(tmp_path, explainer):
-    explainer.save_pretrained(tmp_path / "decoder", include_target=False)
+    explainer.save_pretrained(tmp_path / "decoder", include_classifier=False)
     (tmp_path / "decoder" / "model.safetensors").unlink()
     torch.save(explainer.state_dict(), tmp_path / "decoder" / "pytorch_model.bin")
-    with pytest.raises(OSError):
-        AHAExplainer.from_pretrained(tmp_path / "decoder")
+    with mock.patch("torch.load", side_effect=AssertionError("a pickle was opened")) as load:
+        with pytest.raises(OSError, match=r"no file named model\.safetensors"):
+            AHAExplainer.from_pretrained(tmp_path / "decoder")
+    load.assert_not_called()
 
 
-def test_feature_backbone_is_kept_in_decoder_only_saves(tmp_path, target_dir, images):
+def test_feature_backbone_is_kept_in_decoder_only_saves(tmp_path, classifier_dir, images):
     backbone = T.Dinov2Model(
         T.Dinov2Config(image_size=32, patch_size=4, hidden_size=24, num_hidden_layers=3, num_attention_heads=2)
     )
-    classifier = T.ViTForImageClassification.from_pretrained(target_dir)
+    classifier = T.ViTForImageClassification.from_pretrained(classifier_dir)
     explainer = AHAExplainer.from_classifier(classifier, feature_backbone=backbone)
-    explainer.save_pretrained(tmp_path / "decoder", include_target=False)
+    explainer.save_pretrained(tmp_path / "decoder", include_classifier=False)
     keys = _safetensors_keys(tmp_path / "decoder" / "model.safetensors")
     assert {k.split(".")[0] for k in keys} == {"decoder", "feature_backbone"}
     reloaded = AHAExplainer.from_pretrained(tmp_path / "decoder")
     assert torch.equal(reloaded(images).attributions, explainer(images).attributions)
     assert not any(p.requires_grad for p in reloaded.feature_backbone.parameters())
+
+
+def test_an_old_config_with_includes_target_loads(tmp_path, classifier_dir, explainer, images):
+    """Saves of aha-explain 0.1 call the field includes_target: decoder-only and self-contained ones both load."""
+    for name, include in (("decoder", False), ("full", True)):
+        explainer.save_pretrained(tmp_path / name, include_classifier=include)
+        config = json.loads((tmp_path / name / "config.json").read_text())
+        assert config.pop("includes_classifier") is include
+        config["includes_target"] = include
+        (tmp_path / name / "config.json").write_text(json.dumps(config))
+        assert AHAConfig.from_pretrained(tmp_path / name).includes_classifier is include
+        reloaded = AHAExplainer.from_pretrained(tmp_path / name)
+        assert torch.equal(reloaded(images).attributions, explainer(images).attributions)
+
+
+def test_the_old_keywords_still_work_with_a_future_warning(tmp_path, explainer):
+    with pytest.warns(FutureWarning, match=r"save_pretrained\(include_target=...\) is deprecated .* use include_classifier="):
+        explainer.save_pretrained(tmp_path / "decoder", include_target=False)
+    assert not AHAConfig.from_pretrained(tmp_path / "decoder").includes_classifier
+    with pytest.raises(TypeError, match="both include_target= and its new name include_classifier="):
+        explainer.save_pretrained(tmp_path / "x", include_target=False, include_classifier=False)
+    with pytest.warns(FutureWarning, match=r"enable_target_checkpointing\(\) is deprecated .* activation_checkpointing_enable"):
+        explainer.enable_target_checkpointing()
+    assert explainer.is_activation_checkpointing
+    explainer.activation_checkpointing_disable()
+    assert not explainer.gradient_checkpointing

@@ -10,13 +10,14 @@ import torch
 from conftest import make_classifier
 from huggingface_hub import CommitInfo, HfApi, ModelCard, RepoUrl
 from safetensors import safe_open
+from test_pipeline import crop_processor, labelled_classifier, random_image
+from training_helpers import image_dataset, processor, sharp_classifier, train_argv
 from transformers import pipeline
 
 from aha import AHAExplainer
 from aha.hub import faithfulness_results
 from aha.training import build_parser, train
-from test_pipeline import crop_processor, labelled_classifier, random_image
-from training_helpers import image_dataset, processor, sharp_classifier, train_argv
+
 
 REPO_ID = "org/aha-tiny"
 
@@ -69,7 +70,7 @@ def test_push_uploads_weights_processor_and_card_and_reloads_identically(hub, im
 def test_decoder_only_push_holds_no_classifier_weights(hub, images):
     root, _ = hub
     explainer = _explainer()
-    explainer.push_to_hub(REPO_ID, include_target=False)
+    explainer.push_to_hub(REPO_ID, include_classifier=False)
     folder = root / REPO_ID
     with safe_open(folder / "model.safetensors", "pt") as weights:
         keys = list(weights.keys())
@@ -77,7 +78,7 @@ def test_decoder_only_push_holds_no_classifier_weights(hub, images):
     assert "Decoder only" in (folder / "README.md").read_text()
     reloaded = AHAExplainer.from_pretrained(folder, classifier=labelled_classifier())
     assert torch.equal(reloaded.explain(images), explainer.explain(images))
-    with pytest.raises(ValueError, match="different target model"):
+    with pytest.raises(ValueError, match="different classifier"):
         AHAExplainer.from_pretrained(folder, classifier=make_classifier("vit", seed=3))
 
 

@@ -8,6 +8,7 @@ from PIL import Image
 
 from aha.image_geometry import ProcessedRegion, processed_region, to_original_size
 
+
 PROCESSORS = {
     "warp": lambda: T.ViTImageProcessorPil(size={"height": 32, "width": 32}),
     "resize_then_crop": lambda: T.DeiTImageProcessorPil(size={"height": 40, "width": 40}, crop_size={"height": 32, "width": 32}),

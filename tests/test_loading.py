@@ -1,4 +1,4 @@
-"""Loading is strict: the stored target is the fingerprinted one, no weight is left random, damaged files and
+"""Loading is strict: the stored classifier is the fingerprinted one, no weight is left random, damaged files and
 wrong folders are named."""
 
 import re
@@ -7,14 +7,14 @@ import shutil
 import pytest
 import torch
 import transformers as T
+from conftest import make_classifier
 from safetensors.torch import load_file, save_file
+from training_helpers import processor
 
 from aha import AHAExplainer
 from aha.fingerprint import short_fingerprint, weights_fingerprint
 from aha.loading import looks_local
-from aha.training.target import load_target
-from conftest import make_classifier
-from training_helpers import processor
+from aha.training.classifier import load_classifier_and_processor
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def _truncate(path):
     path.write_bytes(data[: len(data) // 2])
 
 
-def test_stored_target_changed_after_saving_is_refused(saved):
+def test_stored_classifier_changed_after_saving_is_refused(saved):
     weights = load_file(saved / "model.safetensors")
     expected = short_fingerprint(weights_fingerprint(make_classifier("vit")))
     weights["classifier.classifier.bias"][0] += 1e-3
@@ -72,35 +72,35 @@ def test_a_truncated_explainer_file_is_named(saved):
         AHAExplainer.from_pretrained(saved)
 
 
-def test_a_damaged_referenced_target_is_named(tmp_path):
-    make_classifier("vit").save_pretrained(tmp_path / "target")
-    target = T.ViTForImageClassification.from_pretrained(tmp_path / "target")
-    AHAExplainer.from_classifier(target).save_pretrained(tmp_path / "decoder", include_target=False)
-    (tmp_path / "target" / "model.safetensors").write_bytes(b"\x00" * 64)
-    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'target' / 'model.safetensors'} is not a readable")):
+def test_a_damaged_recorded_classifier_is_named(tmp_path):
+    make_classifier("vit").save_pretrained(tmp_path / "classifier")
+    classifier = T.ViTForImageClassification.from_pretrained(tmp_path / "classifier")
+    AHAExplainer.from_classifier(classifier).save_pretrained(tmp_path / "decoder", include_classifier=False)
+    (tmp_path / "classifier" / "model.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'classifier' / 'model.safetensors'} is not a readable")):
         AHAExplainer.from_pretrained(tmp_path / "decoder")
 
 
-def test_a_headless_checkpoint_is_refused_as_a_target(tmp_path, headless):
+def test_a_headless_checkpoint_is_refused_as_a_classifier(tmp_path, headless):
     with pytest.raises(ValueError, match=r"--model_name_or_path .*headless lacks 2 weights of ViTForImageClassification "
                                          r"\(classifier.bias, classifier.weight\): they would be randomly initialised"):
-        load_target(str(headless))
-    # a decoder-only explainer whose reference now holds a headless model
-    make_classifier("vit").save_pretrained(tmp_path / "target")
-    target = T.ViTForImageClassification.from_pretrained(tmp_path / "target")
-    AHAExplainer.from_classifier(target).save_pretrained(tmp_path / "decoder", include_target=False)
-    shutil.rmtree(tmp_path / "target")
-    shutil.copytree(headless, tmp_path / "target")
+        load_classifier_and_processor(str(headless))
+    # a decoder-only explainer whose recorded classifier folder now holds a headless model
+    make_classifier("vit").save_pretrained(tmp_path / "classifier")
+    classifier = T.ViTForImageClassification.from_pretrained(tmp_path / "classifier")
+    AHAExplainer.from_classifier(classifier).save_pretrained(tmp_path / "decoder", include_classifier=False)
+    shutil.rmtree(tmp_path / "classifier")
+    shutil.copytree(headless, tmp_path / "classifier")
     with pytest.raises(ValueError, match="lacks 2 weights of ViTForImageClassification"):
         AHAExplainer.from_pretrained(tmp_path / "decoder")
 
 
-def test_a_truncated_target_checkpoint_is_named(tmp_path):
-    make_classifier("vit").save_pretrained(tmp_path / "target")
-    processor().save_pretrained(tmp_path / "target")
-    _truncate(tmp_path / "target" / "model.safetensors")
-    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'target' / 'model.safetensors'} is not a readable")):
-        load_target(str(tmp_path / "target"))
+def test_a_truncated_classifier_checkpoint_is_named(tmp_path):
+    make_classifier("vit").save_pretrained(tmp_path / "classifier")
+    processor().save_pretrained(tmp_path / "classifier")
+    _truncate(tmp_path / "classifier" / "model.safetensors")
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'classifier' / 'model.safetensors'} is not a readable")):
+        load_classifier_and_processor(str(tmp_path / "classifier"))
 
 
 def test_folders_that_hold_no_explainer_say_what_they_hold(tmp_path):
@@ -114,7 +114,7 @@ def test_folders_that_hold_no_explainer_say_what_they_hold(tmp_path):
         with pytest.raises(FileNotFoundError, match=f"no such local folder {re.escape(missing)}"):
             AHAExplainer.from_pretrained(missing)
         with pytest.raises(FileNotFoundError, match=f"--model_name_or_path: no such local folder {re.escape(missing)}"):
-            load_target(missing)
+            load_classifier_and_processor(missing)
 
 
 def test_hub_ids_are_not_taken_for_local_paths():

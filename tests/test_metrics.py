@@ -13,6 +13,7 @@ from aha import metrics
 from aha.perturbation import reference_blur
 from aha.ranking import hard_order
 
+
 MEAN, STD = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
 
 

@@ -9,20 +9,21 @@ from huggingface_hub import ModelCard
 from aha import AHAExplainer
 from aha.hub import faithfulness_results, model_card
 
+
 REPO_ID = "org/aha-vit-b16"  # only rendered into the card, never downloaded
 MEASURED = {"deletion_auc": 0.1234567, "insertion_auc": 0.8123, "positive_auc": 0.19, "negative_auc": 0.55, "deletion_aucs": [0.1]}
 
 
 def _config(tmp_path, classifier_name_or_path):
     explainer = AHAExplainer.from_classifier(make_classifier("vit"), classifier_name_or_path=classifier_name_or_path)
-    explainer.save_pretrained(tmp_path, include_target=False)  # records the fingerprint, as a save does
+    explainer.save_pretrained(tmp_path, include_classifier=False)  # records the fingerprint, as a save does
     return explainer.config
 
 
 def test_card_metadata_parses_back_with_the_numbers_of_the_run(tmp_path):
     config = _config(tmp_path, "google/vit-base-patch16-224")
     results = faithfulness_results(MEASURED, dataset="ILSVRC/imagenet-1k", split="validation", reference="blur")
-    card = model_card(config, repo_id=REPO_ID, include_target=True, eval_results=results,
+    card = model_card(config, repo_id=REPO_ID, include_classifier=True, eval_results=results,
                       dataset="ILSVRC/imagenet-1k", steps=1234)
     card.save(tmp_path / "README.md")
     parsed = ModelCard.load(tmp_path / "README.md")
@@ -45,7 +46,7 @@ def test_card_metadata_parses_back_with_the_numbers_of_the_run(tmp_path):
 def test_decoder_only_card_says_how_its_classifier_is_loaded(tmp_path):
     config = _config(tmp_path, "google/vit-base-patch16-224")
     config.classifier_revision = "abc123"
-    text = str(model_card(config, repo_id=REPO_ID, include_target=False))
+    text = str(model_card(config, repo_id=REPO_ID, include_classifier=False))
     assert "Decoder only" in text and "Self-contained" not in text
     assert "[`google/vit-base-patch16-224`](https://huggingface.co/google/vit-base-patch16-224) at revision `abc123`" in text
     assert config.classifier_fingerprint in text and "model-index" not in text

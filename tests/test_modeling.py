@@ -1,5 +1,4 @@
 import random
-
 from unittest import mock
 
 import pytest
@@ -211,14 +210,13 @@ def test_target_checkpointing_recomputes_chunks_without_changing_the_gradients(i
 
     def decoder_gradients():
         calls.clear()
-        random.seed(0)
-        torch.manual_seed(0)
         explainer.zero_grad()
-        explainer(images, labels=torch.tensor([0, 1, 2, 3]), tau=1.0).loss.backward()
+        generator = torch.Generator().manual_seed(0)
+        explainer(images, labels=torch.tensor([0, 1, 2, 3]), tau=1.0, generator=generator).loss.backward()
         return [p.grad.clone() for p in explainer.decoder.parameters()], len(calls)
 
     plain, plain_calls = decoder_gradients()
-    explainer.enable_target_checkpointing()
+    explainer.activation_checkpointing_enable()
     checkpointed, checkpointed_calls = decoder_gradients()
     # 4 images x classes x 2 curves x the inner fractions, in chunks of 16: each chunk runs again in backward;
     # the clean pass and the curves' end points (no gradient) do not
@@ -227,3 +225,23 @@ def test_target_checkpointing_recomputes_chunks_without_changing_the_gradients(i
     assert checkpointed_calls - plain_calls == -(-perturbed // 16)
     for a, b in zip(plain, checkpointed):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_a_processor_without_normalisation_gives_mean_0_and_std_1():
+    processor = T.ViTImageProcessorPil(do_normalize=False, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    config = _explainer(image_processor=processor, references=["black"]).config
+    assert config.image_mean == [0.0] * 3 and config.image_std == [1.0] * 3  # "black" is then 0 in pixel space
+
+
+def test_the_training_step_draws_from_its_generator_only(images):
+    """Grid size, reference and Gumbel noise come from the generator passed in: the same seed gives the same
+    loss, and neither Python's nor torch's global RNG is touched."""
+    explainer = _explainer(references=["mean", "blur"])
+    labels = torch.tensor([0, 1, 2, 3])
+    python_state, torch_state = random.getstate(), torch.get_rng_state()
+    losses = [explainer(images, labels=labels, tau=0.5, generator=torch.Generator().manual_seed(seed)).loss
+              for seed in (0, 0, 1, 2, 3)]
+    assert random.getstate() == python_state and torch.equal(torch.get_rng_state(), torch_state)
+    assert torch.equal(losses[0], losses[1]) and len({loss.item() for loss in losses[1:]}) == 4
+    grids = [explainer.objective.sample_grid(32, 32, torch.Generator().manual_seed(seed)) for seed in range(40)]
+    assert set(grids) == set(range(explainer.objective.grid_range(32, 32)[0], explainer.objective.grid_range(32, 32)[1] + 1))

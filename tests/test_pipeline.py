@@ -12,6 +12,7 @@ from aha import AHAExplainer, ImageAttributionPipeline
 from aha.image_geometry import processed_region, to_original_size
 from aha.metrics import deletion_insertion
 
+
 LABELS = ["cat", "dog", "fox", "owl", "eel"]
 SIZES = [(40, 40), (57, 23), (20, 90)]  # (height, width)
 

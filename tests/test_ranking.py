@@ -9,6 +9,7 @@ from aha.ranking import (
     soft_topk_membership,
 )
 
+
 FRACTIONS = torch.linspace(0, 1, 16)
 
 

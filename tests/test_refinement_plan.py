@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from conftest import IMAGE_SIZE, make_classifier
 
 from aha import AHAExplainer
 from aha.refinement_plan import RefinementPlan, refine_with_plan
-from conftest import IMAGE_SIZE, make_classifier
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,13 @@ import shutil
 
 import pytest
 import torch
+from conftest import make_classifier
 from safetensors import safe_open
+from training_helpers import image_dataset, processor, train_argv
 
 from aha.fingerprint import short_fingerprint, weights_fingerprint
 from aha.training import build_parser, train
-from conftest import make_classifier
-from training_helpers import image_dataset, processor, train_argv
+
 
 # what accelerate's save_state writes (pickles): a resume must never read these names
 ACCELERATE_PICKLES = ("custom_checkpoint_0.pkl", "custom_checkpoint_1.pkl", "random_states_0.pkl", "optimizer.bin",

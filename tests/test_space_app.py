@@ -22,6 +22,7 @@ from transformers import pipeline
 
 from aha.space.uploads import MAX_PIXELS
 
+
 pytestmark = pytest.mark.slow
 playwright_api = pytest.importorskip("playwright.sync_api")
 

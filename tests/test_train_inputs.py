@@ -7,10 +7,10 @@ import sys
 
 import pytest
 import transformers as T
-
-from aha.training import build_parser, train
 from conftest import make_classifier
 from training_helpers import processor, random_images, train_argv
+
+from aha.training import build_parser, train
 
 
 def _train(output_dir, *extra):
@@ -73,7 +73,7 @@ def test_overwrite_and_resume_together_are_refused(tmp_path):
         _train(tmp_path, "--resume_from_checkpoint", "latest")
 
 
-def test_the_console_command_refuses_a_headless_target(tmp_path):
+def test_the_console_command_refuses_a_headless_classifier(tmp_path):
     """A ViT saved without its classification head used to train against a random head and exit 0."""
     config = T.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                          intermediate_size=64, num_labels=5)

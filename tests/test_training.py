@@ -1,6 +1,8 @@
 """The training loop: the loss falls, resuming is exact, two processes stay in sync, bad set-ups fail early."""
 
 import json
+import logging
+import math
 import os
 import subprocess
 import sys
@@ -9,17 +11,16 @@ import pytest
 import torch
 from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import set_seed
+from conftest import make_classifier
 from safetensors import safe_open
+from training_helpers import image_dataset, processor, sharp_classifier, train_argv
 from transformers import AutoModelForImageClassification
 
 import aha.training.loop as loop_module
 from aha import AHAExplainer
 from aha.data import train_dataloader
 from aha.training import build_parser, latest_checkpoint, save_checkpoint, train, validate_args
-from aha.training.evaluation import seeded_rngs
-from aha.training.schedule import warmup_cosine_factor
-from conftest import make_classifier
-from training_helpers import image_dataset, processor, sharp_classifier, train_argv
+from aha.training.schedule import warmup_cosine_schedule
 
 
 def _args(output_dir, *extra):
@@ -32,8 +33,9 @@ def _splits(streaming: bool, n: int = 16):
 
 
 def _heldout_loss(explainer, batch) -> float:
-    with seeded_rngs(0, torch.device("cpu")), torch.no_grad():
-        return sum(explainer.eval()(**batch).loss.item() for _ in range(3)) / 3
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        return sum(explainer.eval()(**batch, generator=generator).loss.item() for _ in range(3)) / 3
 
 
 @pytest.mark.parametrize("streaming", [False, True], ids=["dataset", "stream"])
@@ -130,6 +132,7 @@ def _two_process_run(output_dir):
     torch.save(weights, os.path.join(output_dir, f"weights_{accelerator.process_index}.pt"))
 
 
+@pytest.mark.slow  # two interpreters launched by accelerate: the heaviest test
 def test_two_processes_split_the_stream_and_hold_identical_weights(tmp_path):
     # debug_launcher forks, and forking a process whose OpenMP pool already runs can hang: launch the two
     # ranks from a fresh interpreter instead, with a time limit
@@ -167,8 +170,9 @@ def test_argument_errors(tmp_path, extra, processes, message):
 
 def test_total_batch_size_sets_the_per_device_one(tmp_path):
     args = _args(tmp_path, "--total_train_batch_size", 32, "--gradient_accumulation_steps", 2)
-    validate_args(args, num_processes=4)
-    assert args.per_device_train_batch_size == 4
+    resolved = validate_args(args, num_processes=4)
+    assert resolved.per_device_train_batch_size == 4
+    assert args.per_device_train_batch_size == 2  # the caller's arguments are never changed
 
 
 def test_dataset_errors_come_before_training(tmp_path):
@@ -191,12 +195,33 @@ def test_output_dir_holding_another_run_is_refused(tmp_path):
         train(_args(tmp_path), make_classifier("vit"), processor(), _splits(False))
 
 
-def test_schedule_warms_up_from_lr_over_25_then_decays_to_zero():
-    factors = [warmup_cosine_factor(step, 6, 100, 1 / 25) for step in (0, 3, 6, 53, 100)]
-    assert factors == pytest.approx([0.04, 0.52, 1.0, 0.5, 0.0])
+def _closed_form(step, warmup, total, start_factor=1 / 25):
+    """The paper's schedule, written out: linear warm-up from lr/25, then cosine to 0 (and 0 after the end)."""
+    if step < warmup:
+        return start_factor + (1 - start_factor) * step / warmup
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
+@pytest.mark.parametrize("warmup, total", [(6, 100), (0, 12), (3, 4), (60, 1000), (5, 5)])
+def test_schedule_warms_up_from_lr_over_25_then_decays_to_zero(warmup, total):
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=3e-4)
+    schedule = warmup_cosine_schedule(optimizer, warmup, total)
+    rates = []
+    for _ in range(total + 1):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    expected = [3e-4 * _closed_form(step, warmup, total) for step in range(total + 1)]
+    assert rates == pytest.approx(expected, rel=1e-12, abs=1e-18)
+    if warmup:
+        assert rates[0] == pytest.approx(3e-4 / 25) and rates[warmup] == pytest.approx(3e-4)
+    if warmup < total:
+        assert rates[-1] == 0.0
+    json.dumps(schedule.state_dict())  # checkpoints store it as JSON
 
 
 def test_the_hub_token_reaches_no_file_tracker_or_log(tmp_path, capfd, caplog):
+    caplog.set_level(logging.DEBUG)  # every record the run logs, INFO included
     """The tensorboard tracker (tensorboardX, a dev dependency) stores the run's hyperparameters in its
     event file and in hparams.yml: the token must be in neither, nor in any other file or the output."""
     secret = "hf_SeCrEt0123456789"
@@ -230,3 +255,20 @@ def test_a_run_that_fails_before_saving_does_not_lock_its_folder(tmp_path, monke
     assert json.loads((tmp_path / "aha_training_args.json").read_text())["learning_rate"] == 0.001
     with pytest.raises(ValueError, match=r"holds a different run \(learning_rate: 0.001 -> 0.003\)"):
         train(_args(tmp_path, "--max_train_steps", 1), make_classifier("vit"), processor(), splits)
+
+
+def test_checkpoints_beyond_the_total_limit_are_rotated_out(tmp_path):
+    args = _args(tmp_path, "--max_train_steps", 4, "--checkpointing_steps", 1, "--checkpoints_total_limit", 2)
+    train(args, make_classifier("vit"), processor(), _splits(False))
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["step_3", "step_4"]
+
+
+def test_arguments_come_from_a_yaml_file_as_from_flags(tmp_path):
+    (tmp_path / "run.yaml").write_text(
+        f"output_dir: {tmp_path / 'out'}\nlearning_rate: 0.001\nexplainer_config:\n  - fusion_channels=8\n"
+        "gradient_checkpointing: false\n"
+    )
+    from_file = validate_args(build_parser().parse_args([str(tmp_path / "run.yaml")]))
+    from_flags = validate_args(build_parser().parse_args(["--output_dir", str(tmp_path / "out"), "--learning_rate", "0.001",
+                                                          "--explainer_config", "fusion_channels=8", "--no_gradient_checkpointing"]))
+    assert vars(from_file) == vars(from_flags)

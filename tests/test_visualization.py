@@ -4,7 +4,7 @@ import matplotlib
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from aha.metrics import CurveResult
 from aha.visualization import curve_plot, grid, heat_colours, normalise_map, overlay
@@ -60,12 +60,15 @@ def test_grid_layout():
     red, blue = Image.new("RGB", (8, 8), (255, 0, 0)), Image.new("RGB", (8, 8), (0, 0, 255))
     figure = grid([[red, blue], [blue, red]], ["a", "b"], cell_size=32, padding=4)
     assert figure.width == 4 + 2 * (32 + 4)
-    assert figure.height > 2 * (32 + 4)
     pixels = np.asarray(figure)
-    bottom_left = pixels[figure.height - 4 - 16, 4 + 16]
-    assert tuple(bottom_left) == (0, 0, 255)
-    wide = grid([[red]], ["a very long column title"], cell_size=8)
-    assert wide.width > 8 + 2 * 4
+    title = figure.height - 2 * (32 + 4) - 4  # the band of column titles above the cells
+    assert title > 2 * 4 and (pixels[:title, : 4 + 32] < 128).all(-1).any()  # "a" is drawn in black there
+    cells = {(row, column): tuple(pixels[title + row * 36 + 16, 4 + column * 36 + 16]) for row in (0, 1) for column in (0, 1)}
+    assert cells == {(0, 0): (255, 0, 0), (0, 1): (0, 0, 255), (1, 0): (0, 0, 255), (1, 1): (255, 0, 0)}
+    label = "a very long column title"
+    wide = grid([[red]], [label], cell_size=8)
+    left, _, right, _ = ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox((0, 0), label, font=ImageFont.load_default())
+    assert wide.width == (right - left) + 2 * 4  # the column widens to its title
     with pytest.raises(ValueError, match="one per label"):
         grid([[red]], ["a", "b"])
 

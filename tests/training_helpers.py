@@ -4,9 +4,8 @@ import datasets
 import numpy as np
 import torch
 import transformers as T
-from PIL import Image
-
 from conftest import IMAGE_SIZE, NUM_LABELS, make_classifier
+from PIL import Image
 
 
 def random_images(n: int, seed: int = 0, size: int = 40) -> list[Image.Image]:

@@ -28,6 +28,7 @@ from aha.space.demo_explainer import default_demo_folder, demo_examples, demo_ex
 from aha.space.uploads import UploadError, read_upload
 from aha.visualization import curve_plot
 
+
 logger = logging.getLogger("aha.space")
 MAX_REFINE_STEPS = 10
 #: Longest side of the pictures sent to the browser (the maps and their curves are those of the whole image)

@@ -6,6 +6,7 @@ from .configuration_aha import AHAConfig
 from .modeling_aha import AHAExplainer, AHAExplainerOutput
 from .pipeline import ImageAttributionPipeline, register_pipeline
 
+
 __version__ = "0.1.0"
 
 AutoConfig.register(AHAConfig.model_type, AHAConfig, exist_ok=True)

@@ -2,4 +2,5 @@
 
 from .cli import main
 
+
 main()

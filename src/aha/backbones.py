@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+
 # model_type -> whether its hidden states are hierarchical stage outputs (True) or plain tokens (False)
 SUPPORTED_MODEL_TYPES = {
     "vit": False,

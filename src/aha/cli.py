@@ -11,12 +11,16 @@ import argparse
 import importlib
 import sys
 
+
 #: subcommand -> (module exposing build_parser() and main(args), one line for ``aha --help``)
 SUBCOMMANDS = {
     "train": ("aha.training", "train an explainer for a frozen image classifier"),
     "explain": ("aha.explain", "explain image files with a trained explainer: overlays, maps, curves"),
     "demo": ("aha.demo", "the offline end-to-end benchmark: data, classifier, explainer, every method, report"),
 }
+
+#: optional dependency -> the extra that installs it (the core package imports none of them)
+EXTRAS = {"accelerate": "train", "datasets": "train", "skimage": "demo"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,5 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     """Run ``aha COMMAND ...``: the command's module parses the rest of the arguments."""
     namespace, rest = build_parser().parse_known_args(sys.argv[1:] if argv is None else argv)
-    module = importlib.import_module(SUBCOMMANDS[namespace.command][0])
-    module.main(module.build_parser().parse_args(rest))
+    try:
+        module = importlib.import_module(SUBCOMMANDS[namespace.command][0])
+        module.main(module.build_parser().parse_args(rest))
+    except ModuleNotFoundError as error:  # accelerate / datasets / scikit-image live in extras
+        if error.name not in EXTRAS:
+            raise
+        raise SystemExit(
+            f"aha {namespace.command} needs {error.name}, which is not installed: "
+            f"pip install 'aha-explain[{EXTRAS[error.name]}]'"
+        ) from error

@@ -9,9 +9,9 @@ import re
 from transformers import AutoConfig, GenerationConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .perturbation import check_reference
 from .validation import check_number
 
-REFERENCE_CHOICES = ("black", "mean", "blur")
 
 # Range rules of numeric fields: name -> keyword arguments of `aha.validation.check_number` (None is accepted
 # where the default is None). Every other field of AHAConfig is checked by the type of its default (bool, int,
@@ -40,10 +40,10 @@ _NUMBER_RULES = {
 # List fields: name -> (check_number keyword arguments of each element, allowed lengths or None for any >= 1)
 _LIST_RULES = {
     "feature_layers": (dict(integer=True, minimum=0), None),
-    "image_mean": (dict(), None),
+    "image_mean": ({}, None),
     "image_std": (dict(above=0), None),
     "grid_cell_patches": (dict(above=0), (2,)),
-    "references": (None, None),  # checked against REFERENCE_CHOICES below
+    "references": (None, None),  # checked against aha.perturbation.REFERENCES below
 }
 _FINGERPRINT = re.compile(r"^sha256:[0-9a-f]{64}$")
 # Keys besides the fields that transformers itself passes to a config (from config.json, from_dict, BC names)
@@ -55,22 +55,23 @@ _TRANSFORMERS_KEYS = {
 
 
 class AHAConfig(PreTrainedConfig):
-    r"""Configuration of an [`AHAExplainer`]: the frozen target classifier it explains, the decoder that
-    turns the target's features into a per-pixel map, and the ranking objective it is trained with.
+    r"""Configuration of an [`AHAExplainer`]: the frozen classifier it explains, the decoder that
+    turns the classifier's features into a per-pixel map, and the ranking objective it is trained with.
 
     Args:
         classifier_config (`PreTrainedConfig` or `dict`):
-            Config of the frozen target image classifier (its `architectures[0]` names the class).
+            Config of the frozen image classifier (its `architectures[0]` names the class).
         classifier_name_or_path (`str`, *optional*):
-            Where the target's weights come from (Hub id or local path): a decoder-only save loads its target
+            Where the classifier's weights come from (Hub id or local path): a decoder-only save loads its classifier
             from there. Default in [`AHAExplainer.from_classifier`]: the classifier's `name_or_path`.
         classifier_revision (`str`, *optional*):
             Hub revision (branch, tag or commit) of `classifier_name_or_path`.
         classifier_fingerprint (`str`, *optional*):
-            `"sha256:<hex>"` digest of the target's weights (see [`aha.fingerprint.weights_fingerprint`]),
+            `"sha256:<hex>"` digest of the classifier's weights (see [`aha.fingerprint.weights_fingerprint`]),
             recorded by `save_pretrained` and checked when a decoder-only save is loaded.
-        includes_target (`bool`):
-            Whether the saved weights include the frozen target (`save_pretrained(include_target=...)`).
+        includes_classifier (`bool`):
+            Whether the saved weights include the frozen classifier (`save_pretrained(include_classifier=...)`).
+            (Configs written before this name was chosen call it `includes_target`; they load as they are.)
         feature_backbone_config (`PreTrainedConfig` or `dict`, *optional*):
             Config of a separate frozen feature backbone (any supported HF vision model). When set, the
             decoder reads this model's hidden states instead of the classifier's.
@@ -96,14 +97,14 @@ class AHAConfig(PreTrainedConfig):
             blocks, then the widest fusion width and head, and are recorded in this config (a save reloads the same
             decoder). Default: None, the widths follow the feature model's hidden size alone.
         image_mean, image_std (`list[float]`, *optional*):
-            The target's input normalisation (from its image processor); needed for the "black" reference.
+            The classifier's input normalisation (from its image processor); needed for the "black" reference.
         references (`list[str]`):
             References drawn at random each training step, among "black", "mean", "blur". Default: "mean"
             alone. The paper draws among all three; on AHA Shapes that mix trained slower and ended worse under
             every evaluation reference, black and blur included (benchmarks/RESULTS.md, ablations).
         grid_cell_patches (`list[float]`):
-            Range of training-grid cell sides, in patches of the target. Each step draws a grid side G
-            uniformly so that cells span this range (the reference's 7..28 at 224 px / 16 px patches is
+            Range of training-grid cell sides, in patches of the classifier. Each step draws a grid side G
+            uniformly so that cells span this range (the paper's 7..28 at 224 px / 16 px patches is
             cells of 2 down to 0.5 patches).
         num_fractions (`int`): points of the soft deletion/insertion curves (fractions linspace(0, 1)); the two end
             points cost nothing. Default 8 (the paper: 16, which costs twice the classifier passes per step).
@@ -111,7 +112,7 @@ class AHAConfig(PreTrainedConfig):
         tau_start, tau_end (`float`): Gumbel-Sinkhorn temperature, annealed linearly over training.
         sinkhorn_iterations (`int`): log-domain Sinkhorn iterations.
         deletion_weight (`float`): weight of the deletion AUC (most important cells removed first; low is good).
-        lrf_insertion_weight (`float`): weight of 1 - AUC of least-relevant-first deletion (the reference's
+        lrf_insertion_weight (`float`): weight of 1 - AUC of least-relevant-first deletion (the paper's
             "insertion").
         rise_insertion_weight (`float`): weight of 1 - AUC of RISE-style insertion (most important cells
             inserted first into the blurred image).
@@ -120,7 +121,7 @@ class AHAConfig(PreTrainedConfig):
         second_class (`bool`): also train on a second class per image (the runner-up if the prediction is right,
             else the label), as the paper does, so that maps of classes other than the predicted one are trained
             too; it doubles the classifier passes per step. Default False: the predicted class only.
-        perturbation_batch_size (`int`): perturbed images per forward of the target (chunk size).
+        perturbation_batch_size (`int`): perturbed images per forward of the classifier (chunk size).
         refine_lr (`float`): Adam learning rate of test-time refinement, on per-image standardised maps (Adam
             moves every pixel by about this much per step, so a few steps need a large rate).
     """
@@ -135,7 +136,7 @@ class AHAConfig(PreTrainedConfig):
     classifier_name_or_path: str | None = None
     classifier_revision: str | None = None
     classifier_fingerprint: str | None = None
-    includes_target: bool = True
+    includes_classifier: bool = True
     feature_backbone_config: dict | PreTrainedConfig | None = None
     feature_layers: list[int] | None = None
     fusion_channels: int | None = None
@@ -164,20 +165,16 @@ class AHAConfig(PreTrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
+        if "includes_target" in kwargs:  # its name in configs saved by aha-explain 0.1
+            self.includes_classifier = kwargs.pop("includes_target")
         self._check_keys(kwargs)
         super().__post_init__(**kwargs)
         self._check_fields()
-        normalisation_known = self.image_mean is not None and self.image_std is not None
+        normalisation = (self.image_mean, self.image_std) if self.image_mean is not None and self.image_std is not None else None
         self.references = list(self.references)
         self.grid_cell_patches = list(self.grid_cell_patches)
-        unknown = sorted(set(self.references) - set(REFERENCE_CHOICES))
-        if unknown or not self.references:
-            raise ValueError(f"references must be a non-empty subset of {REFERENCE_CHOICES}, got {self.references}")
-        if "black" in self.references and not normalisation_known:
-            raise ValueError(
-                'the "black" reference needs image_mean and image_std (pass the image processor to '
-                "AHAExplainer.from_classifier, or set references without \"black\")"
-            )
+        for kind in self.references:
+            check_reference(kind, normalisation, 'the "black" reference of AHAConfig.references')
         low, high = self.grid_cell_patches
         if not low <= high:
             raise ValueError(f"grid_cell_patches must be [low, high] with 0 < low <= high, got {self.grid_cell_patches}")

@@ -21,6 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .backbones import BackboneSpec
 
+
 #: the smallest widths the budget may choose
 MIN_FUSION_CHANNELS = 8
 MIN_HEAD_CHANNELS = 4

@@ -1,4 +1,4 @@
-"""Fingerprints of model weights: what a decoder-only explainer checks its target against on load."""
+"""Fingerprints of model weights: what a decoder-only explainer checks its classifier against on load."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import hashlib
 
 import torch
 from torch import nn
+
 
 FINGERPRINT_ALGORITHM = "sha256"
 

@@ -8,10 +8,10 @@ says whether the save is self-contained or decoder-only and how to load it.
 
 from __future__ import annotations
 
+import importlib.resources
 import math
 import os
 import tempfile
-from pathlib import Path
 from typing import Mapping, Sequence
 
 from huggingface_hub import CommitInfo, CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData
@@ -21,7 +21,13 @@ from huggingface_hub.utils import validate_repo_id
 from .configuration_aha import AHAConfig
 from .pipeline import TASK
 
-MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent / "hub_cards" / "model_card.md"
+
+MODEL_CARD_TEMPLATE = "model_card.md"  # in aha.hub_cards
+
+
+def card_template(name: str) -> str:
+    """The text of a card template shipped as package data in ``aha.hub_cards`` (the repository's ``hub_cards/``)."""
+    return importlib.resources.files("aha.hub_cards").joinpath(name).read_text(encoding="utf-8")
 LIBRARY_NAME = "aha-explain"
 DEFAULT_LICENSE = "apache-2.0"
 
@@ -102,7 +108,7 @@ def model_card(
     config: AHAConfig,
     *,
     repo_id: str | None = None,
-    include_target: bool = True,
+    include_classifier: bool = True,
     eval_results: Sequence[EvalResult] | None = None,
     dataset: str | None = None,
     steps: int | None = None,
@@ -112,7 +118,7 @@ def model_card(
 
     Args:
         repo_id: where it lives on the Hub (shown in the usage examples).
-        include_target: whether the save holds the classifier (self-contained) or is decoder-only.
+        include_classifier: whether the save holds the classifier (self-contained) or is decoder-only.
         eval_results: measured faithfulness, e.g. from :func:`faithfulness_results`.
         dataset: the training data (a Hub id is also listed in the metadata).
         steps: optimisation steps trained.
@@ -137,12 +143,12 @@ def model_card(
     )
     return ModelCard.from_template(
         data,
-        template_path=str(MODEL_CARD_TEMPLATE),
+        template_str=card_template(MODEL_CARD_TEMPLATE),
         classifier=classifier,
         base_model=base_model,
         classifier_revision=config.classifier_revision,
         fingerprint=config.classifier_fingerprint,
-        self_contained=include_target,
+        self_contained=include_classifier,
         repo_id=repo_id or "path/to/explainer",
         dataset=dataset,
         steps=steps,
@@ -168,7 +174,7 @@ def push_explainer(
     explainer,
     repo_id: str,
     *,
-    include_target: bool = True,
+    include_classifier: bool = True,
     eval_results: Sequence[EvalResult] | None = None,
     license: str = DEFAULT_LICENSE,
     commit_message: str | None = None,
@@ -182,8 +188,8 @@ def push_explainer(
     api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
     with tempfile.TemporaryDirectory() as folder:
-        explainer.save_pretrained(folder, include_target=include_target)
-        card = model_card(explainer.config, repo_id=repo_id, include_target=include_target, eval_results=eval_results, license=license)
+        explainer.save_pretrained(folder, include_classifier=include_classifier)
+        card = model_card(explainer.config, repo_id=repo_id, include_classifier=include_classifier, eval_results=eval_results, license=license)
         card.save(os.path.join(folder, "README.md"))
-        message = commit_message or f"Upload AHA explainer ({'self-contained' if include_target else 'decoder only'})"
+        message = commit_message or f"Upload AHA explainer ({'self-contained' if include_classifier else 'decoder only'})"
         return upload_folder(api, folder, repo_id, message, revision=revision, create_pr=create_pr)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from transformers.image_transforms import get_size_with_aspect_ratio
 
+
 # ConvNeXt's processors crop ``crop_pct`` of the image only below this size (above it they warp)
 _CONVNEXT_CROP_BELOW = 384
 

@@ -1,16 +1,18 @@
 """Exact, batched faithfulness and localisation metrics for attribution maps.
 
-Everything is built on one engine, :func:`perturbation_curve`: given a per-image pixel ordering, a start
-image and an end image, the image at fraction ``p`` takes the end image's value on the first
-``k = round(p * H * W)`` pixels of the ordering and keeps the start image's value elsewhere. All
-``B * F`` perturbed images are built from rank comparisons (``rank < k``, no per-step loops) and pushed
-through the classifier in chunks under ``torch.no_grad``; the curve is the target's score at each fraction.
+Every perturbation metric is one :class:`PerturbationProtocol` (reference, fractions, insertion convention,
+score, normalisation, chunk size, seed) called on ``(model, pixel_values, attributions, target)``. It ranks
+each map's pixels and traces :func:`perturbation_curve`: given a per-image pixel ordering, a start image and
+an end image, the image at fraction ``p`` takes the end image's value on the first ``k = round(p * H * W)``
+pixels of the ordering and keeps the start image's value elsewhere. All ``B * F`` perturbed images are built
+from rank comparisons (``rank < k``, no per-step loops) and pushed through the classifier by the engine of
+:mod:`aha.perturbation` under ``torch.no_grad``; the curve is the target's score at each fraction.
 
-Named metrics (the evaluation protocol of DESIGN.md section 1 unless stated):
+Named metrics (functions over a protocol; the evaluation protocol of DESIGN.md section 1 unless stated):
 
 - :func:`deletion`: most relevant pixels first, towards a reference; low AUC is good.
 - :func:`insertion`: high AUC is good, in two conventions:
-  ``"lrf"`` (least-relevant-first deletion towards the reference, the AHA reference's "insertion") and
+  ``"lrf"`` (least-relevant-first deletion towards the reference, the paper's "insertion") and
   ``"rise"`` (start from the blurred image, insert the most relevant pixels first, as in RISE).
 - :func:`positive_perturbation` / :func:`negative_perturbation` (Chefer et al. 2021): fractions
   0, 0.1, ..., 0.9 of the most / least relevant pixels set to 0 in [0, 1] space, top-1 accuracy against
@@ -41,16 +43,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .perturbation import REFERENCES, blend, make_reference
+from .perturbation import (
+    blend,
+    check_reference,
+    make_reference,
+    perturbation_scores,
+    resolve_normalisation,
+    trapezoid_auc,
+)
 from .ranking import hard_order
-from .scores import class_scores
-from .validation import check_classes, check_normalisation, check_number, check_pixel_values
+from .scores import SCORE_KINDS
+from .validation import check_choice, check_classes, check_number, check_pixel_values
+
 
 #: Folder of the ``evaluate`` module: ``evaluate.load(EVALUATE_MODULE_PATH)``.
 EVALUATE_MODULE_PATH = str(Path(__file__).parent / "metrics_hub" / "deletion_insertion")
 
 INSERTION_CONVENTIONS = ("lrf", "rise")
-SCORES = ("probability", "correct")
 
 
 def default_fractions() -> torch.Tensor:
@@ -116,11 +125,6 @@ def _num_labels(model: nn.Module) -> int | None:
     return getattr(getattr(model, "config", None), "num_labels", None)
 
 
-def _check_choice(value: str, choices: Sequence[str], what: str) -> None:
-    if value not in choices:
-        raise ValueError(f"unknown {what} {value!r}; expected one of {tuple(choices)}")
-
-
 def _check_finite(tensor: torch.Tensor, what: str) -> None:
     if tensor.is_floating_point() and not torch.isfinite(tensor).all():
         raise ValueError(f"{what} contain NaN or infinite values")
@@ -166,33 +170,6 @@ def pixel_maps(
     return F.interpolate(maps.unsqueeze(1), size=size, mode="bilinear", align_corners=False).squeeze(1)
 
 
-def _normalisation(
-    channels: int, image_processor, image_mean, image_std, needed_by: str
-) -> tuple[Sequence[float], Sequence[float]]:
-    """The (mean, std) that map [0, 1] pixels to the classifier's normalised space."""
-    if image_processor is not None:
-        if image_mean is not None or image_std is not None:
-            raise ValueError("pass either image_processor or image_mean/image_std, not both")
-        if not getattr(image_processor, "do_normalize", True):
-            return [0.0] * channels, [1.0] * channels
-        image_mean, image_std = image_processor.image_mean, image_processor.image_std
-    if image_mean is None or image_std is None:
-        raise ValueError(
-            f"{needed_by} needs the normalisation of pixel_values: pass image_processor=... "
-            "or image_mean=... and image_std=..."
-        )
-    check_normalisation(image_mean, image_std, channels)
-    return image_mean, image_std
-
-
-def _reference(pixel_values, kind, image_processor, image_mean, image_std) -> torch.Tensor:
-    if kind == "black":
-        image_mean, image_std = _normalisation(
-            pixel_values.shape[1], image_processor, image_mean, image_std, 'reference "black"'
-        )
-    return make_reference(pixel_values, kind, image_mean, image_std)
-
-
 def predict(model: nn.Module, pixel_values: torch.Tensor, chunk_size: int = 64) -> torch.Tensor:
     """Top-1 class of each image, (B, C, H, W) -> (B,) long on the model's device."""
     check_number("chunk_size", chunk_size, integer=True, minimum=1)
@@ -206,11 +183,11 @@ def predict(model: nn.Module, pixel_values: torch.Tensor, chunk_size: int = 64) 
         )
 
 
-def _resolve_target(model, pixel_values, target, chunk_size) -> torch.Tensor:
+def _resolve_target(model, pixel_values, target, chunk_size, name: str = "target") -> torch.Tensor:
     device, _ = _device_dtype(model)
     if target is None:
         return predict(model, pixel_values, chunk_size)
-    return check_classes(target, pixel_values.shape[0], _num_labels(model), device=device)
+    return check_classes(target, pixel_values.shape[0], _num_labels(model), name, device=device)
 
 
 def _fractions(fractions) -> torch.Tensor:
@@ -234,11 +211,11 @@ def perturbation_curve(
     score: str = "probability",
     chunk_size: int = 64,
 ) -> torch.Tensor:
-    """The engine: the target's score along a path from ``start`` to ``end`` in the given pixel order.
+    """The target's score along a path from ``start`` to ``end`` in the given pixel order.
 
     The image at fraction ``p`` is ``start`` with its first ``k = round(p * H * W)`` pixels of ``order``
     taken from ``end``. The ``B * F`` images are built chunk by chunk (``chunk_size`` images per forward)
-    in the model's dtype on its device, under ``torch.no_grad``.
+    in the model's dtype on its device, under ``torch.no_grad`` (:func:`aha.perturbation.perturbation_scores`).
 
     Args:
         model: classifier called as ``model(pixel_values=x).logits`` -> (N, num_labels).
@@ -248,14 +225,13 @@ def perturbation_curve(
         end: (B, C, H, W) or broadcastable, images at fraction 1.
         fractions: (F,) fractions in [0, 1].
         target: (B,) long, the class scored for each image.
-        score: ``"probability"`` (softmax probability of the target) or ``"correct"`` (1.0 where the
-            top-1 class equals the target, else 0.0).
+        score: a kind of :func:`aha.scores.class_scores`: ``"probability"`` (softmax probability of the
+            target), ``"correct"`` (1.0 where the top-1 class equals the target, else 0.0) or ``"logit"``.
         chunk_size: images per classifier forward.
     Returns:
         (B, F) float32 scores on the model's device.
     """
-    _check_choice(score, SCORES, "score")
-    check_number("chunk_size", chunk_size, integer=True, minimum=1)
+    check_choice("score", score, SCORE_KINDS)
     device, dtype = _device_dtype(model)
     batch, _, height, width = start.shape
     num_pixels = height * width
@@ -268,24 +244,18 @@ def perturbation_curve(
     ranks = torch.empty_like(order).scatter_(1, order, positions)
     counts = torch.round(torch.as_tensor(fractions, dtype=torch.float64) * num_pixels).long().to(device)
     num_steps = counts.numel()
-    total = batch * num_steps
-    target = target.to(device).repeat_interleave(num_steps)
-    scores = torch.empty(total, device=device, dtype=torch.float32)
+
+    def images_at(chunk: slice) -> torch.Tensor:  # index = image * num_steps + step
+        index = torch.arange(chunk.start, chunk.stop, device=device)
+        image, step = index // num_steps, index % num_steps
+        masks = (ranks.index_select(0, image) < counts[step, None]).view(-1, height, width)
+        return blend(start.index_select(0, image), end.index_select(0, image), masks)
+
     with torch.no_grad():
-        for first in range(0, total, chunk_size):
-            last = min(first + chunk_size, total)
-            index = torch.arange(first, last, device=device)
-            image, step = index // num_steps, index % num_steps
-            masks = (ranks.index_select(0, image) < counts[step, None]).view(-1, height, width)
-            images = blend(start.index_select(0, image), end.index_select(0, image), masks)
-            logits = model(pixel_values=images).logits
-            scores[first:last] = class_scores(logits, target[first:last], score)
+        scores = perturbation_scores(
+            model, batch * num_steps, images_at, target.to(device).repeat_interleave(num_steps), score, chunk_size
+        )
     return scores.view(batch, num_steps)
-
-
-def _curve_result(curves: torch.Tensor, fractions: torch.Tensor) -> CurveResult:
-    auc = torch.trapezoid(curves, x=fractions.to(curves.device, curves.dtype), dim=1)
-    return CurveResult(fractions=fractions, curves=curves, auc=auc)
 
 
 def check_inputs(pixel_values, attributions, classes=None, name: str = "target") -> torch.Tensor:
@@ -300,71 +270,156 @@ def check_inputs(pixel_values, attributions, classes=None, name: str = "target")
     return maps
 
 
-def _prepare(model, pixel_values, attributions) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validated images on the model's device, and (B, H * W) per-pixel scores on that device."""
-    maps = check_inputs(pixel_values, attributions)
-    device, _ = _device_dtype(model)
-    return pixel_values.to(device), maps.to(device).flatten(1)
+#: every perturbation metric by name: (the protocol it runs: the caller's or Chefer et al.'s, the curve it
+#: measures, the classes it scores: the explained target or the labels)
+PERTURBATION_METRICS = {
+    "deletion": ("given", "deletion", "target"),
+    "insertion": ("given", "insertion", "target"),
+    "positive": ("chefer", "deletion", "labels"),
+    "negative": ("chefer", "insertion", "labels"),
+}
 
 
-def deletion(
-    model: nn.Module,
-    pixel_values: torch.Tensor,
-    attributions: torch.Tensor,
-    target=None,
-    *,
-    reference: str = "mean",
-    fractions=None,
-    image_processor=None,
-    image_mean: Sequence[float] | None = None,
-    image_std: Sequence[float] | None = None,
-    chunk_size: int = 64,
-    seed: int = 0,
-) -> CurveResult:
+@dataclass(frozen=True, eq=False)
+class PerturbationProtocol:
+    """How deletion and insertion curves are measured; called on ``(model, pixel_values, attributions, target)``.
+
+    The defaults are the AHA evaluation protocol: 21 fractions, hard ranking over all pixels, mean-colour
+    reference, softmax probability of the target (the predicted class unless given), trapezoid AUC on [0, 1];
+    insertion is least-relevant-first deletion. :meth:`chefer` gives Chefer et al.'s protocol, whose deletion
+    is the positive perturbation and whose insertion is the negative one.
+
+    Attributes:
+        reference: what deleted pixels become: ``"mean"`` (zeros in normalised space), ``"black"`` (0 in [0, 1]
+            space, needs the normalisation) or ``"blur"`` (:mod:`aha.perturbation`).
+        insertion_convention: ``"lrf"`` (replace the *least* relevant pixels first by the reference, the
+            paper's "insertion") or ``"rise"`` (start from the blurred image and insert the most relevant pixels
+            of the image first, as in RISE; ``reference`` is unused there).
+        fractions: ascending fractions in [0, 1]; default the 21 points 0, 0.05, ..., 1.
+        score: the curve's score of the target (:func:`aha.scores.class_scores`): ``"probability"`` or
+            ``"correct"`` (top-1 accuracy), or ``"logit"``.
+        image_processor, image_mean, image_std: the normalisation of ``pixel_values``
+            (:func:`aha.perturbation.resolve_normalisation`), needed by the ``"black"`` reference.
+        chunk_size: images per classifier forward.
+        seed: seed of the tie-breaking permutation of the ranking (:func:`aha.ranking.hard_order`).
+        name: what the protocol is called in messages (e.g. ``"positive perturbation"``).
+
+    Example::
+
+        protocol = PerturbationProtocol(reference="blur", insertion_convention="rise")
+        result = protocol(classifier, pixel_values, maps)              # DeletionInsertionResult
+        result.deletion.mean_auc, result.insertion.auc                # float, (B,)
+    """
+
+    reference: str = "mean"
+    insertion_convention: str = "lrf"
+    fractions: Sequence[float] | torch.Tensor | None = None
+    score: str = "probability"
+    image_processor: object = None
+    image_mean: Sequence[float] | None = None
+    image_std: Sequence[float] | None = None
+    chunk_size: int = 64
+    seed: int = 0
+    name: str | None = None
+
+    def __post_init__(self):
+        check_choice("insertion convention", self.insertion_convention, INSERTION_CONVENTIONS)
+        check_choice("score", self.score, SCORE_KINDS)
+        check_number("chunk_size", self.chunk_size, integer=True, minimum=1)
+        check_number("seed", self.seed, integer=True)
+        normalisation = resolve_normalisation(self.image_processor, self.image_mean, self.image_std)
+        check_reference(self.reference, normalisation, self.name)
+        object.__setattr__(self, "fractions", _fractions(self.fractions))
+        object.__setattr__(self, "normalisation", normalisation)
+
+    @classmethod
+    def chefer(cls, kind: str = "positive", **options) -> "PerturbationProtocol":
+        """Chefer et al.'s positive/negative perturbation: fractions 0, 0.1, ..., 0.9 of the pixels set to 0 in
+        [0, 1] space (the "black" reference: the normalisation is required), top-1 accuracy against the labels.
+        ``options``: ``image_processor`` or ``image_mean``/``image_std``, ``chunk_size``, ``seed``."""
+        return cls(reference="black", fractions=chefer_fractions(), score="correct", name=f"{kind} perturbation", **options)
+
+    def __call__(self, model: nn.Module, pixel_values: torch.Tensor, attributions: torch.Tensor, target=None):
+        """Deletion and insertion of the same maps for the same classes: a :class:`DeletionInsertionResult`.
+
+        Args:
+            model: HF image classifier (``model(pixel_values=x).logits``).
+            pixel_values: (B, C, H, W) images in the classifier's normalised space.
+            attributions: maps in any layout of the module docstring; higher = more relevant.
+            target: None (the predicted class), an int, or (B,) classes, e.g. the labels.
+        """
+        check_pixel_values(pixel_values)
+        target = _resolve_target(model, pixel_values, target, self.chunk_size)
+        return DeletionInsertionResult(
+            deletion=self.deletion(model, pixel_values, attributions, target),
+            insertion=self.insertion(model, pixel_values, attributions, target),
+            target=target,
+        )
+
+    def deletion(self, model, pixel_values, attributions, target=None, target_name: str = "target") -> CurveResult:
+        """The most relevant pixels replaced first by the reference; low AUC is good (arguments of
+        :meth:`__call__`; ``target_name`` is what the classes are called in messages)."""
+        return self._curve(True, model, pixel_values, attributions, target, target_name)
+
+    def insertion(self, model, pixel_values, attributions, target=None, target_name: str = "target") -> CurveResult:
+        """Insertion in :attr:`insertion_convention`; high AUC is good (arguments of :meth:`deletion`)."""
+        return self._curve(False, model, pixel_values, attributions, target, target_name)
+
+    def measure(self, metric: str, model, pixel_values, attributions, target=None, labels=None) -> CurveResult:
+        """The named metric of :data:`PERTURBATION_METRICS` (``"deletion"``, ``"insertion"``, ``"positive"``,
+        ``"negative"``): deletion and insertion under this protocol for ``target``, Chefer et al.'s perturbations
+        for ``labels`` (with this protocol's normalisation, chunk size and seed)."""
+        check_choice("metric", metric, PERTURBATION_METRICS)
+        which, curve, explained = PERTURBATION_METRICS[metric]
+        protocol = self
+        if which == "chefer":
+            protocol = PerturbationProtocol.chefer(
+                metric, image_processor=self.image_processor, image_mean=self.image_mean, image_std=self.image_std,
+                chunk_size=self.chunk_size, seed=self.seed,
+            )
+        classes = target if explained == "target" else _required_labels(labels, metric)
+        return getattr(protocol, curve)(model, pixel_values, attributions, classes, explained)
+
+    def _curve(self, deletion, model, pixel_values, attributions, target, target_name) -> CurveResult:
+        maps = check_inputs(pixel_values, attributions)
+        device, _ = _device_dtype(model)
+        images, scores = pixel_values.to(device), maps.to(device).flatten(1)
+        target = _resolve_target(model, images, target, self.chunk_size, target_name)
+        if deletion or self.insertion_convention == "lrf":
+            start, end = images, make_reference(images, self.reference, *(self.normalisation or (None, None)))
+        else:
+            start, end = make_reference(images, "blur"), images
+        order = hard_order(scores, descending=deletion or self.insertion_convention == "rise", seed=self.seed)
+        curves = perturbation_curve(model, order, start, end, self.fractions, target, self.score, self.chunk_size)
+        return CurveResult(fractions=self.fractions, curves=curves, auc=trapezoid_auc(curves, self.fractions))
+
+
+def _required_labels(labels, metric: str):
+    if labels is None:
+        raise ValueError(f"the {metric} perturbation scores top-1 accuracy against the labels: pass labels")
+    return labels
+
+
+def deletion(model: nn.Module, pixel_values: torch.Tensor, attributions: torch.Tensor, target=None, **protocol) -> CurveResult:
     """Deletion: replace the most relevant pixels first by the reference; low AUC is good.
 
     Args:
-        model: HF image classifier (``model(pixel_values=x).logits``).
-        pixel_values: (B, C, H, W) images in the classifier's normalised space.
-        attributions: maps in any layout of the module docstring; higher = more relevant.
-        target: None (the predicted class), an int, or (B,) classes, e.g. the labels.
-        reference: ``"mean"`` (zeros in normalised space), ``"black"`` (0 in [0, 1] space) or ``"blur"``.
-        fractions: ascending fractions in [0, 1]; default the 21 points 0, 0.05, ..., 1.
-        image_processor: its ``image_mean``/``image_std`` give the normalisation (``"black"`` only).
-        image_mean, image_std: the normalisation given directly instead.
-        chunk_size: images per classifier forward.
-        seed: seed of the tie-breaking permutation of the ranking.
+        model, pixel_values, attributions, target: see :meth:`PerturbationProtocol.__call__`.
+        **protocol: fields of :class:`PerturbationProtocol` (``reference``, ``fractions``, ``image_processor`` or
+            ``image_mean``/``image_std``, ``chunk_size``, ``seed``, ...).
     Returns:
         :class:`CurveResult` of softmax probabilities of the target.
     """
-    _check_choice(reference, REFERENCES, "reference")
-    images, scores = _prepare(model, pixel_values, attributions)
-    fractions = _fractions(fractions)
-    target = _resolve_target(model, images, target, chunk_size)
-    end = _reference(images, reference, image_processor, image_mean, image_std)
-    order = hard_order(scores, descending=True, seed=seed)
-    curves = perturbation_curve(model, order, images, end, fractions, target, chunk_size=chunk_size)
-    return _curve_result(curves, fractions)
+    return PerturbationProtocol(**protocol).deletion(model, pixel_values, attributions, target)
 
 
 def insertion(
-    model: nn.Module,
-    pixel_values: torch.Tensor,
-    attributions: torch.Tensor,
-    target=None,
-    *,
-    convention: str = "lrf",
-    reference: str = "mean",
-    fractions=None,
-    image_processor=None,
-    image_mean: Sequence[float] | None = None,
-    image_std: Sequence[float] | None = None,
-    chunk_size: int = 64,
-    seed: int = 0,
+    model: nn.Module, pixel_values: torch.Tensor, attributions: torch.Tensor, target=None, *, convention: str = "lrf",
+    **protocol,
 ) -> CurveResult:
     """Insertion; high AUC is good. Two conventions:
 
-    - ``"lrf"`` (default, the AHA reference's "insertion"): replace the *least* relevant pixels first by
+    - ``"lrf"`` (default, the paper's "insertion"): replace the *least* relevant pixels first by
       ``reference``, i.e. deletion in reverse order of relevance;
     - ``"rise"``: start from the blurred image and insert the most relevant pixels of the image first
       (RISE, Petsiuk et al. 2018); the start is always the ``"blur"`` reference, ``reference`` is unused.
@@ -373,42 +428,18 @@ def insertion(
     Returns:
         :class:`CurveResult` of softmax probabilities of the target.
     """
-    _check_choice(convention, INSERTION_CONVENTIONS, "insertion convention")
-    _check_choice(reference, REFERENCES, "reference")
-    images, scores = _prepare(model, pixel_values, attributions)
-    fractions = _fractions(fractions)
-    target = _resolve_target(model, images, target, chunk_size)
-    if convention == "lrf":
-        start, end = images, _reference(images, reference, image_processor, image_mean, image_std)
-        order = hard_order(scores, descending=False, seed=seed)
-    else:
-        start, end = make_reference(images, "blur"), images
-        order = hard_order(scores, descending=True, seed=seed)
-    curves = perturbation_curve(model, order, start, end, fractions, target, chunk_size=chunk_size)
-    return _curve_result(curves, fractions)
+    return PerturbationProtocol(insertion_convention=convention, **protocol).insertion(model, pixel_values, attributions, target)
 
 
 def deletion_insertion(
-    model: nn.Module,
-    pixel_values: torch.Tensor,
-    attributions: torch.Tensor,
-    target=None,
-    *,
-    reference: str = "mean",
-    insertion_convention: str = "lrf",
-    fractions=None,
-    image_processor=None,
-    image_mean: Sequence[float] | None = None,
-    image_std: Sequence[float] | None = None,
-    chunk_size: int = 64,
-    seed: int = 0,
+    model: nn.Module, pixel_values: torch.Tensor, attributions: torch.Tensor, target=None, **protocol
 ) -> DeletionInsertionResult:
-    """Deletion and insertion of the same maps, for the same target classes.
+    """Deletion and insertion of the same maps, for the same target classes: ``PerturbationProtocol(**protocol)``
+    called on the arguments (see :class:`PerturbationProtocol`).
 
     With the defaults this is the AHA evaluation protocol: 21 fractions, hard ranking over all pixels,
     mean-colour reference, softmax probability of the predicted class, trapezoid AUC on [0, 1]; the
     insertion is least-relevant-first deletion (``insertion_convention="rise"`` for RISE's insertion).
-    Arguments are those of :func:`deletion` and :func:`insertion`.
 
     Example::
 
@@ -416,86 +447,24 @@ def deletion_insertion(
         result.deletion.mean_auc, result.insertion.mean_auc           # floats
         result.deletion.auc, result.deletion.curves                   # (B,), (B, 21)
     """
-    _check_choice(insertion_convention, INSERTION_CONVENTIONS, "insertion convention")
-    _check_choice(reference, REFERENCES, "reference")
-    check_pixel_values(pixel_values)
-    target = _resolve_target(model, pixel_values, target, chunk_size)
-    options = dict(
-        reference=reference,
-        fractions=fractions,
-        image_processor=image_processor,
-        image_mean=image_mean,
-        image_std=image_std,
-        chunk_size=chunk_size,
-        seed=seed,
-    )
-    return DeletionInsertionResult(
-        deletion=deletion(model, pixel_values, attributions, target, **options),
-        insertion=insertion(
-            model, pixel_values, attributions, target, convention=insertion_convention, **options
-        ),
-        target=target,
-    )
+    return PerturbationProtocol(**protocol)(model, pixel_values, attributions, target)
 
 
-def _chefer(
-    name, model, pixel_values, attributions, labels, image_processor, image_mean, image_std, chunk_size, seed
-) -> CurveResult:
-    """Positive (``name="positive"``, most relevant first) or negative perturbation."""
-    images, scores = _prepare(model, pixel_values, attributions)
-    labels = check_classes(labels, images.shape[0], _num_labels(model), "labels", images.device)
-    mean, std = _normalisation(images.shape[1], image_processor, image_mean, image_std, f"{name} perturbation")
-    end = make_reference(images, "black", mean, std)
-    order = hard_order(scores, descending=name == "positive", seed=seed)
-    fractions = chefer_fractions()
-    curves = perturbation_curve(
-        model, order, images, end, fractions, labels, score="correct", chunk_size=chunk_size
-    )
-    return _curve_result(curves, fractions)
-
-
-def positive_perturbation(
-    model: nn.Module,
-    pixel_values: torch.Tensor,
-    attributions: torch.Tensor,
-    labels,
-    *,
-    image_processor=None,
-    image_mean: Sequence[float] | None = None,
-    image_std: Sequence[float] | None = None,
-    chunk_size: int = 64,
-    seed: int = 0,
-) -> CurveResult:
+def positive_perturbation(model: nn.Module, pixel_values: torch.Tensor, attributions: torch.Tensor, labels, **options) -> CurveResult:
     """Chefer et al.'s positive perturbation: the most relevant pixels first set to 0 in [0, 1] space.
 
     Fractions 0, 0.1, ..., 0.9 (0 is the unperturbed image); the curve is top-1 accuracy against
     ``labels`` ((B,) or an int), the AUC its trapezoid over [0, 0.9]. Low is good. The normalisation
-    (``image_processor`` or ``image_mean``/``image_std``) is required. Returns a :class:`CurveResult`.
+    (``image_processor`` or ``image_mean``/``image_std``) is required; ``chunk_size`` and ``seed`` as in
+    :class:`PerturbationProtocol`. Returns a :class:`CurveResult`.
     """
-    return _chefer(
-        "positive", model, pixel_values, attributions, labels,
-        image_processor, image_mean, image_std, chunk_size, seed,
-    )
+    return PerturbationProtocol(**options).measure("positive", model, pixel_values, attributions, labels=labels)
 
 
-def negative_perturbation(
-    model: nn.Module,
-    pixel_values: torch.Tensor,
-    attributions: torch.Tensor,
-    labels,
-    *,
-    image_processor=None,
-    image_mean: Sequence[float] | None = None,
-    image_std: Sequence[float] | None = None,
-    chunk_size: int = 64,
-    seed: int = 0,
-) -> CurveResult:
+def negative_perturbation(model: nn.Module, pixel_values: torch.Tensor, attributions: torch.Tensor, labels, **options) -> CurveResult:
     """Chefer et al.'s negative perturbation: like :func:`positive_perturbation` but the *least*
     relevant pixels go first. High is good."""
-    return _chefer(
-        "negative", model, pixel_values, attributions, labels,
-        image_processor, image_mean, image_std, chunk_size, seed,
-    )
+    return PerturbationProtocol(**options).measure("negative", model, pixel_values, attributions, labels=labels)
 
 
 def _localisation_inputs(attributions, masks) -> tuple[torch.Tensor, torch.Tensor]:

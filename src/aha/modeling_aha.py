@@ -4,32 +4,24 @@ outputs a per-pixel importance map, trained to rank pixels by the deletion / ins
 from __future__ import annotations
 
 import dataclasses
-import os
-import re
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-import transformers
 from torch import nn
-from transformers import AutoImageProcessor, AutoModel, PreTrainedConfig, PreTrainedModel
+from transformers import AutoModel, PreTrainedModel
 from transformers import initialization as init
-from transformers.utils import IMAGE_PROCESSOR_NAME, ModelOutput, cached_file, logging
+from transformers.utils import ModelOutput
 
 from .backbones import BackboneSpec
 from .configuration_aha import AHAConfig
 from .decoder_budget import DecoderWidths, decoder_widths
-from .fingerprint import short_fingerprint, weights_fingerprint
-from .loading import check_local_path, load_classifier, naming_damaged_files
+from .deprecation import warn_renamed
 from .objectives import ObjectiveTerms, RankingObjective
+from .perturbation import resolve_normalisation
+from .refinement import refine, refinement_loss
+from .saving import ExplainerSavingMixin, classifier_class
 from .validation import check_classes, check_number, check_pixel_values
-
-logger = logging.get_logger(__name__)
-
-# state-dict prefix of the frozen target inside the explainer: left out of decoder-only saves
-TARGET_PREFIX = "classifier."
-# from_pretrained arguments that also apply to loading a decoder-only save's target from its reference
-_TARGET_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "proxies", "token")
 
 
 @dataclass
@@ -42,7 +34,7 @@ class AHAExplainerOutput(ModelOutput):
         attributions (`torch.FloatTensor` of shape `(batch_size, height, width)`):
             One unbounded importance score per input pixel for the class in `target` (higher = more important).
         logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
-            The target classifier's logits on the clean images.
+            The classifier's logits on the clean images.
         target (`torch.LongTensor` of shape `(batch_size,)`):
             The class each map explains (the predicted class unless one was given).
         objective (`ObjectiveTerms`, *optional*, returned when `labels` is given):
@@ -144,81 +136,18 @@ class AHADecoder(nn.Module):
         return scores.squeeze(1)
 
 
-def _classifier_class(config) -> type[PreTrainedModel]:
-    """The transformers class named by ``config.architectures[0]`` (never remote code)."""
-    name = (config.architectures or [None])[0]
-    cls = getattr(transformers, name, None) if name else None
-    if cls is None or "ForImageClassification" not in name:
-        raise ValueError(
-            f"classifier_config.architectures must name a transformers image classification class "
-            f"(e.g. ViTForImageClassification), got {config.architectures}"
-        )
-    return cls
-
-
-def _describe_reference(config: AHAConfig) -> str:
-    """``name_or_path@revision`` of the recorded target, for messages."""
-    reference = config.classifier_name_or_path or "<no classifier_name_or_path recorded>"
-    return f"{reference}@{config.classifier_revision}" if config.classifier_revision else reference
-
-
-def _check_explainer_folder(name_or_path, **hub_kwargs) -> None:
-    """Raise a FileNotFoundError or ValueError saying what ``name_or_path`` holds when it is not a saved explainer
-    (a missing local folder, no config.json, or the config of another model type)."""
-    check_local_path(name_or_path, "AHAExplainer.from_pretrained")
-    if os.path.isdir(name_or_path) and not os.path.isfile(os.path.join(name_or_path, "config.json")):
-        raise FileNotFoundError(
-            f"{name_or_path} holds no config.json: it is not a saved explainer (AHAExplainer.save_pretrained writes one)"
-        )
-    model_type = AHAConfig.get_config_dict(name_or_path, **hub_kwargs)[0].get("model_type")
-    if model_type != AHAConfig.model_type:
-        raise ValueError(
-            f"{name_or_path} holds a model of type {model_type!r}, not an AHA explainer (model_type "
-            f"{AHAConfig.model_type!r}); to explain a classifier, wrap it: AHAExplainer.from_classifier(classifier)"
-        )
-
-
-def _load_target(config: AHAConfig, **hub_kwargs) -> PreTrainedModel:
-    """The target classifier a decoder-only save references: ``config.classifier_name_or_path`` (Hub id or
-    local path) at ``config.classifier_revision``, as the exact class in ``classifier_config.architectures``
-    (never remote code), from safetensors only, in its checkpoint dtype."""
-    if not config.classifier_name_or_path:
-        raise ValueError(
-            "this explainer was saved without its target (include_target=False) and records no "
-            "classifier_name_or_path: pass the target, AHAExplainer.from_pretrained(path, classifier=classifier)"
-        )
-    try:
-        return load_classifier(
-            _classifier_class(config.classifier_config), config.classifier_name_or_path,
-            "the target classifier this explainer references,", revision=config.classifier_revision, **hub_kwargs
-        )
-    except OSError as error:
-        raise OSError(
-            f"could not load the target classifier {_describe_reference(config)} that this decoder-only explainer "
-            f"references ({error}). Pass it explicitly: AHAExplainer.from_pretrained(path, classifier=classifier)"
-        ) from error
-
-
-def _saved_image_processor(name_or_path, **hub_kwargs):
-    """The image processor saved next to an explainer (``preprocessor_config.json``), or None if there is none."""
-    found = cached_file(
-        name_or_path, IMAGE_PROCESSOR_NAME, _raise_exceptions_for_missing_entries=False,
-        _raise_exceptions_for_connection_errors=False, **hub_kwargs,
-    )
-    return None if found is None else AutoImageProcessor.from_pretrained(name_or_path, **hub_kwargs)
-
-
-class AHAExplainer(PreTrainedModel):
+class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
     """Explains a frozen Hugging Face image classifier with a learned per-pixel importance ranking (AHA).
 
     The classifier (and the optional separate feature backbone) are frozen: no gradients, always in eval
-    mode, even when the explainer is put in train mode. Only the decoder learns.
+    mode, even when the explainer is put in train mode. Only the decoder learns. Saving and loading
+    (self-contained or decoder-only, fingerprints checked) come from :class:`~aha.saving.ExplainerSavingMixin`,
+    test-time refinement from :mod:`aha.refinement`.
     """
 
     config_class = AHAConfig
-    base_model_prefix = "aha"
     main_input_name = "pixel_values"
-    supports_gradient_checkpointing = False
+    supports_gradient_checkpointing = True
     _no_split_modules = []
     image_processor = None  # the classifier's image processor, when known: saved and loaded next to the weights
 
@@ -226,7 +155,7 @@ class AHAExplainer(PreTrainedModel):
         super().__init__(config)
         if config.classifier_config is None:
             raise ValueError("AHAConfig.classifier_config is required: use AHAExplainer.from_classifier(classifier)")
-        self.classifier = _classifier_class(config.classifier_config)(config.classifier_config)
+        self.classifier = classifier_class(config.classifier_config)(config.classifier_config)
         self.classifier_spec = BackboneSpec.from_model(self.classifier)
         self.feature_backbone = None
         feature_model = self.classifier
@@ -242,10 +171,10 @@ class AHAExplainer(PreTrainedModel):
             )
         self.decoder = self._make_decoder(decoder_widths(self))
         self.objective = RankingObjective(config, patch_size=self.classifier_spec.patch_size)
-        self.target_checkpointing = False
+        self.gradient_checkpointing = False
         self.post_init()
-        if not config.includes_target:  # a decoder-only save: the target is attached after loading, not missing
-            self._keys_to_ignore_on_load_missing.add("^" + re.escape(TARGET_PREFIX))
+        if not config.includes_classifier:  # a decoder-only save: the classifier is attached after loading
+            self.ignore_missing_classifier_weights()
         self._freeze_frozen_models()
 
     # ----------------------------------------------------------------------------------------- set-up
@@ -276,16 +205,23 @@ class AHAExplainer(PreTrainedModel):
             model.eval()
         return self
 
-    def enable_target_checkpointing(self, enabled: bool = True) -> None:
-        """Recompute the frozen classifier's activations in the backward pass of the training loss.
+    def _set_gradient_checkpointing(self, enable: bool = True, gradient_checkpointing_func=None, every_n_layers: int = 1):
+        """What transformers' ``activation_checkpointing_enable()`` / ``_disable()`` switch: recomputing the frozen
+        classifier's activations in the backward pass of the training loss.
 
         Training pushes ``num_fractions x terms x classes`` perturbed copies of every image through the
         classifier and backpropagates to the masks, so the classifier's activations dominate memory. With
         checkpointing on, each chunk of ``config.perturbation_batch_size`` perturbed images is recomputed
         in the backward pass (one extra classifier forward per chunk), so memory holds one chunk's
-        activations at a time. Works for any classifier; test-time refinement always uses it.
+        activations at a time. Works for any classifier; test-time refinement always uses it. (The decoder is
+        small and is not checkpointed; the classifier's own layers are never trained.)
         """
-        self.target_checkpointing = enabled
+        self.gradient_checkpointing = enable
+
+    def enable_target_checkpointing(self, enabled: bool = True) -> None:
+        """Deprecated: ``activation_checkpointing_enable()`` / ``activation_checkpointing_disable()``."""
+        warn_renamed("enable_target_checkpointing()", "activation_checkpointing_enable()")
+        self._set_gradient_checkpointing(enabled)
 
     def _init_weights(self, module: nn.Module) -> None:
         """Decoder init: Kaiming-normal convolutions, normal(0, initializer_range) embeddings, zero biases.
@@ -327,9 +263,10 @@ class AHAExplainer(PreTrainedModel):
         config_overrides.setdefault("classifier_name_or_path", classifier.name_or_path or None)
         classifier_config = classifier.config.__class__.from_dict(classifier.config.to_dict())
         classifier_config.architectures = [type(classifier).__name__]
-        if image_processor is not None:
-            config_overrides.setdefault("image_mean", list(image_processor.image_mean))
-            config_overrides.setdefault("image_std", list(image_processor.image_std))
+        normalisation = resolve_normalisation(image_processor, channels=classifier.config.num_channels)
+        if normalisation is not None:  # a processor with do_normalize=False gives mean 0 and std 1
+            config_overrides.setdefault("image_mean", normalisation[0])
+            config_overrides.setdefault("image_std", normalisation[1])
         backbone_config = None
         if feature_backbone is not None:
             BackboneSpec.from_model(feature_backbone)
@@ -353,148 +290,6 @@ class AHAExplainer(PreTrainedModel):
         (B, H, W), so AHA and the comparison methods are called alike (``get_attributor("aha", ...)``)."""
         return self.explain(pixel_values, target, refine_steps=refine_steps, refine_lr=refine_lr).float()
 
-    # --------------------------------------------------------------------------------- save / load
-    def save_pretrained(self, save_directory, *args, include_target: bool = True, state_dict: dict | None = None, **kwargs):
-        """[`~PreTrainedModel.save_pretrained`], self-contained by default or, like a PEFT adapter, without the target.
-
-        Either way the config records the fingerprint of the target's weights (`classifier_fingerprint`, see
-        [`~aha.fingerprint.weights_fingerprint`]) next to its reference (`classifier_name_or_path`,
-        `classifier_revision`, set in [`from_classifier`] or on `self.config`), and the classifier's image
-        processor, when the explainer knows it (`self.image_processor`), is saved next to the weights.
-
-        Args:
-            include_target (`bool`, defaults to `True`):
-                `False` leaves the frozen target's weights (every `classifier.*` key) out of the weights file:
-                the decoder (and the separate feature backbone, if any, which is kept) is saved alone, and
-                [`from_pretrained`] loads the target from its reference, or takes it as `classifier=`, and
-                checks its fingerprint.
-            state_dict (`dict`, *optional*): the weights to save instead of `self.state_dict()`.
-
-        Raises:
-            NotADirectoryError: `save_directory` is a file (transformers would only log an error and return).
-        """
-        if os.path.isfile(save_directory):
-            raise NotADirectoryError(f"save_pretrained: {save_directory} is a file; pass a folder to save the explainer in")
-        self.config.classifier_fingerprint = weights_fingerprint(self.classifier)
-        if not include_target:
-            state_dict = self.state_dict() if state_dict is None else state_dict
-            state_dict = {key: value for key, value in state_dict.items() if not key.startswith(TARGET_PREFIX)}
-        self.config.includes_target = include_target
-        try:
-            super().save_pretrained(save_directory, *args, state_dict=state_dict, **kwargs)
-        finally:
-            self.config.includes_target = True  # in memory the explainer always holds its target
-        if self.image_processor is not None and kwargs.get("is_main_process", True):
-            self.image_processor.save_pretrained(save_directory)
-
-    def push_to_hub(self, repo_id: str, *, include_target: bool = True, eval_results=None, **kwargs):
-        """Upload the explainer, its image processor and an aha model card to the Hub in one commit.
-
-        Args:
-            include_target (`bool`, defaults to `True`): `False` uploads a decoder-only save (see
-                [`save_pretrained`]); the card says which and how to load it.
-            eval_results (`list[huggingface_hub.EvalResult]`, *optional*): measured faithfulness for the card,
-                e.g. [`aha.hub.faithfulness_results`] of an evaluation.
-            **kwargs: `license`, `commit_message`, `private`, `token`, `revision`, `create_pr` (see
-                [`aha.hub.push_explainer`]).
-        """
-        from .hub import push_explainer  # aha.hub imports this module
-
-        return push_explainer(self, repo_id, include_target=include_target, eval_results=eval_results, **kwargs)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, classifier: PreTrainedModel | None = None, **kwargs):
-        """[`~PreTrainedModel.from_pretrained`] from safetensors only, for self-contained and decoder-only saves.
-
-        A decoder-only save (`save_pretrained(include_target=False)`) gets its target from `classifier`, or
-        else from the recorded `classifier_name_or_path` / `classifier_revision` (local paths work offline;
-        `cache_dir`, `force_download`, `local_files_only`, `proxies` and `token` apply to that load too).
-
-        Args:
-            classifier (`PreTrainedModel`, *optional*):
-                The target to explain. Its weights must have the recorded fingerprint (with a self-contained
-                save too, where this only checks them); they are copied into the explainer.
-
-        The target's weights are always checked against the recorded fingerprint (one hash of the target's
-        weights per load): the stored ones of a self-contained save, the referenced or passed ones otherwise.
-        They are checked in their stored dtype; a `dtype` argument casts the explainer after the check.
-
-        Raises:
-            FileNotFoundError: a local path that does not exist, or a folder without `config.json`.
-            ValueError: the folder holds another kind of model; a weights file is damaged or truncated (naming
-                the file); the checkpoint lacks some of the explainer's own weights (never randomly
-                initialised); or the target's weights are not the ones the explainer was saved with.
-        """
-        output_loading_info = kwargs.pop("output_loading_info", False)
-        kwargs.setdefault("use_safetensors", True)
-        dtype = kwargs.pop("dtype", None) or kwargs.pop("torch_dtype", None)
-        hub_kwargs = {key: kwargs[key] for key in _TARGET_HUB_KWARGS if key in kwargs}
-        config = kwargs.get("config")
-        if dtype is not None and isinstance(config, PreTrainedConfig):
-            # AutoModel folds a requested dtype into the config it passes: load the stored one, cast after the check
-            stored = cls.config_class.get_config_dict(
-                pretrained_model_name_or_path, **hub_kwargs, revision=kwargs.get("revision")
-            )[0].get("dtype")
-            config.dtype = getattr(torch, stored) if isinstance(stored, str) else stored
-        if kwargs.get("config") is None:
-            _check_explainer_folder(pretrained_model_name_or_path, **hub_kwargs, revision=kwargs.get("revision"))
-        with naming_damaged_files(pretrained_model_name_or_path, **hub_kwargs, revision=kwargs.get("revision")):
-            model, loading_info = super().from_pretrained(
-                pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
-            )
-        if loading_info["missing_keys"]:
-            missing = sorted(loading_info["missing_keys"])
-            raise ValueError(f"{pretrained_model_name_or_path} lacks {len(missing)} weights of the explainer: {missing[:5]}")
-        model._freeze_frozen_models()  # loading replaces the parameters that __init__ froze
-        if classifier is None and not model.config.includes_target:
-            classifier = _load_target(model.config, **hub_kwargs)
-        if classifier is not None:
-            model._attach_target(classifier)
-        else:
-            model._check_stored_target()
-        if dtype is not None and dtype != "auto":
-            model.to(dtype=getattr(torch, dtype) if isinstance(dtype, str) else dtype)
-        model.image_processor = _saved_image_processor(
-            pretrained_model_name_or_path, **{k: kwargs[k] for k in (*_TARGET_HUB_KWARGS, "revision", "subfolder") if k in kwargs}
-        )
-        return (model, loading_info) if output_loading_info else model
-
-    def _check_stored_target(self) -> None:
-        """Check the target stored in a self-contained save against the fingerprint its config records.
-
-        Raises:
-            ValueError: the fingerprints differ (the weights file or config.json was changed after saving).
-        """
-        expected = self.config.classifier_fingerprint
-        if expected is None:
-            logger.warning(f"{self.name_or_path} records no classifier_fingerprint: its target cannot be checked")
-            return
-        got = weights_fingerprint(self.classifier)
-        if got != expected:
-            raise ValueError(
-                f"the target classifier stored in {self.name_or_path} has the weights fingerprint {short_fingerprint(got)}, "
-                f"but its config.json records {short_fingerprint(expected)}: the weights file or config.json was "
-                "changed after saving, so this is not the classifier the explainer was trained for"
-            )
-
-    def _attach_target(self, classifier: PreTrainedModel) -> None:
-        """Copy ``classifier``'s weights into the frozen target after checking them against the recorded fingerprint.
-
-        Raises:
-            ValueError: the fingerprints differ (a checkpoint for a different target model), naming both
-                fingerprints and the recorded reference.
-        """
-        expected = self.config.classifier_fingerprint
-        got = weights_fingerprint(classifier)
-        if got != expected:
-            raise ValueError(
-                f"this explainer ({self.name_or_path or 'in memory'}) was saved for a different target model: the "
-                f"target's weights fingerprint is {short_fingerprint(got)} ({classifier.name_or_path or type(classifier).__name__}), "
-                f"expected {short_fingerprint(expected)} (recorded reference: {_describe_reference(self.config)})"
-            )
-        self.classifier.load_state_dict(classifier.state_dict())
-        self.config.includes_target = True
-
     # -------------------------------------------------------------------------------------- forward
     def _features(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """One frozen forward: the classifier's logits (B, num_labels) and the decoder's feature maps."""
@@ -513,8 +308,7 @@ class AHAExplainer(PreTrainedModel):
         target: torch.Tensor | int | None = None,
         labels: torch.Tensor | None = None,
         tau: float | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
+        generator: torch.Generator | None = None,
     ) -> AHAExplainerOutput:
         r"""Explain ``pixel_values`` in one forward pass; with ``labels``, also compute the training loss.
 
@@ -528,6 +322,9 @@ class AHAExplainer(PreTrainedModel):
                 (if `config.second_class`) a second class: the runner-up when the prediction is right, else
                 the label. A random grid size and reference are drawn for the step.
             tau (`float`, *optional*): Gumbel-Sinkhorn temperature of this step. Default: `config.tau_end`.
+            generator (`torch.Generator`, *optional*): where the step's random draws (grid size, reference,
+                Gumbel noise) come from, on the model's device; the training loop passes its own. Default: torch's
+                default generator.
         """
         check_pixel_values(pixel_values, {self.classifier_spec, self.feature_spec})
         check_number("tau", tau, above=0, optional=True)
@@ -552,10 +349,11 @@ class AHAExplainer(PreTrainedModel):
             maps,
             classes,
             tau=self.config.tau_end if tau is None else tau,
-            grid=self.objective.sample_grid(height, width),
-            reference=self.objective.sample_reference(),
-            checkpoint=self.target_checkpointing,
+            grid=self.objective.sample_grid(height, width, generator),
+            reference=self.objective.sample_reference(generator),
+            checkpoint=self.gradient_checkpointing,
             clean_logits=logits.repeat(repeats, 1),
+            generator=generator,
         )
         return AHAExplainerOutput(
             loss=terms.loss.mean(), attributions=maps[:batch_size], logits=logits, target=target, objective=terms
@@ -563,23 +361,9 @@ class AHAExplainer(PreTrainedModel):
 
     # -------------------------------------------------------------------------------------- explain
     def refinement_objective(self, pixel_values: torch.Tensor, maps: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """The deterministic objective test-time refinement minimises, per image: (B,).
-
-        No Gumbel noise, tau = ``config.tau_end``, the finest training grid, the "mean" reference; the
-        classifier's activations are recomputed chunk by chunk in the backward pass (bounded memory).
-        """
-        height, width = pixel_values.shape[-2:]
-        return self.objective(
-            self.classifier,
-            pixel_values,
-            maps,
-            target,
-            tau=self.config.tau_end,
-            grid=self.objective.grid_range(height, width)[1],
-            reference="mean",
-            noise=False,
-            checkpoint=True,
-        ).loss
+        """The deterministic objective test-time refinement minimises, per image: (B,) (see
+        :func:`aha.refinement.refinement_loss`)."""
+        return refinement_loss(self, pixel_values, maps, target)
 
     def explain(
         self,
@@ -598,17 +382,7 @@ class AHAExplainer(PreTrainedModel):
         check_number("refine_lr", refine_lr, above=0, optional=True)
         with torch.no_grad():
             output = self(pixel_values, target=target)
-        maps = output.attributions
         if refine_steps == 0:
-            return maps
-        flat = maps.flatten(1)
-        maps = ((flat - flat.mean(1, keepdim=True)) / (flat.std(1, keepdim=True) + 1e-6)).view_as(maps)
-        maps = maps.detach().requires_grad_(True)
-        optimizer = torch.optim.Adam([maps], lr=self.config.refine_lr if refine_lr is None else refine_lr)
-        with torch.enable_grad():
-            for _ in range(refine_steps):
-                loss = self.refinement_objective(pixel_values, maps, output.target).sum()
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-        return maps.detach()
+            return output.attributions
+        return refine(self, pixel_values, output.attributions, output.target, refine_steps,
+                      self.config.refine_lr if refine_lr is None else refine_lr)

@@ -6,35 +6,29 @@ smoothed, those memberships are masks that move the image towards a reference; t
 probability on every perturbed image traces a soft curve whose trapezoid AUC is the loss term:
 
 - deletion: most important cells replaced first (low AUC is good);
-- least-relevant-first ("lrf", the reference's insertion): least important replaced first (high is good);
+- least-relevant-first ("lrf", the paper's insertion): least important replaced first (high is good);
 - RISE insertion: most important cells inserted first into the blurred image (high is good).
 """
 
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .perturbation import blend, cell_masks_to_pixels, make_reference, reference_blur
+from .perturbation import (
+    blend,
+    cell_masks_to_pixels,
+    make_reference,
+    perturbation_scores,
+    reference_blur,
+    trapezoid_auc,
+)
 from .ranking import gumbel_sinkhorn, soft_topk_membership
 from .scores import class_scores
-
-
-def annealed_tau(step: int, total_steps: int, tau_start: float, tau_end: float) -> float:
-    """Temperature at ``step`` of a linear anneal from ``tau_start`` (step 0) to ``tau_end`` (last step)."""
-    progress = min(max(step / max(total_steps - 1, 1), 0.0), 1.0)
-    return tau_start + (tau_end - tau_start) * progress
-
-
-def trapezoid_auc(curve: torch.Tensor) -> torch.Tensor:
-    """Trapezoid area under curves sampled at evenly spaced fractions of [0, 1]: (..., F) -> (...)."""
-    inner = curve.sum(dim=-1) - 0.5 * (curve[..., 0] + curve[..., -1])
-    return inner / (curve.shape[-1] - 1)
 
 
 def peak_penalty(maps: torch.Tensor, window: int) -> torch.Tensor:
@@ -43,33 +37,6 @@ def peak_penalty(maps: torch.Tensor, window: int) -> torch.Tensor:
         maps.unsqueeze(1), window, stride=1, padding=window // 2, count_include_pad=False
     ).squeeze(1)
     return F.relu(maps - local_mean).pow(2).mean(dim=(1, 2))
-
-
-def target_probabilities(
-    classifier: nn.Module, images: torch.Tensor, classes: torch.Tensor, chunk_size: int, checkpoint: bool = False
-) -> torch.Tensor:
-    """Softmax probability of ``classes`` (N,) on ``images`` (N, C, H, W), in chunks of ``chunk_size``.
-
-    Gradients flow to the images when autograd is on. With ``checkpoint``, each chunk's activations are
-    dropped after its forward and recomputed in the backward pass (one extra forward per chunk), so the
-    classifier holds the activations of one chunk at a time instead of all N images.
-
-    Returns:
-        (N,) float32.
-    """
-
-    def chunk_probabilities(chunk: torch.Tensor, chunk_classes: torch.Tensor) -> torch.Tensor:
-        return class_scores(classifier(pixel_values=chunk).logits, chunk_classes, "probability")
-
-    recompute = checkpoint and torch.is_grad_enabled() and images.requires_grad
-    probs = []
-    for start in range(0, images.shape[0], chunk_size):
-        chunk, chunk_classes = images[start : start + chunk_size], classes[start : start + chunk_size]
-        if recompute:
-            probs.append(torch.utils.checkpoint.checkpoint(chunk_probabilities, chunk, chunk_classes, use_reentrant=False))
-        else:
-            probs.append(chunk_probabilities(chunk, chunk_classes))
-    return torch.cat(probs)
 
 
 @dataclass
@@ -88,7 +55,7 @@ class RankingObjective:
 
     Args:
         config: an :class:`~aha.AHAConfig` (weights, fractions, Sinkhorn, smoothing, chunk size).
-        patch_size: the target's patch side in pixels (sets the grid range).
+        patch_size: the classifier's patch side in pixels (sets the grid range).
     """
 
     def __init__(self, config, patch_size: int):
@@ -103,13 +70,14 @@ class RankingObjective:
         largest = max(smallest, min(side, round(side / (low_cell * self.patch_size))))
         return smallest, largest
 
-    def sample_grid(self, height: int, width: int) -> int:
-        """A grid side drawn uniformly from :meth:`grid_range` (Python's RNG, seeded by the training loop)."""
-        return random.randint(*self.grid_range(height, width))
+    def sample_grid(self, height: int, width: int, generator: torch.Generator | None = None) -> int:
+        """A grid side drawn uniformly from :meth:`grid_range` by ``generator`` (None: torch's default one)."""
+        low, high = self.grid_range(height, width)
+        return low + _draw(high - low + 1, generator)
 
-    def sample_reference(self) -> str:
-        """A reference kind drawn uniformly from ``config.references``."""
-        return random.choice(self.config.references)
+    def sample_reference(self, generator: torch.Generator | None = None) -> str:
+        """A reference kind drawn uniformly from ``config.references`` by ``generator`` (None: torch's default one)."""
+        return self.config.references[_draw(len(self.config.references), generator)]
 
     def __call__(
         self,
@@ -123,19 +91,21 @@ class RankingObjective:
         noise: bool = True,
         checkpoint: bool = False,
         clean_logits: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
     ) -> ObjectiveTerms:
         """Evaluate the objective.
 
         Args:
-            classifier: frozen target, called as ``classifier(pixel_values=x).logits``.
+            classifier: the frozen classifier, called as ``classifier(pixel_values=x).logits``.
             pixel_values: (N, C, H, W) images in normalised space.
             maps: (N, H, W) unbounded importance scores (higher = more important).
             classes: (N,) class explained by each map.
             tau: Sinkhorn temperature; grid: grid side G; reference: "mean", "black" or "blur".
             noise: Gumbel noise on (training) or off (deterministic evaluation).
             checkpoint: recompute the classifier's activations chunk by chunk in the backward pass
-                (see :func:`target_probabilities`).
+                (see :func:`aha.perturbation.iter_scores`).
             clean_logits: (N, num_labels) the classifier's logits on ``pixel_values``, when already known.
+            generator: the source of the Gumbel noise, on the maps' device (None: torch's default one).
         Returns:
             :class:`ObjectiveTerms`, each (N,).
         """
@@ -144,7 +114,7 @@ class RankingObjective:
         fractions = torch.linspace(0, 1, config.num_fractions, device=maps.device)[1:-1]
         # float32 cells: the soft permutation and its cumulative sums over up to G^2 ranks would lose the ranking in bf16
         cells = F.adaptive_avg_pool2d(maps.unsqueeze(1).float(), grid).flatten(1)
-        permutation = gumbel_sinkhorn(cells, tau=tau, n_iters=config.sinkhorn_iterations, noise=noise)
+        permutation = gumbel_sinkhorn(cells, tau=tau, n_iters=config.sinkhorn_iterations, noise=noise, generator=generator)
         # top-p membership, and bottom-p membership as 1 - top-(1-p): one relaxation serves both orders
         membership = soft_topk_membership(permutation, torch.cat([fractions, 1 - fractions]))
         top, bottom = membership[:, : len(fractions)], 1 - membership[:, len(fractions) :]
@@ -174,18 +144,21 @@ class RankingObjective:
                 end_probs["reference"] = self._probabilities(classifier, reference_images, classes, constant=constant)
             if "rise" in active:
                 end_probs["blurred"] = self._probabilities(classifier, blurred, classes)
-        batch = torch.cat([terms[name][1]() for name in active], dim=1)  # (N, T * (F - 2), C, H, W)
-        probs = target_probabilities(
+        batch = torch.cat([terms[name][1]() for name in active], dim=1).flatten(0, 1)  # (N * T * (F - 2), C, H, W)
+        probs = perturbation_scores(
             classifier,
-            batch.flatten(0, 1),
-            classes.repeat_interleave(batch.shape[1]),
+            len(batch),
+            batch.__getitem__,
+            classes.repeat_interleave(len(batch) // n),
+            "probability",
             config.perturbation_batch_size,
             checkpoint=checkpoint,
         ).view(n, len(active), -1)
         aucs = {}
         for name, inner in zip(active, probs.unbind(1)):
             _, _, start, end, _ = terms[name]
-            aucs[name] = trapezoid_auc(torch.cat([end_probs[start][:, None], inner, end_probs[end][:, None]], dim=1))
+            curves = torch.cat([end_probs[start][:, None], inner, end_probs[end][:, None]], dim=1)
+            aucs[name] = trapezoid_auc(curves)  # evenly spaced on [0, 1]
 
         peak = peak_penalty(maps, self.peak_window(height, width))
         loss = config.peak_weight * peak
@@ -208,9 +181,16 @@ class RankingObjective:
             logits = classifier(pixel_values=images[:1]).logits.expand(len(classes), -1)
         if logits is not None:
             return class_scores(logits, classes, "probability")
-        return target_probabilities(classifier, images, classes, self.config.perturbation_batch_size)
+        return perturbation_scores(classifier, len(images), images.__getitem__, classes, "probability",
+                                   self.config.perturbation_batch_size)
 
     def peak_window(self, height: int, width: int) -> int:
         """``config.peak_window`` (pixels at 224 px) scaled to this image side, odd and >= 3."""
         window = round(self.config.peak_window * min(height, width) / 224)
         return max(3, window | 1)
+
+
+def _draw(count: int, generator: torch.Generator | None) -> int:
+    """An integer drawn uniformly from ``range(count)`` by ``generator`` (on its device; None: torch's default)."""
+    device = generator.device if generator is not None else None
+    return int(torch.randint(count, (), generator=generator, device=device))

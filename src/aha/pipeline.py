@@ -20,9 +20,10 @@ from transformers.image_utils import load_image
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .image_geometry import processed_region, to_original_size
-from .metrics import CurveResult, deletion_insertion, default_fractions
+from .metrics import CurveResult, default_fractions, deletion_insertion
 from .modeling_aha import AHAExplainer
 from .visualization import as_rgb_array, overlay
+
 
 TASK = "image-attribution"
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import torch
 
-SCORE_KINDS = ("logit", "probability", "correct")
+from .validation import check_choice
+
+
+#: the scores that gradients flow through (the comparison methods that differentiate or average them)
+DIFFERENTIABLE_SCORES = ("logit", "probability")
+#: every score of a class: the two above, and 0/1 top-1 correctness (Chefer et al.'s metrics)
+SCORE_KINDS = (*DIFFERENTIABLE_SCORES, "correct")
 
 
 def class_scores(logits: torch.Tensor, classes: torch.Tensor, kind: str = "probability") -> torch.Tensor:
@@ -19,11 +25,10 @@ def class_scores(logits: torch.Tensor, classes: torch.Tensor, kind: str = "proba
     Returns:
         (N,) float32, differentiable w.r.t. the logits for "logit" and "probability".
     """
+    check_choice("score kind", kind, SCORE_KINDS)
     logits = logits.float()
     if kind == "correct":
         return (logits.argmax(dim=-1) == classes).float()
     if kind == "probability":
         logits = logits.softmax(dim=-1)
-    elif kind != "logit":
-        raise ValueError(f"unknown score kind {kind!r}; expected one of {SCORE_KINDS}")
     return logits.gather(1, classes.unsqueeze(1)).squeeze(1)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import torch
 
 from .backbones import BackboneSpec
+
 
 #: Largest magnitude accepted in ``pixel_values``. Images in a classifier's normalised space,
 #: ``(x - mean) / std`` with ``x`` in [0, 1], stay within about 3 for the usual normalisations (ImageNet's:
@@ -52,12 +53,18 @@ def check_pixel_values(pixel_values, specs: Iterable[BackboneSpec] = ()) -> None
 def check_normalisation(image_mean, image_std, channels: int | None = None) -> None:
     """Raise a ValueError unless ``image_mean`` and ``image_std`` hold one finite value per channel each, every
     std > 0 (a zero std would turn the "black" reference into infinities and the AUCs into NaN)."""
-    for name, values, rule in (("image_mean", image_mean, dict()), ("image_std", image_std, dict(above=0))):
+    for name, values, rule in (("image_mean", image_mean, {}), ("image_std", image_std, dict(above=0))):
         values = list(values)
         if channels is not None and len(values) != channels:
             raise ValueError(f"{name} must have one value per channel ({channels}), got {len(values)}: {values}")
         for index, value in enumerate(values):
             check_number(f"{name}[{index}]", float(value) if hasattr(value, "item") else value, **rule)
+
+
+def check_choice(what: str, value, choices: Sequence) -> None:
+    """Raise a ValueError naming ``what`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; expected one of {tuple(choices)}")
 
 
 def check_number(

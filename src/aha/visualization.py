@@ -16,6 +16,7 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
+
 #: matplotlib colormap of the overlays: cold dark blue -> cyan -> yellow -> hot dark red.
 DEFAULT_COLORMAP = "turbo"
 NORMALISATIONS = ("rank", "minmax")

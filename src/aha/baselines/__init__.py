@@ -18,6 +18,7 @@ from aha.baselines.random_map import RandomAttribution
 from aha.baselines.rise import RISE
 from aha.baselines.rollout import AttentionRollout
 
+
 ATTRIBUTORS: dict[str, type[Attributor]] = {
     cls.name: cls
     for cls in (

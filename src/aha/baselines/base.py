@@ -15,33 +15,16 @@ from __future__ import annotations
 import contextlib
 import warnings
 from dataclasses import dataclass
-from typing import ClassVar, Iterator, Sequence
+from typing import ClassVar, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from aha.backbones import SUPPORTED_MODEL_TYPES, BackboneSpec
-from aha.perturbation import REFERENCES, blend, make_reference
-from aha.scores import class_scores
-from aha.validation import check_classes, check_normalisation, check_number, check_pixel_values
-
-SCORES = ("logit", "probability")
-
-
-def check_choice(option: str, value, choices: Sequence) -> None:
-    """Raise a ValueError if ``value`` is not one of ``choices``."""
-    if value not in choices:
-        raise ValueError(f"{option} must be one of {tuple(choices)}, got {value!r}")
-
-
-def check_reference(reference: str, image_mean, image_std) -> None:
-    """Validate a perturbation reference name (see :mod:`aha.perturbation`) before any forward pass."""
-    check_choice("reference", reference, REFERENCES)
-    if reference == "black" and (image_mean is None or image_std is None):
-        raise ValueError('reference "black" needs image_mean and image_std (the processor normalisation)')
-    if image_mean is not None or image_std is not None:
-        check_normalisation(image_mean or [], image_std or [])
+from aha.perturbation import blend, check_reference, make_reference, perturbation_scores, resolve_normalisation
+from aha.scores import DIFFERENTIABLE_SCORES, class_scores
+from aha.validation import check_choice, check_classes, check_number, check_pixel_values
 
 
 def resolve_target(target: torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor:
@@ -78,7 +61,8 @@ def scores_under_masks(
     score: str,
     batch_size: int,
 ) -> torch.Tensor:
-    """Score of every image under every mask, pushing the B * N perturbed images in chunks.
+    """Score of every image under every mask, the B * N perturbed images pushed through the engine of
+    :mod:`aha.perturbation` in chunks (mask by mask, all images of a mask together).
 
     Args:
         pixel_values, reference: (B, C, H, W), normalised space.
@@ -90,13 +74,14 @@ def scores_under_masks(
         (B, N) float32 scores of each image's target class.
     """
     batch, count = pixel_values.shape[0], masks.shape[0]
-    out = torch.empty(count * batch, device=pixel_values.device, dtype=torch.float32)
-    for pairs in torch.arange(count * batch, device=pixel_values.device).split(batch_size):
+
+    def images_at(chunk: slice) -> torch.Tensor:  # index = mask * batch + image
+        pairs = torch.arange(chunk.start, chunk.stop, device=pixel_values.device)
         images, mask_ids = pairs % batch, pairs // batch
-        perturbed = blend(pixel_values[images], reference[images], masks[mask_ids])
-        logits = classifier(pixel_values=perturbed).logits
-        out[pairs] = class_scores(logits, target[images], score)
-    return out.view(count, batch).T
+        return blend(pixel_values[images], reference[images], masks[mask_ids])
+
+    scores = perturbation_scores(classifier, count * batch, images_at, target.repeat(count), score, batch_size)
+    return scores.view(count, batch).T
 
 
 @contextlib.contextmanager
@@ -221,23 +206,27 @@ class PerturbationAttributor(Attributor):
     Args:
         classifier: see :class:`Attributor`.
         reference: what removed pixels become, in normalised space (:mod:`aha.perturbation`):
-            ``"mean"`` (zeros: the dataset mean colour), ``"black"`` (needs ``image_mean`` and
-            ``image_std``, the processor's normalisation) or ``"blur"``.
+            ``"mean"`` (zeros: the dataset mean colour), ``"black"`` (needs the normalisation) or ``"blur"``.
         score: the explained score of the target class, ``"logit"`` or softmax ``"probability"``.
         batch_size: images per forward pass.
+        image_processor, image_mean, image_std: the normalisation of ``pixel_values``
+            (:func:`aha.perturbation.resolve_normalisation`), needed by the ``"black"`` reference.
     """
 
-    def __init__(self, classifier, reference: str, score: str, batch_size: int, image_mean=None, image_std=None):
+    def __init__(
+        self, classifier, reference: str = "mean", score: str = "probability", batch_size: int = 64,
+        image_processor=None, image_mean=None, image_std=None,
+    ):
         super().__init__(classifier)
-        check_reference(reference, image_mean, image_std)
-        check_choice("score", score, SCORES)
+        self.normalisation = resolve_normalisation(image_processor, image_mean, image_std)
+        check_reference(reference, self.normalisation)
+        check_choice("score", score, DIFFERENTIABLE_SCORES)
         check_number("batch_size", batch_size, integer=True, minimum=1)
         self.reference, self.score, self.batch_size = reference, score, batch_size
-        self.image_mean, self.image_std = image_mean, image_std
 
     def make_reference(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) reference images in normalised space."""
-        return make_reference(pixel_values, self.reference, self.image_mean, self.image_std)
+        return make_reference(pixel_values, self.reference, *(self.normalisation or (None, None)))
 
     def clean_scores(self, pixel_values: torch.Tensor, target: torch.Tensor | None):
         """One gradient-free forward of the unmodified images: ((B,) targets, (B,) float32 scores)."""

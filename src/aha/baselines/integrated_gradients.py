@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from aha.baselines.base import PerturbationAttributor, check_choice
-from aha.scores import class_scores
-from aha.validation import check_number
+from aha.baselines.base import PerturbationAttributor
+from aha.perturbation import iter_scores
+from aha.validation import check_choice, check_number
+
 
 REDUCTIONS = ("abs", "signed")
 
@@ -22,11 +23,11 @@ class IntegratedGradients(PerturbationAttributor):
 
     Options:
         steps: quadrature points (default 32).
-        reference: the baseline ``x'`` (default ``"mean"``: zeros in normalised space, the dataset mean
-            colour; also ``"black"`` with ``image_mean``/``image_std``, or ``"blur"``).
         reduce: ``"abs"`` (default: sum over channels of ``|attribution|``) or ``"signed"`` (plain sum).
         score: ``"logit"`` (default) or ``"probability"``.
-        batch_size: interpolated images per forward/backward pass (default 64).
+        reference, batch_size, image_processor / image_mean, image_std: see :class:`PerturbationAttributor`
+            (the baseline ``x'``, default ``"mean"``: zeros in normalised space, the dataset mean colour;
+            ``batch_size``: interpolated images per forward/backward pass, default 64).
     """
 
     name = "integrated_gradients"
@@ -36,14 +37,11 @@ class IntegratedGradients(PerturbationAttributor):
         self,
         classifier,
         steps: int = 32,
-        reference: str = "mean",
         reduce: str = "abs",
         score: str = "logit",
-        batch_size: int = 64,
-        image_mean=None,
-        image_std=None,
+        **options,
     ):
-        super().__init__(classifier, reference, score, batch_size, image_mean, image_std)
+        super().__init__(classifier, score=score, **options)
         check_choice("reduce", reduce, REDUCTIONS)
         check_number("steps", steps, integer=True, minimum=1)
         self.steps, self.reduce = steps, reduce
@@ -59,11 +57,19 @@ class IntegratedGradients(PerturbationAttributor):
         alphas = torch.as_tensor(self.alphas, device=delta.device, dtype=delta.dtype)
         weights = torch.as_tensor(self.weights, device=delta.device, dtype=torch.float32)
         integral = torch.zeros(pixel_values.shape, device=delta.device, dtype=torch.float32)
-        for pairs in torch.arange(batch * self.steps, device=delta.device).split(self.batch_size):
-            images, steps = pairs % batch, pairs // batch
-            points = (reference[images] + alphas[steps, None, None, None] * delta[images]).requires_grad_(True)
-            logits = self.classifier(pixel_values=points).logits
-            (grads,) = torch.autograd.grad(class_scores(logits, target[images], self.score).sum(), points)
+
+        def pairs_of(chunk: slice) -> tuple[torch.Tensor, torch.Tensor]:  # index = step * batch + image
+            pairs = torch.arange(chunk.start, chunk.stop, device=delta.device)
+            return pairs % batch, pairs // batch
+
+        def points_at(chunk: slice) -> torch.Tensor:
+            images, steps = pairs_of(chunk)
+            return (reference[images] + alphas[steps, None, None, None] * delta[images]).requires_grad_(True)
+
+        count, classes = batch * self.steps, target.repeat(self.steps)
+        for chunk, points, scores in iter_scores(self.classifier, count, points_at, classes, self.score, self.batch_size):
+            (grads,) = torch.autograd.grad(scores.sum(), points)
+            images, steps = pairs_of(chunk)
             integral.index_add_(0, images, grads.float() * weights[steps, None, None, None])
         attributions = delta.float() * integral
         return attributions.abs().sum(1) if self.reduce == "abs" else attributions.sum(1)

@@ -24,9 +24,9 @@ class Occlusion(PerturbationAttributor):
     Options:
         window: side of the square, pixels (default: ``min(H, W) // 7``, 32 px at 224 px).
         stride: step between windows, pixels (default: ``window // 2``).
-        reference: what the window becomes (default ``"mean"``; see :class:`PerturbationAttributor`).
-        score: ``"probability"`` (default) or ``"logit"``.
-        batch_size: images per forward pass (default 64).
+        reference, score, batch_size, image_processor / image_mean, image_std: see
+            :class:`PerturbationAttributor` (what the window becomes, default ``"mean"``; ``"probability"``
+            (default) or ``"logit"``; images per forward pass, default 64).
     """
 
     name = "occlusion"
@@ -36,13 +36,9 @@ class Occlusion(PerturbationAttributor):
         classifier,
         window: int | None = None,
         stride: int | None = None,
-        reference: str = "mean",
-        score: str = "probability",
-        batch_size: int = 64,
-        image_mean=None,
-        image_std=None,
+        **options,
     ):
-        super().__init__(classifier, reference, score, batch_size, image_mean, image_std)
+        super().__init__(classifier, **options)
         check_number("window", window, integer=True, minimum=1, optional=True)
         check_number("stride", stride, integer=True, minimum=1, optional=True)
         self.window, self.stride = window, stride

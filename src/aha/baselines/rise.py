@@ -44,10 +44,10 @@ class RISE(PerturbationAttributor):
         grid: cells per side of the coarse masks (default 7).
         p: probability that a cell is kept (default 0.5).
         seed: random seed of the masks (default 0).
-        reference: what removed pixels become (default ``"mean"``: zeros in normalised space, as in
-            the RISE code, which multiplies normalised images by the masks).
-        score: ``"probability"`` (default) or ``"logit"``.
-        batch_size: masks generated at a time, and images per forward pass (default 64).
+        reference, score, batch_size, image_processor / image_mean, image_std: see
+            :class:`PerturbationAttributor` (default ``"mean"``: zeros in normalised space, as in the RISE code,
+            which multiplies normalised images by the masks; ``"probability"``; ``batch_size``: masks generated
+            at a time, and images per forward pass, default 64).
     """
 
     name = "rise"
@@ -59,13 +59,9 @@ class RISE(PerturbationAttributor):
         grid: int = 7,
         p: float = 0.5,
         seed: int = 0,
-        reference: str = "mean",
-        score: str = "probability",
-        batch_size: int = 64,
-        image_mean=None,
-        image_std=None,
+        **options,
     ):
-        super().__init__(classifier, reference, score, batch_size, image_mean, image_std)
+        super().__init__(classifier, **options)
         check_number("n_masks", n_masks, integer=True, minimum=1)
         check_number("grid", grid, integer=True, minimum=1)
         check_number("p", p, above=0, maximum=1)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 
 from aha.baselines.attention import capture_attentions, is_mean_pooled, propagate
-from aha.baselines.base import Attributor, check_choice, upsample
+from aha.baselines.base import Attributor, upsample
+from aha.validation import check_choice
+
 
 HEAD_FUSIONS = ("mean", "max", "min")
 

@@ -1,9 +1,10 @@
-"""Datasets -> training batches for AHA, with the target classifier's own image processor."""
+"""Datasets -> training batches for AHA, with the classifier's own image processor."""
 
 from .batches import TrainingBatches, eval_dataloader, limit_examples, train_dataloader
 from .collate import ImageClassificationCollator
 from .columns import check_columns, class_index_map
 from .sources import IMAGENET_ID, load_hub_dataset, load_image_folders, load_saved_dataset, split_off_validation
+
 
 __all__ = [
     "IMAGENET_ID",

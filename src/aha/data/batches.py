@@ -46,8 +46,7 @@ def train_dataloader(
     streams come back split for this process, batches on the CPU.
 
     The loaders own a generator: by default every new ``DataLoader`` iterator draws a seed from torch's
-    global RNG, so a resumed run (which starts an iterator mid-epoch) would shift the global stream that the
-    objective's noise is drawn from."""
+    global RNG, and library code draws from no global RNG."""
     generator = torch.Generator().manual_seed(seed)
     if not isinstance(dataset, datasets.IterableDataset):
         loader = DataLoader(
@@ -63,7 +62,7 @@ def train_dataloader(
     if num_workers:
         raise ValueError(
             "streaming datasets are read in the main process (--dataloader_num_workers 0) so that the stream "
-            "position can be checkpointed; decoding is small next to the target's perturbed passes"
+            "position can be checkpointed; decoding is small next to the classifier's perturbed passes"
         )
     if shuffle_buffer_size:
         dataset = dataset.shuffle(seed=seed, buffer_size=shuffle_buffer_size)

@@ -1,4 +1,4 @@
-"""Turning dataset examples into model batches with the target's own image processor."""
+"""Turning dataset examples into model batches with the classifier's own image processor."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Checking a dataset's columns and label space against the target classifier, from metadata only.
+"""Checking a dataset's columns and label space against the classifier, from metadata only.
 
-AHA trains on labelled images: the second class of each image is the runner-up when the target's top-1
+AHA trains on labelled images: the second class of each image is the runner-up when the classifier's top-1
 is right and the ground truth otherwise, so a dataset without labels cannot train an explainer. Labels
 must index the *classifier's* classes; when the dataset's class names all appear in the classifier's
 ``label2id`` (ImageNet-1k against an ImageNet classifier, an image folder named after the classes) the
@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 import datasets
+
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def check_columns(dataset: datasets.Dataset | datasets.IterableDataset, image_co
     if label_column not in features:
         raise ValueError(
             f"the {split} split has no label column {label_column!r} (columns: {columns}); AHA needs ground-truth "
-            "labels (the second class of an image is the label when the target's top-1 is wrong); pass "
+            "labels (the second class of an image is the label when the classifier's top-1 is wrong); pass "
             "--label_column_name"
         )
 

@@ -14,6 +14,7 @@ from datasets.packaged_modules.folder_based_builder.folder_based_builder import 
 from datasets.packaged_modules.imagefolder.imagefolder import IMAGE_EXTENSIONS
 from huggingface_hub.errors import GatedRepoError
 
+
 IMAGENET_ID = "ILSVRC/imagenet-1k"
 """The default training set: ImageNet-1k on the Hub (gated: accept its terms on the dataset page and
 log in with ``hf auth login``; the token is then picked up automatically)."""

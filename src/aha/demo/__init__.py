@@ -31,6 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..hub import card_template
+
+
 #: settings of each preset: data sizes, classifier epochs, explainer steps, evaluation size and costs
 PRESETS = {
     "quick": dict(num_train=400, num_validation=16, num_test=16, classifier_epochs=2, explainer_steps=4,
@@ -86,8 +89,7 @@ def build_data(folder: Path, settings: dict) -> dict:
     splits = shapes_dataset(settings["num_train"], settings["num_validation"], settings["num_test"],
                             seed=settings["seed"], size=IMAGE_SIZE)
     splits.save_to_disk(str(folder))
-    card = Path(__file__).resolve().parent.parent / "hub_cards" / "shapes_dataset_card.md"
-    (folder / "README.md").write_text(card.read_text())  # the dataset card, for push_to_hub or a reader
+    (folder / "README.md").write_text(card_template("shapes_dataset_card.md"))  # the dataset card, for push_to_hub or a reader
     return {split: len(dataset) for split, dataset in splits.items()}
 
 

@@ -23,6 +23,7 @@ from ..metrics import (
     positive_perturbation,
 )
 
+
 #: metric -> (True when high is good, what it is)
 METRICS = {
     "deletion_mean": (False, "deletion AUC, mean-colour reference"),

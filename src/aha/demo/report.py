@@ -12,6 +12,7 @@ from PIL import Image
 from ..visualization import curve_plot, grid, overlay
 from .evaluation import METRICS, MethodResult, paired_difference, verdict
 
+
 SHORT_NAMES = {
     "deletion_mean": "Del mean ↓",
     "deletion_black": "Del black ↓",

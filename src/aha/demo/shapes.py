@@ -22,6 +22,7 @@ import numpy as np
 from matplotlib.path import Path
 from PIL import Image
 
+
 CLASS_NAMES = ("circle", "ring", "crescent", "triangle", "cross")
 SPLITS = {"train": 0, "validation": 1, "test": 2}
 SUPERSAMPLE = 4  # coverage is sampled at 4 x 4 points per pixel: anti-aliased edges

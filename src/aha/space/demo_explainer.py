@@ -11,6 +11,7 @@ from pathlib import Path
 
 from PIL import Image
 
+
 #: How many AHA Shapes test images the page offers as examples.
 NUM_EXAMPLES = 6
 

@@ -15,6 +15,7 @@ import os
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+
 #: Smallest side accepted, in pixels: below it there is nothing to rank (the classifier would see a blur).
 MIN_SIDE = 16
 #: Most pixels accepted (a 12-megapixel phone photo, 4032 x 3024, fits): the map and its overlay are made at

@@ -2,10 +2,9 @@
 
 from .arguments import build_parser, validate_args
 from .checkpointing import TrainingState, latest_checkpoint, save_checkpoint
-from .loop import train
+from .loop import main, set_up, train, training_loop
 from .schedule import warmup_cosine_schedule
 
-main = train  # ``aha train``: main(build_parser().parse_args(argv))
 
 __all__ = [
     "TrainingState",
@@ -13,7 +12,9 @@ __all__ = [
     "latest_checkpoint",
     "main",
     "save_checkpoint",
+    "set_up",
     "train",
+    "training_loop",
     "validate_args",
     "warmup_cosine_schedule",
 ]

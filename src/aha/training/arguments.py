@@ -1,7 +1,9 @@
-"""Command-line arguments of ``aha train`` and the checks that need nothing but the arguments.
+"""Arguments of ``aha train``: dataclasses read by transformers' ``HfArgumentParser``, and the checks that need
+nothing but the arguments.
 
 Flag names follow transformers' ``run_image_classification_no_trainer.py`` wherever the concept is the
-same; the AHA-specific ones set fields of :class:`aha.AHAConfig`.
+same; the AHA-specific ones set fields of :class:`aha.AHAConfig`. The same arguments can come from a JSON or
+YAML file (``aha train run.yaml``, keys named as the flags), as ``HfArgumentParser`` reads them.
 """
 
 from __future__ import annotations
@@ -9,6 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
+from dataclasses import dataclass, field
+from typing import Literal
+
+from transformers import HfArgumentParser
+
 
 # Arguments that do not change what is trained: a run may be resumed with different values.
 OPERATIONAL_ARGS = frozenset(
@@ -17,6 +25,7 @@ OPERATIONAL_ARGS = frozenset(
         "overwrite_output_dir",
         "resume_from_checkpoint",
         "checkpointing_steps",
+        "checkpoints_total_limit",
         "eval_steps",
         "with_tracking",
         "report_to",
@@ -33,6 +42,121 @@ OPERATIONAL_ARGS = frozenset(
 SECRET_ARGS = frozenset({"hub_token"})
 
 
+def _help(text: str, **metadata) -> dict:
+    return {"help": text, **metadata}
+
+
+@dataclass
+class DataArguments:
+    _argument_group_name = "data"
+
+    dataset_name: str | None = field(default=None, metadata=_help(
+        "Hub dataset id (default when no local data is given: ILSVRC/imagenet-1k, gated: accept its terms and run "
+        "`hf auth login`)."))
+    dataset_config_name: str | None = field(default=None, metadata=_help("Configuration of the Hub dataset."))
+    dataset_path: str | None = field(default=None, metadata=_help("A dataset saved with `save_to_disk`."))
+    train_dir: str | None = field(default=None, metadata=_help("A folder containing the training data."))
+    validation_dir: str | None = field(default=None, metadata=_help("A folder containing the validation data."))
+    train_split: str = field(default="train", metadata=_help("Name of the training split."))
+    validation_split: str = field(default="validation", metadata=_help(
+        "Name of the held-out split (evaluation is skipped when it is absent)."))
+    train_val_split: float | None = field(default=None, metadata=_help(
+        "Fraction of a map-style train split to hold out when there is no validation split."))
+    image_column_name: str = field(default="image", metadata=_help("Column holding the images."))
+    label_column_name: str = field(default="label", metadata=_help("Column holding the labels."))
+    streaming: bool = field(default=False, metadata=_help("Stream the Hub dataset instead of downloading it."))
+    shuffle_buffer_size: int = field(default=10_000, metadata=_help(
+        "Shuffle buffer of a stream (0: shard order only; the only setting with exact resume)."))
+    max_train_samples: int | None = field(default=None, metadata=_help("Truncate the training split."))
+    max_eval_samples: int | None = field(default=None, metadata=_help("Truncate the held-out split."))
+    dataloader_num_workers: int = field(default=0, metadata=_help("DataLoader workers (map-style only)."))
+
+
+@dataclass
+class ModelArguments:
+    _argument_group_name = "model"
+
+    model_name_or_path: str | None = field(default=None, metadata=_help(
+        "The classifier to explain (AutoModelForImageClassification): Hub id or local dir."))
+    tau_start: float | None = field(default=None, metadata=_help("Gumbel-Sinkhorn temperature at step 0."))
+    tau_end: float | None = field(default=None, metadata=_help("Gumbel-Sinkhorn temperature at the last step."))
+    explainer_config: list[str] = field(default_factory=list, metadata=_help(
+        "Any other AHAConfig field, e.g. --explainer_config perturbation_batch_size=128 (repeatable; values are read "
+        "as JSON when they parse).", action="append", metavar="KEY=VALUE"))
+
+
+@dataclass
+class OptimisationArguments:
+    _argument_group_name = "optimisation"
+
+    per_device_train_batch_size: int = field(default=32, metadata=_help("Images per process per micro-batch."))
+    per_device_eval_batch_size: int | None = field(default=None, metadata=_help("Default: the training one."))
+    total_train_batch_size: int | None = field(default=None, metadata=_help(
+        "Images per optimiser step over all processes; sets --per_device_train_batch_size to total / (processes x "
+        "gradient_accumulation_steps), which must be whole."))
+    learning_rate: float = field(default=3e-4, metadata=_help("Peak AdamW learning rate."))
+    weight_decay: float = field(default=1e-3, metadata=_help("AdamW weight decay."))
+    max_grad_norm: float = field(default=1.0, metadata=_help("Gradient clipping norm."))
+    num_train_epochs: int = field(default=1, metadata=_help("Passes over the training split."))
+    max_train_steps: int | None = field(default=None, metadata=_help(
+        "Optimiser steps; overrides --num_train_epochs (required for streams of unknown size)."))
+    gradient_accumulation_steps: int = field(default=1, metadata=_help("Micro-batches per optimiser step."))
+    num_warmup_steps: int | None = field(default=None, metadata=_help(
+        "Linear warm-up steps from lr/25 (default: --warmup_ratio of the steps), then cosine."))
+    warmup_ratio: float = field(default=0.06, metadata=_help("Warm-up fraction when --num_warmup_steps is unset."))
+    mixed_precision: Literal["no", "fp16", "bf16"] | None = field(default=None, metadata=_help(
+        "Default: the accelerate config / launcher's, else bf16 on GPUs that support it, else no."))
+    gradient_checkpointing: bool = field(default=True, metadata=_help(
+        "Recompute the classifier's activations in the backward pass (--no_gradient_checkpointing keeps them)."))
+    seed: int = field(default=42, metadata=_help("Seed of the whole run (data order, grids, noise)."))
+
+
+@dataclass
+class RunArguments:
+    _argument_group_name = "run"
+
+    output_dir: str = field(metadata=_help("Where checkpoints and the explainer are written."))
+    overwrite_output_dir: bool = field(default=False, metadata=_help(
+        "Start afresh even if --output_dir holds a run."))
+    checkpointing_steps: int = field(default=1000, metadata=_help("Save the training state every N steps."))
+    checkpoints_total_limit: int | None = field(default=None, metadata=_help(
+        "Keep only the newest N checkpoints (default: all)."))
+    resume_from_checkpoint: str | None = field(default=None, metadata=_help(
+        'A checkpoint folder, or "latest" for the newest one in --output_dir.'))
+    eval_steps: int | None = field(default=None, metadata=_help(
+        "Evaluate on the held-out split every N steps (default: at the end only)."))
+    with_tracking: bool = field(default=False, metadata=_help("Log to experiment trackers."))
+    report_to: str = field(default="all", metadata=_help(
+        'Trackers for --with_tracking ("tensorboard", "wandb", ... or "all").'))
+    push_to_hub: bool = field(default=False, metadata=_help("Push the final explainer to the Hub."))
+    decoder_only: bool = field(default=False, metadata=_help(
+        "Save the final explainer without its frozen classifier (like a PEFT adapter): the config records "
+        "--model_name_or_path and the fingerprint of its weights."))
+    hub_model_id: str | None = field(default=None, metadata=_help("Hub repo id (default: the output dir's name)."))
+    hub_token: str | None = field(default=None, metadata=_help("Hub token (default: the `hf auth login` one)."))
+
+
+ARGUMENT_CLASSES = (DataArguments, ModelArguments, OptimisationArguments, RunArguments)
+
+
+class TrainArgumentParser(HfArgumentParser):
+    """The parser of ``aha train``: the flags of :data:`ARGUMENT_CLASSES`, or one JSON / YAML file of them."""
+
+    def parse_args(self, args=None, namespace=None) -> argparse.Namespace:
+        args = sys.argv[1:] if args is None else list(args)
+        if len(args) == 1 and args[0].endswith((".json", ".yaml", ".yml")):
+            read = self.parse_json_file if args[0].endswith(".json") else self.parse_yaml_file
+            return argparse.Namespace(**{key: value for part in read(args[0]) for key, value in vars(part).items()})
+        return super().parse_args(args, namespace)
+
+
+def build_parser() -> TrainArgumentParser:
+    return TrainArgumentParser(
+        ARGUMENT_CLASSES, prog="aha train",
+        description="Train an AHA explainer for a frozen Hugging Face image classifier.",
+    )
+
+
 def public_args(args: argparse.Namespace) -> dict:
     """The arguments without the secrets (``SECRET_ARGS``): what trackers and saved files may see."""
     return {key: value for key, value in vars(args).items() if key not in SECRET_ARGS}
@@ -41,95 +165,36 @@ def public_args(args: argparse.Namespace) -> dict:
 def config_override(text: str) -> tuple[str, object]:
     """``KEY=VALUE`` -> (key, value), the value read as JSON when it parses (``3``, ``0.5``, ``["mean"]``,
     ``false``), else kept as a string."""
-    key, sep, value = text.partition("=")
+    key, sep, value = str(text).partition("=")
     if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+        raise ValueError(f"--explainer_config expects KEY=VALUE, got {text!r}")
     try:
         return key, json.loads(value)
     except json.JSONDecodeError:
         return key, value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="aha train", description="Train an AHA explainer for a frozen Hugging Face image classifier."
-    )
-    data = parser.add_argument_group("data")
-    data.add_argument("--dataset_name", type=str, default=None,
-                      help="Hub dataset id (default when no local data is given: ILSVRC/imagenet-1k, gated: "
-                           "accept its terms and run `hf auth login`).")
-    data.add_argument("--dataset_config_name", type=str, default=None, help="Configuration of the Hub dataset.")
-    data.add_argument("--dataset_path", type=str, default=None, help="A dataset saved with `save_to_disk`.")
-    data.add_argument("--train_dir", type=str, default=None, help="A folder containing the training data.")
-    data.add_argument("--validation_dir", type=str, default=None, help="A folder containing the validation data.")
-    data.add_argument("--train_split", type=str, default="train", help="Name of the training split.")
-    data.add_argument("--validation_split", type=str, default="validation",
-                      help="Name of the held-out split (evaluation is skipped when it is absent).")
-    data.add_argument("--train_val_split", type=float, default=None,
-                      help="Fraction of a map-style train split to hold out when there is no validation split.")
-    data.add_argument("--image_column_name", type=str, default="image", help="Column holding the images.")
-    data.add_argument("--label_column_name", type=str, default="label", help="Column holding the labels.")
-    data.add_argument("--streaming", action="store_true", help="Stream the Hub dataset instead of downloading it.")
-    data.add_argument("--shuffle_buffer_size", type=int, default=10_000,
-                      help="Shuffle buffer of a stream (0: shard order only; the only setting with exact resume).")
-    data.add_argument("--max_train_samples", type=int, default=None, help="Truncate the training split.")
-    data.add_argument("--max_eval_samples", type=int, default=None, help="Truncate the held-out split.")
-    data.add_argument("--dataloader_num_workers", type=int, default=0, help="DataLoader workers (map-style only).")
-
-    model = parser.add_argument_group("model")
-    model.add_argument("--model_name_or_path", type=str, default=None,
-                       help="The target classifier (AutoModelForImageClassification): Hub id or local dir.")
-    model.add_argument("--tau_start", type=float, default=None, help="Gumbel-Sinkhorn temperature at step 0.")
-    model.add_argument("--tau_end", type=float, default=None, help="Gumbel-Sinkhorn temperature at the last step.")
-    model.add_argument("--explainer_config", type=config_override, action="append", default=[], metavar="KEY=VALUE",
-                       help="Any other AHAConfig field, e.g. --explainer_config perturbation_batch_size=128 "
-                            "(repeatable; values are read as JSON when they parse).")
-
-    optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--per_device_train_batch_size", type=int, default=32, help="Images per process per micro-batch.")
-    optim.add_argument("--per_device_eval_batch_size", type=int, default=None, help="Default: the training one.")
-    optim.add_argument("--total_train_batch_size", type=int, default=None,
-                       help="Images per optimiser step over all processes; sets --per_device_train_batch_size to "
-                            "total / (processes x gradient_accumulation_steps), which must be whole.")
-    optim.add_argument("--learning_rate", type=float, default=3e-4, help="Peak AdamW learning rate.")
-    optim.add_argument("--weight_decay", type=float, default=1e-3, help="AdamW weight decay.")
-    optim.add_argument("--max_grad_norm", type=float, default=1.0, help="Gradient clipping norm.")
-    optim.add_argument("--num_train_epochs", type=int, default=1, help="Passes over the training split.")
-    optim.add_argument("--max_train_steps", type=int, default=None,
-                       help="Optimiser steps; overrides --num_train_epochs (required for streams of unknown size).")
-    optim.add_argument("--gradient_accumulation_steps", type=int, default=1, help="Micro-batches per optimiser step.")
-    optim.add_argument("--num_warmup_steps", type=int, default=None,
-                       help="Linear warm-up steps from lr/25 (default: --warmup_ratio of the steps), then cosine.")
-    optim.add_argument("--warmup_ratio", type=float, default=0.06, help="Warm-up fraction when --num_warmup_steps is unset.")
-    optim.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None,
-                       help="Default: the accelerate config / launcher's, else bf16 on GPUs that support it, else no.")
-    optim.add_argument("--no_gradient_checkpointing", dest="gradient_checkpointing", action="store_false",
-                       help="Keep the target's activations instead of recomputing them in the backward pass.")
-    optim.add_argument("--seed", type=int, default=42, help="Seed of the whole run (data order, grids, noise).")
-
-    run = parser.add_argument_group("run")
-    run.add_argument("--output_dir", type=str, required=True, help="Where checkpoints and the explainer are written.")
-    run.add_argument("--overwrite_output_dir", action="store_true", help="Start afresh even if --output_dir holds a run.")
-    run.add_argument("--checkpointing_steps", type=int, default=1000, help="Save the training state every N steps.")
-    run.add_argument("--resume_from_checkpoint", type=str, default=None,
-                     help='A checkpoint folder, or "latest" for the newest one in --output_dir.')
-    run.add_argument("--eval_steps", type=int, default=None,
-                     help="Evaluate on the held-out split every N steps (default: at the end only).")
-    run.add_argument("--with_tracking", action="store_true", help="Log to experiment trackers.")
-    run.add_argument("--report_to", type=str, default="all",
-                     help='Trackers for --with_tracking ("tensorboard", "wandb", ... or "all").')
-    run.add_argument("--push_to_hub", action="store_true", help="Push the final explainer to the Hub.")
-    run.add_argument("--decoder_only", action="store_true",
-                     help="Save the final explainer without its frozen target (like a PEFT adapter): the config "
-                          "references --model_name_or_path and the fingerprint of its weights.")
-    run.add_argument("--hub_model_id", type=str, default=None, help="Hub repo id (default: the output dir's name).")
-    run.add_argument("--hub_token", type=str, default=None, help="Hub token (default: the `hf auth login` one).")
-    return parser
+def _config_overrides(values) -> list[tuple[str, object]]:
+    """``--explainer_config`` values (repeated flags give lists of lists; a JSON/YAML file a list or a mapping)
+    as (key, value) pairs."""
+    if isinstance(values, dict):
+        return list(values.items())
+    pairs = []
+    for value in values:
+        if isinstance(value, (list, tuple)) and len(value) == 2 and "=" not in str(value[0]):
+            pairs.append(tuple(value))  # already a (key, value) pair
+        elif isinstance(value, (list, tuple)):
+            pairs.extend(config_override(item) for item in value)
+        else:
+            pairs.append(config_override(value))
+    return pairs
 
 
-def validate_args(args: argparse.Namespace, num_processes: int = 1) -> None:
-    """Checks that need only the arguments (run before any model or data is loaded). Resolves
-    ``--total_train_batch_size`` into ``per_device_train_batch_size``. Raises ValueError."""
+def validate_args(args: argparse.Namespace, num_processes: int = 1) -> argparse.Namespace:
+    """Checks that need only the arguments (run before any model or data is loaded). Returns a copy of ``args``
+    with the derived values resolved (``--total_train_batch_size`` into ``per_device_train_batch_size``, the eval
+    batch size, ``--explainer_config`` as (key, value) pairs); ``args`` itself is not changed. Raises ValueError."""
+    args = argparse.Namespace(**vars(args))
     sources = [flag for flag in ("dataset_name", "dataset_path", "train_dir") if getattr(args, flag) is not None]
     if len(sources) > 1:
         raise ValueError(f"give one data source, got {', '.join('--' + s for s in sources)}")
@@ -145,7 +210,8 @@ def validate_args(args: argparse.Namespace, num_processes: int = 1) -> None:
     if args.train_val_split is not None and (args.streaming or not 0 < args.train_val_split < 1):
         raise ValueError("--train_val_split must be in (0, 1) and needs a map-style (not --streaming) dataset")
     for flag in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
-                 "max_train_steps", "checkpointing_steps", "eval_steps", "total_train_batch_size"):
+                 "max_train_steps", "checkpointing_steps", "checkpoints_total_limit", "eval_steps",
+                 "total_train_batch_size"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise ValueError(f"--{flag} must be >= 1, got {value}")
@@ -170,10 +236,12 @@ def validate_args(args: argparse.Namespace, num_processes: int = 1) -> None:
         args.per_device_train_batch_size = args.total_train_batch_size // per_step
     if args.per_device_eval_batch_size is None:
         args.per_device_eval_batch_size = args.per_device_train_batch_size
+    args.explainer_config = _config_overrides(args.explainer_config)
+    return args
 
 
 def explainer_overrides(args: argparse.Namespace) -> dict:
-    """The AHAConfig fields set on the command line."""
+    """The AHAConfig fields set on the command line (``args`` as :func:`validate_args` returns them)."""
     overrides = dict(args.explainer_config)
     for key in ("tau_start", "tau_end"):
         if getattr(args, key) is not None:

@@ -9,7 +9,8 @@ A checkpoint ``checkpoints/step_<N>`` holds only safetensors and JSON files:
 - ``training_state.json``: the steps completed, the data position, the learning-rate scheduler, the
   gradient scaler, accelerate's micro-step counter, the number of processes and the fingerprint of the
   classifier the run trains against (see :func:`aha.fingerprint.weights_fingerprint`);
-- ``rng_state_<rank>.json``: each process's Python, NumPy, torch CPU and accelerator RNG states.
+- ``rng_state_<rank>.json``: each process's generator of the objective's random draws, and its Python, NumPy,
+  torch CPU and accelerator RNG states.
 
 Why not ``accelerator.save_state`` / ``load_state``: they write the optimiser, scheduler, RNG states and
 registered objects as pickles, and resuming unpickles registered objects with ``weights_only=False`` (a
@@ -20,7 +21,11 @@ checks its fingerprint and refuses a checkpoint made for another classifier or a
 Every file is read and checked (format, classifier, shapes, structure) before any state is changed.
 Files are written into ``checkpoints/.tmp-step_<N>``, flushed to disk, and only then is the folder renamed
 to ``checkpoints/step_<N>`` (a rename within one file system is atomic). A crash mid-write leaves a
-``.tmp-`` folder, which is never taken for a checkpoint and is cleared by the next save.
+``.tmp-`` folder, which is never taken for a checkpoint and is cleared by the next save. When the
+accelerator's ``ProjectConfiguration`` has a ``total_limit`` (``--checkpoints_total_limit``), the oldest
+checkpoints beyond it are deleted after each save. (Accelerate's own naming and rotation,
+``automatic_checkpoint_naming``, live inside ``save_state``, which writes pickles; the names here stay
+``step_<N>``, the step itself.)
 """
 
 from __future__ import annotations
@@ -38,11 +43,13 @@ from accelerate import Accelerator
 
 from ..data import TrainingBatches
 from ..fingerprint import short_fingerprint
-from ..modeling_aha import TARGET_PREFIX, AHAExplainer
+from ..modeling_aha import AHAExplainer
 from ..safe_files import read_json, read_safetensors, safetensors_header, write_json, write_safetensors
+from ..saving import CLASSIFIER_PREFIX
+
 
 CHECKPOINTS_DIR = "checkpoints"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a SequentialLR schedule and the objective's generator (1 cannot be resumed exactly)
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 STATE_FILE = "training_state.json"
@@ -77,7 +84,7 @@ def resolve_checkpoint(resume_from_checkpoint: str, output_dir: str) -> str:
 
 def trainable_state_dict(model: AHAExplainer) -> dict[str, torch.Tensor]:
     """The explainer's weights without the frozen classifier: what a checkpoint stores."""
-    return {key: value for key, value in model.state_dict().items() if not key.startswith(TARGET_PREFIX)}
+    return {key: value for key, value in model.state_dict().items() if not key.startswith(CLASSIFIER_PREFIX)}
 
 
 @dataclass
@@ -91,6 +98,7 @@ class TrainingState:
         batches: the training batches (their position is saved).
         classifier_fingerprint: :func:`~aha.fingerprint.weights_fingerprint` of the frozen classifier.
         completed_steps: optimiser steps completed so far.
+        generator: the generator of the objective's random draws (grid size, reference, Gumbel noise).
     """
 
     accelerator: Accelerator
@@ -100,6 +108,7 @@ class TrainingState:
     batches: TrainingBatches
     classifier_fingerprint: str
     completed_steps: int = 0
+    generator: torch.Generator | None = None
 
     def write(self, directory: str) -> None:
         """Write the state into ``directory`` (which must exist); every process must call it."""
@@ -118,12 +127,12 @@ class TrainingState:
                 "num_processes": accelerator.num_processes,
                 "classifier_fingerprint": self.classifier_fingerprint,
                 "data_position": position,
-                "lr_scheduler": _json_state(self.lr_scheduler.state_dict()),
+                "lr_scheduler": self.lr_scheduler.state_dict(),
                 "grad_scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
                 "accelerator_step": accelerator.step,
             })
         rng_path = os.path.join(directory, rng_file(accelerator.process_index))
-        write_json(rng_path, rng_states(accelerator.device), indent=None)
+        write_json(rng_path, rng_states(accelerator.device, self.generator), indent=None)
 
     def read(self, directory: str) -> None:
         """Restore the state saved in ``directory``, after checking every file it reads.
@@ -140,7 +149,8 @@ class TrainingState:
         state = read_json(_require(directory, STATE_FILE))
         if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
             raise ValueError(
-                f"{os.path.join(directory, STATE_FILE)} is not a training state of format version {FORMAT_VERSION}"
+                f"{os.path.join(directory, STATE_FILE)} is not a training state of format version {FORMAT_VERSION} "
+                "(a checkpoint of an older aha-explain, whose schedule and random draws differ, cannot be resumed exactly)"
             )
         _check_classifier(directory, state.get("classifier_fingerprint"), self.classifier_fingerprint)
         if state.get("num_processes") != accelerator.num_processes:
@@ -158,7 +168,7 @@ class TrainingState:
         rng_path = _require(directory, rng_file(accelerator.process_index))
         rng = read_json(rng_path)
         scheduler_state = _checked_like(
-            state.get("lr_scheduler"), _json_state(self.lr_scheduler.state_dict()), f"{directory}/{STATE_FILE}: lr_scheduler"
+            state.get("lr_scheduler"), self.lr_scheduler.state_dict(), f"{directory}/{STATE_FILE}: lr_scheduler"
         )
         if (state.get("grad_scaler") is None) != (accelerator.scaler is None):
             raise ValueError(
@@ -173,11 +183,11 @@ class TrainingState:
                 for key, value in current.items():
                     value.copy_(weights[key])
             self.optimizer.load_state_dict(optimizer_state)
-            self.lr_scheduler.load_state_dict({**self.lr_scheduler.state_dict(), **scheduler_state})
+            self.lr_scheduler.load_state_dict(scheduler_state)
             if accelerator.scaler is not None:
                 accelerator.scaler.load_state_dict(state["grad_scaler"])
             self.batches.load_state_dict(state["data_position"])
-            set_rng_states(rng, accelerator.device)
+            set_rng_states(rng, accelerator.device, self.generator)
             accelerator.step = int(state["accelerator_step"])
             self.completed_steps = int(state["completed_steps"])
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
@@ -221,11 +231,6 @@ def _check_shapes(path: str, saved: dict, current: dict[str, torch.Tensor]) -> N
             f"{path} holds an explainer of another shape than this run's ({len(problems)} differences: "
             f"{'; '.join(problems[:4])}); resume with the explainer options of the run that wrote it"
         )
-
-
-def _json_state(state: dict) -> dict:
-    """A scheduler's state_dict without its lambdas (functions are rebuilt by the code, never stored)."""
-    return {key: value for key, value in state.items() if key != "lr_lambdas"}
 
 
 def _checked_like(saved, fresh, where: str):
@@ -286,9 +291,9 @@ def read_optimizer(path: str, fresh: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ RNGs
-def rng_states(device: torch.device) -> dict:
-    """This process's RNG states as JSON values: Python's, NumPy's, torch's CPU one and, on an
-    accelerator with per-device generators (CUDA, XPU, ...), every device's."""
+def rng_states(device: torch.device, generator: torch.Generator | None = None) -> dict:
+    """This process's RNG states as JSON values: ``generator``'s (the objective's), Python's, NumPy's, torch's
+    CPU one and, on an accelerator with per-device generators (CUDA, XPU, ...), every device's."""
     version, internal, gauss_next = random.getstate()
     name, keys, position, has_gauss, cached = np.random.get_state()
     states = {
@@ -296,6 +301,7 @@ def rng_states(device: torch.device) -> dict:
         "numpy": [name, keys.tolist(), int(position), int(has_gauss), float(cached)],
         "torch": torch.get_rng_state().tolist(),
         "device": None,
+        "objective": generator.get_state().tolist() if generator is not None else None,
     }
     module = getattr(torch, device.type, None)
     if device.type != "cpu" and hasattr(module, "get_rng_state_all"):
@@ -303,13 +309,15 @@ def rng_states(device: torch.device) -> dict:
     return states
 
 
-def set_rng_states(states: dict, device: torch.device) -> None:
-    """Restore what :func:`rng_states` returned."""
+def set_rng_states(states: dict, device: torch.device, generator: torch.Generator | None = None) -> None:
+    """Restore what :func:`rng_states` returned (``generator`` keeps its state when none was saved)."""
     version, internal, gauss_next = states["python"]
     random.setstate((version, tuple(internal), gauss_next))
     name, keys, position, has_gauss, cached = states["numpy"]
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
     torch.set_rng_state(torch.tensor(states["torch"], dtype=torch.uint8))
+    if generator is not None and states.get("objective") is not None:
+        generator.set_state(torch.tensor(states["objective"], dtype=torch.uint8))
     saved = states["device"]
     if saved is not None:
         if saved["type"] != device.type:
@@ -342,5 +350,16 @@ def save_checkpoint(state: TrainingState, output_dir: str, step: int) -> str:
         if os.path.exists(final):  # the same step saved again (a re-run from an earlier checkpoint)
             shutil.rmtree(final)
         os.replace(temporary, final)
+        _rotate(output_dir, accelerator.project_configuration.total_limit)
     accelerator.wait_for_everyone()
     return final
+
+
+def _rotate(output_dir: str, total_limit: int | None) -> None:
+    """Delete the oldest complete checkpoints beyond the newest ``total_limit`` (None: keep all)."""
+    if total_limit is None:
+        return
+    root = os.path.join(output_dir, CHECKPOINTS_DIR)
+    steps = sorted(int(m.group(1)) for name in os.listdir(root) if (m := _STEP_DIR.match(name)))
+    for step in steps[: max(len(steps) - total_limit, 0)]:
+        shutil.rmtree(checkpoint_dir(output_dir, step))

@@ -22,7 +22,9 @@ def training_data(args: argparse.Namespace) -> str:
     return args.dataset_name or _folder_name(args.train_dir or args.dataset_path) or "in-memory dataset"
 
 
-def run_card(args: argparse.Namespace, config, steps: int, metrics: dict[str, float] | None) -> ModelCard:
+def run_card(
+    args: argparse.Namespace, config, steps: int, metrics: dict[str, float] | None, validation_split: str | None = None
+) -> ModelCard:
     """The card of the run: the explainer's :func:`aha.hub.model_card` with the final held-out evaluation
     (``{"eval/deletion_auc": ..., "eval/insertion_auc": ...}``, mean reference, least-relevant-first insertion)."""
     eval_results = None
@@ -33,25 +35,26 @@ def run_card(args: argparse.Namespace, config, steps: int, metrics: dict[str, fl
             dataset=dataset,
             dataset_name=args.dataset_name or _folder_name(args.validation_dir or args.train_dir or args.dataset_path),
             dataset_config=args.dataset_config_name,
-            split=args.validation_split,
+            split=validation_split or args.validation_split,
         )
     repo_id = args.hub_model_id or _folder_name(args.output_dir)
     return model_card(
-        config, repo_id=repo_id, include_target=not args.decoder_only, eval_results=eval_results,
+        config, repo_id=repo_id, include_classifier=not args.decoder_only, eval_results=eval_results,
         dataset=training_data(args), steps=steps,
     )
 
 
 def save_and_push(
-    accelerator: Accelerator, explainer, args: argparse.Namespace, steps: int, metrics: dict[str, float] | None = None
+    accelerator: Accelerator, explainer, args: argparse.Namespace, steps: int, metrics: dict[str, float] | None = None,
+    validation_split: str | None = None,
 ) -> None:
     """Write the explainer (with the classifier's image processor) and the run's model card to
     ``args.output_dir`` (main process), and upload them (not the checkpoints) when ``--push_to_hub``."""
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return
-    explainer.save_pretrained(args.output_dir, include_target=not args.decoder_only)
-    run_card(args, explainer.config, steps, metrics).save(os.path.join(args.output_dir, "README.md"))
+    explainer.save_pretrained(args.output_dir, include_classifier=not args.decoder_only)
+    run_card(args, explainer.config, steps, metrics, validation_split).save(os.path.join(args.output_dir, "README.md"))
     if args.push_to_hub:
         api = HfApi(token=args.hub_token)
         repo_id = api.create_repo(args.hub_model_id or _folder_name(args.output_dir), exist_ok=True).repo_id

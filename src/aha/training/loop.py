@@ -1,10 +1,12 @@
 """``aha train``: one Accelerate training loop for an AHA explainer, in the style of transformers'
-``run_image_classification_no_trainer.py``.
+``run_image_classification_no_trainer.py`` and accelerate's examples: :func:`set_up` builds the run
+(:class:`TrainingRun`), :func:`training_loop` runs it, :func:`train` does both and saves the result.
 
-The target classifier stays frozen; only the decoder learns. Each optimiser step anneals the
+The classifier stays frozen; only the decoder learns. Each optimiser step anneals the
 Gumbel-Sinkhorn temperature linearly from ``tau_start`` to ``tau_end``; the learning rate warms up from
 lr/25 then decays by cosine. The full training state is checkpointed atomically every
 ``--checkpointing_steps`` and at the end; ``--resume_from_checkpoint`` continues exactly where it stopped.
+Logging goes through the module's logger: :func:`main` (the ``aha train`` command) shows it on stderr.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ import math
 import os
 import shutil
 import time
+from dataclasses import dataclass
 
 import datasets
 import torch
 import transformers
 from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import DataLoaderConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 
 from ..data import (
@@ -40,14 +43,14 @@ from ..data import (
 )
 from ..fingerprint import weights_fingerprint
 from ..modeling_aha import AHAExplainer
-from ..objectives import annealed_tau
 from .arguments import explainer_overrides, num_warmup_steps, public_args, validate_args
 from .checkpointing import CHECKPOINTS_DIR, TrainingState, resolve_checkpoint, save_checkpoint
+from .classifier import load_classifier_and_processor
 from .evaluation import evaluate
 from .hub import save_and_push
 from .output_dir import check_output_dir, run_args, write_run_args
-from .schedule import warmup_cosine_schedule
-from .target import load_target
+from .schedule import annealed_tau, warmup_cosine_schedule
+
 
 logger = get_logger(__name__)
 
@@ -85,46 +88,46 @@ def steps_per_epoch(train_loader, num_processes: int, args: argparse.Namespace, 
     return math.ceil(micro_batches / args.gradient_accumulation_steps)
 
 
-def train(args: argparse.Namespace, classifier=None, image_processor=None, splits: dict | None = None) -> AHAExplainer:
-    """Train an explainer as the arguments say and save it to ``args.output_dir``; returns it (unwrapped).
+@dataclass
+class TrainingRun:
+    """Everything :func:`training_loop` needs, as :func:`set_up` builds it.
 
-    ``classifier`` / ``image_processor`` / ``splits`` (``{"train": Dataset | IterableDataset, "validation": ...}``)
-    are in-memory alternatives to ``--model_name_or_path`` and the data flags.
+    Attributes:
+        args: the arguments, resolved by :func:`~aha.training.arguments.validate_args`.
+        accelerator: the run's accelerator.
+        explainer: the explainer as prepared by the accelerator; ``state.model`` is the unwrapped one.
+        optimizer, lr_scheduler: as prepared by the accelerator.
+        trainable: the decoder's parameters (the only ones that train).
+        state: what a checkpoint saves and a resume restores (:class:`~aha.training.checkpointing.TrainingState`).
+        eval_loader: this process's share of the held-out split, or None.
+        validation_split: the name of the held-out split (``"validation"`` when it was split off the train split).
+        max_train_steps: optimiser steps of the whole run.
+        images_per_step: images per optimiser step over all processes.
     """
-    accelerator = Accelerator(
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision=default_mixed_precision(args),
-        log_with=args.report_to if args.with_tracking else None,
-        project_dir=args.output_dir,
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
-    )
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
-    logger.info(accelerator.state, main_process_only=False)
-    if not accelerator.is_local_main_process:
-        datasets.utils.logging.set_verbosity_error()
-        transformers.utils.logging.set_verbosity_error()
 
-    # Everything that can be checked without data, before any data is touched.
-    validate_args(args, accelerator.num_processes)
-    if classifier is None and args.model_name_or_path is None:
-        raise ValueError("--model_name_or_path is required (the target classifier)")
-    check_output_dir(args)
-    recorded_args = run_args(args)  # written when training starts: a run that fails before locks nothing
-    set_seed(args.seed)
+    args: argparse.Namespace
+    accelerator: Accelerator
+    explainer: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: object
+    trainable: list
+    state: TrainingState
+    eval_loader: object
+    validation_split: str
+    max_train_steps: int
+    images_per_step: int
 
-    if classifier is None:
-        classifier, image_processor = load_target(args.model_name_or_path, token=args.hub_token)
-    explainer = AHAExplainer.from_classifier(classifier, image_processor=image_processor, **explainer_overrides(args))
-    config = explainer.config
 
-    splits = dict(splits) if splits is not None else load_splits(args)
+def data_loaders(args, splits: dict, explainer: AHAExplainer, image_processor, accelerator: Accelerator):
+    """The training and held-out loaders of the run: ``(train_loader, eval_loader or None, validation split name,
+    steps per epoch or None)``. Columns are checked against the splits' metadata before any image is decoded."""
     train_split = splits[args.train_split]
-    if args.validation_split not in splits and args.train_val_split is not None:
+    validation_split = args.validation_split
+    if validation_split not in splits and args.train_val_split is not None:
         splits = split_off_validation(train_split, args.train_val_split, args.seed)
-        train_split = splits["train"]
-        args.validation_split = "validation"
-    held_out = splits.get(args.validation_split)
-    for name, split in ((args.train_split, train_split), (args.validation_split, held_out)):
+        train_split, validation_split = splits["train"], "validation"
+    held_out = splits.get(validation_split)
+    for name, split in ((args.train_split, train_split), (validation_split, held_out)):
         if split is not None:
             check_columns(split, args.image_column_name, args.label_column_name, name)
     stream_size = None
@@ -159,8 +162,42 @@ def train(args: argparse.Namespace, classifier=None, image_processor=None, split
     if held_out is not None:
         held_out = limit_examples(held_out.select_columns(columns), args.max_eval_samples)
         eval_loader = eval_dataloader(held_out, collator, args.per_device_eval_batch_size, accelerator)
-
     updates_per_epoch = steps_per_epoch(train_loader, accelerator.num_processes, args, stream_size)
+    return train_loader, eval_loader, validation_split, updates_per_epoch
+
+
+def set_up(args: argparse.Namespace, classifier=None, image_processor=None, splits: dict | None = None) -> TrainingRun:
+    """Check the arguments, the output folder, the classifier and the data; build the explainer, the loaders,
+    the optimiser and the schedule; resume when asked; record the run's arguments. Returns the run."""
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=default_mixed_precision(args),
+        log_with=args.report_to if args.with_tracking else None,
+        project_config=ProjectConfiguration(project_dir=args.output_dir, total_limit=args.checkpoints_total_limit),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+    )
+    logger.info(accelerator.state, main_process_only=False)
+    if not accelerator.is_local_main_process:
+        datasets.utils.logging.set_verbosity_error()
+        transformers.utils.logging.set_verbosity_error()
+
+    # Everything that can be checked without data, before any data is touched.
+    args = validate_args(args, accelerator.num_processes)
+    if classifier is None and args.model_name_or_path is None:
+        raise ValueError("--model_name_or_path is required (the classifier to explain)")
+    check_output_dir(args)
+    recorded_args = run_args(args)  # written when training starts: a run that fails before locks nothing
+    set_seed(args.seed)
+
+    if classifier is None:
+        classifier, image_processor = load_classifier_and_processor(args.model_name_or_path, token=args.hub_token)
+    explainer = AHAExplainer.from_classifier(classifier, image_processor=image_processor, **explainer_overrides(args))
+    if args.gradient_checkpointing:
+        explainer.activation_checkpointing_enable()
+    splits = dict(splits) if splits is not None else load_splits(args)
+    train_loader, eval_loader, validation_split, updates_per_epoch = data_loaders(
+        args, splits, explainer, image_processor, accelerator
+    )
     max_train_steps = args.max_train_steps
     if max_train_steps is None:
         if updates_per_epoch is None:
@@ -178,14 +215,17 @@ def train(args: argparse.Namespace, classifier=None, image_processor=None, split
     explainer, optimizer, lr_scheduler = accelerator.prepare(explainer, optimizer, lr_scheduler)
     unwrapped = accelerator.unwrap_model(explainer)
 
-    batches = TrainingBatches(train_loader, accelerator)
-    progress = TrainingState(
-        accelerator, unwrapped, optimizer, lr_scheduler, batches, weights_fingerprint(unwrapped.classifier)
+    # the objective's random draws (grid size, reference, Gumbel noise) come from the run's own generator, whose
+    # state is checkpointed: nothing in the step draws from a global RNG
+    generator = torch.Generator(accelerator.device).manual_seed(args.seed)
+    state = TrainingState(
+        accelerator, unwrapped, optimizer, lr_scheduler, TrainingBatches(train_loader, accelerator),
+        weights_fingerprint(unwrapped.classifier), generator=generator,
     )
     if args.resume_from_checkpoint is not None:
         checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
-        accelerator.print(f"Resuming from {checkpoint}")
-        progress.read(checkpoint)
+        logger.info(f"Resuming from {checkpoint}")
+        state.read(checkpoint)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if args.overwrite_output_dir:
@@ -200,56 +240,75 @@ def train(args: argparse.Namespace, classifier=None, image_processor=None, split
     logger.info(f"  Trainable parameters = {sum(p.numel() for p in trainable)}")
     logger.info(f"  Steps per epoch = {updates_per_epoch}, total optimisation steps = {max_train_steps}")
     logger.info(f"  Images per step (all processes, with accumulation) = {images_per_step}")
+    return TrainingRun(args, accelerator, explainer, optimizer, lr_scheduler, trainable, state, eval_loader,
+                       validation_split, max_train_steps, images_per_step)
 
-    if args.gradient_checkpointing:
-        unwrapped.enable_target_checkpointing()
 
-    def run_evaluation(step: int) -> dict[str, float]:
-        metrics = evaluate(explainer, eval_loader, accelerator, seed=args.seed)
-        accelerator.print(f"step {step}: {metrics}")
-        accelerator.log(metrics, step=step)
-        explainer.train()
-        return metrics
-
+def training_loop(run: TrainingRun) -> dict[str, float] | None:
+    """Train until ``run.max_train_steps`` optimiser steps are done, checkpointing and evaluating as the arguments
+    say. Returns the last evaluation (at the last step), or None without a held-out split."""
+    args, accelerator, explainer, state = run.args, run.accelerator, run.explainer, run.state
+    config = state.model.config
+    final_metrics = None
     explainer.train()
-    bar = tqdm(total=max_train_steps, initial=progress.completed_steps, disable=not accelerator.is_local_main_process)
-    start, start_step = time.perf_counter(), progress.completed_steps
+    bar = tqdm(total=run.max_train_steps, initial=state.completed_steps, disable=not accelerator.is_local_main_process)
+    start, start_step = time.perf_counter(), state.completed_steps
     micro_losses = []
-    final_metrics = None  # the last evaluation (at the last step), for the model card
-    batch_iterator = iter(batches)
-    while progress.completed_steps < max_train_steps:
+    batch_iterator = iter(state.batches)
+    while state.completed_steps < run.max_train_steps:
         batch = next(batch_iterator)
         with accelerator.accumulate(explainer):
-            tau = annealed_tau(progress.completed_steps, max_train_steps, config.tau_start, config.tau_end)
-            loss = explainer(**batch, tau=tau).loss
+            tau = annealed_tau(state.completed_steps, run.max_train_steps, config.tau_start, config.tau_end)
+            loss = explainer(**batch, tau=tau, generator=state.generator).loss
             accelerator.backward(loss)
             if accelerator.sync_gradients:
-                accelerator.clip_grad_norm_(trainable, args.max_grad_norm)
-            optimizer.step()
-            lr_scheduler.step()
-            optimizer.zero_grad()
+                accelerator.clip_grad_norm_(run.trainable, args.max_grad_norm)
+            run.optimizer.step()
+            run.lr_scheduler.step()
+            run.optimizer.zero_grad()
         micro_losses.append(loss.detach())
         if not accelerator.sync_gradients:
             continue
 
-        progress.completed_steps += 1
-        step = progress.completed_steps
+        state.completed_steps += 1
+        step = state.completed_steps
         step_loss = accelerator.reduce(torch.stack(micro_losses).mean(), reduction="mean").item()
         micro_losses = []
-        images_per_second = images_per_step * (step - start_step) / (time.perf_counter() - start)
+        images_per_second = run.images_per_step * (step - start_step) / (time.perf_counter() - start)
         bar.update(1)
         bar.set_postfix(loss=f"{step_loss:.4f}", img_s=f"{images_per_second:.1f}")
         accelerator.log(
-            {"train/loss": step_loss, "train/tau": tau, "train/lr": lr_scheduler.get_last_lr()[0],
-             "train/images_per_second": images_per_second, "train/epoch": batches.epoch},
+            {"train/loss": step_loss, "train/tau": tau, "train/lr": run.lr_scheduler.get_last_lr()[0],
+             "train/images_per_second": images_per_second, "train/epoch": state.batches.epoch},
             step=step,
         )
-        if step % args.checkpointing_steps == 0 or step == max_train_steps:
-            save_checkpoint(progress, args.output_dir, step)
-        if eval_loader is not None and ((args.eval_steps and step % args.eval_steps == 0) or step == max_train_steps):
-            final_metrics = run_evaluation(step)
+        if step % args.checkpointing_steps == 0 or step == run.max_train_steps:
+            save_checkpoint(state, args.output_dir, step)
+        if run.eval_loader is not None and ((args.eval_steps and step % args.eval_steps == 0) or step == run.max_train_steps):
+            final_metrics = evaluate(explainer, run.eval_loader, accelerator, seed=args.seed)
+            if accelerator.is_local_main_process:
+                bar.write(f"step {step}: {final_metrics}")  # above the progress bar, on stdout
+            accelerator.log(final_metrics, step=step)
+            explainer.train()
     bar.close()
+    return final_metrics
 
-    save_and_push(accelerator, unwrapped, args, progress.completed_steps, final_metrics)
-    accelerator.end_training()
-    return unwrapped
+
+def train(args: argparse.Namespace, classifier=None, image_processor=None, splits: dict | None = None) -> AHAExplainer:
+    """Train an explainer as the arguments say and save it to ``args.output_dir``; returns it (unwrapped).
+
+    ``classifier`` / ``image_processor`` / ``splits`` (``{"train": Dataset | IterableDataset, "validation": ...}``)
+    are in-memory alternatives to ``--model_name_or_path`` and the data flags.
+    """
+    run = set_up(args, classifier, image_processor, splits)
+    final_metrics = training_loop(run)
+    save_and_push(run.accelerator, run.state.model, run.args, run.state.completed_steps, final_metrics,
+                  validation_split=run.validation_split)
+    run.accelerator.end_training()
+    return run.state.model
+
+
+def main(args: argparse.Namespace) -> None:
+    """``aha train``: :func:`train`, its log records shown on stderr (INFO; the library configures no handler)."""
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    train(args)

@@ -13,9 +13,10 @@ import argparse
 import json
 import os
 
-from .arguments import OPERATIONAL_ARGS, public_args
 from ..safe_files import read_json, write_json
+from .arguments import OPERATIONAL_ARGS, public_args
 from .checkpointing import latest_checkpoint
+
 
 RUN_ARGS_FILE = "aha_training_args.json"
 

@@ -11,14 +11,8 @@ import evaluate
 import numpy as np
 import torch
 
-from aha.metrics import (
-    check_inputs,
-    deletion,
-    insertion,
-    negative_perturbation,
-    positive_perturbation,
-    predict,
-)
+from aha.metrics import PERTURBATION_METRICS, PerturbationProtocol, check_inputs, predict
+
 
 _DESCRIPTION = """
 Faithfulness of attribution maps for an image classifier, by perturbation: pixels are removed (or
@@ -75,7 +69,7 @@ _CITATION = """
 }
 """
 
-METRICS = ("deletion", "insertion", "positive", "negative")
+METRICS = tuple(PERTURBATION_METRICS)
 
 
 def _tensor(values) -> torch.Tensor:
@@ -149,24 +143,16 @@ class DeletionInsertion(evaluate.Metric):
         images = torch.from_numpy(np.asarray(pixel_values, dtype=np.float32))
         maps = torch.from_numpy(np.asarray(predictions, dtype=np.float32))
         labels = torch.from_numpy(np.asarray(references, dtype=np.int64))
-        normalisation = dict(image_processor=image_processor, image_mean=image_mean, image_std=image_std)
-        common = dict(chunk_size=chunk_size, seed=seed)
-        common_curve = dict(reference=reference, fractions=fractions, **normalisation, **common)
+        protocol = PerturbationProtocol(
+            reference=reference, insertion_convention=insertion_convention, fractions=fractions,
+            image_processor=image_processor, image_mean=image_mean, image_std=image_std, chunk_size=chunk_size, seed=seed,
+        )
         classes = labels
         if target == "predicted" and {"deletion", "insertion"} & set(metrics):
             classes = predict(model, images, chunk_size)
         results = {}
         for name in metrics:
-            if name == "deletion":
-                result = deletion(model, images, maps, classes, **common_curve)
-            elif name == "insertion":
-                result = insertion(
-                    model, images, maps, classes, convention=insertion_convention, **common_curve
-                )
-            elif name == "positive":
-                result = positive_perturbation(model, images, maps, labels, **normalisation, **common)
-            else:
-                result = negative_perturbation(model, images, maps, labels, **normalisation, **common)
+            result = protocol.measure(name, model, images, maps, target=classes, labels=labels)
             results.update(
                 {
                     f"{name}_auc": result.mean_auc,

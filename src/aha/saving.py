@@ -1,0 +1,245 @@
+"""Saving and loading explainers: self-contained, or without the frozen classifier like a PEFT adapter, always
+checked against the fingerprint of the classifier's weights; and pushing them to the Hub.
+
+:class:`ExplainerSavingMixin` gives :class:`~aha.AHAExplainer` its ``save_pretrained``, ``from_pretrained`` and
+``push_to_hub`` (as transformers' ``PushToHubMixin`` or ``PeftAdapterMixin`` do for their models).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import torch
+import transformers
+from transformers import AutoImageProcessor, PreTrainedConfig, PreTrainedModel
+from transformers.utils import IMAGE_PROCESSOR_NAME, cached_file, logging
+
+from .configuration_aha import AHAConfig
+from .deprecation import renamed_keyword
+from .fingerprint import short_fingerprint, weights_fingerprint
+from .loading import check_local_path, load_classifier, naming_damaged_files
+
+
+logger = logging.get_logger(__name__)
+
+# state-dict prefix of the frozen classifier inside the explainer: left out of decoder-only saves
+CLASSIFIER_PREFIX = "classifier."
+# from_pretrained arguments that also apply to loading a decoder-only save's classifier from where it was recorded
+_CLASSIFIER_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "proxies", "token")
+
+
+def classifier_class(config) -> type[PreTrainedModel]:
+    """The transformers class named by ``config.architectures[0]`` (never remote code)."""
+    name = (config.architectures or [None])[0]
+    cls = getattr(transformers, name, None) if name else None
+    if cls is None or "ForImageClassification" not in name:
+        raise ValueError(
+            f"classifier_config.architectures must name a transformers image classification class "
+            f"(e.g. ViTForImageClassification), got {config.architectures}"
+        )
+    return cls
+
+
+def _describe_source(config: AHAConfig) -> str:
+    """``name_or_path@revision`` of the recorded classifier, for messages."""
+    source = config.classifier_name_or_path or "<no classifier_name_or_path recorded>"
+    return f"{source}@{config.classifier_revision}" if config.classifier_revision else source
+
+
+def _check_explainer_folder(name_or_path, **hub_kwargs) -> None:
+    """Raise a FileNotFoundError or ValueError saying what ``name_or_path`` holds when it is not a saved explainer
+    (a missing local folder, no config.json, or the config of another model type)."""
+    check_local_path(name_or_path, "AHAExplainer.from_pretrained")
+    if os.path.isdir(name_or_path) and not os.path.isfile(os.path.join(name_or_path, "config.json")):
+        raise FileNotFoundError(
+            f"{name_or_path} holds no config.json: it is not a saved explainer (AHAExplainer.save_pretrained writes one)"
+        )
+    model_type = AHAConfig.get_config_dict(name_or_path, **hub_kwargs)[0].get("model_type")
+    if model_type != AHAConfig.model_type:
+        raise ValueError(
+            f"{name_or_path} holds a model of type {model_type!r}, not an AHA explainer (model_type "
+            f"{AHAConfig.model_type!r}); to explain a classifier, wrap it: AHAExplainer.from_classifier(classifier)"
+        )
+
+
+def _load_recorded_classifier(config: AHAConfig, **hub_kwargs) -> PreTrainedModel:
+    """The classifier a decoder-only save was made for: ``config.classifier_name_or_path`` (Hub id or
+    local path) at ``config.classifier_revision``, as the exact class in ``classifier_config.architectures``
+    (never remote code), from safetensors only, in its checkpoint dtype."""
+    if not config.classifier_name_or_path:
+        raise ValueError(
+            "this explainer was saved without its classifier (include_classifier=False) and records no "
+            "classifier_name_or_path: pass the classifier, AHAExplainer.from_pretrained(path, classifier=classifier)"
+        )
+    try:
+        return load_classifier(
+            classifier_class(config.classifier_config), config.classifier_name_or_path,
+            "the classifier this explainer was saved for,", revision=config.classifier_revision, **hub_kwargs
+        )
+    except OSError as error:
+        raise OSError(
+            f"could not load the classifier {_describe_source(config)} that this decoder-only explainer was saved "
+            f"for ({error}). Pass it explicitly: AHAExplainer.from_pretrained(path, classifier=classifier)"
+        ) from error
+
+
+def _saved_image_processor(name_or_path, **hub_kwargs):
+    """The image processor saved next to an explainer (``preprocessor_config.json``), or None if there is none."""
+    found = cached_file(
+        name_or_path, IMAGE_PROCESSOR_NAME, _raise_exceptions_for_missing_entries=False,
+        _raise_exceptions_for_connection_errors=False, **hub_kwargs,
+    )
+    return None if found is None else AutoImageProcessor.from_pretrained(name_or_path, **hub_kwargs)
+
+
+class ExplainerSavingMixin:
+    """``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` of an explainer (mixed into a ``PreTrainedModel``
+    with a frozen ``self.classifier``, its ``config`` an :class:`~aha.AHAConfig`, and ``self.image_processor``)."""
+
+    def ignore_missing_classifier_weights(self) -> None:
+        """Let loading a decoder-only save leave the classifier's weights out: they are attached after loading."""
+        self._keys_to_ignore_on_load_missing.add("^" + re.escape(CLASSIFIER_PREFIX))
+
+    @renamed_keyword("include_target", "include_classifier")
+    def save_pretrained(self, save_directory, *args, include_classifier: bool = True, state_dict: dict | None = None, **kwargs):
+        """[`~PreTrainedModel.save_pretrained`], self-contained by default or, like a PEFT adapter, without the classifier.
+
+        Either way the config records the fingerprint of the classifier's weights (`classifier_fingerprint`, see
+        [`~aha.fingerprint.weights_fingerprint`]) next to where it comes from (`classifier_name_or_path`,
+        `classifier_revision`, set in [`from_classifier`] or on `self.config`), and the classifier's image
+        processor, when the explainer knows it (`self.image_processor`), is saved next to the weights.
+
+        Args:
+            include_classifier (`bool`, defaults to `True`):
+                `False` leaves the frozen classifier's weights (every `classifier.*` key) out of the weights file:
+                the decoder (and the separate feature backbone, if any, which is kept) is saved alone, and
+                [`from_pretrained`] loads the classifier from `classifier_name_or_path`, or takes it as `classifier=`, and
+                checks its fingerprint.
+            state_dict (`dict`, *optional*): the weights to save instead of `self.state_dict()`.
+
+        Raises:
+            NotADirectoryError: `save_directory` is a file (transformers would only log an error and return).
+        """
+        if os.path.isfile(save_directory):
+            raise NotADirectoryError(f"save_pretrained: {save_directory} is a file; pass a folder to save the explainer in")
+        self.config.classifier_fingerprint = weights_fingerprint(self.classifier)
+        if not include_classifier:
+            state_dict = self.state_dict() if state_dict is None else state_dict
+            state_dict = {key: value for key, value in state_dict.items() if not key.startswith(CLASSIFIER_PREFIX)}
+        self.config.includes_classifier = include_classifier
+        try:
+            super().save_pretrained(save_directory, *args, state_dict=state_dict, **kwargs)
+        finally:
+            self.config.includes_classifier = True  # in memory the explainer always holds its classifier
+        if self.image_processor is not None and kwargs.get("is_main_process", True):
+            self.image_processor.save_pretrained(save_directory)
+
+    @renamed_keyword("include_target", "include_classifier")
+    def push_to_hub(self, repo_id: str, *, include_classifier: bool = True, eval_results=None, **kwargs):
+        """Upload the explainer, its image processor and an aha model card to the Hub in one commit.
+
+        Args:
+            include_classifier (`bool`, defaults to `True`): `False` uploads a decoder-only save (see
+                [`save_pretrained`]); the card says which and how to load it.
+            eval_results (`list[huggingface_hub.EvalResult]`, *optional*): measured faithfulness for the card,
+                e.g. [`aha.hub.faithfulness_results`] of an evaluation.
+            **kwargs: `license`, `commit_message`, `private`, `token`, `revision`, `create_pr` (see
+                [`aha.hub.push_explainer`]).
+        """
+        from .hub import push_explainer  # aha.hub imports the pipeline, which imports the explainer
+
+        return push_explainer(self, repo_id, include_classifier=include_classifier, eval_results=eval_results, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, classifier: PreTrainedModel | None = None, **kwargs):
+        """[`~PreTrainedModel.from_pretrained`] from safetensors only, for self-contained and decoder-only saves.
+
+        A decoder-only save (`save_pretrained(include_classifier=False)`) gets its classifier from `classifier`, or
+        else from the recorded `classifier_name_or_path` / `classifier_revision` (local paths work offline;
+        `cache_dir`, `force_download`, `local_files_only`, `proxies` and `token` apply to that load too).
+
+        Args:
+            classifier (`PreTrainedModel`, *optional*):
+                The classifier to explain. Its weights must have the recorded fingerprint (with a self-contained
+                save too, where this only checks them); they are copied into the explainer.
+
+        The classifier's weights are always checked against the recorded fingerprint (one hash of the classifier's
+        weights per load): the stored ones of a self-contained save, the recorded or passed ones otherwise.
+        They are checked in their stored dtype; a `dtype` argument casts the explainer after the check.
+
+        Raises:
+            FileNotFoundError: a local path that does not exist, or a folder without `config.json`.
+            ValueError: the folder holds another kind of model; a weights file is damaged or truncated (naming
+                the file); the checkpoint lacks some of the explainer's own weights (never randomly
+                initialised); or the classifier's weights are not the ones the explainer was saved with.
+        """
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        kwargs.setdefault("use_safetensors", True)
+        dtype = kwargs.pop("dtype", None) or kwargs.pop("torch_dtype", None)
+        hub_kwargs = {key: kwargs[key] for key in _CLASSIFIER_HUB_KWARGS if key in kwargs}
+        config = kwargs.get("config")
+        if dtype is not None and isinstance(config, PreTrainedConfig):
+            # AutoModel folds a requested dtype into the config it passes: load the stored one, cast after the check
+            stored = cls.config_class.get_config_dict(
+                pretrained_model_name_or_path, **hub_kwargs, revision=kwargs.get("revision")
+            )[0].get("dtype")
+            config.dtype = getattr(torch, stored) if isinstance(stored, str) else stored
+        if kwargs.get("config") is None:
+            _check_explainer_folder(pretrained_model_name_or_path, **hub_kwargs, revision=kwargs.get("revision"))
+        with naming_damaged_files(pretrained_model_name_or_path, **hub_kwargs, revision=kwargs.get("revision")):
+            model, loading_info = super().from_pretrained(
+                pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
+            )
+        if loading_info["missing_keys"]:
+            missing = sorted(loading_info["missing_keys"])
+            raise ValueError(f"{pretrained_model_name_or_path} lacks {len(missing)} weights of the explainer: {missing[:5]}")
+        model._freeze_frozen_models()  # loading replaces the parameters that __init__ froze
+        if classifier is None and not model.config.includes_classifier:
+            classifier = _load_recorded_classifier(model.config, **hub_kwargs)
+        if classifier is not None:
+            model._attach_classifier(classifier)
+        else:
+            model._check_stored_classifier()
+        if dtype is not None and dtype != "auto":
+            model.to(dtype=getattr(torch, dtype) if isinstance(dtype, str) else dtype)
+        model.image_processor = _saved_image_processor(
+            pretrained_model_name_or_path, **{k: kwargs[k] for k in (*_CLASSIFIER_HUB_KWARGS, "revision", "subfolder") if k in kwargs}
+        )
+        return (model, loading_info) if output_loading_info else model
+
+    def _check_stored_classifier(self) -> None:
+        """Check the classifier stored in a self-contained save against the fingerprint its config records.
+
+        Raises:
+            ValueError: the fingerprints differ (the weights file or config.json was changed after saving).
+        """
+        expected = self.config.classifier_fingerprint
+        if expected is None:
+            logger.warning(f"{self.name_or_path} records no classifier_fingerprint: its classifier cannot be checked")
+            return
+        got = weights_fingerprint(self.classifier)
+        if got != expected:
+            raise ValueError(
+                f"the classifier stored in {self.name_or_path} has the weights fingerprint {short_fingerprint(got)}, "
+                f"but its config.json records {short_fingerprint(expected)}: the weights file or config.json was "
+                "changed after saving, so this is not the classifier the explainer was trained for"
+            )
+
+    def _attach_classifier(self, classifier: PreTrainedModel) -> None:
+        """Copy ``classifier``'s weights into the frozen classifier after checking them against the recorded fingerprint.
+
+        Raises:
+            ValueError: the fingerprints differ (a checkpoint for a different classifier), naming both
+                fingerprints and where the expected classifier comes from.
+        """
+        expected = self.config.classifier_fingerprint
+        got = weights_fingerprint(classifier)
+        if got != expected:
+            raise ValueError(
+                f"this explainer ({self.name_or_path or 'in memory'}) was saved for a different classifier: the "
+                f"classifier's weights fingerprint is {short_fingerprint(got)} ({classifier.name_or_path or type(classifier).__name__}), "
+                f"expected {short_fingerprint(expected)} (recorded as {_describe_source(self.config)})"
+            )
+        self.classifier.load_state_dict(classifier.state_dict())
+        self.config.includes_classifier = True
