@@ -3,7 +3,7 @@
     python benchmarks/refinement_cost.py                                   # counted cost at 64 px and ViT-B/16
     python benchmarks/refinement_cost.py --demo_dir aha-demo --steps 1 3 5 # + faithfulness and time on AHA Shapes
 
-Cost (counted, nothing timed): for each plan of ``aha.refinement_plan`` the FLOPs of one refinement step (the
+Cost (counted, nothing timed): for each plan (``aha.refinement.RefinementPlan``) the FLOPs of one refinement step (the
 objective's forward and backward on a batch of maps, the classifier's recomputed forwards included) counted by
 torch.utils.flop_counter.FlopCounterMode on models built on the meta device, divided by the FLOPs of one
 classifier forward of the same images: forward-equivalents per map per step. Also the images the classifier sees
@@ -11,7 +11,8 @@ per map per step (a forward hook) and the Sinkhorn problem's size. FlopCounterMo
 convolutions and attention, not the Sinkhorn iterations, the score normalisation and other elementwise work:
 those show in the measured time of the second part only.
 
-Gain (``--demo_dir``, the folder ``aha demo --output DIR`` wrote): for each plan and number of steps, the first
+Gain (``--demo_dir``, the folder ``aha demo --output DIR`` wrote; the plan "today" is ``explain(refine_steps=N)``'s
+refinement, so this is also the benchmark of what 1, 3 and 5 steps of it gain): for each plan and number of steps, the first
 ``--eval_images`` test images are explained and refined, scored with the demo's metrics, and timed (CPU time of
 this process, in classifier forwards of the same images). Results: ``--output`` (JSON) and tables.
 """
@@ -33,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from aha import AHAConfig, AHAExplainer
 from aha.decoder_budget import count_flops
-from aha.refinement_plan import RefinementPlan, plan_grid, plan_loss, refine_with_plan
+from aha.refinement import RefinementPlan, plan_grid, refine_with_plan, refinement_loss
 
 
 HERE = Path(__file__).resolve().parent
@@ -68,7 +69,7 @@ def counted_cost(model: str, plan: RefinementPlan, batch_size: int = 2) -> dict:
         maps = torch.zeros(batch_size, size, size, device="meta", requires_grad=True)
 
         with FlopCounterMode(display=False) as counter:
-            plan_loss(explainer, plan, pixels, maps, target, step).sum().backward()
+            refinement_loss(explainer, pixels, maps, target, plan, step).sum().backward()
         flops += counter.get_total_flops()
     hook.remove()
     grid = plan_grid(explainer, plan, size, size)

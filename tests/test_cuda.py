@@ -10,7 +10,7 @@ from conftest import IMAGE_SIZE, NUM_LABELS, make_classifier
 from aha import AHAExplainer
 from aha.metrics import deletion_insertion, positive_perturbation
 from aha.ranking import gumbel_sinkhorn
-from aha.refinement_plan import RefinementPlan, refine_with_plan
+from aha.refinement import RefinementPlan, refine_with_plan
 
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -19,7 +19,7 @@ from .decoder_budget import DecoderWidths, decoder_widths
 from .deprecation import warn_renamed
 from .objectives import ObjectiveTerms, RankingObjective
 from .perturbation import resolve_normalisation
-from .refinement import refine, refinement_loss
+from .refinement import refine_with_plan, refinement_loss
 from .saving import ExplainerSavingMixin, classifier_class
 from .validation import check_classes, check_number, check_pixel_values
 
@@ -376,7 +376,9 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
 
         With ``refine_steps > 0``, each map is standardised per image (ranking unchanged) and refined by
         that many Adam steps (learning rate ``refine_lr``, default ``config.refine_lr``) on
-        :meth:`refinement_objective`, all images at once; the refined maps are returned.
+        :meth:`refinement_objective`, all images at once; the refined maps are returned, in float32
+        (:func:`aha.refinement.refine_with_plan` with the default :class:`~aha.refinement.RefinementPlan`; other
+        plans trade faithfulness for cost).
         """
         check_number("refine_steps", refine_steps, integer=True, minimum=0)
         check_number("refine_lr", refine_lr, above=0, optional=True)
@@ -384,5 +386,5 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
             output = self(pixel_values, target=target)
         if refine_steps == 0:
             return output.attributions
-        return refine(self, pixel_values, output.attributions, output.target, refine_steps,
-                      self.config.refine_lr if refine_lr is None else refine_lr)
+        return refine_with_plan(self, pixel_values, output.attributions, output.target, refine_steps,
+                                self.config.refine_lr if refine_lr is None else refine_lr)

@@ -2,45 +2,121 @@
 
 Refinement corrects what the one-pass explainer missed: the maps are standardised per image (the ranking is
 unchanged) and moved by Adam on the deterministic objective of :func:`refinement_loss`, all images at once.
+
+A step scores every map's perturbed images through the classifier, forward and backward, so it costs about
+``terms x (num_fractions - 2)`` perturbed images per map, each costing a forward, a recomputed forward (chunk
+checkpointing) and a backward to the pixels. A :class:`RefinementPlan` says what a step evaluates, and can cut
+that down:
+
+- ``num_fractions``: fewer points per soft curve (the curve's two end points cost nothing);
+- ``alternate_terms``: one curve per step, deletion and least-relevant-first in turn, instead of both;
+- ``grid_cell_patches``: the ranking grid's cell side in classifier patches (coarser: a smaller Sinkhorn problem,
+  ``G^2 x G^2`` per map, and cheaper masks), instead of the finest training grid;
+- ``offset_stride``: refine a low-resolution offset (the map's side divided by this, bilinearly upsampled and
+  added to the standardised map) instead of every pixel;
+- ``checkpoint``: recompute the classifier's activations in the backward pass (bounded memory) or keep them (one
+  forward per perturbed image fewer).
+
+``RefinementPlan()``, the default, is the refinement of :meth:`AHAExplainer.explain`: both terms, the config's
+fractions, the finest grid, every pixel, checkpointing; the clean images' logits are computed once for all steps.
+benchmarks/refinement_cost.py counts what each plan costs and measures what it gains.
 """
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass
+
 import torch
+import torch.nn.functional as F
+
+from .objectives import RankingObjective
+from .validation import check_number
 
 
-def refinement_loss(explainer, pixel_values: torch.Tensor, maps: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The deterministic objective refinement minimises, per image: (B,).
+@dataclass(frozen=True)
+class RefinementPlan:
+    """What a refinement step evaluates (see the module docstring); the defaults are the refinement of
+    :meth:`AHAExplainer.explain`."""
 
-    No Gumbel noise, tau = ``config.tau_end``, the finest training grid, the "mean" reference; the classifier's
-    activations are recomputed chunk by chunk in the backward pass (bounded memory).
+    num_fractions: int | None = None
+    alternate_terms: bool = False
+    grid_cell_patches: float | None = None
+    offset_stride: int | None = None
+    checkpoint: bool = True
+
+    def __post_init__(self):
+        check_number("num_fractions", self.num_fractions, integer=True, minimum=3, optional=True)
+        check_number("grid_cell_patches", self.grid_cell_patches, above=0, optional=True)
+        check_number("offset_stride", self.offset_stride, integer=True, minimum=1, optional=True)
+
+
+def plan_grid(explainer, plan: RefinementPlan, height: int, width: int) -> int:
+    """Side G of the ranking grid of ``plan`` for ``height`` x ``width`` images: the finest training grid, or cells
+    of ``plan.grid_cell_patches`` patches. The Sinkhorn problem has G^2 x G^2 entries per map."""
+    if plan.grid_cell_patches is None:
+        return explainer.objective.grid_range(height, width)[1]
+    return max(2, round(min(height, width) / (plan.grid_cell_patches * explainer.classifier_spec.patch_size)))
+
+
+def refinement_loss(explainer, pixel_values: torch.Tensor, maps: torch.Tensor, target: torch.Tensor,
+                    plan: RefinementPlan = RefinementPlan(), step: int = 0,
+                    clean_logits: torch.Tensor | None = None) -> torch.Tensor:
+    """The deterministic objective refinement step ``step`` minimises under ``plan``, per image: (B,).
+
+    No Gumbel noise, tau = ``config.tau_end``, the "mean" reference; the plan's fractions, terms (with
+    ``alternate_terms``: deletion on even steps, least-relevant-first on odd ones, when the config weighs both) and
+    grid (by default the finest training grid); with ``plan.checkpoint`` the classifier's activations are
+    recomputed chunk by chunk in the backward pass (bounded memory). ``clean_logits`` (B, num_labels), the
+    classifier's logits on ``pixel_values`` when known, spare the clean end point's forward.
     """
-    height, width = pixel_values.shape[-2:]
-    objective = explainer.objective
+    config, objective = explainer.config, explainer.objective
+    if plan.num_fractions is not None or plan.alternate_terms:
+        config = copy.copy(config)
+        if plan.num_fractions is not None:
+            config.num_fractions = plan.num_fractions
+        if plan.alternate_terms and config.deletion_weight and config.lrf_insertion_weight:
+            if step % 2:
+                config.deletion_weight = 0.0
+            else:
+                config.lrf_insertion_weight = 0.0
+        objective = RankingObjective(config, patch_size=explainer.classifier_spec.patch_size)
     return objective(
-        explainer.classifier,
-        pixel_values,
-        maps,
-        target,
-        tau=explainer.config.tau_end,
-        grid=objective.grid_range(height, width)[1],
-        reference="mean",
-        noise=False,
-        checkpoint=True,
+        explainer.classifier, pixel_values, maps, target, tau=config.tau_end,
+        grid=plan_grid(explainer, plan, *pixel_values.shape[-2:]), reference="mean",
+        noise=False, checkpoint=plan.checkpoint, clean_logits=clean_logits,
     ).loss
 
 
-def refine(explainer, pixel_values: torch.Tensor, maps: torch.Tensor, target: torch.Tensor, steps: int, lr: float) -> torch.Tensor:
+def refine_with_plan(explainer, pixel_values: torch.Tensor, maps: torch.Tensor, target: torch.Tensor, steps: int,
+                     lr: float, plan: RefinementPlan = RefinementPlan()) -> torch.Tensor:
     """``maps`` (B, H, W) standardised per image, then moved by ``steps`` Adam steps of learning rate ``lr`` on
-    :func:`refinement_loss`; returns the refined maps (detached)."""
-    flat = maps.flatten(1)
-    maps = ((flat - flat.mean(1, keepdim=True)) / (flat.std(1, keepdim=True) + 1e-6)).view_as(maps)
-    maps = maps.detach().requires_grad_(True)
-    optimizer = torch.optim.Adam([maps], lr=lr)
+    :func:`refinement_loss` under ``plan``, all images at once; returns the refined maps (detached, float32). With
+    ``plan.offset_stride`` the steps move a (B, H / s, W / s) offset, bilinearly upsampled and added to the
+    standardised maps."""
+    check_number("steps", steps, integer=True, minimum=0)
+    check_number("lr", lr, above=0)
+    flat = maps.detach().float().flatten(1)  # Adam moves float32 maps, whatever dtype the decoder ran in
+    base = ((flat - flat.mean(1, keepdim=True)) / (flat.std(1, keepdim=True) + 1e-6)).view_as(maps)
+    height, width = maps.shape[-2:]
+    if plan.offset_stride is None:
+        variable = base.clone().requires_grad_(True)
+
+        def current():
+            return variable
+    else:
+        side = (-(-height // plan.offset_stride), -(-width // plan.offset_stride))
+        variable = torch.zeros(maps.shape[0], 1, *side, device=maps.device, dtype=base.dtype, requires_grad=True)
+
+        def current():
+            return base + F.interpolate(variable, size=(height, width), mode="bilinear", align_corners=False).squeeze(1)
+    optimizer = torch.optim.Adam([variable], lr=lr)
+    with torch.no_grad():
+        clean_logits = explainer.classifier(pixel_values=pixel_values).logits if steps else None
     with torch.enable_grad():
-        for _ in range(steps):
-            loss = refinement_loss(explainer, pixel_values, maps, target).sum()
+        for step in range(steps):
+            loss = refinement_loss(explainer, pixel_values, current(), target, plan, step, clean_logits).sum()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    return maps.detach()
+    return current().detach()

@@ -1,11 +1,11 @@
-"""Refinement plans: the default plan is today's refinement; cheaper plans show the classifier fewer images."""
+"""Test-time refinement: the default plan is explain's refinement; cheaper plans show the classifier fewer images."""
 
 import pytest
 import torch
 from conftest import IMAGE_SIZE, make_classifier
 
 from aha import AHAExplainer
-from aha.refinement_plan import RefinementPlan, refine_with_plan
+from aha.refinement import RefinementPlan, refine_with_plan
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +23,27 @@ def _refine(explainer, images, plan, steps=2):
     return refine_with_plan(explainer, images, output.attributions, output.target, steps, explainer.config.refine_lr, plan)
 
 
-def test_default_plan_is_the_refinement_of_explain(explainer):
+def _standardised(maps):
+    flat = maps.flatten(1)
+    return ((flat - flat.mean(1, keepdim=True)) / (flat.std(1, keepdim=True) + 1e-6)).view_as(maps)
+
+
+def test_explain_refines_by_adam_on_the_refinement_objective(explainer):
+    """explain's refinement (the default plan, its clean logits computed once) is exactly plain Adam steps on the
+    standardised maps against refinement_objective, which scores the clean images at every step."""
     images = _images()
-    expected = explainer.explain(images, refine_steps=2)
-    torch.testing.assert_close(_refine(explainer, images, RefinementPlan()), expected, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        output = explainer(images)
+    maps = _standardised(output.attributions).requires_grad_(True)
+    optimizer = torch.optim.Adam([maps], lr=explainer.config.refine_lr)
+    for _ in range(2):
+        loss = explainer.refinement_objective(images, maps, output.target).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    refined = explainer.explain(images, refine_steps=2)
+    assert not torch.equal(refined, _standardised(output.attributions))
+    assert torch.equal(refined, maps.detach())
 
 
 @pytest.mark.parametrize("plan, images_per_step", [
@@ -51,8 +68,7 @@ def test_offset_plan_moves_a_low_resolution_offset(explainer):
     images = _images(2)
     with torch.no_grad():
         output = explainer(images)
-    flat = output.attributions.flatten(1)
-    base = ((flat - flat.mean(1, keepdim=True)) / (flat.std(1, keepdim=True) + 1e-6)).view_as(output.attributions)
+    base = _standardised(output.attributions)
     maps = refine_with_plan(explainer, images, output.attributions, output.target, 2, 0.3, RefinementPlan(offset_stride=8))
     change = maps - base
     assert change.abs().amax() > 0
