@@ -97,3 +97,12 @@ def test_sinkhorn_runs_in_float32_inside_autocast():
         permutation = gumbel_sinkhorn(scores.float(), tau=0.3, noise=False)
     assert permutation.dtype == torch.float32
     torch.testing.assert_close(permutation.sum(1), torch.ones(3, 49, device="cuda"), rtol=0, atol=1e-4)
+
+
+def test_gumbel_noise_from_a_cpu_generator_on_gpu_scores():
+    """The noise is drawn on the generator's device and moved: the same draws as on the CPU."""
+    scores = torch.randn(2, 16, generator=torch.Generator().manual_seed(0))
+    expected = gumbel_sinkhorn(scores, tau=0.5, generator=torch.Generator().manual_seed(1))
+    got = gumbel_sinkhorn(scores.cuda(), tau=0.5, generator=torch.Generator().manual_seed(1))
+    assert _on_gpu(got)
+    torch.testing.assert_close(got.cpu(), expected, rtol=1e-5, atol=1e-5)

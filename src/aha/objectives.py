@@ -105,7 +105,7 @@ class RankingObjective:
             checkpoint: recompute the classifier's activations chunk by chunk in the backward pass
                 (see :func:`aha.perturbation.iter_scores`).
             clean_logits: (N, num_labels) the classifier's logits on ``pixel_values``, when already known.
-            generator: the source of the Gumbel noise, on the maps' device (None: torch's default one).
+            generator: the source of the Gumbel noise, on any device (None: torch's default one).
         Returns:
             :class:`ObjectiveTerms`, each (N,).
         """

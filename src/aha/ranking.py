@@ -56,7 +56,7 @@ def gumbel_sinkhorn(
         tau: temperature (> 0); lower is closer to a hard permutation.
         n_iters: log-domain Sinkhorn iterations (each normalises rows, then columns).
         noise: add Gumbel(0, 1) noise to the log-affinities (training); off for a deterministic relaxation.
-        generator: optional RNG for the noise.
+        generator: optional RNG for the noise, on any device (the noise is drawn there, then moved to the scores').
     Returns:
         (B, N, N) with ``P[b, r, i]`` = soft probability that item i has rank r. Rows and columns sum to 1.
     """
@@ -67,7 +67,10 @@ def gumbel_sinkhorn(
     with torch.autocast(device_type, enabled=False) if torch.amp.is_autocast_available(device_type) else nullcontext():
         log_alpha = sinkhorn_cost(scores.float())
         if noise:
-            uniform = torch.rand(log_alpha.shape, device=log_alpha.device, generator=generator).clamp(1e-10, 1 - 1e-7)
+            # drawn where the generator lives (torch.rand needs both on one device), then moved to the scores
+            device = generator.device if generator is not None else log_alpha.device
+            uniform = torch.rand(log_alpha.shape, device=device, generator=generator).to(log_alpha.device)
+            uniform = uniform.clamp(1e-10, 1 - 1e-7)
             log_alpha = log_alpha - torch.log(-torch.log(uniform))
         log_alpha = log_alpha / tau
         for _ in range(n_iters):
