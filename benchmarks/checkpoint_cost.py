@@ -45,7 +45,7 @@ def main() -> None:
         sizes = {name: _megabytes(path) for name, path in paths.items()}
 
         explainer.save_pretrained(os.path.join(folder, "explainer"))
-        check = AHAExplainer._check_stored_target
+        check = AHAExplainer._check_stored_classifier
         hashes, loads, unchecked = [], [], []
         for _ in range(args.repeats):  # interleaved
             start = time.perf_counter()
@@ -54,11 +54,11 @@ def main() -> None:
             start = time.perf_counter()
             AHAExplainer.from_pretrained(os.path.join(folder, "explainer"))
             loads.append(time.perf_counter() - start)
-            AHAExplainer._check_stored_target = lambda self: None  # the same load without the check
+            AHAExplainer._check_stored_classifier = lambda self: None  # the same load without the check
             start = time.perf_counter()
             AHAExplainer.from_pretrained(os.path.join(folder, "explainer"))
             unchecked.append(time.perf_counter() - start)
-            AHAExplainer._check_stored_target = check
+            AHAExplainer._check_stored_classifier = check
 
     print("| quantity | value |\n|---|---|")
     print(f"| checkpoint weights without the classifier (`model.safetensors`) | {sizes['decoder']:.1f} MiB |")
