@@ -16,8 +16,10 @@ def test_every_subpackage_and_the_card_templates_are_packaged():
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     source = ROOT / "src"
     packages = {".".join(p.parent.relative_to(source).parts) for p in source.glob("aha/**/__init__.py")}
-    # metrics_hub holds the evaluate module's script: package data, loaded by evaluate, never imported
-    assert packages | {"aha.metrics_hub", "aha.hub_cards"} == set(setuptools["packages"])
+    # metrics_hub holds the evaluate module's script: package data, loaded by evaluate, never imported (listed so that
+    # setuptools does not warn about an importable folder shipped only as data)
+    script_folders = {"aha.metrics_hub", "aha.metrics_hub.deletion_insertion"}
+    assert packages | script_folders | {"aha.hub_cards"} == set(setuptools["packages"])
     assert "metrics_hub/**/*" in setuptools["package-data"]["aha"]
     assert setuptools["package-dir"]["aha.hub_cards"] == "hub_cards"
     shipped = {p.name for p in (ROOT / "hub_cards").glob("*.md")}
