@@ -49,6 +49,8 @@ PLANS = {
     "alternate_fractions_5_grid_1_patch_offset_4": RefinementPlan(num_fractions=5, alternate_terms=True,
                                                                   grid_cell_patches=1.0, offset_stride=4),
     "alternate_no_checkpointing": RefinementPlan(alternate_terms=True, checkpoint=False),
+    "sinkhorn_10": RefinementPlan(sinkhorn_iterations=10),
+    "alternate_fractions_5_sinkhorn_10": RefinementPlan(num_fractions=5, alternate_terms=True, sinkhorn_iterations=10),
 }
 
 

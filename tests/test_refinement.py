@@ -5,7 +5,7 @@ import torch
 from conftest import IMAGE_SIZE, make_classifier
 
 from aha import AHAExplainer
-from aha.refinement import RefinementPlan, refine_with_plan
+from aha.refinement import RefinementPlan, refine_with_plan, refinement_loss
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +76,36 @@ def test_offset_plan_moves_a_low_resolution_offset(explainer):
     assert (change[:, 1:] - change[:, :-1]).abs().amax() < change.abs().amax()
 
 
+def test_plan_sinkhorn_iterations_replace_the_configs(explainer):
+    images = _images(2)
+    with torch.no_grad():
+        output = explainer(images)
+        maps = _standardised(output.attributions)
+        cheap = refinement_loss(explainer, images, maps, output.target, RefinementPlan(sinkhorn_iterations=2))
+        default = refinement_loss(explainer, images, maps, output.target)
+        configured = explainer.config.sinkhorn_iterations
+        explainer.config.sinkhorn_iterations = 2
+        try:
+            expected = refinement_loss(explainer, images, maps, output.target)
+        finally:
+            explainer.config.sinkhorn_iterations = configured
+    assert torch.equal(cheap, expected)
+    assert not torch.allclose(cheap, default)
+
+
+def test_explain_takes_a_plan(explainer):
+    images, plan = _images(2), RefinementPlan(num_fractions=5, alternate_terms=True, sinkhorn_iterations=10)
+    refined = explainer.explain(images, refine_steps=2, refine_plan=plan)
+    assert torch.equal(refined, _refine(explainer, images, plan, steps=2))
+    assert not torch.equal(refined, explainer.explain(images, refine_steps=2))
+    with pytest.raises(TypeError, match="refine_plan must be an aha.refinement.RefinementPlan or None, got dict"):
+        explainer.explain(images, refine_steps=1, refine_plan={"num_fractions": 5})
+
+
 def test_plan_refuses_bad_values():
     with pytest.raises(ValueError, match="num_fractions must be an integer >= 3"):
         RefinementPlan(num_fractions=2)
     with pytest.raises(ValueError, match="offset_stride must be an integer >= 1"):
         RefinementPlan(offset_stride=0)
+    with pytest.raises(ValueError, match="sinkhorn_iterations must be an integer >= 1"):
+        RefinementPlan(sinkhorn_iterations=0)

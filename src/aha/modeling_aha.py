@@ -19,7 +19,7 @@ from .decoder_budget import DecoderWidths, decoder_widths
 from .deprecation import warn_renamed
 from .objectives import ObjectiveTerms, RankingObjective
 from .perturbation import resolve_normalisation
-from .refinement import refine_with_plan, refinement_loss
+from .refinement import RefinementPlan, refine_with_plan, refinement_loss
 from .saving import ExplainerSavingMixin, classifier_class
 from .validation import check_classes, check_number, check_pixel_values
 
@@ -371,20 +371,26 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
         target: torch.Tensor | int | None = None,
         refine_steps: int = 0,
         refine_lr: float | None = None,
+        refine_plan: RefinementPlan | None = None,
     ) -> torch.Tensor:
         """Importance maps (B, H, W) at the input resolution, for `target` (default: the predicted class).
 
         With ``refine_steps > 0``, each map is standardised per image (ranking unchanged) and refined by
         that many Adam steps (learning rate ``refine_lr``, default ``config.refine_lr``) on
         :meth:`refinement_objective`, all images at once; the refined maps are returned, in float32
-        (:func:`aha.refinement.refine_with_plan` with the default :class:`~aha.refinement.RefinementPlan`; other
-        plans trade faithfulness for cost).
+        (:func:`aha.refinement.refine_with_plan`). ``refine_plan``, a :class:`~aha.refinement.RefinementPlan`
+        (default: ``RefinementPlan()``), says what each step evaluates; cheaper plans trade faithfulness for cost,
+        e.g. ``RefinementPlan(num_fractions=5, alternate_terms=True, sinkhorn_iterations=10)``
+        (benchmarks/RESULTS.md measures them).
         """
         check_number("refine_steps", refine_steps, integer=True, minimum=0)
         check_number("refine_lr", refine_lr, above=0, optional=True)
+        if refine_plan is not None and not isinstance(refine_plan, RefinementPlan):
+            raise TypeError(f"refine_plan must be an aha.refinement.RefinementPlan or None, got {type(refine_plan).__name__}")
         with torch.no_grad():
             output = self(pixel_values, target=target)
         if refine_steps == 0:
             return output.attributions
         return refine_with_plan(self, pixel_values, output.attributions, output.target, refine_steps,
-                                self.config.refine_lr if refine_lr is None else refine_lr)
+                                self.config.refine_lr if refine_lr is None else refine_lr,
+                                RefinementPlan() if refine_plan is None else refine_plan)

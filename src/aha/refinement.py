@@ -44,11 +44,13 @@ class RefinementPlan:
     grid_cell_patches: float | None = None
     offset_stride: int | None = None
     checkpoint: bool = True
+    sinkhorn_iterations: int | None = None
 
     def __post_init__(self):
         check_number("num_fractions", self.num_fractions, integer=True, minimum=3, optional=True)
         check_number("grid_cell_patches", self.grid_cell_patches, above=0, optional=True)
         check_number("offset_stride", self.offset_stride, integer=True, minimum=1, optional=True)
+        check_number("sinkhorn_iterations", self.sinkhorn_iterations, integer=True, minimum=1, optional=True)
 
 
 def plan_grid(explainer, plan: RefinementPlan, height: int, width: int) -> int:
@@ -64,17 +66,19 @@ def refinement_loss(explainer, pixel_values: torch.Tensor, maps: torch.Tensor, t
                     clean_logits: torch.Tensor | None = None) -> torch.Tensor:
     """The deterministic objective refinement step ``step`` minimises under ``plan``, per image: (B,).
 
-    No Gumbel noise, tau = ``config.tau_end``, the "mean" reference; the plan's fractions, terms (with
+    No Gumbel noise, tau = ``config.tau_end``, the "mean" reference; the plan's fractions, Sinkhorn iterations, terms (with
     ``alternate_terms``: deletion on even steps, least-relevant-first on odd ones, when the config weighs both) and
     grid (by default the finest training grid); with ``plan.checkpoint`` the classifier's activations are
     recomputed chunk by chunk in the backward pass (bounded memory). ``clean_logits`` (B, num_labels), the
     classifier's logits on ``pixel_values`` when known, spare the clean end point's forward.
     """
     config, objective = explainer.config, explainer.objective
-    if plan.num_fractions is not None or plan.alternate_terms:
+    if plan.num_fractions is not None or plan.alternate_terms or plan.sinkhorn_iterations is not None:
         config = copy.copy(config)
         if plan.num_fractions is not None:
             config.num_fractions = plan.num_fractions
+        if plan.sinkhorn_iterations is not None:
+            config.sinkhorn_iterations = plan.sinkhorn_iterations
         if plan.alternate_terms and config.deletion_weight and config.lrf_insertion_weight:
             if step % 2:
                 config.deletion_weight = 0.0
