@@ -25,7 +25,8 @@ from transformers import AutoImageProcessor
 
 from aha import AHAExplainer
 from aha.demo.classifier import tensors_of
-from aha.demo.evaluation import METRICS, paired_difference, score_maps, verdict
+from aha.demo.evaluation import METRICS, compared_mean, score_maps
+from aha.demo.report import SHORT_NAMES, table
 from aha.training import build_parser, train
 
 
@@ -165,23 +166,13 @@ def run_row(name: str, args, classifier_dir: Path, data_dir: Path, pixel_values,
 
 
 def markdown(results: dict, reference: str = "default") -> str:
-    short = {"deletion_mean": "Del mean", "deletion_black": "Del black", "deletion_blur": "Del blur",
-             "insertion_lrf": "Ins LRF", "insertion_rise": "Ins RISE", "positive_perturbation": "POS",
-             "negative_perturbation": "NEG", "pointing_game": "Pointing", "mask_auroc": "AUROC"}
-    lines = ["| row | change | " + " | ".join(short.values()) + " | train s |", "|---" * (len(short) + 3) + "|"]
+    short = [SHORT_NAMES[m].rstrip(" ↑↓").replace("Mask AUROC", "AUROC") for m in METRICS]
     base = {k: torch.tensor(v) for k, v in results[reference]["scores"].items()}
-    for name, row in results.items():
-        cells = []
-        for metric, (high_is_good, _) in METRICS.items():
-            values = torch.tensor(row["scores"][metric])
-            text = f"{values.mean():.3f}"
-            if name != reference:
-                difference, se = paired_difference(values, base[metric])
-                mark = {"better": "+", "worse": "-"}.get(verdict(difference, se, high_is_good), "=")
-                text += f" ({mark})"
-            cells.append(text)
-        lines.append(f"| {name} | {row['what']} | " + " | ".join(cells) + f" | {row['train_seconds']:.0f} |")
-    return "\n".join(lines)
+    rows = [[name, row["what"],
+             *(compared_mean(torch.tensor(row["scores"][metric]), None if name == reference else base[metric], high)
+               for metric, (high, _) in METRICS.items()),
+             f"{row['train_seconds']:.0f}"] for name, row in results.items()]
+    return "\n".join(table(["row", "change", *short, "train s"], rows))
 
 
 def main():

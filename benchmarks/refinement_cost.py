@@ -117,23 +117,17 @@ def measured(demo_dir: Path, plans: dict, steps_list: list[int], eval_images: in
 
 
 def print_measured(result: dict) -> None:
-    from aha.demo.evaluation import METRICS, paired_difference, verdict
+    from aha.demo.evaluation import METRICS, compared_mean
+    from aha.demo.report import table
 
     rows = result["rows"]
     base = {k: torch.tensor(v) for k, v in rows["0 steps"]["scores"].items()}
-    print("| plan, steps | " + " | ".join(METRICS) + " | ms / image | forwards / image / step |")
-    print("|---" * (len(METRICS) + 3) + "|")
-    for name, row in rows.items():
-        cells = []
-        for metric, (high_is_good, _) in METRICS.items():
-            values = torch.tensor(row["scores"][metric])
-            cell = f"{values.mean():.3f}"
-            if row["steps"]:
-                difference, se = paired_difference(values, base[metric])
-                cell += {"better": " (+)", "worse": " (-)"}.get(verdict(difference, se, high_is_good), " (=)")
-            cells.append(cell)
-        per_step = f"{row['forwards_per_image_per_step']:.1f}" if row["steps"] else "-"
-        print(f"| {name} | " + " | ".join(cells) + f" | {row['seconds_per_image'] * 1000:.1f} | {per_step} |")
+    print("\n".join(table(
+        ["plan, steps", *METRICS, "ms / image", "forwards / image / step"],
+        [[name, *(compared_mean(torch.tensor(row["scores"][metric]), base[metric] if row["steps"] else None, high)
+                  for metric, (high, _) in METRICS.items()),
+          f"{row['seconds_per_image'] * 1000:.1f}",
+          f"{row['forwards_per_image_per_step']:.1f}" if row["steps"] else "-"] for name, row in rows.items()])))
 
 
 def main():

@@ -138,3 +138,13 @@ def verdict(difference: float, standard_error: float, high_is_good: bool) -> str
     if not abs(difference) > 2 * standard_error:
         return "tie"
     return "better" if (difference > 0) == high_is_good else "worse"
+
+
+def compared_mean(values: torch.Tensor, base: torch.Tensor | None, high_is_good: bool) -> str:
+    """``values``' mean, marked "(+)" / "(-)" / "(=)" by the :func:`verdict` of their paired difference with ``base``
+    (unmarked when ``base`` is None): the cells of the benchmarks' ablation and refinement tables."""
+    text = f"{values.mean():.3f}"
+    if base is None:
+        return text
+    mark = {"better": "+", "worse": "-"}.get(verdict(*paired_difference(values, base), high_is_good), "=")
+    return f"{text} ({mark})"

@@ -59,6 +59,11 @@ def _best(methods: dict, metric: str) -> float:
     return max(values) if high_is_good else min(values)
 
 
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """The lines of a markdown table."""
+    return ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
 def markdown(summary: dict, context: dict) -> str:
     """``results.md``: the settings, the table of every method and metric, and the paired differences."""
     methods = summary["methods"]
@@ -77,16 +82,16 @@ def markdown(summary: dict, context: dict) -> str:
         "of each column in bold. Time: attribution alone, per image, at the evaluation batch size; cost: that "
         f"time over one classifier forward ({summary['forward_ms_per_image']:.2f} ms per image).",
         "",
-        "| method | " + " | ".join(SHORT_NAMES[m] for m in METRICS) + " | ms / image | cost (forwards) |",
-        "|---" * (len(METRICS) + 3) + "|",
     ]
+    rows = []
     for name, method in methods.items():
         cells = []
         for metric in METRICS:
             mean, se = method["metrics"][metric]["mean"], method["metrics"][metric]["se"]
             text = f"{mean:.3f} ± {se:.3f}"
             cells.append(f"**{text}**" if math.isclose(mean, _best(methods, metric), abs_tol=5e-4) else text)
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {method['ms_per_image']:.1f} | {method['cost_in_forwards']:.2f} |")
+        rows.append([name, *cells, f"{method['ms_per_image']:.1f}", f"{method['cost_in_forwards']:.2f}"])
+    lines += table(["method", *(SHORT_NAMES[m] for m in METRICS), "ms / image", "cost (forwards)"], rows)
     for name, others in summary["paired"].items():
         lines += [
             "",
@@ -95,16 +100,16 @@ def markdown(summary: dict, context: dict) -> str:
             "Per-image difference, mean ± standard error; **better** / *worse* where it exceeds two standard errors "
             "in that direction, else tie.",
             "",
-            "| vs | " + " | ".join(SHORT_NAMES[m] for m in METRICS) + " |",
-            "|---" * (len(METRICS) + 1) + "|",
         ]
+        rows = []
         for other, metrics in others.items():
             cells = []
             for metric in METRICS:
                 entry = metrics[metric]
                 text = f"{entry['difference']:+.3f} ± {entry['se']:.3f}"
                 cells.append({"better": f"**{text}**", "worse": f"*{text}*"}.get(entry["verdict"], text))
-            lines.append(f"| {other} | " + " | ".join(cells) + " |")
+            rows.append([other, *cells])
+        lines += table(["vs", *(SHORT_NAMES[m] for m in METRICS)], rows)
     lines += ["", "![deletion curves](deletion_curves.png) ![insertion curves](insertion_curves.png)", "",
               "![overlays](overlays.png)", ""]
     return "\n".join(lines)

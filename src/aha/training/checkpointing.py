@@ -13,8 +13,8 @@ A checkpoint ``checkpoints/step_<N>`` holds only safetensors and JSON files:
   torch CPU and accelerator RNG states.
 
 Why not ``accelerator.save_state`` / ``load_state``: they write the optimiser, scheduler, RNG states and
-registered objects as pickles, and resuming unpickles registered objects with ``weights_only=False`` (a
-crafted file runs code), swallows unreadable RNG states, and restores the frozen classifier from the
+registered objects as pickles, and resuming reads registered objects back without torch's weights-only guard
+(a crafted file runs code), swallows unreadable RNG states, and restores the frozen classifier from the
 checkpoint (a checkpoint of another run silently swaps it). Here the classifier is never stored: a resume
 checks its fingerprint and refuses a checkpoint made for another classifier or another decoder shape.
 
