@@ -42,6 +42,7 @@ HERE = Path(__file__).resolve().parent
 PLANS = {
     "today": RefinementPlan(),
     "fractions_5": RefinementPlan(num_fractions=5),
+    "fractions_6": RefinementPlan(num_fractions=6),
     "alternate": RefinementPlan(alternate_terms=True),
     "grid_1_patch": RefinementPlan(grid_cell_patches=1.0),
     "no_checkpointing": RefinementPlan(checkpoint=False),

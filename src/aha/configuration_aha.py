@@ -110,7 +110,7 @@ class AHAConfig(PreTrainedConfig):
             points cost nothing. Default 8 (the paper: 16, which costs twice the classifier passes per step).
         mask_sigma (`float`): std in pixels of the Gaussian that smooths upsampled cell masks.
         tau_start, tau_end (`float`): Gumbel-Sinkhorn temperature, annealed linearly over training.
-        sinkhorn_iterations (`int`): log-domain Sinkhorn iterations.
+        sinkhorn_iterations (`int`): Sinkhorn iterations of the soft ranking.
         deletion_weight (`float`): weight of the deletion AUC (most important cells removed first; low is good).
         lrf_insertion_weight (`float`): weight of 1 - AUC of least-relevant-first deletion (the paper's
             "insertion").
