@@ -47,10 +47,11 @@ def test_explain_refines_by_adam_on_the_refinement_objective(explainer):
 
 
 @pytest.mark.parametrize("plan, images_per_step", [
-    (RefinementPlan(), 2 * 6 * 2),  # deletion + lrf, 6 inner fractions, forward and checkpointed recompute
+    (RefinementPlan(), 2 * 4 * 2),  # deletion + lrf, 4 inner fractions of 6, forward and checkpointed recompute
+    (RefinementPlan(num_fractions=None), 2 * 6 * 2),  # the config's 8 fractions
     (RefinementPlan(num_fractions=5), 2 * 3 * 2),
-    (RefinementPlan(alternate_terms=True), 6 * 2),
-    (RefinementPlan(checkpoint=False), 2 * 6),
+    (RefinementPlan(alternate_terms=True), 4 * 2),
+    (RefinementPlan(checkpoint=False), 2 * 4),
     (RefinementPlan(num_fractions=5, alternate_terms=True, grid_cell_patches=1.0, offset_stride=4), 3 * 2),
 ])
 def test_cheaper_plans_show_the_classifier_fewer_images(explainer, plan, images_per_step):

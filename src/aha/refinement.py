@@ -8,7 +8,8 @@ A step scores every map's perturbed images through the classifier, forward and b
 checkpointing) and a backward to the pixels. A :class:`RefinementPlan` says what a step evaluates, and can cut
 that down:
 
-- ``num_fractions``: fewer points per soft curve (the curve's two end points cost nothing);
+- ``num_fractions``: the points per soft curve (the curve's two end points cost nothing); ``None`` takes the
+  training config's;
 - ``alternate_terms``: one curve per step, deletion and least-relevant-first in turn, instead of both;
 - ``grid_cell_patches``: the ranking grid's cell side in classifier patches (coarser: a smaller Sinkhorn problem,
   ``G^2 x G^2`` per map, and cheaper masks), instead of the finest training grid;
@@ -17,9 +18,11 @@ that down:
 - ``checkpoint``: recompute the classifier's activations in the backward pass (bounded memory) or keep them (one
   forward per perturbed image fewer).
 
-``RefinementPlan()``, the default, is the refinement of :meth:`AHAExplainer.explain`: both terms, the config's
-fractions, the finest grid, every pixel, checkpointing; the clean images' logits are computed once for all steps.
-benchmarks/refinement_cost.py counts what each plan costs and measures what it gains.
+``RefinementPlan()``, the default, is the refinement of :meth:`AHAExplainer.explain`: both terms, 6 fractions, the
+finest grid, every pixel, checkpointing; the clean images' logits are computed once for all steps. Six fractions
+rather than the training default's 8: on AHA Shapes a step then costs 28 classifier forwards instead of 39 and keeps
+most of the gain (benchmarks/RESULTS.md). benchmarks/refinement_cost.py counts what each plan costs and measures what
+it gains.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ class RefinementPlan:
     """What a refinement step evaluates (see the module docstring); the defaults are the refinement of
     :meth:`AHAExplainer.explain`."""
 
-    num_fractions: int | None = None
+    num_fractions: int | None = 6
     alternate_terms: bool = False
     grid_cell_patches: float | None = None
     offset_stride: int | None = None
