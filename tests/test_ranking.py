@@ -108,3 +108,12 @@ def test_normalisation_preserves_order_and_spreads_scores():
     # close to uniform on (0, 1) whatever the input distribution
     expected = (torch.arange(100) + 0.5) / 100
     assert (u.sort(dim=1).values - expected).abs().max() < 0.02
+
+
+@pytest.mark.parametrize("tau, n_iters, message", [
+    (0.0, 30, "tau must be > 0, got 0.0"), (float("nan"), 30, "tau must be > 0, got nan"),
+    (1.0, 0, "n_iters must be an integer >= 1, got 0"), (1.0, 2.5, "n_iters must be an integer >= 1, got 2.5"),
+])
+def test_sinkhorn_refuses_a_temperature_or_iteration_count_out_of_range(tau, n_iters, message):
+    with pytest.raises(ValueError, match=message):
+        gumbel_sinkhorn(_scores("gaussian", 9), tau=tau, n_iters=n_iters)

@@ -61,8 +61,10 @@ def gumbel_sinkhorn(
     Returns:
         (B, N, N) with ``P[b, r, i]`` = soft probability that item i has rank r. Rows and columns sum to 1.
     """
-    if tau <= 0:
+    if not tau > 0:  # NaN fails too
         raise ValueError(f"tau must be > 0, got {tau}")
+    if isinstance(n_iters, bool) or not isinstance(n_iters, int) or n_iters < 1:
+        raise ValueError(f"n_iters must be an integer >= 1, got {n_iters!r}")
     device_type = scores.device.type
     # float32 throughout, also inside bf16/fp16 autocast (on devices that have autocast: not "meta")
     with torch.autocast(device_type, enabled=False) if torch.amp.is_autocast_available(device_type) else nullcontext():
