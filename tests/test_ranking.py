@@ -117,3 +117,14 @@ def test_normalisation_preserves_order_and_spreads_scores():
 def test_sinkhorn_refuses_a_temperature_or_iteration_count_out_of_range(tau, n_iters, message):
     with pytest.raises(ValueError, match=message):
         gumbel_sinkhorn(_scores("gaussian", 9), tau=tau, n_iters=n_iters)
+
+
+def test_normalisation_keeps_gradients_bounded_when_most_scores_are_tied():
+    """More than half of the scores tied (inter-quartile range 0) or all of them: the gradient stays finite and far
+    from the 1e13 that dividing by a 1e-12 floor gave, which after clipping drowned every other image's."""
+    half_tied = torch.cat([torch.zeros(1, 60), torch.randn(1, 40, generator=torch.Generator().manual_seed(0)) * 5], 1)
+    for scores in (half_tied, torch.full((1, 100), 0.06)):
+        leaf = scores.clone().requires_grad_(True)
+        (normalize_scores(leaf) * torch.linspace(-1, 1, 100)).sum().backward()
+        assert torch.isfinite(leaf.grad).all()
+        assert leaf.grad.abs().max() < (1e3 if scores is half_tied else 1e6)

@@ -272,3 +272,38 @@ def test_arguments_come_from_a_yaml_file_as_from_flags(tmp_path):
     from_flags = validate_args(build_parser().parse_args(["--output_dir", str(tmp_path / "out"), "--learning_rate", "0.001",
                                                           "--explainer_config", "fusion_channels=8", "--no_gradient_checkpointing"]))
     assert vars(from_file) == vars(from_flags)
+
+
+def _nan_losses_at(monkeypatch, calls: set[int] | None) -> list[dict]:
+    """Make the training loss NaN at the given forward calls with labels (all of them for None); returns the
+    decoder's weights as each such call began."""
+    original, snapshots = AHAExplainer.forward, []
+
+    def forward(self, *args, **kwargs):
+        if kwargs.get("labels") is None:
+            return original(self, *args, **kwargs)
+        snapshots.append({k: v.detach().clone() for k, v in self.decoder.state_dict().items()})
+        output = original(self, *args, **kwargs)
+        if calls is None or len(snapshots) in calls:
+            output.loss = output.loss * float("nan")
+        return output
+
+    monkeypatch.setattr(AHAExplainer, "forward", forward)
+    return snapshots
+
+
+def test_a_step_with_non_finite_gradients_is_skipped(tmp_path, monkeypatch, caplog):
+    snapshots = _nan_losses_at(monkeypatch, {2})
+    with caplog.at_level(logging.WARNING):
+        trained = train(_args(tmp_path, "--max_train_steps", 3), make_classifier("vit"), processor(), _splits(False))
+    first, before_nan, after_nan = snapshots
+    assert any(not torch.equal(first[k], before_nan[k]) for k in first)  # step 1 updated the decoder
+    assert all(torch.equal(before_nan[k], after_nan[k]) for k in first)  # step 2 (NaN) left it as it was
+    assert all(torch.isfinite(p).all() for p in trained.decoder.parameters())
+    assert "step 2: the gradients are not finite; this update is skipped" in caplog.text
+
+
+def test_training_that_keeps_diverging_stops_with_an_error(tmp_path, monkeypatch):
+    _nan_losses_at(monkeypatch, None)
+    with pytest.raises(RuntimeError, match="training diverged: the gradients were not finite at 10 steps in a row"):
+        train(_args(tmp_path, "--max_train_steps", 12), make_classifier("vit"), processor(), _splits(False))

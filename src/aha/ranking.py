@@ -21,11 +21,20 @@ def normalize_scores(scores: torch.Tensor, bandwidth: float = 0.01) -> torch.Ten
     Sinkhorn anchor has scores near it. Min-max scaling does not do this: on heavy-tailed maps most
     scores bunch far from the high anchors, and 30 Sinkhorn iterations leave rank masses off by
     more than 1 (see tests/test_ranking.py).
+
+    The gradient grows as 1 / scale. A map with more than half of its scores tied (a collapsing decoder) has an
+    inter-quartile range of 0, and dividing by it sent gradients of 1e13 and more into training, where after
+    clipping they drowned every other image's. Such rows are scaled by their mean absolute deviation from the
+    median instead, and no scale goes below ``sqrt(eps) * (1 + |median|)`` (eps of the scores' dtype).
     """
     with torch.no_grad():
         quartiles = torch.quantile(scores, torch.tensor([0.25, 0.5, 0.75], device=scores.device, dtype=scores.dtype), dim=1)
-        scale = (quartiles[2] - quartiles[0]).clamp_min(1e-12).unsqueeze(1)
-    z = (scores - quartiles[1].unsqueeze(1)) / scale
+        median = quartiles[1].unsqueeze(1)
+        spread = (quartiles[2] - quartiles[0]).unsqueeze(1)
+        floor = torch.finfo(scores.dtype).eps ** 0.5 * (1 + median.abs())
+        deviation = (scores - median).abs().mean(dim=1, keepdim=True)
+        scale = torch.where(spread >= floor, spread, torch.maximum(deviation, floor))
+    z = (scores - median) / scale
     return torch.sigmoid((z.unsqueeze(2) - z.unsqueeze(1)) / bandwidth).mean(dim=2)
 
 

@@ -54,6 +54,9 @@ from .schedule import annealed_tau, warmup_cosine_schedule
 
 logger = get_logger(__name__)
 
+#: consecutive optimiser steps with non-finite gradients (each skipped) after which training stops with an error
+MAX_NONFINITE_STEPS = 10
+
 
 def default_mixed_precision(args: argparse.Namespace) -> str | None:
     """``--mixed_precision``; else the launcher's setting (None lets accelerate read it); else bf16 on a GPU
@@ -253,7 +256,7 @@ def training_loop(run: TrainingRun) -> dict[str, float] | None:
     explainer.train()
     bar = tqdm(total=run.max_train_steps, initial=state.completed_steps, disable=not accelerator.is_local_main_process)
     start, start_step = time.perf_counter(), state.completed_steps
-    micro_losses = []
+    micro_losses, nonfinite_in_a_row = [], 0
     batch_iterator = iter(state.batches)
     while state.completed_steps < run.max_train_steps:
         batch = next(batch_iterator)
@@ -261,8 +264,13 @@ def training_loop(run: TrainingRun) -> dict[str, float] | None:
             tau = annealed_tau(state.completed_steps, run.max_train_steps, config.tau_start, config.tau_end)
             loss = explainer(**batch, tau=tau, generator=state.generator).loss
             accelerator.backward(loss)
+            skipped = False
             if accelerator.sync_gradients:
-                accelerator.clip_grad_norm_(run.trainable, args.max_grad_norm)
+                gradient_norm = accelerator.clip_grad_norm_(run.trainable, args.max_grad_norm)
+                # the norm is taken after the processes' gradients are averaged, so every process skips alike
+                skipped = not torch.isfinite(gradient_norm).item()
+                if skipped:  # gradients set to None: AdamW leaves those parameters and their moments as they are
+                    run.optimizer.zero_grad(set_to_none=True)
             run.optimizer.step()
             run.lr_scheduler.step()
             run.optimizer.zero_grad()
@@ -272,6 +280,14 @@ def training_loop(run: TrainingRun) -> dict[str, float] | None:
 
         state.completed_steps += 1
         step = state.completed_steps
+        nonfinite_in_a_row = nonfinite_in_a_row + 1 if skipped else 0
+        if skipped:
+            logger.warning(f"step {step}: the gradients are not finite; this update is skipped")
+            if nonfinite_in_a_row == MAX_NONFINITE_STEPS:
+                raise RuntimeError(
+                    f"training diverged: the gradients were not finite at {MAX_NONFINITE_STEPS} steps in a row (up to "
+                    f"step {step}); lower --learning_rate or --max_grad_norm"
+                )
         step_loss = accelerator.reduce(torch.stack(micro_losses).mean(), reduction="mean").item()
         micro_losses = []
         images_per_second = run.images_per_step * (step - start_step) / (time.perf_counter() - start)
@@ -279,7 +295,8 @@ def training_loop(run: TrainingRun) -> dict[str, float] | None:
         bar.set_postfix(loss=f"{step_loss:.4f}", img_s=f"{images_per_second:.1f}")
         accelerator.log(
             {"train/loss": step_loss, "train/tau": tau, "train/lr": run.lr_scheduler.get_last_lr()[0],
-             "train/images_per_second": images_per_second, "train/epoch": state.batches.epoch},
+             "train/images_per_second": images_per_second, "train/epoch": state.batches.epoch,
+             "train/skipped_update": int(skipped)},
             step=step,
         )
         if step % args.checkpointing_steps == 0 or step == run.max_train_steps:
