@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from aha.ranking import (
+    _sinkhorn_by_scaling,
     gumbel_sinkhorn,
     hard_order,
     hard_topk_membership,
@@ -128,3 +129,25 @@ def test_normalisation_keeps_gradients_bounded_when_most_scores_are_tied():
         (normalize_scores(leaf) * torch.linspace(-1, 1, 100)).sum().backward()
         assert torch.isfinite(leaf.grad).all()
         assert leaf.grad.abs().max() < (1e3 if scores is half_tied else 1e6)
+
+
+def test_sinkhorn_of_tied_scores_with_noise_stays_finite_and_exact():
+    """All or most scores tied, with Gumbel noise (a collapsing decoder in training): balancing needs scalings
+    beyond float32's range, so those maps run in the log domain; the result and gradients match the reference."""
+    mostly_tied = torch.cat([torch.zeros(250), -torch.linspace(3e-4, 1e-4, 6)])  # seen in training: 1e25 scalings
+    tied = torch.stack([mostly_tied, torch.full((256,), 0.06), torch.randn(256, generator=torch.Generator().manual_seed(4))])
+    assert _sinkhorn_by_scaling(sinkhorn_cost(tied) / 0.9, 30)[1].tolist() == [False, True, True]
+    uniform = torch.rand(3, 256, 256, generator=torch.Generator().manual_seed(3)).clamp(1e-10, 1 - 1e-7)
+    weights = torch.randn(3, 256, 256, generator=torch.Generator().manual_seed(5))
+    leaf, reference_leaf = tied.clone().requires_grad_(True), tied.clone().requires_grad_(True)
+    permutation = gumbel_sinkhorn(leaf, tau=0.9, n_iters=30, generator=torch.Generator().manual_seed(3))
+    log_alpha = (sinkhorn_cost(reference_leaf) - torch.log(-torch.log(uniform))) / 0.9
+    for _ in range(30):
+        log_alpha = log_alpha - torch.logsumexp(log_alpha, dim=2, keepdim=True)
+        log_alpha = log_alpha - torch.logsumexp(log_alpha, dim=1, keepdim=True)
+    reference = log_alpha.exp()
+    (permutation * weights).sum().backward()
+    (reference * weights).sum().backward()
+    assert torch.isfinite(permutation).all() and torch.isfinite(leaf.grad).all()
+    assert (permutation - reference).abs().max() < 1e-5
+    assert (leaf.grad - reference_leaf.grad).abs().max() <= 1e-4 * reference_leaf.grad.abs().max()

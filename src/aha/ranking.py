@@ -63,8 +63,8 @@ def gumbel_sinkhorn(
     Args:
         scores: (B, N) item scores, higher = more important.
         tau: temperature (> 0); lower is closer to a hard permutation.
-        n_iters: Sinkhorn iterations (each normalises rows, then columns; the first in the log domain, the others
-            by scaling vectors).
+        n_iters: Sinkhorn iterations (each normalises rows, then columns; by scaling vectors after a first one in
+            the log domain, all in the log domain for a map whose scalings would leave float32's range).
         noise: add Gumbel(0, 1) noise to the log-affinities (training); off for a deterministic relaxation.
         generator: optional RNG for the noise, on any device (the noise is drawn there, then moved to the scores').
     Returns:
@@ -85,19 +85,51 @@ def gumbel_sinkhorn(
             uniform = uniform.clamp(1e-10, 1 - 1e-7)
             log_alpha = log_alpha - torch.log(-torch.log(uniform))
         log_alpha = log_alpha / tau
-        # The first iteration in the log domain. Afterwards every column sums to 1 and every row holds an entry of at
-        # least 1 / N^2, so the other iterations can rescale the rows and columns of exp(log_alpha) by vectors,
-        # u = 1 / (K v) and v = 1 / (K^T u), without under- or overflow: the same iterations as the log-domain
-        # ones, at the cost of two matrix-vector products each instead of two log-sum-exps over all N^2 entries
-        # (forward and backward), which made the Sinkhorn most of a refinement step's time.
+        permutation, balanced = _sinkhorn_by_scaling(log_alpha, n_iters)
+        if permutation.device.type != "meta" and not bool(balanced.all()):
+            # rare (a map of tied scores): those maps in the log domain, the others redone without them in the graph
+            kept, redone = balanced.nonzero().squeeze(1), (~balanced).nonzero().squeeze(1)
+            permutation = torch.empty_like(permutation)
+            if len(kept):
+                permutation = permutation.index_put((kept,), _sinkhorn_by_scaling(log_alpha[kept], n_iters)[0])
+            permutation = permutation.index_put((redone,), _sinkhorn_in_log_domain(log_alpha[redone], n_iters))
+        return permutation.to(scores.dtype)
+
+
+#: scaling vectors beyond [1 / SCALING_LIMIT, SCALING_LIMIT] fall back to the log domain (their gradients square them)
+SCALING_LIMIT = 1e12
+
+
+def _sinkhorn_by_scaling(log_alpha: torch.Tensor, n_iters: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sinkhorn iterations on (B, N, N) log-affinities: (soft permutations, (B,) whether each map's scalings stayed
+    within ``SCALING_LIMIT``; the others must be redone in the log domain).
+
+    The first iteration runs in the log domain. Afterwards every column sums to 1 and every row holds an entry of at
+    least 1 / N^2, and the other iterations rescale the rows and columns of K = exp(log_alpha) by vectors,
+    u = 1 / (K v) and v = 1 / (K^T u): the log-domain iterations, at the cost of two matrix-vector products each
+    instead of two log-sum-exps over all N^2 entries (forward and backward), which made the Sinkhorn most of a
+    refinement step's time. When most scores are tied, balancing needs scalings beyond float32's range (1e25 seen):
+    those maps are flagged.
+    """
+    log_alpha = log_alpha - torch.logsumexp(log_alpha, dim=2, keepdim=True)
+    kernel = (log_alpha - torch.logsumexp(log_alpha, dim=1, keepdim=True)).exp()  # (B, N, N)
+    rows = torch.ones_like(kernel[:, :, :1])  # (B, N, 1)
+    columns = torch.ones_like(kernel[:, :1, :])  # (B, 1, N)
+    for _ in range(n_iters - 1):
+        rows = 1 / torch.bmm(kernel, columns.transpose(1, 2))
+        columns = 1 / torch.bmm(rows.transpose(1, 2), kernel)
+    with torch.no_grad():
+        scalings = torch.cat([rows.flatten(1), columns.flatten(1)], dim=1)
+        balanced = ((scalings < SCALING_LIMIT) & (scalings > 1 / SCALING_LIMIT)).all(dim=1)  # NaN fails too
+    return rows * kernel * columns, balanced
+
+
+def _sinkhorn_in_log_domain(log_alpha: torch.Tensor, n_iters: int) -> torch.Tensor:
+    """The textbook iterations, each two log-sum-exps over all entries: stable for any input."""
+    for _ in range(n_iters):
         log_alpha = log_alpha - torch.logsumexp(log_alpha, dim=2, keepdim=True)
-        kernel = (log_alpha - torch.logsumexp(log_alpha, dim=1, keepdim=True)).exp()  # (B, N, N)
-        rows = torch.ones_like(kernel[:, :, :1])  # (B, N, 1)
-        columns = torch.ones_like(kernel[:, :1, :])  # (B, 1, N)
-        for _ in range(n_iters - 1):
-            rows = 1 / torch.bmm(kernel, columns.transpose(1, 2))
-            columns = 1 / torch.bmm(rows.transpose(1, 2), kernel)
-        return (rows * kernel * columns).to(scores.dtype)
+        log_alpha = log_alpha - torch.logsumexp(log_alpha, dim=1, keepdim=True)
+    return log_alpha.exp()
 
 
 def _interpolate_counts(cumulative: torch.Tensor, fractions: torch.Tensor) -> torch.Tensor:
