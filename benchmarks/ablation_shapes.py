@@ -56,6 +56,9 @@ ROWS = {
                     "classifier (aha.decoder_budget)", None, {"decoder_flops_budget": 0.08}, "default"),
     "wider_decoder": ("twice the default decoder width (fusion_channels 64, head_channels 16)", None,
                       {"fusion_channels": 64, "head_channels": 16}, "default"),
+    "space_to_depth": ("image branch on a 4 x 4 space-to-depth of the image, twice the head width, 16 scores per "
+                       "position back to full resolution (benchmarks/explain_speed.py --space_to_depth times it)",
+                       None, {}, "space_to_depth"),
 }
 
 
@@ -113,6 +116,40 @@ def change_decoder(explainer: AHAExplainer, variant: str) -> None:
         decoder.image_conv2 = ZeroBranch()
     elif variant == "additive":
         decoder.film = ShiftOnly(decoder.film)
+    elif variant == "space_to_depth":
+        explainer.decoder = SpaceToDepthDecoder(decoder, stride=explainer.classifier_spec.patch_size // 2)
+        explainer.decoder.apply(explainer._init_weights)
+
+
+class SpaceToDepthDecoder(nn.Module):
+    """The default decoder with its image branch on an s x s space-to-depth of the image (each s x s block of pixels
+    as 3 s^2 channels, at 1 / s^2 of the positions, twice the head width) and s^2 scores per position put back to
+    full resolution by depth-to-space: one score per pixel, with the full-resolution convolutions gone."""
+
+    def __init__(self, decoder: nn.Module, stride: int):
+        super().__init__()
+        self.grid, self.stride = decoder, stride
+        width = 2 * decoder.to_head.out_channels
+        channels = decoder.image_conv1.in_channels * stride**2
+        decoder.to_head = nn.Conv2d(decoder.to_head.in_channels, width, 1)
+        self.image_conv1 = nn.Conv2d(channels, width, 3, padding=1)
+        self.image_conv2 = nn.Conv2d(width, width, 3, padding=1)
+        self.out_conv = nn.Conv2d(width, stride**2, 3, padding=1)
+        del decoder.image_conv1, decoder.image_conv2, decoder.out_conv
+
+    def forward(self, features, classes, pixel_values):
+        grid, s = self.grid, self.stride
+        x = F.linear(torch.cat([norm(f.permute(0, 2, 3, 1)) for norm, f in zip(grid.norms, features)], dim=-1),
+                     grid.projection.weight.flatten(1), grid.projection.bias).permute(0, 3, 1, 2)
+        scales, shifts = grid.film(grid.class_embedding(classes))[:, :, None, None].chunk(2, dim=1)
+        scales, shifts = scales.chunk(len(grid.blocks) + 1, dim=1), shifts.chunk(len(grid.blocks) + 1, dim=1)
+        x = x * (1 + scales[0]) + shifts[0]
+        for block, scale, shift in zip(grid.blocks, scales[1:], shifts[1:]):
+            x = block(x) * (1 + scale) + shift
+        image = F.pixel_unshuffle(pixel_values, s).contiguous(memory_format=torch.channels_last)
+        x = F.interpolate(grid.to_head(F.gelu(x)), size=image.shape[-2:], mode="bilinear", align_corners=False)
+        image = self.image_conv2(F.gelu(self.image_conv1(image)))
+        return F.pixel_shuffle(self.out_conv(F.gelu(x + image)), s).squeeze(1)
 
 
 class ZeroBranch(nn.Module):

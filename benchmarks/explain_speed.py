@@ -5,9 +5,9 @@
 For each benchmark ViT (benchmarks/models.py: the tests' tiny ViT at 32 px, the AHA Shapes ViT at 64 px, ViT-S/16
 and ViT-B/16 at 224 px; random init from configs, since the cost, not the weights, is measured) it times, in
 interleaved rounds on the same batch: a plain classifier forward; the same forward returning hidden states (what
-`explain` runs before its decoder); `explain` with today's default decoder; and `explain` with the decoder chosen
-by ``decoder_flops_budget=--budget``. Each round gives ratios against that round's plain forward; the table
-shows their medians. Times are CPU time of this process (``time.process_time``) on ``--threads`` threads: the
+`explain` runs before its decoder); `explain` with today's default decoder; `explain` with the decoder chosen
+by ``decoder_flops_budget=--budget``; and with ``--space_to_depth``, `explain` with the ablation's space-to-depth
+decoder. Each round gives ratios against that round's plain forward; the table shows their medians. Times are CPU time of this process (``time.process_time``) on ``--threads`` threads: the
 machines this runs on are shared, and wall time there measures the neighbours. Results: ``--output`` (JSON).
 """
 
@@ -37,12 +37,17 @@ def cpu_seconds(fn) -> float:
     return time.process_time() - start
 
 
-def measure(name: str, batch_size: int, repeats: int, budget: float) -> dict:
+def measure(name: str, batch_size: int, repeats: int, budget: float, space_to_depth: bool = False) -> dict:
     classifier = build_vit(name)
     explainers = {
         "default": AHAExplainer.from_classifier(classifier).eval(),
         f"budget {budget:g}": AHAExplainer.from_classifier(classifier, decoder_flops_budget=budget).eval(),
     }
+    if space_to_depth:  # the ablation's decoder variant (benchmarks/ablation_shapes.py), not a library option
+        from ablation_shapes import change_decoder
+
+        explainers["space-to-depth"] = AHAExplainer.from_classifier(classifier).eval()
+        change_decoder(explainers["space-to-depth"], "space_to_depth")
     size = classifier.config.image_size
     images = torch.randn(batch_size, 3, size, size, generator=torch.Generator().manual_seed(0))
     runs = {
@@ -75,11 +80,13 @@ def main():
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is least sensitive to a shared CPU)")
+    parser.add_argument("--space_to_depth", action="store_true",
+                        help="also time the ablation's space-to-depth decoder (benchmarks/ablation_shapes.py)")
     parser.add_argument("--output", default=str(HERE / "results" / "explain_speed.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     before = describe()
-    rows = [measure(name, args.batch_size, args.repeats, args.budget) for name in args.models]
+    rows = [measure(name, args.batch_size, args.repeats, args.budget, args.space_to_depth) for name in args.models]
     after = describe()
     print(summary(before), f"-> load average after: {after['load_average']}")
     print(f"batch {args.batch_size}, {args.repeats} interleaved rounds, medians of per-round ratios")
