@@ -59,6 +59,8 @@ ROWS = {
     "space_to_depth": ("image branch on a 4 x 4 space-to-depth of the image, twice the head width, 16 scores per "
                        "position back to full resolution (benchmarks/explain_speed.py --space_to_depth times it)",
                        None, {}, "space_to_depth"),
+    "space_to_depth_2": ("the space_to_depth row's decoder on 2 x 2 blocks (4 scores per position)", None, {},
+                         "space_to_depth_2"),
 }
 
 
@@ -116,8 +118,9 @@ def change_decoder(explainer: AHAExplainer, variant: str) -> None:
         decoder.image_conv2 = ZeroBranch()
     elif variant == "additive":
         decoder.film = ShiftOnly(decoder.film)
-    elif variant == "space_to_depth":
-        explainer.decoder = SpaceToDepthDecoder(decoder, stride=explainer.classifier_spec.patch_size // 2)
+    elif variant.startswith("space_to_depth"):
+        stride = int(variant.rpartition("_")[2]) if variant[-1].isdigit() else explainer.classifier_spec.patch_size // 2
+        explainer.decoder = SpaceToDepthDecoder(decoder, stride=stride)
         explainer.decoder.apply(explainer._init_weights)
 
 

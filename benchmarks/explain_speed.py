@@ -37,17 +37,18 @@ def cpu_seconds(fn) -> float:
     return time.process_time() - start
 
 
-def measure(name: str, batch_size: int, repeats: int, budget: float, space_to_depth: bool = False) -> dict:
+def measure(name: str, batch_size: int, repeats: int, budget: float, space_to_depth: list[int] | None = None) -> dict:
     classifier = build_vit(name)
     explainers = {
         "default": AHAExplainer.from_classifier(classifier).eval(),
         f"budget {budget:g}": AHAExplainer.from_classifier(classifier, decoder_flops_budget=budget).eval(),
     }
-    if space_to_depth:  # the ablation's decoder variant (benchmarks/ablation_shapes.py), not a library option
+    for stride in space_to_depth or []:  # the ablation's decoder variant (benchmarks/ablation_shapes.py)
         from ablation_shapes import change_decoder
 
-        explainers["space-to-depth"] = AHAExplainer.from_classifier(classifier).eval()
-        change_decoder(explainers["space-to-depth"], "space_to_depth")
+        key = f"space-to-depth {stride or 'patch / 2'}"
+        explainers[key] = AHAExplainer.from_classifier(classifier).eval()
+        change_decoder(explainers[key], f"space_to_depth_{stride}" if stride else "space_to_depth")
     size = classifier.config.image_size
     images = torch.randn(batch_size, 3, size, size, generator=torch.Generator().manual_seed(0))
     runs = {
@@ -80,13 +81,15 @@ def main():
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is least sensitive to a shared CPU)")
-    parser.add_argument("--space_to_depth", action="store_true",
-                        help="also time the ablation's space-to-depth decoder (benchmarks/ablation_shapes.py)")
+    parser.add_argument("--space_to_depth", type=int, nargs="*", default=None, metavar="STRIDE",
+                        help="also time the ablation's space-to-depth decoder (benchmarks/ablation_shapes.py) on "
+                             "STRIDE x STRIDE blocks; no STRIDE, or 0: half the patch size")
     parser.add_argument("--output", default=str(HERE / "results" / "explain_speed.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     before = describe()
-    rows = [measure(name, args.batch_size, args.repeats, args.budget, args.space_to_depth) for name in args.models]
+    strides = None if args.space_to_depth is None else (args.space_to_depth or [0])
+    rows = [measure(name, args.batch_size, args.repeats, args.budget, strides) for name in args.models]
     after = describe()
     print(summary(before), f"-> load average after: {after['load_average']}")
     print(f"batch {args.batch_size}, {args.repeats} interleaved rounds, medians of per-round ratios")
