@@ -111,8 +111,7 @@ def _sinkhorn_by_scaling(log_alpha: torch.Tensor, n_iters: int) -> tuple[torch.T
     refinement step's time. When most scores are tied, balancing needs scalings beyond float32's range (1e25 seen):
     those maps are flagged.
     """
-    log_alpha = log_alpha - torch.logsumexp(log_alpha, dim=2, keepdim=True)
-    kernel = (log_alpha - torch.logsumexp(log_alpha, dim=1, keepdim=True)).exp()  # (B, N, N)
+    kernel = _sinkhorn_in_log_domain(log_alpha, 1)  # (B, N, N)
     rows = torch.ones_like(kernel[:, :, :1])  # (B, N, 1)
     columns = torch.ones_like(kernel[:, :1, :])  # (B, 1, N)
     for _ in range(n_iters - 1):
