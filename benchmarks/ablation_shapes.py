@@ -141,16 +141,9 @@ class SpaceToDepthDecoder(nn.Module):
         del decoder.image_conv1, decoder.image_conv2, decoder.out_conv
 
     def forward(self, features, classes, pixel_values):
-        grid, s = self.grid, self.stride
-        x = F.linear(torch.cat([norm(f.permute(0, 2, 3, 1)) for norm, f in zip(grid.norms, features)], dim=-1),
-                     grid.projection.weight.flatten(1), grid.projection.bias).permute(0, 3, 1, 2)
-        scales, shifts = grid.film(grid.class_embedding(classes))[:, :, None, None].chunk(2, dim=1)
-        scales, shifts = scales.chunk(len(grid.blocks) + 1, dim=1), shifts.chunk(len(grid.blocks) + 1, dim=1)
-        x = x * (1 + scales[0]) + shifts[0]
-        for block, scale, shift in zip(grid.blocks, scales[1:], shifts[1:]):
-            x = block(x) * (1 + scale) + shift
+        x, s = self.grid.token_grid(features, classes), self.stride
         image = F.pixel_unshuffle(pixel_values, s).contiguous(memory_format=torch.channels_last)
-        x = F.interpolate(grid.to_head(F.gelu(x)), size=image.shape[-2:], mode="bilinear", align_corners=False)
+        x = F.interpolate(self.grid.to_head(F.gelu(x)), size=image.shape[-2:], mode="bilinear", align_corners=False)
         image = self.image_conv2(F.gelu(self.image_conv1(image)))
         return F.pixel_shuffle(self.out_conv(F.gelu(x + image)), s).squeeze(1)
 

@@ -112,6 +112,20 @@ class AHADecoder(nn.Module):
         Returns:
             (B, H, W) unbounded scores.
         """
+        x = self.token_grid(features, classes)
+        image = pixel_values.contiguous(memory_format=torch.channels_last)
+        if self.image_stride > 1:
+            image = F.avg_pool2d(image, self.image_stride, ceil_mode=True)
+        x = F.interpolate(self.to_head(F.gelu(x)), size=image.shape[-2:], mode="bilinear", align_corners=False)
+        image = self.image_conv2(F.gelu(self.image_conv1(image)))
+        scores = self.out_conv(F.gelu(x + image))
+        if self.image_stride > 1:
+            scores = F.interpolate(scores, size=pixel_values.shape[-2:], mode="bilinear", align_corners=False)
+        return scores.squeeze(1)
+
+    def token_grid(self, features: list[torch.Tensor], classes: torch.Tensor) -> torch.Tensor:
+        """Steps 1-3 (tokens, class, grid blocks): the class-conditioned features on the base grid, (B, F, h, w)
+        in channels-last memory, before the head."""
         base = features[len(features) // 2].shape[-2:]
         grids = []
         for norm, feature in zip(self.norms, features):
@@ -128,15 +142,7 @@ class AHADecoder(nn.Module):
         x = x * (1 + scales[0]) + shifts[0]
         for block, scale, shift in zip(self.blocks, scales[1:], shifts[1:]):
             x = block(x) * (1 + scale) + shift
-        image = pixel_values.contiguous(memory_format=torch.channels_last)
-        if self.image_stride > 1:
-            image = F.avg_pool2d(image, self.image_stride, ceil_mode=True)
-        x = F.interpolate(self.to_head(F.gelu(x)), size=image.shape[-2:], mode="bilinear", align_corners=False)
-        image = self.image_conv2(F.gelu(self.image_conv1(image)))
-        scores = self.out_conv(F.gelu(x + image))
-        if self.image_stride > 1:
-            scores = F.interpolate(scores, size=pixel_values.shape[-2:], mode="bilinear", align_corners=False)
-        return scores.squeeze(1)
+        return x
 
 
 class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
