@@ -29,9 +29,13 @@ def test_sinkhorn_is_doubly_stochastic(tau, noise):
     assert (p >= 0).all()
 
 
-def _log_domain_sinkhorn(scores: torch.Tensor, tau: float, n_iters: int) -> torch.Tensor:
-    """The textbook log-domain iterations (two log-sum-exps over all entries each) that gumbel_sinkhorn replaces."""
-    log_alpha = sinkhorn_cost(scores) / tau
+def _log_domain_sinkhorn(scores: torch.Tensor, tau: float, n_iters: int, uniform: torch.Tensor | None = None) -> torch.Tensor:
+    """The textbook log-domain iterations (two log-sum-exps over all entries each) that gumbel_sinkhorn replaces,
+    with the Gumbel noise of ``uniform`` draws when given."""
+    log_alpha = sinkhorn_cost(scores)
+    if uniform is not None:
+        log_alpha = log_alpha - torch.log(-torch.log(uniform))
+    log_alpha = log_alpha / tau
     for _ in range(n_iters):
         log_alpha = log_alpha - torch.logsumexp(log_alpha, dim=2, keepdim=True)
         log_alpha = log_alpha - torch.logsumexp(log_alpha, dim=1, keepdim=True)
@@ -141,11 +145,7 @@ def test_sinkhorn_of_tied_scores_with_noise_stays_finite_and_exact():
     weights = torch.randn(3, 256, 256, generator=torch.Generator().manual_seed(5))
     leaf, reference_leaf = tied.clone().requires_grad_(True), tied.clone().requires_grad_(True)
     permutation = gumbel_sinkhorn(leaf, tau=0.9, n_iters=30, generator=torch.Generator().manual_seed(3))
-    log_alpha = (sinkhorn_cost(reference_leaf) - torch.log(-torch.log(uniform))) / 0.9
-    for _ in range(30):
-        log_alpha = log_alpha - torch.logsumexp(log_alpha, dim=2, keepdim=True)
-        log_alpha = log_alpha - torch.logsumexp(log_alpha, dim=1, keepdim=True)
-    reference = log_alpha.exp()
+    reference = _log_domain_sinkhorn(reference_leaf, 0.9, 30, uniform)
     (permutation * weights).sum().backward()
     (reference * weights).sum().backward()
     assert torch.isfinite(permutation).all() and torch.isfinite(leaf.grad).all()
