@@ -34,12 +34,14 @@ HERE = Path(__file__).resolve().parent
 
 #: the default training recipe of the rows (each row changes one thing)
 BASE = dict(learning_rate=3e-3, config={})
+#: the rows that change the "conv" pixel head (the default before the "guided" head) set it
+CONV = {"pixel_head": "conv"}
 #: row -> (what changes, aha train learning rate, AHAConfig overrides, decoder)
 ROWS = {
     "default": ("the library's defaults", None, {}, "default"),
     "old_decoder": ("the DPT-style decoder of v0.1 (pyramid x4..x0.5, additive class embedding, no image branch)",
-                    None, {}, "dpt"),
-    "no_image_branch": ("no full-resolution image branch", None, {}, "no_image_branch"),
+                    None, CONV, "dpt"),
+    "no_image_branch": ("the conv head without its full-resolution image branch", None, CONV, "no_image_branch"),
     "additive_class": ("additive class embedding instead of FiLM", None, {}, "additive"),
     "all_references": ('references drawn among "mean", "black" and "blur" (the paper)', None,
                        {"references": ["mean", "black", "blur"]}, "default"),
@@ -53,14 +55,20 @@ ROWS = {
     "rise_term": ("RISE-insertion term added (weight 1)", None, {"rise_insertion_weight": 1.0}, "default"),
     "no_peak": ("no peak penalty", None, {"peak_weight": 0.0}, "default"),
     "budget_0.08": ("decoder_flops_budget 0.08: widths, blocks and image-branch stride chosen to cost <= 8% of the "
-                    "classifier (aha.decoder_budget)", None, {"decoder_flops_budget": 0.08}, "default"),
-    "wider_decoder": ("twice the default decoder width (fusion_channels 64, head_channels 16)", None,
-                      {"fusion_channels": 64, "head_channels": 16}, "default"),
-    "space_to_depth": ("image branch on a 4 x 4 space-to-depth of the image, twice the head width, 16 scores per "
+                    "classifier (aha.decoder_budget), conv head", None, {**CONV, "decoder_flops_budget": 0.08}, "default"),
+    "wider_decoder": ("the conv head at twice its default width (fusion_channels 64, head_channels 16)", None,
+                      {**CONV, "fusion_channels": 64, "head_channels": 16}, "default"),
+    "wider_guided": ("the guided head at twice the default fusion width (fusion_channels 64)", None,
+                     {"fusion_channels": 64}, "default"),
+    "space_to_depth": ("the conv head's image branch on a 4 x 4 space-to-depth of the image, twice the head width, 16 scores per "
                        "position back to full resolution (benchmarks/explain_speed.py --space_to_depth times it)",
-                       None, {}, "space_to_depth"),
-    "space_to_depth_2": ("the space_to_depth row's decoder on 2 x 2 blocks (4 scores per position)", None, {},
+                       None, CONV, "space_to_depth"),
+    "space_to_depth_2": ("the space_to_depth row's decoder on 2 x 2 blocks (4 scores per position)", None, CONV,
                          "space_to_depth_2"),
+    "conv_head": ('pixel_head "conv", the default decoder before the guided head: image branch of two 3x3 '
+                  "convolutions at full resolution, two residual units on the token grid", None, CONV, "default"),
+    "guided_2_blocks": ("two residual units on the token grid before the guided head", None, {"decoder_blocks": 2},
+                        "default"),
 }
 
 
@@ -125,7 +133,7 @@ def change_decoder(explainer: AHAExplainer, variant: str) -> None:
 
 
 class SpaceToDepthDecoder(nn.Module):
-    """The default decoder with its image branch on an s x s space-to-depth of the image (each s x s block of pixels
+    """The conv-head decoder with its image branch on an s x s space-to-depth of the image (each s x s block of pixels
     as 3 s^2 channels, at 1 / s^2 of the positions, twice the head width) and s^2 scores per position put back to
     full resolution by depth-to-space: one score per pixel, with the full-resolution convolutions gone."""
 

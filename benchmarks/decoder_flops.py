@@ -5,7 +5,8 @@
 For each benchmark ViT (benchmarks/models.py: the tests' tiny ViT at 32 px, the AHA Shapes ViT at 64 px, ViT-S/16
 and ViT-B/16 at 224 px) it builds the explainer on the meta device (nothing is allocated) and counts one image's
 forward with torch.utils.flop_counter.FlopCounterMode (matrix products, convolutions, attention): the
-classifier's, the decoder's as it is by default, and the decoder's under each ``decoder_flops_budget``.
+classifier's, the default decoder's (the "guided" pixel head), and the "conv" pixel head's, as it is by default
+and under each ``decoder_flops_budget``.
 Prints a markdown table; writes JSON.
 """
 
@@ -30,16 +31,18 @@ from aha.decoder_budget import DecoderBudget, widths_of
 HERE = Path(__file__).resolve().parent
 
 
-def count(name: str, budget: float | None) -> dict:
-    """Widths and counted cost of the decoder for the named ViT under ``budget`` (None: the default rule)."""
+def count(name: str, pixel_head: str, budget: float | None) -> dict:
+    """Widths and counted cost of the decoder for the named ViT with ``pixel_head`` under ``budget`` (None: the
+    default rule)."""
     classifier_config = T.ViTConfig(**VIT_CONFIGS[name], architectures=["ViTForImageClassification"])
     with torch.device("meta"):
-        explainer = AHAExplainer(AHAConfig(classifier_config=classifier_config, decoder_flops_budget=budget))
+        explainer = AHAExplainer(AHAConfig(classifier_config=classifier_config, pixel_head=pixel_head,
+                                           decoder_flops_budget=budget))
     counter = DecoderBudget.of(explainer)
     widths = widths_of(explainer.decoder)
     cost = counter.decoder_cost(widths)
     flops, parameters = cost.fraction_of(counter.classifier)
-    return {"model": name, "budget": budget, "widths": dataclasses.asdict(widths),
+    return {"model": name, "pixel_head": pixel_head, "budget": budget, "widths": dataclasses.asdict(widths),
             "classifier_flops": counter.classifier.flops, "classifier_parameters": counter.classifier.parameters,
             "decoder_flops": cost.flops, "decoder_parameters": cost.parameters,
             "flops_ratio": flops, "parameters_ratio": parameters}
@@ -51,15 +54,16 @@ def main():
     parser.add_argument("--budgets", nargs="+", type=float, default=[0.05, 0.08, 0.1])
     parser.add_argument("--output", default=str(HERE / "results" / "decoder_flops.json"))
     args = parser.parse_args()
-    rows = [count(name, budget) for name in args.models for budget in [None, *args.budgets]]
+    rows = [count(name, "guided", None) for name in args.models]
+    rows += [count(name, "conv", budget) for name in args.models for budget in [None, *args.budgets]]
     machine = describe()
     print(summary(machine))
-    print("| model | budget | fusion / head / class dim / image stride / blocks | classifier GFLOP | decoder GFLOP "
+    print("| model | pixel head | budget | fusion / head / class dim / image stride / blocks | classifier GFLOP | decoder GFLOP "
           "| decoder / classifier FLOPs | decoder / classifier parameters |")
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         w = row["widths"]
-        print(f"| {row['model']} | {row['budget'] if row['budget'] is not None else 'none (default)'} | "
+        print(f"| {row['model']} | {row['pixel_head']} | {row['budget'] if row['budget'] is not None else 'none (default)'} | "
               f"{w['fusion_channels']} / {w['head_channels']} / {w['class_dim']} / {w['image_stride']} / {w['num_blocks']} | "
               f"{row['classifier_flops'] / 1e9:.4g} | {row['decoder_flops'] / 1e9:.4g} | {row['flops_ratio']:.3f} | "
               f"{row['parameters_ratio']:.3f} |")

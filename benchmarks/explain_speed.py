@@ -5,10 +5,12 @@
 For each benchmark ViT (benchmarks/models.py: the tests' tiny ViT at 32 px, the AHA Shapes ViT at 64 px, ViT-S/16
 and ViT-B/16 at 224 px; random init from configs, since the cost, not the weights, is measured) it times, in
 interleaved rounds on the same batch: a plain classifier forward; the same forward returning hidden states (what
-`explain` runs before its decoder); `explain` with today's default decoder; `explain` with the decoder chosen
-by ``decoder_flops_budget=--budget``; and with ``--space_to_depth``, `explain` with the ablation's space-to-depth
-decoder. Each round gives ratios against that round's plain forward; the table shows their medians. Times are CPU time of this process (``time.process_time``) on ``--threads`` threads: the
-machines this runs on are shared, and wall time there measures the neighbours. Results: ``--output`` (JSON).
+`explain` runs before its decoder); `explain` with today's default decoder (the "guided" pixel head); with the
+"conv" pixel head (the default before it), unbudgeted and with ``decoder_flops_budget=--budget``; and with
+``--space_to_depth``, with the ablation's space-to-depth variant of the conv head. Each round gives ratios against
+that round's plain forward; the table shows their medians. Times are CPU time of this process
+(``time.process_time``) on ``--threads`` threads: the machines this runs on are shared, and wall time there
+measures the neighbours. Results: ``--output`` (JSON).
 """
 
 from __future__ import annotations
@@ -41,13 +43,15 @@ def measure(name: str, batch_size: int, repeats: int, budget: float, space_to_de
     classifier = build_vit(name)
     explainers = {
         "default": AHAExplainer.from_classifier(classifier).eval(),
-        f"budget {budget:g}": AHAExplainer.from_classifier(classifier, decoder_flops_budget=budget).eval(),
+        "conv head": AHAExplainer.from_classifier(classifier, pixel_head="conv").eval(),
+        f"conv head, budget {budget:g}": AHAExplainer.from_classifier(classifier, pixel_head="conv",
+                                                                      decoder_flops_budget=budget).eval(),
     }
     for stride in space_to_depth or []:  # the ablation's decoder variant (benchmarks/ablation_shapes.py)
         from ablation_shapes import change_decoder
 
         key = f"space-to-depth {stride or 'patch / 2'}"
-        explainers[key] = AHAExplainer.from_classifier(classifier).eval()
+        explainers[key] = AHAExplainer.from_classifier(classifier, pixel_head="conv").eval()
         change_decoder(explainers[key], f"space_to_depth_{stride}" if stride else "space_to_depth")
     size = classifier.config.image_size
     images = torch.randn(batch_size, 3, size, size, generator=torch.Generator().manual_seed(0))
@@ -77,7 +81,7 @@ def measure(name: str, batch_size: int, repeats: int, budget: float, space_to_de
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(VIT_CONFIGS), choices=list(VIT_CONFIGS))
-    parser.add_argument("--budget", type=float, default=0.08, help="decoder_flops_budget of the budgeted explainer")
+    parser.add_argument("--budget", type=float, default=0.08, help="decoder_flops_budget of the budgeted conv-head explainer")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is least sensitive to a shared CPU)")

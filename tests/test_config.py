@@ -12,7 +12,7 @@ from aha.configuration_aha import _LIST_RULES, _NUMBER_RULES
 
 # fields checked by something other than a rule table or the type of a non-None default
 _STRING_OR_CONFIG_FIELDS = {"classifier_config", "classifier_name_or_path", "classifier_revision",
-                            "classifier_fingerprint", "feature_backbone_config"}
+                            "classifier_fingerprint", "feature_backbone_config", "pixel_head"}
 
 
 def _config(**fields):
@@ -62,11 +62,22 @@ def test_every_numeric_field_refuses_nan_infinity_and_non_numbers(name, bad):
         ("references", "mean", "references must be a list of at least one value, got 'mean'"),
         ("classifier_fingerprint", "abc", 'classifier_fingerprint must be "sha256:" and 64 hex digits'),
         ("classifier_revision", 3, "classifier_revision must be a string or None, got 3"),
+        ("pixel_head", "dpt", "pixel_head must be one of ['guided', 'conv'] or None, got 'dpt'"),
+        ("pixel_head", 1, "pixel_head must be a string or None, got 1"),
     ],
 )
 def test_bad_values_name_the_field_and_the_expected_value(name, value, expected):
     with pytest.raises(ValueError, match=re.escape(expected)):
         _config(**{name: value})
+
+
+def test_conv_head_fields_are_refused_with_the_guided_head():
+    with pytest.raises(ValueError, match=r'head_channels and image_branch_stride only apply to pixel_head="conv"'):
+        _config(pixel_head="guided", head_channels=8, image_branch_stride=2)
+    # a new explainer resolves the default head to "guided" and checks again
+    with pytest.raises(ValueError, match=r'head_channels only apply to pixel_head="conv"'):
+        AHAExplainer.from_classifier(make_classifier("vit"), head_channels=8)
+    assert _config(pixel_head="conv", head_channels=8).head_channels == 8
 
 
 def test_zero_weights_for_every_term_are_refused():

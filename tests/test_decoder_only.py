@@ -122,9 +122,9 @@ def test_missing_decoder_weights_raise(tmp_path, explainer):
     explainer.save_pretrained(tmp_path / "decoder", include_classifier=False)
     weights = tmp_path / "decoder" / "model.safetensors"
     state = load_file(weights)
-    del state["decoder.out_conv.weight"]
+    del state["decoder.to_head.weight"]
     save_file(state, weights, metadata={"format": "pt"})
-    with pytest.raises(ValueError, match=r"lacks 1 weights.*decoder\.out_conv\.weight"):
+    with pytest.raises(ValueError, match=r"lacks 1 weights.*decoder\.to_head\.weight"):
         AHAExplainer.from_pretrained(tmp_path / "decoder")
 
 

@@ -63,7 +63,7 @@ def test_the_check_runs_in_the_stored_dtype_and_dtype_casts_after_it(tmp_path, i
     explainer.save_pretrained(tmp_path)
     assert AHAExplainer.from_pretrained(tmp_path).classifier.dtype == torch.bfloat16
     reloaded = AHAExplainer.from_pretrained(tmp_path, dtype=torch.float32)
-    assert reloaded.classifier.dtype == reloaded.decoder.out_conv.weight.dtype == torch.float32
+    assert reloaded.classifier.dtype == reloaded.decoder.to_head.weight.dtype == torch.float32
 
 
 def test_a_truncated_explainer_file_is_named(saved):

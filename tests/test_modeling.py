@@ -1,13 +1,16 @@
+import json
 import random
 from unittest import mock
 
 import pytest
 import torch
+import torch.nn.functional as F
 import transformers as T
 from conftest import IMAGE_SIZE, NUM_LABELS, TINY_CLASSIFIERS, make_classifier
 from transformers import AutoConfig, AutoModel
 
 from aha import AHAConfig, AHAExplainer
+from aha.modeling_aha import bilinear_resize
 from aha.perturbation import blend
 from aha.ranking import hard_topk_membership
 
@@ -67,6 +70,32 @@ def test_save_and_load_reproduce_attributions_exactly(tmp_path, images):
         assert torch.equal(reloaded(images).attributions, expected)
     config = AutoConfig.from_pretrained(tmp_path)
     assert isinstance(config, AHAConfig) and config.fusion_channels == 24
+
+
+def test_a_save_from_before_pixel_head_loads_with_the_conv_head(tmp_path, images):
+    """Configs written before the field existed lack `pixel_head`; their decoder had the "conv" head."""
+    explainer = _explainer(pixel_head="conv")
+    expected = explainer(images).attributions
+    explainer.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config.pop("pixel_head") == "conv"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    for loader in (AHAExplainer, AutoModel):
+        reloaded = loader.from_pretrained(tmp_path)
+        assert reloaded.config.pixel_head == "conv" and torch.equal(reloaded(images).attributions, expected)
+    # a new explainer records its head, so that a save reloads with it whatever a later default is
+    _explainer().save_pretrained(tmp_path / "new")
+    assert json.loads((tmp_path / "new" / "config.json").read_text())["pixel_head"] == "guided"
+
+
+@pytest.mark.parametrize("size, resized", [((4, 4), (32, 32)), ((7, 5), (30, 11)), ((8, 8), (3, 5))])
+def test_bilinear_resize_is_torchs_bilinear_interpolation(size, resized):
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    expected = F.interpolate(x, size=resized, mode="bilinear", align_corners=False)
+    torch.testing.assert_close(bilinear_resize(x, resized), expected)
+    grad = torch.randn_like(expected)
+    torch.testing.assert_close(torch.autograd.grad(bilinear_resize(x, resized), x, grad)[0],
+                               torch.autograd.grad(expected, x, grad)[0])
 
 
 def test_deit_with_teacher_round_trips(tmp_path, images):

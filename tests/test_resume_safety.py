@@ -108,7 +108,7 @@ def test_a_checkpoint_of_another_classifier_is_refused_naming_both(tmp_path, che
 
 
 def test_a_checkpoint_of_another_decoder_shape_is_refused_naming_both(tmp_path, checkpoint):
-    with pytest.raises(ValueError, match=r"another shape .*decoder\.\S+: checkpoint \(16, .*this run's explainer \(8, "):
+    with pytest.raises(ValueError, match=r"another shape .*decoder\.\S+: checkpoint \(\d+, 16\).*this run's explainer \(\d+, 8\)"):
         _run(tmp_path / "out", "--resume_from_checkpoint", checkpoint, "--explainer_config", "fusion_channels=8")
 
 

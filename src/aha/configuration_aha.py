@@ -45,6 +45,10 @@ _LIST_RULES = {
     "grid_cell_patches": (dict(above=0), (2,)),
     "references": (None, None),  # checked against aha.perturbation.REFERENCES below
 }
+#: the decoder's ways to pixel resolution (AHAConfig.pixel_head), the default first; the other fields only the
+#: "conv" head reads
+PIXEL_HEADS = ("guided", "conv")
+_CONV_HEAD_FIELDS = ("head_channels", "image_branch_stride")
 _FINGERPRINT = re.compile(r"^sha256:[0-9a-f]{64}$")
 # Keys besides the fields that transformers itself passes to a config (from config.json, from_dict, BC names)
 _TRANSFORMERS_KEYS = {
@@ -78,24 +82,36 @@ class AHAConfig(PreTrainedConfig):
         feature_layers (`list[int]`, *optional*):
             Indices into the feature model's `hidden_states` to decode from. Default: 4 depths spread
             evenly for plain ViTs, the last entry of each stage for hierarchical models.
+        pixel_head (`str`, *optional*):
+            How the decoder reaches pixel resolution from the token grid. `"guided"`: each grid cell predicts an
+            offset and one coefficient per image channel; both are bilinearly upsampled, and a pixel's score is the
+            offset plus the dot product of the coefficients with the pixel's values (a per-cell linear model of
+            the image, like a guided filter). It costs a few elementwise passes at full resolution. `"conv"`: an
+            image branch of two 3x3 convolutions on the pixels, added to the upsampled grid features, then a 3x3
+            convolution to one score (the only head before this field existed; at 64 px it makes `explain` cost 1.6
+            classifier forwards, see benchmarks/RESULTS.md). Default: `"guided"` for a new explainer, written into
+            the config when the explainer is built; a saved config without this field was written before it
+            existed and loads as `"conv"`.
         fusion_channels (`int`, *optional*):
             Decoder width. Default: a quarter of the feature model's widest hidden size, in [16, 256],
             so the decoder stays light next to the backbone at every scale.
         head_channels (`int`, *optional*):
-            Width of the last, full-resolution convolution. Default: `max(8, fusion_channels // 4)`.
+            `"conv"` head only: width of its full-resolution convolutions. Default: `max(8, fusion_channels // 4)`.
         class_embedding_dim (`int`, *optional*):
             Size of the learned target-class embedding joined to every token. Default: `fusion_channels`.
         image_branch_stride (`int`, *optional*):
-            The decoder's image branch and last convolution run on the image average-pooled by this factor, and the
-            map is bilinearly upsampled to full resolution. Default: 1 (full resolution).
+            `"conv"` head only: the decoder's image branch and last convolution run on the image average-pooled by
+            this factor, and the map is bilinearly upsampled to full resolution. Default: 1 (full resolution).
         decoder_blocks (`int`, *optional*):
-            Residual blocks of 3x3 convolutions on the token grid. Default: 2.
+            Residual blocks of 3x3 convolutions on the token grid. Default: 0 with the `"guided"` head (without them
+            it ties the conv head's faithfulness on AHA Shapes, benchmarks/RESULTS.md), 2 with the `"conv"` head.
         decoder_flops_budget (`float`, *optional*):
             Most the decoder may cost, as a fraction of the classifier's forward, in FLOPs and in parameters
-            (counted at the classifier's configured image size, see [`aha.decoder_budget`]). When set, the four
-            fields above that are left unset are chosen to fit, preferring the finest image branch, then the most
-            blocks, then the widest fusion width and head, and are recorded in this config (a save reloads the same
-            decoder). Default: None, the widths follow the feature model's hidden size alone.
+            (counted at the classifier's configured image size, see [`aha.decoder_budget`]). When set, the width
+            fields above that are left unset are chosen to fit and are recorded in this config (a save reloads the
+            same decoder): with the `"conv"` head, preferring the finest image branch, then the most blocks, then
+            the widest fusion width and head; with the `"guided"` head, the widest fusion width. Default: None, the
+            widths follow the feature model's hidden size alone.
         image_mean, image_std (`list[float]`, *optional*):
             The classifier's input normalisation (from its image processor); needed for the "black" reference.
         references (`list[str]`):
@@ -139,6 +155,7 @@ class AHAConfig(PreTrainedConfig):
     includes_classifier: bool = True
     feature_backbone_config: dict | PreTrainedConfig | None = None
     feature_layers: list[int] | None = None
+    pixel_head: str | None = None
     fusion_channels: int | None = None
     head_channels: int | None = None
     class_embedding_dim: int | None = None
@@ -175,6 +192,7 @@ class AHAConfig(PreTrainedConfig):
         self.grid_cell_patches = list(self.grid_cell_patches)
         for kind in self.references:
             check_reference(kind, normalisation, 'the "black" reference of AHAConfig.references')
+        self.check_pixel_head()
         low, high = self.grid_cell_patches
         if not low <= high:
             raise ValueError(f"grid_cell_patches must be [low, high] with 0 < low <= high, got {self.grid_cell_patches}")
@@ -183,6 +201,19 @@ class AHAConfig(PreTrainedConfig):
                 "deletion_weight, lrf_insertion_weight and rise_insertion_weight are all 0: at least one must be > 0 "
                 "for the objective to have a term"
             )
+
+    def check_pixel_head(self) -> None:
+        """Raise a ValueError unless ``pixel_head`` is None or one of :data:`PIXEL_HEADS`, with no field set that
+        only the other head reads."""
+        if self.pixel_head is not None and self.pixel_head not in PIXEL_HEADS:
+            raise ValueError(f"pixel_head must be one of {list(PIXEL_HEADS)} or None, got {self.pixel_head!r}")
+        if self.pixel_head == "guided":
+            conflicting = [name for name in _CONV_HEAD_FIELDS if getattr(self, name) is not None]
+            if conflicting:
+                raise ValueError(
+                    f'{" and ".join(conflicting)} only apply to pixel_head="conv"; the "guided" head has no image '
+                    f'branch: leave {" and ".join(conflicting)} unset, or set pixel_head="conv"'
+                )
 
     @classmethod
     def own_fields(cls) -> dict:

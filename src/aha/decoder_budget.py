@@ -32,16 +32,17 @@ class DecoderWidths:
     """The sizes of an :class:`~aha.modeling_aha.AHADecoder` that the config leaves open."""
 
     fusion_channels: int
-    head_channels: int
+    head_channels: int | None  # the "conv" pixel head's; None for the "guided" one
     class_dim: int
-    image_stride: int
+    image_stride: int | None  # likewise
     num_blocks: int
 
 
 def widths_of(decoder: nn.Module) -> DecoderWidths:
     """The widths an :class:`~aha.modeling_aha.AHADecoder` was built with."""
-    return DecoderWidths(decoder.projection.out_channels, decoder.to_head.out_channels,
-                         decoder.class_embedding.embedding_dim, decoder.image_stride, len(decoder.blocks))
+    conv = decoder.pixel_head == "conv"
+    return DecoderWidths(decoder.projection.out_channels, decoder.to_head.out_channels if conv else None,
+                         decoder.class_embedding.embedding_dim, decoder.image_stride if conv else None, len(decoder.blocks))
 
 
 @dataclass(frozen=True)
@@ -75,16 +76,18 @@ def classifier_cost(classifier_class: type[nn.Module], classifier_config, spec: 
 
 
 def default_widths(config, feature_spec: BackboneSpec) -> DecoderWidths:
-    """The widths without a budget: a quarter of the feature model's widest hidden size in [16, 256], a head of a
-    quarter of that (at least 8), two residual blocks, the image branch at full resolution; fields set in
-    ``config`` win."""
+    """The widths without a budget: a quarter of the feature model's widest hidden size in [16, 256]; no residual
+    blocks with the "guided" pixel head, two with the "conv" one, whose head is a quarter of the fusion width (at
+    least 8) with its image branch at full resolution; fields set in ``config`` win. ``config.pixel_head`` must be
+    resolved (not None)."""
     fusion = config.fusion_channels or int(min(256, max(16, max(feature_spec.hidden_sizes) // 4)))
+    conv = config.pixel_head == "conv"
     return DecoderWidths(
         fusion_channels=fusion,
-        head_channels=config.head_channels or max(8, fusion // 4),
+        head_channels=(config.head_channels or max(8, fusion // 4)) if conv else None,
         class_dim=config.class_embedding_dim or fusion,
-        image_stride=config.image_branch_stride or 1,
-        num_blocks=2 if config.decoder_blocks is None else config.decoder_blocks,
+        image_stride=(config.image_branch_stride or 1) if conv else None,
+        num_blocks=(2 if conv else 0) if config.decoder_blocks is None else config.decoder_blocks,
     )
 
 
@@ -137,17 +140,20 @@ class DecoderBudget:
         halved repeatedly, finest first: 1, 2, 4, 8, 16 for 16 px patches; the image branch is what lets a map follow edges inside a patch, and at small sizes its
         full-resolution convolutions are the decoder's dearest part), then the most residual blocks (2, 1, 0),
         then the widest fusion width (the default rule's, halved down to 8; the class embedding follows it), then
-        the widest head, which is also the image branch's width (the default rule's, halved down to 4). Fields
-        set in the config are kept as they are.
+        the widest head, which is also the image branch's width (the default rule's, halved down to 4). With the
+        "guided" pixel head, which has no image branch, only the fusion width is chosen (the blocks follow the
+        default rule). Fields set in the config are kept as they are.
 
         Raises:
             ValueError: even the cheapest decoder the config allows does not fit, naming both costs.
         """
         config, default = self.config, default_widths(self.config, self.feature_spec)
-        strides = [default.image_stride] if config.image_branch_stride else _halvings(self.classifier_spec.patch_size, 1)[::-1]
-        blocks = [default.num_blocks] if config.decoder_blocks is not None else [2, 1, 0]
+        conv = config.pixel_head == "conv"
+        strides = ([default.image_stride] if config.image_branch_stride or not conv
+                   else _halvings(self.classifier_spec.patch_size, 1)[::-1])
+        blocks = [default.num_blocks] if config.decoder_blocks is not None or not conv else [2, 1, 0]
         fusions = [default.fusion_channels] if config.fusion_channels else _halvings(default.fusion_channels, MIN_FUSION_CHANNELS)
-        heads = [default.head_channels] if config.head_channels else _halvings(default.head_channels, MIN_HEAD_CHANNELS)
+        heads = [default.head_channels] if config.head_channels or not conv else _halvings(default.head_channels, MIN_HEAD_CHANNELS)
 
         def widths(stride, num_blocks, fusion, head):
             class_dim = config.class_embedding_dim or fusion

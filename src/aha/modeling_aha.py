@@ -14,7 +14,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .backbones import BackboneSpec
-from .configuration_aha import AHAConfig
+from .configuration_aha import PIXEL_HEADS, AHAConfig
 from .decoder_budget import DecoderWidths, decoder_widths
 from .deprecation import warn_renamed
 from .objectives import ObjectiveTerms, RankingObjective
@@ -60,6 +60,18 @@ class ResidualConvUnit(nn.Module):
         return x + self.conv2(F.gelu(self.conv1(F.gelu(x))))
 
 
+def bilinear_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``F.interpolate(x, size, mode="bilinear", align_corners=False)`` of (..., h, w) -> (..., H, W), as two matrix
+    products with the (H, h) and (W, w) interpolation matrices: the same values to float rounding, several times
+    faster on CPU for the decoder's few-channel grids."""
+
+    def matrix(n_in: int, n_out: int) -> torch.Tensor:  # (n_out, n_in): row i interpolates output pixel i
+        eye = torch.eye(n_in, device=x.device, dtype=x.dtype).unsqueeze(0)
+        return F.interpolate(eye, size=n_out, mode="linear", align_corners=False).squeeze(0).T
+
+    return matrix(x.shape[-2], size[0]) @ x @ matrix(x.shape[-1], size[1]).T
+
+
 class AHADecoder(nn.Module):
     """Token grids of several depths and the image -> full-resolution importance map for a class.
 
@@ -70,11 +82,16 @@ class AHADecoder(nn.Module):
        the projection and after each residual unit, so one decoder explains any class.
     3. Grid blocks: ``num_blocks`` residual units of 3x3 convolutions at the base grid (cheap: the grid is
        the classifier's token grid).
-    4. Image branch: two narrow 3x3 convolutions on the pixel values at full resolution (or, with
-       ``image_stride`` s > 1, on the image average-pooled by s), so the map can follow edges inside a patch.
-    5. Head: a 1x1 projection of the grid features to ``head_channels``, bilinear upsampling to the image
-       branch's resolution, the image features added, GELU, and a 3x3 convolution to one unbounded score per
-       pixel (bilinearly upsampled to H x W when s > 1).
+    4. Pixel head, ``pixel_head`` (:data:`~aha.configuration_aha.PIXEL_HEADS`):
+
+       - ``"guided"``: a linear projection of each cell's features to an offset and one coefficient per image channel,
+         bilinearly upsampled to H x W; a pixel's score is the offset plus the dot product of the coefficients
+         with its pixel values. Within a cell the map is a linear function of the image (a guided filter's
+         model), so it follows edges inside a patch at the cost of a few elementwise passes.
+       - ``"conv"``: an image branch of two narrow 3x3 convolutions on the pixel values at full resolution (or,
+         with ``image_stride`` s > 1, on the image average-pooled by s); a 1x1 projection of the grid features
+         to ``head_channels``, bilinearly upsampled to the image branch's resolution, the image features added,
+         GELU, and a 3x3 convolution to one score per pixel (bilinearly upsampled to H x W when s > 1).
 
     Activations are GELU, not ReLU: a region where a ReLU head is dead in every channel comes out as one
     constant score, a tie that the pixel ranking can only break at random (seen: a quarter of the pixels of
@@ -86,23 +103,28 @@ class AHADecoder(nn.Module):
         in_channels: list[int],
         num_labels: int,
         fusion_channels: int,
-        head_channels: int,
+        head_channels: int | None,
         class_dim: int,
         image_channels: int,
-        num_blocks: int = 2,
-        image_stride: int = 1,
+        num_blocks: int,
+        image_stride: int | None,
+        pixel_head: str,
     ):
         super().__init__()
-        self.image_stride = image_stride
+        self.pixel_head = pixel_head
         self.norms = nn.ModuleList(nn.LayerNorm(c) for c in in_channels)
         self.projection = nn.Conv2d(sum(in_channels), fusion_channels, 1)
         self.class_embedding = nn.Embedding(num_labels, class_dim)
         self.film = nn.Linear(class_dim, 2 * fusion_channels * (num_blocks + 1))
         self.blocks = nn.ModuleList(ResidualConvUnit(fusion_channels) for _ in range(num_blocks))
-        self.to_head = nn.Conv2d(fusion_channels, head_channels, 1)
-        self.image_conv1 = nn.Conv2d(image_channels, head_channels, 3, padding=1)
-        self.image_conv2 = nn.Conv2d(head_channels, head_channels, 3, padding=1)
-        self.out_conv = nn.Conv2d(head_channels, 1, 3, padding=1)
+        if pixel_head == "guided":  # applied to the channels-last grid; initialised like a transformers head
+            self.to_head = nn.Linear(fusion_channels, 1 + image_channels)
+        else:
+            self.image_stride = image_stride
+            self.to_head = nn.Conv2d(fusion_channels, head_channels, 1)
+            self.image_conv1 = nn.Conv2d(image_channels, head_channels, 3, padding=1)
+            self.image_conv2 = nn.Conv2d(head_channels, head_channels, 3, padding=1)
+            self.out_conv = nn.Conv2d(head_channels, 1, 3, padding=1)
 
     def forward(self, features: list[torch.Tensor], classes: torch.Tensor, pixel_values: torch.Tensor) -> torch.Tensor:
         """Args:
@@ -112,11 +134,15 @@ class AHADecoder(nn.Module):
         Returns:
             (B, H, W) unbounded scores.
         """
-        x = self.token_grid(features, classes)
+        x = F.gelu(self.token_grid(features, classes))
+        if self.pixel_head == "guided":
+            head = self.to_head(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()  # (B, 1 + C, h, w)
+            coefficients = bilinear_resize(head, pixel_values.shape[-2:])
+            return coefficients[:, 0] + (coefficients[:, 1:] * pixel_values).sum(1)
         image = pixel_values.contiguous(memory_format=torch.channels_last)
         if self.image_stride > 1:
             image = F.avg_pool2d(image, self.image_stride, ceil_mode=True)
-        x = F.interpolate(self.to_head(F.gelu(x)), size=image.shape[-2:], mode="bilinear", align_corners=False)
+        x = F.interpolate(self.to_head(x), size=image.shape[-2:], mode="bilinear", align_corners=False)
         image = self.image_conv2(F.gelu(self.image_conv1(image)))
         scores = self.out_conv(F.gelu(x + image))
         if self.image_stride > 1:
@@ -125,7 +151,7 @@ class AHADecoder(nn.Module):
 
     def token_grid(self, features: list[torch.Tensor], classes: torch.Tensor) -> torch.Tensor:
         """Steps 1-3 (tokens, class, grid blocks): the class-conditioned features on the base grid, (B, F, h, w)
-        in channels-last memory, before the head."""
+        in channels-last memory, before the pixel head."""
         base = features[len(features) // 2].shape[-2:]
         grids = []
         for norm, feature in zip(self.norms, features):
@@ -178,6 +204,9 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
                 f"feature_layers must index hidden_states in [0, {self.feature_spec.num_layers}), "
                 f"got {list(self.feature_layers)}"
             )
+        if config.pixel_head is None:  # a new explainer (a save without the field loads as "conv": from_pretrained)
+            config.pixel_head = PIXEL_HEADS[0]
+            config.check_pixel_head()
         self.decoder = self._make_decoder(decoder_widths(self))
         self.objective = RankingObjective(config, patch_size=self.classifier_spec.patch_size)
         self.gradient_checkpointing = False
@@ -192,6 +221,7 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
             in_channels=[self.feature_spec.hidden_sizes[i] for i in self.feature_layers],
             num_labels=self.num_labels,
             image_channels=self.classifier_spec.num_channels,
+            pixel_head=self.config.pixel_head,
             **dataclasses.asdict(widths),
         )
 

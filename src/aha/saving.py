@@ -84,6 +84,19 @@ def _load_recorded_classifier(config: AHAConfig, **hub_kwargs) -> PreTrainedMode
         ) from error
 
 
+def _load_saves_without_pixel_head_as_conv(cls, name_or_path, kwargs: dict, hub_kwargs: dict) -> None:
+    """A saved config without ``pixel_head`` was written before the field existed, by a version whose decoder had
+    the "conv" pixel head: load it with that head. (A new explainer writes its resolved head into the config.)"""
+    config = kwargs.get("config")
+    if isinstance(config, PreTrainedConfig):  # e.g. AutoModel's: loaded from the same folder
+        if config.pixel_head is None:
+            config.pixel_head = "conv"
+    elif "pixel_head" not in kwargs:
+        stored = cls.config_class.get_config_dict(name_or_path, **hub_kwargs, revision=kwargs.get("revision"))[0]
+        if stored.get("pixel_head") is None:
+            kwargs["pixel_head"] = "conv"
+
+
 def _saved_image_processor(name_or_path, **hub_kwargs):
     """The image processor saved next to an explainer (``preprocessor_config.json``), or None if there is none."""
     found = cached_file(
@@ -187,6 +200,7 @@ class ExplainerSavingMixin:
             config.dtype = getattr(torch, stored) if isinstance(stored, str) else stored
         if kwargs.get("config") is None:
             _check_explainer_folder(pretrained_model_name_or_path, **hub_kwargs, revision=kwargs.get("revision"))
+        _load_saves_without_pixel_head_as_conv(cls, pretrained_model_name_or_path, kwargs, hub_kwargs)
         with naming_damaged_files(pretrained_model_name_or_path, **hub_kwargs, revision=kwargs.get("revision")):
             model, loading_info = super().from_pretrained(
                 pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
