@@ -1,10 +1,11 @@
 """A compute budget for the explainer's decoder.
 
-The decoder should cost little next to the classifier it explains, at every scale. Its widths used to follow
-the classifier's hidden size alone, so at small image sizes its full-resolution image branch cost as much as the
-classifier's whole forward. With ``AHAConfig.decoder_flops_budget = b``, the decoder's widths and the stride of
-its image branch are chosen so that the decoder costs at most ``b`` times the classifier's forward, in FLOPs and
-in parameters, at the classifier's configured image size.
+The decoder should cost little next to the classifier it explains, at every scale. The default decoder (the
+"guided" pixel head) costs 0.7-7% of the benchmark ViTs' FLOPs with its widths following the classifier's hidden
+size alone; the "conv" pixel head, whose full-resolution image branch cost as much as a small classifier's whole
+forward, is what the budget was made for. With ``AHAConfig.decoder_flops_budget = b``, the decoder's widths (and
+the conv head's image-branch stride) are chosen so that the decoder costs at most ``b`` times the classifier's
+forward, in FLOPs and in parameters, at the classifier's configured image size.
 
 FLOPs are what ``torch.utils.flop_counter.FlopCounterMode`` counts (matrix products, convolutions, attention;
 not normalisations, activations or resizing), on copies of the models built on the ``meta`` device from their
