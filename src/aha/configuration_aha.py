@@ -103,8 +103,8 @@ class AHAConfig(PreTrainedConfig):
             `"conv"` head only: the decoder's image branch and last convolution run on the image average-pooled by
             this factor, and the map is bilinearly upsampled to full resolution. Default: 1 (full resolution).
         decoder_blocks (`int`, *optional*):
-            Residual blocks of 3x3 convolutions on the token grid. Default: 0 with the `"guided"` head (without them
-            it ties the conv head's faithfulness on AHA Shapes, benchmarks/RESULTS.md), 2 with the `"conv"` head.
+            Residual blocks of 3x3 convolutions on the token grid. Default: 0 with the `"guided"` head (on AHA Shapes
+            two made it no better and worse on some columns, benchmarks/RESULTS.md), 2 with the `"conv"` head.
         decoder_flops_budget (`float`, *optional*):
             Most the decoder may cost, as a fraction of the classifier's forward, in FLOPs and in parameters
             (counted at the classifier's configured image size, see [`aha.decoder_budget`]). When set, the width
