@@ -47,20 +47,23 @@ def _describe_source(config: AHAConfig) -> str:
     return f"{source}@{config.classifier_revision}" if config.classifier_revision else source
 
 
-def _check_explainer_folder(name_or_path, **hub_kwargs) -> None:
-    """Raise a FileNotFoundError or ValueError saying what ``name_or_path`` holds when it is not a saved explainer
-    (a missing local folder, no config.json, or the config of another model type)."""
+def _check_explainer_folder(name_or_path, **hub_kwargs) -> dict:
+    """The stored config of the explainer saved at ``name_or_path``, as a dict. Raise a FileNotFoundError or
+    ValueError saying what ``name_or_path`` holds when it is not a saved explainer (a missing local folder, no
+    config.json, or the config of another model type)."""
     check_local_path(name_or_path, "AHAExplainer.from_pretrained")
     if os.path.isdir(name_or_path) and not os.path.isfile(os.path.join(name_or_path, "config.json")):
         raise FileNotFoundError(
             f"{name_or_path} holds no config.json: it is not a saved explainer (AHAExplainer.save_pretrained writes one)"
         )
-    model_type = AHAConfig.get_config_dict(name_or_path, **hub_kwargs)[0].get("model_type")
+    stored = AHAConfig.get_config_dict(name_or_path, **hub_kwargs)[0]
+    model_type = stored.get("model_type")
     if model_type != AHAConfig.model_type:
         raise ValueError(
             f"{name_or_path} holds a model of type {model_type!r}, not an AHA explainer (model_type "
             f"{AHAConfig.model_type!r}); to explain a classifier, wrap it: AHAExplainer.from_classifier(classifier)"
         )
+    return stored
 
 
 def _load_recorded_classifier(config: AHAConfig, **hub_kwargs) -> PreTrainedModel:
@@ -84,17 +87,16 @@ def _load_recorded_classifier(config: AHAConfig, **hub_kwargs) -> PreTrainedMode
         ) from error
 
 
-def _load_saves_without_pixel_head_as_conv(cls, name_or_path, kwargs: dict, hub_kwargs: dict) -> None:
+def _load_saves_without_pixel_head_as_conv(kwargs: dict, stored: dict | None) -> None:
     """A saved config without ``pixel_head`` was written before the field existed, by a version whose decoder had
-    the "conv" pixel head: load it with that head. (A new explainer writes its resolved head into the config.)"""
+    the "conv" pixel head: load it with that head. (A new explainer writes its resolved head into the config.)
+    ``stored`` is the saved config as a dict, when ``from_pretrained`` read it (no ``config`` passed)."""
     config = kwargs.get("config")
     if isinstance(config, PreTrainedConfig):  # e.g. AutoModel's: loaded from the same folder
         if config.pixel_head is None:
             config.pixel_head = "conv"
-    elif "pixel_head" not in kwargs:
-        stored = cls.config_class.get_config_dict(name_or_path, **hub_kwargs, revision=kwargs.get("revision"))[0]
-        if stored.get("pixel_head") is None:
-            kwargs["pixel_head"] = "conv"
+    elif stored is not None and stored.get("pixel_head") is None and "pixel_head" not in kwargs:
+        kwargs["pixel_head"] = "conv"
 
 
 def _saved_image_processor(name_or_path, **hub_kwargs):
@@ -198,9 +200,10 @@ class ExplainerSavingMixin:
                 pretrained_model_name_or_path, **hub_kwargs, revision=kwargs.get("revision")
             )[0].get("dtype")
             config.dtype = getattr(torch, stored) if isinstance(stored, str) else stored
+        stored = None
         if kwargs.get("config") is None:
-            _check_explainer_folder(pretrained_model_name_or_path, **hub_kwargs, revision=kwargs.get("revision"))
-        _load_saves_without_pixel_head_as_conv(cls, pretrained_model_name_or_path, kwargs, hub_kwargs)
+            stored = _check_explainer_folder(pretrained_model_name_or_path, **hub_kwargs, revision=kwargs.get("revision"))
+        _load_saves_without_pixel_head_as_conv(kwargs, stored)
         with naming_damaged_files(pretrained_model_name_or_path, **hub_kwargs, revision=kwargs.get("revision")):
             model, loading_info = super().from_pretrained(
                 pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
