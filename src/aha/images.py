@@ -61,7 +61,7 @@ class ImageInputError(ValueError):
 
 
 def check_limit(name: str, value) -> None:
-    """A size limit (``max_image_pixels``, ``min_image_side``) is an integer >= 1."""
+    """A size limit (``max_image_pixels``, ``min_image_side``) or count is an integer >= 1."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
