@@ -8,14 +8,16 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageFile
 from test_pipeline import pipe, random_image, saved  # noqa: F401 (fixtures)
 from test_space_uploads import png_header_only
 from transformers import pipeline
 
+from aha.data.collate import ImageClassificationCollator
 from aha.images import MAX_PIXELS, MIN_SIDE, ImageInputError, read_image, to_rgb
 from aha.space.uploads import UploadError, read_upload
-from aha.visualization import overlay
+from aha.visualization import grid, overlay
 
 
 def refused(read, *args, **kwargs) -> str:
@@ -41,7 +43,11 @@ def test_16_bit_and_float_images_are_read_by_their_own_range(pipe, tmp_path):
     np.testing.assert_array_equal(pipe(deep / 65535.0)["attribution"], expected)  # a float array in [0, 1]
     attribution = np.random.default_rng(1).random((40, 36))
     assert overlay(Image.open(tmp_path / "deep.png"), attribution) == overlay(shallow, attribution)
-    assert np.asarray(read_upload(tmp_path / "deep.png")).mean() == pytest.approx(shallow.mean(), abs=1e-9)
+    np.testing.assert_array_equal(np.asarray(read_upload(tmp_path / "deep.png"))[..., 0], shallow)  # the web demo
+    assert grid([[Image.open(tmp_path / "deep.png")]], ["16-bit"]) == grid([[Image.fromarray(shallow)]], ["16-bit"])
+    collate = ImageClassificationCollator(pipe.image_processor, "image", "label", num_labels=5)  # training batches
+    torch.testing.assert_close(collate([{"image": Image.open(tmp_path / "deep.png"), "label": 0}])["pixel_values"],
+                               collate([{"image": Image.fromarray(shallow), "label": 0}])["pixel_values"])
 
 
 @pytest.mark.parametrize("image, named", [
