@@ -120,8 +120,7 @@ def overlay_grid(results: list[MethodResult], images: list[Image.Image], masks: 
     labels = ["image", "object mask", *(result.name for result in results)]
     cells = []
     for index in range(min(rows, len(images))):
-        mask = Image.fromarray((masks[index] * 255).astype(np.uint8)).convert("RGB")
-        row = [images[index].convert("RGB"), mask]
+        row = [images[index], Image.fromarray((masks[index] * 255).astype(np.uint8))]  # grid converts them to RGB
         row += [overlay(images[index], result.maps[index].numpy()) for result in results]
         cells.append(row)
     return grid(cells, labels, cell_size=2 * images[0].width)
