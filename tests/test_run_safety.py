@@ -168,3 +168,26 @@ def test_aha_train_with_overwrite_false_in_yaml_keeps_the_finished_run_and_a_use
     again = run_aha("train", tmp_path / "run.yaml")
     assert again.returncode != 0 and "--resume_from_checkpoint latest" in again.stderr
     assert sorted(os.listdir(tmp_path / "out")) == before and "step_1" in os.listdir(tmp_path / "out" / "checkpoints")
+
+
+def test_aha_explain_replaces_a_link_planted_at_an_output_name_and_refuses_a_linked_subfolder(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from aha.explain import write_outputs
+
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    out.mkdir()
+    outside.mkdir()
+    (outside / "user.png").write_bytes(b"a user's file")
+    os.symlink(outside / "user.png", out / "cat_overlay.png")
+    result = {"overlay": Image.new("RGB", (4, 4)), "attribution": np.zeros((4, 4), np.float32), "predictions": [],
+              "target_label": "cat", "target": 0, "target_score": 0.5,
+              "deletion": type("Curve", (), {"mean_auc": 0.1}), "insertion": type("Curve", (), {"mean_auc": 0.9})}
+    write_outputs("cat.png", str(out), "cat", result, curves=False)
+    assert (outside / "user.png").read_bytes() == b"a user's file" and not os.path.islink(out / "cat_overlay.png")
+    assert np.load(out / "cat_map.npy").shape == (4, 4) and Image.open(out / "cat_overlay.png").size == (4, 4)
+    os.symlink(outside, out / "photos")
+    with pytest.raises(SymlinkError, match="photos is a symbolic link"):
+        write_outputs("photos/dog.png", str(out), "photos/dog", result, curves=False)
+    assert sorted(os.listdir(outside)) == ["user.png"]

@@ -30,6 +30,7 @@ from transformers import pipeline
 from .images import MAX_PIXELS, MIN_SIDE, ImageInputError, check_limit, read_image
 from .loading import check_local_path
 from .pipeline import TASK
+from .safe_files import make_folder, write_file
 from .visualization import curve_plot
 
 
@@ -115,22 +116,24 @@ def main(args: argparse.Namespace) -> None:
         results = pipe([image for _, _, image in batch], batch_size=args.batch_size, target=target, top_k=args.top_k,
                        refine_steps=args.refine_steps, overlay=True, curves=True)
         for (path, name, _), result in zip(batch, results):
-            write_outputs(path, os.path.join(output, name), result, args.curves)
+            write_outputs(path, output, name, result, args.curves)
     if failed:
         raise SystemExit(f"aha explain: {len(failed)} of {len(args.images)} images could not be read (listed above); "
                          f"the other {len(args.images) - len(failed)} were explained")
 
 
-def write_outputs(path: str, base: str, result: dict, curves: bool) -> None:
-    """One image's overlay, map and (``curves``) curve plot at ``base``_*, and its lines of the report."""
-    os.makedirs(os.path.dirname(base), exist_ok=True)
+def write_outputs(path: str, output: str, name: str, result: dict, curves: bool) -> None:
+    """One image's overlay, map and (``curves``) curve plot at ``output/name``_*, and its lines of the report. Files
+    go through :mod:`aha.safe_files` (atomic; a link planted in ``output`` is replaced or refused, never followed)."""
+    base = os.path.join(output, name)
+    make_folder(os.path.dirname(base), root=output)
     written = [f"{base}_overlay.png", f"{base}_map.npy"]
-    result["overlay"].save(written[0])
-    np.save(written[1], result["attribution"])
+    write_file(written[0], lambda handle: result["overlay"].save(handle, format="PNG"))
+    write_file(written[1], lambda handle: np.save(handle, result["attribution"]))
     if curves:
         written.append(f"{base}_curves.png")
         plot = curve_plot({"deletion": result["deletion"], "insertion": result["insertion"]}, title=os.path.basename(path))
-        plot.savefig(written[-1])
+        write_file(written[-1], lambda handle: plot.savefig(handle, format="png"))
     print(f"{path}: " + ", ".join(f"{p['label']} {p['score']:.3f}" for p in result["predictions"]))
     print(f"  explained {result['target_label']!r} (class {result['target']}, p={result['target_score']:.3f}): "
           f"deletion AUC {result['deletion'].mean_auc:.4f}, insertion AUC {result['insertion'].mean_auc:.4f}")

@@ -19,7 +19,8 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import BinaryIO
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -81,6 +82,13 @@ def atomic_path(path: str) -> Iterator[str]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+def write_file(path: str, write: Callable[[BinaryIO], None]) -> None:
+    """``write(handle)`` into a binary file through :func:`atomic_path` (``image.save(handle, format="PNG")``,
+    ``np.save(handle, array)``, ``figure.savefig(handle, format="png")``)."""
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+        write(handle)
 
 
 def write_text(path: str, text: str) -> None:
