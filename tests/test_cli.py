@@ -102,7 +102,7 @@ def test_explain_explains_the_good_images_and_names_each_bad_one(tmp_path):
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
     frames = [random_image(30, 30, seed=seed) for seed in range(2)]
     frames[0].save(tmp_path / "moving.gif", save_all=True, append_images=frames[1:])
-    bad = {"notes.png": "is not an image file Pillow can identify: expected an image file",
+    bad = {"notes.png": "is not an image file Pillow can identify: expected a PNG, JPEG, WebP, BMP, GIF or TIFF image file",
            "dot.png": "is only 1 x 1 pixels: expected at least 16 x 16 pixels (min_image_side)",
            "bomb.png": "is too large",
            "cut.png": "could not be decoded; it may be damaged or incomplete",

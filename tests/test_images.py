@@ -134,7 +134,7 @@ def test_the_package_and_the_space_leave_truncated_loading_off():
 def test_bad_sources_are_named_with_what_was_expected(pipe, tmp_path, monkeypatch):
     (tmp_path / "notes.png").write_text("a text file, not a picture\n")
     message = refused(pipe, str(tmp_path / "notes.png"))
-    assert f"{tmp_path / 'notes.png'} is not an image file" in message and "expected an image file" in message
+    assert f"{tmp_path / 'notes.png'} is not an image file" in message and "expected a PNG, JPEG" in message
     # a missing local file is not reported as a bad URL or base64 string
     assert refused(pipe, str(tmp_path / "missing.png")) == f"no such image file: {tmp_path / 'missing.png'}"
     assert "is a folder, not an image file" in refused(pipe, str(tmp_path))
@@ -149,8 +149,19 @@ def test_bad_sources_are_named_with_what_was_expected(pipe, tmp_path, monkeypatc
 def test_the_space_opens_only_the_formats_it_names(tmp_path):
     random_image(30, 30).save(tmp_path / "scan.tif")
     random_image(30, 30).save(tmp_path / "icon.ico")
-    assert to_rgb(read_image(tmp_path / "scan.tif")).size == (30, 30)  # the library reads any format Pillow reads
+    assert to_rgb(read_image(tmp_path / "scan.tif")).size == (30, 30)  # the library reads TIFF, the Space does not
     for name in ("scan.tif", "icon.ico"):
         with pytest.raises(UploadError) as caught:
             read_upload(tmp_path / name)
         assert str(caught.value).startswith(f"{name} is not an image file") and "PNG, JPEG, WEBP, BMP, GIF" in str(caught.value)
+
+
+def test_files_are_read_only_in_the_common_raster_formats(tmp_path):
+    """Pillow's other readers never run on an input (EPS and PDF start Ghostscript): an image in a format outside
+    aha.images.FORMATS is refused naming the formats expected, unless the caller names it."""
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "image.pcx")
+    message = refused(read_image, str(tmp_path / "image.pcx"))
+    assert "image.pcx" in message and "PNG, JPEG, WebP, BMP, GIF or TIFF" in message
+    assert read_image(str(tmp_path / "image.pcx"), formats=("PCX",)).size == (32, 32)
+    (tmp_path / "drawing.eps").write_text("%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 32 32\nshowpage\n")
+    assert "drawing.eps" in refused(read_image, str(tmp_path / "drawing.eps"))

@@ -52,8 +52,11 @@ MIN_SIDE = 16
 
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 _DAMAGED = (OSError, SyntaxError, ValueError, EOFError)  # what Pillow raises on truncated or corrupt data
+#: the raster formats files are read in by default: Pillow never tries its other readers (EPS and PDF run
+#: Ghostscript, for instance) on an input
+FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")  # JPEG includes MPO (Pillow opens those as JPEG)
 #: how every message describes the images expected
-EXPECTED = "an image file Pillow can read (PNG, JPEG, WebP, ...)"
+EXPECTED = "a PNG, JPEG, WebP, BMP, GIF or TIFF image file"
 
 
 class ImageInputError(ValueError):
@@ -70,7 +73,7 @@ def read_image(
     image,
     max_pixels: int = MAX_PIXELS,
     min_side: int = MIN_SIDE,
-    formats: tuple[str, ...] | None = None,
+    formats: tuple[str, ...] = FORMATS,
     timeout: float | None = None,
     name: str | None = None,
 ) -> Image.Image:
@@ -81,7 +84,7 @@ def read_image(
         max_pixels: most pixels (width x height) accepted.
         min_side: smallest width and height accepted.
         formats: Pillow format names a file may have (e.g. ``("PNG", "JPEG")``): Pillow does not even try the
-            others. Default: any format Pillow opens.
+            others. Default: :data:`FORMATS`, the common raster formats.
         timeout: seconds to wait for a URL.
         name: how messages name the image (default: its path or URL, "the PIL image", "the array").
     Raises:
@@ -113,7 +116,7 @@ def read_image(
                 "(max_image_pixels)"
             ) from None
         except UnidentifiedImageError:
-            expected = f"a {', '.join(formats)} image" if formats else EXPECTED
+            expected = EXPECTED if formats == FORMATS else f"a {', '.join(formats)} image"
             raise ImageInputError(f"{name} is not an image file Pillow can identify: expected {expected}") from None
         except _DAMAGED as error:  # a truncated header
             raise damaged(name, error) from None
@@ -234,4 +237,4 @@ def _array_to_rgb(array: np.ndarray, name: str) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(pixels), "RGB")
 
 
-__all__ = ["EXPECTED", "ImageInputError", "MAX_PIXELS", "MIN_SIDE", "check_limit", "check_size", "read_image", "to_rgb"]
+__all__ = ["EXPECTED", "FORMATS", "ImageInputError", "MAX_PIXELS", "MIN_SIDE", "check_limit", "check_size", "read_image", "to_rgb"]
