@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import datasets
 import pytest
@@ -178,3 +179,18 @@ def test_options_are_parsed_by_their_declared_type(setup, tmp_path):
     assert args.push_to_hub is True and args.methods == ["aha", "random", "rise", "occlusion"]
     assert args.metrics == ["deletion", "insertion", "positive", "negative"]
     assert args.method_option["rise"] == {"n_masks": 40}
+
+
+def test_a_finished_run_rerun_on_fewer_images_scores_nothing_and_keeps_no_token(setup, one_process, tmp_path, capfd):
+    out = tmp_path / "out"
+    shutil.copytree(one_process, out)
+    secret = "hf_SeCrEt0123456789"
+    assert _in_process(*_argv(setup, out, "--max_samples", 4, "--hub_token", secret)) == 0
+    captured = capfd.readouterr()
+    assert "scored 0 new images" in captured.out
+    rows = [json.loads(line) for line in (out / "per_image.jsonl").read_text().splitlines()]
+    assert sorted({row["index"] for row in rows}) == [0, 1, 2, 3] and len(rows) == 16
+    assert secret not in captured.out + captured.err
+    for root, _, names in os.walk(out):
+        for name in names:
+            assert secret not in (Path(root) / name).read_text(), name

@@ -157,7 +157,8 @@ def evaluate(args: argparse.Namespace) -> dict | None:
     classifier.to(accelerator.device)
     if explainer is not None:
         explainer.to(accelerator.device)
-    split = load_split(args)
+    with accelerator.main_process_first():  # one process fills the datasets cache, the others read it
+        split = load_split(args)
     labelled = needs_labels(args.metrics, args.target)
     check_columns(split, args, labelled)
     label_map = class_index_map((split.features or {}).get(args.label_column_name), classifier.config.label2id,
