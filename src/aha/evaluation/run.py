@@ -148,6 +148,10 @@ def evaluate(args: argparse.Namespace) -> dict | None:
         datasets.utils.logging.set_verbosity_error()
         transformers.utils.logging.set_verbosity_error()
     settings = result_settings(args)
+    if args.update_card is not None and not os.path.isdir(args.update_card):
+        raise FileNotFoundError(f"--update_card: no such explainer folder {args.update_card}")
+    if args.push_to_hub:
+        card_repo(args)
     if accelerator.is_main_process:
         make_folder(args.output_dir)
     accelerator.wait_for_everyone()
@@ -209,30 +213,52 @@ def evaluate(args: argparse.Namespace) -> dict | None:
         return None
 
     rows = merged_rows(read_rows(journal_files(args.output_dir)) + gathered, args.methods, args.max_samples)
-    write_rows(os.path.join(args.output_dir, PER_IMAGE_FILE), rows)
+    summary = write_results(args, rows)
+    print(f"aha evaluate: scored {scored} new images in {seconds:.1f} s ({scored / max(seconds, 1e-9):.2f} images/s on "
+          f"{accelerator.num_processes} process(es)); {summary['images']} images in {args.output_dir}/{PER_IMAGE_FILE}")
+    if args.update_card is not None or args.push_to_hub:
+        record_on_card(args, summary, explainer.config)
+    return summary
+
+
+def dataset_names(args: argparse.Namespace) -> tuple[str, str]:
+    """(the dataset's Hub id, or the kind of local data; a readable name): what a card and the summary record
+    (never a local path)."""
     dataset = hub_id(args.dataset_name) or ("imagefolder" if args.validation_dir else "local dataset")
-    dataset_name = args.dataset_name or os.path.basename(os.path.normpath(args.validation_dir or args.dataset_path))
+    return dataset, args.dataset_name or os.path.basename(os.path.normpath(args.validation_dir or args.dataset_path))
+
+
+def write_results(args: argparse.Namespace, rows: list[dict]) -> dict:
+    """The per-image file, and the summary computed from its rows (JSON and markdown); returns the summary."""
+    write_rows(os.path.join(args.output_dir, PER_IMAGE_FILE), rows)
     summary = summarise(rows, args.methods, {name: metric_directions()[name] for name in args.metrics}, {
-        "dataset": dataset_name, "dataset_config": args.dataset_config_name, "split": args.split,
+        "dataset": dataset_names(args)[1], "dataset_config": args.dataset_config_name, "split": args.split,
         "protocol": args.protocol, "target": args.target, "seed": args.seed, "metrics": args.metrics,
         "methods": args.methods, "method_options": args.method_option, "refine_steps": args.refine_steps,
     })
     write_json(os.path.join(args.output_dir, "summary.json"), summary)
     write_text(os.path.join(args.output_dir, "summary.md"), markdown(summary))
-    print(f"aha evaluate: scored {scored} new images in {seconds:.1f} s ({scored / max(seconds, 1e-9):.2f} images/s on "
-          f"{accelerator.num_processes} process(es)); {summary['images']} images in {args.output_dir}/{PER_IMAGE_FILE}")
-    if args.update_card is not None or args.push_to_hub:
-        results = card_results(summary, dataset, dataset_name, args.dataset_config_name)
-        if args.update_card is not None:
-            update_card(args.update_card, results, explainer.config)
-        if args.push_to_hub:
-            repo_id = args.hub_model_id or hub_id(args.model)
-            if repo_id is None:
-                raise ValueError(f"--push_to_hub: --model {args.model} is not a Hub repo; pass --hub_model_id")
-            model_index = eval_results_to_model_index(repo_id.split("/")[-1], results)
-            metadata_update(repo_id, {"model-index": model_index}, overwrite=True, token=args.hub_token,
-                            commit_message="aha evaluate: faithfulness results")
     return summary
+
+
+def card_repo(args: argparse.Namespace) -> str | None:
+    """The Hub repo whose card ``--push_to_hub`` updates. Raises ValueError when there is none."""
+    repo_id = args.hub_model_id or hub_id(args.model)
+    if repo_id is None:
+        raise ValueError(f"--push_to_hub: --model {args.model} is not a Hub repo; pass --hub_model_id")
+    return repo_id
+
+
+def record_on_card(args: argparse.Namespace, summary: dict, config) -> None:
+    """AHA's means as eval results in the card of ``--update_card`` and / or of the Hub repo (``--push_to_hub``)."""
+    results = card_results(summary, *dataset_names(args), args.dataset_config_name)
+    if args.update_card is not None:
+        update_card(args.update_card, results, config)
+    if args.push_to_hub:
+        repo_id = card_repo(args)
+        model_index = eval_results_to_model_index(repo_id.split("/")[-1], results)
+        metadata_update(repo_id, {"model-index": model_index}, overwrite=True, token=args.hub_token,
+                        commit_message="aha evaluate: faithfulness results")
 
 
 def main(args: argparse.Namespace) -> None:
