@@ -194,3 +194,16 @@ def test_a_finished_run_rerun_on_fewer_images_scores_nothing_and_keeps_no_token(
     for root, _, names in os.walk(out):
         for name in names:
             assert secret not in (Path(root) / name).read_text(), name
+
+
+def test_a_streamed_split_gives_the_rows_of_the_same_split_read_as_a_folder(setup, tmp_path):
+    folder = tmp_path / "images"
+    for index, example in enumerate(image_dataset(NUM_IMAGES)):
+        os.makedirs(folder / f"class_{example['label']}", exist_ok=True)
+        example["image"].save(folder / f"class_{example['label']}" / f"{index:03d}.png")
+    common = ["evaluate", "--model", setup / "explainer", "--methods", "aha,random", "--batch_size", BATCH_SIZE]
+    assert _in_process(*common, "--validation_dir", folder, "--output_dir", tmp_path / "folder") == 0
+    streamed = [*common, "--dataset_name", folder, "--split", "train", "--streaming", "true", "--output_dir", tmp_path / "stream"]
+    assert _in_process(*streamed, "--max_samples", 4) == 0  # then resumed on the whole split
+    assert _in_process(*streamed) == 0
+    assert (tmp_path / "stream" / "per_image.jsonl").read_text() == (tmp_path / "folder" / "per_image.jsonl").read_text()
