@@ -15,6 +15,11 @@ Writes to ``--output_dir``:
 - ``evaluation_settings.json``: the settings the rows were measured with.
 
 ``--update_card DIR`` / ``--push_to_hub`` write AHA's results into the explainer's model card as ``EvalResult`` s.
+
+Sharding: ``datasets.distributed.split_dataset_by_node`` gives each process a contiguous block of a map-style split;
+a stream is split by examples (every process reads the whole stream and keeps every ``num_processes``-th example),
+so that each image's index is its position in the split whatever the number of processes. Random draws are seeded
+per image index (:mod:`aha.evaluation.scoring`), so the rows do not depend on the sharding or the batch size.
 """
 
 from .arguments import build_parser
