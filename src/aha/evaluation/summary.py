@@ -109,16 +109,18 @@ def card_results(summary: dict, dataset: str, dataset_name: str, dataset_config:
     metrics)."""
     settings = summary["settings"]
     fields, _ = PROTOCOLS[settings["protocol"]]
-    keys = dict(CARD_KEYS)
+    keys, convention = dict(CARD_KEYS), "lrf"
     if fields == "chefer":
         keys = {name: key for name, key in keys.items() if name in ("positive", "negative")}
+    else:
+        convention = fields.get("insertion_convention", convention)
     means = {key: summary["results"]["aha"][name]["mean"] for name, key in keys.items() if name in summary["results"]["aha"]}
     means = {key: value for key, value in means.items() if value is not None}
     if not means:
         raise ValueError(f"the model card records {sorted(keys)}: none was measured (--metrics)")
     return faithfulness_results(
         means, dataset=dataset, split=settings["split"], reference="mean", target=settings["target"],
-        insertion_convention=fields.get("insertion_convention", "lrf") if isinstance(fields, dict) else "lrf",
+        insertion_convention=convention,
         dataset_name=dataset_name, dataset_config=dataset_config,
     )
 
