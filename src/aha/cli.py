@@ -16,6 +16,7 @@ import sys
 SUBCOMMANDS = {
     "train": ("aha.training", "train an explainer for a frozen image classifier"),
     "explain": ("aha.explain", "explain image files with a trained explainer: overlays, maps, curves"),
+    "evaluate": ("aha.evaluation", "score methods on a dataset split: the exact metrics, on one or many processes"),
     "demo": ("aha.demo", "the offline end-to-end benchmark: data, classifier, explainer, every method, report"),
 }
 

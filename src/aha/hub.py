@@ -62,6 +62,7 @@ def faithfulness_results(
     insertion_convention: str = "lrf",
     dataset_name: str | None = None,
     dataset_config: str | None = None,
+    target: str = "predicted",
 ) -> list[EvalResult]:
     """One ``EvalResult`` per faithfulness metric in ``metrics``, for a model card.
 
@@ -73,6 +74,8 @@ def faithfulness_results(
         reference: what deleted pixels became in deletion / insertion (``"mean"``, ``"black"``, ``"blur"``).
         insertion_convention: ``"lrf"`` (least relevant first) or ``"rise"`` (RISE-style insertion).
         dataset_name, dataset_config: a readable name of the dataset, and its configuration.
+        target: the class explained in deletion / insertion, ``"predicted"`` or ``"label"`` (the positive and
+            negative perturbations always score the label).
     Raises:
         ValueError: no known metric in ``metrics``, or a value that is not a finite number.
     """
@@ -85,7 +88,7 @@ def faithfulness_results(
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError(f"{key} must be a finite number, got {value!r}")
         name, protocol = FAITHFULNESS_METRICS[key]
-        arguments = {"target": "predicted", "reference": reference, **protocol}
+        arguments = {"target": target, "reference": reference, **protocol}
         if key == "insertion_auc":
             arguments["insertion"] = insertion_convention
         results.append(
