@@ -12,7 +12,7 @@ from aha.configuration_aha import _LIST_RULES, _NUMBER_RULES
 
 # fields checked by something other than a rule table or the type of a non-None default
 _STRING_OR_CONFIG_FIELDS = {"classifier_config", "classifier_name_or_path", "classifier_revision",
-                            "classifier_fingerprint", "feature_backbone_config", "pixel_head"}
+                            "classifier_fingerprint", "fingerprints", "feature_backbone_config", "pixel_head"}
 
 
 def _config(**fields):
@@ -52,7 +52,9 @@ def test_every_numeric_field_refuses_nan_infinity_and_non_numbers(name, bad):
         ("deletion_weight", -0.5, "deletion_weight must be a finite number >= 0, got -0.5"),
         ("refine_lr", 0.0, "refine_lr must be a finite number > 0, got 0.0"),
         ("initializer_range", 0.0, "initializer_range must be a finite number > 0, got 0.0"),
-        ("second_class", 1, "second_class must be true or false, got 1"),
+        ("second_class", 1, "second_class must be True or False (a bool), got 1"),
+        ("second_class", "false", "second_class must be True or False (a bool), got 'false'"),
+        ("fingerprints", {"weights": "sha256:0"}, "fingerprints must be None or a dict with the keys"),
         ("image_std", [0.5, 0.0, 0.5], "image_std[1] must be a finite number > 0, got 0.0"),
         ("image_mean", [0.5, math.nan, 0.5], "image_mean[1] must be a finite number, got nan"),
         ("grid_cell_patches", [0.5], "grid_cell_patches must be a list of 2 values, got [0.5]"),

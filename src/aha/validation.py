@@ -1,5 +1,5 @@
-"""Input checks shared by every public entry point: images, class indices and numeric options, with messages
-that name what was expected."""
+"""Input checks shared by every public entry point: images, class indices, numeric and boolean options, with
+messages that name what was expected."""
 
 from __future__ import annotations
 
@@ -65,6 +65,13 @@ def check_choice(what: str, value, choices: Sequence) -> None:
     """Raise a ValueError naming ``what`` unless ``value`` is one of ``choices``."""
     if value not in choices:
         raise ValueError(f"unknown {what} {value!r}; expected one of {tuple(choices)}")
+
+
+def check_bool(name: str, value) -> None:
+    """Raise a ValueError naming ``name`` unless ``value`` is True or False. Strings ("false", "no", "0"), numbers
+    and None are refused, never read by their truthiness: ``bool("false")`` is True."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False (a bool), got {value!r}")
 
 
 def check_number(
