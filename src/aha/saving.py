@@ -208,6 +208,7 @@ class ExplainerSavingMixin:
         """
         from .hub import push_explainer  # aha.hub imports the pipeline, which imports the explainer
 
+        check_bool("include_classifier", include_classifier)  # before the repository is created
         return push_explainer(self, repo_id, include_classifier=include_classifier, eval_results=eval_results, **kwargs)
 
     @classmethod
