@@ -311,9 +311,9 @@ class ExplainerSavingMixin:
                 "image_processor": processor[2] if processor else os.path.join(str(self.name_or_path), IMAGE_PROCESSOR_NAME),
             }
             differences = "; ".join(
-                f"{files[part]}: {FINGERPRINTED_PARTS[part]} "
-                f"{'is missing' if current[part] is None else 'has the fingerprint ' + short_fingerprint(current[part])}"
-                f", recorded {short_fingerprint(recorded[part])}"
+                f"{files[part]} ({FINGERPRINTED_PARTS[part]}): fingerprint "
+                + (short_fingerprint(current[part]) if current[part] else "none, the file is missing")
+                + ", saved " + (short_fingerprint(recorded[part]) if recorded[part] else "none, the save had no such file")
                 for part in changed
             )
             raise ValueError(
