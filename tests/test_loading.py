@@ -160,11 +160,11 @@ def _swap_labels(config):
 # edit -> (file, what the message says differs)
 EDITS = {
     "decoder weight": ("model.safetensors", _nudge_decoder, "the explainer's own weights"),
-    "id2label swapped": ("config.json", lambda p: _edit_json(p, _swap_labels), "config.json's classifier_config"),
+    "id2label swapped": ("config.json", lambda p: _edit_json(p, _swap_labels), "classifier_config: the classifier's id2label"),
     "classifier architecture field": ("config.json", lambda p: _edit_json(p, lambda c: c["classifier_config"].update(
-        layer_norm_eps=1e-5)), "config.json's classifier_config"),
+        layer_norm_eps=1e-5)), "classifier_config: the classifier's id2label"),
     "explainer normalisation": ("config.json", lambda p: _edit_json(p, lambda c: c.update(image_mean=[0.4, 0.5, 0.5])),
-                                "config.json's own fields"),
+                                "the explainer's own config fields"),
     "processor mean": ("preprocessor_config.json", lambda p: _edit_json(p, lambda c: c.update(image_mean=[0.4, 0.5, 0.5])),
                        "the image processor's settings"),
     "processor std": ("preprocessor_config.json", lambda p: _edit_json(p, lambda c: c.update(image_std=[0.2, 0.5, 0.5])),
@@ -180,7 +180,7 @@ EDITS = {
 def test_an_edit_to_anything_that_decides_the_map_is_refused_naming_the_file(saved_with_processor, edit):
     name, change, part = EDITS[edit]
     change(saved_with_processor / name)
-    with pytest.raises(ValueError, match=re.escape(f"{saved_with_processor / name} ({part}") + r".*\): fingerprint sha256:\w+\.\.\., saved sha256:"):
+    with pytest.raises(ValueError, match=re.escape(f"{saved_with_processor / name} [{part}") + r".*\]: fingerprint sha256:\w+\.\.\., saved sha256:"):
         AHAExplainer.from_pretrained(saved_with_processor)
 
 
@@ -192,11 +192,11 @@ def test_the_files_as_saved_load_and_config_arguments_still_apply(saved_with_pro
 
 def test_a_processor_added_or_removed_after_saving_is_refused(saved, saved_with_processor):
     shutil.copy(saved_with_processor / "preprocessor_config.json", saved)
-    with pytest.raises(ValueError, match=re.escape(f"{saved / 'preprocessor_config.json'} (the image processor's "
+    with pytest.raises(ValueError, match=re.escape(f"{saved / 'preprocessor_config.json'} [the image processor's "
                                                    "settings") + ".*saved none, the save had no such file"):
         AHAExplainer.from_pretrained(saved)
     (saved_with_processor / "preprocessor_config.json").unlink()
-    with pytest.raises(ValueError, match=r"the image processor's settings .*: fingerprint none, the file is missing, saved sha256:"):
+    with pytest.raises(ValueError, match=r"the image processor's settings.*\]: fingerprint none, the file is missing, saved sha256:"):
         AHAExplainer.from_pretrained(saved_with_processor)
 
 

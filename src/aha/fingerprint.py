@@ -25,11 +25,10 @@ FINGERPRINT_ALGORITHM = "sha256"
 
 #: the parts of :func:`saved_fingerprints` and what each covers (for messages)
 FINGERPRINTED_PARTS = {
-    "weights": "the explainer's own weights (decoder, feature backbone)",
-    "classifier_config": "config.json's classifier_config (the classifier's id2label/label2id, num_labels, "
-                         "architecture fields)",
-    "explainer_config": "config.json's own fields (decoder, feature layers, normalisation, objective)",
-    "image_processor": "the image processor's settings (image_mean, image_std, size, resample, rescaling, ...)",
+    "weights": "the explainer's own weights: decoder, feature backbone",
+    "classifier_config": "classifier_config: the classifier's id2label/label2id, num_labels, architecture fields",
+    "explainer_config": "the explainer's own config fields: decoder, feature layers, normalisation, objective",
+    "image_processor": "the image processor's settings: image_mean, image_std, size, resample, rescaling, ...",
 }
 #: config.json keys outside the fingerprints: the fingerprints themselves (the classifier's is checked on its own),
 #: where the classifier is loaded from (a moved classifier can be pointed at; its weights are still checked), and

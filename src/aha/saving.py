@@ -311,7 +311,7 @@ class ExplainerSavingMixin:
                 "image_processor": processor[2] if processor else os.path.join(str(self.name_or_path), IMAGE_PROCESSOR_NAME),
             }
             differences = "; ".join(
-                f"{files[part]} ({FINGERPRINTED_PARTS[part]}): fingerprint "
+                f"{files[part]} [{FINGERPRINTED_PARTS[part]}]: fingerprint "
                 + (short_fingerprint(current[part]) if current[part] else "none, the file is missing")
                 + ", saved " + (short_fingerprint(recorded[part]) if recorded[part] else "none, the save had no such file")
                 for part in changed
