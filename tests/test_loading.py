@@ -12,6 +12,7 @@ import transformers as T
 from conftest import make_classifier
 from safetensors.torch import load_file, save_file
 from training_helpers import processor
+from transformers import pipeline
 
 from aha import AHAExplainer
 from aha.fingerprint import short_fingerprint, weights_fingerprint
@@ -246,9 +247,11 @@ def test_auto_map_in_a_saved_explainer_is_refused_naming_the_file(saved_with_pro
     custom = {"AutoImageProcessor": "custom.CustomProcessor", "AutoConfig": "custom.CustomConfig"}
     target = key.rpartition(".")[0]
     _edit_json(saved_with_processor / name, lambda c: (c[target] if target else c).update(auto_map=custom))
-    with pytest.raises(ValueError, match=re.escape(f"{saved_with_processor / name} sets {key}: it asks transformers "
-                                                   "to run custom code")):
+    message = re.escape(f"{saved_with_processor / name} sets {key}: it asks transformers to run custom code")
+    with pytest.raises(ValueError, match=message):
         AHAExplainer.from_pretrained(saved_with_processor)
+    with pytest.raises(ValueError, match=message):  # the pipeline from a saved folder, as users run it
+        pipeline("image-attribution", model=str(saved_with_processor))
 
 
 @pytest.mark.parametrize("name", ["config.json", "preprocessor_config.json"])

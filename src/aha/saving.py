@@ -174,25 +174,30 @@ class ExplainerSavingMixin:
             raise NotADirectoryError(f"save_pretrained: {save_directory} is a file; pass a folder to save the explainer in")
         main_process = kwargs.get("is_main_process", True)
         state_dict = self.state_dict() if state_dict is None else state_dict
-        weights = own_weights(state_dict)
-        processor_settings = None
-        if main_process:  # the processor first: config.json records its fingerprint
-            processor_path = os.path.join(save_directory, IMAGE_PROCESSOR_NAME)
-            if self.image_processor is not None:
-                self.image_processor.save_pretrained(save_directory)
-                processor_settings = read_json(processor_path)
-            elif os.path.isfile(processor_path):  # an earlier save's: it would be loaded as this explainer's
-                os.remove(processor_path)
+        stale = os.path.join(save_directory, IMAGE_PROCESSOR_NAME)
+        if main_process and self.image_processor is None and os.path.isfile(stale):
+            os.remove(stale)  # an earlier save's processor: it would be loaded as this explainer's
         self.config.classifier_fingerprint = weights_fingerprint(self.classifier)
         self.config.includes_classifier = include_classifier
         try:
-            super().save_pretrained(save_directory, *args, state_dict=state_dict if include_classifier else weights, **kwargs)
-            if main_process:
-                written = read_json(os.path.join(save_directory, CONFIG_NAME))
-                self.config.fingerprints = saved_fingerprints(weights, written, processor_settings)
-                self.config.save_pretrained(save_directory)
+            self._write_save(save_directory, state_dict, include_classifier, main_process, *args, **kwargs)
         finally:
             self.config.includes_classifier = True  # in memory the explainer always holds its classifier
+
+    def _write_save(self, folder: str, state_dict: dict, include_classifier: bool, main_process: bool, *args, **kwargs):
+        """Write a save into ``folder``: the image processor first, then the weights and config.json (transformers'
+        ``save_pretrained``), then config.json again with the ``fingerprints`` of the weights and of both files as
+        written."""
+        weights = own_weights(state_dict)
+        processor_settings = None
+        if main_process and self.image_processor is not None:
+            self.image_processor.save_pretrained(folder)
+            processor_settings = read_json(os.path.join(folder, IMAGE_PROCESSOR_NAME))
+        super().save_pretrained(folder, *args, state_dict=state_dict if include_classifier else weights, **kwargs)
+        if main_process:
+            written = read_json(os.path.join(folder, CONFIG_NAME))
+            self.config.fingerprints = saved_fingerprints(weights, written, processor_settings)
+            self.config.save_pretrained(folder)
 
     @renamed_keyword("include_target", "include_classifier")
     def push_to_hub(self, repo_id: str, *, include_classifier: bool = True, eval_results=None, **kwargs):
