@@ -33,19 +33,22 @@ def check_local_path(name_or_path, what: str) -> None:
         raise FileNotFoundError(f"{what}: no such local folder {name_or_path}")
 
 
-def read_model_json(name_or_path, filename: str, **hub_kwargs) -> tuple[dict, str] | None:
+def read_model_json(name_or_path, filename: str, required: bool = False, **hub_kwargs) -> tuple[dict, str] | None:
     """``(content, path)`` of the JSON file ``filename`` (e.g. ``config.json``, ``preprocessor_config.json``) of the
     model at ``name_or_path`` (a local folder, or a Hub id through the cache; ``hub_kwargs``: ``revision``,
-    ``token``, ...), or None when the model has no such file.
+    ``token``, ...), or None when the model has no such file (unless ``required``: then transformers' error, which
+    tells a missing file from a network failure).
 
     Raises:
         DamagedFileError: the file is not a JSON object (named).
         ValueError: the file has an ``auto_map`` (at any depth): it asks transformers to run custom code from the
             repository, which this library never does (transformers would stop to ask on the terminal).
     """
+    optional = {} if required else dict(
+        _raise_exceptions_for_missing_entries=False, _raise_exceptions_for_connection_errors=False
+    )
     path = cached_file(
-        str(name_or_path), filename, _raise_exceptions_for_missing_entries=False,
-        _raise_exceptions_for_connection_errors=False,
+        str(name_or_path), filename, **optional,
         **{key: value for key, value in hub_kwargs.items() if key in _HUB_FILE_KWARGS},
     )
     if path is None:

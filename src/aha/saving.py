@@ -75,12 +75,11 @@ def _check_explainer_folder(name_or_path, **hub_kwargs) -> tuple[dict, str]:
     missing local folder, no config.json, or the config of another model type), or when config.json asks for
     custom code (``auto_map``)."""
     check_local_path(name_or_path, "AHAExplainer.from_pretrained")
-    found = read_model_json(name_or_path, CONFIG_NAME, **hub_kwargs)
-    if found is None:
+    if os.path.isdir(name_or_path) and not os.path.isfile(os.path.join(name_or_path, CONFIG_NAME)):
         raise FileNotFoundError(
             f"{name_or_path} holds no config.json: it is not a saved explainer (AHAExplainer.save_pretrained writes one)"
         )
-    stored, path = found
+    stored, path = read_model_json(name_or_path, CONFIG_NAME, required=True, **hub_kwargs)
     model_type = stored.get("model_type")
     if model_type != AHAConfig.model_type:
         raise ValueError(
