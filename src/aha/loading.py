@@ -13,6 +13,7 @@ from transformers import PreTrainedModel
 from transformers.utils import cached_file
 
 from .safe_files import DamagedFileError, read_json, safetensors_header
+from .validation import all_finite
 
 
 #: ``cached_file`` arguments that say where and how a Hub file is found
@@ -82,9 +83,9 @@ def check_finite_weights(model: torch.nn.Module, name_or_path, skip: str = "") -
     """Raise a ValueError naming the weights files of ``name_or_path`` and the first tensor of ``model`` that holds
     NaN or infinite values (keys starting with ``skip`` are left out: weights checked elsewhere)."""
     for key, tensor in model.state_dict().items():
-        if skip and key.startswith(skip) or not (tensor.is_floating_point() or tensor.is_complex()):
+        if skip and key.startswith(skip):
             continue
-        if not torch.isfinite(tensor).all():
+        if not all_finite(tensor):
             raise ValueError(
                 f"{weights_files(name_or_path)}: {key} holds NaN or infinite values; the weights file is damaged "
                 "or was edited (a model with such weights gives NaN maps), so it is not loaded"

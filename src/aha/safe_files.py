@@ -14,6 +14,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from .validation import all_finite
+
 
 class DamagedFileError(ValueError):
     """A file that exists but cannot be read as what it should be (damaged, truncated or foreign)."""
@@ -69,7 +71,7 @@ def read_safetensors(path: str, device: str | torch.device = "cpu") -> tuple[dic
     except (SafetensorError, OSError, ValueError) as error:
         raise _damaged(path, error) from error
     for key, tensor in tensors.items():
-        if (tensor.is_floating_point() or tensor.is_complex()) and not torch.isfinite(tensor).all():
+        if not all_finite(tensor):
             raise DamagedFileError(f"{path}: {key} holds NaN or infinite values: the file is damaged or was edited")
     return tensors, metadata
 
