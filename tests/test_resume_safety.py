@@ -199,6 +199,8 @@ BAD_VALUES = {
                            "optimizer.safetensors: state.0.step must be an integer >= 0 and <= 1"),
     "torch RNG byte 300": ("rng_state_0.json", lambda s: s["torch"].__setitem__(0, 300),
                            "rng_state_0.json: torch[0] must be an integer >= 0 and <= 255, got 300"),
+    "numpy RNG position": ("rng_state_0.json", lambda s: s["numpy"].__setitem__(2, 625),
+                           "rng_state_0.json: numpy[2] (position) must be an integer >= 0 and <= 624, got 625"),
     "python RNG index": ("rng_state_0.json", lambda s: s["python"][1].__setitem__(-1, 10**6),
                          "rng_state_0.json: the python or numpy RNG state cannot be restored"),
 }

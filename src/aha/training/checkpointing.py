@@ -181,7 +181,7 @@ class TrainingState:
         rng_path = _require(directory, rng_file(accelerator.process_index))
         rng = _checked_rng_states(read_json(rng_path), accelerator.device, self.generator, rng_path)
         scheduler_steps = completed_steps * accelerator.num_processes  # accelerate steps it once per process
-        highest_lr = max(group["initial_lr"] for group in self.optimizer.param_groups)
+        highest_lr = max(group.get("initial_lr", group["lr"]) for group in self.optimizer.param_groups)
         scheduler_state = _checked_values(
             state.get("lr_scheduler"), self.lr_scheduler.state_dict(), f"{state_path}: lr_scheduler", {
                 "last_epoch": dict(integer=True, minimum=-1, maximum=scheduler_steps),
@@ -466,6 +466,10 @@ def _checked_rng_states(states, device: torch.device, generator: torch.Generator
             check_number(f"{where}: {name}[{index}]", value, integer=True, minimum=0, maximum=255)
         return torch.tensor(values, dtype=torch.uint8)
 
+    _, _, position, has_gauss, cached = states["numpy"]
+    check_number(f"{where}: numpy[2] (position)", position, integer=True, minimum=0, maximum=624)
+    check_number(f"{where}: numpy[3] (has_gauss)", has_gauss, integer=True, minimum=0, maximum=1)
+    check_number(f"{where}: numpy[4] (cached gaussian)", cached)
     try:
         version, internal, gauss_next = states["python"]
         random.Random().setstate((version, tuple(internal), gauss_next))
