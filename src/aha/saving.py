@@ -174,7 +174,7 @@ class ExplainerSavingMixin:
         main_process = kwargs.get("is_main_process", True)
         state_dict = self.state_dict() if state_dict is None else state_dict
         stale = os.path.join(save_directory, IMAGE_PROCESSOR_NAME)
-        if main_process and self.image_processor is None and os.path.isfile(stale):
+        if main_process and self.image_processor is None and (os.path.isfile(stale) or os.path.islink(stale)):
             os.remove(stale)  # an earlier save's processor: it would be loaded as this explainer's
         self.config.classifier_fingerprint = weights_fingerprint(self.classifier)
         self.config.includes_classifier = include_classifier
