@@ -276,3 +276,12 @@ def test_aha_train_refuses_a_bad_checkpoint_value_and_changes_nothing(tmp_path, 
     assert run.returncode != 0
     assert f"{path}: {field}" in run.stderr, run.stderr[-2000:]
     assert _files(out) == before
+
+
+def test_a_step_counter_that_contradicts_its_folder_is_refused(tmp_path, checkpoint):
+    planted = tmp_path / "checkpoints" / "step_1"
+    shutil.copytree(checkpoint, planted)
+    _edit_json(planted / "training_state.json", lambda s: s.update(completed_steps=2))
+    with pytest.raises(ValueError, match=re.escape(f"{planted / 'training_state.json'}: completed_steps is 2, but the "
+                                                   "checkpoint's folder says step 1")):
+        _run(tmp_path / "out", "--resume_from_checkpoint", planted)
