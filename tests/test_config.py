@@ -1,18 +1,22 @@
-"""AHAConfig refuses what it cannot honour: unknown keys, and field values outside their rule, NaN and 0 included."""
+"""AHAConfig and the small APIs refuse what they cannot honour: unknown keys, field values outside their rule (NaN
+and 0 included), strings or numbers for booleans, and a one-class classifier."""
 
 import math
 import re
 
 import pytest
+import torch
+import transformers as T
 from conftest import make_classifier
 
 from aha import AHAConfig, AHAExplainer
 from aha.configuration_aha import _LIST_RULES, _NUMBER_RULES
+from aha.refinement import RefinementPlan
 
 
 # fields checked by something other than a rule table or the type of a non-None default
 _STRING_OR_CONFIG_FIELDS = {"classifier_config", "classifier_name_or_path", "classifier_revision",
-                            "classifier_fingerprint", "feature_backbone_config", "pixel_head"}
+                            "classifier_fingerprint", "fingerprints", "feature_backbone_config", "pixel_head"}
 
 
 def _config(**fields):
@@ -52,7 +56,9 @@ def test_every_numeric_field_refuses_nan_infinity_and_non_numbers(name, bad):
         ("deletion_weight", -0.5, "deletion_weight must be a finite number >= 0, got -0.5"),
         ("refine_lr", 0.0, "refine_lr must be a finite number > 0, got 0.0"),
         ("initializer_range", 0.0, "initializer_range must be a finite number > 0, got 0.0"),
-        ("second_class", 1, "second_class must be true or false, got 1"),
+        ("second_class", 1, "second_class must be True or False (a bool), got 1"),
+        ("second_class", "false", "second_class must be True or False (a bool), got 'false'"),
+        ("fingerprints", {"weights": "sha256:0"}, "fingerprints must be None or a dict with the keys"),
         ("image_std", [0.5, 0.0, 0.5], "image_std[1] must be a finite number > 0, got 0.0"),
         ("image_mean", [0.5, math.nan, 0.5], "image_mean[1] must be a finite number, got nan"),
         ("grid_cell_patches", [0.5], "grid_cell_patches must be a list of 2 values, got [0.5]"),
@@ -103,3 +109,38 @@ def test_valid_configs_round_trip(tmp_path):
     config.save_pretrained(tmp_path)
     reloaded = AHAConfig.from_pretrained(tmp_path)
     assert reloaded.fusion_channels == 8 and reloaded.references == ["mean"] and reloaded.tau_start == 2
+
+
+def _save(value, explainer, tmp_path):
+    explainer.save_pretrained(tmp_path / "save", include_classifier=value)
+
+
+# boolean options of the small APIs -> a call that passes the value; "false" is never taken as true
+BOOLEAN_OPTIONS = {
+    "checkpoint": lambda value, explainer, tmp_path: RefinementPlan(checkpoint=value),
+    "alternate_terms": lambda value, explainer, tmp_path: RefinementPlan(alternate_terms=value),
+    "second_class": lambda value, explainer, tmp_path: _config(second_class=value),
+    "noise": lambda value, explainer, tmp_path: explainer.objective(
+        explainer.classifier, torch.zeros(1, 3, 32, 32), torch.zeros(1, 32, 32), torch.zeros(1, dtype=torch.long),
+        tau=1.0, grid=4, reference="mean", noise=value),
+    "include_classifier": _save,
+}
+
+
+@pytest.mark.parametrize("option", BOOLEAN_OPTIONS)
+@pytest.mark.parametrize("value", ["false", "no", "0", 0, 1, None])
+def test_boolean_options_refuse_strings_and_numbers(tmp_path, option, value):
+    explainer = AHAExplainer.from_classifier(make_classifier("vit"))
+    with pytest.raises(ValueError, match=re.escape(f"{option} must be True or False (a bool), got {value!r}")):
+        BOOLEAN_OPTIONS[option](value, explainer, tmp_path)
+    assert not (tmp_path / "save").exists()
+
+
+def test_a_one_class_classifier_is_refused_naming_num_labels():
+    classifier = T.ViTForImageClassification(T.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                                         num_attention_heads=2, intermediate_size=64, num_labels=1))
+    message = re.escape("classifier_config.num_labels is 1: a classifier with fewer than 2 classes cannot be explained")
+    with pytest.raises(ValueError, match=message + r".*objective, is constant"):
+        AHAExplainer.from_classifier(classifier)
+    with pytest.raises(ValueError, match=message):
+        AHAConfig(classifier_config=classifier.config.to_dict())

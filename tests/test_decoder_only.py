@@ -153,15 +153,17 @@ def test_feature_backbone_is_kept_in_decoder_only_saves(tmp_path, classifier_dir
 
 
 def test_an_old_config_with_includes_target_loads(tmp_path, classifier_dir, explainer, images):
-    """Saves of aha-explain 0.1 call the field includes_target: decoder-only and self-contained ones both load."""
+    """Saves of aha-explain 0.1 call the field includes_target: decoder-only and self-contained ones both load
+    (with allow_unfingerprinted=True: they record no fingerprints)."""
     for name, include in (("decoder", False), ("full", True)):
         explainer.save_pretrained(tmp_path / name, include_classifier=include)
         config = json.loads((tmp_path / name / "config.json").read_text())
         assert config.pop("includes_classifier") is include
         config["includes_target"] = include
+        del config["fingerprints"]  # 0.1 recorded none: such saves load by the legacy path
         (tmp_path / name / "config.json").write_text(json.dumps(config))
         assert AHAConfig.from_pretrained(tmp_path / name).includes_classifier is include
-        reloaded = AHAExplainer.from_pretrained(tmp_path / name)
+        reloaded = AHAExplainer.from_pretrained(tmp_path / name, allow_unfingerprinted=True)
         assert torch.equal(reloaded(images).attributions, explainer(images).attributions)
 
 

@@ -1,6 +1,8 @@
-"""Loading is strict: the stored classifier is the fingerprinted one, no weight is left random, damaged files and
-wrong folders are named."""
+"""Loading is strict: the stored classifier is the fingerprinted one, so is everything else that decides a map
+(weights, configs, image processor), no weight is left random or non-finite, no file asks for custom code, damaged
+files and wrong folders are named."""
 
+import json
 import re
 import shutil
 
@@ -10,6 +12,7 @@ import transformers as T
 from conftest import make_classifier
 from safetensors.torch import load_file, save_file
 from training_helpers import processor
+from transformers import pipeline
 
 from aha import AHAExplainer
 from aha.fingerprint import short_fingerprint, weights_fingerprint
@@ -126,3 +129,136 @@ def test_save_pretrained_to_a_file_raises(tmp_path):
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(NotADirectoryError, match="is a file"):
         AHAExplainer.from_classifier(make_classifier("vit")).save_pretrained(tmp_path / "file")
+
+
+# ------------------------------------------------------------------ everything that decides a map is fingerprinted
+@pytest.fixture
+def saved_with_processor(tmp_path):
+    """A self-contained explainer save with its image processor."""
+    explainer = AHAExplainer.from_classifier(make_classifier("vit"), image_processor=processor(), fusion_channels=16)
+    explainer.save_pretrained(tmp_path / "with_processor")
+    return tmp_path / "with_processor"
+
+
+def _edit_json(path, edit):
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data, indent=2))
+
+
+def _nudge_decoder(path):
+    weights = load_file(path)
+    key = next(k for k in sorted(weights) if k.startswith("decoder."))
+    weights[key].view(-1)[0] += 1e-3
+    save_file(weights, path, metadata={"format": "pt"})
+
+
+def _swap_labels(config):
+    labels = config["classifier_config"]["id2label"]
+    labels["0"], labels["1"] = labels["1"], labels["0"]
+
+
+# edit -> (file, what the message says differs)
+EDITS = {
+    "decoder weight": ("model.safetensors", _nudge_decoder, "the explainer's own weights"),
+    "id2label swapped": ("config.json", lambda p: _edit_json(p, _swap_labels), "classifier_config: the classifier's id2label"),
+    "classifier architecture field": ("config.json", lambda p: _edit_json(p, lambda c: c["classifier_config"].update(
+        layer_norm_eps=1e-5)), "classifier_config: the classifier's id2label"),
+    "explainer normalisation": ("config.json", lambda p: _edit_json(p, lambda c: c.update(image_mean=[0.4, 0.5, 0.5])),
+                                "the explainer's own config fields"),
+    "processor mean": ("preprocessor_config.json", lambda p: _edit_json(p, lambda c: c.update(image_mean=[0.4, 0.5, 0.5])),
+                       "the image processor's settings"),
+    "processor std": ("preprocessor_config.json", lambda p: _edit_json(p, lambda c: c.update(image_std=[0.2, 0.5, 0.5])),
+                      "the image processor's settings"),
+    "processor resample": ("preprocessor_config.json", lambda p: _edit_json(p, lambda c: c.update(resample=3)),
+                           "the image processor's settings"),
+    "processor rescale": ("preprocessor_config.json", lambda p: _edit_json(p, lambda c: c.update(do_rescale=False)),
+                          "the image processor's settings"),
+}
+
+
+@pytest.mark.parametrize("edit", EDITS)
+def test_an_edit_to_anything_that_decides_the_map_is_refused_naming_the_file(saved_with_processor, edit):
+    name, change, part = EDITS[edit]
+    change(saved_with_processor / name)
+    with pytest.raises(ValueError, match=re.escape(f"{saved_with_processor / name} [{part}") + r".*\]: fingerprint sha256:\w+\.\.\., saved sha256:"):
+        AHAExplainer.from_pretrained(saved_with_processor)
+
+
+def test_the_files_as_saved_load_and_config_arguments_still_apply(saved_with_processor):
+    """Fingerprints are taken from the files, so a field passed as an argument is not an edit."""
+    reloaded = AHAExplainer.from_pretrained(saved_with_processor, refine_lr=0.1)
+    assert reloaded.config.refine_lr == 0.1 and reloaded.image_processor is not None
+
+
+def test_a_processor_added_or_removed_after_saving_is_refused(saved, saved_with_processor):
+    shutil.copy(saved_with_processor / "preprocessor_config.json", saved)
+    with pytest.raises(ValueError, match=re.escape(f"{saved / 'preprocessor_config.json'} [the image processor's "
+                                                   "settings") + ".*saved none, the save had no such file"):
+        AHAExplainer.from_pretrained(saved)
+    (saved_with_processor / "preprocessor_config.json").unlink()
+    with pytest.raises(ValueError, match=r"the image processor's settings.*\]: fingerprint none, the file is missing, saved sha256:"):
+        AHAExplainer.from_pretrained(saved_with_processor)
+
+
+def test_saving_without_a_processor_removes_an_earlier_saves_one(saved_with_processor):
+    AHAExplainer.from_classifier(make_classifier("vit"), fusion_channels=16).save_pretrained(saved_with_processor)
+    assert not (saved_with_processor / "preprocessor_config.json").exists()
+    assert AHAExplainer.from_pretrained(saved_with_processor).image_processor is None
+
+
+@pytest.mark.parametrize("field", ["fingerprints", "classifier_fingerprint"])
+def test_a_nulled_fingerprint_is_refused_and_the_legacy_path_says_so(saved, field, caplog):
+    _edit_json(saved / "config.json", lambda config: config.update({field: None}))
+    with pytest.raises(ValueError, match=re.escape(f"{saved / 'config.json'} records no {field}") + ".*allow_unfingerprinted=True"):
+        AHAExplainer.from_pretrained(saved)
+    reloaded = AHAExplainer.from_pretrained(saved, allow_unfingerprinted=True)  # a save from before fingerprints
+    assert f"records no {field}" in caplog.text
+    reloaded.save_pretrained(saved)  # saving again records them
+    AHAExplainer.from_pretrained(saved)
+    with pytest.raises(ValueError, match="allow_unfingerprinted must be True or False"):
+        AHAExplainer.from_pretrained(saved, allow_unfingerprinted="false")
+
+
+def test_nan_weights_never_load_naming_the_file_and_the_tensor(saved, tmp_path):
+    weights = load_file(saved / "model.safetensors")
+    key = next(k for k in sorted(weights) if k.startswith("decoder."))
+    weights[key].view(-1)[0] = float("nan")
+    save_file(weights, saved / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=re.escape(f"{saved / 'model.safetensors'}: {key} holds NaN or infinite values")):
+        AHAExplainer.from_pretrained(saved)
+    classifier = make_classifier("vit")
+    with torch.no_grad():
+        classifier.classifier.bias[0] = float("inf")
+    classifier.save_pretrained(tmp_path / "classifier")
+    processor().save_pretrained(tmp_path / "classifier")
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'classifier' / 'model.safetensors'}: classifier.bias holds NaN")):
+        load_classifier_and_processor(str(tmp_path / "classifier"))
+
+
+def _no_prompt(*_):
+    raise AssertionError("transformers asked on the terminal whether to run custom code")
+
+
+@pytest.mark.parametrize("name, key", [("config.json", "auto_map"), ("config.json", "classifier_config.auto_map"),
+                                       ("preprocessor_config.json", "auto_map")])
+def test_auto_map_in_a_saved_explainer_is_refused_naming_the_file(saved_with_processor, monkeypatch, name, key):
+    monkeypatch.setattr("builtins.input", _no_prompt)
+    custom = {"AutoImageProcessor": "custom.CustomProcessor", "AutoConfig": "custom.CustomConfig"}
+    target = key.rpartition(".")[0]
+    _edit_json(saved_with_processor / name, lambda c: (c[target] if target else c).update(auto_map=custom))
+    message = re.escape(f"{saved_with_processor / name} sets {key}: it asks transformers to run custom code")
+    with pytest.raises(ValueError, match=message):
+        AHAExplainer.from_pretrained(saved_with_processor)
+    with pytest.raises(ValueError, match=message):  # the pipeline from a saved folder, as users run it
+        pipeline("image-attribution", model=str(saved_with_processor))
+
+
+@pytest.mark.parametrize("name", ["config.json", "preprocessor_config.json"])
+def test_auto_map_in_a_classifier_folder_is_refused_naming_the_file(tmp_path, monkeypatch, name):
+    monkeypatch.setattr("builtins.input", _no_prompt)
+    make_classifier("vit").save_pretrained(tmp_path)
+    processor().save_pretrained(tmp_path)
+    _edit_json(tmp_path / name, lambda c: c.update(auto_map={"AutoImageProcessor": "custom.CustomProcessor"}))
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / name} sets auto_map")):
+        load_classifier_and_processor(str(tmp_path))

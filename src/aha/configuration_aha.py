@@ -10,8 +10,9 @@ import re
 from transformers import AutoConfig, GenerationConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .fingerprint import FINGERPRINTED_PARTS
 from .perturbation import check_reference
-from .validation import check_number
+from .validation import check_bool, check_number
 
 
 # Range rules of numeric fields: name -> keyword arguments of `aha.validation.check_number` (None is accepted
@@ -42,7 +43,7 @@ _NUMBER_RULES = {
 # separate feature backbone: never set by hand.
 RECORDED_FIELDS = frozenset({
     "classifier_config", "classifier_name_or_path", "classifier_revision", "classifier_fingerprint",
-    "includes_classifier", "feature_backbone_config", "image_mean", "image_std",
+    "includes_classifier", "fingerprints", "feature_backbone_config", "image_mean", "image_std",
 })
 # List fields: name -> (check_number keyword arguments of each element, allowed lengths or None for any >= 1)
 _LIST_RULES = {
@@ -79,7 +80,12 @@ class AHAConfig(PreTrainedConfig):
             Hub revision (branch, tag or commit) of `classifier_name_or_path`.
         classifier_fingerprint (`str`, *optional*):
             `"sha256:<hex>"` digest of the classifier's weights (see [`aha.fingerprint.weights_fingerprint`]),
-            recorded by `save_pretrained` and checked when a decoder-only save is loaded.
+            recorded by `save_pretrained` and checked whenever a save is loaded.
+        fingerprints (`dict`, *optional*):
+            `"sha256:<hex>"` digests of everything else a save holds that decides a map (see
+            [`aha.fingerprint.saved_fingerprints`]): `"weights"` (the explainer's own weights), `"classifier_config"`,
+            `"explainer_config"` and `"image_processor"` (None when saved without one). Recorded by `save_pretrained`;
+            `from_pretrained` refuses a save whose files no longer match them.
         includes_classifier (`bool`):
             Whether the saved weights include the frozen classifier (`save_pretrained(include_classifier=...)`).
             (Configs written before this name was chosen call it `includes_target`; they load as they are.)
@@ -159,6 +165,7 @@ class AHAConfig(PreTrainedConfig):
     classifier_name_or_path: str | None = None
     classifier_revision: str | None = None
     classifier_fingerprint: str | None = None
+    fingerprints: dict | None = None
     includes_classifier: bool = True
     feature_backbone_config: dict | PreTrainedConfig | None = None
     feature_layers: list[int] | None = None
@@ -267,15 +274,37 @@ class AHAConfig(PreTrainedConfig):
             elif name == "classifier_fingerprint":
                 if value is not None and not (isinstance(value, str) and _FINGERPRINT.match(value)):
                     raise ValueError(f'classifier_fingerprint must be "sha256:" and 64 hex digits, or None, got {value!r}')
+            elif name == "fingerprints":
+                _check_fingerprints(value)
             elif isinstance(default, bool):
-                if not isinstance(value, bool):
-                    raise ValueError(f"{name} must be true or false, got {value!r}")
+                check_bool(name, value)
             elif isinstance(default, (int, float)):
                 check_number(name, value, integer=isinstance(default, int))
             elif value is not None and not isinstance(value, (str, dict, PreTrainedConfig)):
                 raise ValueError(f"{name} must be a string or None, got {value!r}")
+        num_labels = getattr(self.classifier_config, "num_labels", None)
+        if num_labels is not None and num_labels < 2:
+            raise ValueError(
+                f"classifier_config.num_labels is {num_labels}: a classifier with fewer than 2 classes cannot be "
+                "explained (the softmax probability of its one class is always 1, so every deletion and insertion "
+                "curve, and the objective, is constant)"
+            )
         if self.image_mean is not None and self.image_std is not None and len(self.image_mean) != len(self.image_std):
             raise ValueError(
                 f"image_mean and image_std must have one value per channel each, got {len(self.image_mean)} and "
                 f"{len(self.image_std)} values"
             )
+
+
+def _check_fingerprints(value) -> None:
+    """``AHAConfig.fingerprints``: None, or one fingerprint per part of :data:`aha.fingerprint.FINGERPRINTED_PARTS`
+    (``image_processor`` may be None)."""
+    if value is None:
+        return
+    if not isinstance(value, dict) or set(value) != set(FINGERPRINTED_PARTS):
+        raise ValueError(f"fingerprints must be None or a dict with the keys {sorted(FINGERPRINTED_PARTS)}, got {value!r:.200}")
+    for part, fingerprint in value.items():
+        if not (isinstance(fingerprint, str) and _FINGERPRINT.match(fingerprint)) and not (
+            part == "image_processor" and fingerprint is None
+        ):
+            raise ValueError(f'fingerprints[{part!r}] must be "sha256:" and 64 hex digits, got {fingerprint!r}')

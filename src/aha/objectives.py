@@ -29,6 +29,7 @@ from .perturbation import (
 )
 from .ranking import gumbel_sinkhorn, soft_topk_membership
 from .scores import class_scores
+from .validation import check_bool
 
 
 def peak_penalty(maps: torch.Tensor, window: int) -> torch.Tensor:
@@ -109,6 +110,8 @@ class RankingObjective:
         Returns:
             :class:`ObjectiveTerms`, each (N,).
         """
+        check_bool("noise", noise)
+        check_bool("checkpoint", checkpoint)
         config = self.config
         n, _, height, width = pixel_values.shape
         fractions = torch.linspace(0, 1, config.num_fractions, device=maps.device)[1:-1]

@@ -26,6 +26,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from .validation import all_finite
+
 
 class DamagedFileError(ValueError):
     """A file that exists but cannot be read as what it should be (damaged, truncated or foreign)."""
@@ -173,14 +175,19 @@ def safetensors_header(path: str) -> tuple[dict[str, tuple[torch.dtype, tuple[in
 
 
 def read_safetensors(path: str, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """``(tensors, metadata)`` of a safetensors file. Raises FileNotFoundError or DamagedFileError."""
+    """``(tensors, metadata)`` of a safetensors file. Raises FileNotFoundError, or DamagedFileError naming the file
+    (and the tensor, when one holds NaN or infinite values)."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"no file {path}")
     try:
         with safe_open(path, "pt", device=str(device)) as handle:
-            return {key: handle.get_tensor(key) for key in handle.keys()}, handle.metadata() or {}
+            tensors, metadata = {key: handle.get_tensor(key) for key in handle.keys()}, handle.metadata() or {}
     except (SafetensorError, OSError, ValueError) as error:
         raise _damaged(path, error) from error
+    for key, tensor in tensors.items():
+        if not all_finite(tensor):
+            raise DamagedFileError(f"{path}: {key} holds NaN or infinite values: the file is damaged or was edited")
+    return tensors, metadata
 
 
 def _damaged(path: str, error: Exception) -> DamagedFileError:

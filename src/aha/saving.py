@@ -1,5 +1,6 @@
 """Saving and loading explainers: self-contained, or without the frozen classifier like a PEFT adapter, always
-checked against the fingerprint of the classifier's weights; and pushing them to the Hub.
+checked against the fingerprints recorded at saving (the classifier's weights, and everything else that decides a
+map: the explainer's own weights, both configs, the image processor's settings); and pushing them to the Hub.
 
 :class:`ExplainerSavingMixin` gives :class:`~aha.AHAExplainer` its ``save_pretrained``, ``from_pretrained`` and
 ``push_to_hub`` (as transformers' ``PushToHubMixin`` or ``PeftAdapterMixin`` do for their models).
@@ -13,13 +14,21 @@ import re
 import torch
 import transformers
 from transformers import AutoImageProcessor, PreTrainedConfig, PreTrainedModel
-from transformers.utils import IMAGE_PROCESSOR_NAME, cached_file, logging
+from transformers.utils import CONFIG_NAME, IMAGE_PROCESSOR_NAME, logging
 
-from .configuration_aha import AHAConfig
+from .configuration_aha import AHAConfig, _check_fingerprints
 from .deprecation import renamed_keyword
-from .fingerprint import short_fingerprint, weights_fingerprint
-from .loading import check_local_path, load_classifier, naming_damaged_files
-from .safe_files import staged_folder
+from .fingerprint import FINGERPRINTED_PARTS, changed_parts, saved_fingerprints, short_fingerprint, weights_fingerprint
+from .loading import (
+    check_finite_weights,
+    check_local_path,
+    load_classifier,
+    naming_damaged_files,
+    read_model_json,
+    weights_files,
+)
+from .safe_files import read_json, staged_folder
+from .validation import check_bool
 
 
 logger = logging.get_logger(__name__)
@@ -28,6 +37,18 @@ logger = logging.get_logger(__name__)
 CLASSIFIER_PREFIX = "classifier."
 # from_pretrained arguments that also apply to loading a decoder-only save's classifier from where it was recorded
 _CLASSIFIER_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "proxies", "token")
+# what from_pretrained says about a save that records no fingerprints
+_UNFINGERPRINTED = (
+    "it was saved by an aha-explain from before they were recorded, or the field was removed or nulled. Only if you "
+    "trust its files, load it with AHAExplainer.from_pretrained(path, allow_unfingerprinted=True) and save it again "
+    "to record them"
+)
+
+
+def own_weights(state_dict: dict) -> dict:
+    """The weights of ``state_dict`` (an explainer's) without the frozen classifier's: the decoder's and the
+    feature backbone's, what a decoder-only save and a training checkpoint store."""
+    return {key: value for key, value in state_dict.items() if not key.startswith(CLASSIFIER_PREFIX)}
 
 
 def classifier_class(config) -> type[PreTrainedModel]:
@@ -48,23 +69,24 @@ def _describe_source(config: AHAConfig) -> str:
     return f"{source}@{config.classifier_revision}" if config.classifier_revision else source
 
 
-def _check_explainer_folder(name_or_path, **hub_kwargs) -> dict:
-    """The stored config of the explainer saved at ``name_or_path``, as a dict. Raise a FileNotFoundError or
-    ValueError saying what ``name_or_path`` holds when it is not a saved explainer (a missing local folder, no
-    config.json, or the config of another model type)."""
+def _check_explainer_folder(name_or_path, **hub_kwargs) -> tuple[dict, str]:
+    """The stored config of the explainer saved at ``name_or_path``, as a dict, and the path of its config.json.
+    Raise a FileNotFoundError or ValueError saying what ``name_or_path`` holds when it is not a saved explainer (a
+    missing local folder, no config.json, or the config of another model type), or when config.json asks for
+    custom code (``auto_map``)."""
     check_local_path(name_or_path, "AHAExplainer.from_pretrained")
-    if os.path.isdir(name_or_path) and not os.path.isfile(os.path.join(name_or_path, "config.json")):
+    if os.path.isdir(name_or_path) and not os.path.isfile(os.path.join(name_or_path, CONFIG_NAME)):
         raise FileNotFoundError(
             f"{name_or_path} holds no config.json: it is not a saved explainer (AHAExplainer.save_pretrained writes one)"
         )
-    stored = AHAConfig.get_config_dict(name_or_path, **hub_kwargs)[0]
+    stored, path = read_model_json(name_or_path, CONFIG_NAME, required=True, **hub_kwargs)
     model_type = stored.get("model_type")
     if model_type != AHAConfig.model_type:
         raise ValueError(
             f"{name_or_path} holds a model of type {model_type!r}, not an AHA explainer (model_type "
             f"{AHAConfig.model_type!r}); to explain a classifier, wrap it: AHAExplainer.from_classifier(classifier)"
         )
-    return stored
+    return stored, path
 
 
 def _load_recorded_classifier(config: AHAConfig, **hub_kwargs) -> PreTrainedModel:
@@ -100,13 +122,13 @@ def _load_saves_without_pixel_head_as_conv(kwargs: dict, stored: dict | None) ->
         kwargs["pixel_head"] = "conv"
 
 
-def _saved_image_processor(name_or_path, **hub_kwargs):
-    """The image processor saved next to an explainer (``preprocessor_config.json``), or None if there is none."""
-    found = cached_file(
-        name_or_path, IMAGE_PROCESSOR_NAME, _raise_exceptions_for_missing_entries=False,
-        _raise_exceptions_for_connection_errors=False, **hub_kwargs,
-    )
-    return None if found is None else AutoImageProcessor.from_pretrained(name_or_path, **hub_kwargs)
+def _saved_image_processor(name_or_path, **hub_kwargs) -> tuple[object, dict, str] | None:
+    """``(processor, settings, path)``: the image processor saved next to an explainer, the content of its
+    ``preprocessor_config.json`` (refused when it sets ``auto_map``) and that file's path; None if there is none."""
+    found = read_model_json(name_or_path, IMAGE_PROCESSOR_NAME, **hub_kwargs)
+    if found is None:
+        return None
+    return AutoImageProcessor.from_pretrained(name_or_path, **hub_kwargs), *found
 
 
 class ExplainerSavingMixin:
@@ -124,7 +146,9 @@ class ExplainerSavingMixin:
         Either way the config records the fingerprint of the classifier's weights (`classifier_fingerprint`, see
         [`~aha.fingerprint.weights_fingerprint`]) next to where it comes from (`classifier_name_or_path`,
         `classifier_revision`, set in [`from_classifier`] or on `self.config`), and the classifier's image
-        processor, when the explainer knows it (`self.image_processor`), is saved next to the weights.
+        processor, when the explainer knows it (`self.image_processor`), is saved next to the weights. Then
+        config.json is written again with `fingerprints` (see [`~aha.fingerprint.saved_fingerprints`]): the digests
+        of the explainer's own weights, of config.json as written and of preprocessor_config.json.
 
         Args:
             include_classifier (`bool`, defaults to `True`):
@@ -136,21 +160,44 @@ class ExplainerSavingMixin:
 
         Raises:
             NotADirectoryError: `save_directory` is a file (transformers would only log an error and return).
+            ValueError: `include_classifier` is not a bool; `push_to_hub=True` (it would upload before the
+                fingerprints are written: use [`push_to_hub`]).
         """
+        check_bool("include_classifier", include_classifier)
+        if kwargs.get("push_to_hub"):
+            raise ValueError(
+                "save_pretrained(push_to_hub=True) would upload config.json before its fingerprints are recorded: "
+                "use explainer.push_to_hub(repo_id), which saves and uploads in one commit"
+            )
         if os.path.isfile(save_directory):
             raise NotADirectoryError(f"save_pretrained: {save_directory} is a file; pass a folder to save the explainer in")
+        main_process = kwargs.get("is_main_process", True)
+        state_dict = self.state_dict() if state_dict is None else state_dict
+        stale = os.path.join(save_directory, IMAGE_PROCESSOR_NAME)
+        if main_process and self.image_processor is None and (os.path.isfile(stale) or os.path.islink(stale)):
+            os.remove(stale)  # an earlier save's processor: it would be loaded as this explainer's
         self.config.classifier_fingerprint = weights_fingerprint(self.classifier)
-        if not include_classifier:
-            state_dict = self.state_dict() if state_dict is None else state_dict
-            state_dict = {key: value for key, value in state_dict.items() if not key.startswith(CLASSIFIER_PREFIX)}
         self.config.includes_classifier = include_classifier
-        with staged_folder(save_directory) as staging:  # atomic per file; links at the file names are replaced
-            try:
-                super().save_pretrained(staging, *args, state_dict=state_dict, **kwargs)
-            finally:
-                self.config.includes_classifier = True  # in memory the explainer always holds its classifier
-            if self.image_processor is not None and kwargs.get("is_main_process", True):
-                self.image_processor.save_pretrained(staging)
+        try:
+            with staged_folder(save_directory) as staging:  # atomic per file; links at the file names are replaced
+                self._write_save(staging, state_dict, include_classifier, main_process, *args, **kwargs)
+        finally:
+            self.config.includes_classifier = True  # in memory the explainer always holds its classifier
+
+    def _write_save(self, folder: str, state_dict: dict, include_classifier: bool, main_process: bool, *args, **kwargs):
+        """Write a save into ``folder``: the image processor first, then the weights and config.json (transformers'
+        ``save_pretrained``), then config.json again with the ``fingerprints`` of the weights and of both files as
+        written."""
+        weights = own_weights(state_dict)
+        processor_settings = None
+        if main_process and self.image_processor is not None:
+            self.image_processor.save_pretrained(folder)
+            processor_settings = read_json(os.path.join(folder, IMAGE_PROCESSOR_NAME))
+        super().save_pretrained(folder, *args, state_dict=state_dict if include_classifier else weights, **kwargs)
+        if main_process:
+            written = read_json(os.path.join(folder, CONFIG_NAME))
+            self.config.fingerprints = saved_fingerprints(weights, written, processor_settings)
+            self.config.save_pretrained(folder)
 
     @renamed_keyword("include_target", "include_classifier")
     def push_to_hub(self, repo_id: str, *, include_classifier: bool = True, eval_results=None, **kwargs):
@@ -166,10 +213,14 @@ class ExplainerSavingMixin:
         """
         from .hub import push_explainer  # aha.hub imports the pipeline, which imports the explainer
 
+        check_bool("include_classifier", include_classifier)  # before the repository is created
         return push_explainer(self, repo_id, include_classifier=include_classifier, eval_results=eval_results, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, classifier: PreTrainedModel | None = None, **kwargs):
+    def from_pretrained(
+        cls, pretrained_model_name_or_path, *model_args, classifier: PreTrainedModel | None = None,
+        allow_unfingerprinted: bool = False, **kwargs,
+    ):
         """[`~PreTrainedModel.from_pretrained`] from safetensors only, for self-contained and decoder-only saves.
 
         A decoder-only save (`save_pretrained(include_classifier=False)`) gets its classifier from `classifier`, or
@@ -181,16 +232,28 @@ class ExplainerSavingMixin:
                 The classifier to explain. Its weights must have the recorded fingerprint (with a self-contained
                 save too, where this only checks them); they are copied into the explainer.
 
+            allow_unfingerprinted (`bool`, defaults to `False`):
+                Load a save that records no fingerprints (one made before they were recorded), with a warning, so
+                that it can be saved again. Recorded fingerprints are always checked.
+
         The classifier's weights are always checked against the recorded fingerprint (one hash of the classifier's
         weights per load): the stored ones of a self-contained save, the recorded or passed ones otherwise.
-        They are checked in their stored dtype; a `dtype` argument casts the explainer after the check.
+        Everything else that decides a map is checked against `config.fingerprints`: the explainer's own weights,
+        config.json's `classifier_config` and other fields, and preprocessor_config.json (see
+        [`~aha.fingerprint.saved_fingerprints`]). Weights are checked in their stored dtype; a `dtype` argument
+        casts the explainer after the check. Fingerprints are computed from the files, so config fields passed as
+        arguments (e.g. `refine_lr=0.1`) apply without failing the check.
 
         Raises:
             FileNotFoundError: a local path that does not exist, or a folder without `config.json`.
-            ValueError: the folder holds another kind of model; a weights file is damaged or truncated (naming
-                the file); the checkpoint lacks some of the explainer's own weights (never randomly
-                initialised); or the classifier's weights are not the ones the explainer was saved with.
+            ValueError: the folder holds another kind of model; config.json or preprocessor_config.json sets
+                `auto_map` (custom code, never run); a weights file is damaged or truncated, or holds NaN or
+                infinite values (naming the file); the checkpoint lacks some of the explainer's own weights (never
+                randomly initialised); the classifier's weights are not the ones the explainer was saved with; a
+                file no longer matches its recorded fingerprint (naming the file and what differs), or the save
+                records no fingerprint (see `allow_unfingerprinted`).
         """
+        check_bool("allow_unfingerprinted", allow_unfingerprinted)
         output_loading_info = kwargs.pop("output_loading_info", False)
         kwargs.setdefault("use_safetensors", True)
         dtype = kwargs.pop("dtype", None) or kwargs.pop("torch_dtype", None)
@@ -202,10 +265,9 @@ class ExplainerSavingMixin:
                 pretrained_model_name_or_path, **hub_kwargs, revision=kwargs.get("revision")
             )[0].get("dtype")
             config.dtype = getattr(torch, stored) if isinstance(stored, str) else stored
-        stored = None
-        if kwargs.get("config") is None:
-            stored = _check_explainer_folder(pretrained_model_name_or_path, **hub_kwargs, revision=kwargs.get("revision"))
-        _load_saves_without_pixel_head_as_conv(kwargs, stored)
+        file_kwargs = {k: kwargs[k] for k in (*_CLASSIFIER_HUB_KWARGS, "revision", "subfolder") if k in kwargs}
+        stored, config_path = _check_explainer_folder(pretrained_model_name_or_path, **file_kwargs)
+        _load_saves_without_pixel_head_as_conv(kwargs, stored if kwargs.get("config") is None else None)
         with naming_damaged_files(pretrained_model_name_or_path, **hub_kwargs, revision=kwargs.get("revision")):
             model, loading_info = super().from_pretrained(
                 pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
@@ -214,28 +276,70 @@ class ExplainerSavingMixin:
             missing = sorted(loading_info["missing_keys"])
             raise ValueError(f"{pretrained_model_name_or_path} lacks {len(missing)} weights of the explainer: {missing[:5]}")
         model._freeze_frozen_models()  # loading replaces the parameters that __init__ froze
+        # a decoder-only save's classifier is checked where it is loaded (load_classifier) or was passed
+        check_finite_weights(model, pretrained_model_name_or_path, skip="" if model.config.includes_classifier else CLASSIFIER_PREFIX)
+        processor = _saved_image_processor(pretrained_model_name_or_path, **file_kwargs)
+        model._check_saved_fingerprints(stored, config_path, processor, allow_unfingerprinted)
         if classifier is None and not model.config.includes_classifier:
             classifier = _load_recorded_classifier(model.config, **hub_kwargs)
         if classifier is not None:
             model._attach_classifier(classifier)
         else:
-            model._check_stored_classifier()
+            model._check_stored_classifier(config_path, allow_unfingerprinted)
         if dtype is not None and dtype != "auto":
             model.to(dtype=getattr(torch, dtype) if isinstance(dtype, str) else dtype)
-        model.image_processor = _saved_image_processor(
-            pretrained_model_name_or_path, **{k: kwargs[k] for k in (*_CLASSIFIER_HUB_KWARGS, "revision", "subfolder") if k in kwargs}
-        )
+        model.image_processor = None if processor is None else processor[0]
         return (model, loading_info) if output_loading_info else model
 
-    def _check_stored_classifier(self) -> None:
+    def _check_saved_fingerprints(self, stored: dict, config_path: str, processor, allow_unfingerprinted: bool) -> None:
+        """Check the loaded weights, the stored config (``stored``, read from ``config_path``) and the saved image
+        processor (``(processor, settings, path)`` or None) against the ``fingerprints`` recorded in config.json.
+
+        Raises:
+            ValueError: a part differs, naming its file and what the part covers; or no fingerprints are recorded
+                (unless ``allow_unfingerprinted``, which only warns).
+        """
+        recorded = stored.get("fingerprints")
+        if recorded is None:
+            message = f"{config_path} records no fingerprints of the explainer's weights, config and image processor: "
+            if not allow_unfingerprinted:
+                raise ValueError(message + _UNFINGERPRINTED)
+            logger.warning(message + "loaded unchecked (allow_unfingerprinted=True); save it again to record them")
+            return
+        _check_fingerprints(recorded)
+        current = saved_fingerprints(own_weights(self.state_dict()), stored, None if processor is None else processor[1])
+        changed = changed_parts(recorded, current)
+        if changed:
+            files = {
+                "weights": weights_files(self.name_or_path), "classifier_config": config_path,
+                "explainer_config": config_path,
+                "image_processor": processor[2] if processor else os.path.join(str(self.name_or_path), IMAGE_PROCESSOR_NAME),
+            }
+            differences = "; ".join(
+                f"{files[part]} [{FINGERPRINTED_PARTS[part]}]: fingerprint "
+                + (short_fingerprint(current[part]) if current[part] else "none, the file is missing")
+                + ", saved " + (short_fingerprint(recorded[part]) if recorded[part] else "none, the save had no such file")
+                for part in changed
+            )
+            raise ValueError(
+                f"{self.name_or_path} does not hold what was saved: {differences}. The file was edited, damaged, "
+                "replaced or added after saving, so the maps would not be the explainer's; restore the saved files or "
+                "save the explainer again"
+            )
+
+    def _check_stored_classifier(self, config_path: str, allow_unfingerprinted: bool = False) -> None:
         """Check the classifier stored in a self-contained save against the fingerprint its config records.
 
         Raises:
-            ValueError: the fingerprints differ (the weights file or config.json was changed after saving).
+            ValueError: the fingerprints differ (the weights file or config.json was changed after saving), or none
+                is recorded (unless ``allow_unfingerprinted``, which only warns).
         """
         expected = self.config.classifier_fingerprint
         if expected is None:
-            logger.warning(f"{self.name_or_path} records no classifier_fingerprint: its classifier cannot be checked")
+            message = f"{config_path} records no classifier_fingerprint, so its classifier cannot be checked: "
+            if not allow_unfingerprinted:
+                raise ValueError(message + _UNFINGERPRINTED)
+            logger.warning(message + "loaded unchecked (allow_unfingerprinted=True)")
             return
         got = weights_fingerprint(self.classifier)
         if got != expected:

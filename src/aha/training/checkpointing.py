@@ -18,7 +18,12 @@ registered objects as pickles, and resuming reads registered objects back withou
 checkpoint (a checkpoint of another run silently swaps it). Here the classifier is never stored: a resume
 checks its fingerprint and refuses a checkpoint made for another classifier or another decoder shape.
 
-Every file is read and checked (format, classifier, shapes, structure) before any state is changed.
+Every file is read and every restored value checked before any state is changed: the format, the classifier,
+the decoder's shapes, finite tensors (safetensors files with NaN or infinities are refused as they are read), the
+counters against this run (``1 <= completed_steps <= max_train_steps``, the folder's step, the data position within
+the batches those steps consumed), the optimiser's and the scheduler's options against the live ones (the
+learning rate within ``[0, initial lr]``, the same betas, eps, weight decay, schedule), the moments' shapes, and the
+RNG states (each restored into a scratch generator first). A message names the file and the field.
 Files are written into ``checkpoints/.tmp-step_<N>``, flushed to disk, and only then is the folder renamed
 to ``checkpoints/step_<N>`` (a rename within one file system is atomic). A crash mid-write leaves a
 ``.tmp-`` folder, which is never taken for a checkpoint and is cleared by the next save. When the
@@ -53,7 +58,8 @@ from ..safe_files import (
     write_json,
     write_safetensors,
 )
-from ..saving import CLASSIFIER_PREFIX
+from ..saving import own_weights
+from ..validation import check_number
 
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -92,7 +98,7 @@ def resolve_checkpoint(resume_from_checkpoint: str, output_dir: str) -> str:
 
 def trainable_state_dict(model: AHAExplainer) -> dict[str, torch.Tensor]:
     """The explainer's weights without the frozen classifier: what a checkpoint stores."""
-    return {key: value for key, value in model.state_dict().items() if not key.startswith(CLASSIFIER_PREFIX)}
+    return own_weights(model.state_dict())
 
 
 @dataclass
@@ -107,6 +113,8 @@ class TrainingState:
         classifier_fingerprint: :func:`~aha.fingerprint.weights_fingerprint` of the frozen classifier.
         completed_steps: optimiser steps completed so far.
         generator: the generator of the objective's random draws (grid size, reference, Gumbel noise).
+        max_train_steps: optimiser steps of the whole run: a resumed ``completed_steps`` must not exceed it
+            (None: no upper bound).
     """
 
     accelerator: Accelerator
@@ -117,6 +125,7 @@ class TrainingState:
     classifier_fingerprint: str
     completed_steps: int = 0
     generator: torch.Generator | None = None
+    max_train_steps: int | None = None
 
     def write(self, directory: str) -> None:
         """Write the state into ``directory`` (which must exist); every process must call it."""
@@ -149,15 +158,16 @@ class TrainingState:
             FileNotFoundError: a file of the checkpoint is missing (e.g. a checkpoint written by an older
                 version through ``accelerator.save_state``, whose pickles are never read).
             ValueError: a file is damaged or not what it should be; the checkpoint was made for another
-                classifier, another decoder shape or another number of processes. These are found before
-                anything is restored; a value that only fails when applied (e.g. a data position that does not
-                fit the data) is reported as not fitting this run.
+                classifier, another decoder shape, other optimiser or schedule options or another number of
+                processes; a restored value is out of range or not finite (naming the file and the field). These are
+                found before anything is restored.
         """
         accelerator = self.accelerator
-        state = read_json(_require(directory, STATE_FILE))
+        state_path = _require(directory, STATE_FILE)
+        state = read_json(state_path)
         if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
             raise ValueError(
-                f"{os.path.join(directory, STATE_FILE)} is not a training state of format version {FORMAT_VERSION} "
+                f"{state_path} is not a training state of format version {FORMAT_VERSION} "
                 "(a checkpoint of an older aha-explain, whose schedule and random draws differ, cannot be resumed exactly)"
             )
         _check_classifier(directory, state.get("classifier_fingerprint"), self.classifier_fingerprint)
@@ -171,12 +181,22 @@ class TrainingState:
         saved_shapes, metadata = safetensors_header(model_path)
         _check_classifier(model_path, metadata.get("classifier_fingerprint"), self.classifier_fingerprint)
         _check_shapes(model_path, saved_shapes, current)
-        weights, _ = read_safetensors(model_path)
-        optimizer_state = read_optimizer(_require(directory, OPTIMIZER_FILE), self.optimizer.state_dict())
+        weights, _ = read_safetensors(model_path)  # refuses NaN and infinities, naming the tensor
+        completed_steps, accelerator_step = self._check_counters(directory, state_path, state)
+        optimizer_path = _require(directory, OPTIMIZER_FILE)
+        optimizer_state = read_optimizer(optimizer_path, self.optimizer.state_dict())
+        _check_optimizer_values(optimizer_path, optimizer_state, self.optimizer, completed_steps)
         rng_path = _require(directory, rng_file(accelerator.process_index))
-        rng = read_json(rng_path)
-        scheduler_state = _checked_like(
-            state.get("lr_scheduler"), self.lr_scheduler.state_dict(), f"{directory}/{STATE_FILE}: lr_scheduler"
+        rng = _checked_rng_states(read_json(rng_path), accelerator.device, self.generator, rng_path)
+        scheduler_steps = completed_steps * accelerator.num_processes  # accelerate steps it once per process
+        highest_lr = max(group.get("initial_lr", group["lr"]) for group in self.optimizer.param_groups)
+        scheduler_state = _checked_values(
+            state.get("lr_scheduler"), self.lr_scheduler.state_dict(), f"{state_path}: lr_scheduler", {
+                "last_epoch": dict(integer=True, minimum=-1, maximum=scheduler_steps),
+                "_step_count": dict(integer=True, minimum=0, maximum=scheduler_steps + 1),
+                "_last_lr": dict(minimum=0, maximum=highest_lr * (1 + 1e-6)),
+                "_is_initial": None, "_get_lr_called_within_step": None,
+            },
         )
         if (state.get("grad_scaler") is None) != (accelerator.scaler is None):
             raise ValueError(
@@ -184,7 +204,10 @@ class TrainingState:
                 "scaler (fp16 mixed precision); resume it with the same --mixed_precision"
             )
         if accelerator.scaler is not None:
-            _checked_like(state["grad_scaler"], accelerator.scaler.state_dict(), f"{directory}/{STATE_FILE}: grad_scaler")
+            _checked_values(state["grad_scaler"], accelerator.scaler.state_dict(), f"{state_path}: grad_scaler", {
+                "scale": dict(above=0), "_growth_tracker": dict(integer=True, minimum=0),
+            })
+        _check_data_position(state.get("data_position"), self.batches, completed_steps, f"{state_path}: data_position")
 
         try:
             with torch.no_grad():
@@ -196,10 +219,32 @@ class TrainingState:
                 accelerator.scaler.load_state_dict(state["grad_scaler"])
             self.batches.load_state_dict(state["data_position"])
             set_rng_states(rng, accelerator.device, self.generator)
-            accelerator.step = int(state["accelerator_step"])
-            self.completed_steps = int(state["completed_steps"])
+            accelerator.step = accelerator_step
+            self.completed_steps = completed_steps
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             raise ValueError(f"{directory} holds a training state that does not fit this run: {error!r}") from error
+
+    def _check_counters(self, directory: str, state_path: str, state: dict) -> tuple[int, int]:
+        """``(completed_steps, accelerator_step)`` of ``state``, after checking them: ``1 <= completed_steps <=
+        max_train_steps`` and the step of a ``step_<N>`` folder; the micro-step counter a multiple of the
+        accumulation steps, at most ``completed_steps`` times them."""
+        completed = state.get("completed_steps")
+        check_number(f"{state_path}: completed_steps", completed, integer=True, minimum=1, maximum=self.max_train_steps)
+        folder = _STEP_DIR.match(os.path.basename(os.path.normpath(directory)))
+        if folder and int(folder.group(1)) != completed:
+            raise ValueError(
+                f"{state_path}: completed_steps is {completed}, but the checkpoint's folder says step "
+                f"{folder.group(1)}: the file was edited or moved"
+            )
+        accumulation = self.accelerator.gradient_accumulation_steps
+        micro_step = state.get("accelerator_step")
+        check_number(f"{state_path}: accelerator_step", micro_step, integer=True, minimum=0, maximum=completed * accumulation)
+        if micro_step % accumulation:
+            raise ValueError(
+                f"{state_path}: accelerator_step must be a multiple of the gradient accumulation steps "
+                f"({accumulation}) at a checkpoint, got {micro_step}"
+            )
+        return completed, micro_step
 
 
 def _require(directory: str, name: str) -> str:
@@ -241,6 +286,36 @@ def _check_shapes(path: str, saved: dict, current: dict[str, torch.Tensor]) -> N
         )
 
 
+def _checked_values(saved, fresh, where: str, varying: dict):
+    """``saved`` (checked like ``fresh`` by :func:`_checked_like`) when every value equals ``fresh``'s but those
+    under the keys of ``varying`` (at any depth), which must pass ``check_number(**varying[key])`` (each element
+    of a list; None: any value of ``fresh``'s type). Raises a ValueError naming the field otherwise."""
+    saved = _checked_like(saved, fresh, where)
+
+    def check(value, fresh_value, path: str) -> None:
+        if isinstance(fresh_value, dict):
+            for key in fresh_value:
+                if key in varying:
+                    rule = varying[key]
+                    values = value[key] if isinstance(value[key], (list, tuple)) else [value[key]]
+                    for index, element in enumerate(values if rule is not None else ()):
+                        suffix = f"[{index}]" if isinstance(value[key], (list, tuple)) else ""
+                        check_number(f"{path}.{key}{suffix}", element, **rule)
+                else:
+                    check(value[key], fresh_value[key], f"{path}.{key}")
+        elif isinstance(fresh_value, (list, tuple)) and any(isinstance(v, dict) for v in fresh_value):
+            for index, (element, fresh_element) in enumerate(zip(value, fresh_value)):
+                check(element, fresh_element, f"{path}[{index}]")
+        elif value != fresh_value:
+            raise ValueError(
+                f"{path} is {value!r:.100}, this run's is {fresh_value!r:.100}: the checkpoint was written with other "
+                "optimiser or schedule options (or edited); resume with the options of the run that wrote it"
+            )
+
+    check(saved, fresh, where)
+    return saved
+
+
 def _checked_like(saved, fresh, where: str):
     """``saved`` when it has the structure of ``fresh`` (same keys, same JSON types), else a ValueError."""
     if isinstance(fresh, dict):
@@ -248,7 +323,7 @@ def _checked_like(saved, fresh, where: str):
             raise ValueError(f"{where} should have the keys {sorted(fresh)}, got {saved!r:.200}")
         return {key: _checked_like(saved[key], fresh[key], f"{where}.{key}") for key in fresh}
     if isinstance(fresh, (list, tuple)):
-        if not isinstance(saved, list) or len(saved) != len(fresh):
+        if not isinstance(saved, (list, tuple)) or len(saved) != len(fresh):
             raise ValueError(f"{where} should be a list of {len(fresh)} values, got {saved!r:.200}")
         return type(fresh)(_checked_like(s, f, f"{where}[{i}]") for i, (s, f) in enumerate(zip(saved, fresh)))
     number = (int, float)
@@ -259,6 +334,44 @@ def _checked_like(saved, fresh, where: str):
     if not ok:
         raise ValueError(f"{where} should be like {fresh!r}, got {saved!r:.200}")
     return saved
+
+
+def _check_data_position(position, batches: TrainingBatches, completed_steps: int, where: str) -> None:
+    """Refuse a data position that the ``completed_steps`` optimiser steps could not have reached: each consumed
+    at most ``gradient_accumulation_steps`` micro-batches of this process, and an epoch of a map-style dataset
+    has ``len(dataloader)`` of them. A stream holds one position per process (a dict, every number in it a
+    non-negative integer; ``datasets`` reads the rest); a map-style dataset None per process."""
+    keys = ["batches_in_epoch", "epoch", "stream_states"]
+    if not isinstance(position, dict) or sorted(position) != keys:
+        raise ValueError(f"{where} should have the keys {keys}, got {position!r:.200}")
+    most = completed_steps * batches.accelerator.gradient_accumulation_steps
+    check_number(f"{where}.epoch", position["epoch"], integer=True, minimum=0, maximum=most)
+    per_epoch = None if batches.streaming else len(batches.dataloader)
+    check_number(f"{where}.batches_in_epoch", position["batches_in_epoch"], integer=True, minimum=0,
+                 maximum=most if per_epoch is None else min(most, per_epoch))
+    if per_epoch is not None and position["epoch"] * per_epoch + position["batches_in_epoch"] > most:
+        raise ValueError(
+            f"{where}: epoch {position['epoch']} and batches_in_epoch {position['batches_in_epoch']} are more "
+            f"micro-batches ({per_epoch} per epoch) than the {completed_steps} completed steps consumed (at most {most})"
+        )
+    states, processes = position["stream_states"], batches.accelerator.num_processes
+    if not isinstance(states, list) or len(states) != processes or not all(
+        isinstance(state, dict) if batches.streaming else state is None for state in states
+    ):
+        kind = "a stream position (a dict)" if batches.streaming else "None (a map-style dataset)"
+        raise ValueError(f"{where}.stream_states should hold {kind} for each of {processes} processes, got {states!r:.200}")
+
+    def check(value, path):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                check(item, f"{path}.{key}")
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                check(item, f"{path}[{index}]")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            check_number(path, value, integer=True, minimum=0)
+
+    check(states, f"{where}.stream_states")
 
 
 # ------------------------------------------------------------------------------------------------ optimiser
@@ -298,6 +411,40 @@ def read_optimizer(path: str, fresh: dict) -> dict:
     return {"state": state, "param_groups": groups}
 
 
+#: what AdamW keeps per parameter: a step count and moments shaped like the parameter (non-negative second moments)
+_MOMENTS = {"exp_avg": False, "exp_avg_sq": True, "max_exp_avg_sq": True}
+
+
+def _check_optimizer_values(path: str, state_dict: dict, optimizer: torch.optim.Optimizer, completed_steps: int) -> None:
+    """Check the values of an optimiser ``state_dict`` read by :func:`read_optimizer` against the live
+    ``optimizer``: options (betas, eps, weight decay, initial lr, ...) equal to the live ones, the learning rate in
+    [0, initial lr], per parameter a step count in [0, completed_steps] and moments of the parameter's shape and
+    dtype (second moments >= 0). Tensors were checked finite as they were read."""
+    fresh_groups = optimizer.state_dict()["param_groups"]
+    for index, (group, fresh) in enumerate(zip(state_dict["param_groups"], fresh_groups)):
+        ceiling = fresh.get("initial_lr", fresh["lr"]) * (1 + 1e-6)
+        _checked_values(group, fresh, f"{path}: param_groups[{index}]", {"lr": dict(minimum=0, maximum=ceiling)})
+    parameters = [parameter for group in optimizer.param_groups for parameter in group["params"]]
+    for index, values in state_dict["state"].items():
+        parameter = parameters[index]
+        for name, value in values.items():
+            where = f"{path}: state.{index}.{name}"
+            if not isinstance(value, torch.Tensor) or (name != "step" and name not in _MOMENTS):
+                raise ValueError(f"{where} is not part of an AdamW state (step, {', '.join(_MOMENTS)} tensors)")
+            if name == "step":
+                steps = value.item() if value.numel() == 1 and value.ndim == 0 else None
+                if steps is None or steps != int(steps):
+                    raise ValueError(f"{where} must be one integer step count, got shape {tuple(value.shape)}")
+                check_number(where, int(steps), integer=True, minimum=0, maximum=completed_steps)
+            elif value.shape != parameter.shape or value.dtype != parameter.dtype:
+                raise ValueError(
+                    f"{where} is {tuple(value.shape)} {value.dtype}, this run's parameter is {tuple(parameter.shape)} "
+                    f"{parameter.dtype}: the checkpoint belongs to another explainer"
+                )
+            elif _MOMENTS[name] and (value < 0).any():
+                raise ValueError(f"{where} holds negative values: a second moment is never negative")
+
+
 # ------------------------------------------------------------------------------------------------ RNGs
 def rng_states(device: torch.device, generator: torch.Generator | None = None) -> dict:
     """This process's RNG states as JSON values: ``generator``'s (the objective's), Python's, NumPy's, torch's
@@ -314,6 +461,42 @@ def rng_states(device: torch.device, generator: torch.Generator | None = None) -
     module = getattr(torch, device.type, None)
     if device.type != "cpu" and hasattr(module, "get_rng_state_all"):
         states["device"] = {"type": device.type, "states": [s.tolist() for s in module.get_rng_state_all()]}
+    return states
+
+
+def _checked_rng_states(states, device: torch.device, generator: torch.Generator | None, where: str) -> dict:
+    """``states`` when :func:`set_rng_states` can restore them: shaped like this process's (:func:`rng_states`),
+    bytes in [0, 255], and accepted by scratch generators of each kind (nothing global is touched)."""
+    states = _checked_like(states, rng_states(device, generator), where)
+
+    def check_bytes(values, name):
+        for index, value in enumerate(values):
+            check_number(f"{where}: {name}[{index}]", value, integer=True, minimum=0, maximum=255)
+        return torch.tensor(values, dtype=torch.uint8)
+
+    _, _, position, has_gauss, cached = states["numpy"]
+    check_number(f"{where}: numpy[2] (position)", position, integer=True, minimum=0, maximum=624)
+    check_number(f"{where}: numpy[3] (has_gauss)", has_gauss, integer=True, minimum=0, maximum=1)
+    check_number(f"{where}: numpy[4] (cached gaussian)", cached)
+    try:
+        version, internal, gauss_next = states["python"]
+        random.Random().setstate((version, tuple(internal), gauss_next))
+        name, keys, position, has_gauss, cached = states["numpy"]
+        np.random.RandomState().set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
+    except (TypeError, ValueError, OverflowError) as error:
+        raise ValueError(f"{where}: the python or numpy RNG state cannot be restored ({error})") from error
+    for name, values, scratch_device in (("torch", states["torch"], "cpu"),
+                                         ("objective", states["objective"], generator.device if generator else None)):
+        if values is not None:
+            try:
+                torch.Generator(scratch_device).set_state(check_bytes(values, name))
+            except RuntimeError as error:
+                raise ValueError(f"{where}: {name} is not an RNG state of this run ({error})") from error
+    if states["device"] is not None:
+        if states["device"]["type"] != device.type:
+            raise ValueError(f"{where}: RNG states of {states['device']['type']} devices cannot be restored on {device.type}")
+        for index, values in enumerate(states["device"]["states"]):
+            check_bytes(values, f"device.states[{index}]")
     return states
 
 

@@ -223,7 +223,7 @@ def set_up(args: argparse.Namespace, classifier=None, image_processor=None, spli
     generator = torch.Generator(accelerator.device).manual_seed(args.seed)
     state = TrainingState(
         accelerator, unwrapped, optimizer, lr_scheduler, TrainingBatches(train_loader, accelerator),
-        weights_fingerprint(unwrapped.classifier), generator=generator,
+        weights_fingerprint(unwrapped.classifier), generator=generator, max_train_steps=max_train_steps,
     )
     if args.resume_from_checkpoint is not None:
         checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
