@@ -15,6 +15,7 @@ from test_pipeline import crop_processor, labelled_classifier, random_image
 from training_helpers import processor, sharp_classifier
 from transformers import pipeline
 
+import aha
 from aha import AHAExplainer
 from aha.cli import SUBCOMMANDS, main
 
@@ -47,6 +48,73 @@ def test_help_lists_every_subcommand_and_each_has_its_own_help(capsys):
     assert code == 2 and "invalid choice: 'bogus'" in error
     code, _, _ = _main(capsys, "explain", "some/explainer", "nothing.png")
     assert code == "aha explain: no such image file: nothing.png"
+    code, version, _ = _main(capsys, "--version")
+    assert code == 0 and version.strip() == f"aha-explain {aha.__version__}"
+
+
+HEAVY = ("torch", "accelerate", "datasets", "aha.training", "aha.demo", "aha.space", "aha.baselines", "aha.modeling_aha")
+
+
+def imported_by(*args) -> set[str]:
+    """The modules ``python -m aha ARGS`` imports (its ``-X importtime`` report), as the console script runs it."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "aha", *args], capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    assert done.returncode in (0, 2), done.stderr[-2000:]
+    return {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["explain", "--help"], ["explain"], ["demo", "--help"]])
+def test_help_version_and_argument_errors_import_neither_torch_nor_training_demo_or_space(args):
+    modules = imported_by(*args)
+    assert "aha.cli" in modules  # the report is real
+    assert not {name for name in modules if name.split(".")[0] in HEAVY or name in HEAVY}, sorted(modules & set(HEAVY))
+
+
+def test_train_help_imports_its_arguments_only():
+    modules = imported_by("train", "--help")
+    assert "aha.training.arguments" in modules
+    assert not modules & {"torch", "accelerate", "datasets", "aha.training.loop", "aha.demo", "aha.space"}
+
+
+def test_import_aha_is_light_and_registers_with_transformers_when_it_loads():
+    code = (
+        "import sys\n"
+        "import aha\n"
+        "assert not {'torch', 'aha.training', 'aha.demo', 'aha.space', 'aha.baselines'} & set(sys.modules), sys.modules\n"
+        "from transformers import AutoConfig, pipeline\n"
+        "from transformers.pipelines import PIPELINE_REGISTRY\n"
+        "assert 'image-attribution' in PIPELINE_REGISTRY.get_supported_tasks()\n"
+        "assert type(AutoConfig.for_model('aha')) is aha.AHAConfig\n"
+        "assert not {'aha.training', 'aha.demo', 'aha.space', 'aha.baselines'} & set(sys.modules)\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def _one_line_error(run, command: str) -> str:
+    """The user-error contract: exit status 1, no traceback, the error on one line, the last (before it, stderr
+    holds only what ran before the error: progress bars, the training log)."""
+    assert run.returncode == 1, run.stderr[-2000:]
+    lines = run.stderr.strip().splitlines()
+    assert "Traceback" not in run.stderr and lines[-1].startswith(f"aha {command}: error: "), run.stderr[-2000:]
+    assert sum("error" in line.lower() for line in lines) == 1, run.stderr[-2000:]
+    return lines[-1]
+
+
+def test_user_errors_print_one_line_and_debug_shows_the_traceback(tmp_path):
+    AHAExplainer.from_classifier(labelled_classifier(), image_processor=crop_processor()).save_pretrained(tmp_path / "explainer")
+    (tmp_path / "notes.png").write_text("not an image")
+    line = _one_line_error(run_aha("explain", tmp_path / "explainer", tmp_path / "notes.png"), "explain")
+    assert "notes.png" in line
+    line = _one_line_error(run_aha("explain", "org/not-downloaded", tmp_path / "notes.png"), "explain")
+    assert "'org/not-downloaded'" in line and "a saved folder or a Hub repo id" in line
+    line = _one_line_error(run_aha("train", "--model_name_or_path", tmp_path / "explainer", "--train_dir",
+                                   tmp_path / "train", "--dataset_path", tmp_path / "data", "--output_dir", tmp_path / "out"),
+                           "train")
+    assert "one data source" in line
+    debug = run_aha("explain", "org/not-downloaded", tmp_path / "notes.png", "--debug")
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "org/not-downloaded" in debug.stderr
 
 
 def test_explain_writes_overlays_maps_and_curves(tmp_path):
@@ -118,9 +186,11 @@ def test_the_core_package_works_without_the_training_libraries_and_aha_train_nam
         "images = torch.rand(2, 3, 16, 16)\n"
         "maps = explainer.explain(images)\n"
         "print(tuple(maps.shape), deletion(classifier, images, maps).auc.shape, flush=True)\n"
-        "main(['train', '--help'])\n"
+        "main(['train', '--model_name_or_path', 'x', '--dataset_path', 'y', '--output_dir', 'z'])\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.stdout.strip() == "(2, 16, 16) torch.Size([2])", done.stderr[-2000:]
     assert done.returncode == 1
-    assert done.stderr.strip().endswith("aha train needs accelerate, which is not installed: pip install 'aha-explain[train]'")
+    assert done.stderr.strip().endswith(
+        "aha train needs accelerate, which is not installed: pip install -e '.[train]' in a clone of aha-explain "
+        "(it is not on PyPI yet)")

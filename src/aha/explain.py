@@ -15,12 +15,6 @@ import argparse
 import os
 from collections import Counter
 
-import numpy as np
-from transformers import pipeline
-
-from .pipeline import TASK
-from .visualization import curve_plot
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -62,10 +56,19 @@ def resolve_target(target: str | None, label2id: dict[str, int]) -> str | int | 
 
 
 def main(args: argparse.Namespace) -> None:
+    import numpy as np  # here, not at the top: ``aha explain --help`` answers without torch
+    from transformers import pipeline
+
+    from .pipeline import TASK
+    from .visualization import curve_plot
+
     missing = [path for path in args.images if not os.path.isfile(path)]
     if missing:
         raise SystemExit(f"aha explain: no such image file: {', '.join(missing)}")
-    pipe = pipeline(TASK, model=args.explainer, device=args.device, revision=args.revision)
+    try:
+        pipe = pipeline(TASK, model=args.explainer, device=args.device, revision=args.revision)
+    except OSError as error:  # transformers' message for a missing folder or an unreachable Hub id
+        raise OSError(f"cannot load the explainer {args.explainer!r} (a saved folder or a Hub repo id): {error}") from error
     target = resolve_target(args.target, pipe.model.config.classifier_config.label2id)
     os.makedirs(args.output, exist_ok=True)
     results = pipe(list(args.images), batch_size=args.batch_size, target=target, top_k=args.top_k,

@@ -36,6 +36,7 @@ OPERATIONAL_ARGS = frozenset(
         "dataloader_num_workers",
         "per_device_eval_batch_size",
         "max_eval_samples",
+        "threads",
     }
 )
 # Arguments that must never reach a tracker, a log, a saved argument file or a model card.
@@ -134,6 +135,8 @@ class RunArguments:
         "--model_name_or_path and the fingerprint of its weights."))
     hub_model_id: str | None = field(default=None, metadata=_help("Hub repo id (default: the output dir's name)."))
     hub_token: str | None = field(default=None, metadata=_help("Hub token (default: the `hf auth login` one)."))
+    threads: int | None = field(default=None, metadata=_help(
+        "torch CPU threads per process (default: the free cores shared among this machine's processes; printed)."))
 
 
 ARGUMENT_CLASSES = (DataArguments, ModelArguments, OptimisationArguments, RunArguments)
