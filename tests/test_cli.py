@@ -171,7 +171,7 @@ def test_train_on_an_image_folder_writes_a_card_with_its_final_evaluation(tmp_pa
 
 def test_the_core_package_works_without_the_training_libraries_and_aha_train_names_the_extra():
     """accelerate, datasets and evaluate are extras: with all three blocked, explaining and scoring run, and
-    `aha train` says what to install instead of failing on an import."""
+    `aha train` says what to install instead of failing on an import (its --help needs none of them)."""
     code = (
         "import sys\n"
         "for name in ('accelerate', 'datasets', 'evaluate'): sys.modules[name] = None\n"
@@ -192,5 +192,5 @@ def test_the_core_package_works_without_the_training_libraries_and_aha_train_nam
     assert done.stdout.strip() == "(2, 16, 16) torch.Size([2])", done.stderr[-2000:]
     assert done.returncode == 1
     assert done.stderr.strip().endswith(
-        "aha train needs accelerate, which is not installed: pip install -e '.[train]' in a clone of aha-explain "
+        "aha train needs datasets, which is not installed: pip install -e '.[train]' in a clone of aha-explain "
         "(it is not on PyPI yet)")
