@@ -127,11 +127,11 @@ def test_explain_writes_overlays_maps_and_curves(tmp_path):
     expected = pipeline("image-attribution", model=str(tmp_path / "explainer"), device="cpu")
     for name, image in (("cat", Image.open(tmp_path / "cat.png")), ("dog", Image.open(tmp_path / "dog.jpg"))):
         overlay = Image.open(tmp_path / "out" / f"{name}_overlay.png")
-        assert overlay.format == "PNG" and overlay.mode == "RGB" and overlay.size == image.size
-        assert not np.array_equal(np.asarray(overlay), np.asarray(image.convert("RGB")))  # coloured
+        assert overlay.format == "PNG" and overlay.mode == "RGB" and min(overlay.size) > 256  # enlarged, labelled
         attribution = np.load(tmp_path / "out" / f"{name}_map.npy")
         assert attribution.shape == (image.height, image.width)
-        result = expected(image, target="owl", curves=True)
+        result = expected(image, target="owl", curves=True, overlay=True)
+        assert overlay.size == result["overlay"].size  # the pipeline's picture (its pixels: test_pipeline.py)
         np.testing.assert_allclose(attribution, result["attribution"], rtol=1e-4, atol=1e-5)  # other batching and threads
         assert Image.open(tmp_path / "out" / f"{name}_curves.png").format == "PNG"
         assert f"deletion AUC {result['deletion'].mean_auc:.4f}, insertion AUC {result['insertion'].mean_auc:.4f}" in run.stdout

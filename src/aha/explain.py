@@ -2,7 +2,8 @@
 
     aha explain org/aha-vit-b16 cat.jpg dog.png --target "tabby cat" --output out/ --curves
 
-For each image it writes ``<name>_overlay.png`` (the map over the image, at the image's size) and
+For each image it writes ``<name>_overlay.png`` (the map over the image, enlarged when small, with a colour
+bar, the class explained and its probability) and
 ``<name>_map.npy`` (the raw map, float32, the image's height x width), plus ``<name>_curves.png`` (its
 deletion / insertion curves) with ``--curves``; it prints the top classes, the class explained and the
 deletion / insertion AUCs (AHA protocol: mean reference, 21 fractions, least-relevant-first insertion).
@@ -60,7 +61,7 @@ def main(args: argparse.Namespace) -> None:
     from transformers import pipeline
 
     from .pipeline import TASK
-    from .visualization import curve_plot
+    from .visualization import DELETION_LABEL, LRF_LABEL, curve_plot
 
     missing = [path for path in args.images if not os.path.isfile(path)]
     if missing:
@@ -80,7 +81,7 @@ def main(args: argparse.Namespace) -> None:
         np.save(written[1], result["attribution"])
         if args.curves:
             written.append(f"{base}_curves.png")
-            plot = curve_plot({"deletion": result["deletion"], "insertion": result["insertion"]}, title=os.path.basename(path))
+            plot = curve_plot({DELETION_LABEL: result["deletion"], LRF_LABEL: result["insertion"]}, title=os.path.basename(path))
             plot.savefig(written[-1])
         print(f"{path}: " + ", ".join(f"{p['label']} {p['score']:.3f}" for p in result["predictions"]))
         print(f"  explained {result['target_label']!r} (class {result['target']}, p={result['target_score']:.3f}): "
