@@ -157,6 +157,9 @@ def test_train_on_an_image_folder_writes_a_card_with_its_final_evaluation(tmp_pa
                   "--per_device_train_batch_size", 3, "--learning_rate", "3e-3", "--seed", 0)
     assert run.returncode == 0, run.stderr[-3000:]
     out = tmp_path / "out"
+    assert "[aha train] torch CPU threads: 1 (OMP_NUM_THREADS" in run.stdout  # the test runs with OMP_NUM_THREADS=1
+    assert f"[aha train] saved the explainer to {out} (self-contained" in run.stdout
+    assert f"aha explain {out} IMAGE.jpg" in run.stdout and f'pipeline("image-attribution", model="{out}")' in run.stdout
     assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"} <= set(os.listdir(out))
     final = ast.literal_eval(re.search(r"^step 2: (\{.*\})$", run.stdout, re.M).group(1))
     card = ModelCard.load(out / "README.md")
@@ -194,3 +197,23 @@ def test_the_core_package_works_without_the_training_libraries_and_aha_train_nam
     assert done.stderr.strip().endswith(
         "aha train needs datasets, which is not installed: pip install -e '.[train]' in a clone of aha-explain "
         "(it is not on PyPI yet)")
+
+
+def test_thread_choice_never_oversubscribes_and_names_its_reason(monkeypatch):
+    from aha.threads import choose_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.0, 0.0))
+    assert choose_threads() == (4, "4 cores, load average 0.2, 1 process(es) on this machine")
+    assert choose_threads(processes=2)[0] == 2
+    monkeypatch.setattr(os, "getloadavg", lambda: (5.7, 0.0, 0.0))  # other jobs keep every core busy
+    assert choose_threads()[0] == 1 and choose_threads(processes=3)[0] == 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.0, 0.0, 0.0))
+    assert choose_threads(processes=2)[0] == 1
+    assert choose_threads(3) == (3, "--threads")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert choose_threads() == (2, "OMP_NUM_THREADS")
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match=f"--threads must be a whole number >= 1, got {bad!r}"):
+            choose_threads(bad)
