@@ -137,7 +137,7 @@ def write_report(output_dir, results: list[MethodResult], summary: dict, context
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "results.json").write_text(json.dumps({"context": context, **summary}, indent=2))
     (output_dir / "results.md").write_text(markdown(summary, context))
-    for curve, title in (("deletion_mean", "deletion (mean reference)"), ("insertion_lrf", "least-relevant-first insertion: a good map keeps the score high, then it falls")):
+    for curve, title in (("deletion_mean", "deletion (mean reference): most relevant first; lower is better"), ("insertion_lrf", "insertion (LRF): least relevant first; higher is better")):
         figure = curve_plot({result.name: result.curves[curve] for result in results}, title=title)
         figure.set_size_inches(6.4, 4.8)
         figure.savefig(output_dir / f"{curve.split('_')[0]}_curves.png")
