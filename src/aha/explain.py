@@ -57,15 +57,15 @@ def resolve_target(target: str | None, label2id: dict[str, int]) -> str | int | 
 
 
 def main(args: argparse.Namespace) -> None:
+    missing = [path for path in args.images if not os.path.isfile(path)]
+    if missing:
+        raise SystemExit(f"aha explain: no such image file: {', '.join(missing)}")
     import numpy as np  # here, not at the top: ``aha explain --help`` answers without torch
     from transformers import pipeline
 
     from .pipeline import TASK
     from .visualization import DELETION_LABEL, LRF_LABEL, curve_plot
 
-    missing = [path for path in args.images if not os.path.isfile(path)]
-    if missing:
-        raise SystemExit(f"aha explain: no such image file: {', '.join(missing)}")
     try:
         pipe = pipeline(TASK, model=args.explainer, device=args.device, revision=args.revision)
     except OSError as error:  # transformers' message for a missing folder or an unreachable Hub id
