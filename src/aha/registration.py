@@ -5,8 +5,8 @@ Registering needs the classes, hence torch. ``import aha`` therefore registers a
 auto classes or pipelines are already loaded; otherwise it registers as soon as one of them is imported
 (``from transformers import pipeline`` or ``AutoModel``, before or after ``import aha``), through a
 post-import hook on ``transformers.*`` and ``aha.*`` modules that registers once no such module is still
-being executed, or when an ``aha`` class is first used. The ``aha`` command
-thereby answers ``--help`` without importing torch.
+being executed, or when an ``aha`` class is first used. The ``aha`` command thereby answers ``--help``
+without importing torch.
 """
 
 from __future__ import annotations
