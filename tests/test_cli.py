@@ -12,6 +12,7 @@ from conftest import IMAGE_SIZE
 from huggingface_hub import ModelCard
 from PIL import Image
 from test_pipeline import crop_processor, labelled_classifier, random_image
+from test_space_uploads import png_header_only
 from training_helpers import processor, sharp_classifier
 from transformers import pipeline
 
@@ -46,8 +47,9 @@ def test_help_lists_every_subcommand_and_each_has_its_own_help(capsys):
     assert "--refine_steps" in _main(capsys, "explain", "--help")[1]
     code, _, error = _main(capsys, "bogus")
     assert code == 2 and "invalid choice: 'bogus'" in error
-    code, _, _ = _main(capsys, "explain", "some/explainer", "nothing.png")
-    assert code == "aha explain: no such image file: nothing.png"
+    code, _, error = _main(capsys, "explain", "some/explainer", "nothing.png")
+    assert error == "aha explain: no such image file: nothing.png\n"
+    assert code == "aha explain: 1 of 1 images could not be read (listed above); the other 0 were explained"
     code, version, _ = _main(capsys, "--version")
     assert code == 0 and version.strip() == f"aha-explain {aha.__version__}"
 
@@ -104,16 +106,14 @@ def _one_line_error(run, command: str) -> str:
 
 def test_user_errors_print_one_line_and_debug_shows_the_traceback(tmp_path):
     AHAExplainer.from_classifier(labelled_classifier(), image_processor=crop_processor()).save_pretrained(tmp_path / "explainer")
-    (tmp_path / "notes.png").write_text("not an image")
-    line = _one_line_error(run_aha("explain", tmp_path / "explainer", tmp_path / "notes.png"), "explain")
-    assert "notes.png" in line
-    line = _one_line_error(run_aha("explain", "org/not-downloaded", tmp_path / "notes.png"), "explain")
+    random_image(40, 40).save(tmp_path / "cat.png")  # (unreadable images: one line each, tested above)
+    line = _one_line_error(run_aha("explain", "org/not-downloaded", tmp_path / "cat.png"), "explain")
     assert "'org/not-downloaded'" in line and "a saved folder or a Hub repo id" in line
     line = _one_line_error(run_aha("train", "--model_name_or_path", tmp_path / "explainer", "--train_dir",
                                    tmp_path / "train", "--dataset_path", tmp_path / "data", "--output_dir", tmp_path / "out"),
                            "train")
     assert "one data source" in line
-    debug = run_aha("explain", "org/not-downloaded", tmp_path / "notes.png", "--debug")
+    debug = run_aha("explain", "org/not-downloaded", tmp_path / "cat.png", "--debug")
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "org/not-downloaded" in debug.stderr
 
 
@@ -136,6 +136,70 @@ def test_explain_writes_overlays_maps_and_curves(tmp_path):
         assert Image.open(tmp_path / "out" / f"{name}_curves.png").format == "PNG"
         assert f"deletion AUC {result['deletion'].mean_auc:.4f}, insertion AUC {result['insertion'].mean_auc:.4f}" in run.stdout
     assert run.stdout.count("explained 'owl' (class 3") == 2 and "cat.png: " in run.stdout
+
+
+def test_explain_gives_every_input_its_own_outputs(tmp_path):
+    """Inputs sharing a file name in different folders, or a stem in one folder, never overwrite each other's
+    outputs: names mirror the inputs' paths, and a name already taken gets -2, -3, ... in argument order."""
+    AHAExplainer.from_classifier(labelled_classifier(), image_processor=crop_processor()).save_pretrained(tmp_path / "explainer")
+    inputs = {"a/cat.png": "a/cat", "b/cat.png": "b/cat", "a/cat.jpg": "a/cat-2", "a/cat-2.png": "a/cat-2-2",
+              "b/Cat.png": "b/Cat-2"}
+    for index, path in enumerate(inputs):
+        (tmp_path / "in" / path).parent.mkdir(parents=True, exist_ok=True)
+        random_image(30 + index, 40, seed=index).save(tmp_path / "in" / path)
+    run = run_aha("explain", tmp_path / "explainer", *inputs, "--output", tmp_path / "out", cwd=tmp_path / "in")
+    assert run.returncode == 0, run.stderr
+    expected = pipeline("image-attribution", model=str(tmp_path / "explainer"), device="cpu")
+    for path, name in inputs.items():
+        attribution = np.load(tmp_path / "out" / f"{name}_map.npy")
+        result = expected(str(tmp_path / "in" / path), overlay=True)
+        np.testing.assert_allclose(attribution, result["attribution"], rtol=1e-4, atol=1e-5)
+        assert attribution.shape == (30 + list(inputs).index(path), 40)
+        assert Image.open(tmp_path / "out" / f"{name}_overlay.png").size == result["overlay"].size  # enlarged, labelled
+    assert len(list((tmp_path / "out").rglob("*_map.npy"))) == len(inputs)
+
+
+def test_explain_explains_the_good_images_and_names_each_bad_one(tmp_path):
+    AHAExplainer.from_classifier(labelled_classifier(), image_processor=crop_processor()).save_pretrained(tmp_path / "explainer")
+    random_image(40, 52).save(tmp_path / "ok.png")
+    Image.fromarray(np.arange(40 * 30, dtype=np.uint16).reshape(40, 30) * 50).save(tmp_path / "deep.png")  # 16-bit
+    (tmp_path / "notes.png").write_text("a text file\n")
+    random_image(1, 1).save(tmp_path / "dot.png")
+    png_header_only(tmp_path / "bomb.png", 100_000, 100_000)
+    data = (tmp_path / "ok.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    frames = [random_image(30, 30, seed=seed) for seed in range(2)]
+    frames[0].save(tmp_path / "moving.gif", save_all=True, append_images=frames[1:])
+    bad = {"notes.png": "is not an image file Pillow can identify: expected a PNG, JPEG, WebP, BMP, GIF or TIFF image file",
+           "dot.png": "is only 1 x 1 pixels: expected at least 16 x 16 pixels (min_image_side)",
+           "bomb.png": "is too large",
+           "cut.png": "could not be decoded; it may be damaged or incomplete",
+           "moving.gif": "is an animated image (2 frames): expected a still image",
+           "missing.png": None}
+    run = run_aha("explain", tmp_path / "explainer", "ok.png", *bad, "deep.png", "--output", "out", cwd=tmp_path)
+    assert run.returncode == 1
+    lines = [line for line in run.stderr.splitlines() if line.startswith("aha explain")]  # not the progress bars
+    assert len(lines) == len(bad) + 1, run.stderr
+    for line, (name, expected) in zip(lines, bad.items()):
+        assert line == "aha explain: no such image file: missing.png" if expected is None else \
+            line.startswith(f"aha explain: {name} {expected}"), line
+    assert "max_image_pixels" in lines[2] and lines[-1].startswith("aha explain: 6 of 8 images could not be read")
+    for name in ("ok", "deep"):
+        assert (tmp_path / "out" / f"{name}_map.npy").is_file() and f"{name}.png: " in run.stdout
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [
+        "deep_map.npy", "deep_overlay.png", "ok_map.npy", "ok_overlay.png"]
+
+
+def test_explain_size_limits_are_flags(capsys, tmp_path):
+    random_image(40, 52).save(tmp_path / "ok.png")
+    code, _, error = _main(capsys, "explain", "some/explainer", tmp_path / "ok.png", "--max_image_pixels", 2000)
+    assert error.startswith(f"aha explain: {tmp_path / 'ok.png'} is 52 x 40 pixels, too large: at most 2,000 pixels")
+    code, _, error = _main(capsys, "explain", "some/explainer", tmp_path / "ok.png", "--min_image_side", 41)
+    assert "expected at least 41 x 41 pixels" in error
+    code, _, _ = _main(capsys, "explain", "some/explainer", tmp_path / "ok.png", "--max_image_pixels", 0)
+    assert code == "aha explain: --max_image_pixels must be an integer >= 1, got 0"
+    code, _, _ = _main(capsys, "explain", "~/no/such/explainer", tmp_path / "ok.png")
+    assert code == f"aha explain: the explainer: no such local folder {os.path.expanduser('~/no/such/explainer')}"
 
 
 def _image_folder(root, per_class: int, seed: int):

@@ -117,7 +117,7 @@ def test_a_visitor_explains_an_image_and_bad_files_get_messages(saved, tmp_path)
         Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
         Image.new("RGB", (MAX_PIXELS // 1024 + 1, 1024)).save(tmp_path / "huge.png")
         bad = {"notes.txt": "is not an image", "moving.gif": "is an animated image", "dot.png": "is only 1 x 1 pixels",
-               "huge.png": "too large for this demo"}
+               "huge.png": "too large: at most"}
         for name, expected in bad.items():
             upload(page, tmp_path / name)
             message = shown_text(page, "#status", expected)

@@ -25,7 +25,7 @@ import torch
 
 from aha.space.comparison import Comparison, default_comparisons
 from aha.space.demo_explainer import default_demo_folder, demo_examples, demo_explainer
-from aha.space.uploads import UploadError, read_upload
+from aha.space.uploads import MAX_PIXELS, UploadError, read_upload
 from aha.visualization import curve_plot
 
 
@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Masks of the RISE comparison (env AHA_RISE_MASKS; default 500).")
     parser.add_argument("--examples", nargs="*", default=None,
                         help="Image files offered as examples (default: AHA Shapes test images of --demo-dir).")
+    parser.add_argument("--max-image-pixels", type=int, default=int(env("AHA_MAX_IMAGE_PIXELS", str(MAX_PIXELS))),
+                        help="Most pixels of an uploaded image; larger ones are refused before they are decoded (env "
+                             f"AHA_MAX_IMAGE_PIXELS; default {MAX_PIXELS:,}, 4096 x 4096, as aha explain).")
     parser.add_argument("--threads", type=int, default=int(env("AHA_THREADS", "0")) or None,
                         help="torch CPU threads (env AHA_THREADS; default: torch's choice).")
     parser.add_argument("--host", default=None, help="Address to serve on (default: Gradio's, 127.0.0.1).")
@@ -92,6 +95,7 @@ CSS = """
 
 
 def build_page(comparison: Comparison, examples: list, title: str) -> gr.Blocks:
+    """The page; uploads are read with ``comparison``'s size limit (``--max-image-pixels``)."""
     methods = ["AHA", *comparison.comparisons]
     choices = [(label, index) for index, label in enumerate(comparison.labels)]
 
@@ -131,7 +135,7 @@ def build_page(comparison: Comparison, examples: list, title: str) -> gr.Blocks:
         if path is None:
             return cleared()
         try:
-            return analyse(read_upload(path), os.path.basename(path), refine_steps)
+            return analyse(read_upload(path, comparison.max_image_pixels), os.path.basename(path), refine_steps)
         except Exception as error:  # the page shows a message, never a stack trace; the server keeps serving
             return cleared(failure(error))
 
@@ -184,17 +188,18 @@ def build_page(comparison: Comparison, examples: list, title: str) -> gr.Blocks:
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for option, value in (("--rise-masks", args.rise_masks), ("--threads", args.threads)):
+    for option, value in (("--rise-masks", args.rise_masks), ("--threads", args.threads),
+                          ("--max-image-pixels", args.max_image_pixels)):
         if value is not None and value < 1:
             parser.error(f"{option} must be an integer >= 1, got {value}")
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
     explainer = args.explainer or str(demo_explainer(args.demo_dir, args.demo_preset))
-    comparison = Comparison(explainer, default_comparisons(args.rise_masks))
+    comparison = Comparison(explainer, default_comparisons(args.rise_masks), max_image_pixels=args.max_image_pixels)
     comparison.warm_up()
     if args.examples is not None:
-        examples = [(read_upload(path), os.path.basename(path)) for path in args.examples]
+        examples = [(read_upload(path, args.max_image_pixels), os.path.basename(path)) for path in args.examples]
     else:
         examples = demo_examples(args.demo_dir) if not args.explainer else []
     page = build_page(comparison, examples, f"Explainer: `{explainer}`, classifier: "

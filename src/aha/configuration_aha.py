@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import re
 
 from transformers import AutoConfig, GenerationConfig, PreTrainedConfig
@@ -37,6 +38,12 @@ _NUMBER_RULES = {
     "refine_lr": dict(above=0),
     "initializer_range": dict(above=0),
 }
+# Fields recorded by `from_classifier` and `save_pretrained` from the classifier, its image processor and the
+# separate feature backbone: never set by hand.
+RECORDED_FIELDS = frozenset({
+    "classifier_config", "classifier_name_or_path", "classifier_revision", "classifier_fingerprint",
+    "includes_classifier", "feature_backbone_config", "image_mean", "image_std",
+})
 # List fields: name -> (check_number keyword arguments of each element, allowed lengths or None for any >= 1)
 _LIST_RULES = {
     "feature_layers": (dict(integer=True, minimum=0), None),
@@ -220,6 +227,13 @@ class AHAConfig(PreTrainedConfig):
         """The fields AHAConfig adds to PreTrainedConfig: name -> default."""
         names = cls.__dict__.get("__annotations__", {})
         return {f.name: f.default for f in dataclasses.fields(cls) if f.name in names}
+
+    @classmethod
+    def user_fields(cls) -> dict:
+        """The fields a user sets (``aha train --explainer_config``, ``from_classifier(**overrides)``): name -> declared
+        type. The others (:data:`RECORDED_FIELDS`) are recorded from the classifier and its image processor."""
+        hints = inspect.get_annotations(cls, eval_str=True)
+        return {name: hints[name] for name in cls.own_fields() if name not in RECORDED_FIELDS}
 
     @classmethod
     def _check_keys(cls, kwargs: dict) -> None:

@@ -8,13 +8,26 @@ bar, the class explained and its probability) and
 deletion / insertion curves) with ``--curves``; it prints the top classes, the class explained and the
 deletion / insertion AUCs (AHA protocol: mean reference, 21 fractions, least-relevant-first insertion).
 Everything runs through the ``image-attribution`` pipeline (:mod:`aha.pipeline`).
+
+``<name>`` is the image's path relative to the folder that holds all the inputs, without its extension, so
+``a/cat.png b/cat.png`` write ``out/a/cat_*`` and ``out/b/cat_*``; when two inputs still map to one name (``cat.png``
+and ``cat.jpg``, or a file given twice) the later one gets ``-2``, ``-3``, ... (the first free one, in the order of
+the arguments, compared without case). The names depend on the arguments only, never on which images fail.
+
+Images are read by :func:`aha.images.read_image` (the pipeline's and the web demo's reader and size limits,
+``--max_image_pixels`` and ``--min_image_side``). An image that cannot be read is reported on stderr, one line
+naming the file and what was expected, and the others are still explained; the exit status is then 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections import Counter
+import sys
+
+import numpy as np
+
+from .images import MAX_PIXELS, MIN_SIDE, ImageInputError, check_limit, read_image
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="aha explain", description="Explain image files with a trained AHA explainer: overlays, raw maps, curves."
     )
     parser.add_argument("explainer", help="A saved explainer folder or a Hub repo id (with its image processor).")
-    parser.add_argument("images", nargs="+", help="Image files (any format PIL reads; grayscale and RGBA are converted).")
+    parser.add_argument("images", nargs="+",
+                        help="Image files (any format Pillow reads; grayscale, RGBA, 16-bit and float images are "
+                             "converted by their range; see aha.images).")
     parser.add_argument("--target", default=None,
                         help="Class to explain: a label name of the classifier or an index (default: each image's "
                              "predicted class).")
@@ -33,16 +48,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=1, help="Images per forward pass (default 1).")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: the first accelerator, else cpu).")
     parser.add_argument("--revision", default=None, help="Hub revision of the explainer.")
+    parser.add_argument("--max_image_pixels", type=int, default=MAX_PIXELS,
+                        help=f"Larger images are refused, from their header, before decoding (default {MAX_PIXELS:,}, "
+                             "4096 x 4096).")
+    parser.add_argument("--min_image_side", type=int, default=MIN_SIDE,
+                        help=f"Images with a shorter side are refused (default {MIN_SIDE}).")
     return parser
 
 
 def output_names(paths: list[str]) -> list[str]:
-    """A distinct file-name stem per image: its own, with ``-2``, ``-3`` ... for repeated names."""
-    stems, seen = [os.path.splitext(os.path.basename(path))[0] for path in paths], Counter()
-    names = []
-    for stem in stems:
-        seen[stem] += 1
-        names.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    """A distinct output name per image (see the module docstring): its path relative to the folder holding all
+    the inputs, without the extension; ``-2``, ``-3``, ... added to a name already taken (case-insensitively)."""
+    absolute = [os.path.abspath(os.path.expanduser(path)) for path in paths]
+    root = os.path.commonpath([os.path.dirname(path) for path in absolute]) if absolute else ""
+    names, taken = [], set()
+    for path in absolute:
+        stem = os.path.splitext(os.path.relpath(path, root))[0]
+        name, number = stem, 2
+        while name.casefold() in taken:
+            name, number = f"{stem}-{number}", number + 1
+        taken.add(name.casefold())
+        names.append(name)
     return names
 
 
@@ -57,33 +83,66 @@ def resolve_target(target: str | None, label2id: dict[str, int]) -> str | int | 
 
 
 def main(args: argparse.Namespace) -> None:
-    missing = [path for path in args.images if not os.path.isfile(path)]
-    if missing:
-        raise SystemExit(f"aha explain: no such image file: {', '.join(missing)}")
-    import numpy as np  # here, not at the top: ``aha explain --help`` answers without torch
-    from transformers import pipeline
+    for flag in ("max_image_pixels", "min_image_side", "batch_size"):
+        try:
+            check_limit(f"--{flag}", getattr(args, flag))
+        except ValueError as error:
+            raise SystemExit(f"aha explain: {error}") from None
+    from transformers import pipeline  # here, not at the top: ``aha explain --help`` answers without torch
 
+    from .loading import check_local_path
     from .pipeline import TASK
+
+    explainer = os.path.expanduser(args.explainer)
+    try:
+        check_local_path(explainer, "aha explain: the explainer")
+    except FileNotFoundError as error:
+        raise SystemExit(str(error)) from None
+    output = os.path.expanduser(args.output)
+    names, failed, pipe = output_names(args.images), [], None
+    for start in range(0, len(args.images), args.batch_size):  # a batch in memory at a time
+        batch = []
+        for path, name in zip(args.images[start:start + args.batch_size], names[start:start + args.batch_size]):
+            try:
+                batch.append((path, name, read_image(path, args.max_image_pixels, args.min_image_side)))
+            except ImageInputError as error:
+                failed.append(path)
+                print(f"aha explain: {error}", file=sys.stderr, flush=True)
+        if not batch:
+            continue
+        if pipe is None:
+            try:
+                pipe = pipeline(TASK, model=explainer, device=args.device, revision=args.revision,
+                                max_image_pixels=args.max_image_pixels, min_image_side=args.min_image_side)
+            except OSError as error:  # transformers' message for an unreachable or unknown Hub id
+                raise OSError(f"cannot load the explainer {args.explainer!r} (a saved folder or a Hub repo id): "
+                              f"{error}") from error
+            target = resolve_target(args.target, pipe.model.config.classifier_config.label2id)
+        results = pipe([image for _, _, image in batch], batch_size=args.batch_size, target=target, top_k=args.top_k,
+                       refine_steps=args.refine_steps, overlay=True, curves=True)
+        for (path, name, _), result in zip(batch, results):
+            write_outputs(path, output, name, result, args.curves)
+    if failed:
+        raise SystemExit(f"aha explain: {len(failed)} of {len(args.images)} images could not be read (listed above); "
+                         f"the other {len(args.images) - len(failed)} were explained")
+
+
+def write_outputs(path: str, output: str, name: str, result: dict, curves: bool) -> None:
+    """One image's overlay, map and (``curves``) curve plot at ``output/name``_*, and its lines of the report. Files
+    go through :mod:`aha.safe_files` (atomic; a link planted in ``output`` is replaced or refused, never followed)."""
+    from .safe_files import make_folder, write_file
     from .visualization import DELETION_LABEL, LRF_LABEL, curve_plot
 
-    try:
-        pipe = pipeline(TASK, model=args.explainer, device=args.device, revision=args.revision)
-    except OSError as error:  # transformers' message for a missing folder or an unreachable Hub id
-        raise OSError(f"cannot load the explainer {args.explainer!r} (a saved folder or a Hub repo id): {error}") from error
-    target = resolve_target(args.target, pipe.model.config.classifier_config.label2id)
-    os.makedirs(args.output, exist_ok=True)
-    results = pipe(list(args.images), batch_size=args.batch_size, target=target, top_k=args.top_k,
-                   refine_steps=args.refine_steps, overlay=True, curves=True)
-    for path, name, result in zip(args.images, output_names(args.images), results):
-        base = os.path.join(args.output, name)
-        written = [f"{base}_overlay.png", f"{base}_map.npy"]
-        result["overlay"].save(written[0])
-        np.save(written[1], result["attribution"])
-        if args.curves:
-            written.append(f"{base}_curves.png")
-            plot = curve_plot({DELETION_LABEL: result["deletion"], LRF_LABEL: result["insertion"]}, title=os.path.basename(path))
-            plot.savefig(written[-1])
-        print(f"{path}: " + ", ".join(f"{p['label']} {p['score']:.3f}" for p in result["predictions"]))
-        print(f"  explained {result['target_label']!r} (class {result['target']}, p={result['target_score']:.3f}): "
-              f"deletion AUC {result['deletion'].mean_auc:.4f}, insertion AUC {result['insertion'].mean_auc:.4f}")
-        print(f"  wrote {', '.join(written)}")
+    base = os.path.join(output, name)
+    make_folder(os.path.dirname(base), root=output)
+    written = [f"{base}_overlay.png", f"{base}_map.npy"]
+    write_file(written[0], lambda handle: result["overlay"].save(handle, format="PNG"))
+    write_file(written[1], lambda handle: np.save(handle, result["attribution"]))
+    if curves:
+        written.append(f"{base}_curves.png")
+        plot = curve_plot({DELETION_LABEL: result["deletion"], LRF_LABEL: result["insertion"]}, title=os.path.basename(path))
+        write_file(written[-1], lambda handle: plot.savefig(handle, format="png"))
+    print(f"{path}: " + ", ".join(f"{p['label']} {p['score']:.3f}" for p in result["predictions"]))
+    print(f"  explained {result['target_label']!r} (class {result['target']}, p={result['target_score']:.3f}): "
+          f"deletion AUC {result['deletion'].mean_auc:.4f}, insertion AUC {result['insertion'].mean_auc:.4f}")
+    print(f"  wrote {', '.join(written)}", flush=True)

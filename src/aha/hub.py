@@ -20,6 +20,7 @@ from huggingface_hub.utils import validate_repo_id
 
 from .configuration_aha import AHAConfig
 from .pipeline import TASK
+from .safe_files import write_text
 
 
 MODEL_CARD_TEMPLATE = "model_card.md"  # in aha.hub_cards
@@ -190,6 +191,6 @@ def push_explainer(
     with tempfile.TemporaryDirectory() as folder:
         explainer.save_pretrained(folder, include_classifier=include_classifier)
         card = model_card(explainer.config, repo_id=repo_id, include_classifier=include_classifier, eval_results=eval_results, license=license)
-        card.save(os.path.join(folder, "README.md"))
+        write_text(os.path.join(folder, "README.md"), str(card))
         message = commit_message or f"Upload AHA explainer ({'self-contained' if include_classifier else 'decoder only'})"
         return upload_folder(api, folder, repo_id, message, revision=revision, create_pr=create_pr)

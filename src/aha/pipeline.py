@@ -14,15 +14,14 @@ back through the processor's resize and crop to its image's original size (:mod:
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
 from transformers import AutoModel, Pipeline
-from transformers.image_utils import load_image
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .image_geometry import processed_region, to_original_size
+from .images import MAX_PIXELS, MIN_SIDE, check_limit, read_image
 from .metrics import CurveResult, default_fractions, deletion_insertion
 from .modeling_aha import AHAExplainer
-from .visualization import as_rgb_array, explained_picture
+from .visualization import explained_picture
 
 
 TASK = "image-attribution"
@@ -32,8 +31,10 @@ class ImageAttributionPipeline(Pipeline):
     """Explains images with an [`AHAExplainer`]: the classifier's top classes and, for one class per image,
     a per-pixel importance map at the image's original size.
 
-    Inputs: a path, URL, PIL image or numpy array (H, W), (H, W, 1, 3 or 4), uint8 or float in [0, 1]; or a
-    list of them. Grayscale, palette and RGBA images are converted to RGB.
+    Inputs: a path (``~`` expanded), URL, PIL image or numpy array (H, W), (H, W, 1, 3 or 4), or a list of them,
+    read by [`aha.images.read_image`]: 8-bit images as Pillow converts them to RGB (alpha dropped), 16-bit ones
+    by their range (divided by 65535), float ones in [0, 1]; animated images, NaN, 32-bit integer pixels and
+    images outside the size limits are refused with an [`aha.images.ImageInputError`] naming the image.
 
     Call arguments (also accepted by `pipeline(...)` as defaults):
         target (`str` or `int`, *optional*): the class to explain, a label name of the classifier or an index.
@@ -47,6 +48,9 @@ class ImageAttributionPipeline(Pipeline):
         curves (`bool`, defaults to `False`): also measure the map's deletion and insertion curves on the
             processed image ([`aha.metrics.deletion_insertion`]: mean reference, 21 fractions).
         timeout (`float`, *optional*): seconds to wait for images fetched from URLs.
+        max_image_pixels (`int`, defaults to [`aha.images.MAX_PIXELS`], 4096 x 4096): larger images are refused
+            (a file's size is read from its header, before its pixels are decoded).
+        min_image_side (`int`, defaults to [`aha.images.MIN_SIDE`], 16): images with a shorter side are refused.
 
     Returns per image a dict: ``predictions`` (top-k ``{"label", "score"}``, softmax probabilities),
     ``target`` (index explained), ``target_label``, ``target_score``, ``attribution`` ((H, W) float32 numpy
@@ -86,10 +90,15 @@ class ImageAttributionPipeline(Pipeline):
             raise ValueError(f"target must be in [0, {config.num_labels}), got {target}")
         return int(target)
 
-    def _sanitize_parameters(self, target=None, top_k=None, refine_steps=None, overlay=None, curves=None, timeout=None):
+    def _sanitize_parameters(self, target=None, top_k=None, refine_steps=None, overlay=None, curves=None, timeout=None,
+                             max_image_pixels=None, min_image_side=None):
         preprocess, forward, postprocess = {}, {}, {}
         if timeout is not None:
             preprocess["timeout"] = timeout
+        for name, limit in (("max_image_pixels", max_image_pixels), ("min_image_side", min_image_side)):
+            if limit is not None:
+                check_limit(name, limit)
+                preprocess[name] = limit
         if target is not None:
             forward["target"] = self._class_index(target)
         if refine_steps is not None:
@@ -106,10 +115,8 @@ class ImageAttributionPipeline(Pipeline):
             postprocess["with_overlay"] = bool(overlay)
         return preprocess, forward, postprocess
 
-    def preprocess(self, image, timeout=None):
-        if isinstance(image, np.ndarray):
-            image = Image.fromarray(as_rgb_array(image))
-        image = load_image(image, timeout=timeout)  # paths, URLs, PIL; upright (EXIF) and RGB
+    def preprocess(self, image, timeout=None, max_image_pixels=MAX_PIXELS, min_image_side=MIN_SIDE):
+        image = read_image(image, max_image_pixels, min_image_side, timeout=timeout)  # upright, RGB, checked
         pixel_values = self.image_processor(images=image, return_tensors="pt").pixel_values.to(self.dtype)
         region = processed_region(self.image_processor, image.height, image.width)
         if region.size != tuple(pixel_values.shape[-2:]):

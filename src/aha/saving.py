@@ -19,6 +19,7 @@ from .configuration_aha import AHAConfig
 from .deprecation import renamed_keyword
 from .fingerprint import short_fingerprint, weights_fingerprint
 from .loading import check_local_path, load_classifier, naming_damaged_files
+from .safe_files import staged_folder
 
 
 logger = logging.get_logger(__name__)
@@ -143,12 +144,13 @@ class ExplainerSavingMixin:
             state_dict = self.state_dict() if state_dict is None else state_dict
             state_dict = {key: value for key, value in state_dict.items() if not key.startswith(CLASSIFIER_PREFIX)}
         self.config.includes_classifier = include_classifier
-        try:
-            super().save_pretrained(save_directory, *args, state_dict=state_dict, **kwargs)
-        finally:
-            self.config.includes_classifier = True  # in memory the explainer always holds its classifier
-        if self.image_processor is not None and kwargs.get("is_main_process", True):
-            self.image_processor.save_pretrained(save_directory)
+        with staged_folder(save_directory) as staging:  # atomic per file; links at the file names are replaced
+            try:
+                super().save_pretrained(staging, *args, state_dict=state_dict, **kwargs)
+            finally:
+                self.config.includes_classifier = True  # in memory the explainer always holds its classifier
+            if self.image_processor is not None and kwargs.get("is_main_process", True):
+                self.image_processor.save_pretrained(staging)
 
     @renamed_keyword("include_target", "include_classifier")
     def push_to_hub(self, repo_id: str, *, include_classifier: bool = True, eval_results=None, **kwargs):

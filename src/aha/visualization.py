@@ -17,6 +17,8 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
+from .images import to_rgb
+
 
 #: matplotlib colormap of the overlays: cold dark blue -> cyan -> yellow -> hot dark red.
 DEFAULT_COLORMAP = "turbo"
@@ -61,36 +63,14 @@ def normalise_map(attribution, method: str = "rank") -> np.ndarray:
     return (ranks / (flat.size - 1)).reshape(values.shape)
 
 
-def as_rgb_array(image) -> np.ndarray:
-    """A PIL image, or an (H, W) / (H, W, 1, 3 or 4) array (uint8 in [0, 255], or float in [0, 1]) -> (H, W, 3)
-    uint8. Grayscale is repeated over the channels; an alpha channel is dropped (as PIL's ``convert("RGB")``)."""
-    if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
-    array = np.asarray(image)
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if array.ndim == 2:
-        array = np.repeat(array[..., None], 3, axis=-1)
-    if array.ndim == 3 and array.shape[-1] == 4:
-        array = array[..., :3]
-    if array.ndim != 3 or array.shape[-1] != 3:
-        raise ValueError(f"image must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got shape {array.shape}")
-    if array.dtype == np.uint8:
-        return array
-    if np.issubdtype(array.dtype, np.floating):
-        if array.min() < 0 or array.max() > 1:
-            raise ValueError(f"a float image must be in [0, 1], got [{array.min():.3g}, {array.max():.3g}]")
-        return np.rint(array * 255).astype(np.uint8)
-    raise ValueError(f"image must be uint8 or float, got {array.dtype}")
-
-
 def overlay(
     image, attribution, alpha: float = 0.6, normalise: str = "rank", cmap: str = DEFAULT_COLORMAP
 ) -> Image.Image:
     """Blend a heat-map colouring of ``attribution`` over ``image``.
 
     Args:
-        image: PIL image, or array (H, W) / (H, W, 1, 3 or 4), uint8 in [0, 255] or float in [0, 1].
+        image: PIL image, or array (H, W) / (H, W, 1, 3 or 4), converted to RGB by [`aha.images.to_rgb`]
+            (uint8 as is, uint16 by 65535, float in [0, 1]; NaN refused).
         attribution: (H, W) real scores (numpy array, list, or CPU tensor), higher = more important;
             same H, W as the image.
         alpha: weight of the heat colours in [0, 1] (0: the image only, 1: the heat map only).
@@ -102,7 +82,7 @@ def overlay(
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    base = as_rgb_array(image).astype(np.float64)
+    base = np.asarray(to_rgb(image, "the image under the overlay"), dtype=np.float64)
     heat = normalise_map(attribution, normalise)
     if heat.shape != base.shape[:2]:
         raise ValueError(f"attribution is {heat.shape} but the image is {base.shape[:2]} (H, W)")
@@ -256,7 +236,7 @@ def grid(
         text_w, _ = text_size(label)
         pen.text((x + (column_w[column] - text_w) // 2, padding), label, fill=(0, 0, 0), font=font)
         for r, row in enumerate(rows):
-            cell = row[column].convert("RGB")
+            cell = to_rgb(row[column], f"the image of row {r}, column {label!r}")
             if cell_size:
                 enlarged = cell_w >= cell.width and cell_h >= cell.height
                 cell = cell.resize((cell_w, cell_h), Image.NEAREST if enlarged else Image.LANCZOS)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import torch
 
+from ..images import to_rgb
+
 
 class ImageClassificationCollator:
     """Collate ``{image_column: PIL image, label_column: int}`` examples into a training batch.
 
     Returns ``{"pixel_values": (B, C, H, W) float32 in the classifier's normalised space,
-    "labels": (B,) int64 classifier class ids}``. Images are converted to RGB first (ImageNet holds a
-    few grayscale and CMYK JPEGs).
+    "labels": (B,) int64 classifier class ids}``. Images are converted to RGB first by
+    :func:`aha.images.to_rgb`, as the pipeline converts them (ImageNet holds a few grayscale and CMYK JPEGs;
+    16-bit images are divided by 65535, not clipped).
 
     Args:
         image_processor: the classifier's ``AutoImageProcessor`` (resize, crop, rescale, normalise).
@@ -30,7 +33,8 @@ class ImageClassificationCollator:
         for key in (self.image_column, self.label_column):
             if key not in examples[0]:
                 raise ValueError(f"examples have no {key!r} column (keys: {sorted(examples[0])})")
-        images = [example[self.image_column].convert("RGB") for example in examples]
+        images = [to_rgb(example[self.image_column], f"the {self.image_column!r} of example {index} in the batch")
+                  for index, example in enumerate(examples)]
         labels = [example[self.label_column] for example in examples]
         if self.class_index_map is not None:
             labels = [self.class_index_map[label] for label in labels]

@@ -123,8 +123,7 @@ def overlay_grid(results: list[MethodResult], images: list[Image.Image], masks: 
     clean = results[0].curves["deletion_mean"]  # fraction 0: nothing perturbed, the prediction's probability
     for index in range(min(rows, len(images))):
         row_labels.append(f"predicted\nclass\np = {float(clean.curves[index, 0]):.2f}")
-        mask = Image.fromarray((masks[index] * 255).astype(np.uint8)).convert("RGB")
-        row = [images[index].convert("RGB"), mask]
+        row = [images[index], Image.fromarray((masks[index] * 255).astype(np.uint8))]  # grid converts them to RGB
         row += [overlay(images[index], result.maps[index].numpy()) for result in results]
         cells.append(row)
     return grid(cells, labels, row_labels=row_labels, cell_size=2 * images[0].width, colorbar=DEFAULT_COLORMAP)

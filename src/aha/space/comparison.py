@@ -26,6 +26,7 @@ from transformers import pipeline
 
 from ..baselines import get_attributor
 from ..image_geometry import processed_region, to_original_size
+from ..images import MAX_PIXELS
 from ..metrics import CurveResult, deletion_insertion
 from ..pipeline import TASK
 from ..visualization import overlay
@@ -69,10 +70,13 @@ class Comparison:
         comparisons: display name -> (name in :func:`aha.baselines.get_attributor`, options), shown after AHA
             (default: :func:`default_comparisons`).
         device: where the models run (default: the pipeline's choice).
+        max_image_pixels: most pixels of an image explained (default: :data:`aha.images.MAX_PIXELS`).
     """
 
-    def __init__(self, explainer: str, comparisons: dict[str, tuple[str, dict]] | None = None, device=None):
-        self.pipe = pipeline(TASK, model=explainer, device=device)
+    def __init__(self, explainer: str, comparisons: dict[str, tuple[str, dict]] | None = None, device=None,
+                 max_image_pixels: int = MAX_PIXELS):
+        self.pipe = pipeline(TASK, model=explainer, device=device, max_image_pixels=max_image_pixels)
+        self.max_image_pixels = max_image_pixels
         self.explainer = self.pipe.model.eval()
         self.classifier = self.explainer.classifier
         config = self.classifier.config
@@ -99,7 +103,7 @@ class Comparison:
                 them, and each map is carried back to that size instead of the original's: colouring a map ranks
                 all its pixels, which takes seconds at 12 megapixels. The maps and curves are unchanged.
         """
-        inputs = self.pipe.preprocess(image)
+        inputs = self.pipe.preprocess(image, max_image_pixels=self.max_image_pixels)
         pixel_values = inputs["pixel_values"].to(self.pipe.device)
         targets = torch.tensor([target], device=pixel_values.device)
         picture, region = inputs["original"], inputs["region"]

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..images import to_rgb
+
 
 #: How many AHA Shapes test images the page offers as examples.
 NUM_EXAMPLES = 6
@@ -56,4 +58,4 @@ def demo_examples(folder: str | Path, count: int = NUM_EXAMPLES) -> list[tuple[I
     test = datasets.load_from_disk(str(data))["test"]
     names = test.features["label"].names if hasattr(test.features["label"], "names") else None
     rows = test.select(range(min(count, len(test))))
-    return [(row["image"].convert("RGB"), names[row["label"]] if names else str(row["label"])) for row in rows]
+    return [(to_rgb(row["image"]), names[row["label"]] if names else str(row["label"])) for row in rows]

@@ -2,67 +2,46 @@
 
     image = read_upload("/tmp/gradio/.../photo.jpg")     # PIL RGB image, upright (EXIF orientation applied)
 
-Refused (:class:`UploadError`, a ``ValueError`` whose text is meant for the page): files PIL cannot read as an
-image (text, PDF, ...), damaged or truncated images, animated images (GIF, PNG, WebP with more than one frame),
-images smaller than :data:`MIN_SIDE` pixels on a side and images of more than :data:`MAX_PIXELS` pixels. The
-size is read from the file's header before any pixel is decoded, so a small file that declares a huge image
-(a decompression bomb) costs nothing.
+Read by :func:`aha.images.read_image`, as the pipeline and ``aha explain`` read images (the same size limits,
+:data:`MAX_PIXELS` and :data:`MIN_SIDE`, the same conversions), with one restriction more: only the formats
+named in :data:`FORMATS` are opened (Pillow does not even try its other readers on an upload). Refused
+(:class:`UploadError`, a ``ValueError`` whose text is meant for the page and names the file): other files (text,
+PDF, TIFF, ...), damaged or truncated images, animated images, images smaller than :data:`MIN_SIDE` pixels on a
+side and images of more than the limit (by default :data:`MAX_PIXELS`). The size is read from the file's header
+before any pixel is decoded, so a small file that declares a huge image (a decompression bomb) costs nothing.
 """
 
 from __future__ import annotations
 
 import os
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
+
+from ..images import MAX_PIXELS, MIN_SIDE, ImageInputError, read_image
 
 
-#: Smallest side accepted, in pixels: below it there is nothing to rank (the classifier would see a blur).
-MIN_SIDE = 16
-#: Most pixels accepted (a 12-megapixel phone photo, 4032 x 3024, fits): the map and its overlay are made at
-#: the image's own size.
-MAX_PIXELS = 4096 * 4096
+#: Pillow's names of the formats the demo opens (an MPO file, a JPEG with more pictures, opens as JPEG)
+PIL_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 #: What to upload instead, in every message.
-FORMATS = "a PNG, JPEG, WebP or BMP photo"
+FORMATS = "a PNG, JPEG, WebP, BMP or (still) GIF image"
 
 
-class UploadError(ValueError):
+class UploadError(ImageInputError):
     """An upload that is not one still image of a usable size; the message says why and what to upload."""
 
 
-def read_upload(path: str | os.PathLike) -> Image.Image:
+def read_upload(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """The image in the file at ``path``, as an upright RGB PIL image (EXIF orientation applied, palette,
-    grayscale and alpha converted), or an :class:`UploadError` naming what is wrong with it."""
+    grayscale and alpha converted, 16-bit by its range), or an :class:`UploadError` naming what is wrong with it.
+
+    Args:
+        max_pixels: most pixels accepted (the web demo's ``--max-image-pixels``).
+    """
     name = os.path.basename(os.fspath(path))
     try:
-        image = Image.open(path)  # reads the header only
-    except (UnidentifiedImageError, Image.DecompressionBombError) as error:
-        if isinstance(error, UnidentifiedImageError):
-            raise UploadError(f"{name} is not an image this demo can read: upload {FORMATS}.") from None
-        raise UploadError(f"{name} is far too large an image: upload one of at most {MAX_PIXELS:,} pixels.") from None
-    except OSError as error:  # a truncated header, or a file that vanished
-        raise damaged(name, error) from None
-    with image:
-        width, height = image.size
-        if getattr(image, "n_frames", 1) > 1:
-            raise UploadError(
-                f"{name} is an animated image ({image.n_frames} frames): upload a still image, e.g. one frame of it "
-                f"saved as PNG."
-            )
-        if width * height > MAX_PIXELS:
-            raise UploadError(
-                f"{name} is {width} x {height} pixels, too large for this demo (at most {MAX_PIXELS:,} pixels, "
-                f"e.g. 4096 x 4096): upload a smaller copy."
-            )
-        if min(width, height) < MIN_SIDE:
-            raise UploadError(
-                f"{name} is only {width} x {height} pixels: upload an image of at least {MIN_SIDE} x {MIN_SIDE} pixels."
-            )
-        try:
-            return ImageOps.exif_transpose(image).convert("RGB")
-        except (OSError, SyntaxError, ValueError) as error:  # truncated or corrupt pixel data
-            raise damaged(name, error) from None
+        return read_image(path, max_pixels, MIN_SIDE, formats=PIL_FORMATS, name=name)
+    except ImageInputError as error:
+        raise UploadError(f"{error}. Upload {FORMATS}.") from None
 
 
-def damaged(name: str, error: Exception) -> UploadError:
-    reason = getattr(error, "strerror", None) or str(error)
-    return UploadError(f"{name} could not be read as an image; it may be damaged or incomplete ({reason}): upload {FORMATS}.")
+__all__ = ["FORMATS", "MAX_PIXELS", "MIN_SIDE", "PIL_FORMATS", "UploadError", "read_upload"]

@@ -12,10 +12,14 @@ import argparse
 import json
 import math
 import sys
-from dataclasses import dataclass, field
+import typing
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
+import yaml
 from transformers import HfArgumentParser
+
+from ..typed_options import parse_option, parse_options
 
 
 # Arguments that do not change what is trained: a run may be resumed with different values.
@@ -143,14 +147,62 @@ ARGUMENT_CLASSES = (DataArguments, ModelArguments, OptimisationArguments, RunArg
 
 
 class TrainArgumentParser(HfArgumentParser):
-    """The parser of ``aha train``: the flags of :data:`ARGUMENT_CLASSES`, or one JSON / YAML file of them."""
+    """The parser of ``aha train``: the flags of :data:`ARGUMENT_CLASSES`, or one JSON / YAML file of them.
+
+    Every value, from either source, is parsed by its field's declared type (:func:`aha.typed_options.parse_option`):
+    ``"false"`` in a file is false, ``2.5`` for an integer option is refused, a NaN learning rate is refused."""
 
     def parse_args(self, args=None, namespace=None) -> argparse.Namespace:
         args = sys.argv[1:] if args is None else list(args)
-        if len(args) == 1 and args[0].endswith((".json", ".yaml", ".yml")):
-            read = self.parse_json_file if args[0].endswith(".json") else self.parse_yaml_file
-            return argparse.Namespace(**{key: value for part in read(args[0]) for key, value in vars(part).items()})
-        return super().parse_args(args, namespace)
+        try:
+            if len(args) == 1 and args[0].endswith((".json", ".yaml", ".yml")):
+                return argument_namespace(read_argument_file(args[0]), args[0])
+            parsed = vars(super().parse_args(args, namespace))
+            parsed["explainer_config"] = [item for value in parsed["explainer_config"] for item in _as_list(value)]
+            return argument_namespace(parsed, "flags")
+        except ValueError as error:
+            self.error(str(error))  # usage and the message on stderr, exit status 2
+
+
+def argument_hints() -> dict[str, object]:
+    """Every option of ``aha train`` -> its declared type."""
+    return {name: hint for cls in ARGUMENT_CLASSES for name, hint in typing.get_type_hints(cls).items()
+            if name in {f.name for f in fields(cls)}}
+
+
+def argument_namespace(values: dict, source: str) -> argparse.Namespace:
+    """The options in ``values`` (from ``source``: a file name, or "flags") parsed by their declared types, with the
+    defaults of the rest, as one namespace. Raises ValueError naming the option (and the file)."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{source} must hold a mapping of option names to values, got {type(values).__name__}")
+    values = dict(values)
+    config = values.pop("explainer_config", [])
+    try:
+        parsed = parse_options(values, {k: v for k, v in argument_hints().items() if k != "explainer_config"}, source)
+        parsed["explainer_config"] = _config_overrides(config)
+        instances = [cls(**{f.name: parsed[f.name] for f in fields(cls) if f.name in parsed}) for cls in ARGUMENT_CLASSES]
+    except (TypeError, ValueError) as error:  # TypeError: a required option (--output_dir) is missing
+        raise ValueError(f"{source}: {error}" if source != "flags" else str(error)) from error
+    return argparse.Namespace(**{key: value for instance in instances for key, value in vars(instance).items()})
+
+
+def read_argument_file(path: str) -> dict:
+    """The mapping in a JSON or YAML argument file. Raises ValueError naming the file."""
+    from ..safe_files import read_json  # here, not at the top: ``aha train --help`` needs no torch
+
+    try:
+        if path.endswith(".json"):
+            return read_json(path)
+        with open(path, encoding="utf-8") as handle:
+            return yaml.safe_load(handle)
+    except FileNotFoundError as error:
+        raise ValueError(f"no argument file {path}") from error
+    except (OSError, ValueError, yaml.YAMLError) as error:  # DamagedFileError is a ValueError
+        raise ValueError(f"{path} is not a readable {'JSON' if path.endswith('.json') else 'YAML'} file ({error})") from error
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def build_parser() -> TrainArgumentParser:
@@ -167,7 +219,7 @@ def public_args(args: argparse.Namespace) -> dict:
 
 def config_override(text: str) -> tuple[str, object]:
     """``KEY=VALUE`` -> (key, value), the value read as JSON when it parses (``3``, ``0.5``, ``["mean"]``,
-    ``false``), else kept as a string."""
+    ``false``), else kept as a string (which :func:`_config_overrides` then parses by the field's type)."""
     key, sep, value = str(text).partition("=")
     if not sep or not key:
         raise ValueError(f"--explainer_config expects KEY=VALUE, got {text!r}")
@@ -178,19 +230,29 @@ def config_override(text: str) -> tuple[str, object]:
 
 
 def _config_overrides(values) -> list[tuple[str, object]]:
-    """``--explainer_config`` values (repeated flags give lists of lists; a JSON/YAML file a list or a mapping)
-    as (key, value) pairs."""
+    """``--explainer_config`` values (``KEY=VALUE`` strings, or a mapping in a JSON/YAML file) as (key, value) pairs,
+    each value parsed by the AHAConfig field's declared type. Only the fields a user sets
+    (:meth:`AHAConfig.user_fields`) are accepted: the ones recorded from the classifier are refused."""
+    from ..configuration_aha import AHAConfig  # here, not at the top: ``aha train --help`` needs no torch
+
     if isinstance(values, dict):
-        return list(values.items())
-    pairs = []
-    for value in values:
-        if isinstance(value, (list, tuple)) and len(value) == 2 and "=" not in str(value[0]):
-            pairs.append(tuple(value))  # already a (key, value) pair
-        elif isinstance(value, (list, tuple)):
-            pairs.extend(config_override(item) for item in value)
-        else:
-            pairs.append(config_override(value))
-    return pairs
+        pairs = list(values.items())
+    elif isinstance(values, (list, tuple)):
+        pairs = [tuple(value) if isinstance(value, (list, tuple)) and len(value) == 2 else config_override(value)
+                 for value in values]
+    else:
+        raise ValueError(f"explainer_config must be a list of KEY=VALUE strings or a mapping, got {values!r}")
+    hints = AHAConfig.user_fields()
+    for key, _ in pairs:
+        if key not in hints:
+            recorded = key in AHAConfig.own_fields()
+            raise ValueError(
+                f"--explainer_config {key}: "
+                + ("recorded from the classifier and its image processor, not set by hand" if recorded else
+                   "not a field of AHAConfig")
+                + f"; the fields it sets: {sorted(hints)}"
+            )
+    return [(key, parse_option(f"--explainer_config {key}", value, hints[key])) for key, value in pairs]
 
 
 def validate_args(args: argparse.Namespace, num_processes: int = 1) -> argparse.Namespace:
@@ -239,7 +301,6 @@ def validate_args(args: argparse.Namespace, num_processes: int = 1) -> argparse.
         args.per_device_train_batch_size = args.total_train_batch_size // per_step
     if args.per_device_eval_batch_size is None:
         args.per_device_eval_batch_size = args.per_device_train_batch_size
-    args.explainer_config = _config_overrides(args.explainer_config)
     return args
 
 

@@ -44,7 +44,15 @@ from accelerate import Accelerator
 from ..data import TrainingBatches
 from ..fingerprint import short_fingerprint
 from ..modeling_aha import AHAExplainer
-from ..safe_files import read_json, read_safetensors, safetensors_header, write_json, write_safetensors
+from ..safe_files import (
+    make_folder,
+    read_json,
+    read_safetensors,
+    refuse_symlink,
+    safetensors_header,
+    write_json,
+    write_safetensors,
+)
 from ..saving import CLASSIFIER_PREFIX
 
 
@@ -326,27 +334,21 @@ def set_rng_states(states: dict, device: torch.device, generator: torch.Generato
 
 
 # ------------------------------------------------------------------------------------------------ atomic save
-def _fsync_tree(path: str) -> None:
-    for root, _, files in os.walk(path):
-        for name in files:
-            with open(os.path.join(root, name), "rb") as handle:
-                os.fsync(handle.fileno())
-
-
 def save_checkpoint(state: TrainingState, output_dir: str, step: int) -> str:
     """Write ``state`` for ``step`` atomically; every process must call it. Returns the checkpoint folder."""
     accelerator = state.accelerator
     final = checkpoint_dir(output_dir, step)
     temporary = os.path.join(os.path.dirname(final), f".tmp-step_{step}")
     if accelerator.is_main_process:
+        for folder in (temporary, final):  # never follow a link planted in the run's folder
+            refuse_symlink(folder)
         if os.path.exists(temporary):
             shutil.rmtree(temporary)
-        os.makedirs(temporary)
+        make_folder(temporary, root=output_dir)
     accelerator.wait_for_everyone()
     state.write(temporary)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        _fsync_tree(temporary)
         if os.path.exists(final):  # the same step saved again (a re-run from an earlier checkpoint)
             shutil.rmtree(final)
         os.replace(temporary, final)
@@ -362,4 +364,5 @@ def _rotate(output_dir: str, total_limit: int | None) -> None:
     root = os.path.join(output_dir, CHECKPOINTS_DIR)
     steps = sorted(int(m.group(1)) for name in os.listdir(root) if (m := _STEP_DIR.match(name)))
     for step in steps[: max(len(steps) - total_limit, 0)]:
+        refuse_symlink(checkpoint_dir(output_dir, step))
         shutil.rmtree(checkpoint_dir(output_dir, step))

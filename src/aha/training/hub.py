@@ -10,6 +10,7 @@ from accelerate import Accelerator
 from huggingface_hub import HfApi, ModelCard
 
 from ..hub import faithfulness_results, hub_id, model_card, upload_folder
+from ..safe_files import write_text
 from .checkpointing import CHECKPOINTS_DIR
 
 
@@ -54,7 +55,7 @@ def save_and_push(
     if not accelerator.is_main_process:
         return
     explainer.save_pretrained(args.output_dir, include_classifier=not args.decoder_only)
-    run_card(args, explainer.config, steps, metrics, validation_split).save(os.path.join(args.output_dir, "README.md"))
+    write_text(os.path.join(args.output_dir, "README.md"), str(run_card(args, explainer.config, steps, metrics, validation_split)))
     if args.push_to_hub:
         api = HfApi(token=args.hub_token)
         repo_id = api.create_repo(args.hub_model_id or _folder_name(args.output_dir), exist_ok=True).repo_id

@@ -13,9 +13,9 @@ import argparse
 import json
 import os
 
-from ..safe_files import read_json, write_json
+from ..safe_files import read_json, refuse_symlink, write_json
 from .arguments import OPERATIONAL_ARGS, public_args
-from .checkpointing import latest_checkpoint
+from .checkpointing import CHECKPOINTS_DIR, latest_checkpoint
 
 
 RUN_ARGS_FILE = "aha_training_args.json"
@@ -27,8 +27,11 @@ def run_args(args: argparse.Namespace) -> dict:
 
 
 def check_output_dir(args: argparse.Namespace) -> None:
-    """Raise ValueError when ``args.output_dir`` already holds something other than the run being resumed."""
+    """Raise ValueError when ``args.output_dir`` already holds something other than the run being resumed, or a
+    symbolic link where the run writes and deletes checkpoints (files the run writes at links are replaced by
+    :mod:`aha.safe_files`, never followed)."""
     path = os.path.join(args.output_dir, RUN_ARGS_FILE)
+    refuse_symlink(os.path.join(args.output_dir, CHECKPOINTS_DIR))  # checkpoints are written and deleted in there
     empty = not os.path.isdir(args.output_dir) or not os.listdir(args.output_dir)
     saved = latest_checkpoint(args.output_dir) is not None or os.path.exists(os.path.join(args.output_dir, "config.json"))
     never_saved = os.path.exists(path) and not saved  # a run that failed before saving: its arguments are replaced
