@@ -1,6 +1,7 @@
 """Shared fixtures: tiny random classifiers built from configs, never downloaded."""
 
 import os
+import shutil
 
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -8,6 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 import torch
 import transformers as T
+from huggingface_hub import CommitInfo, HfApi, RepoUrl
 
 
 IMAGE_SIZE = 32
@@ -106,3 +108,35 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """Every create_commit lands in tmp_path/hub/<repo id>; returns that root and the calls made."""
+    root, calls = tmp_path / "hub", []
+
+    def create_repo(self, repo_id, **kwargs):
+        calls.append(("create_repo", repo_id, kwargs))
+        return RepoUrl(f"https://huggingface.co/{repo_id}")
+
+    def create_commit(self, repo_id, operations, *, commit_message, **kwargs):
+        calls.append(("create_commit", repo_id, commit_message))
+        for operation in operations:
+            target = root / repo_id / operation.path_in_repo
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(operation.path_or_fileobj, target)
+        return CommitInfo(commit_url=f"https://huggingface.co/{repo_id}/commit/0", commit_message=commit_message,
+                          commit_description="", oid="0" * 40)
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "create_commit", create_commit)
+    return root, calls
+
+
+def add_to_hub_cache(cache, repo_id: str, folder, revision: str = "0" * 40) -> None:
+    """Lay ``folder`` out as the Hub cache's snapshot of ``repo_id`` (at ``revision``, its ``main``): loading the
+    repo id with that cache resolves offline, through huggingface_hub's own cache lookup."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    shutil.copytree(folder, repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)

@@ -16,6 +16,7 @@ from test_space_uploads import png_header_only
 from training_helpers import processor, sharp_classifier
 from transformers import pipeline
 
+import aha
 from aha import AHAExplainer
 from aha.cli import SUBCOMMANDS, main
 
@@ -49,6 +50,71 @@ def test_help_lists_every_subcommand_and_each_has_its_own_help(capsys):
     code, _, error = _main(capsys, "explain", "some/explainer", "nothing.png")
     assert error == "aha explain: no such image file: nothing.png\n"
     assert code == "aha explain: 1 of 1 images could not be read (listed above); the other 0 were explained"
+    code, version, _ = _main(capsys, "--version")
+    assert code == 0 and version.strip() == f"aha-explain {aha.__version__}"
+
+
+HEAVY = ("torch", "accelerate", "datasets", "aha.training", "aha.demo", "aha.space", "aha.baselines", "aha.modeling_aha")
+
+
+def imported_by(*args) -> set[str]:
+    """The modules ``python -m aha ARGS`` imports (its ``-X importtime`` report), as the console script runs it."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "aha", *args], capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    assert done.returncode in (0, 2), done.stderr[-2000:]
+    return {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["explain", "--help"], ["explain"], ["demo", "--help"]])
+def test_help_version_and_argument_errors_import_neither_torch_nor_training_demo_or_space(args):
+    modules = imported_by(*args)
+    assert "aha.cli" in modules  # the report is real
+    assert not {name for name in modules if name.split(".")[0] in HEAVY or name in HEAVY}, sorted(modules & set(HEAVY))
+
+
+def test_train_help_imports_its_arguments_only():
+    modules = imported_by("train", "--help")
+    assert "aha.training.arguments" in modules
+    assert not modules & {"torch", "accelerate", "datasets", "aha.training.loop", "aha.demo", "aha.space"}
+
+
+def test_import_aha_is_light_and_registers_with_transformers_when_it_loads():
+    code = (
+        "import sys\n"
+        "import aha\n"
+        "assert not {'torch', 'aha.training', 'aha.demo', 'aha.space', 'aha.baselines'} & set(sys.modules), sys.modules\n"
+        "from transformers import AutoConfig, pipeline\n"
+        "from transformers.pipelines import PIPELINE_REGISTRY\n"
+        "assert 'image-attribution' in PIPELINE_REGISTRY.get_supported_tasks()\n"
+        "assert type(AutoConfig.for_model('aha')) is aha.AHAConfig\n"
+        "assert not {'aha.training', 'aha.demo', 'aha.space', 'aha.baselines'} & set(sys.modules)\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def _one_line_error(run, command: str) -> str:
+    """The user-error contract: exit status 1, no traceback, the error on one line, the last (before it, stderr
+    holds only what ran before the error: progress bars, the training log)."""
+    assert run.returncode == 1, run.stderr[-2000:]
+    lines = run.stderr.strip().splitlines()
+    assert "Traceback" not in run.stderr and lines[-1].startswith(f"aha {command}: error: "), run.stderr[-2000:]
+    assert sum("error" in line.lower() for line in lines) == 1, run.stderr[-2000:]
+    return lines[-1]
+
+
+def test_user_errors_print_one_line_and_debug_shows_the_traceback(tmp_path):
+    AHAExplainer.from_classifier(labelled_classifier(), image_processor=crop_processor()).save_pretrained(tmp_path / "explainer")
+    random_image(40, 40).save(tmp_path / "cat.png")  # (unreadable images: one line each, tested above)
+    line = _one_line_error(run_aha("explain", "org/not-downloaded", tmp_path / "cat.png"), "explain")
+    assert "'org/not-downloaded'" in line and "a saved folder or a Hub repo id" in line
+    line = _one_line_error(run_aha("train", "--model_name_or_path", tmp_path / "explainer", "--train_dir",
+                                   tmp_path / "train", "--dataset_path", tmp_path / "data", "--output_dir", tmp_path / "out"),
+                           "train")
+    assert "one data source" in line
+    debug = run_aha("explain", "org/not-downloaded", tmp_path / "cat.png", "--debug")
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "org/not-downloaded" in debug.stderr
 
 
 def test_explain_writes_overlays_maps_and_curves(tmp_path):
@@ -61,11 +127,11 @@ def test_explain_writes_overlays_maps_and_curves(tmp_path):
     expected = pipeline("image-attribution", model=str(tmp_path / "explainer"), device="cpu")
     for name, image in (("cat", Image.open(tmp_path / "cat.png")), ("dog", Image.open(tmp_path / "dog.jpg"))):
         overlay = Image.open(tmp_path / "out" / f"{name}_overlay.png")
-        assert overlay.format == "PNG" and overlay.mode == "RGB" and overlay.size == image.size
-        assert not np.array_equal(np.asarray(overlay), np.asarray(image.convert("RGB")))  # coloured
+        assert overlay.format == "PNG" and overlay.mode == "RGB" and min(overlay.size) > 256  # enlarged, labelled
         attribution = np.load(tmp_path / "out" / f"{name}_map.npy")
         assert attribution.shape == (image.height, image.width)
-        result = expected(image, target="owl", curves=True)
+        result = expected(image, target="owl", curves=True, overlay=True)
+        assert overlay.size == result["overlay"].size  # the pipeline's picture (its pixels: test_pipeline.py)
         np.testing.assert_allclose(attribution, result["attribution"], rtol=1e-4, atol=1e-5)  # other batching and threads
         assert Image.open(tmp_path / "out" / f"{name}_curves.png").format == "PNG"
         assert f"deletion AUC {result['deletion'].mean_auc:.4f}, insertion AUC {result['insertion'].mean_auc:.4f}" in run.stdout
@@ -86,8 +152,10 @@ def test_explain_gives_every_input_its_own_outputs(tmp_path):
     expected = pipeline("image-attribution", model=str(tmp_path / "explainer"), device="cpu")
     for path, name in inputs.items():
         attribution = np.load(tmp_path / "out" / f"{name}_map.npy")
-        np.testing.assert_allclose(attribution, expected(str(tmp_path / "in" / path))["attribution"], rtol=1e-4, atol=1e-5)
-        assert Image.open(tmp_path / "out" / f"{name}_overlay.png").size == (40, attribution.shape[0])
+        result = expected(str(tmp_path / "in" / path), overlay=True)
+        np.testing.assert_allclose(attribution, result["attribution"], rtol=1e-4, atol=1e-5)
+        assert attribution.shape == (30 + list(inputs).index(path), 40)
+        assert Image.open(tmp_path / "out" / f"{name}_overlay.png").size == result["overlay"].size  # enlarged, labelled
     assert len(list((tmp_path / "out").rglob("*_map.npy"))) == len(inputs)
 
 
@@ -153,6 +221,9 @@ def test_train_on_an_image_folder_writes_a_card_with_its_final_evaluation(tmp_pa
                   "--per_device_train_batch_size", 3, "--learning_rate", "3e-3", "--seed", 0)
     assert run.returncode == 0, run.stderr[-3000:]
     out = tmp_path / "out"
+    assert "[aha train] torch CPU threads: 1 (OMP_NUM_THREADS" in run.stdout  # the test runs with OMP_NUM_THREADS=1
+    assert f"[aha train] saved the explainer to {out} (self-contained" in run.stdout
+    assert f"aha explain {out} IMAGE.jpg" in run.stdout and f'pipeline("image-attribution", model="{out}")' in run.stdout
     assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"} <= set(os.listdir(out))
     final = ast.literal_eval(re.search(r"^step 2: (\{.*\})$", run.stdout, re.M).group(1))
     card = ModelCard.load(out / "README.md")
@@ -167,7 +238,7 @@ def test_train_on_an_image_folder_writes_a_card_with_its_final_evaluation(tmp_pa
 
 def test_the_core_package_works_without_the_training_libraries_and_aha_train_names_the_extra():
     """accelerate, datasets and evaluate are extras: with all three blocked, explaining and scoring run, and
-    `aha train` says what to install instead of failing on an import."""
+    `aha train` says what to install instead of failing on an import (its --help needs none of them)."""
     code = (
         "import sys\n"
         "for name in ('accelerate', 'datasets', 'evaluate'): sys.modules[name] = None\n"
@@ -182,9 +253,31 @@ def test_the_core_package_works_without_the_training_libraries_and_aha_train_nam
         "images = torch.rand(2, 3, 16, 16)\n"
         "maps = explainer.explain(images)\n"
         "print(tuple(maps.shape), deletion(classifier, images, maps).auc.shape, flush=True)\n"
-        "main(['train', '--help'])\n"
+        "main(['train', '--model_name_or_path', 'x', '--dataset_path', 'y', '--output_dir', 'z'])\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.stdout.strip() == "(2, 16, 16) torch.Size([2])", done.stderr[-2000:]
     assert done.returncode == 1
-    assert done.stderr.strip().endswith("aha train needs accelerate, which is not installed: pip install 'aha-explain[train]'")
+    assert done.stderr.strip().endswith(
+        "aha train needs datasets, which is not installed: pip install -e '.[train]' in a clone of aha-explain "
+        "(it is not on PyPI yet)")
+
+
+def test_thread_choice_never_oversubscribes_and_names_its_reason(monkeypatch):
+    from aha.threads import choose_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.0, 0.0))
+    assert choose_threads() == (4, "4 cores, load average 0.2, 1 process(es) on this machine")
+    assert choose_threads(processes=2)[0] == 2
+    monkeypatch.setattr(os, "getloadavg", lambda: (5.7, 0.0, 0.0))  # other jobs keep every core busy
+    assert choose_threads()[0] == 1 and choose_threads(processes=3)[0] == 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.0, 0.0, 0.0))
+    assert choose_threads(processes=2)[0] == 1
+    assert choose_threads(3) == (3, "--threads")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert choose_threads() == (2, "OMP_NUM_THREADS")
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match=f"--threads must be a whole number >= 1, got {bad!r}"):
+            choose_threads(bad)

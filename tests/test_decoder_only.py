@@ -14,6 +14,7 @@ from transformers import AutoModel
 
 from aha import AHAConfig, AHAExplainer
 from aha.fingerprint import weights_fingerprint
+from aha.hub import model_card
 
 
 def _safetensors_keys(path) -> set[str]:
@@ -178,3 +179,18 @@ def test_the_old_keywords_still_work_with_a_future_warning(tmp_path, explainer):
     assert explainer.is_activation_checkpointing
     explainer.activation_checkpointing_disable()
     assert not explainer.gradient_checkpointing
+
+
+def test_a_classifier_loaded_by_a_relative_path_is_recorded_absolute(tmp_path, monkeypatch, classifier_dir, images):
+    """aha demo trains on "aha-demo/classifier": the decoder-only save must load from any working directory."""
+    monkeypatch.chdir(tmp_path)
+    explainer = AHAExplainer.from_classifier(T.ViTForImageClassification.from_pretrained("classifier"), fusion_channels=16)
+    explainer.save_pretrained(tmp_path / "decoder", include_classifier=False)
+    assert json.loads((tmp_path / "decoder" / "config.json").read_text())["classifier_name_or_path"] == str(classifier_dir)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    reloaded = AHAExplainer.from_pretrained(tmp_path / "decoder")
+    assert torch.equal(reloaded.explain(images), explainer.explain(images))
+    card = str(model_card(explainer.config, include_classifier=False))
+    assert "an absolute path" in card and str(tmp_path) not in card  # said, never shown

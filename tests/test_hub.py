@@ -2,13 +2,12 @@
 a local folder), then loaded back from that folder and as a repo id from a Hub cache."""
 
 import os
-import shutil
 
 import numpy as np
 import pytest
 import torch
-from conftest import make_classifier
-from huggingface_hub import CommitInfo, HfApi, ModelCard, RepoUrl
+from conftest import add_to_hub_cache, make_classifier
+from huggingface_hub import ModelCard
 from safetensors import safe_open
 from test_pipeline import crop_processor, labelled_classifier, random_image
 from training_helpers import image_dataset, processor, sharp_classifier, train_argv
@@ -20,29 +19,6 @@ from aha.training import build_parser, train
 
 
 REPO_ID = "org/aha-tiny"
-
-
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    """Every create_commit lands in tmp_path/hub/<repo id>; returns that root and the calls made."""
-    root, calls = tmp_path / "hub", []
-
-    def create_repo(self, repo_id, **kwargs):
-        calls.append(("create_repo", repo_id, kwargs))
-        return RepoUrl(f"https://huggingface.co/{repo_id}")
-
-    def create_commit(self, repo_id, operations, *, commit_message, **kwargs):
-        calls.append(("create_commit", repo_id, commit_message))
-        for operation in operations:
-            target = root / repo_id / operation.path_in_repo
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(operation.path_or_fileobj, target)
-        return CommitInfo(commit_url=f"https://huggingface.co/{repo_id}/commit/0", commit_message=commit_message,
-                          commit_description="", oid="0" * 40)
-
-    monkeypatch.setattr(HfApi, "create_repo", create_repo)
-    monkeypatch.setattr(HfApi, "create_commit", create_commit)
-    return root, calls
 
 
 def _explainer():
@@ -87,11 +63,7 @@ def test_pipeline_loads_a_pushed_repo_id(hub, tmp_path):
     root, _ = hub
     explainer = _explainer()
     explainer.push_to_hub(REPO_ID)
-    cache = tmp_path / "cache" / "models--org--aha-tiny"
-    revision = "0" * 40
-    shutil.copytree(root / REPO_ID, cache / "snapshots" / revision)
-    (cache / "refs").mkdir()
-    (cache / "refs" / "main").write_text(revision)
+    add_to_hub_cache(tmp_path / "cache", REPO_ID, root / REPO_ID)
     pipe = pipeline("image-attribution", model=REPO_ID, device="cpu", model_kwargs={"cache_dir": str(tmp_path / "cache")})
     assert isinstance(pipe.model, AHAExplainer) and pipe.image_processor.crop_size.height == 32
     image = random_image(44, 37)

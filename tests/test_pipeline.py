@@ -11,6 +11,7 @@ from transformers import pipeline
 from aha import AHAExplainer, ImageAttributionPipeline
 from aha.image_geometry import processed_region, to_original_size
 from aha.metrics import deletion_insertion
+from aha.visualization import explained_picture
 
 
 LABELS = ["cat", "dog", "fox", "owl", "eel"]
@@ -120,7 +121,8 @@ def test_overlay_and_curves_on_request(pipe):
     plain = pipe(image)
     assert "overlay" not in plain and "deletion" not in plain
     result = pipe(image, overlay=True, curves=True)
-    assert result["overlay"].size == image.size and result["overlay"].mode == "RGB"
+    caption = f"explained: {result['target_label']!r} (class {result['target']}), p = {result['target_score']:.3f}"
+    assert result["overlay"] == explained_picture(image, result["attribution"], caption)  # colour bar, class, probability
     pixel_values = pipe.image_processor(images=image, return_tensors="pt").pixel_values
     expected = deletion_insertion(pipe.model.classifier, pixel_values, pipe.model.explain(pixel_values))
     assert result["deletion"].auc.item() == pytest.approx(expected.deletion.auc.item(), abs=1e-6)

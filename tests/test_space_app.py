@@ -21,6 +21,7 @@ from test_pipeline import LABELS, random_image, saved  # noqa: F401 (saved: the 
 from transformers import pipeline
 
 from aha.space.uploads import MAX_PIXELS
+from aha.visualization import overlay
 
 
 pytestmark = pytest.mark.slow
@@ -60,14 +61,15 @@ def upload(page, path) -> None:
     page.set_input_files("#upload input[type=file]", str(path))
 
 
-def assert_same_as_library(page, result) -> None:
-    """The AHA row of the page's table and the AHA overlay equal the pipeline's ``result``."""
+def assert_same_as_library(page, result, image) -> None:
+    """The AHA row of the page's table and the AHA overlay equal the pipeline's ``result`` on ``image`` (the page
+    shows the bare overlay, at the image's size; the pipeline's ``overlay`` adds a colour bar and a caption)."""
     deletion, insertion = shown_aucs(page)["AHA"]
     assert deletion == pytest.approx(result["deletion"].auc[0].item(), abs=6e-5)  # the page rounds to 4 decimals
     assert insertion == pytest.approx(result["insertion"].auc[0].item(), abs=6e-5)
-    overlay = np.asarray(shown_image(page, "#overlay-0"), dtype=int)
-    assert overlay.shape == np.asarray(result["overlay"]).shape  # at the image's own size
-    assert np.abs(overlay - np.asarray(result["overlay"], dtype=int)).max() <= 1  # lossless PNG
+    shown, expected = np.asarray(shown_image(page, "#overlay-0"), dtype=int), np.asarray(overlay(image, result["attribution"]), dtype=int)
+    assert shown.shape == expected.shape  # at the image's own size
+    assert np.abs(shown - expected).max() <= 1  # lossless PNG
 
 
 def test_a_visitor_explains_an_image_and_bad_files_get_messages(saved, tmp_path):
@@ -92,13 +94,13 @@ def test_a_visitor_explains_an_image_and_bad_files_get_messages(saved, tmp_path)
         assert predicted in page.inner_text("#top-classes")
         assert set(shown_aucs(page)) == {"AHA", "Chefer", "RISE (40 masks)"}
         assert re.search(r"RISE \(40 masks\)\t[0-9.]+ m?s \([0-9.]+x AHA\)", page.inner_text("#scores"))
-        assert_same_as_library(page, pipe(photo, overlay=True, curves=True))
+        assert_same_as_library(page, pipe(photo, overlay=True, curves=True), photo)
 
         # another class, from the picker: the page's numbers are the library's for that class
         page.locator("#class-picker input").click()
         page.get_by_role("option", name=chosen).click()
         shown_text(page, "#scores", f"Class {chosen},")
-        assert_same_as_library(page, pipe(photo, target=chosen, overlay=True, curves=True))
+        assert_same_as_library(page, pipe(photo, target=chosen, overlay=True, curves=True), photo)
         for index in (1, 2):  # Chefer's and RISE's overlays too, at the image's size
             assert shown_image(page, f"#overlay-{index}").size == photo.size
 
@@ -106,7 +108,7 @@ def test_a_visitor_explains_an_image_and_bad_files_get_messages(saved, tmp_path)
         page.locator("#refine-steps input[type=number]").fill("2")
         page.locator("#refine-steps input[type=number]").press("Tab")
         shown_text(page, "#scores", f"Class {chosen}, AHA with 2 refinement steps")
-        assert_same_as_library(page, pipe(photo, target=chosen, refine_steps=2, overlay=True, curves=True))
+        assert_same_as_library(page, pipe(photo, target=chosen, refine_steps=2, overlay=True, curves=True), photo)
 
         # files that are no usable image: a message in the page, the previous results gone, no stack trace
         (tmp_path / "notes.txt").write_text("a text file, not a picture\n")
@@ -127,7 +129,7 @@ def test_a_visitor_explains_an_image_and_bad_files_get_messages(saved, tmp_path)
         page.locator("#examples .thumbnail-item").first.click()  # the slider still says 2 refinement steps
         shown_text(page, "#status", f"Example 1: predicted {pipe(example)['target_label']} ")
         shown_text(page, "#scores", f"Class {pipe(example)['target_label']}, AHA with 2 refinement steps")
-        assert_same_as_library(page, pipe(example, refine_steps=2, overlay=True, curves=True))
+        assert_same_as_library(page, pipe(example, refine_steps=2, overlay=True, curves=True), example)
         upload(page, tmp_path / "photo.png")
         shown_text(page, "#status", f"photo.png: predicted {predicted} ")
         shown_text(page, "#scores", f"Class {predicted}, AHA with 2 refinement steps")

@@ -7,7 +7,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from aha.metrics import CurveResult
-from aha.visualization import curve_plot, grid, heat_colours, normalise_map, overlay
+from aha.visualization import colour_bar, curve_plot, explained_picture, grid, heat_colours, normalise_map, overlay
 
 
 def _colour(cmap, value):
@@ -84,13 +84,61 @@ def test_curve_plot_draws_each_curve_with_its_auc():
     insertion = _curve([[1.0, 1.0, 1.0, 0.5, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0]], fractions)
     figure = curve_plot({"deletion": deletion, "insertion": insertion}, image=0, title="cat.jpg")
     axes = figure.axes[0]
-    assert [t.get_text() for t in axes.get_legend().get_texts()] == ["deletion (AUC 0.312)", "insertion (AUC 0.750)"]
+    assert [t.get_text() for t in figure.legends[0].get_texts()] == ["deletion (AUC 0.312)", "insertion (AUC 0.750)"]
     np.testing.assert_allclose(axes.lines[0].get_ydata(), [1.0, 0.5, 0.25, 0.0, 0.0])
     np.testing.assert_allclose(axes.lines[1].get_xdata(), fractions.numpy())
     mean = curve_plot({"deletion": deletion})
-    assert mean.axes[0].get_legend().get_texts()[0].get_text() == f"deletion (AUC {deletion.auc.mean():.3f})"
+    assert mean.legends[0].get_texts()[0].get_text() == f"deletion (AUC {deletion.auc.mean():.3f})"
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
-    assert Image.open(buffer).size == (480, 340)
+    assert Image.open(buffer).size == (600, 380)
+    # the legend sits below the axes, so it hides no curve
+    figure.canvas.draw()
+    legend, plot = figure.legends[0].get_window_extent(), axes.get_window_extent()
+    assert legend.y1 <= plot.y0
     with pytest.raises(ValueError, match="index the 2 curves"):
         curve_plot({"deletion": deletion}, image=2)
+
+
+def test_grid_keeps_the_aspect_ratio_and_refuses_bad_sizes_by_name():
+    photo = Image.new("RGB", (60, 30), (0, 128, 0))
+    figure = grid([[photo, photo]], ["a", "b"], cell_size=120, padding=4)
+    assert figure.width == 4 + 2 * (120 + 4)  # 120 x 60 cells: the longer side is cell_size
+    title = figure.height - (60 + 4) - 4
+    pixels = np.asarray(figure)
+    assert tuple(pixels[title + 59, 4 + 119]) == (0, 128, 0) and tuple(pixels[title + 61, 4 + 60]) == (255, 255, 255)
+    for bad in (0, -3, 2.5, True, "64"):
+        with pytest.raises(ValueError, match=f"cell_size must be a whole number of pixels >= 1, got {bad!r}"):
+            grid([[photo]], ["a"], cell_size=bad)
+    with pytest.raises(ValueError, match="padding must be a whole number of pixels >= 0, got -5"):
+        grid([[photo]], ["a"], padding=-5)
+    with_bar = grid([[photo]], ["a"], cell_size=120, colorbar="turbo")
+    assert with_bar.width == grid([[photo]], ["a"], cell_size=120).width + colour_bar(60).width + 4
+
+
+def test_colour_bar_runs_from_most_important_at_the_top_to_least_at_the_bottom():
+    bar = np.asarray(colour_bar(100, "inferno"))
+    assert np.abs(bar[0, 0].astype(int) - _colour("inferno", 1.0)).max() <= 1
+    assert np.abs(bar[-1, 0].astype(int) - _colour("inferno", 0.0)).max() <= 1
+    assert (bar[:, bar.shape[1] // 2:] < 128).all(-1).any()  # its labels, in black
+
+
+def test_explained_picture_enlarges_small_images_and_adds_a_caption_and_a_colour_bar():
+    image = np.random.default_rng(0).integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    attribution = np.random.default_rng(1).normal(size=(64, 48))
+    bare = np.asarray(overlay(image, attribution))
+    picture = explained_picture(image, attribution, "explained: 'cat' (class 3), p = 0.912")
+    enlarged = np.repeat(np.repeat(bare, 6, axis=0), 6, axis=1)  # 48 px is the shorter side: 6 x 48 = 288 >= 256
+    pixels = np.asarray(picture)
+    found = [(top, left) for top in range(picture.height - 383) for left in range(40)
+             if np.array_equal(pixels[top:top + 384, left:left + 288], enlarged)]
+    assert len(found) == 1
+    top, left = found[0]
+    assert top > 12 and (pixels[:top, :] < 128).all(-1).any()  # the caption above
+    assert picture.width > left + 288 + 20  # the colour bar at the right
+    plain = np.asarray(explained_picture(image, attribution, display_side=1))  # no caption, not enlarged
+    assert plain.shape[0] == 64 + 2 * 6 and np.array_equal(plain[6:70, 6:54], bare)  # 6 px margins
+    large = explained_picture(np.zeros((300, 900, 3), np.uint8), np.zeros((300, 900)))
+    assert large.width > 900 and 300 < large.height < 340  # a large picture is never enlarged (nor shrunk)
+    with pytest.raises(ValueError, match="display_side must be a whole number of pixels >= 1, got 0"):
+        explained_picture(image, attribution, display_side=0)

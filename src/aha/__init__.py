@@ -1,16 +1,41 @@
-"""aha-explain: learn-to-rank visual attribution (AHA) for Hugging Face image classifiers."""
+"""aha-explain: learn-to-rank visual attribution (AHA) for Hugging Face image classifiers.
 
-from transformers import AutoConfig, AutoModel
+``import aha`` is light (no torch): the classes below load on first use (PEP 562, as transformers does), and
+the "aha" model type and the ``"image-attribution"`` pipeline are registered with transformers as soon as
+its auto classes or pipelines are imported (:mod:`aha.registration`).
+"""
 
-from .configuration_aha import AHAConfig
-from .modeling_aha import AHAExplainer, AHAExplainerOutput
-from .pipeline import ImageAttributionPipeline, register_pipeline
+from __future__ import annotations
+
+import importlib
+import sys
+
+from .registration import register, register_when_transformers_loads
 
 
 __version__ = "0.1.0"
 
-AutoConfig.register(AHAConfig.model_type, AHAConfig, exist_ok=True)
-AutoModel.register(AHAConfig, AHAExplainer, exist_ok=True)
-register_pipeline()  # pipeline("image-attribution", model=...)
+#: public name -> the module defining it, imported on first access
+_EXPORTS = {
+    "AHAConfig": ".configuration_aha",
+    "AHAExplainer": ".modeling_aha",
+    "AHAExplainerOutput": ".modeling_aha",
+    "ImageAttributionPipeline": ".pipeline",
+}
+__all__ = list(_EXPORTS)
 
-__all__ = ["AHAConfig", "AHAExplainer", "AHAExplainerOutput", "ImageAttributionPipeline"]
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'aha' has no attribute {name!r}")
+    register()
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+register_when_transformers_loads(sys.modules[__name__])  # last: registering may import the modules above

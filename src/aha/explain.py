@@ -2,7 +2,8 @@
 
     aha explain org/aha-vit-b16 cat.jpg dog.png --target "tabby cat" --output out/ --curves
 
-For each image it writes ``<name>_overlay.png`` (the map over the image, at the image's size) and
+For each image it writes ``<name>_overlay.png`` (the map over the image, enlarged when small, with a colour
+bar, the class explained and its probability) and
 ``<name>_map.npy`` (the raw map, float32, the image's height x width), plus ``<name>_curves.png`` (its
 deletion / insertion curves) with ``--curves``; it prints the top classes, the class explained and the
 deletion / insertion AUCs (AHA protocol: mean reference, 21 fractions, least-relevant-first insertion).
@@ -25,13 +26,8 @@ import os
 import sys
 
 import numpy as np
-from transformers import pipeline
 
 from .images import MAX_PIXELS, MIN_SIDE, ImageInputError, check_limit, read_image
-from .loading import check_local_path
-from .pipeline import TASK
-from .safe_files import make_folder, write_file
-from .visualization import curve_plot
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,6 +88,11 @@ def main(args: argparse.Namespace) -> None:
             check_limit(f"--{flag}", getattr(args, flag))
         except ValueError as error:
             raise SystemExit(f"aha explain: {error}") from None
+    from transformers import pipeline  # here, not at the top: ``aha explain --help`` answers without torch
+
+    from .loading import check_local_path
+    from .pipeline import TASK
+
     explainer = os.path.expanduser(args.explainer)
     try:
         check_local_path(explainer, "aha explain: the explainer")
@@ -110,8 +111,12 @@ def main(args: argparse.Namespace) -> None:
         if not batch:
             continue
         if pipe is None:
-            pipe = pipeline(TASK, model=explainer, device=args.device, revision=args.revision,
-                            max_image_pixels=args.max_image_pixels, min_image_side=args.min_image_side)
+            try:
+                pipe = pipeline(TASK, model=explainer, device=args.device, revision=args.revision,
+                                max_image_pixels=args.max_image_pixels, min_image_side=args.min_image_side)
+            except OSError as error:  # transformers' message for an unreachable or unknown Hub id
+                raise OSError(f"cannot load the explainer {args.explainer!r} (a saved folder or a Hub repo id): "
+                              f"{error}") from error
             target = resolve_target(args.target, pipe.model.config.classifier_config.label2id)
         results = pipe([image for _, _, image in batch], batch_size=args.batch_size, target=target, top_k=args.top_k,
                        refine_steps=args.refine_steps, overlay=True, curves=True)
@@ -125,6 +130,9 @@ def main(args: argparse.Namespace) -> None:
 def write_outputs(path: str, output: str, name: str, result: dict, curves: bool) -> None:
     """One image's overlay, map and (``curves``) curve plot at ``output/name``_*, and its lines of the report. Files
     go through :mod:`aha.safe_files` (atomic; a link planted in ``output`` is replaced or refused, never followed)."""
+    from .safe_files import make_folder, write_file
+    from .visualization import DELETION_LABEL, LRF_LABEL, curve_plot
+
     base = os.path.join(output, name)
     make_folder(os.path.dirname(base), root=output)
     written = [f"{base}_overlay.png", f"{base}_map.npy"]
@@ -132,7 +140,7 @@ def write_outputs(path: str, output: str, name: str, result: dict, curves: bool)
     write_file(written[1], lambda handle: np.save(handle, result["attribution"]))
     if curves:
         written.append(f"{base}_curves.png")
-        plot = curve_plot({"deletion": result["deletion"], "insertion": result["insertion"]}, title=os.path.basename(path))
+        plot = curve_plot({DELETION_LABEL: result["deletion"], LRF_LABEL: result["insertion"]}, title=os.path.basename(path))
         write_file(written[-1], lambda handle: plot.savefig(handle, format="png"))
     print(f"{path}: " + ", ".join(f"{p['label']} {p['score']:.3f}" for p in result["predictions"]))
     print(f"  explained {result['target_label']!r} (class {result['target']}, p={result['target_score']:.3f}): "

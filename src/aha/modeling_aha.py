@@ -4,6 +4,7 @@ outputs a per-pixel importance map, trained to rank pixels by the deletion / ins
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 
 import torch
@@ -299,7 +300,11 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
             raise ValueError(
                 f"expected a transformers *ForImageClassification model, got {type(classifier).__name__}"
             )
-        config_overrides.setdefault("classifier_name_or_path", classifier.name_or_path or None)
+        # a local folder is recorded by its absolute path, so a decoder-only save loads from any working directory
+        source = classifier.name_or_path or None
+        if source and os.path.isdir(source):
+            source = os.path.abspath(source)
+        config_overrides.setdefault("classifier_name_or_path", source)
         classifier_config = classifier.config.__class__.from_dict(classifier.config.to_dict())
         classifier_config.architectures = [type(classifier).__name__]
         normalisation = resolve_normalisation(image_processor, channels=classifier.config.num_channels)

@@ -21,7 +21,7 @@ from .image_geometry import processed_region, to_original_size
 from .images import MAX_PIXELS, MIN_SIDE, check_limit, read_image
 from .metrics import CurveResult, default_fractions, deletion_insertion
 from .modeling_aha import AHAExplainer
-from .visualization import overlay
+from .visualization import explained_picture
 
 
 TASK = "image-attribution"
@@ -41,7 +41,10 @@ class ImageAttributionPipeline(Pipeline):
             Default: each image's predicted class.
         top_k (`int`, defaults to 5): how many of the classifier's top classes to return.
         refine_steps (`int`, defaults to 0): test-time refinement steps ([`AHAExplainer.explain`]).
-        overlay (`bool`, defaults to `False`): also return the map blended over the image (a PIL image).
+        overlay (`bool`, defaults to `False`): also return a picture that explains itself: the map blended over
+            the image (enlarged by a whole factor when its shorter side is under 256 px), with a colour bar and
+            the class explained and its probability above it (a PIL image; [`aha.visualization.explained_picture`]).
+            `aha.visualization.overlay(image, result["attribution"])` gives the bare blend at the image's size.
         curves (`bool`, defaults to `False`): also measure the map's deletion and insertion curves on the
             processed image ([`aha.metrics.deletion_insertion`]: mean reference, 21 fractions).
         timeout (`float`, *optional*): seconds to wait for images fetched from URLs.
@@ -156,7 +159,8 @@ class ImageAttributionPipeline(Pipeline):
             "attribution": attribution,
         }
         if with_overlay:
-            result["overlay"] = overlay(model_outputs["original"], attribution)
+            caption = f"explained: {labels[target]!r} (class {target}), p = {result['target_score']:.3f}"
+            result["overlay"] = explained_picture(model_outputs["original"], attribution, caption)
         for name in ("deletion", "insertion"):
             if f"{name}_auc" in model_outputs:
                 result[name] = CurveResult(default_fractions(), model_outputs[f"{name}_curves"], model_outputs[f"{name}_auc"])

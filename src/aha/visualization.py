@@ -1,4 +1,5 @@
-"""Pictures of attribution maps: heat-map overlays in matplotlib's colormaps, labelled figure grids, and
+"""Pictures of attribution maps: heat-map overlays in matplotlib's colormaps, pictures that explain themselves
+(the overlay enlarged for display, with a colour bar and the class explained), labelled figure grids, and
 deletion / insertion curve plots with their AUCs.
 
 Maps are normalised per image before colouring, so only their ordering (``"rank"``) or their relative
@@ -89,6 +90,90 @@ def overlay(
     return Image.fromarray(np.rint(blended).astype(np.uint8), "RGB")
 
 
+#: pictures are enlarged (by a whole factor, nearest neighbour) until their shorter side reaches this many pixels
+DISPLAY_SIDE = 256
+#: the legend labels of the AHA protocol's two curves: what each perturbs first, and which way is good
+DELETION_LABEL = "deletion: most relevant pixels first (lower is better)"
+LRF_LABEL = "insertion (LRF): least relevant first, stays high (higher is better)"
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def _text_size(text: str, font) -> tuple[int, int]:
+    left, top, right, bottom = ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox((0, 0), text, font=font)
+    return right - left, bottom - top
+
+
+def _positive_int(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be a whole number of pixels >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def display_scale(width: int, height: int, side: int = DISPLAY_SIDE) -> int:
+    """The whole factor that brings the shorter side of a (width x height) picture to at least ``side`` pixels
+    (1 for pictures that are large enough: they are never shrunk)."""
+    return max(1, -(-side // max(1, min(width, height))))
+
+
+def colour_bar(height: int, cmap: str = DEFAULT_COLORMAP, normalise: str = "rank", font_size: int = 12) -> Image.Image:
+    """A vertical colour bar (RGB PIL image, ``height`` pixels tall) saying what the overlay colours mean: the
+    colormap from most important (top) to least important (bottom), labelled, and the normalisation."""
+    height = _positive_int(height, "height", 1)
+    font = _font(font_size)
+    labels = ("most", "important", "", "least", "important", f"({normalise})")
+    bar_w, margin = max(8, font_size), max(3, font_size // 3)
+    text_w = max(_text_size(text, font)[0] for text in labels if text)
+    bar = Image.new("RGB", (bar_w + 2 * margin + text_w, height), (255, 255, 255))
+    colours = heat_colours(np.linspace(1.0, 0.0, height), cmap)  # (height, 3): hot at the top
+    bar.paste(Image.fromarray(np.repeat(colours[:, None], bar_w, axis=1).astype(np.uint8), "RGB"), (0, 0))
+    pen, line_h = ImageDraw.Draw(bar), _text_size("Mg", font)[1] + 2
+    x = bar_w + margin
+    pen.text((x, 0), "most", fill=(0, 0, 0), font=font)
+    pen.text((x, line_h), "important", fill=(0, 0, 0), font=font)
+    pen.text((x, max(2 * line_h, height - 3 * line_h)), "least", fill=(0, 0, 0), font=font)
+    pen.text((x, max(3 * line_h, height - 2 * line_h)), "important", fill=(0, 0, 0), font=font)
+    if height >= 7 * line_h:
+        pen.text((x, (height - line_h) // 2), f"({normalise})", fill=(90, 90, 90), font=font)
+    return bar
+
+
+def explained_picture(
+    image, attribution, caption: str | None = None, alpha: float = 0.6, normalise: str = "rank",
+    cmap: str = DEFAULT_COLORMAP, display_side: int = DISPLAY_SIDE,
+) -> Image.Image:
+    """An overlay that explains itself: :func:`overlay`, enlarged by a whole factor (nearest neighbour) until
+    its shorter side reaches ``display_side`` pixels (a 64 px image becomes 256 px; larger ones keep their
+    size and aspect ratio), with ``caption`` above it (e.g. the class explained and its probability) and a
+    :func:`colour_bar` at its right.
+
+    Args:
+        image, attribution, alpha, normalise, cmap: as for :func:`overlay`.
+        caption: one line of text above the picture (None: no caption band).
+        display_side: the shorter side to enlarge small pictures to (>= 1; 1 never enlarges).
+    Returns:
+        RGB PIL image, white margins; the overlay's pixels are those of :func:`overlay`, repeated.
+    """
+    display_side = _positive_int(display_side, "display_side", 1)
+    picture = overlay(image, attribution, alpha=alpha, normalise=normalise, cmap=cmap)
+    scale = display_scale(picture.width, picture.height, display_side)
+    picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+    font_size = max(12, min(picture.width, picture.height) // 20)
+    bar = colour_bar(picture.height, cmap, normalise, font_size)
+    margin = max(4, font_size // 2)
+    font = _font(font_size)
+    caption_h = _text_size("Mg", font)[1] + 2 * margin if caption else 0
+    width = max(picture.width + margin + bar.width, _text_size(caption, font)[0] if caption else 0) + 2 * margin
+    figure = Image.new("RGB", (width, caption_h + picture.height + 2 * margin), (255, 255, 255))
+    if caption:
+        ImageDraw.Draw(figure).text((margin, margin), caption, fill=(0, 0, 0), font=font)
+    figure.paste(picture, (margin, caption_h + margin))
+    figure.paste(bar, (2 * margin + picture.width, caption_h + margin))
+    return figure
+
+
 def grid(
     images_rows: Sequence[Sequence[Image.Image]],
     labels: Sequence[str],
@@ -96,6 +181,7 @@ def grid(
     cell_size: int | None = None,
     padding: int = 4,
     background: tuple[int, int, int] = (255, 255, 255),
+    colorbar: str | None = None,
 ) -> Image.Image:
     """A figure: one row per image, one column per method, each column titled (PIL's default font).
 
@@ -103,13 +189,19 @@ def grid(
         images_rows: rows of PIL images, each row holding ``len(labels)`` images of one size (W, H).
         labels: column titles.
         row_labels: optional text drawn to the left of each row (one per row).
-        cell_size: if given, every cell is resized (nearest neighbour) to ``cell_size`` x ``cell_size``
-            pixels, so small images stay crisp; else cells keep the first image's size.
-        padding: pixels between cells and around text.
+        cell_size: if given (a whole number >= 1), the longer side of every cell in pixels: cells are resized
+            keeping the first image's aspect ratio (nearest neighbour when enlarged, so small images stay
+            crisp; Lanczos when shrunk); else cells keep the first image's size.
+        padding: pixels (>= 0) between cells and around text.
         background: RGB of the margins.
+        colorbar: the colormap of the overlays in the grid (e.g. ``"turbo"``): draws its :func:`colour_bar`
+            at the right, as tall as the cells.
     Returns:
         RGB PIL image; each column is as wide as its widest of cell and title.
     """
+    if cell_size is not None:
+        cell_size = _positive_int(cell_size, "cell_size", 1)
+    padding = _positive_int(padding, "padding", 0)
     rows = [list(row) for row in images_rows]
     if not rows:
         raise ValueError("images_rows is empty")
@@ -118,7 +210,10 @@ def grid(
         raise ValueError(f"every row needs {len(labels)} images (one per label); rows {bad} differ")
     if row_labels is not None and len(row_labels) != len(rows):
         raise ValueError(f"row_labels has {len(row_labels)} entries for {len(rows)} rows")
-    cell_w, cell_h = (cell_size, cell_size) if cell_size else rows[0][0].size
+    cell_w, cell_h = rows[0][0].size
+    if cell_size:
+        longer = max(cell_w, cell_h)
+        cell_w, cell_h = max(1, round(cell_w * cell_size / longer)), max(1, round(cell_h * cell_size / longer))
     font = ImageFont.load_default()
     draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
 
@@ -129,9 +224,12 @@ def grid(
     column_w = [max(cell_w, text_size(label)[0]) for label in labels]
     title_h = max(text_size(label)[1] for label in labels) + 2 * padding
     row_label_w = max((text_size(text)[0] for text in row_labels), default=0) + padding if row_labels else 0
-    width = row_label_w + sum(column_w) + padding * (len(labels) + 1)
+    bar = colour_bar(cell_h, colorbar) if colorbar else None
+    width = row_label_w + sum(column_w) + padding * (len(labels) + 1) + (bar.width + padding if bar else 0)
     height = title_h + len(rows) * (cell_h + padding) + padding
     figure = Image.new("RGB", (width, height), background)
+    if bar:
+        figure.paste(bar, (width - bar.width - padding, title_h))
     pen = ImageDraw.Draw(figure)
     x = row_label_w + padding
     for column, label in enumerate(labels):
@@ -140,7 +238,8 @@ def grid(
         for r, row in enumerate(rows):
             cell = to_rgb(row[column], f"the image of row {r}, column {label!r}")
             if cell_size:
-                cell = cell.resize((cell_w, cell_h), Image.NEAREST)
+                enlarged = cell_w >= cell.width and cell_h >= cell.height
+                cell = cell.resize((cell_w, cell_h), Image.NEAREST if enlarged else Image.LANCZOS)
             elif cell.size != (cell_w, cell_h):
                 raise ValueError(f"all cells must be {cell_w}x{cell_h} (or pass cell_size), got {cell.size}")
             figure.paste(cell, (x + (column_w[column] - cell_w) // 2, title_h + r * (cell_h + padding)))
@@ -162,11 +261,14 @@ def curve_plot(curves: Mapping[str, object], image: int | None = None, title: st
         title: optional axes title.
     Returns:
         A ``matplotlib.figure.Figure`` (``figure.savefig("curves.png")``) with one line per entry, x the
-        fraction of pixels perturbed, y the target's score.
+        fraction of pixels perturbed, y the target's score, the legend (``figure.legends[0]``) below the axes. Label the curves with
+        what they perturb first (:data:`DELETION_LABEL`, :data:`LRF_LABEL`): a least-relevant-first curve
+        falls too, late.
     """
     if not curves:
         raise ValueError("curves is empty: pass {label: CurveResult}")
-    figure = Figure(figsize=(4.8, 3.4), dpi=100, layout="constrained")
+    columns = 1 if len(curves) <= 3 else 2
+    figure = Figure(figsize=(6.0, 3.4 + 0.2 * -(-len(curves) // columns)), dpi=100, layout="constrained")
     axes = figure.add_subplot()
     for label, result in curves.items():
         values, aucs = torch.as_tensor(result.curves).float().cpu(), torch.as_tensor(result.auc).float().cpu()
@@ -177,5 +279,5 @@ def curve_plot(curves: Mapping[str, object], image: int | None = None, title: st
     axes.set(xlabel="fraction of pixels perturbed", ylabel="target score", xlim=(0, 1), title=title)
     axes.set_ylim(bottom=0)
     axes.grid(alpha=0.3)
-    axes.legend()
+    figure.legend(loc="outside lower center", ncols=columns, fontsize="small", frameon=False)  # below the axes: hides no curve
     return figure

@@ -29,9 +29,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ..hub import card_template
+from ..threads import set_threads
 
 
 #: settings of each preset: data sizes, classifier epochs, explainer steps, evaluation size and costs
@@ -61,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Sizes and costs: quick (about a minute), default (about 10 CPU minutes), full (the benchmark).")
     parser.add_argument("--quick", dest="preset", action="store_const", const="quick", help="Same as --preset quick.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the data, the classifier and the explainer.")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: the free cores, printed at the start).")
     return parser
 
 
@@ -83,6 +83,7 @@ def cached(folder: Path, settings: dict, build) -> dict:
 
 
 def build_data(folder: Path, settings: dict) -> dict:
+    from ..hub import card_template
     from .shapes import shapes_dataset
 
     print("[aha demo] drawing AHA Shapes ...")
@@ -169,6 +170,7 @@ def evaluate(output: Path, settings: dict) -> tuple[list, dict, dict]:
 
 def environment() -> tuple[str, str]:
     """(machine, versions) for the report."""
+    import torch
     import transformers
 
     from .. import __version__
@@ -182,8 +184,7 @@ def environment() -> tuple[str, str]:
 def main(args: argparse.Namespace) -> None:
     from .report import write_report
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads, announce="[aha demo]")
     settings = dict(PRESETS[args.preset], seed=args.seed, explainer_learning_rate=3e-3)
     output = Path(args.output)
     start = time.perf_counter()

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..visualization import curve_plot, grid, overlay
+from ..visualization import DEFAULT_COLORMAP, curve_plot, grid, overlay
 from .evaluation import METRICS, MethodResult, paired_difference, verdict
 
 
@@ -116,14 +116,17 @@ def markdown(summary: dict, context: dict) -> str:
 
 
 def overlay_grid(results: list[MethodResult], images: list[Image.Image], masks: np.ndarray, rows: int = 6) -> Image.Image:
-    """Rows of test images: the image, its ground-truth mask, then every method's map over the image."""
+    """Rows of test images: the image, its ground-truth mask, then every method's map over the image; each row
+    labelled with the probability of the class explained (the prediction), a colour bar at the right."""
     labels = ["image", "object mask", *(result.name for result in results)]
-    cells = []
+    cells, row_labels = [], []
+    clean = results[0].curves["deletion_mean"]  # fraction 0: nothing perturbed, the prediction's probability
     for index in range(min(rows, len(images))):
+        row_labels.append(f"predicted\nclass\np = {float(clean.curves[index, 0]):.2f}")
         row = [images[index], Image.fromarray((masks[index] * 255).astype(np.uint8))]  # grid converts them to RGB
         row += [overlay(images[index], result.maps[index].numpy()) for result in results]
         cells.append(row)
-    return grid(cells, labels, cell_size=2 * images[0].width)
+    return grid(cells, labels, row_labels=row_labels, cell_size=2 * images[0].width, colorbar=DEFAULT_COLORMAP)
 
 
 def write_report(output_dir, results: list[MethodResult], summary: dict, context: dict, images, masks) -> None:
@@ -133,7 +136,7 @@ def write_report(output_dir, results: list[MethodResult], summary: dict, context
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "results.json").write_text(json.dumps({"context": context, **summary}, indent=2))
     (output_dir / "results.md").write_text(markdown(summary, context))
-    for curve, title in (("deletion_mean", "deletion (mean reference)"), ("insertion_lrf", "least-relevant-first insertion")):
+    for curve, title in (("deletion_mean", "deletion (mean reference): most relevant first; lower is better"), ("insertion_lrf", "insertion (LRF): least relevant first; higher is better")):
         figure = curve_plot({result.name: result.curves[curve] for result in results}, title=title)
         figure.set_size_inches(6.4, 4.8)
         figure.savefig(output_dir / f"{curve.split('_')[0]}_curves.png")

@@ -19,8 +19,6 @@ from typing import Literal
 import yaml
 from transformers import HfArgumentParser
 
-from ..configuration_aha import AHAConfig
-from ..safe_files import read_json
 from ..typed_options import parse_option, parse_options
 
 
@@ -42,6 +40,7 @@ OPERATIONAL_ARGS = frozenset(
         "dataloader_num_workers",
         "per_device_eval_batch_size",
         "max_eval_samples",
+        "threads",
     }
 )
 # Arguments that must never reach a tracker, a log, a saved argument file or a model card.
@@ -140,6 +139,8 @@ class RunArguments:
         "--model_name_or_path and the fingerprint of its weights."))
     hub_model_id: str | None = field(default=None, metadata=_help("Hub repo id (default: the output dir's name)."))
     hub_token: str | None = field(default=None, metadata=_help("Hub token (default: the `hf auth login` one)."))
+    threads: int | None = field(default=None, metadata=_help(
+        "torch CPU threads per process (default: the free cores shared among this machine's processes; printed)."))
 
 
 ARGUMENT_CLASSES = (DataArguments, ModelArguments, OptimisationArguments, RunArguments)
@@ -187,6 +188,8 @@ def argument_namespace(values: dict, source: str) -> argparse.Namespace:
 
 def read_argument_file(path: str) -> dict:
     """The mapping in a JSON or YAML argument file. Raises ValueError naming the file."""
+    from ..safe_files import read_json  # here, not at the top: ``aha train --help`` needs no torch
+
     try:
         if path.endswith(".json"):
             return read_json(path)
@@ -230,6 +233,8 @@ def _config_overrides(values) -> list[tuple[str, object]]:
     """``--explainer_config`` values (``KEY=VALUE`` strings, or a mapping in a JSON/YAML file) as (key, value) pairs,
     each value parsed by the AHAConfig field's declared type. Only the fields a user sets
     (:meth:`AHAConfig.user_fields`) are accepted: the ones recorded from the classifier are refused."""
+    from ..configuration_aha import AHAConfig  # here, not at the top: ``aha train --help`` needs no torch
+
     if isinstance(values, dict):
         pairs = list(values.items())
     elif isinstance(values, (list, tuple)):

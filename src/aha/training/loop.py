@@ -43,6 +43,7 @@ from ..data import (
 )
 from ..fingerprint import weights_fingerprint
 from ..modeling_aha import AHAExplainer
+from ..threads import set_threads
 from .arguments import explainer_overrides, num_warmup_steps, public_args, validate_args
 from .checkpointing import CHECKPOINTS_DIR, TrainingState, resolve_checkpoint, save_checkpoint
 from .classifier import load_classifier_and_processor
@@ -325,7 +326,30 @@ def train(args: argparse.Namespace, classifier=None, image_processor=None, split
     return run.state.model
 
 
+def how_to_use(output_dir: str, explainer: AHAExplainer, decoder_only: bool, pushed_to: str | None = None) -> str:
+    """What ``aha train`` prints at the end: where the explainer is and the two ways to use it."""
+    folder = os.path.abspath(output_dir)
+    kind = ("decoder only: it loads its classifier from " + str(explainer.config.classifier_name_or_path)
+            if decoder_only else "self-contained: the classifier is inside")
+    lines = [f"[aha train] saved the explainer to {folder} ({kind})"]
+    if pushed_to:
+        lines.append(f"[aha train] pushed it to the Hub as {pushed_to}")
+    lines += [
+        "[aha train] use it from the command line:",
+        f"    aha explain {folder} IMAGE.jpg --output out/ --curves",
+        "[aha train] or from Python:",
+        f'    import aha; from transformers import pipeline; pipe = pipeline("image-attribution", model="{folder}")',
+    ]
+    return "\n".join(lines)
+
+
 def main(args: argparse.Namespace) -> None:
-    """``aha train``: :func:`train`, its log records shown on stderr (INFO; the library configures no handler)."""
+    """``aha train``: :func:`train` on the thread count of :func:`aha.threads.set_threads`, its log records shown
+    on stderr (INFO; the library configures no handler); ends by printing where the explainer is and how to use it."""
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
-    train(args)
+    local_main = os.environ.get("LOCAL_RANK", "0") == "0"
+    set_threads(args.threads, int(os.environ.get("LOCAL_WORLD_SIZE", "1")), "[aha train]" if local_main else None)
+    explainer = train(args)
+    if os.environ.get("RANK", "0") == "0":
+        pushed_to = (args.hub_model_id or os.path.basename(os.path.normpath(args.output_dir))) if args.push_to_hub else None
+        print(how_to_use(args.output_dir, explainer, args.decoder_only, pushed_to), flush=True)
