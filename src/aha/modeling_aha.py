@@ -24,6 +24,10 @@ from .saving import ExplainerSavingMixin, classifier_class
 from .validation import check_classes, check_number, check_pixel_values
 
 
+#: bytes: the address alignment of torch's CPU allocator, which loaded weights are given (`_freeze_frozen_models`)
+_ALIGNMENT = 64
+
+
 @dataclass
 class AHAExplainerOutput(ModelOutput):
     """Output of [`AHAExplainer`].
@@ -233,9 +237,17 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
         return [m for m in (self.classifier, self.feature_backbone) if m is not None]
 
     def _freeze_frozen_models(self) -> None:
+        """Freeze the classifier and feature backbone (no gradients, eval mode); called in ``__init__`` and again after
+        loading, which replaces the parameters. Loading also maps weights straight from the safetensors file, at
+        addresses that need not be aligned: a CPU convolution (oneDNN) over such a weight rounds differently from one
+        over the same values in memory of its own, so a reloaded convolutional classifier would not reproduce its
+        maps bit for bit. Every such tensor gets memory of its own here (a no-op for freshly built ones)."""
         for model in self._frozen_models():
             model.requires_grad_(False)
             model.eval()
+        for tensor in [*self.parameters(), *self.buffers()]:
+            if tensor.data_ptr() % _ALIGNMENT:
+                tensor.data = tensor.data.clone()
 
     def train(self, mode: bool = True):
         """Set the decoder's mode; the frozen classifier and feature backbone always stay in eval mode."""
