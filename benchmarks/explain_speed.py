@@ -2,8 +2,9 @@
 
     python benchmarks/explain_speed.py [--budget 0.08] [--batch_size 8] [--repeats 7]
 
-For each benchmark ViT (benchmarks/models.py: the tests' tiny ViT at 32 px, the AHA Shapes ViT at 64 px, ViT-S/16
-and ViT-B/16 at 224 px; random init from configs, since the cost, not the weights, is measured) it times, in
+For each benchmark classifier (benchmarks/models.py: by default the tests' tiny ViT at 32 px, the AHA Shapes ViT at
+64 px, ViT-S/16 and ViT-B/16 at 224 px; with ``--models`` also the convolutional ones, ResNet-50, ConvNeXt-T, ... at
+their published sizes; random init from configs, since the cost, not the weights, is measured) it times, in
 interleaved rounds on the same batch: a plain classifier forward; the same forward returning hidden states (what
 `explain` runs before its decoder); `explain` with today's default decoder (the "guided" pixel head); with the
 "conv" pixel head (the default before it), unbudgeted and with ``decoder_flops_budget=--budget``; and with
@@ -25,9 +26,10 @@ from pathlib import Path
 
 import torch
 from machine import describe, summary
-from models import VIT_CONFIGS, build_vit
+from models import CLASSIFIERS, VIT_CONFIGS, build_classifier
 
 from aha import AHAExplainer
+from aha.backbones import BackboneSpec
 
 
 HERE = Path(__file__).resolve().parent
@@ -40,7 +42,7 @@ def cpu_seconds(fn) -> float:
 
 
 def measure(name: str, batch_size: int, repeats: int, budget: float, space_to_depth: list[int] | None = None) -> dict:
-    classifier = build_vit(name)
+    classifier = build_classifier(name)
     explainers = {
         "default": AHAExplainer.from_classifier(classifier).eval(),
         "conv head": AHAExplainer.from_classifier(classifier, pixel_head="conv").eval(),
@@ -53,8 +55,8 @@ def measure(name: str, batch_size: int, repeats: int, budget: float, space_to_de
         key = f"space-to-depth {stride or 'patch / 2'}"
         explainers[key] = AHAExplainer.from_classifier(classifier, pixel_head="conv").eval()
         change_decoder(explainers[key], f"space_to_depth_{stride}" if stride else "space_to_depth")
-    size = classifier.config.image_size
-    images = torch.randn(batch_size, 3, size, size, generator=torch.Generator().manual_seed(0))
+    size = BackboneSpec.from_model(classifier).image_size  # the configured size (224 px for a config without one)
+    images = torch.randn(batch_size, 3, *size, generator=torch.Generator().manual_seed(0))
     runs = {
         "forward": lambda: classifier(pixel_values=images),
         "forward + hidden states": lambda: classifier(pixel_values=images, output_hidden_states=True),
@@ -70,6 +72,7 @@ def measure(name: str, batch_size: int, repeats: int, budget: float, space_to_de
     ratios = {key: statistics.median(t / f for t, f in zip(times[key], times["forward"])) for key in runs}
     return {
         "model": name,
+        "image_size": list(size),
         "classifier_parameters": sum(p.numel() for p in classifier.parameters()),
         "decoder_parameters": {key: sum(p.numel() for p in e.decoder.parameters()) for key, e in explainers.items()},
         "seconds": times,
@@ -80,7 +83,7 @@ def measure(name: str, batch_size: int, repeats: int, budget: float, space_to_de
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=list(VIT_CONFIGS), choices=list(VIT_CONFIGS))
+    parser.add_argument("--models", nargs="+", default=list(VIT_CONFIGS), choices=CLASSIFIERS)
     parser.add_argument("--budget", type=float, default=0.08, help="decoder_flops_budget of the budgeted conv-head explainer")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=7)

@@ -264,8 +264,12 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
         classifier and backpropagates to the masks, so the classifier's activations dominate memory. With
         checkpointing on, each chunk of ``config.perturbation_batch_size`` perturbed images is recomputed
         in the backward pass (one extra classifier forward per chunk), so memory holds one chunk's
-        activations at a time. Works for any classifier; test-time refinement always uses it. (The decoder is
-        small and is not checkpointed; the classifier's own layers are never trained.)
+        activations at a time. It wraps whole classifier forwards in ``torch.utils.checkpoint`` and never switches the
+        classifier's own checkpointing, so it works for any classifier, the convolutional families whose
+        ``supports_gradient_checkpointing`` is False (ResNet, ConvNeXt, RegNet, EfficientNet, MobileNetV2) included;
+        recomputing them is exact because the frozen classifier stays in eval mode (batch-norm statistics, no dropout).
+        Test-time refinement always uses it. (The decoder is small and is not checkpointed; the classifier's own
+        layers are never trained.)
         """
         self.gradient_checkpointing = enable
 
@@ -295,8 +299,9 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
         """Wrap an in-memory HF image classifier (frozen) with a freshly initialised decoder.
 
         Args:
-            classifier: a `transformers` image classification model of a supported family (ViT, DeiT,
-                BEiT, DINOv2, Swin, ...).
+            classifier: a `transformers` image classification model of a supported family: ViT, DeiT, BEiT,
+                DINOv2, Swin, ..., or one whose `hidden_states` are feature maps (B, C, h, w): ResNet, ConvNeXt v1/v2,
+                RegNet, EfficientNet, MobileNetV2, MobileViT, ... (:mod:`aha.backbones`).
             image_processor: the classifier's image processor; its normalisation enables the "black" reference,
                 and it is saved next to the explainer (the pipeline and `aha explain` read it from there).
             feature_backbone: optional separate frozen HF vision model whose hidden states feed the decoder.
