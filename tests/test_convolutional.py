@@ -8,6 +8,7 @@ import torch.nn.functional as F
 import transformers as T
 from conftest import CONVOLUTIONAL_CLASSIFIERS, IMAGE_SIZE, NUM_LABELS, make_classifier
 from PIL import Image
+from training_helpers import image_dataset, processor, train_argv
 from transformers import AutoModel, pipeline
 
 from aha import AHAExplainer
@@ -15,6 +16,7 @@ from aha.backbones import BackboneSpec
 from aha.baselines import get_attributor
 from aha.decoder_budget import DecoderBudget, widths_of
 from aha.image_geometry import processed_region, to_original_size
+from aha.training import build_parser, train
 
 
 FAMILIES = sorted(CONVOLUTIONAL_CLASSIFIERS)
@@ -71,7 +73,7 @@ def test_save_and_load_reproduce_maps_bit_for_bit(explainers, name, images, tmp_
         assert torch.equal(reloaded.explain(images), expected)
 
 
-@pytest.mark.parametrize("name", ["resnet", "mobilevit"])
+@pytest.mark.parametrize("name", FAMILIES)
 def test_the_pipeline_runs_from_a_saved_folder(name, tmp_path):
     processor = T.ViTImageProcessorPil(size={"height": 48, "width": 40})  # not the configured 32 px: CNNs take any size
     AHAExplainer.from_classifier(make_classifier(name, head_scale=20), image_processor=processor).save_pretrained(tmp_path)
@@ -174,3 +176,21 @@ def test_a_classifier_without_spatial_hidden_states_is_refused_by_name():
         AHAExplainer.from_classifier(levit)
     with pytest.raises(ValueError, match=r"gradcam: LevitForImageClassification.*random, centre"):
         get_attributor("gradcam", levit)
+
+
+def test_any_image_size_down_to_the_deepest_stride(explainers):
+    explainer = explainers["mobilenet_v2"]  # strides 4 .. 32
+    assert explainer.explain(torch.randn(1, 3, 40, 72)).shape == (1, 40, 72)
+    with pytest.raises(ValueError, match=r"mobilenet_v2 needs image sides of at least its deepest stride, 32 px, got 16x64"):
+        explainer.explain(torch.randn(1, 3, 16, 64))
+
+
+def test_aha_train_on_a_resnet_with_checkpointing(tmp_path):
+    """The training loop as users run it, with its default --gradient_checkpointing, on a classifier whose own
+    gradient_checkpointing_enable raises."""
+    args = build_parser().parse_args(train_argv(tmp_path, "--max_train_steps", 2, "--shuffle_buffer_size", 0))
+    assert args.gradient_checkpointing
+    trained = train(args, make_classifier("resnet", head_scale=30), processor(), {"train": image_dataset(8).remove_columns("id")})
+    assert trained.gradient_checkpointing
+    pixel_values = processor()(list(image_dataset(4, seed=1)["image"]), return_tensors="pt").pixel_values
+    assert torch.equal(AHAExplainer.from_pretrained(tmp_path).explain(pixel_values), trained.eval().explain(pixel_values))
