@@ -11,7 +11,7 @@ from PIL import Image
 from training_helpers import image_dataset, processor, train_argv
 from transformers import AutoModel, pipeline
 
-from aha import AHAExplainer
+from aha import AHAConfig, AHAExplainer
 from aha.backbones import BackboneSpec
 from aha.baselines import get_attributor
 from aha.decoder_budget import DecoderBudget, widths_of
@@ -110,30 +110,37 @@ def test_classifier_checkpointing_works_without_gradient_checkpointing_support(n
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
 
 
-def test_default_depths_at_realistic_size_are_strides_4_to_32():
+PUBLISHED = {  # the config.json fields of microsoft/resnet-50, facebook/convnext-tiny-224, google/mobilenet_v2_1.0_224
+    "resnet-50": T.ResNetConfig(layer_type="bottleneck", depths=[3, 4, 6, 3], hidden_sizes=[256, 512, 1024, 2048],
+                                num_labels=1000, architectures=["ResNetForImageClassification"]),
+    "convnext-t": T.ConvNextConfig(num_labels=1000, architectures=["ConvNextForImageClassification"]),
+    "mobilenet-v2": T.MobileNetV2Config(num_labels=1000, architectures=["MobileNetV2ForImageClassification"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_default_depths_and_decoder_cost_at_published_sizes(name):
     """The rule of `BackboneSpec.default_feature_layers`: the deepest map of each of the 4 coarsest strides, read from
     shapes on the meta device (nothing allocated); the decoder's grid (the middle one) has stride 16, the `patch_size`
-    that sets training grids as a ViT-B/16's patches do."""
-    configs = {
-        T.ResNetForImageClassification: T.ResNetConfig(layer_type="bottleneck", depths=[3, 4, 6, 3],
-                                                       hidden_sizes=[256, 512, 1024, 2048]),
-        T.ConvNextForImageClassification: T.ConvNextConfig(),
-        T.MobileNetV2ForImageClassification: T.MobileNetV2Config(),
-    }
-    for cls, config in configs.items():
-        with torch.device("meta"):
-            spec = BackboneSpec.from_model(cls(config))
-        layers = spec.default_feature_layers()
-        assert [spec.strides[i] for i in layers] == [4, 8, 16, 32] and spec.patch_size == 16, cls.__name__
-        assert all(spec.strides[i] != spec.strides[i + 1] for i in layers if i + 1 < spec.num_layers)  # deepest of each
-        assert spec.image_size == (224, 224) and spec.feature_maps == "hidden_states"
-    assert [spec.hidden_sizes[i] for i in layers] == [24, 32, 96, 320]  # MobileNetV2
+    that sets training grids as a ViT-B/16's patches do. The default decoder costs under 8% of the classifier in
+    FLOPs and parameters (counted, as benchmarks/decoder_flops.py does)."""
+    with torch.device("meta"):
+        explainer = AHAExplainer(AHAConfig(classifier_config=PUBLISHED[name]))
+    spec, layers = explainer.feature_spec, explainer.feature_layers
+    assert [spec.strides[i] for i in layers] == [4, 8, 16, 32] and spec.patch_size == 16
+    assert all(spec.strides[i] != spec.strides[i + 1] for i in layers if i + 1 < spec.num_layers)  # deepest of each
+    assert spec.image_size == (224, 224) and spec.feature_maps == "hidden_states"
+    counter = DecoderBudget.of(explainer)
+    flops, parameters = counter.decoder_cost(widths_of(explainer.decoder)).fraction_of(counter.classifier)
+    assert flops < 0.08 and parameters < 0.08, (flops, parameters)
 
 
-def test_decoder_budget_counts_convolutional_classifiers():
+def test_budgeted_conv_head_fits_a_convolutional_classifier():
     explainer = AHAExplainer.from_classifier(make_classifier("resnet"), pixel_head="conv", decoder_flops_budget=0.5)
     counter = DecoderBudget.of(explainer)
     assert counter.fits(counter.decoder_cost(widths_of(explainer.decoder)), 0.5)
+    assert not counter.fits(counter.decoder_cost(widths_of(AHAExplainer.from_classifier(
+        make_classifier("resnet"), pixel_head="conv").decoder)), 0.5)
 
 
 @pytest.mark.parametrize("name", FAMILIES)
