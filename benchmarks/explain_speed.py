@@ -8,7 +8,8 @@ their published sizes; random init from configs, since the cost, not the weights
 interleaved rounds on the same batch: a plain classifier forward; the same forward returning hidden states (what
 `explain` runs before its decoder); `explain` with today's default decoder (the "guided" pixel head); with the
 "conv" pixel head (the default before it), unbudgeted and with ``decoder_flops_budget=--budget``; and with
-``--space_to_depth``, with the ablation's space-to-depth variant of the conv head. Each round gives ratios against
+``--space_to_depth``, with the ablation's space-to-depth variant of the conv head; for a convolutional classifier,
+also the default decoder reading the stride-4 map too (4 depths), which its default leaves out. Each round gives ratios against
 that round's plain forward; the table shows their medians. Times are CPU time of this process
 (``time.process_time``) on ``--threads`` threads: the machines this runs on are shared, and wall time there
 measures the neighbours. Results: ``--output`` (JSON).
@@ -55,7 +56,11 @@ def measure(name: str, batch_size: int, repeats: int, budget: float, space_to_de
         key = f"space-to-depth {stride or 'patch / 2'}"
         explainers[key] = AHAExplainer.from_classifier(classifier, pixel_head="conv").eval()
         change_decoder(explainers[key], f"space_to_depth_{stride}" if stride else "space_to_depth")
-    size = BackboneSpec.from_model(classifier).image_size  # the configured size (224 px for a config without one)
+    spec = BackboneSpec.from_model(classifier)
+    if spec.feature_maps == "hidden_states":  # a CNN: also the decoder that reads its stride-4 map, left out by default
+        explainers["default + stride-4 map"] = AHAExplainer.from_classifier(
+            classifier, feature_layers=list(spec.default_feature_layers(4))).eval()
+    size = spec.image_size  # the configured size (224 px for a config without one)
     images = torch.randn(batch_size, 3, *size, generator=torch.Generator().manual_seed(0))
     runs = {
         "forward": lambda: classifier(pixel_values=images),
@@ -100,13 +105,13 @@ def main():
     after = describe()
     print(summary(before), f"-> load average after: {after['load_average']}")
     print(f"batch {args.batch_size}, {args.repeats} interleaved rounds, medians of per-round ratios")
-    keys = list(rows[0]["median_ratio_to_forward"])
+    keys = list(dict.fromkeys(key for row in rows for key in row["median_ratio_to_forward"]))
     print("| model | forward (ms) | " + " | ".join(f"{k} / forward" for k in keys[1:]) + " |")
     print("|---" * (len(keys) + 1) + "|")
     for row in rows:
         ratios = row["median_ratio_to_forward"]
         print(f"| {row['model']} | {1000 * row['median_seconds']['forward']:.2f} | "
-              + " | ".join(f"{ratios[k]:.3f}x" for k in keys[1:]) + " |")
+              + " | ".join(f"{ratios[k]:.3f}x" if k in ratios else "-" for k in keys[1:]) + " |")
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps({"command": shlex.join(["python", "benchmarks/explain_speed.py", *sys.argv[1:]]),

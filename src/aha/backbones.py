@@ -42,8 +42,10 @@ SUPPORTED_MODEL_TYPES = {
 _INTERPOLATING_MODEL_TYPES = {"dinov2", "dinov2_with_registers"}
 #: image side a probed model is measured at when its config has no ``image_size`` (ResNet, RegNet)
 DEFAULT_IMAGE_SIZE = 224
-#: how many feature depths the decoder reads by default
+#: how many feature depths the decoder reads by default: from a transformer, and from a model whose hidden states
+#: are feature maps (see :meth:`BackboneSpec.default_feature_layers`)
 DEFAULT_FEATURE_DEPTHS = 4
+DEFAULT_FEATURE_MAP_DEPTHS = 3
 
 
 def _pair(value) -> tuple[int, int]:
@@ -128,14 +130,21 @@ class BackboneSpec:
         """Number of entries in ``hidden_states`` (embeddings included)."""
         return len(self.hidden_sizes)
 
-    def default_feature_layers(self, count: int = DEFAULT_FEATURE_DEPTHS) -> tuple[int, ...]:
+    def default_feature_layers(self, count: int | None = None) -> tuple[int, ...]:
         """Indices into ``hidden_states`` to decode from.
 
-        Plain ViTs: ``count`` depths spread evenly, ending at the last block (12 blocks -> 3, 6, 9, 12).
+        Plain ViTs: ``count`` (default 4) depths spread evenly, ending at the last block (12 blocks -> 3, 6, 9, 12).
         Hierarchical: the last entry of each distinct stride (the deepest view of each resolution), of the
-        ``count`` coarsest strides: the four stages of Swin; strides 4, 8, 16 and 32 of ResNet, ConvNeXt,
-        RegNet, EfficientNet, MobileNetV2 and MobileViT (whose stride-2 stem is left out).
+        ``count`` coarsest strides. Default: the four stages of Swin (strides 4, 8, 16, 32 px); for the models
+        whose hidden states are feature maps, 3: strides 8, 16 and 32 of ResNet, ConvNeXt, RegNet, EfficientNet,
+        MobileNetV2 and MobileViT. Their stride-4 map is left out by default because of its cost: it holds 4-5x
+        the values of a ViT level (ResNet-50: 256 x 56 x 56 per image), and normalising and resizing it onto the
+        decoder's stride-16 grid, where its detail is averaged away, took about 3% of a ResNet-50 forward on CPU
+        (benchmarks/RESULTS.md); detail finer than the grid comes from the pixel head. Pass ``feature_layers`` to
+        read it.
         """
+        if count is None:
+            count = DEFAULT_FEATURE_MAP_DEPTHS if self.feature_maps == "hidden_states" else DEFAULT_FEATURE_DEPTHS
         if self.hierarchical:
             last_of_stride = {stride: i for i, stride in enumerate(self.strides)}
             return tuple(sorted(last_of_stride.values())[-count:])

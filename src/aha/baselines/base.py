@@ -126,8 +126,8 @@ class AnyInputSize:
 class Attributor:
     """Base of the comparison methods: ``attributor(pixel_values, target=None) -> (B, H, W)``.
 
-    Subclasses set :attr:`name`, declare whether they need gradients, attention weights or the tokens of a
-    ViT-family classifier, take their options as keyword arguments of ``__init__`` and implement
+    Subclasses set :attr:`name`, declare whether they need gradients, attention weights (a ViT-family
+    classifier) or spatial hidden states (``needs_tokens``: tokens or feature maps, :mod:`aha.backbones`), take their options as keyword arguments of ``__init__`` and implement
     :meth:`_attribute`.
 
     During a call the classifier is put in eval mode with frozen parameters (no ``.grad`` is written to
