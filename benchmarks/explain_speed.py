@@ -2,12 +2,14 @@
 
     python benchmarks/explain_speed.py [--budget 0.08] [--batch_size 8] [--repeats 7]
 
-For each benchmark ViT (benchmarks/models.py: the tests' tiny ViT at 32 px, the AHA Shapes ViT at 64 px, ViT-S/16
-and ViT-B/16 at 224 px; random init from configs, since the cost, not the weights, is measured) it times, in
+For each benchmark classifier (benchmarks/models.py: by default the tests' tiny ViT at 32 px, the AHA Shapes ViT at
+64 px, ViT-S/16 and ViT-B/16 at 224 px; with ``--models`` also the convolutional ones, ResNet-50, ConvNeXt-T, ... at
+their published sizes; random init from configs, since the cost, not the weights, is measured) it times, in
 interleaved rounds on the same batch: a plain classifier forward; the same forward returning hidden states (what
 `explain` runs before its decoder); `explain` with today's default decoder (the "guided" pixel head); with the
 "conv" pixel head (the default before it), unbudgeted and with ``decoder_flops_budget=--budget``; and with
-``--space_to_depth``, with the ablation's space-to-depth variant of the conv head. Each round gives ratios against
+``--space_to_depth``, with the ablation's space-to-depth variant of the conv head; for a convolutional classifier,
+also the default decoder reading the stride-4 map too (4 depths), which its default leaves out. Each round gives ratios against
 that round's plain forward; the table shows their medians. Times are CPU time of this process
 (``time.process_time``) on ``--threads`` threads: the machines this runs on are shared, and wall time there
 measures the neighbours. Results: ``--output`` (JSON).
@@ -25,9 +27,10 @@ from pathlib import Path
 
 import torch
 from machine import describe, summary
-from models import VIT_CONFIGS, build_vit
+from models import CLASSIFIERS, VIT_CONFIGS, build_classifier
 
 from aha import AHAExplainer
+from aha.backbones import BackboneSpec
 
 
 HERE = Path(__file__).resolve().parent
@@ -40,7 +43,7 @@ def cpu_seconds(fn) -> float:
 
 
 def measure(name: str, batch_size: int, repeats: int, budget: float, space_to_depth: list[int] | None = None) -> dict:
-    classifier = build_vit(name)
+    classifier = build_classifier(name)
     explainers = {
         "default": AHAExplainer.from_classifier(classifier).eval(),
         "conv head": AHAExplainer.from_classifier(classifier, pixel_head="conv").eval(),
@@ -53,8 +56,12 @@ def measure(name: str, batch_size: int, repeats: int, budget: float, space_to_de
         key = f"space-to-depth {stride or 'patch / 2'}"
         explainers[key] = AHAExplainer.from_classifier(classifier, pixel_head="conv").eval()
         change_decoder(explainers[key], f"space_to_depth_{stride}" if stride else "space_to_depth")
-    size = classifier.config.image_size
-    images = torch.randn(batch_size, 3, size, size, generator=torch.Generator().manual_seed(0))
+    spec = BackboneSpec.from_model(classifier)
+    if spec.feature_maps == "hidden_states":  # a CNN: also the decoder that reads its stride-4 map, left out by default
+        explainers["default + stride-4 map"] = AHAExplainer.from_classifier(
+            classifier, feature_layers=list(spec.default_feature_layers(4))).eval()
+    size = spec.image_size  # the configured size (224 px for a config without one)
+    images = torch.randn(batch_size, 3, *size, generator=torch.Generator().manual_seed(0))
     runs = {
         "forward": lambda: classifier(pixel_values=images),
         "forward + hidden states": lambda: classifier(pixel_values=images, output_hidden_states=True),
@@ -70,6 +77,7 @@ def measure(name: str, batch_size: int, repeats: int, budget: float, space_to_de
     ratios = {key: statistics.median(t / f for t, f in zip(times[key], times["forward"])) for key in runs}
     return {
         "model": name,
+        "image_size": list(size),
         "classifier_parameters": sum(p.numel() for p in classifier.parameters()),
         "decoder_parameters": {key: sum(p.numel() for p in e.decoder.parameters()) for key, e in explainers.items()},
         "seconds": times,
@@ -80,7 +88,7 @@ def measure(name: str, batch_size: int, repeats: int, budget: float, space_to_de
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=list(VIT_CONFIGS), choices=list(VIT_CONFIGS))
+    parser.add_argument("--models", nargs="+", default=list(VIT_CONFIGS), choices=CLASSIFIERS)
     parser.add_argument("--budget", type=float, default=0.08, help="decoder_flops_budget of the budgeted conv-head explainer")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=7)
@@ -97,13 +105,13 @@ def main():
     after = describe()
     print(summary(before), f"-> load average after: {after['load_average']}")
     print(f"batch {args.batch_size}, {args.repeats} interleaved rounds, medians of per-round ratios")
-    keys = list(rows[0]["median_ratio_to_forward"])
+    keys = list(dict.fromkeys(key for row in rows for key in row["median_ratio_to_forward"]))
     print("| model | forward (ms) | " + " | ".join(f"{k} / forward" for k in keys[1:]) + " |")
     print("|---" * (len(keys) + 1) + "|")
     for row in rows:
         ratios = row["median_ratio_to_forward"]
         print(f"| {row['model']} | {1000 * row['median_seconds']['forward']:.2f} | "
-              + " | ".join(f"{ratios[k]:.3f}x" for k in keys[1:]) + " |")
+              + " | ".join(f"{ratios[k]:.3f}x" if k in ratios else "-" for k in keys[1:]) + " |")
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps({"command": shlex.join(["python", "benchmarks/explain_speed.py", *sys.argv[1:]]),

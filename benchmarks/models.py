@@ -1,5 +1,5 @@
-"""The random-init ViT classifiers the benchmarks measure, built from configs (no download): cost, not
-weights, is what the benchmarks compare."""
+"""The random-init classifiers the benchmarks measure, built from configs (no download): cost, not weights, is what
+the benchmarks compare."""
 
 import torch
 import transformers as T
@@ -21,8 +21,55 @@ VIT_CONFIGS = {
                           num_attention_heads=12, intermediate_size=3072, num_labels=1000),
 }
 
+# Convolutional classifiers at their published sizes, 1000 classes: name -> (transformers class, config fields). The
+# fields are those of the Hub checkpoints named in the comments (their config.json), so the cost is theirs.
+CNN_CONFIGS = {
+    # microsoft/resnet-50 (25.6 M parameters)
+    "resnet50-224px": ("ResNetForImageClassification", dict(
+        layer_type="bottleneck", embedding_size=64, hidden_sizes=[256, 512, 1024, 2048], depths=[3, 4, 6, 3],
+        num_labels=1000)),
+    # facebook/convnext-tiny-224 (28.6 M parameters)
+    "convnext-t-224px": ("ConvNextForImageClassification", dict(
+        hidden_sizes=[96, 192, 384, 768], depths=[3, 3, 9, 3], drop_path_rate=0.0, image_size=224, num_labels=1000)),
+    # facebook/convnextv2-tiny-1k-224 (28.6 M parameters)
+    "convnextv2-t-224px": ("ConvNextV2ForImageClassification", dict(
+        hidden_sizes=[96, 192, 384, 768], depths=[3, 3, 9, 3], image_size=224, num_labels=1000)),
+    # facebook/regnet-y-040 (20.6 M parameters)
+    "regnet-y-040-224px": ("RegNetForImageClassification", dict(
+        layer_type="y", embedding_size=32, hidden_sizes=[128, 192, 512, 1088], depths=[2, 6, 12, 2], groups_width=64,
+        num_labels=1000)),
+    # google/efficientnet-b0 (5.3 M parameters)
+    "efficientnet-b0-224px": ("EfficientNetForImageClassification", dict(
+        image_size=224, width_coefficient=1.0, depth_coefficient=1.0, dropout_rate=0.2, hidden_dim=1280,
+        num_labels=1000)),
+    # google/mobilenet_v2_1.0_224 (3.5 M parameters)
+    "mobilenetv2-1.0-224px": ("MobileNetV2ForImageClassification", dict(
+        image_size=224, depth_multiplier=1.0, num_labels=1000)),
+    # apple/mobilevit-small (5.6 M parameters)
+    "mobilevit-s-256px": ("MobileViTForImageClassification", dict(
+        image_size=256, hidden_sizes=[144, 192, 240], neck_hidden_sizes=[16, 32, 64, 96, 128, 160, 640],
+        num_labels=1000)),
+}
+CLASSIFIERS = [*VIT_CONFIGS, *CNN_CONFIGS]
+
+
+def classifier_config(name: str) -> T.PreTrainedConfig:
+    """The config of the named classifier (:data:`VIT_CONFIGS` or :data:`CNN_CONFIGS`), its class in
+    ``architectures``."""
+    if name in VIT_CONFIGS:
+        return T.ViTConfig(**VIT_CONFIGS[name], architectures=["ViTForImageClassification"])
+    class_name, fields = CNN_CONFIGS[name]
+    config_class = getattr(T, class_name).config_class
+    return config_class(**fields, architectures=[class_name])
+
+
+def build_classifier(name: str, seed: int = 0) -> T.PreTrainedModel:
+    """The named classifier, seeded, in eval mode."""
+    torch.manual_seed(seed)
+    config = classifier_config(name)
+    return getattr(T, config.architectures[0])(config).eval()
+
 
 def build_vit(name: str, seed: int = 0) -> T.ViTForImageClassification:
     """The named classifier of :data:`VIT_CONFIGS`, seeded, in eval mode."""
-    torch.manual_seed(seed)
-    return T.ViTForImageClassification(T.ViTConfig(**VIT_CONFIGS[name])).eval()
+    return build_classifier(name, seed)

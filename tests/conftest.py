@@ -48,7 +48,20 @@ TINY_CLASSIFIERS = {
         )
     ),
 }
-# convolutional classifiers: the model-agnostic methods take them, the token methods and AHA refuse them
+def _he_init(model):
+    """Kaiming-normal convolutions and unit batch-norm scales: the own init of EfficientNet, MobileNetV2 and MobileViT
+    (normal with std 0.02, batch-norm scales included) shrinks their activations to 0 by the last stage, leaving
+    nothing to read or explain."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight)
+        elif isinstance(module, torch.nn.BatchNorm2d):
+            torch.nn.init.ones_(module.weight)
+    return model
+
+
+# classifiers whose hidden states are feature maps (B, C, h, w): the model-agnostic methods, Grad-CAM and AHA take
+# them; the attention methods refuse them
 CONVOLUTIONAL_CLASSIFIERS = {
     "resnet": lambda: T.ResNetForImageClassification(
         T.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=NUM_LABELS)
@@ -56,6 +69,44 @@ CONVOLUTIONAL_CLASSIFIERS = {
     "convnext": lambda: T.ConvNextForImageClassification(
         T.ConvNextConfig(num_stages=2, hidden_sizes=[8, 16], depths=[1, 1], num_labels=NUM_LABELS)
     ),
+    "convnextv2": lambda: T.ConvNextV2ForImageClassification(
+        T.ConvNextV2Config(num_stages=2, hidden_sizes=[8, 16], depths=[1, 1], num_labels=NUM_LABELS)
+    ),
+    "regnet": lambda: T.RegNetForImageClassification(
+        T.RegNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], groups_width=8, num_labels=NUM_LABELS)
+    ),
+    "efficientnet": lambda: _he_init(T.EfficientNetForImageClassification(
+        T.EfficientNetConfig(
+            image_size=IMAGE_SIZE,
+            width_coefficient=0.25,
+            depth_coefficient=0.25,
+            kernel_sizes=[3, 3, 5],
+            in_channels=[32, 16, 24],
+            out_channels=[16, 24, 40],
+            strides=[1, 2, 2],
+            num_block_repeats=[1, 1, 1],
+            expand_ratios=[1, 2, 2],
+            depthwise_padding=[],
+            hidden_dim=320,  # the top convolution's width, round_filters(1280) at width 0.25
+            num_labels=NUM_LABELS,
+        )
+    )),
+    "mobilenet_v2": lambda: _he_init(T.MobileNetV2ForImageClassification(
+        T.MobileNetV2Config(
+            image_size=IMAGE_SIZE, depth_multiplier=0.25, min_depth=8, finegrained_output=False, num_labels=NUM_LABELS
+        )
+    )),
+    "mobilevit": lambda: _he_init(T.MobileViTForImageClassification(
+        T.MobileViTConfig(
+            image_size=IMAGE_SIZE,
+            patch_size=2,
+            hidden_sizes=[8, 12, 16],
+            neck_hidden_sizes=[8, 8, 12, 12, 16, 16, 32],
+            num_attention_heads=2,
+            mlp_ratio=1.0,
+            num_labels=NUM_LABELS,
+        )
+    )),
 }
 
 
@@ -64,16 +115,18 @@ def make_classifier(
 ):
     """A tiny random-init classifier of the named family, in eval mode.
 
-    ``head_scale`` multiplies the classification head (``model.classifier``): a random head's softmax is nearly uniform, so
-    perturbing pixels barely moves it; a sharpened head (20-30) gives metrics and training a signal.
+    ``head_scale`` multiplies the classification head (the last linear layer of ``model.classifier``): a random head's
+    softmax is nearly uniform, so perturbing pixels barely moves it; a sharpened head (20-30) gives metrics and training
+    a signal.
     """
     torch.manual_seed(seed)
     model = {**TINY_CLASSIFIERS, **CONVOLUTIONAL_CLASSIFIERS}[name]()
     if attn_implementation is not None:
         model.set_attn_implementation(attn_implementation)
     if head_scale != 1.0:
+        head = [m for m in model.classifier.modules() if isinstance(m, torch.nn.Linear)][-1]  # ResNet: Flatten, Linear
         with torch.no_grad():
-            model.classifier.weight.mul_(head_scale)
+            head.weight.mul_(head_scale)
     return model.eval()
 
 

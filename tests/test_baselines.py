@@ -296,8 +296,9 @@ def test_model_agnostic_methods_are_the_ones_that_read_no_tokens():
     assert set(MODEL_AGNOSTIC) == {"random", "centre", "integrated_gradients", "occlusion", "rise"}
 
 
-@pytest.mark.parametrize("method", ["rollout", "chefer", "gradcam", "aha"])
-def test_token_methods_refuse_a_convolutional_classifier_by_name(convolutional, method):
+@pytest.mark.parametrize("method", ["rollout", "chefer"])
+def test_attention_methods_refuse_a_convolutional_classifier_by_name(convolutional, method):
+    """(Grad-CAM and AHA read a CNN's feature maps: tests/test_convolutional.py.)"""
     with pytest.raises(ValueError, match=r"ResNetForImageClassification \(model_type='resnet'\).*random, centre"):
         get_attributor(method, convolutional["resnet"])
 

@@ -94,7 +94,9 @@ class AHAConfig(PreTrainedConfig):
             decoder reads this model's hidden states instead of the classifier's.
         feature_layers (`list[int]`, *optional*):
             Indices into the feature model's `hidden_states` to decode from. Default: 4 depths spread
-            evenly for plain ViTs, the last entry of each stage for hierarchical models.
+            evenly for plain ViTs; for hierarchical models the deepest entry of each of the coarsest strides: the 4
+            stages of Swin (strides 4, 8, 16, 32 px), strides 8, 16, 32 px of convolutional ones (ResNet, ConvNeXt,
+            ...; see [`aha.backbones.BackboneSpec.default_feature_layers`]).
         pixel_head (`str`, *optional*):
             How the decoder reaches pixel resolution from the token grid. `"guided"`: each grid cell predicts an
             offset and one coefficient per image channel; both are bilinearly upsampled, and a pixel's score is the

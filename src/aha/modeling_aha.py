@@ -25,6 +25,10 @@ from .saving import ExplainerSavingMixin, classifier_class
 from .validation import check_classes, check_number, check_pixel_values
 
 
+#: bytes: the address alignment of torch's CPU allocator, which loaded weights are given (`_freeze_frozen_models`)
+_ALIGNMENT = 64
+
+
 @dataclass
 class AHAExplainerOutput(ModelOutput):
     """Output of [`AHAExplainer`].
@@ -234,9 +238,17 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
         return [m for m in (self.classifier, self.feature_backbone) if m is not None]
 
     def _freeze_frozen_models(self) -> None:
+        """Freeze the classifier and feature backbone (no gradients, eval mode); called in ``__init__`` and again after
+        loading, which replaces the parameters. Loading also maps weights straight from the safetensors file, at
+        addresses that need not be aligned: a CPU convolution (oneDNN) over such a weight rounds differently from one
+        over the same values in memory of its own, so a reloaded convolutional classifier would not reproduce its
+        maps bit for bit. Every such tensor gets memory of its own here (a no-op for freshly built ones)."""
         for model in self._frozen_models():
             model.requires_grad_(False)
             model.eval()
+        for tensor in [*self.parameters(), *self.buffers()]:
+            if tensor.data_ptr() % _ALIGNMENT:
+                tensor.data = tensor.data.clone()
 
     def train(self, mode: bool = True):
         """Set the decoder's mode; the frozen classifier and feature backbone always stay in eval mode."""
@@ -253,8 +265,12 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
         classifier and backpropagates to the masks, so the classifier's activations dominate memory. With
         checkpointing on, each chunk of ``config.perturbation_batch_size`` perturbed images is recomputed
         in the backward pass (one extra classifier forward per chunk), so memory holds one chunk's
-        activations at a time. Works for any classifier; test-time refinement always uses it. (The decoder is
-        small and is not checkpointed; the classifier's own layers are never trained.)
+        activations at a time. It wraps whole classifier forwards in ``torch.utils.checkpoint`` and never switches the
+        classifier's own checkpointing, so it works for any classifier, the convolutional families whose
+        ``supports_gradient_checkpointing`` is False (ResNet, ConvNeXt, RegNet, EfficientNet, MobileNetV2) included;
+        recomputing them is exact because the frozen classifier stays in eval mode (batch-norm statistics, no dropout).
+        Test-time refinement always uses it. (The decoder is small and is not checkpointed; the classifier's own
+        layers are never trained.)
         """
         self.gradient_checkpointing = enable
 
@@ -284,8 +300,9 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
         """Wrap an in-memory HF image classifier (frozen) with a freshly initialised decoder.
 
         Args:
-            classifier: a `transformers` image classification model of a supported family (ViT, DeiT,
-                BEiT, DINOv2, Swin, ...).
+            classifier: a `transformers` image classification model of a supported family: ViT, DeiT, BEiT,
+                DINOv2, Swin, ..., or one whose `hidden_states` are feature maps (B, C, h, w): ResNet, ConvNeXt v1/v2,
+                RegNet, EfficientNet, MobileNetV2, MobileViT, ... (:mod:`aha.backbones`).
             image_processor: the classifier's image processor; its normalisation enables the "black" reference,
                 and it is saved next to the explainer (the pipeline and `aha explain` read it from there).
             feature_backbone: optional separate frozen HF vision model whose hidden states feed the decoder.

@@ -33,8 +33,8 @@ ATTRIBUTORS: dict[str, type[Attributor]] = {
         RISE,
     )
 }
-#: The comparison methods that take any image classifier, ResNet or ConvNeXt included (the others read
-#: the tokens or attention of a ViT-family model).
+#: The comparison methods that take any image classifier (the others read its spatial hidden states, which
+#: :mod:`aha.backbones` reads from ViTs, Swin and convolutional models, or the attention of a ViT-family model).
 MODEL_AGNOSTIC = tuple(name for name, cls in ATTRIBUTORS.items() if not cls.needs_tokens)
 
 
@@ -42,8 +42,9 @@ def get_attributor(name: str, classifier, **options) -> Attributor:
     """Build the method ``name`` for ``classifier`` with its keyword ``options``.
 
     Names: ``aha`` (needs ``explainer=``), ``random``, ``centre``, ``rollout``, ``chefer``, ``gradcam``,
-    ``integrated_gradients``, ``occlusion``, ``rise`` (see each class for its options). ``rollout``,
-    ``chefer`` and ``gradcam`` need a ViT-family classifier; the others take any image classifier.
+    ``integrated_gradients``, ``occlusion``, ``rise`` (see each class for its options). ``rollout`` and
+    ``chefer`` need a ViT-family classifier; ``gradcam`` and ``aha`` one whose hidden states
+    :mod:`aha.backbones` reads (ViTs, Swin, ResNet, ConvNeXt, ...); the others take any image classifier.
     """
     if name not in ATTRIBUTORS:
         raise ValueError(f"unknown baseline {name!r}; expected one of {sorted(ATTRIBUTORS)}")

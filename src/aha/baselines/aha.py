@@ -21,7 +21,7 @@ class AHAAttribution(Attributor):
     """
 
     name = "aha"
-    needs_tokens = True  # the explainer's decoder reads the classifier's tokens
+    needs_tokens = True  # the explainer's decoder reads the classifier's spatial hidden states
 
     def __init__(self, classifier, explainer: AHAExplainer | None = None, refine_steps: int = 0, refine_lr: float | None = None):
         super().__init__(classifier)

@@ -7,7 +7,9 @@ class). Higher means more important; only the ordering of a map's values is mean
 
 Methods that only feed images to the classifier (random, centre, integrated gradients, occlusion, RISE)
 take any image classifier, convolutional ones (ResNet, ConvNeXt, ...) included; the methods that read
-tokens or attention (rollout, Chefer, Grad-CAM on tokens) need a ViT-family model (:mod:`aha.backbones`).
+spatial hidden states (Grad-CAM, AHA) need a classifier :mod:`aha.backbones` reads (ViTs, Swin, and the
+convolutional models whose hidden states are feature maps); the methods that read attention (rollout,
+Chefer) need a ViT-family model.
 """
 
 from __future__ import annotations
@@ -124,8 +126,8 @@ class AnyInputSize:
 class Attributor:
     """Base of the comparison methods: ``attributor(pixel_values, target=None) -> (B, H, W)``.
 
-    Subclasses set :attr:`name`, declare whether they need gradients, attention weights or the tokens of a
-    ViT-family classifier, take their options as keyword arguments of ``__init__`` and implement
+    Subclasses set :attr:`name`, declare whether they need gradients, attention weights (a ViT-family
+    classifier) or spatial hidden states (``needs_tokens``: tokens or feature maps, :mod:`aha.backbones`), take their options as keyword arguments of ``__init__`` and implement
     :meth:`_attribute`.
 
     During a call the classifier is put in eval mode with frozen parameters (no ``.grad`` is written to
@@ -133,8 +135,9 @@ class Attributor:
     ``requires_grad`` flags and attention implementation are restored afterwards.
 
     Args:
-        classifier: a Hugging Face image classifier (``classifier(pixel_values=x).logits``); a ViT-family
-            one (see :mod:`aha.backbones`) for the methods with ``needs_tokens``.
+        classifier: a Hugging Face image classifier (``classifier(pixel_values=x).logits``); one that
+            :mod:`aha.backbones` reads for the methods with ``needs_tokens``, a ViT-family one for those with
+            ``needs_attentions``.
     """
 
     name: ClassVar[str]
@@ -150,14 +153,21 @@ class Attributor:
         model_type = getattr(config, "model_type", None)
         if model_type in SUPPORTED_MODEL_TYPES:
             self.spec = BackboneSpec.from_model(classifier)
-        elif self.needs_tokens:
+        elif self.needs_attentions:
             from aha.baselines import MODEL_AGNOSTIC  # the registry imports this module
 
             raise ValueError(
-                f"{self.name} reads the tokens of a ViT-family classifier (model_type one of "
+                f"{self.name} reads the attention of a ViT-family classifier (model_type one of "
                 f"{sorted(SUPPORTED_MODEL_TYPES)}); {type(classifier).__name__} (model_type={model_type!r}) is not "
                 f"one. Methods for any image classifier: {', '.join(MODEL_AGNOSTIC)}"
             )
+        elif self.needs_tokens:  # feature maps in hidden_states (ResNet, ConvNeXt, ...), or a clear refusal
+            from aha.baselines import MODEL_AGNOSTIC
+
+            try:
+                self.spec = BackboneSpec.from_model(classifier)
+            except ValueError as error:
+                raise ValueError(f"{self.name}: {error}. Methods for any image classifier: {', '.join(MODEL_AGNOSTIC)}") from error
         else:
             self.spec = AnyInputSize(int(getattr(config, "num_channels", 3)))
         self.classifier = classifier

@@ -1,8 +1,9 @@
-"""Grad-CAM (Selvaraju et al., 2017) on the token grid of a vision transformer."""
+"""Grad-CAM (Selvaraju et al., 2017) on the token grid of a vision transformer or a convolutional model's feature map."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from aha.baselines.base import Attributor, resolve_target, upsample, warn_if_flat
 from aha.scores import class_scores
@@ -16,7 +17,8 @@ class GradCAM(Attributor):
         layer: index into the classifier's ``hidden_states`` (0 = embeddings). Default: for plain ViTs
             the input of the last block (``num_layers - 2``), because a CLS read-out makes the gradient
             at the last block's patch tokens exactly zero; for Swin the last stage (which is mean-pooled
-            into the classifier).
+            into the classifier); for a convolutional model (hidden states (B, C, h, w)) its last stage,
+            whose map is resized to the image as pytorch-grad-cam does (bilinearly, no crop).
     """
 
     name = "gradcam"
@@ -38,8 +40,15 @@ class GradCAM(Attributor):
         target = resolve_target(target, outputs.logits)
         tokens = outputs.hidden_states[self.layer]
         (grads,) = torch.autograd.grad(class_scores(outputs.logits, target, "logit").sum(), tokens)
-        grid_h, grid_w = self.spec.grid_size(self.layer, height, width)
+        maps = tokens.ndim == 4  # a convolutional model's (B, C, h, w): as tokens (B, h*w, C)
+        if maps:
+            grid_h, grid_w = tokens.shape[-2:]
+            tokens, grads = tokens.flatten(2).transpose(1, 2), grads.flatten(2).transpose(1, 2)
+        else:
+            grid_h, grid_w = self.spec.grid_size(self.layer, height, width)
         tokens, grads = tokens[:, -grid_h * grid_w :].float(), grads[:, -grid_h * grid_w :].float()
         cam = (tokens * grads.mean(1, keepdim=True)).sum(-1).clamp(min=0).view(-1, grid_h, grid_w)
         warn_if_flat(cam, self.name, f"the target logit may not depend on the patch tokens of layer {self.layer}")
+        if maps:
+            return F.interpolate(cam[:, None], size=(height, width), mode="bilinear", align_corners=False)[:, 0]
         return upsample(cam, self.spec.strides[self.layer], (height, width))
