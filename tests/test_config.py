@@ -44,7 +44,7 @@ def test_every_numeric_field_refuses_nan_infinity_and_non_numbers(name, bad):
         ("fusion_channels", 0, "fusion_channels must be an integer >= 1 (or None), got 0"),
         ("head_channels", 2.5, "head_channels must be an integer >= 1 (or None), got 2.5"),
         ("class_embedding_dim", -1, "class_embedding_dim must be an integer >= 1"),
-        ("num_fractions", 2, "num_fractions must be an integer >= 3, got 2"),
+        ("num_fractions", 2, "num_fractions must be an integer >= 3 and <= 256, got 2"),
         ("sinkhorn_iterations", 0, "sinkhorn_iterations must be an integer >= 1, got 0"),
         ("perturbation_batch_size", 0, "perturbation_batch_size must be an integer >= 1, got 0"),
         ("peak_window", 0, "peak_window must be an integer >= 1, got 0"),

@@ -191,3 +191,25 @@ def test_aha_explain_replaces_a_link_planted_at_an_output_name_and_refuses_a_lin
     with pytest.raises(SymlinkError, match="photos is a symbolic link"):
         write_outputs("photos/dog.png", str(out), "photos/dog", result, curves=False)
     assert sorted(os.listdir(outside)) == ["user.png"]
+
+
+# ------------------------------------------------------------------------------------------------ sizes and files
+def test_sizes_that_would_only_reach_the_allocator_are_refused_naming_the_option(tmp_path):
+    from aha import AHAConfig
+    from aha.objectives import MAX_GRID_SIDE, check_grid
+    from aha.refinement import RefinementPlan
+
+    with pytest.raises(ValueError, match="num_fractions must be an integer >= 3 and <= 256"):
+        AHAConfig(num_fractions=10**9)
+    with pytest.raises(ValueError, match="num_fractions must be an integer >= 3 and <= 256"):
+        RefinementPlan(num_fractions=100_000)
+    with pytest.raises(ValueError, match=f"in \\[2, {MAX_GRID_SIDE}\\].*raise grid_cell_patches"):
+        check_grid(1400)  # grid_cell_patches=[0.01, 2] at 224 px / 16 px patches
+
+
+def test_json_nested_past_the_recursion_limit_is_reported_as_the_damaged_file_it_is(tmp_path):
+    from aha.safe_files import DamagedFileError, read_json
+
+    (tmp_path / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DamagedFileError, match=r"config.json is not a readable JSON file \(nested too deeply\)"):
+        read_json(str(tmp_path / "config.json"))

@@ -12,7 +12,7 @@ from transformers.configuration_utils import SubConfigSpec
 
 from .fingerprint import FINGERPRINTED_PARTS
 from .perturbation import check_reference
-from .validation import check_bool, check_number
+from .validation import MAX_FRACTIONS, check_bool, check_number
 
 
 # Range rules of numeric fields: name -> keyword arguments of `aha.validation.check_number` (None is accepted
@@ -25,7 +25,7 @@ _NUMBER_RULES = {
     "image_branch_stride": dict(integer=True, minimum=1),
     "decoder_blocks": dict(integer=True, minimum=0),
     "decoder_flops_budget": dict(above=0),
-    "num_fractions": dict(integer=True, minimum=3),
+    "num_fractions": dict(integer=True, minimum=3, maximum=MAX_FRACTIONS),
     "sinkhorn_iterations": dict(integer=True, minimum=1),
     "peak_window": dict(integer=True, minimum=1),
     "perturbation_batch_size": dict(integer=True, minimum=1),

@@ -114,6 +114,7 @@ class RankingObjective:
         check_bool("checkpoint", checkpoint)
         config = self.config
         n, _, height, width = pixel_values.shape
+        check_grid(grid)
         fractions = torch.linspace(0, 1, config.num_fractions, device=maps.device)[1:-1]
         # float32 cells: the soft permutation and its cumulative sums over up to G^2 ranks would lose the ranking in bf16
         cells = F.adaptive_avg_pool2d(maps.unsqueeze(1).float(), grid).flatten(1)
@@ -191,6 +192,19 @@ class RankingObjective:
         """``config.peak_window`` (pixels at 224 px) scaled to this image side, odd and >= 3."""
         window = round(self.config.peak_window * min(height, width) / 224)
         return max(3, window | 1)
+
+
+#: Largest ranking-grid side G: the soft permutation has G^2 x G^2 entries per map (at 64, 16.8 M: 67 MB in float32).
+MAX_GRID_SIDE = 64
+
+
+def check_grid(grid: int) -> None:
+    """Refuse a ranking grid whose soft permutation would not fit in memory, before anything is allocated."""
+    if isinstance(grid, bool) or not isinstance(grid, int) or not 2 <= grid <= MAX_GRID_SIDE:
+        raise ValueError(
+            f"the ranking grid side must be an integer in [2, {MAX_GRID_SIDE}] (the soft permutation has G^4 entries "
+            f"per map), got {grid!r}: raise grid_cell_patches (the cell side in classifier patches)"
+        )
 
 
 def _draw(count: int, generator: torch.Generator | None) -> int:

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from .objectives import RankingObjective
-from .validation import check_bool, check_number
+from .validation import MAX_FRACTIONS, check_bool, check_number
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class RefinementPlan:
     def __post_init__(self):
         check_bool("alternate_terms", self.alternate_terms)
         check_bool("checkpoint", self.checkpoint)
-        check_number("num_fractions", self.num_fractions, integer=True, minimum=3, optional=True)
+        check_number("num_fractions", self.num_fractions, integer=True, minimum=3, maximum=MAX_FRACTIONS, optional=True)
         check_number("grid_cell_patches", self.grid_cell_patches, above=0, optional=True)
         check_number("offset_stride", self.offset_stride, integer=True, minimum=1, optional=True)
         check_number("sinkhorn_iterations", self.sinkhorn_iterations, integer=True, minimum=1, optional=True)

@@ -146,8 +146,9 @@ def read_json(path: str):
             return json.load(handle)
     except FileNotFoundError:
         raise
-    except (ValueError, OSError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise DamagedFileError(f"{path} is not a readable JSON file ({error}): it is damaged or was replaced") from error
+    except (ValueError, OSError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
+        reason = "nested too deeply" if isinstance(error, RecursionError) else error
+        raise DamagedFileError(f"{path} is not a readable JSON file ({reason}): it is damaged or was replaced") from None
 
 
 def write_safetensors(path: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:

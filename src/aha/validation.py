@@ -17,6 +17,9 @@ from .backbones import BackboneSpec
 #: [-2.2, 2.7]; mean = std = 0.5: [-1, 1]); raw 0..255 pixels, or ones rescaled but divided by a tiny
 #: std, go far past it.
 MAX_ABS_PIXEL_VALUE = 10.0
+#: Most points of a soft deletion / insertion curve (``num_fractions``): each inner point costs one classifier
+#: forward per map and term, so a larger count only reaches the allocator.
+MAX_FRACTIONS = 256
 
 
 def check_pixel_values(pixel_values, specs: Iterable[BackboneSpec] = ()) -> None:
