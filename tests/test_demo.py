@@ -35,12 +35,13 @@ def test_summary_pairs_every_method_on_the_same_images():
     summary = summarise(results, forward_seconds=0.001, compared=["AHA"])
     assert summary["methods"]["AHA"]["cost_in_forwards"] == pytest.approx(2.0)
     worse = summary["paired"]["AHA"]["Worse"]
-    for metric, (high_is_good, _) in METRICS.items():
+    for metric, definition in METRICS.items():
+        high_is_good = definition.high_is_good
         # a constant per-image shift: standard error 0, so any difference is decisive
         assert worse[metric]["difference"] == pytest.approx(-0.05)
         assert worse[metric]["verdict"] == ("worse" if high_is_good else "better")
         assert summary["paired"]["AHA"]["Same"][metric]["verdict"] == "tie"
-    table = markdown(summary, {key: key for key in ("command", "classifier", "explainer", "evaluation", "machine",
+    table = markdown(summary, {key: key for key in ("title", "command", "classifier", "explainer", "evaluation", "machine",
                                                     "versions", "run_time")})
     # better (bold) where low is good, worse (italics) where high is good
     assert "| Worse |" in table and "| **-0.050 ± 0.000** |" in table and "| *-0.050 ± 0.000* |" in table
