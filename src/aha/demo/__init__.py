@@ -262,7 +262,7 @@ def main(args: argparse.Namespace) -> None:
     if len(worlds) > 1:
         reports += f" and the macro table {output / 'macro.md'}"
     note = smoke_note(args.preset)
-    print(f"[aha demo] {'SMOKE RUN, ' + note if note else 'preset ' + args.preset}; world(s) {', '.join(worlds)}; "
+    print(f"[aha demo] {note or 'preset ' + args.preset}; world(s) {', '.join(worlds)}; "
           f"reports: {reports}", flush=True)
     start = time.perf_counter()
     results, forward_seconds = {}, {}
