@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from aha.demo import build_parser
+from aha.demo import build_parser, chance_note
 from aha.demo.evaluation import METRICS, MethodResult, paired_difference, verdict
 from aha.demo.report import macro_summary, markdown, summarise
 from aha.demo.worlds import WORLDS
@@ -65,6 +65,11 @@ def test_macro_summary_is_the_mean_over_worlds_of_each_worlds_means():
         macro_summary({"a": [result("AHA", 0.0, n=50)], "b": [result("AHA", 0.0, n=40)]}, {"a": 1, "b": 1}, ["AHA"])
 
 
+def test_a_classifier_near_chance_is_called_a_smoke_run():
+    assert chance_note(0.23, 5).startswith("SMOKE RUN: this classifier is near chance (test accuracy 0.230, chance 0.200)")
+    assert chance_note(0.51, 5) is None and chance_note(0.34, 6) is None and chance_note(0.33, 6) is not None
+
+
 def test_the_world_flag_is_parsed_strictly():
     run = subprocess.run([sys.executable, "-m", "aha", "demo", "--world", "digits"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 2 and "invalid choice: 'digits'" in run.stderr and "'shapes', 'letters', 'parts', 'all'" in run.stderr
@@ -85,7 +90,8 @@ def test_quick_demo_on_every_world_writes_each_report_and_the_macro_table(tmp_pa
                          capture_output=True, text=True, timeout=3000)
     assert run.returncode == 0, run.stderr[-3000:]
     first = run.stdout.splitlines()[0]
-    assert "quick preset" in first and str(output / "letters" / "results.md") in first and str(output / "macro.md") in first
+    assert "quick preset, a smoke run" in first and str(output / "letters" / "results.md") in first
+    assert str(output / "macro.md") in first
     expected = {"AHA", "AHA + 2 refine", "Random", "Centre", "Rollout", "Chefer", "Grad-CAM", "IG", "Occlusion", "RISE"}
     for world in WORLDS:
         for name in ("results.md", "results.json", "deletion_curves.png", "insertion_curves.png", "overlays.png",
@@ -93,7 +99,11 @@ def test_quick_demo_on_every_world_writes_each_report_and_the_macro_table(tmp_pa
             assert (output / world / name).is_file(), (world, name)
         report = json.loads((output / world / "results.json").read_text())
         finite_report(report, expected)
-        assert report["context"]["world"] == world and "quick preset" in (output / world / "results.md").read_text()
+        text = (output / world / "results.md").read_text()
+        assert report["context"]["world"] == world and "quick preset, a smoke run" in text
+        accuracy = float(report["context"]["classifier"].split("test accuracy ")[1].split()[0])
+        # a classifier under twice chance is called a smoke run in its report
+        assert ("SMOKE RUN: this classifier is near chance" in text) == (accuracy < 2 / len(WORLDS[world].class_names))
     macro = json.loads((output / "macro.json").read_text())
     finite_report(macro, expected)
     assert list(macro["per_world"]) == list(WORLDS)
