@@ -33,9 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ..hub import card_template
 from .canvas import World
 from .worlds import WORLDS, get_world
 
@@ -95,6 +93,8 @@ def cached(folder: Path, settings: dict, build) -> dict:
 
 
 def build_data(folder: Path, world: World, settings: dict) -> dict:
+    from ..hub import card_template
+
     print(f"[aha demo] drawing {world.title} ...")
     splits = world.dataset(settings["num_train"], settings["num_validation"], settings["num_test"],
                            seed=settings["seed"], size=IMAGE_SIZE)
@@ -188,6 +188,7 @@ def evaluate(output: Path, settings: dict, metrics=None) -> tuple[list, float, d
 
 def environment() -> tuple[str, str]:
     """(machine, versions) for the report."""
+    import torch
     import transformers
 
     from .. import __version__
@@ -263,6 +264,8 @@ def run_world(world: World, output: Path, settings: dict, command: str, preset: 
 
 
 def main(args: argparse.Namespace) -> None:
+    import torch
+
     from .report import macro_summary, write_macro_report
 
     if args.threads is not None:
