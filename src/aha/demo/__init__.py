@@ -2,7 +2,7 @@
 
     aha demo                     # AHA Shapes: data, classifier, explainer, every method, report
     aha demo --world all         # the same for every world of the suite, plus a macro table over worlds
-    aha demo --quick             # a small run that still shows the method working (minutes)
+    aha demo --quick             # a smoke run, a few CPU minutes per world
     aha demo --preset full       # the benchmark recorded in benchmarks/RESULTS.md
 
 For each world (:data:`aha.demo.worlds.WORLDS`: ``shapes``, ``letters``, ``parts``), in ``OUTPUT/WORLD``:
@@ -38,8 +38,8 @@ from .canvas import World
 from .worlds import WORLDS, get_world
 
 
-#: the quick preset's training sizes: a classifier well above chance and an explainer that beats random on
-#: every world in a few CPU minutes each (measured in benchmarks/RESULTS.md, "The benchmark suite")
+#: the quick preset's training sizes, a smoke run of a few CPU minutes per world: its classifier is well above
+#: chance and AHA beats random on AHA Shapes only (benchmarks/RESULTS.md, "The benchmark suite")
 QUICK_TRAIN, QUICK_EPOCHS, QUICK_STEPS = 2000, 6, 100
 #: settings of each preset: data sizes, classifier epochs, explainer steps, evaluation size and costs
 PRESETS = {
