@@ -26,7 +26,7 @@ from transformers import AutoImageProcessor
 from aha import AHAExplainer
 from aha.demo.classifier import tensors_of
 from aha.demo.evaluation import METRICS, compared_mean, score_maps
-from aha.demo.report import SHORT_NAMES, table
+from aha.demo.report import table
 from aha.training import build_parser, train
 
 
@@ -207,11 +207,11 @@ def run_row(name: str, args, classifier_dir: Path, data_dir: Path, pixel_values,
 
 
 def markdown(results: dict, reference: str = "default") -> str:
-    short = [SHORT_NAMES[m].rstrip(" ↑↓").replace("Mask AUROC", "AUROC") for m in METRICS]
+    short = [METRICS[m].short_name.rstrip(" ↑↓").replace("Mask AUROC", "AUROC") for m in METRICS]
     base = {k: torch.tensor(v) for k, v in results[reference]["scores"].items()}
     rows = [[name, row["what"],
-             *(compared_mean(torch.tensor(row["scores"][metric]), None if name == reference else base[metric], high)
-               for metric, (high, _) in METRICS.items()),
+             *(compared_mean(torch.tensor(row["scores"][metric]), None if name == reference else base[metric], definition.high_is_good)
+               for metric, definition in METRICS.items()),
              f"{row['train_seconds']:.0f}"] for name, row in results.items()]
     return "\n".join(table(["row", "change", *short, "train s"], rows))
 

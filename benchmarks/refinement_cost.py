@@ -128,8 +128,8 @@ def print_measured(result: dict) -> None:
     base = {k: torch.tensor(v) for k, v in rows["0 steps"]["scores"].items()}
     print("\n".join(table(
         ["plan, steps", *METRICS, "ms / image", "forwards / image / step"],
-        [[name, *(compared_mean(torch.tensor(row["scores"][metric]), base[metric] if row["steps"] else None, high)
-                  for metric, (high, _) in METRICS.items()),
+        [[name, *(compared_mean(torch.tensor(row["scores"][metric]), base[metric] if row["steps"] else None, definition.high_is_good)
+                  for metric, definition in METRICS.items()),
           f"{row['seconds_per_image'] * 1000:.1f}",
           f"{row['forwards_per_image_per_step']:.1f}" if row["steps"] else "-"] for name, row in rows.items()])))
 

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from aha.demo import build_parser, chance_note
 from aha.demo.evaluation import METRICS, MethodResult, paired_difference, verdict
-from aha.demo.report import markdown, summarise
+from aha.demo.report import macro_summary, markdown, summarise
+from aha.demo.worlds import WORLDS
 
 
 def result(name, shift, seconds=0.01, n=50):
@@ -35,34 +37,77 @@ def test_summary_pairs_every_method_on_the_same_images():
     summary = summarise(results, forward_seconds=0.001, compared=["AHA"])
     assert summary["methods"]["AHA"]["cost_in_forwards"] == pytest.approx(2.0)
     worse = summary["paired"]["AHA"]["Worse"]
-    for metric, (high_is_good, _) in METRICS.items():
+    for metric, definition in METRICS.items():
+        high_is_good = definition.high_is_good
         # a constant per-image shift: standard error 0, so any difference is decisive
         assert worse[metric]["difference"] == pytest.approx(-0.05)
         assert worse[metric]["verdict"] == ("worse" if high_is_good else "better")
         assert summary["paired"]["AHA"]["Same"][metric]["verdict"] == "tie"
-    table = markdown(summary, {key: key for key in ("command", "classifier", "explainer", "evaluation", "machine",
+    table = markdown(summary, {key: key for key in ("title", "command", "classifier", "explainer", "evaluation", "machine",
                                                     "versions", "run_time")})
     # better (bold) where low is good, worse (italics) where high is good
     assert "| Worse |" in table and "| **-0.050 ± 0.000** |" in table and "| *-0.050 ± 0.000* |" in table
 
 
-@pytest.mark.slow
-def test_quick_demo_writes_a_complete_report(tmp_path):
-    output = tmp_path / "demo"
-    run = subprocess.run([sys.executable, "-m", "aha", "demo", "--quick", "--output", str(output)],
-                         capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, run.stderr[-3000:]
-    for name in ("results.md", "results.json", "deletion_curves.png", "insertion_curves.png", "overlays.png"):
-        assert (output / name).is_file(), name
-    report = json.loads((output / "results.json").read_text())
-    methods = report["methods"]
-    expected = {"AHA", "AHA + 2 refine", "Random", "Centre", "Rollout", "Chefer", "Grad-CAM", "IG", "Occlusion", "RISE"}
-    assert set(methods) == expected
-    for method in methods.values():
+def test_macro_summary_is_the_mean_over_worlds_of_each_worlds_means():
+    by_world = {"a": [result("AHA", 0.0), result("RISE", 0.1)], "b": [result("AHA", 0.2), result("RISE", 0.2)]}
+    macro = macro_summary(by_world, {"a": 0.001, "b": 0.003}, compared=["AHA"])
+    for metric in METRICS:
+        for name in ("AHA", "RISE"):
+            per_world = [macro["per_world"][world][name][metric] for world in by_world]
+            assert macro["methods"][name]["metrics"][metric]["mean"] == pytest.approx(np.mean(per_world))
+        # paired over the pooled images: AHA - RISE is -0.1 on world a, 0 on world b
+        assert macro["paired"]["AHA"]["RISE"][metric]["difference"] == pytest.approx(-0.05)
+    assert macro["forward_ms_per_image"] == pytest.approx(2.0)
+    text = markdown(macro, {"title": "macro", "command": "aha demo --world all"})
+    assert "### a" in text and "### b" in text and "## Paired differences: AHA minus each method" in text
+    with pytest.raises(ValueError, match="same methods on as many images"):
+        macro_summary({"a": [result("AHA", 0.0, n=50)], "b": [result("AHA", 0.0, n=40)]}, {"a": 1, "b": 1}, ["AHA"])
+
+
+def test_a_classifier_near_chance_is_called_a_smoke_run():
+    assert chance_note(0.23, 5).startswith("SMOKE RUN: this classifier is near chance (test accuracy 0.230, chance 0.200)")
+    assert chance_note(0.51, 5) is None and chance_note(0.34, 6) is None and chance_note(0.33, 6) is not None
+
+
+def test_the_world_flag_is_parsed_strictly():
+    run = subprocess.run([sys.executable, "-m", "aha", "demo", "--world", "digits"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "invalid choice: 'digits'" in run.stderr and "'shapes', 'letters', 'parts', 'all'" in run.stderr
+    assert build_parser().parse_args([]).world == "shapes"  # the README's `aha demo` is AHA Shapes
+
+
+def finite_report(report: dict, expected: set) -> None:
+    assert set(report["methods"]) == expected and set(report["paired"]["AHA"]) == expected - {"AHA"}
+    for method in report["methods"].values():
         values = [m[key] for m in method["metrics"].values() for key in ("mean", "se")]
-        assert np.isfinite(values).all() and method["ms_per_image"] > 0
-    assert set(report["paired"]["AHA"]) == expected - {"AHA"}
-    assert "| RISE |" in (output / "results.md").read_text()
+        assert set(method["metrics"]) == set(METRICS) and np.isfinite(values).all() and method["ms_per_image"] > 0
+
+
+@pytest.mark.slow
+def test_quick_demo_on_every_world_writes_each_report_and_the_macro_table(tmp_path):
+    output = tmp_path / "demo"
+    run = subprocess.run([sys.executable, "-m", "aha", "demo", "--world", "all", "--quick", "--output", str(output)],
+                         capture_output=True, text=True, timeout=3000)
+    assert run.returncode == 0, run.stderr[-3000:]
+    first = run.stdout.splitlines()[0]
+    assert "quick preset, a smoke run" in first and str(output / "letters" / "results.md") in first
+    assert str(output / "macro.md") in first
+    expected = {"AHA", "AHA + 2 refine", "Random", "Centre", "Rollout", "Chefer", "Grad-CAM", "IG", "Occlusion", "RISE"}
+    for world in WORLDS:
+        for name in ("results.md", "results.json", "deletion_curves.png", "insertion_curves.png", "overlays.png",
+                     "data/README.md"):
+            assert (output / world / name).is_file(), (world, name)
+        report = json.loads((output / world / "results.json").read_text())
+        finite_report(report, expected)
+        text = (output / world / "results.md").read_text()
+        assert report["context"]["world"] == world and "quick preset, a smoke run" in text
+        accuracy = float(report["context"]["classifier"].split("test accuracy ")[1].split()[0])
+        # a classifier under twice chance is called a smoke run in its report
+        assert ("SMOKE RUN: this classifier is near chance" in text) == (accuracy < 2 / len(WORLDS[world].class_names))
+    macro = json.loads((output / "macro.json").read_text())
+    finite_report(macro, expected)
+    assert list(macro["per_world"]) == list(WORLDS)
+    assert "| RISE |" in (output / "macro.md").read_text()
     # a second run reuses the cached data, classifier and explainer and only re-evaluates
     again = subprocess.run([sys.executable, "-m", "aha", "demo", "--quick", "--output", str(output)],
                            capture_output=True, text=True, timeout=900)

@@ -5,8 +5,9 @@ import hashlib
 import numpy as np
 import pytest
 
-from aha.demo import shapes
-from aha.demo.shapes import CLASS_NAMES, SUPERSAMPLE, render_scene, shapes_split
+from aha.demo import canvas
+from aha.demo.canvas import SUPERSAMPLE
+from aha.demo.shapes import CLASS_NAMES, WORLD, render_scene
 
 
 def exact_inside(params, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -44,7 +45,7 @@ def test_scenes_are_a_pure_function_of_seed_split_and_index():
     assert np.array_equal(a.image, b.image) and np.array_equal(a.mask, b.mask) and a.object == b.object
     assert not np.array_equal(a.image, render_scene(4, "train", 7).image)
     assert not np.array_equal(a.image, render_scene(3, "test", 7).image)
-    first, second = shapes_split("validation", 5, seed=1), shapes_split("validation", 5, seed=1)
+    first, second = WORLD.split("validation", 5, seed=1), WORLD.split("validation", 5, seed=1)
     for x, y in zip(first, second):
         assert np.array_equal(np.asarray(x["image"]), np.asarray(y["image"])) and x["label"] == y["label"]
 
@@ -85,16 +86,16 @@ def test_train_and_test_share_no_image_and_no_background_region(monkeypatch):
     assert not train & test
     # photographs: train crops come from the left part, test crops from the right part
     halves = np.zeros((300, 400, 3), np.float32)
-    halves[:, int(400 * shapes.TRAIN_WIDTH):] = 1.0
-    monkeypatch.setattr(shapes, "photo", lambda name: halves)
+    halves[:, int(400 * canvas.TRAIN_WIDTH):] = 1.0
+    monkeypatch.setattr(canvas, "photo", lambda name: halves)
     for index in range(20):
         rng = np.random.default_rng(index)
-        assert shapes.photo_background(rng, "test", 64).min() > 0.5
-        assert shapes.photo_background(rng, "train", 64).max() < 0.5
+        assert canvas.photo_background(rng, "test", 64).min() > 0.5
+        assert canvas.photo_background(rng, "train", 64).max() < 0.5
 
 
 def test_split_columns_and_errors():
-    split = shapes_split("test", 3)
+    split = WORLD.split("test", 3)
     assert split.features["label"].names == list(CLASS_NAMES)
     example = split[0]
     mask = np.asarray(example["mask"])
@@ -103,4 +104,4 @@ def test_split_columns_and_errors():
     with pytest.raises(ValueError, match="split must be one of"):
         render_scene(0, "holdout", 0)
     with pytest.raises(ValueError, match="num_examples >= 1"):
-        shapes_split("train", 0)
+        WORLD.split("train", 0)

@@ -73,17 +73,17 @@ def test_no_comparison_methods_leaves_aha_alone(saved):
 def test_the_demo_explainer_is_trained_when_absent_and_reused_after(tmp_path, monkeypatch, capsys):
     runs = []
 
-    def fake_demo(args):  # what aha demo leaves behind: a saved explainer in OUTPUT/explainer
-        runs.append((args.output, args.preset))
+    def fake_demo(args):  # what aha demo leaves behind: a saved explainer in OUTPUT/WORLD/explainer
+        runs.append((args.output, args.preset, args.world))
         explainer = AHAExplainer.from_classifier(labelled_classifier(), image_processor=crop_processor())
-        explainer.save_pretrained(f"{args.output}/explainer")
+        explainer.save_pretrained(f"{args.output}/{args.world}/explainer")
 
     monkeypatch.setattr(aha.demo, "main", fake_demo)
     folder = tmp_path / "demo"
     path = demo_explainer(folder, preset="quick")
-    assert path == folder / "explainer" and runs == [(str(folder), "quick")]
+    assert path == folder / "shapes" / "explainer" and runs == [(str(folder), "quick", "shapes")]
     message = capsys.readouterr().out
-    assert f"no trained explainer in {folder / 'explainer'}: training one now with `aha demo --output {folder} --preset quick`" in message
+    assert f"no trained explainer in {folder / 'shapes' / 'explainer'}: training one now with `aha demo --output {folder} --preset quick`" in message
     Comparison(str(path), comparisons={}, device="cpu")  # the page can load what the demo saved
     assert demo_explainer(folder, preset="quick") == path and len(runs) == 1  # cached: not trained again
     assert capsys.readouterr().out == ""
@@ -94,7 +94,7 @@ def test_demo_examples_are_aha_shapes_test_images_with_their_class(tmp_path):
     images = [Image.new("RGB", (8, 8), colour) for colour in ("red", "green", "blue")]
     test = datasets.Dataset.from_dict({"image": images, "label": [1, 0, 1]},
                                       features=datasets.Features({"image": datasets.Image(), "label": labels}))
-    datasets.DatasetDict({"test": test}).save_to_disk(str(tmp_path / "data"))
+    datasets.DatasetDict({"test": test}).save_to_disk(str(tmp_path / "shapes" / "data"))
     examples = demo_examples(tmp_path, count=2)
     assert [caption for _, caption in examples] == ["ring", "circle"]
     assert np.asarray(examples[1][0])[0, 0].tolist() == [0, 128, 0]

@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "default: aha demo's own default, ./aha-demo).")
     parser.add_argument("--demo-preset", default=env("AHA_DEMO_PRESET", "default"), choices=["quick", "default", "full"],
                         help="Preset `aha demo` trains with when --demo-dir holds no explainer (env AHA_DEMO_PRESET; "
-                             "quick: about a minute, default: about 10 CPU minutes).")
+                             "quick: a smoke run of a few CPU minutes, default: about 10 CPU minutes).")
     parser.add_argument("--rise-masks", type=int, default=int(env("AHA_RISE_MASKS", "500")),
                         help="Masks of the RISE comparison (env AHA_RISE_MASKS; default 500).")
     parser.add_argument("--examples", nargs="*", default=None,

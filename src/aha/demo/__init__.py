@@ -1,20 +1,24 @@
 """``aha demo``: the offline end-to-end benchmark, from data to report, on a fresh machine.
 
-    aha demo                     # about 10 CPU minutes: data, classifier, explainer, every method, report
-    aha demo --quick             # about a minute, for tests
+    aha demo                     # AHA Shapes: data, classifier, explainer, every method, report
+    aha demo --world all         # the same for every world of the suite, plus a macro table over worlds
+    aha demo --quick             # a smoke run, a few CPU minutes per world
     aha demo --preset full       # the benchmark recorded in benchmarks/RESULTS.md
 
-1. **Data**: AHA Shapes (:mod:`aha.demo.shapes`), a procedural dataset with a ground-truth object mask per
-   image, saved with ``save_to_disk``.
+For each world (:data:`aha.demo.worlds.WORLDS`: ``shapes``, ``letters``, ``parts``), in ``OUTPUT/WORLD``:
+
+1. **Data**: the world's procedural dataset with a ground-truth mask per image, saved with ``save_to_disk``
+   next to its dataset card.
 2. **Classifier**: a small ``ViTForImageClassification`` trained from scratch (:mod:`aha.demo.classifier`),
    saved with ``save_pretrained`` next to its image processor.
 3. **Explainer**: trained by the library's own ``aha train`` on that classifier and dataset.
 4. **Evaluation**: AHA (one pass, and with test-time refinement) and every comparison method of
-   :mod:`aha.baselines` on the same held-out test images, with the exact metrics of :mod:`aha.metrics`;
-   the report (:mod:`aha.demo.report`) goes to ``--output``.
+   :mod:`aha.baselines` on the same held-out test images, with the metrics of
+   :data:`aha.demo.evaluation.METRICS`; the report (:mod:`aha.demo.report`) goes to ``OUTPUT/WORLD``.
 
-Each artefact is cached in the output folder with the settings that made it: a second run with the same
-settings only re-evaluates.
+With more than one world, ``OUTPUT/macro.md`` and ``macro.json`` average every method's numbers over worlds.
+Each artefact is cached in its folder with the settings that made it: a second run with the same settings
+only re-evaluates.
 """
 
 from __future__ import annotations
@@ -30,13 +34,19 @@ from pathlib import Path
 
 import numpy as np
 
+from ..safe_files import make_folder, staged_folder, write_text
 from ..threads import set_threads
+from .canvas import World
+from .worlds import WORLDS, get_world
 
 
+#: the quick preset's training sizes, a smoke run of a few CPU minutes per world: its classifier is well above
+#: chance and AHA beats random on AHA Shapes only (benchmarks/RESULTS.md, "The benchmark suite")
+QUICK_TRAIN, QUICK_EPOCHS, QUICK_STEPS = 2000, 6, 100
 #: settings of each preset: data sizes, classifier epochs, explainer steps, evaluation size and costs
 PRESETS = {
-    "quick": dict(num_train=400, num_validation=16, num_test=16, classifier_epochs=2, explainer_steps=4,
-                  explainer_batch_size=8, eval_images=8, rise_masks=100, refine_steps=2),
+    "quick": dict(num_train=QUICK_TRAIN, num_validation=16, num_test=200, classifier_epochs=QUICK_EPOCHS,
+                  explainer_steps=QUICK_STEPS, explainer_batch_size=16, eval_images=16, rise_masks=200, refine_steps=2),
     "default": dict(num_train=8000, num_validation=200, num_test=1000, classifier_epochs=12, explainer_steps=400,
                     explainer_batch_size=16, eval_images=100, rise_masks=1000, refine_steps=5),
     "full": dict(num_train=8000, num_validation=200, num_test=1000, classifier_epochs=12, explainer_steps=1500,
@@ -55,9 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="The offline end-to-end benchmark: procedural data with object masks, a ViT trained on it, an AHA "
                     "explainer trained by `aha train`, and AHA against every comparison method with the exact metrics.",
     )
-    parser.add_argument("--output", default="aha-demo", help="Report and cache folder (default: ./aha-demo).")
+    parser.add_argument("--output", default="aha-demo", help="Report and cache folder (default: ./aha-demo); each world "
+                        "goes to a subfolder of its name.")
+    parser.add_argument("--world", choices=[*WORLDS, "all"], default="shapes",
+                        help="Benchmark world (default: shapes, AHA Shapes), or all of them plus a macro table over worlds.")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                        help="Sizes and costs: quick (about a minute), default (about 10 CPU minutes), full (the benchmark).")
+                        help="Sizes and costs: quick (a few minutes per world), default, full (the benchmark).")
     parser.add_argument("--quick", dest="preset", action="store_const", const="quick", help="Same as --preset quick.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the data, the classifier and the explainer.")
     parser.add_argument("--threads", type=int, default=None,
@@ -74,46 +87,47 @@ def cached(folder: Path, settings: dict, build) -> dict:
         if record.get("settings") == settings:
             print(f"[aha demo] reusing {folder}")
             return record["record"]
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(str(folder))
     start = time.perf_counter()
     record = build(folder)
     record["seconds"] = time.perf_counter() - start
-    record_file.write_text(json.dumps({"settings": settings, "record": record}, indent=2))
+    write_text(str(record_file), json.dumps({"settings": settings, "record": record}, indent=2))
     return record
 
 
-def build_data(folder: Path, settings: dict) -> dict:
+def build_data(folder: Path, world: World, settings: dict) -> dict:
     from ..hub import card_template
-    from .shapes import shapes_dataset
 
-    print("[aha demo] drawing AHA Shapes ...")
-    splits = shapes_dataset(settings["num_train"], settings["num_validation"], settings["num_test"],
-                            seed=settings["seed"], size=IMAGE_SIZE)
+    print(f"[aha demo] drawing {world.title} ...")
+    splits = world.dataset(settings["num_train"], settings["num_validation"], settings["num_test"],
+                           seed=settings["seed"], size=IMAGE_SIZE)
     splits.save_to_disk(str(folder))
-    (folder / "README.md").write_text(card_template("shapes_dataset_card.md"))  # the dataset card, for push_to_hub or a reader
+    write_text(str(folder / "README.md"), card_template(world.card))  # the dataset card, for push_to_hub or a reader
     return {split: len(dataset) for split, dataset in splits.items()}
 
 
-def build_classifier(folder: Path, data_folder: Path, settings: dict) -> dict:
+def build_classifier(folder: Path, data_folder: Path, world: World, settings: dict) -> dict:
     import datasets
 
     from .classifier import accuracy, classifier_config, image_processor_for, tensors_of, train_classifier
 
     splits = datasets.load_from_disk(str(data_folder))
     processor = image_processor_for(splits["train"], IMAGE_SIZE)
-    print("[aha demo] training the classifier (a ViT from scratch) ...")
-    model = train_classifier(splits["train"], processor, classifier_config(IMAGE_SIZE), epochs=settings["classifier_epochs"],
-                             seed=settings["seed"])
-    model.save_pretrained(str(folder))
-    processor.save_pretrained(str(folder))
+    print(f"[aha demo] training the {world.title} classifier (a ViT from scratch) ...")
+    model = train_classifier(splits["train"], processor, classifier_config(world.class_names, IMAGE_SIZE),
+                             epochs=settings["classifier_epochs"], dihedral=world.dihedral, seed=settings["seed"])
+    with staged_folder(str(folder)) as staging:
+        model.save_pretrained(staging)
+        processor.save_pretrained(staging)
     pixel_values, labels, _ = tensors_of(splits["test"], processor)
     test_accuracy = accuracy(model, pixel_values, labels)
-    print(f"[aha demo] classifier test accuracy: {test_accuracy:.3f}")
+    print(f"[aha demo] {world.name} classifier test accuracy: {test_accuracy:.3f} "
+          f"(chance {1 / len(world.class_names):.3f}, {len(labels)} test images)")
     return {"test_accuracy": test_accuracy, "parameters": sum(p.numel() for p in model.parameters())}
 
 
 def train_command(output: Path, settings: dict) -> list[str]:
-    """The ``aha train`` arguments of the demo's explainer."""
+    """The ``aha train`` arguments of the explainer of the world whose folder is ``output``."""
     return [
         "--model_name_or_path", str(output / "classifier"), "--dataset_path", str(output / "data"),
         "--output_dir", str(output / "explainer"), "--overwrite_output_dir",
@@ -135,37 +149,45 @@ def build_explainer(folder: Path, output: Path, settings: dict) -> dict:
     return {"command": "aha train " + shlex.join(argv)}
 
 
-def evaluate(output: Path, settings: dict) -> tuple[list, dict, dict]:
-    """Every method on the first ``eval_images`` test images: (results, summary, evaluation context)."""
-    import datasets
-    from transformers import AutoImageProcessor
-
-    from .. import AHAExplainer
+def methods(explainer, settings: dict) -> dict:
+    """Every method the report compares, by display name: AHA in one pass and refined, then :data:`BASELINES`."""
     from ..baselines import get_attributor
-    from .classifier import tensors_of
-    from .evaluation import evaluate_methods, forward_seconds_per_image
-    from .report import summarise
 
-    explainer = AHAExplainer.from_pretrained(str(output / "explainer")).eval()
     classifier = explainer.classifier
-    processor = AutoImageProcessor.from_pretrained(str(output / "classifier"))
-    test = datasets.load_from_disk(str(output / "data"))["test"].select(range(settings["eval_images"]))
-    pixel_values, labels, masks = tensors_of(test, processor)
-    refined = f"AHA + {settings['refine_steps']} refine"
     attributors = {
         "AHA": get_attributor("aha", classifier, explainer=explainer),
-        refined: get_attributor("aha", classifier, explainer=explainer, refine_steps=settings["refine_steps"]),
+        f"AHA + {settings['refine_steps']} refine": get_attributor("aha", classifier, explainer=explainer,
+                                                                   refine_steps=settings["refine_steps"]),
     }
     for name in BASELINES:
         options = {"n_masks": settings["rise_masks"]} if name == "rise" else {}
         if name in ("integrated_gradients", "occlusion", "rise"):
             options["batch_size"] = 128
         attributors[DISPLAY_NAMES[name]] = get_attributor(name, classifier, **options)
+    return attributors
+
+
+def evaluate(output: Path, settings: dict, metrics=None) -> tuple[list, float, dict]:
+    """Every method of :func:`methods` on the first ``eval_images`` test images of the world in ``output``,
+    scored with ``metrics`` (default: :data:`aha.demo.evaluation.METRICS`): (results, seconds per classifier
+    forward per image, the pictures of the overlay grid)."""
+    import datasets
+    from transformers import AutoImageProcessor
+
+    from .. import AHAExplainer
+    from .classifier import tensors_of
+    from .evaluation import METRICS, evaluate_methods, forward_seconds_per_image
+
+    explainer = AHAExplainer.from_pretrained(str(output / "explainer")).eval()
+    processor = AutoImageProcessor.from_pretrained(str(output / "classifier"))
+    test = datasets.load_from_disk(str(output / "data"))["test"].select(range(settings["eval_images"]))
+    pixel_values, labels, masks = tensors_of(test, processor)
+    attributors = methods(explainer, settings)
     print(f"[aha demo] evaluating {len(attributors)} methods on {len(test)} held-out test images ...")
-    results = evaluate_methods(attributors, classifier, pixel_values, labels, masks, processor, EVAL_BATCH_SIZE)
-    summary = summarise(results, forward_seconds_per_image(classifier, pixel_values, EVAL_BATCH_SIZE), ["AHA", refined])
-    images = list(test["image"])
-    return results, summary, {"images": images, "masks": masks.numpy()}
+    results = evaluate_methods(attributors, explainer.classifier, pixel_values, labels, masks, processor,
+                               EVAL_BATCH_SIZE, metrics=METRICS if metrics is None else metrics)
+    forward = forward_seconds_per_image(explainer.classifier, pixel_values, EVAL_BATCH_SIZE)
+    return results, forward, {"images": list(test["image"]), "masks": masks.numpy()}
 
 
 def environment() -> tuple[str, str]:
@@ -181,29 +203,53 @@ def environment() -> tuple[str, str]:
     return machine, versions
 
 
-def main(args: argparse.Namespace) -> None:
-    from .report import write_report
+def smoke_note(preset: str) -> str | None:
+    """What the report and the first printed line say about a preset's size, when it is not the benchmark."""
+    if preset == "quick":
+        return (f"quick preset, a smoke run ({QUICK_TRAIN} training images, {QUICK_EPOCHS} classifier epochs, "
+                f"{QUICK_STEPS} explainer steps, 16 test images), not the benchmark: on AHA Shapes its classifier is "
+                "well above chance and AHA beats random, on AHA Letters and AHA Parts the classifier stays near "
+                "chance (see benchmarks/RESULTS.md)")
+    return None
 
-    set_threads(args.threads, announce="[aha demo]")
-    settings = dict(PRESETS[args.preset], seed=args.seed, explainer_learning_rate=3e-3)
-    output = Path(args.output)
+
+def chance_note(test_accuracy: float, num_classes: int) -> str | None:
+    """A warning for the report when the classifier is under twice chance: then no method's numbers mean anything."""
+    chance = 1 / num_classes
+    if test_accuracy >= 2 * chance:
+        return None
+    return (f"SMOKE RUN: this classifier is near chance (test accuracy {test_accuracy:.3f}, chance {chance:.3f}), so "
+            "every method's numbers below are noise; train longer (the default preset) for a benchmark")
+
+
+def run_world(world: World, output: Path, settings: dict, command: str, preset: str) -> tuple[list, float]:
+    """Data, classifier, explainer, evaluation and report of one world in ``output`` (cached artefacts reused):
+    (the methods' results, seconds per classifier forward per image)."""
+    from .report import summarise, write_report
+
     start = time.perf_counter()
-    data_settings = {k: settings[k] for k in ("num_train", "num_validation", "num_test", "seed")}
-    data = cached(output / "data", data_settings, lambda folder: build_data(folder, settings))
+    data_settings = {"world": world.name, **{k: settings[k] for k in ("num_train", "num_validation", "num_test", "seed")}}
+    data = cached(output / "data", data_settings, lambda folder: build_data(folder, world, settings))
     classifier_settings = {**data_settings, "classifier_epochs": settings["classifier_epochs"]}
     classifier = cached(output / "classifier", classifier_settings,
-                        lambda folder: build_classifier(folder, output / "data", settings))
+                        lambda folder: build_classifier(folder, output / "data", world, settings))
+    if chance_note(classifier["test_accuracy"], len(world.class_names)):
+        print(f"[aha demo] {world.name}: {chance_note(classifier['test_accuracy'], len(world.class_names))}")
     explainer_settings = {**classifier_settings, "command": train_command(output, settings)}
     explainer = cached(output / "explainer", explainer_settings, lambda folder: build_explainer(folder, output, settings))
     evaluation_start = time.perf_counter()
-    results, summary, pictures = evaluate(output, settings)
+    results, forward_seconds, pictures = evaluate(output, settings)
+    summary = summarise(results, forward_seconds, ["AHA", f"AHA + {settings['refine_steps']} refine"])
     machine, versions = environment()
     context = {
-        "command": "aha demo " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["demo"] else sys.argv[1:]),
-        "preset": args.preset,
+        "title": f"AHA demo: faithfulness on {world.title}",
+        "world": world.name,
+        "command": command,
+        "preset": preset,
         "settings": settings,
         "classifier": (f"ViT from scratch (64 px, patch 8, {classifier['parameters'] / 1e6:.2f} M parameters), "
-                       f"test accuracy {classifier['test_accuracy']:.3f} on {data['test']} held-out images"),
+                       f"test accuracy {classifier['test_accuracy']:.3f} on {data['test']} held-out images "
+                       f"(chance {1 / len(world.class_names):.3f})"),
         "explainer": explainer["command"],
         "evaluation": (f"first {settings['eval_images']} test images, predicted class, 21 fractions (Chefer: 10), "
                        f"hard ranking of all pixels; RISE with {settings['rise_masks']} masks"),
@@ -213,6 +259,49 @@ def main(args: argparse.Namespace) -> None:
                      f"cached artefacts took data {data['seconds']:.0f} s, classifier {classifier['seconds']:.0f} s, "
                      f"explainer {explainer['seconds']:.0f} s"),
     }
+    notes = [note for note in (chance_note(classifier["test_accuracy"], len(world.class_names)), smoke_note(preset)) if note]
+    if notes:
+        context["note"] = ". ".join(notes)
     write_report(output, results, summary, context, pictures["images"], pictures["masks"])
-    print(f"[aha demo] report: {output / 'results.md'}")
-    print((output / "results.md").read_text().split("\n## ")[0])
+    print(f"[aha demo] {world.name} report: {output / 'results.md'}")
+    return results, forward_seconds
+
+
+def main(args: argparse.Namespace) -> None:
+    from .report import macro_summary, write_macro_report
+
+    set_threads(args.threads, announce="[aha demo]")
+    settings = dict(PRESETS[args.preset], seed=args.seed, explainer_learning_rate=3e-3)
+    output = Path(args.output)
+    worlds = list(WORLDS) if args.world == "all" else [args.world]
+    command = "aha demo " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["demo"] else sys.argv[1:])
+    reports = ", ".join(str(output / world / "results.md") for world in worlds)
+    if len(worlds) > 1:
+        reports += f" and the macro table {output / 'macro.md'}"
+    note = smoke_note(args.preset)
+    print(f"[aha demo] {note or 'preset ' + args.preset}; world(s) {', '.join(worlds)}; "
+          f"reports: {reports}", flush=True)
+    start = time.perf_counter()
+    results, forward_seconds = {}, {}
+    for name in worlds:
+        results[name], forward_seconds[name] = run_world(get_world(name), output / name, settings, command, args.preset)
+    if len(worlds) > 1:
+        machine, versions = environment()
+        context = {
+            "title": f"AHA demo: macro average over {len(worlds)} worlds ({', '.join(worlds)})",
+            "command": command,
+            "note": ("every world's images pooled: as each world has as many evaluation images, a pooled mean is the "
+                     "mean over worlds of each world's mean; standard errors and paired differences are over the "
+                     "pooled images" + (f". {note}" if note else "")),
+            "preset": args.preset,
+            "settings": settings,
+            "machine": machine,
+            "versions": versions,
+            "run_time": f"{time.perf_counter() - start:.0f} s this run",
+        }
+        summary = macro_summary(results, forward_seconds, ["AHA", f"AHA + {settings['refine_steps']} refine"])
+        write_macro_report(output, summary, context)
+        print(f"[aha demo] macro report: {output / 'macro.md'}")
+        print((output / "macro.md").read_text().split("\n## ")[0])
+    else:
+        print((output / worlds[0] / "results.md").read_text().split("\n## ")[0])

@@ -1,4 +1,4 @@
-"""The benchmark's classifier: a small ``ViTForImageClassification`` trained from scratch on AHA Shapes.
+"""The benchmarks' classifier: a small ``ViTForImageClassification`` trained from scratch on a world's data.
 
 A ViT trained from a random init on a few thousand small images can sit near chance for a long time. An
 auxiliary per-patch loss gets it out quickly: a linear probe on the last layer's patch tokens predicts
@@ -14,11 +14,14 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessorPil
 
-from .shapes import CLASS_NAMES
 
-
-def classifier_config(image_size: int = 64, patch_size: int = 8, hidden_size: int = 128, num_layers: int = 4) -> ViTConfig:
-    """The benchmark ViT (at the defaults: 64 px, patch 8, 4 layers of width 128, 0.56 M parameters)."""
+def classifier_config(
+    class_names: tuple[str, ...], image_size: int = 64, patch_size: int = 8, hidden_size: int = 128, num_layers: int = 4
+) -> ViTConfig:
+    """The benchmark ViT for ``class_names`` (at the defaults: 64 px, patch 8, 4 layers of width 128, 0.56 M
+    parameters)."""
+    if len(class_names) < 2:
+        raise ValueError(f"a classifier needs at least 2 class names, got {class_names!r}")
     return ViTConfig(
         image_size=image_size,
         patch_size=patch_size,
@@ -26,9 +29,9 @@ def classifier_config(image_size: int = 64, patch_size: int = 8, hidden_size: in
         num_hidden_layers=num_layers,
         num_attention_heads=4,
         intermediate_size=2 * hidden_size,
-        num_labels=len(CLASS_NAMES),
-        id2label=dict(enumerate(CLASS_NAMES)),
-        label2id={name: i for i, name in enumerate(CLASS_NAMES)},
+        num_labels=len(class_names),
+        id2label=dict(enumerate(class_names)),
+        label2id={name: i for i, name in enumerate(class_names)},
     )
 
 
@@ -73,11 +76,13 @@ def train_classifier(
     batch_size: int = 32,
     learning_rate: float = 2e-3,
     patch_loss_weight: float = 1.0,
+    dihedral: bool = True,
     seed: int = 0,
     progress: bool = True,
 ) -> ViTForImageClassification:
-    """Train the benchmark ViT from a random init (AdamW, one-cycle schedule, random flips, the auxiliary
-    per-patch loss); returns it in eval mode."""
+    """Train the benchmark ViT from a random init (AdamW, one-cycle schedule, the auxiliary per-patch loss,
+    and random flips and transposition when ``dihedral``: when they keep an image's class); returns it in
+    eval mode."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = ViTForImageClassification(config)
@@ -94,8 +99,8 @@ def train_classifier(
     for _ in range(epochs):
         for batch in torch.randperm(len(labels), generator=generator)[: steps // epochs * batch_size].split(batch_size):
             x, patches = images[batch], targets[batch].view(-1, grid, grid)
-            flip_x, flip_y, transpose = torch.randint(0, 2, (3,), generator=generator).tolist()
-            if flip_x:  # the dihedral group: a shape's class survives flips and transposition
+            flip_x, flip_y, transpose = torch.randint(0, 2, (3,), generator=generator).tolist() if dihedral else (0, 0, 0)
+            if flip_x:  # the dihedral group
                 x, patches = x.flip(3), patches.flip(2)
             if flip_y:
                 x, patches = x.flip(2), patches.flip(1)

@@ -1,4 +1,4 @@
-"""Every attribution method on the same held-out images, scored with the exact metrics of :mod:`aha.metrics`.
+"""Every attribution method on the same held-out images, scored with the metrics of :data:`METRICS`.
 
 Each method is an :class:`~aha.baselines.Attributor` (AHA included). Its maps are timed batch by batch and
 scored image by image, so two methods can be compared by the paired differences of their per-image scores.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -24,17 +25,56 @@ from ..metrics import (
 )
 
 
-#: metric -> (True when high is good, what it is)
+@dataclass(frozen=True)
+class Inputs:
+    """What a metric scores: (N, H, W) ``maps`` of ``classifier`` on (N, C, H, W) normalised ``pixel_values``
+    with (N,) ``labels`` and (N, H, W) bool object ``masks``; ``image_processor`` and ``chunk_size`` go to the
+    perturbation metrics."""
+
+    classifier: Any
+    pixel_values: torch.Tensor
+    labels: torch.Tensor
+    masks: torch.Tensor
+    maps: torch.Tensor
+    image_processor: Any
+    chunk_size: int
+
+    @property
+    def options(self) -> dict:
+        return dict(image_processor=self.image_processor, chunk_size=self.chunk_size)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A column of the report: its short name, whether high is good, what it is, and ``score(inputs)``, which
+    returns (N,) per-image scores or a :class:`~aha.metrics.CurveResult` (its per-image AUCs are the scores)."""
+
+    short_name: str
+    high_is_good: bool
+    description: str
+    score: Callable[[Inputs], torch.Tensor | CurveResult]
+
+
+#: the report's metrics by key, one line each (adding a metric to every world's report is adding a line here)
 METRICS = {
-    "deletion_mean": (False, "deletion AUC, mean-colour reference"),
-    "deletion_black": (False, "deletion AUC, black reference"),
-    "deletion_blur": (False, "deletion AUC, blurred-image reference"),
-    "insertion_lrf": (True, "least-relevant-first insertion AUC, mean-colour reference"),
-    "insertion_rise": (True, "RISE insertion AUC (most relevant first into the blurred image)"),
-    "positive_perturbation": (False, "Chefer et al.'s positive perturbation AUC (top-1 accuracy)"),
-    "negative_perturbation": (True, "Chefer et al.'s negative perturbation AUC (top-1 accuracy)"),
-    "pointing_game": (True, "energy-based pointing game against the object mask"),
-    "mask_auroc": (True, "pixel AUROC of the map as a detector of the object mask"),
+    "deletion_mean": Metric("Del mean ↓", False, "deletion AUC, mean-colour reference",
+                            lambda x: deletion(x.classifier, x.pixel_values, x.maps, reference="mean", **x.options)),
+    "deletion_black": Metric("Del black ↓", False, "deletion AUC, black reference",
+                             lambda x: deletion(x.classifier, x.pixel_values, x.maps, reference="black", **x.options)),
+    "deletion_blur": Metric("Del blur ↓", False, "deletion AUC, blurred-image reference",
+                            lambda x: deletion(x.classifier, x.pixel_values, x.maps, reference="blur", **x.options)),
+    "insertion_lrf": Metric("Ins LRF ↑", True, "least-relevant-first insertion AUC, mean-colour reference",
+                            lambda x: insertion(x.classifier, x.pixel_values, x.maps, convention="lrf", reference="mean", **x.options)),
+    "insertion_rise": Metric("Ins RISE ↑", True, "RISE insertion AUC (most relevant first into the blurred image)",
+                             lambda x: insertion(x.classifier, x.pixel_values, x.maps, convention="rise", **x.options)),
+    "positive_perturbation": Metric("POS ↓", False, "Chefer et al.'s positive perturbation AUC (top-1 accuracy)",
+                                    lambda x: positive_perturbation(x.classifier, x.pixel_values, x.maps, x.labels, **x.options)),
+    "negative_perturbation": Metric("NEG ↑", True, "Chefer et al.'s negative perturbation AUC (top-1 accuracy)",
+                                    lambda x: negative_perturbation(x.classifier, x.pixel_values, x.maps, x.labels, **x.options)),
+    "pointing_game": Metric("Pointing ↑", True, "energy-based pointing game against the object mask",
+                            lambda x: pointing_game(x.maps, x.masks)),
+    "mask_auroc": Metric("Mask AUROC ↑", True, "pixel AUROC of the map as a detector of the object mask",
+                         lambda x: pixel_auroc(x.maps, x.masks)),
 }
 
 
@@ -45,7 +85,7 @@ class MethodResult:
     Attributes:
         name: the method's display name.
         scores: metric -> (N,) float64 per-image scores (see :data:`METRICS`).
-        curves: ``"deletion_mean"`` / ``"insertion_lrf"`` -> the :class:`~aha.metrics.CurveResult` behind them.
+        curves: metric -> the :class:`~aha.metrics.CurveResult` behind it, for the metrics that are curves.
         seconds_per_image: wall time of the attribution alone, per image.
         maps: (N, H, W) float32 maps, on the CPU.
     """
@@ -86,29 +126,22 @@ def forward_seconds_per_image(classifier, pixel_values: torch.Tensor, batch_size
     return best / len(pixel_values)
 
 
-def score_maps(classifier, pixel_values, labels, masks, maps, image_processor, chunk_size: int = 128):
-    """Every metric of :data:`METRICS` for (N, H, W) ``maps``: ({metric: (N,) float64}, {curve name: CurveResult})."""
-    options = dict(image_processor=image_processor, chunk_size=chunk_size)
-    curves = {
-        "deletion_mean": deletion(classifier, pixel_values, maps, reference="mean", **options),
-        "insertion_lrf": insertion(classifier, pixel_values, maps, convention="lrf", reference="mean", **options),
-    }
-    results = {
-        **curves,
-        "deletion_black": deletion(classifier, pixel_values, maps, reference="black", **options),
-        "deletion_blur": deletion(classifier, pixel_values, maps, reference="blur", **options),
-        "insertion_rise": insertion(classifier, pixel_values, maps, convention="rise", **options),
-        "positive_perturbation": positive_perturbation(classifier, pixel_values, maps, labels, **options),
-        "negative_perturbation": negative_perturbation(classifier, pixel_values, maps, labels, **options),
-    }
-    scores = {name: result.auc.double().cpu() for name, result in results.items()}
-    scores["pointing_game"] = pointing_game(maps, masks).double().cpu()
-    scores["mask_auroc"] = pixel_auroc(maps, masks).double().cpu()
-    return {metric: scores[metric] for metric in METRICS}, curves
+def score_maps(classifier, pixel_values, labels, masks, maps, image_processor, chunk_size: int = 128, metrics=METRICS):
+    """Every metric of ``metrics`` (default :data:`METRICS`) for (N, H, W) ``maps``: ({metric: (N,) float64},
+    {metric: CurveResult} for the metrics that are curves)."""
+    inputs = Inputs(classifier, pixel_values, labels, masks, maps, image_processor, chunk_size)
+    scores, curves = {}, {}
+    for name, metric in metrics.items():
+        value = metric.score(inputs)
+        if isinstance(value, CurveResult):
+            curves[name], value = value, value.auc
+        scores[name] = value.double().cpu()
+    return scores, curves
 
 
 def evaluate_methods(
-    attributors: dict, classifier, pixel_values, labels, masks, image_processor, batch_size: int = 8, progress: bool = True
+    attributors: dict, classifier, pixel_values, labels, masks, image_processor, batch_size: int = 8, progress: bool = True,
+    metrics=METRICS,
 ) -> list[MethodResult]:
     """Maps, timings and scores of every method on the same images (the predicted class is explained).
 
@@ -118,11 +151,12 @@ def evaluate_methods(
         pixel_values: (N, C, H, W) normalised images; labels: (N,) ground truth; masks: (N, H, W) bool.
         image_processor: the classifier's processor (the normalisation of the black reference).
         batch_size: images per attribution call (the timing's batch size).
+        metrics: the metrics to score (default :data:`METRICS`).
     """
     results = []
     for name, attributor in tqdm(attributors.items(), desc="methods", disable=not progress):
         maps, seconds = timed_maps(attributor, pixel_values, batch_size)
-        scores, curves = score_maps(classifier, pixel_values, labels, masks, maps, image_processor)
+        scores, curves = score_maps(classifier, pixel_values, labels, masks, maps, image_processor, metrics=metrics)
         results.append(MethodResult(name, scores, curves, seconds, maps))
     return results
 

@@ -4,35 +4,32 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
+import os
 
 import numpy as np
+import torch
 from PIL import Image
 
+from ..safe_files import make_folder, write_file, write_text
 from ..visualization import DEFAULT_COLORMAP, curve_plot, grid, overlay
 from .evaluation import METRICS, MethodResult, paired_difference, verdict
 
 
-SHORT_NAMES = {
-    "deletion_mean": "Del mean ↓",
-    "deletion_black": "Del black ↓",
-    "deletion_blur": "Del blur ↓",
-    "insertion_lrf": "Ins LRF ↑",
-    "insertion_rise": "Ins RISE ↑",
-    "positive_perturbation": "POS ↓",
-    "negative_perturbation": "NEG ↑",
-    "pointing_game": "Pointing ↑",
-    "mask_auroc": "Mask AUROC ↑",
+#: the curves the report plots: metric -> (file name, title)
+CURVE_PLOTS = {
+    "deletion_mean": ("deletion_curves.png", "deletion (mean reference): most relevant first; lower is better"),
+    "insertion_lrf": ("insertion_curves.png", "insertion (LRF): least relevant first; higher is better"),
 }
 
 
-def summarise(results: list[MethodResult], forward_seconds: float, compared: list[str]) -> dict:
-    """The numbers of the report: per method, each metric's mean and standard error, the time per image and
-    its cost in classifier forwards; per method in ``compared``, its paired difference with every other."""
+def summarise(results: list[MethodResult], forward_seconds: float, compared: list[str], metrics=METRICS) -> dict:
+    """The numbers of the report: the metrics' definitions; per method, each metric's mean and standard error,
+    the time per image and its cost in classifier forwards; per method in ``compared``, its paired difference
+    with every other."""
     by_name = {result.name: result for result in results}
     methods = {
         result.name: {
-            "metrics": {m: {"mean": result.mean(m), "se": result.standard_error(m)} for m in METRICS},
+            "metrics": {m: {"mean": result.mean(m), "se": result.standard_error(m)} for m in metrics},
             "ms_per_image": 1000 * result.seconds_per_image,
             "cost_in_forwards": result.seconds_per_image / forward_seconds,
         }
@@ -45,16 +42,41 @@ def summarise(results: list[MethodResult], forward_seconds: float, compared: lis
             if other.name == name:
                 continue
             paired[name][other.name] = {}
-            for metric, (high_is_good, _) in METRICS.items():
+            for metric, definition in metrics.items():
                 difference, se = paired_difference(by_name[name].scores[metric], other.scores[metric])
                 paired[name][other.name][metric] = {
-                    "difference": difference, "se": se, "verdict": verdict(difference, se, high_is_good)
+                    "difference": difference, "se": se, "verdict": verdict(difference, se, definition.high_is_good)
                 }
-    return {"forward_ms_per_image": 1000 * forward_seconds, "methods": methods, "paired": paired}
+    definitions = {name: {"short_name": m.short_name, "high_is_good": m.high_is_good, "description": m.description}
+                   for name, m in metrics.items()}
+    return {"metrics": definitions, "forward_ms_per_image": 1000 * forward_seconds, "methods": methods, "paired": paired}
 
 
-def _best(methods: dict, metric: str) -> float:
-    high_is_good = METRICS[metric][0]
+def macro_summary(results_by_world: dict[str, list[MethodResult]], forward_seconds: dict[str, float], compared: list[str],
+                  metrics=METRICS) -> dict:
+    """The numbers of the macro table: :func:`summarise` over every world's images pooled, with each world's
+    means kept under ``"per_world"``. Every world must score the same methods on as many images, so that a
+    pooled mean is the mean over worlds of the per-world means and the paired differences stay paired."""
+    worlds = list(results_by_world)
+    names = [result.name for result in results_by_world[worlds[0]]]
+    counts = {world: len(next(iter(results[0].scores.values()))) for world, results in results_by_world.items()}
+    if any([result.name for result in results] != names for results in results_by_world.values()) or len(set(counts.values())) != 1:
+        raise ValueError(f"every world must score the same methods on as many images; got images per world {counts}")
+    pooled = []
+    for index, name in enumerate(names):
+        per_world = [results_by_world[world][index] for world in worlds]
+        scores = {m: torch.cat([result.scores[m] for result in per_world]) for m in metrics}
+        seconds = sum(result.seconds_per_image for result in per_world) / len(worlds)
+        pooled.append(MethodResult(name, scores, {}, seconds, maps=torch.empty(0)))
+    summary = summarise(pooled, sum(forward_seconds.values()) / len(worlds), compared, metrics)
+    summary["per_world"] = {
+        world: {result.name: {m: result.mean(m) for m in metrics} for result in results}
+        for world, results in results_by_world.items()
+    }
+    return summary
+
+
+def _best(methods: dict, metric: str, high_is_good: bool) -> float:
     values = [m["metrics"][metric]["mean"] for m in methods.values()]
     return max(values) if high_is_good else min(values)
 
@@ -64,19 +86,23 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
+#: context entries the report lists under its title, in order
+CONTEXT_LINES = {"command": "Command", "note": "Note", "classifier": "Classifier", "explainer": "Explainer",
+                 "evaluation": "Evaluation", "machine": "Machine", "versions": "Versions", "run_time": "Run time"}
+
+
 def markdown(summary: dict, context: dict) -> str:
-    """``results.md``: the settings, the table of every method and metric, and the paired differences."""
-    methods = summary["methods"]
+    """``results.md``: ``context["title"]``, the settings, the table of every method and metric, and the paired
+    differences (the macro report too, with its per-world table)."""
+    methods, metrics = summary["methods"], summary["metrics"]
+    short = {name: metric["short_name"] for name, metric in metrics.items()}
+    listed = [f"{label}: `{context[key]}`" if key == "command" else f"{label}: {context[key]}"
+              for key, label in CONTEXT_LINES.items() if key in context]
     lines = [
-        "# AHA demo: faithfulness on AHA Shapes",
+        f"# {context['title']}",
         "",
-        f"Command: `{context['command']}`  ",
-        f"Classifier: {context['classifier']}  ",
-        f"Explainer: {context['explainer']}  ",
-        f"Evaluation: {context['evaluation']}  ",
-        f"Machine: {context['machine']}  ",
-        f"Versions: {context['versions']}  ",
-        f"Run time: {context['run_time']}",
+        *(line + "  " for line in listed[:-1]),
+        *listed[-1:],
         "",
         "Mean over the evaluation images ± standard error; ↓ lower is better, ↑ higher is better; the best mean "
         "of each column in bold. Time: attribution alone, per image, at the evaluation batch size; cost: that "
@@ -86,12 +112,18 @@ def markdown(summary: dict, context: dict) -> str:
     rows = []
     for name, method in methods.items():
         cells = []
-        for metric in METRICS:
+        for metric, definition in metrics.items():
             mean, se = method["metrics"][metric]["mean"], method["metrics"][metric]["se"]
             text = f"{mean:.3f} ± {se:.3f}"
-            cells.append(f"**{text}**" if math.isclose(mean, _best(methods, metric), abs_tol=5e-4) else text)
+            best = _best(methods, metric, definition["high_is_good"])
+            cells.append(f"**{text}**" if math.isclose(mean, best, abs_tol=5e-4) else text)
         rows.append([name, *cells, f"{method['ms_per_image']:.1f}", f"{method['cost_in_forwards']:.2f}"])
-    lines += table(["method", *(SHORT_NAMES[m] for m in METRICS), "ms / image", "cost (forwards)"], rows)
+    lines += table(["method", *short.values(), "ms / image", "cost (forwards)"], rows)
+    if "per_world" in summary:
+        lines += ["", "## Each world's means", ""]
+        for world, means in summary["per_world"].items():
+            rows = [[name, *(f"{values[m]:.3f}" for m in metrics)] for name, values in means.items()]
+            lines += [f"### {world}", "", *table(["method", *short.values()], rows), ""]
     for name, others in summary["paired"].items():
         lines += [
             "",
@@ -102,17 +134,18 @@ def markdown(summary: dict, context: dict) -> str:
             "",
         ]
         rows = []
-        for other, metrics in others.items():
+        for other, comparisons in others.items():
             cells = []
-            for metric in METRICS:
-                entry = metrics[metric]
+            for metric in metrics:
+                entry = comparisons[metric]
                 text = f"{entry['difference']:+.3f} ± {entry['se']:.3f}"
                 cells.append({"better": f"**{text}**", "worse": f"*{text}*"}.get(entry["verdict"], text))
             rows.append([other, *cells])
-        lines += table(["vs", *(SHORT_NAMES[m] for m in METRICS)], rows)
-    lines += ["", "![deletion curves](deletion_curves.png) ![insertion curves](insertion_curves.png)", "",
-              "![overlays](overlays.png)", ""]
-    return "\n".join(lines)
+        lines += table(["vs", *short.values()], rows)
+    if "per_world" not in summary:
+        pictures = " ".join(f"![{title}]({file})" for file, title in CURVE_PLOTS.values())
+        lines += ["", pictures, "", "![overlays](overlays.png)"]
+    return "\n".join(lines) + "\n"
 
 
 def overlay_grid(results: list[MethodResult], images: list[Image.Image], masks: np.ndarray, rows: int = 6) -> Image.Image:
@@ -129,15 +162,22 @@ def overlay_grid(results: list[MethodResult], images: list[Image.Image], masks: 
     return grid(cells, labels, row_labels=row_labels, cell_size=2 * images[0].width, colorbar=DEFAULT_COLORMAP)
 
 
+def write_macro_report(output_dir, summary: dict, context: dict) -> None:
+    """Write the macro table over worlds, ``macro.json`` and ``macro.md``, into ``output_dir``."""
+    make_folder(str(output_dir))
+    write_text(os.path.join(output_dir, "macro.json"), json.dumps({"context": context, **summary}, indent=2))
+    write_text(os.path.join(output_dir, "macro.md"), markdown(summary, context))
+
+
 def write_report(output_dir, results: list[MethodResult], summary: dict, context: dict, images, masks) -> None:
     """Write ``results.json``, ``results.md``, ``deletion_curves.png``, ``insertion_curves.png`` and
     ``overlays.png`` into ``output_dir``."""
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "results.json").write_text(json.dumps({"context": context, **summary}, indent=2))
-    (output_dir / "results.md").write_text(markdown(summary, context))
-    for curve, title in (("deletion_mean", "deletion (mean reference): most relevant first; lower is better"), ("insertion_lrf", "insertion (LRF): least relevant first; higher is better")):
+    output_dir = make_folder(str(output_dir))
+    write_text(os.path.join(output_dir, "results.json"), json.dumps({"context": context, **summary}, indent=2))
+    write_text(os.path.join(output_dir, "results.md"), markdown(summary, context))
+    for curve, (file, title) in CURVE_PLOTS.items():
         figure = curve_plot({result.name: result.curves[curve] for result in results}, title=title)
         figure.set_size_inches(6.4, 4.8)
-        figure.savefig(output_dir / f"{curve.split('_')[0]}_curves.png")
-    overlay_grid(results, images, masks).save(output_dir / "overlays.png")
+        write_file(os.path.join(output_dir, file), lambda handle: figure.savefig(handle, format="png"))
+    picture = overlay_grid(results, images, masks)
+    write_file(os.path.join(output_dir, "overlays.png"), lambda handle: picture.save(handle, format="PNG"))
