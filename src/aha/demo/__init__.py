@@ -34,7 +34,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..safe_files import make_folder, staged_folder, write_text
 from ..threads import set_threads
 from .canvas import World
 from .worlds import WORLDS, get_world
@@ -81,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
 def cached(folder: Path, settings: dict, build) -> dict:
     """Run ``build(folder)`` unless ``folder`` holds an artefact made with the same ``settings``; returns the
     JSON-able record ``build`` returned (kept in ``folder/demo_settings.json``)."""
+    from ..safe_files import make_folder, write_text  # torch-heavy: imported where used (aha demo --help stays fast)
+
     record_file = folder / "demo_settings.json"
     if record_file.is_file():
         record = json.loads(record_file.read_text())
@@ -97,6 +98,7 @@ def cached(folder: Path, settings: dict, build) -> dict:
 
 def build_data(folder: Path, world: World, settings: dict) -> dict:
     from ..hub import card_template
+    from ..safe_files import write_text
 
     print(f"[aha demo] drawing {world.title} ...")
     splits = world.dataset(settings["num_train"], settings["num_validation"], settings["num_test"],
@@ -109,6 +111,7 @@ def build_data(folder: Path, world: World, settings: dict) -> dict:
 def build_classifier(folder: Path, data_folder: Path, world: World, settings: dict) -> dict:
     import datasets
 
+    from ..safe_files import staged_folder
     from .classifier import accuracy, classifier_config, image_processor_for, tensors_of, train_classifier
 
     splits = datasets.load_from_disk(str(data_folder))
