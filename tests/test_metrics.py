@@ -78,7 +78,7 @@ def test_deletion_and_lrf_insertion_match_plain_loop(vit, images, maps, referenc
 
 def test_rise_insertion_matches_plain_loop(vit, images, maps):
     classes = torch.tensor([0, 1, 2, 3])
-    result = metrics.insertion(vit, images, maps, classes, convention="rise")
+    result = metrics.insertion(vit, images, maps, classes, insertion_convention="rise")
     fractions = metrics.default_fractions()
     expected = plain_curves(vit, reference_blur(images), images, maps, True, fractions, classes)
     assert_matches(result, *expected)
@@ -224,7 +224,7 @@ def test_object_mask_beats_random_map_on_constructed_example():
         (dict(target=torch.tensor([0, 1, -1, 2])), r"target classes must be in \[0, 5\)"),
         (dict(target=torch.tensor([0, 1])), r"\(4,\) tensor of classes"),
         (dict(reference="grey"), "unknown reference 'grey'"),
-        (dict(insertion_convention="deletion"), "unknown insertion convention 'deletion'"),
+        (dict(insertion_convention="deletion"), "unknown insertion_convention 'deletion'"),
         (dict(reference="black"), "needs the normalisation of pixel_values: pass image_processor"),
         (dict(fractions=[0.0, 0.5, 1.5]), r"ascending values in \[0, 1\]"),
         (dict(fractions=[0.0, float("nan"), 1.0]), r"ascending values in \[0, 1\], got \[0.0, nan, 1.0\]"),

@@ -91,13 +91,13 @@ def score_maps(classifier, pixel_values, labels, masks, maps, image_processor, c
     options = dict(image_processor=image_processor, chunk_size=chunk_size)
     curves = {
         "deletion_mean": deletion(classifier, pixel_values, maps, reference="mean", **options),
-        "insertion_lrf": insertion(classifier, pixel_values, maps, convention="lrf", reference="mean", **options),
+        "insertion_lrf": insertion(classifier, pixel_values, maps, insertion_convention="lrf", reference="mean", **options),
     }
     results = {
         **curves,
         "deletion_black": deletion(classifier, pixel_values, maps, reference="black", **options),
         "deletion_blur": deletion(classifier, pixel_values, maps, reference="blur", **options),
-        "insertion_rise": insertion(classifier, pixel_values, maps, convention="rise", **options),
+        "insertion_rise": insertion(classifier, pixel_values, maps, insertion_convention="rise", **options),
         "positive_perturbation": positive_perturbation(classifier, pixel_values, maps, labels, **options),
         "negative_perturbation": negative_perturbation(classifier, pixel_values, maps, labels, **options),
     }
