@@ -63,10 +63,11 @@ def test_region_perturbation_removes_whole_patches_in_order_of_their_sum(vit, im
 
 def test_chunking_and_generators(vit, images, maps):
     for name in ALL:
+        few = dict(fractions=[0.1, 0.5, 0.9]) if name.startswith("road") else {}
         a = metrics.independent_scores(vit, images, maps, metrics=[name], chunk_size=64,
-                                       generator=torch.Generator().manual_seed(1))[name]
+                                       generator=torch.Generator().manual_seed(1), **few)[name]
         b = metrics.independent_scores(vit, images, maps, metrics=[name], chunk_size=7,
-                                       generator=torch.Generator().manual_seed(1))[name]
+                                       generator=torch.Generator().manual_seed(1), **few)[name]
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
     road = metrics.ROAD(noise=0.5, score="probability")
     first = road(vit, images, maps, generator=torch.Generator().manual_seed(1)).curves
@@ -118,3 +119,14 @@ def test_bad_input_is_refused_naming_the_option(vit, images, maps, call, message
 def test_constant_maps_warn(vit, images):
     with pytest.warns(UserWarning, match=r"selectivity: the attribution maps of images \[0, 1, 2, 3\] are constant"):
         metrics.Selectivity()(vit, images, torch.ones(4, IMAGE_SIZE, IMAGE_SIZE))
+
+
+def test_settings_are_written_out_for_a_report():
+    settings = metrics.independent_settings(image_mean=[0.5] * 3, image_std=[0.25] * 3, patch_size=4)
+    assert list(settings) == list(metrics.INDEPENDENT_METRICS)
+    assert settings["road_lerf"]["order"] == "lerf" and settings["road_morf"]["fractions"][0] == 0.01
+    assert settings["selectivity"]["patch_size"] == 4 and settings["irof"]["n_segments"] == 100
+    assert settings["pixel_flipping"]["normalisation"] == ([0.5] * 3, [0.25] * 3)
+    import json
+
+    json.dumps(settings)  # JSON-able as it is

@@ -52,6 +52,7 @@ from .independent import (
     Selectivity,
     independent_metric,
     independent_scores,
+    independent_settings,
 )
 from .localisation import pixel_auroc, pointing_game
 from .protocol import (

@@ -39,13 +39,17 @@ def linear_imputation(
     dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
     x = images.to(dtype)
     batch, channels, height, width = x.shape
-    kernel = torch.tensor(NEIGHBOUR_WEIGHTS, dtype=dtype, device=x.device).view(1, 1, 3, 3)
     flat = x.reshape(batch * channels, 1, height, width)
     removed = masks.to(dtype).repeat_interleave(channels, dim=0).unsqueeze(1)
     kept = 1 - removed
 
-    def neighbours(values: torch.Tensor) -> torch.Tensor:  # sum of w_ij * values_j over in-image neighbours
-        return F.conv2d(values, kernel, padding=1)
+    def neighbours(values: torch.Tensor) -> torch.Tensor:
+        """sum of w_ij * values_j over in-image neighbours: the stencil is (outer([1, 2, 1], [1, 2, 1]) - 4 at
+        the centre) / 12, applied as two zero-padded [1, 2, 1] passes (a 1-channel conv2d is ~8x slower on CPU)."""
+        rows = F.pad(values, (1, 1))
+        rows = rows[..., :-2] + 2 * values + rows[..., 2:]
+        columns = F.pad(rows, (0, 0, 1, 1))
+        return (columns[..., :-2, :] + 2 * rows + columns[..., 2:, :] - 4 * values) / 12
 
     degree = neighbours(torch.ones_like(flat[:1]))  # the in-image weight of each pixel
 

@@ -75,6 +75,13 @@ class _MetricOptions:
         check_reference(self.reference, normalisation, self.name)
         object.__setattr__(self, "normalisation", normalisation)
 
+    def settings(self) -> dict:
+        """Every option as a JSON-able value, for a report (the normalisation as the mean and std it resolves to)."""
+        skip = {"image_processor", "image_mean", "image_std"}
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__ if name not in skip}
+        values = {name: value.tolist() if isinstance(value, torch.Tensor) else value for name, value in values.items()}
+        return {"metric": self.name, **values, "normalisation": self.normalisation}
+
     def _prepare(self, model, pixel_values, attributions, target):
         """Checked inputs on the model's device: images (B, C, H, W), maps (B, H * W), target (B,), reference."""
         maps = check_inputs(pixel_values, attributions)
@@ -420,6 +427,27 @@ def independent_metric(name: str, **options):
     return cls(**{**options, **fixed})
 
 
+def _selected(metrics, options: dict) -> dict:
+    """name -> its options object, for the names in ``metrics`` (None: all) and the ``options`` each takes;
+    an empty selection, an unknown name or an option no selected metric takes is refused."""
+    names = list(INDEPENDENT_METRICS) if metrics is None else list(metrics)
+    if not names:
+        raise ValueError(f"metrics is empty: name at least one of {tuple(INDEPENDENT_METRICS)}")
+    for name in names:
+        check_choice("metric", name, INDEPENDENT_METRICS)
+    fields = {name: INDEPENDENT_METRICS[name][0].__dataclass_fields__ for name in names}
+    unknown = sorted(set(options) - set().union(*fields.values()))
+    if unknown:
+        raise ValueError(f"no selected metric takes the options {unknown}")
+    return {name: independent_metric(name, **{k: v for k, v in options.items() if k in fields[name]}) for name in names}
+
+
+def independent_settings(metrics=None, **options) -> dict[str, dict]:
+    """The settings each metric of :func:`independent_scores` runs with for these arguments, by name (what a
+    report writes beside the scores, so that every method is seen to be scored the same way)."""
+    return {name: metric.settings() for name, metric in _selected(metrics, options).items()}
+
+
 def independent_scores(
     model: nn.Module, pixel_values: torch.Tensor, attributions: torch.Tensor, target=None, metrics=None,
     generator: torch.Generator | None = None, **options,
@@ -438,23 +466,12 @@ def independent_scores(
         per metric: the AUC-type score of each image (the correlation for faithfulness correlation); see
         :data:`INDEPENDENT_METRICS` for which direction is good.
     """
-    names = list(INDEPENDENT_METRICS) if metrics is None else list(metrics)
-    if not names:
-        raise ValueError(f"metrics is empty: name at least one of {tuple(INDEPENDENT_METRICS)}")
-    for name in names:
-        check_choice("metric", name, INDEPENDENT_METRICS)
-    taken = set().union(*(INDEPENDENT_METRICS[name][0].__dataclass_fields__ for name in names))
-    unknown = sorted(set(options) - taken)
-    if unknown:
-        raise ValueError(f"no selected metric takes the options {unknown}")
+    selected = _selected(metrics, options)
     check_pixel_values(pixel_values)
-    chunk_size = options.get("chunk_size", 64)
-    target = resolve_target(model, pixel_values, target, chunk_size)
+    target = resolve_target(model, pixel_values, target, options.get("chunk_size", 64))
     generator = generator if generator is not None else torch.Generator().manual_seed(options.get("seed", 0))
     results = {}
-    for name in names:
-        cls = INDEPENDENT_METRICS[name][0]
-        metric = independent_metric(name, **{k: v for k, v in options.items() if k in cls.__dataclass_fields__})
+    for name, metric in selected.items():
         result = metric(model, pixel_values, attributions, target, generator)
         results[name] = result.correlation if isinstance(result, CorrelationResult) else result.auc
     return results
