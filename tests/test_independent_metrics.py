@@ -125,6 +125,7 @@ def test_settings_are_written_out_for_a_report():
     settings = metrics.independent_settings(image_mean=[0.5] * 3, image_std=[0.25] * 3, patch_size=4)
     assert list(settings) == list(metrics.INDEPENDENT_METRICS)
     assert settings["road_lerf"]["order"] == "lerf" and settings["road_morf"]["fractions"][0] == 0.01
+    assert "reference" not in settings["road_morf"] and settings["irof"]["reference"] == "mean"  # ROAD imputes
     assert settings["selectivity"]["patch_size"] == 4 and settings["irof"]["n_segments"] == 100
     assert settings["pixel_flipping"]["normalisation"] == ([0.5] * 3, [0.25] * 3)
     import json

@@ -66,6 +66,7 @@ class _MetricOptions:
     seed: int = 0
 
     name = "metric"
+    uses_reference = True  # False where the metric perturbs otherwise (ROAD imputes)
 
     def __post_init__(self):
         check_choice("score", self.score, SCORE_KINDS)
@@ -77,7 +78,7 @@ class _MetricOptions:
 
     def settings(self) -> dict:
         """Every option as a JSON-able value, for a report (the normalisation as the mean and std it resolves to)."""
-        skip = {"image_processor", "image_mean", "image_std"}
+        skip = {"image_processor", "image_mean", "image_std"} | (set() if self.uses_reference else {"reference"})
         values = {name: getattr(self, name) for name in self.__dataclass_fields__ if name not in skip}
         values = {name: value.tolist() if isinstance(value, torch.Tensor) else value for name, value in values.items()}
         return {"metric": self.name, **values, "normalisation": self.normalisation}
@@ -294,6 +295,7 @@ class ROAD(_MetricOptions):
     tolerance: float = 1e-6
 
     name = "ROAD"
+    uses_reference = False
 
     def __post_init__(self):
         super().__post_init__()
