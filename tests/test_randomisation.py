@@ -52,5 +52,24 @@ def test_spearman_and_bad_options(images):
         model_randomisation(image_edges, model, images, mode="layerwise")
     with pytest.raises(ValueError, match="generator must be a CPU torch.Generator"):
         model_randomisation(image_edges, model, images, generator=0)
+    with pytest.raises(ValueError, match="only='decoder.' matches no parameter name of ViTForImageClassification"):
+        model_randomisation(image_edges, model, images, only="decoder.")
     with pytest.raises(ValueError, match="attributions hold 2 maps but there are 4 images"):
         model_randomisation(lambda c: (lambda x, t: torch.zeros(2, IMAGE_SIZE, IMAGE_SIZE)), model, images)
+
+
+def test_an_explainers_classifier_is_randomised_and_its_decoder_kept(images):
+    from aha import AHAExplainer
+
+    explainer = AHAExplainer.from_classifier(make_classifier("vit", head_scale=20)).eval()
+    seen = []
+
+    def make_attributor(randomised):
+        seen.append(randomised)
+        return get_attributor("aha", randomised.classifier, explainer=randomised)
+
+    result = model_randomisation(make_attributor, explainer, images, only="classifier.", mode="cascading")
+    assert all(stage.startswith("classifier.") for stage in result.stages) and torch.isfinite(result.similarity).all()
+    original, randomised = seen[0].state_dict(), seen[-1].state_dict()
+    changed = {name for name in original if not torch.equal(original[name], randomised[name])}
+    assert changed and all(name.startswith("classifier.") for name in changed)  # the decoder is the trained one

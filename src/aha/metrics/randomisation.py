@@ -101,6 +101,7 @@ def model_randomisation(
     generator: torch.Generator | None = None,
     absolute: bool = False,
     threshold: float = 0.5,
+    only: str | None = None,
 ) -> RandomisationResult:
     """Adebayo et al.'s model randomisation check of one attribution method.
 
@@ -115,6 +116,10 @@ def model_randomisation(
         generator: CPU generator of the new weights; None seeds one with 0.
         absolute: compare the ranks of the maps' absolute values (Adebayo et al. report both).
         threshold: the mean similarity below which the check passes. Default 0.5.
+        only: randomise only the parameters whose names start with this prefix, e.g. ``"classifier."`` to
+            randomise the classifier inside an :class:`~aha.AHAExplainer` passed as ``model`` and keep its
+            decoder: ``model_randomisation(lambda e: get_attributor("aha", e.classifier, explainer=e),
+            explainer, pixel_values, only="classifier.")``.
     Returns:
         :class:`RandomisationResult`; ``.passed`` says whether the maps changed.
     """
@@ -135,7 +140,11 @@ def model_randomisation(
     original = maps_of(model)
     randomised = copy.deepcopy(model)
     parameters = dict(randomised.named_parameters())
-    groups = parameter_groups(randomised)
+    groups = [(group, [name for name in names if only is None or name.startswith(only)])
+              for group, names in parameter_groups(randomised)]
+    groups = [(group, names) for group, names in groups if names]
+    if not groups:
+        raise ValueError(f"only={only!r} matches no parameter name of {type(model).__name__}")
     stages = [("all", [name for _, names in groups for name in names])] if mode == "full" else groups
     similarity = []
     for _, names in stages:
