@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -290,7 +290,7 @@ class ROAD(_MetricOptions):
 
     score: str = "correct"
     order: str = "morf"
-    fractions: Sequence[float] | torch.Tensor | None = field(default=None)
+    fractions: Sequence[float] | torch.Tensor | None = None
     noise: float = 0.01
     tolerance: float = 1e-6
 
