@@ -133,8 +133,9 @@ def _patch_labels(height: int, width: int, patch_size: int, device) -> torch.Ten
 class PixelFlipping(_MetricOptions):
     """Pixel flipping (Bach et al., PLoS ONE 2015): the most relevant pixels replaced first by the reference,
     ``pixels_per_step`` at a time until every pixel is; the curve is the target's score after each step. Low
-    AUC is good. This is deletion with fixed-size steps over the whole path (Quantus' ``PixelFlipping`` with
-    ``features_in_step = C * pixels_per_step``).
+    AUC is good. This is deletion with fixed-size steps over the whole path (Quantus' ``PixelFlipping`` on a
+    one-channel image with ``features_in_step = pixels_per_step``; on C channels Quantus counts channel values and
+    asks the step to divide H * W).
 
     Attributes:
         pixels_per_step: pixels replaced per step; None takes ``ceil(H * W / 100)`` (about 100 steps).
