@@ -12,7 +12,6 @@ from training_helpers import image_dataset, processor, train_argv
 from transformers import AutoModel, pipeline
 
 from aha import AHAConfig, AHAExplainer
-from aha.backbones import BackboneSpec
 from aha.baselines import get_attributor
 from aha.decoder_budget import DecoderBudget, widths_of
 from aha.image_geometry import processed_region, to_original_size
@@ -148,7 +147,7 @@ def test_budgeted_conv_head_fits_a_convolutional_classifier():
 def test_gradcam_reads_the_last_stage(name):
     classifier = make_classifier(name, head_scale=20)
     gradcam = get_attributor("gradcam", classifier)
-    assert gradcam.layer == BackboneSpec.from_model(classifier).num_layers - 1
+    assert gradcam.target_layer == "hidden_states[-1]" and gradcam.module is None
     # 64 px: the last stage of MobileNetV2 and MobileViT (stride 32) is a single cell at the tests' 32 px
     images = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     maps = gradcam(images)  # the predicted classes (another class's evidence may be negative everywhere: relu -> 0)

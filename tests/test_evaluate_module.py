@@ -98,3 +98,32 @@ def test_module_rejects_bad_options(module, vit, images, maps):
     module = evaluate.load(metrics.EVALUATE_MODULE_PATH, keep_in_memory=True)
     with pytest.raises(ValueError, match="unknown metrics"):
         module.compute(**inputs, model=vit, metrics=["faithfulness"])
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(metrics=[]), r"metrics must be a non-empty list"),
+        (dict(metrics="deletion"), r"metrics must be a non-empty list"),
+        (dict(fractions=[0.0, 0.5, 0.5, 1.0]), r"fractions must be distinct"),
+        # the references are labels of this classifier even when the target is the predicted class
+        (dict(references=[0, 1, 2, 5]), r"references classes must be in \[0, 5\)"),
+        (dict(target="predicted", references=[0, -1, 2, 3]), r"references classes must be in \[0, 5\)"),
+        (dict(predictions="complex"), "attributions must be real numbers"),
+    ],
+)
+def test_meaningless_questions_are_refused_naming_the_option(module, vit, images, maps, options, message):
+    inputs = dict(predictions=maps, references=[0, 1, 2, 3], pixel_values=images)
+    for name in ("references", "predictions"):
+        if name in options:
+            value = options.pop(name)
+            inputs[name] = maps.to(torch.complex64) if value == "complex" else value
+    with pytest.raises(ValueError, match=message):
+        module.compute(**inputs, model=vit, **options)
+
+
+def test_constant_maps_warn_through_the_module(module, vit, images):
+    constant = torch.zeros(4, 32, 32)
+    with pytest.warns(UserWarning, match="are constant"):
+        results = module.compute(predictions=constant, references=[0, 1, 2, 3], pixel_values=images, model=vit)
+    assert results["deletion_aucs"] == results["insertion_aucs"]

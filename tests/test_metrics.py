@@ -78,7 +78,7 @@ def test_deletion_and_lrf_insertion_match_plain_loop(vit, images, maps, referenc
 
 def test_rise_insertion_matches_plain_loop(vit, images, maps):
     classes = torch.tensor([0, 1, 2, 3])
-    result = metrics.insertion(vit, images, maps, classes, convention="rise")
+    result = metrics.insertion(vit, images, maps, classes, insertion_convention="rise")
     fractions = metrics.default_fractions()
     expected = plain_curves(vit, reference_blur(images), images, maps, True, fractions, classes)
     assert_matches(result, *expected)
@@ -224,7 +224,7 @@ def test_object_mask_beats_random_map_on_constructed_example():
         (dict(target=torch.tensor([0, 1, -1, 2])), r"target classes must be in \[0, 5\)"),
         (dict(target=torch.tensor([0, 1])), r"\(4,\) tensor of classes"),
         (dict(reference="grey"), "unknown reference 'grey'"),
-        (dict(insertion_convention="deletion"), "unknown insertion convention 'deletion'"),
+        (dict(insertion_convention="deletion"), "unknown insertion_convention 'deletion'"),
         (dict(reference="black"), "needs the normalisation of pixel_values: pass image_processor"),
         (dict(fractions=[0.0, 0.5, 1.5]), r"ascending values in \[0, 1\]"),
         (dict(fractions=[0.0, float("nan"), 1.0]), r"ascending values in \[0, 1\], got \[0.0, nan, 1.0\]"),
@@ -235,6 +235,11 @@ def test_object_mask_beats_random_map_on_constructed_example():
         (dict(reference="black", image_mean=[0.5] * 3, image_std=[0.5] * 2),
          r"image_std must have one value per channel \(3\), got 2"),
         (dict(chunk_size=0), "chunk_size must be an integer >= 1, got 0"),
+        # a repeated fraction is a zero-width step: two fractions [0.5, 0.5] gave AUC 0
+        (dict(fractions=[0.0, 0.5, 0.5, 1.0]), r"fractions must be distinct \(strictly ascending\)"),
+        (dict(fractions=[0.5, 0.5]), r"fractions must be distinct"),
+        (dict(attributions=torch.randn(4, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.complex64)),
+         "attributions must be real numbers, got dtype torch.complex64"),
     ],
 )
 def test_bad_input_raises_clear_error(vit, images, maps, change, message):
@@ -259,3 +264,16 @@ def test_chefer_needs_normalisation_and_masks_must_be_valid(vit, images, maps):
     full[:2, 0, 0] = False
     with pytest.raises(ValueError, match=r"masks of images \[2, 3\] have no background pixel"):
         metrics.pixel_auroc(maps, full)
+
+
+def test_constant_maps_warn_that_deletion_equals_insertion(vit, images):
+    constant = torch.full((4, IMAGE_SIZE, IMAGE_SIZE), 0.3)
+    with pytest.warns(UserWarning, match=r"maps of images \[0, 1, 2, 3\] are constant.*deletion equals"):
+        result = metrics.deletion_insertion(vit, images, constant)
+    assert torch.equal(result.deletion.curves, result.insertion.curves)  # the question has no answer
+
+
+def test_labels_are_checked_even_where_the_metric_does_not_read_them(vit, images, maps):
+    protocol = metrics.PerturbationProtocol()
+    with pytest.raises(ValueError, match=r"labels classes must be in \[0, 5\), got \[0, 1, 2, 9\]"):
+        protocol.measure("deletion", vit, images, maps, labels=[0, 1, 2, 9])

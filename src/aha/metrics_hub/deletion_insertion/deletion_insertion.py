@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from aha.metrics import PERTURBATION_METRICS, PerturbationProtocol, check_inputs, predict
+from aha.validation import check_classes
 
 
 _DESCRIPTION = """
@@ -28,10 +29,11 @@ _KWARGS_DESCRIPTION = """
 Args:
     predictions: attribution maps, one (H, W) or patch-grid (h, w) float array per image; higher = more
         relevant.
-    references: int class labels, one per image.
+    references: int class labels, one per image, each in [0, num_labels) of the classifier (checked even when
+        target="predicted" and no chosen metric reads them).
     pixel_values: the images, one (C, H, W) float array per image, in the classifier's normalised space.
     model: the Hugging Face image classifier (keyword of `compute`, required).
-    metrics: which metrics to report, any of "deletion", "insertion", "positive", "negative".
+    metrics: which metrics to report, a non-empty list of "deletion", "insertion", "positive", "negative".
         Default ("deletion", "insertion").
     target: class whose probability deletion/insertion track: "predicted" (default) or "label".
     reference: "mean" (default), "black" or "blur": what deleted pixels become.
@@ -135,6 +137,8 @@ class DeletionInsertion(evaluate.Metric):
     ):
         if model is None:
             raise ValueError("pass the classifier: compute(model=...)")
+        if isinstance(metrics, str) or not len(metrics):
+            raise ValueError(f"metrics must be a non-empty list of names from {METRICS}, got {metrics!r}")
         unknown = [name for name in metrics if name not in METRICS]
         if unknown:
             raise ValueError(f"unknown metrics {unknown}; expected any of {METRICS}")
@@ -143,6 +147,8 @@ class DeletionInsertion(evaluate.Metric):
         images = torch.from_numpy(np.asarray(pixel_values, dtype=np.float32))
         maps = torch.from_numpy(np.asarray(predictions, dtype=np.float32))
         labels = torch.from_numpy(np.asarray(references, dtype=np.int64))
+        # every reference is a class of this classifier, whether or not the chosen metrics read it
+        check_classes(labels, len(labels), getattr(getattr(model, "config", None), "num_labels", None), "references")
         protocol = PerturbationProtocol(
             reference=reference, insertion_convention=insertion_convention, fractions=fractions,
             image_processor=image_processor, image_mean=image_mean, image_std=image_std, chunk_size=chunk_size, seed=seed,
