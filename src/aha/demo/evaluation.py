@@ -15,8 +15,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..metrics import (
+    INDEPENDENT_METRICS,
     CurveResult,
     deletion,
+    independent_scores,
     insertion,
     negative_perturbation,
     pixel_auroc,
@@ -76,6 +78,26 @@ METRICS = {
     "mask_auroc": Metric("Mask AUROC ↑", True, "pixel AUROC of the map as a detector of the object mask",
                          lambda x: pixel_auroc(x.maps, x.masks)),
 }
+#: short names of the field's other faithfulness metrics (:data:`aha.metrics.INDEPENDENT_METRICS`), which AHA is not
+#: trained on
+INDEPENDENT_SHORT_NAMES = {"road_morf": "ROAD MoRF", "road_lerf": "ROAD LeRF", "region_perturbation": "Region pert.",
+                           "selectivity": "Selectivity", "irof": "IROF", "pixel_flipping": "Pixel flip.",
+                           "faithfulness_correlation": "Faith. corr."}
+
+
+def _independent(name: str) -> Metric:
+    """A report column for an independent metric. Every method's maps are scored with the same random draws (ROAD's
+    noise, the correlation's subsets: one generator seeded 0 per call), so per-image differences are paired."""
+    _, _, high_is_good, description = INDEPENDENT_METRICS[name]
+
+    def score(x: Inputs) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(0)
+        return independent_scores(x.classifier, x.pixel_values, x.maps, metrics=[name], generator=generator, **x.options)[name]
+
+    return Metric(f"{INDEPENDENT_SHORT_NAMES[name]} {'↑' if high_is_good else '↓'}", high_is_good, description, score)
+
+
+METRICS.update({name: _independent(name) for name in INDEPENDENT_METRICS})
 
 
 @dataclass
