@@ -45,6 +45,13 @@ _UNFINGERPRINTED = (
 )
 
 
+def _unfingerprinted(message: str, allow: bool) -> None:
+    """A save without a fingerprint it should have: raise, or with ``allow_unfingerprinted`` warn and go on."""
+    if not allow:
+        raise ValueError(message + _UNFINGERPRINTED)
+    logger.warning(message + "loaded unchecked (allow_unfingerprinted=True); save it again to record the fingerprints")
+
+
 def own_weights(state_dict: dict) -> dict:
     """The weights of ``state_dict`` (an explainer's) without the frozen classifier's: the decoder's and the
     feature backbone's, what a decoder-only save and a training checkpoint store."""
@@ -301,10 +308,8 @@ class ExplainerSavingMixin:
         """
         recorded = stored.get("fingerprints")
         if recorded is None:
-            message = f"{config_path} records no fingerprints of the explainer's weights, config and image processor: "
-            if not allow_unfingerprinted:
-                raise ValueError(message + _UNFINGERPRINTED)
-            logger.warning(message + "loaded unchecked (allow_unfingerprinted=True); save it again to record them")
+            _unfingerprinted(f"{config_path} records no fingerprints of the explainer's weights, config and image "
+                             "processor: ", allow_unfingerprinted)
             return
         _check_fingerprints(recorded)
         current = saved_fingerprints(own_weights(self.state_dict()), stored, None if processor is None else processor[1])
@@ -336,10 +341,8 @@ class ExplainerSavingMixin:
         """
         expected = self.config.classifier_fingerprint
         if expected is None:
-            message = f"{config_path} records no classifier_fingerprint, so its classifier cannot be checked: "
-            if not allow_unfingerprinted:
-                raise ValueError(message + _UNFINGERPRINTED)
-            logger.warning(message + "loaded unchecked (allow_unfingerprinted=True)")
+            _unfingerprinted(f"{config_path} records no classifier_fingerprint, so its classifier cannot be checked: ",
+                             allow_unfingerprinted)
             return
         got = weights_fingerprint(self.classifier)
         if got != expected:
