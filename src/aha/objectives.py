@@ -194,8 +194,9 @@ class RankingObjective:
         return max(3, window | 1)
 
 
-#: Largest ranking-grid side G: the soft permutation has G^2 x G^2 entries per map (at 64, 16.8 M: 67 MB in float32).
-MAX_GRID_SIDE = 64
+#: Largest ranking-grid side G: the soft permutation has G^2 x G^2 entries per map (at 128, 268 M: 1 GB in float32).
+#: A Swin at 224 px (4 px patches) reaches 112 with the default grid_cell_patches.
+MAX_GRID_SIDE = 128
 
 
 def check_grid(grid: int) -> None:
