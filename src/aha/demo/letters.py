@@ -104,7 +104,7 @@ def render_scene(seed: int, split: str, index: int, size: int = 64) -> Scene:
     label = int(rng.integers(len(CLASS_NAMES)))
     image = background(rng, split, size)
     font = FONTS[rng.integers(len(FONTS))]
-    shape = dict(height=rng.uniform(0.45, 0.65) * size, aspect=rng.uniform(0.8, 1.25), shear=rng.uniform(-0.25, 0.25),
+    shape = dict(height=rng.uniform(0.55, 0.8) * size, aspect=rng.uniform(0.8, 1.25), shear=rng.uniform(-0.25, 0.25),
                  angle=rng.uniform(-0.35, 0.35))
     placed = np.concatenate([v for v, _ in letter_polygons(LetterParams(CLASS_NAMES[label], font, 0.0, 0.0, color=(0, 0, 0), **shape))])
     fit = min(1.0, (size - 4) / np.ptp(placed, axis=0).max())  # wide, sheared, rotated glyphs shrink to fit
