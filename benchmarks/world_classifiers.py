@@ -32,7 +32,8 @@ def measure(name: str, preset: str, seed: int) -> dict:
     processor = image_processor_for(splits["train"], IMAGE_SIZE)
     wall, cpu = time.perf_counter(), time.process_time()
     model = train_classifier(splits["train"], processor, classifier_config(world.class_names, IMAGE_SIZE),
-                             epochs=settings["classifier_epochs"], dihedral=world.dihedral, seed=seed, progress=False)
+                             epochs=settings["classifier_epochs"], dihedral=world.dihedral, seed=seed, progress=False,
+                             patch_evidence=world.patch_evidence(splits["train"]))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     pixel_values, labels, _ = tensors_of(splits["test"], processor)
     result = {"world": name, "preset": preset, "seed": seed, "num_train": settings["num_train"],

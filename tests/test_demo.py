@@ -112,3 +112,37 @@ def test_quick_demo_on_every_world_writes_each_report_and_the_macro_table(tmp_pa
     again = subprocess.run([sys.executable, "-m", "aha", "demo", "--quick", "--output", str(output)],
                            capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and again.stdout.count("[aha demo] reusing") == 3
+
+
+def test_per_pixel_patch_targets_take_the_largest_class_of_a_quarter_or_more():
+    from aha.demo.classifier import patch_targets, pixel_patch_targets
+
+    pixels = torch.full((1, 16, 16), -1)
+    pixels[0, :6, :8] = 2  # 48 of the top-left patch's 64 pixels
+    pixels[0, 6:, :8] = 0  # and 16 of it, 32 of the bottom-left one
+    pixels[0, :8, 8:11] = 1  # 24 of the top-right: at least a quarter
+    pixels[0, 8:, 8:9] = 1  # 8 of the bottom-right: less than a quarter
+    assert pixel_patch_targets(pixels, 3, 8).tolist() == [[2, 1, 0, 3]]
+    masks = torch.rand(4, 16, 16, generator=torch.Generator().manual_seed(0)) < 0.3
+    labels = torch.tensor([0, 2, 1, 2])  # one class per image on its mask: the image-label targets
+    one_class = torch.where(masks, labels[:, None, None], -1)
+    assert torch.equal(pixel_patch_targets(one_class, 3, 8), patch_targets(masks, labels, 8, background=3))
+
+
+def test_per_pixel_patch_evidence_of_the_image_label_trains_the_same_classifier():
+    from aha.demo.classifier import classifier_config, image_processor_for, train_classifier
+
+    world = WORLDS["parts"]
+    split = world.split("train", 32, size=16)
+    processor = image_processor_for(split, 16)
+    config = classifier_config(world.class_names, image_size=16, hidden_size=16, num_layers=1)
+    masks = np.stack([np.asarray(mask, dtype=bool) for mask in split["mask"]])
+    label_on_mask = np.where(masks, np.array(split["label"])[:, None, None], -1)
+    train = dict(epochs=1, batch_size=16, seed=0, progress=False)
+    default = train_classifier(split, processor, config, **train)
+    same = train_classifier(split, processor, config, patch_evidence=(label_on_mask, len(world.class_names)), **train)
+    kinds = train_classifier(split, processor, config, patch_evidence=world.patch_evidence(split), **train)
+    weights = [torch.cat([p.flatten() for p in model.parameters()]) for model in (default, same, kinds)]
+    assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
+    with pytest.raises(ValueError, match="patch_evidence must be per-pixel classes of shape"):
+        train_classifier(split, processor, config, patch_evidence=(label_on_mask[:, :8], 6), **train)

@@ -14,6 +14,7 @@ from test_shapes import analytic_coverage
 
 from aha.demo import canvas, letters, parts
 from aha.demo.canvas import SUPERSAMPLE
+from aha.demo.shapes import ShapeParams
 from aha.demo.worlds import WORLDS, get_world
 from aha.hub import card_template
 
@@ -135,6 +136,22 @@ def test_parts_masks_are_the_two_parts_not_the_decoy():
         objects = np.maximum(np.maximum(first, second), decoy)
         ys, xs = np.nonzero(scene.distractor_pixels)
         assert all(objects[max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2].max() == 0 for y, x in zip(ys, xs))
+
+
+def test_parts_patch_evidence_is_each_parts_own_kind():
+    world = WORLDS["parts"]
+    split = world.split("test", 20)
+    pixel_classes, num_classes = world.patch_evidence(split)
+    assert num_classes == len(parts.PART_KINDS) and pixel_classes.shape == (20, 64, 64)
+    for example, classes in zip(split, pixel_classes):
+        mask = np.asarray(example["mask"])
+        assert (classes[~mask] == -1).all() and (classes[mask] >= 0).all()
+        for key in ("first", "second"):
+            part = example["object"][key]
+            share = analytic_coverage(ShapeParams(**{**part, "color": tuple(part["color"])}), 64)
+            assert (classes[(share >= 0.75) & mask] == parts.PART_KINDS.index(part["shape"])).all()
+    # the other worlds' patches predict the image's class (the recipe AHA Shapes' recorded classifier used)
+    assert WORLDS["shapes"].patch_evidence(split) is None and WORLDS["letters"].patch_evidence(split) is None
 
 
 def test_registry_cards_and_errors():

@@ -118,7 +118,8 @@ def build_classifier(folder: Path, data_folder: Path, world: World, settings: di
     processor = image_processor_for(splits["train"], IMAGE_SIZE)
     print(f"[aha demo] training the {world.title} classifier (a ViT from scratch) ...")
     model = train_classifier(splits["train"], processor, classifier_config(world.class_names, IMAGE_SIZE),
-                             epochs=settings["classifier_epochs"], dihedral=world.dihedral, seed=settings["seed"])
+                             epochs=settings["classifier_epochs"], dihedral=world.dihedral, seed=settings["seed"],
+                             patch_evidence=world.patch_evidence(splits["train"]))
     with staged_folder(str(folder)) as staging:
         model.save_pretrained(staging)
         processor.save_pretrained(staging)

@@ -246,6 +246,12 @@ class World:
             parameters).
         card: the file name of its dataset card in ``aha.hub_cards``.
         dihedral: whether an image's class survives flips and transposition (the classifier's augmentation).
+        patch_classes: what the classifier's auxiliary per-patch loss predicts on the class evidence, when it is
+            not the image's class (``None``: the image's class on its whole mask). AHA Parts' patches predict
+            the kind of the part they show: one patch cannot know the pair.
+        pixel_classes: with ``patch_classes``, ``pixel_classes(mask, object) -> (H, W) int``, each mask pixel's
+            index into ``patch_classes`` (-1 off the mask), from the mask and the drawing parameters (the
+            ``object`` column as a dict).
     """
 
     name: str
@@ -255,6 +261,19 @@ class World:
     object_features: Callable[[], dict]
     card: str
     dihedral: bool
+    patch_classes: tuple[str, ...] | None = None
+    pixel_classes: Callable[[np.ndarray, dict], np.ndarray] | None = None
+
+    def patch_evidence(self, split) -> tuple[np.ndarray, int] | None:
+        """The per-pixel targets of the classifier's auxiliary per-patch loss on a split of this world:
+        ((N, H, W) int64 indices into ``patch_classes``, -1 off the mask; ``len(patch_classes)``), or ``None``
+        when the patches predict the image's class (``patch_classes`` is ``None``)."""
+        if self.patch_classes is None:
+            return None
+        pixels = np.stack([
+            self.pixel_classes(np.asarray(mask, dtype=bool), obj) for mask, obj in zip(split["mask"], split["object"])
+        ]).astype(np.int64)
+        return pixels, len(self.patch_classes)
 
     def split(self, split: str, num_examples: int, seed: int = 0, size: int = 64):
         """One split as a ``datasets.Dataset`` with columns ``image`` (RGB), ``label`` (ClassLabel of

@@ -61,6 +61,19 @@ def patch_targets(masks: torch.Tensor, labels: torch.Tensor, patch_size: int, ba
     return torch.where(share >= 0.25, labels[:, None], torch.full_like(share, background, dtype=torch.long))
 
 
+def pixel_patch_targets(pixel_classes: torch.Tensor, num_classes: int, patch_size: int) -> torch.Tensor:
+    """Per-patch classes from per-pixel ones ((N, H, W) long, -1 for none): the class covering the largest
+    share of the patch where that share is at least a quarter, ``num_classes`` (background) elsewhere.
+    -> (N, h * w) long."""
+    best_share = torch.zeros(len(pixel_classes), (pixel_classes.shape[1] // patch_size) * (pixel_classes.shape[2] // patch_size))
+    targets = torch.full(best_share.shape, num_classes, dtype=torch.long)
+    for index in range(num_classes):
+        share = F.avg_pool2d((pixel_classes == index)[:, None].float(), patch_size).flatten(1)
+        wins = (share >= 0.25) & (share > best_share)
+        targets[wins], best_share = index, torch.maximum(best_share, share)
+    return targets
+
+
 @torch.no_grad()
 def accuracy(model: ViTForImageClassification, pixel_values: torch.Tensor, labels: torch.Tensor) -> float:
     model.eval()
@@ -79,16 +92,27 @@ def train_classifier(
     dihedral: bool = True,
     seed: int = 0,
     progress: bool = True,
+    patch_evidence: tuple[np.ndarray, int] | None = None,
 ) -> ViTForImageClassification:
     """Train the benchmark ViT from a random init (AdamW, one-cycle schedule, the auxiliary per-patch loss,
     and random flips and transposition when ``dihedral``: when they keep an image's class); returns it in
-    eval mode."""
+    eval mode. ``patch_evidence`` (:meth:`aha.demo.canvas.World.patch_evidence`: per-pixel classes (N, H, W),
+    -1 for none, and their number) sets what the per-patch loss predicts; ``None``: the image's label on its
+    mask."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = ViTForImageClassification(config)
-    probe = torch.nn.Linear(config.hidden_size, config.num_labels + 1)
     images, labels, masks = tensors_of(train_split, processor)
-    targets = patch_targets(masks, labels, config.patch_size, background=config.num_labels)
+    if patch_evidence is None:
+        probe = torch.nn.Linear(config.hidden_size, config.num_labels + 1)
+        targets = patch_targets(masks, labels, config.patch_size, background=config.num_labels)
+    else:
+        pixel_classes, num_classes = patch_evidence
+        if pixel_classes.shape != masks.shape or num_classes < 1:
+            raise ValueError(f"patch_evidence must be per-pixel classes of shape {tuple(masks.shape)} and their "
+                             f"number (>= 1), got {pixel_classes.shape} and {num_classes}")
+        probe = torch.nn.Linear(config.hidden_size, num_classes + 1)
+        targets = pixel_patch_targets(torch.from_numpy(pixel_classes), num_classes, config.patch_size)
     grid = config.image_size // config.patch_size
     parameters = list(model.parameters()) + list(probe.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.05)

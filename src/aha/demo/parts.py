@@ -1,6 +1,6 @@
 """AHA Parts: the class is decided by two separate regions together.
 
-Each image holds two small *parts*, each a ring, a triangle or a cross (AHA Shapes' shapes, at a third of
+Each image holds two small *parts*, each a ring, a triangle or a cross (AHA Shapes' shapes, at 60 % of
 their size), and the class is the unordered pair of their kinds: six classes, from "ring + ring" to "cross +
 cross". A *decoy* (a filled disc of the same size and as colourful) and one or two thin distractor strokes
 never decide the class. Parts, decoy and strokes never touch. The ``mask`` column is the two parts' pixels.
@@ -28,7 +28,7 @@ PART_KINDS = ("ring", "triangle", "cross")
 PAIRS = tuple(itertools.combinations_with_replacement(PART_KINDS, 2))  # the classes, in label order
 CLASS_NAMES = tuple(f"{a} + {b}" for a, b in PAIRS)
 DECOY = "circle"
-RADIUS = (0.11, 0.16)  # circumradius of parts and decoy, as a fraction of the image side
+RADIUS = (0.14, 0.19)  # circumradius of parts and decoy, as a fraction of the image side (9-12 px at 64 px)
 GAP = 3  # pixels of background at least between two objects' circumscribed discs
 STREAM = (2,)  # this world's random stream (see aha.demo.canvas.example_rng)
 
@@ -44,8 +44,8 @@ class PartsParams:
 
 def place_discs(rng: np.random.Generator, radii: np.ndarray, size: int) -> np.ndarray:
     """Centres (x, y) of discs of ``radii`` wholly inside the image, ``GAP`` pixels apart at least (rejection
-    sampling, then the last draw as it is if none of 100 fits: never for the sizes used here)."""
-    for _ in range(100):
+    sampling, then the last draw as it is if none of 1000 fits: none of 3000 draws at the sizes used here)."""
+    for _ in range(1000):
         centres = np.stack([rng.uniform(r + 1, size - r - 1, size=2) for r in radii])
         distances = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
         needed = radii[:, None] + radii[None] + GAP
@@ -73,6 +73,17 @@ def render_scene(seed: int, split: str, index: int, size: int = 64) -> Scene:
     return Scene(to_uint8(image), label, mask, params, num_distractors, distractor_pixels)
 
 
+def part_pixel_classes(mask: np.ndarray, obj: dict) -> np.ndarray:
+    """Each mask pixel's part kind (an index into :data:`PART_KINDS`; -1 off the mask), from the drawing
+    parameters: the part whose circumscribed disc is nearest, relative to its radius (the discs are ``GAP``
+    pixels apart, so each part's pixels lie in its own). (H, W) bool, the ``object`` column -> (H, W) int."""
+    ys, xs = np.mgrid[0 : mask.shape[0], 0 : mask.shape[1]] + 0.5
+    parts = (obj["first"], obj["second"])
+    distances = np.stack([np.hypot(xs - p["center_x"], ys - p["center_y"]) / p["radius"] for p in parts])
+    kinds = np.array([PART_KINDS.index(p["shape"]) for p in parts])
+    return np.where(mask, kinds[distances.argmin(axis=0)], -1)
+
+
 def parts_features() -> dict:
     """The drawing parameters (:class:`PartsParams`) as ``datasets`` features."""
     return {"first": shape_features(), "second": shape_features(), "decoy": shape_features()}
@@ -86,4 +97,6 @@ WORLD = World(
     object_features=parts_features,
     card="parts_dataset_card.md",
     dihedral=True,  # the kinds of the parts survive flips and transposition
+    patch_classes=PART_KINDS,  # a patch shows one part: it can know the part's kind, not the pair
+    pixel_classes=part_pixel_classes,
 )
