@@ -34,7 +34,7 @@ from machine import describe, summary  # noqa: E402
 
 from aha.baselines import get_attributor  # noqa: E402
 from aha.demo.classifier import accuracy, classifier_config, image_processor_for, tensors_of, train_classifier  # noqa: E402
-from aha.demo.shapes import shapes_dataset  # noqa: E402
+from aha.demo.shapes import CLASS_NAMES, WORLD  # noqa: E402
 from aha.metrics import deletion, independent_scores, model_randomisation, pointing_game, predict  # noqa: E402
 from aha.metrics.randomisation import spearman  # noqa: E402
 
@@ -57,12 +57,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     start = time.perf_counter()
-    splits = shapes_dataset(args.num_train, 200, 1000, seed=0, size=64)
+    splits = WORLD.dataset(args.num_train, 200, 1000, seed=0, size=64)
     processor = image_processor_for(splits["train"], 64)
     if args.cache is not None and (args.cache / "config.json").is_file():
         model = ViTForImageClassification.from_pretrained(args.cache).eval()
     else:
-        model = train_classifier(splits["train"], processor, classifier_config(64), epochs=args.epochs, seed=0,
+        model = train_classifier(splits["train"], processor, classifier_config(CLASS_NAMES, 64), epochs=args.epochs, seed=0,
                                  progress=False)
         if args.cache is not None:
             model.save_pretrained(args.cache)
