@@ -5,7 +5,6 @@ import hashlib
 import numpy as np
 import pytest
 
-from aha.demo import canvas
 from aha.demo.canvas import SUPERSAMPLE
 from aha.demo.shapes import CLASS_NAMES, WORLD, render_scene
 
@@ -77,21 +76,15 @@ def test_distractors_never_touch_the_object():
             assert share[max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2].max() == 0
 
 
-def test_train_and_test_share_no_image_and_no_background_region(monkeypatch):
+def test_train_and_test_share_no_image():
+    """(Their backgrounds come from different parts of the photographs: tests/test_worlds.py, for every world.)"""
+
     def digest(scene):
         return hashlib.sha256(scene.image.tobytes()).hexdigest()
 
     train = {digest(render_scene(0, "train", i)) for i in range(100)}
     test = {digest(render_scene(0, "test", i)) for i in range(100)}
     assert not train & test
-    # photographs: train crops come from the left part, test crops from the right part
-    halves = np.zeros((300, 400, 3), np.float32)
-    halves[:, int(400 * canvas.TRAIN_WIDTH):] = 1.0
-    monkeypatch.setattr(canvas, "photo", lambda name: halves)
-    for index in range(20):
-        rng = np.random.default_rng(index)
-        assert canvas.photo_background(rng, "test", 64).min() > 0.5
-        assert canvas.photo_background(rng, "train", 64).max() < 0.5
 
 
 def test_split_columns_and_errors():
