@@ -274,7 +274,6 @@ def run_world(world: World, output: Path, settings: dict, command: str, preset: 
 def main(args: argparse.Namespace) -> None:
     from .report import macro_summary, write_macro_report
 
-    set_threads(args.threads, announce="[aha demo]")
     settings = dict(PRESETS[args.preset], seed=args.seed, explainer_learning_rate=3e-3)
     output = Path(args.output)
     worlds = list(WORLDS) if args.world == "all" else [args.world]
@@ -285,6 +284,7 @@ def main(args: argparse.Namespace) -> None:
     note = smoke_note(args.preset)
     print(f"[aha demo] {note or 'preset ' + args.preset}; world(s) {', '.join(worlds)}; "
           f"reports: {reports}", flush=True)
+    set_threads(args.threads, announce="[aha demo]")
     start = time.perf_counter()
     results, forward_seconds = {}, {}
     for name in worlds:
