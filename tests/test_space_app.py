@@ -143,9 +143,9 @@ def test_without_an_explainer_the_app_trains_the_demos_first_then_reuses_it(tmp_
     with serving("--demo-dir", folder, "--demo-preset", "quick", timeout=900) as server, \
             playwright_api.sync_playwright() as playwright:
         output = server.output()
-        announced = output.index(f"[aha space] no trained explainer in {folder / 'explainer'}: training one now")
+        announced = output.index(f"[aha space] no trained explainer in {folder / 'shapes' / 'explainer'}: training one now")
         assert announced < output.index("[aha demo] training the explainer") < output.index(READY)
-        assert (folder / "explainer" / "config.json").is_file()
+        assert (folder / "shapes" / "explainer" / "config.json").is_file()
         browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.goto(server.url)

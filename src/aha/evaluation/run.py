@@ -208,16 +208,19 @@ def evaluate(args: argparse.Namespace) -> dict | None:
     seconds = max(gather_object([time.perf_counter() - start]))  # the slowest process's share
     scored = sum(gather_object([len(new_rows) // len(methods)]))
     gathered = gather_object(new_rows)
+    summary = None
+    if accelerator.is_main_process:
+        rows = merged_rows(read_rows(journal_files(args.output_dir)) + gathered, args.methods, args.max_samples)
+        summary = write_results(args, rows)
+        print(f"aha evaluate: scored {scored} new images in {seconds:.1f} s ({scored / max(seconds, 1e-9):.2f} images/s "
+              f"on {accelerator.num_processes} process(es)); {summary['images']} images in "
+              f"{args.output_dir}/{PER_IMAGE_FILE}")
+        if args.update_card is not None or args.push_to_hub:
+            record_on_card(args, summary, explainer.config)
+    # every process waits for the files, then leaves the process group (a process that exits with its group still
+    # open can abort in the collective library's teardown: "terminate called without an active exception")
     accelerator.wait_for_everyone()
-    if not accelerator.is_main_process:
-        return None
-
-    rows = merged_rows(read_rows(journal_files(args.output_dir)) + gathered, args.methods, args.max_samples)
-    summary = write_results(args, rows)
-    print(f"aha evaluate: scored {scored} new images in {seconds:.1f} s ({scored / max(seconds, 1e-9):.2f} images/s on "
-          f"{accelerator.num_processes} process(es)); {summary['images']} images in {args.output_dir}/{PER_IMAGE_FILE}")
-    if args.update_card is not None or args.push_to_hub:
-        record_on_card(args, summary, explainer.config)
+    accelerator.end_training()
     return summary
 
 
