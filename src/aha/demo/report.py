@@ -163,8 +163,9 @@ def overlay_grid(results: list[MethodResult], images: list[Image.Image], masks: 
 
 
 def write_macro_report(output_dir, summary: dict, context: dict) -> None:
-    """Write the macro table over worlds, ``macro.json`` and ``macro.md``, into ``output_dir``."""
-    make_folder(str(output_dir))
+    """Write the macro table over worlds, ``macro.json`` and ``macro.md``, into ``output_dir`` (the user's --output,
+    which may itself be a link)."""
+    os.makedirs(output_dir, exist_ok=True)
     write_text(os.path.join(output_dir, "macro.json"), json.dumps({"context": context, **summary}, indent=2))
     write_text(os.path.join(output_dir, "macro.md"), markdown(summary, context))
 
