@@ -27,6 +27,7 @@ from aha import AHAExplainer
 from aha.demo.classifier import tensors_of
 from aha.demo.evaluation import METRICS, compared_mean, score_maps
 from aha.demo.report import table
+from aha.objectives import RankingObjective
 from aha.training import build_parser, train
 
 
@@ -69,7 +70,24 @@ ROWS = {
                   "convolutions at full resolution, two residual units on the token grid", None, CONV, "default"),
     "guided_2_blocks": ("two residual units on the token grid before the guided head", None, {"decoder_blocks": 2},
                         "default"),
+    "random_fractions": ("the curves' 6 interior fractions drawn each step (stratified: one uniform draw in each of 6 "
+                         "equal bins), so training sees every fraction; same cost", None, {}, "random_fractions"),
+    "finest_grid": ("the ranking grid always at its finest (cells of half a patch) instead of drawn from 0.5-2 patches",
+                    None, {"grid_cell_patches": [0.5, 0.5]}, "default"),
 }
+
+
+class StratifiedFractions(RankingObjective):
+    """The objective with its curves' interior fractions drawn each training step, one uniformly in each of
+    ``num_fractions - 2`` equal bins of (0, 1), and the AUC integrated over them; evenly spaced without noise."""
+
+    def curve_fractions(self, device, generator=None):
+        if generator is None:
+            return super().curve_fractions(device)
+        bins = self.config.num_fractions - 2
+        offsets = torch.rand(bins, generator=generator, device=generator.device).to(device)
+        interior = (torch.arange(bins, device=device) + offsets) / bins
+        return interior, torch.cat([interior.new_zeros(1), interior, interior.new_ones(1)])
 
 
 class ReLUResidualUnit(nn.Module):
@@ -126,6 +144,8 @@ def change_decoder(explainer: AHAExplainer, variant: str) -> None:
         decoder.image_conv2 = ZeroBranch()
     elif variant == "additive":
         decoder.film = ShiftOnly(decoder.film)
+    elif variant == "random_fractions":
+        explainer.objective = StratifiedFractions(explainer.config, patch_size=explainer.classifier_spec.patch_size)
     elif variant.startswith("space_to_depth"):
         stride = int(variant.rpartition("_")[2]) if variant[-1].isdigit() else explainer.classifier_spec.patch_size // 2
         explainer.decoder = SpaceToDepthDecoder(decoder, stride=stride)
@@ -175,7 +195,8 @@ class ShiftOnly(nn.Module):
         return torch.cat([torch.zeros_like(scales), shifts], dim=1)
 
 
-def run_row(name: str, args, classifier_dir: Path, data_dir: Path, pixel_values, labels, masks, processor) -> dict:
+def run_row(name: str, args, classifier_dir: Path, data_dir: Path, pixel_values, labels, masks, processor,
+            metrics=METRICS) -> dict:
     what, learning_rate, overrides, variant = ROWS[name]
     output = Path(args.work_dir) / name
     argv = ["--model_name_or_path", str(classifier_dir), "--dataset_path", str(data_dir), "--output_dir", str(output),
@@ -202,7 +223,7 @@ def run_row(name: str, args, classifier_dir: Path, data_dir: Path, pixel_values,
     explainer.eval()
     with torch.no_grad():
         maps = torch.cat([explainer.explain(batch) for batch in pixel_values.split(50)])
-    scores, _ = score_maps(explainer.classifier, pixel_values, labels, masks, maps, processor)
+    scores, _ = score_maps(explainer.classifier, pixel_values, labels, masks, maps, processor, metrics=metrics)
     return {"what": what, "argv": argv, "train_seconds": seconds, "scores": {k: v.tolist() for k, v in scores.items()}}
 
 

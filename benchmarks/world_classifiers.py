@@ -24,20 +24,21 @@ from aha.demo.classifier import accuracy, classifier_config, image_processor_for
 from aha.demo.worlds import WORLDS
 
 
-def measure(name: str, preset: str, seed: int) -> dict:
+def measure(name: str, preset: str, seed: int, epochs: int | None = None) -> dict:
     world, settings = WORLDS[name], PRESETS[preset]
+    epochs = epochs or world.classifier_epochs(settings["classifier_epochs"])
     start = time.perf_counter()
     splits = world.dataset(settings["num_train"], 16, settings["num_test"], seed=seed, size=IMAGE_SIZE)
     data_seconds = time.perf_counter() - start
     processor = image_processor_for(splits["train"], IMAGE_SIZE)
     wall, cpu = time.perf_counter(), time.process_time()
     model = train_classifier(splits["train"], processor, classifier_config(world.class_names, IMAGE_SIZE),
-                             epochs=settings["classifier_epochs"], dihedral=world.dihedral, seed=seed, progress=False,
+                             epochs=epochs, dihedral=world.dihedral, seed=seed, progress=False,
                              patch_evidence=world.patch_evidence(splits["train"]))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     pixel_values, labels, _ = tensors_of(splits["test"], processor)
     result = {"world": name, "preset": preset, "seed": seed, "num_train": settings["num_train"],
-              "epochs": settings["classifier_epochs"], "num_test": len(labels),
+              "epochs": epochs, "num_test": len(labels),
               "test_accuracy": accuracy(model, pixel_values, labels), "chance": 1 / len(world.class_names),
               "train_wall_seconds": wall, "train_cpu_seconds": cpu, "data_wall_seconds": data_seconds}
     print(json.dumps(result), flush=True)
@@ -49,10 +50,11 @@ def main() -> None:
     parser.add_argument("--worlds", nargs="+", choices=sorted(WORLDS), default=list(WORLDS))
     parser.add_argument("--preset", choices=sorted(PRESETS), default="default")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=None, help="classifier epochs (default: the preset's times the world's epoch_scale)")
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    rows = [measure(name, args.preset, args.seed) for name in args.worlds]
+    rows = [measure(name, args.preset, args.seed, args.epochs) for name in args.worlds]
     info = describe()
     output = Path(args.output or f"benchmarks/results/world_classifiers_{args.preset}.json")
     output.write_text(json.dumps({"machine": info, "rows": rows}, indent=2))

@@ -274,3 +274,23 @@ def test_the_training_step_draws_from_its_generator_only(images):
     assert torch.equal(losses[0], losses[1]) and len({loss.item() for loss in losses[1:]}) == 4
     grids = [explainer.objective.sample_grid(32, 32, torch.Generator().manual_seed(seed)) for seed in range(40)]
     assert set(grids) == set(range(explainer.objective.grid_range(32, 32)[0], explainer.objective.grid_range(32, 32)[1] + 1))
+
+
+def test_the_objective_integrates_over_the_fractions_its_curve_fractions_give(images):
+    explainer = _explainer().eval()
+    maps = torch.randn(images.shape[0], IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(0))
+    target = explainer(images).target
+    fractions = torch.linspace(0, 1, explainer.config.num_fractions)
+
+    def terms(curve_fractions=None):
+        objective = type(explainer.objective)(explainer.config, explainer.objective.patch_size)
+        if curve_fractions is not None:
+            objective.curve_fractions = curve_fractions
+        return objective(explainer.classifier, images, maps, target, tau=0.3, grid=4, reference="mean", noise=False)
+
+    default = terms()
+    explicit = terms(lambda device, generator=None: (fractions[1:-1], fractions))  # the default spacing, spelled out
+    squeezed = terms(lambda device, generator=None: (fractions[1:-1], fractions / 2))  # same points, on [0, 0.5]
+    torch.testing.assert_close(explicit.loss, default.loss)
+    torch.testing.assert_close(squeezed.deletion_auc, default.deletion_auc / 2)
+    torch.testing.assert_close(squeezed.lrf_auc, default.lrf_auc / 2)

@@ -1,6 +1,7 @@
 """The benchmark suite's worlds: deterministic for a seed, disjoint splits, and masks that are exactly the class
 evidence drawn (checked against the drawing parameters), for every world of aha.demo.worlds.WORLDS."""
 
+import dataclasses
 import hashlib
 import os
 
@@ -168,3 +169,10 @@ def test_registry_cards_and_errors():
         WORLDS["parts"].split("train", 0)
     with pytest.raises(ValueError, match="expected a letter of"):
         letters.unit_glyph("Z", "DejaVuSans.ttf")
+
+
+def test_a_world_scales_the_presets_classifier_epochs():
+    assert [WORLDS[name].classifier_epochs(12) for name in ("shapes", "letters", "parts")] == [12, 36, 36]
+    for bad in (0, -1, 1.5, True, "3"):
+        with pytest.raises(ValueError, match="epoch_scale must be an integer >= 1"):
+            dataclasses.replace(WORLDS["shapes"], epoch_scale=bad)

@@ -115,7 +115,7 @@ class RankingObjective:
         config = self.config
         n, _, height, width = pixel_values.shape
         check_grid(grid)
-        fractions = torch.linspace(0, 1, config.num_fractions, device=maps.device)[1:-1]
+        fractions, spacing = self.curve_fractions(maps.device, generator if noise else None)
         # float32 cells: the soft permutation and its cumulative sums over up to G^2 ranks would lose the ranking in bf16
         cells = F.adaptive_avg_pool2d(maps.unsqueeze(1).float(), grid).flatten(1)
         permutation = gumbel_sinkhorn(cells, tau=tau, n_iters=config.sinkhorn_iterations, noise=noise, generator=generator)
@@ -162,7 +162,7 @@ class RankingObjective:
         for name, inner in zip(active, probs.unbind(1)):
             _, _, start, end, _ = terms[name]
             curves = torch.cat([end_probs[start][:, None], inner, end_probs[end][:, None]], dim=1)
-            aucs[name] = trapezoid_auc(curves)  # evenly spaced on [0, 1]
+            aucs[name] = trapezoid_auc(curves, spacing)
 
         peak = peak_penalty(maps, self.peak_window(height, width))
         loss = config.peak_weight * peak
@@ -177,6 +177,13 @@ class RankingObjective:
             rise_auc=aucs.get("rise", missing),
             peak=peak,
         )
+
+    def curve_fractions(self, device: torch.device, generator: torch.Generator | None = None):
+        """Where the soft curves are sampled: the (F - 2,) fractions between the end points, and the (F,)
+        fractions the AUC integrates over (``None``: evenly spaced on [0, 1]). Here ``config.num_fractions``
+        evenly spaced points whatever ``generator`` (the step's, ``None`` without noise); a subclass may draw
+        them."""
+        return torch.linspace(0, 1, self.config.num_fractions, device=device)[1:-1], None
 
     def _probabilities(self, classifier, images, classes, logits=None, constant: bool = False) -> torch.Tensor:
         """(N,) target probabilities on (N, C, H, W) ``images``: read off their ``logits`` when given, from

@@ -118,7 +118,7 @@ def build_classifier(folder: Path, data_folder: Path, world: World, settings: di
     processor = image_processor_for(splits["train"], IMAGE_SIZE)
     print(f"[aha demo] training the {world.title} classifier (a ViT from scratch) ...")
     model = train_classifier(splits["train"], processor, classifier_config(world.class_names, IMAGE_SIZE),
-                             epochs=settings["classifier_epochs"], dihedral=world.dihedral, seed=settings["seed"],
+                             epochs=world.classifier_epochs(settings["classifier_epochs"]), dihedral=world.dihedral, seed=settings["seed"],
                              patch_evidence=world.patch_evidence(splits["train"]))
     with staged_folder(str(folder)) as staging:
         model.save_pretrained(staging)
@@ -234,7 +234,7 @@ def run_world(world: World, output: Path, settings: dict, command: str, preset: 
     start = time.perf_counter()
     data_settings = {"world": world.name, **{k: settings[k] for k in ("num_train", "num_validation", "num_test", "seed")}}
     data = cached(output / "data", data_settings, lambda folder: build_data(folder, world, settings))
-    classifier_settings = {**data_settings, "classifier_epochs": settings["classifier_epochs"]}
+    classifier_settings = {**data_settings, "classifier_epochs": world.classifier_epochs(settings["classifier_epochs"])}
     classifier = cached(output / "classifier", classifier_settings,
                         lambda folder: build_classifier(folder, output / "data", world, settings))
     if chance_note(classifier["test_accuracy"], len(world.class_names)):

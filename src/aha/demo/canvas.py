@@ -249,6 +249,8 @@ class World:
         patch_classes: what the classifier's auxiliary per-patch loss predicts on the class evidence, when it is
             not the image's class (``None``: the image's class on its whole mask). AHA Parts' patches predict
             the kind of the part they show: one patch cannot know the pair.
+        epoch_scale: the classifier trains for the preset's epochs times this (a world whose class is harder to
+            learn than AHA Shapes' needs more passes over the same images to reach the benchmark's accuracy).
         pixel_classes: with ``patch_classes``, ``pixel_classes(mask, object) -> (H, W) int``, each mask pixel's
             index into ``patch_classes`` (-1 off the mask), from the mask and the drawing parameters (the
             ``object`` column as a dict).
@@ -263,6 +265,15 @@ class World:
     dihedral: bool
     patch_classes: tuple[str, ...] | None = None
     pixel_classes: Callable[[np.ndarray, dict], np.ndarray] | None = None
+    epoch_scale: int = 1
+
+    def __post_init__(self):
+        if isinstance(self.epoch_scale, bool) or not isinstance(self.epoch_scale, int) or self.epoch_scale < 1:
+            raise ValueError(f"epoch_scale must be an integer >= 1, got {self.epoch_scale!r}")
+
+    def classifier_epochs(self, preset_epochs: int) -> int:
+        """The classifier's epochs for a preset's ``preset_epochs``: ``preset_epochs * epoch_scale``."""
+        return preset_epochs * self.epoch_scale
 
     def patch_evidence(self, split) -> tuple[np.ndarray, int] | None:
         """The per-pixel targets of the classifier's auxiliary per-patch loss on a split of this world:

@@ -140,4 +140,5 @@ WORLD = World(
     object_features=letter_features,
     card="letters_dataset_card.md",
     dihedral=False,  # a mirrored or transposed letter is another glyph
+    epoch_scale=3,  # no flips: a quarter of AHA Shapes' effective data per epoch
 )

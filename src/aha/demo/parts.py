@@ -99,4 +99,5 @@ WORLD = World(
     dihedral=True,  # the kinds of the parts survive flips and transposition
     patch_classes=PART_KINDS,  # a patch shows one part: it can know the part's kind, not the pair
     pixel_classes=part_pixel_classes,
+    epoch_scale=3,  # the class token must learn to combine two parts' kinds
 )

@@ -1,0 +1,153 @@
+"""The explainer's recipe rows and the baselines over the benchmark suite's worlds: per world, and the macro average.
+
+    python benchmarks/suite.py --suite_dir DIR [--worlds shapes letters parts] [--rows default second_class ...]
+        [--seeds 0 1 2] [--baselines rise occlusion ...] [--steps 400] [--eval_images 100]
+    python benchmarks/suite.py --markdown [--output FILE]
+
+``DIR`` is an ``aha demo --world all --output DIR`` folder: each world's data and classifier are read from
+``DIR/WORLD/``. Each row of :data:`ablation_shapes.ROWS` is an explainer recipe, trained by ``aha train`` on each
+world and seed (:func:`ablation_shapes.run_row`) and scored on the world's first ``--eval_images`` test images
+with the demo's metrics (predicted class); each baseline is scored once per world on the same images. Results go
+to ``--output`` (default benchmarks/results/suite.json) as per-image scores and are resumed from it: a row, seed
+or baseline already there is not run again.
+
+The markdown table pools every world's images (each world has as many, so a pooled mean is the mean over worlds
+of each world's mean); a recipe's per-image score is its mean over the seeds run. Marks compare each row with
+``--reference`` by the paired differences over the pooled images: (+) / (-) better / worse by more than two
+standard errors, (=) a tie. Defaults are chosen on this macro average, never on one world.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import datasets
+import torch
+from ablation_shapes import ROWS, run_row
+from machine import describe, summary
+from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+from aha.baselines import get_attributor
+from aha.demo import BASELINES, DISPLAY_NAMES, EVAL_BATCH_SIZE
+from aha.demo.classifier import tensors_of
+from aha.demo.evaluation import INDEPENDENT_SHORT_NAMES, METRICS, compared_mean, score_maps, timed_maps
+from aha.demo.report import table
+from aha.demo.worlds import WORLDS
+
+
+HERE = Path(__file__).resolve().parent
+#: the demo's metrics without the independent ones (slow: ``--independent`` adds them)
+CORE_METRICS = {name: metric for name, metric in METRICS.items() if name not in INDEPENDENT_SHORT_NAMES}
+
+
+def world_inputs(folder: Path, eval_images: int):
+    processor = AutoImageProcessor.from_pretrained(folder / "classifier")
+    test = datasets.load_from_disk(str(folder / "data"))["test"].select(range(eval_images))
+    return processor, *tensors_of(test, processor)
+
+
+def run_baseline(name: str, folder: Path, inputs, rise_masks: int, metrics: dict) -> dict:
+    processor, pixel_values, labels, masks = inputs
+    classifier = AutoModelForImageClassification.from_pretrained(folder / "classifier", attn_implementation="eager").eval()
+    options = {"n_masks": rise_masks} if name == "rise" else {}
+    if name in ("integrated_gradients", "occlusion", "rise"):
+        options["batch_size"] = 128
+    maps, seconds = timed_maps(get_attributor(name, classifier, **options), pixel_values, EVAL_BATCH_SIZE)
+    scores, _ = score_maps(classifier, pixel_values, labels, masks, maps, processor, metrics=metrics)
+    return {"what": DISPLAY_NAMES[name], "seconds_per_image": seconds, "scores": {k: v.tolist() for k, v in scores.items()}}
+
+
+def per_image(results: dict, worlds: list[str], row: str, seeds: list[str]) -> dict[str, torch.Tensor] | None:
+    """A row's per-image scores pooled over ``worlds`` (world after world), each the mean over ``seeds``; None when
+    a world lacks the row."""
+    pooled = {}
+    for world in worlds:
+        runs = [results[world][key]["scores"] for key in [row, *(f"{row}@{seed}" for seed in seeds)] if key in results[world]]
+        if not runs:
+            return None
+        for metric in runs[0]:
+            values = torch.tensor([run[metric] for run in runs], dtype=torch.float64).mean(0)
+            pooled[metric] = torch.cat([pooled[metric], values]) if metric in pooled else values
+    return pooled
+
+
+def markdown(results: dict, worlds: list[str], reference: str) -> str:
+    metrics = {name: metric for name, metric in METRICS.items()
+               if all(name in run["scores"] for world in worlds for run in results[world].values())}
+    rows = sorted({key.partition("@")[0] for world in worlds for key in results[world]}, key=lambda r: (r in BASELINES, r))
+    seeds = sorted({key.partition("@")[2] for world in worlds for key in results[world] if "@" in key})
+    base = per_image(results, worlds, reference, seeds)
+    lines = []
+    for row in rows:
+        scores = per_image(results, worlds, row, seeds)
+        if scores is None:
+            continue
+        counts = [sum(key.startswith(row + "@") for key in results[world]) or 1 for world in worlds]
+        what = ROWS[row][0] if row in ROWS else DISPLAY_NAMES.get(row, row)
+        cells = [compared_mean(scores[m], None if row == reference else base[m], metrics[m].high_is_good) for m in metrics]
+        deletion = [f"{per_image(results, [w], row, seeds)['deletion_mean'].mean():.3f}" for w in worlds]
+        lines.append([row, what, f"{min(counts)}", *cells, *deletion])
+    header = ["row", "what", "seeds", *(METRICS[m].short_name for m in metrics), *(f"Del mean, {w}" for w in worlds)]
+    return "\n".join(table(header, lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--suite_dir", default="aha-demo", help="An `aha demo --world all --output` folder.")
+    parser.add_argument("--worlds", nargs="+", choices=sorted(WORLDS), default=list(WORLDS))
+    parser.add_argument("--rows", nargs="*", default=["default"], choices=list(ROWS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--baselines", nargs="*", default=[], choices=list(BASELINES))
+    parser.add_argument("--steps", type=int, default=400, help="explainer steps (the demo's default preset: 400)")
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--eval_images", type=int, default=100)
+    parser.add_argument("--rise_masks", type=int, default=1000, help="RISE's masks (the demo's default preset: 1000)")
+    parser.add_argument("--independent", action="store_true", help="also score the independent metrics (slow)")
+    parser.add_argument("--reference", default="default", help="the row every other row is compared with")
+    parser.add_argument("--work_dir", default="/tmp/aha-suite")
+    parser.add_argument("--output", default=str(HERE / "results" / "suite.json"))
+    parser.add_argument("--markdown", action="store_true", help="Only print the table of --output.")
+    args = parser.parse_args()
+    output = Path(args.output)
+    record = json.loads(output.read_text()) if output.is_file() else {"runs": {}, "machine": []}
+    results = record["runs"]
+    if not args.markdown:
+        metrics = METRICS if args.independent else CORE_METRICS
+        for world in args.worlds:
+            folder = Path(args.suite_dir) / world
+            inputs = world_inputs(folder, args.eval_images)
+            results.setdefault(world, {})
+            jobs = [(name, None) for name in args.baselines] + [(row, seed) for row in args.rows for seed in args.seeds]
+            for name, seed in jobs:
+                key = name if seed is None else f"{name}@{seed}"
+                if key in results[world]:
+                    continue
+                print(f"== {world}: {key}", file=sys.stderr, flush=True)
+                start = time.process_time()
+                if seed is None:
+                    run = run_baseline(name, folder, inputs, args.rise_masks, metrics)
+                else:
+                    settings = SimpleNamespace(work_dir=f"{args.work_dir}/{world}/{key}", steps=args.steps,
+                                               batch_size=args.batch_size, seed=seed)
+                    run = run_row(name, settings, folder / "classifier", folder / "data", *inputs[1:], inputs[0], metrics)
+                run["cpu_seconds"] = time.process_time() - start
+                run["settings"] = {"steps": args.steps, "batch_size": args.batch_size, "eval_images": args.eval_images,
+                                   "rise_masks": args.rise_masks}
+                results[world][key] = run
+                record["machine"].append(describe())
+                output.parent.mkdir(parents=True, exist_ok=True)
+                output.write_text(json.dumps(record))
+                means = {k: round(sum(v) / len(v), 4) for k, v in run["scores"].items()}
+                print(world, key, round(run["cpu_seconds"]), means, flush=True)
+        print(summary(describe()))
+    worlds = [world for world in args.worlds if world in results]
+    print(markdown(results, worlds, args.reference))
+
+
+if __name__ == "__main__":
+    main()
