@@ -146,6 +146,7 @@ def test_without_an_explainer_the_app_trains_the_demos_first_then_reuses_it(tmp_
         announced = output.index(f"[aha space] no trained explainer in {folder / 'shapes' / 'explainer'}: training one now")
         assert announced < output.index("[aha demo] training the explainer") < output.index(READY)
         assert (folder / "shapes" / "explainer" / "config.json").is_file()
+        assert not (folder / "shapes" / "results.md").exists()  # the page needs the explainer, not the demo's report
         browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.goto(server.url)

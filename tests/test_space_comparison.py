@@ -73,17 +73,19 @@ def test_no_comparison_methods_leaves_aha_alone(saved):
 def test_the_demo_explainer_is_trained_when_absent_and_reused_after(tmp_path, monkeypatch, capsys):
     runs = []
 
-    def fake_demo(args):  # what aha demo leaves behind: a saved explainer in OUTPUT/WORLD/explainer
-        runs.append((args.output, args.preset, args.world))
+    def fake_build_world(world, output, settings):  # what aha demo leaves behind: a saved explainer in OUTPUT/WORLD/explainer
+        runs.append((world.name, output, settings))
         explainer = AHAExplainer.from_classifier(labelled_classifier(), image_processor=crop_processor())
-        explainer.save_pretrained(f"{args.output}/{args.world}/explainer")
+        explainer.save_pretrained(f"{output}/explainer")
 
-    monkeypatch.setattr(aha.demo, "main", fake_demo)
+    monkeypatch.setattr(aha.demo, "build_world", fake_build_world)
     folder = tmp_path / "demo"
     path = demo_explainer(folder, preset="quick")
-    assert path == folder / "shapes" / "explainer" and runs == [(str(folder), "quick", "shapes")]
+    assert path == folder / "shapes" / "explainer"
+    assert runs == [("shapes", folder / "shapes", aha.demo.preset_settings("quick"))]
     message = capsys.readouterr().out
-    assert f"no trained explainer in {folder / 'shapes' / 'explainer'}: training one now with `aha demo --output {folder} --preset quick`" in message
+    assert (f"no trained explainer in {folder / 'shapes' / 'explainer'}: training one now as `aha demo --output {folder} "
+            "--preset quick` does, without its report") in message
     Comparison(str(path), comparisons={}, device="cpu")  # the page can load what the demo saved
     assert demo_explainer(folder, preset="quick") == path and len(runs) == 1  # cached: not trained again
     assert capsys.readouterr().out == ""

@@ -226,12 +226,15 @@ def chance_note(test_accuracy: float, num_classes: int) -> str | None:
             "every method's numbers below are noise; train longer (the default preset) for a benchmark")
 
 
-def run_world(world: World, output: Path, settings: dict, command: str, preset: str) -> tuple[list, float]:
-    """Data, classifier, explainer, evaluation and report of one world in ``output`` (cached artefacts reused):
-    (the methods' results, seconds per classifier forward per image)."""
-    from .report import summarise, write_report
+def preset_settings(preset: str, seed: int = 0) -> dict:
+    """Everything a run of ``preset`` (a key of :data:`PRESETS`) is made with, for ``seed``."""
+    return dict(PRESETS[preset], seed=seed, explainer_learning_rate=3e-3)
 
-    start = time.perf_counter()
+
+def build_world(world: World, output: Path, settings: dict) -> tuple[dict, dict, dict]:
+    """The data, classifier and explainer of one world in ``output/data``, ``output/classifier`` and
+    ``output/explainer``, each reused when cached with the same settings: their records (sizes, test accuracy,
+    the training command, seconds)."""
     data_settings = {"world": world.name, **{k: settings[k] for k in ("num_train", "num_validation", "num_test", "seed")}}
     data = cached(output / "data", data_settings, lambda folder: build_data(folder, world, settings))
     classifier_settings = {**data_settings, "classifier_epochs": world.classifier_epochs(settings["classifier_epochs"])}
@@ -241,6 +244,16 @@ def run_world(world: World, output: Path, settings: dict, command: str, preset: 
         print(f"[aha demo] {world.name}: {chance_note(classifier['test_accuracy'], len(world.class_names))}")
     explainer_settings = {**classifier_settings, "command": train_command(output, settings)}
     explainer = cached(output / "explainer", explainer_settings, lambda folder: build_explainer(folder, output, settings))
+    return data, classifier, explainer
+
+
+def run_world(world: World, output: Path, settings: dict, command: str, preset: str) -> tuple[list, float]:
+    """Data, classifier, explainer (:func:`build_world`), evaluation and report of one world in ``output``: (the
+    methods' results, seconds per classifier forward per image)."""
+    from .report import summarise, write_report
+
+    start = time.perf_counter()
+    data, classifier, explainer = build_world(world, output, settings)
     evaluation_start = time.perf_counter()
     results, forward_seconds, pictures = evaluate(output, settings)
     summary = summarise(results, forward_seconds, ["AHA", f"AHA + {settings['refine_steps']} refine"])
@@ -274,7 +287,7 @@ def run_world(world: World, output: Path, settings: dict, command: str, preset: 
 def main(args: argparse.Namespace) -> None:
     from .report import macro_summary, write_macro_report
 
-    settings = dict(PRESETS[args.preset], seed=args.seed, explainer_learning_rate=3e-3)
+    settings = preset_settings(args.preset, args.seed)
     output = Path(args.output)
     worlds = list(WORLDS) if args.world == "all" else [args.world]
     command = "aha demo " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["demo"] else sys.argv[1:])

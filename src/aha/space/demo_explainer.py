@@ -33,24 +33,26 @@ def world_folder(folder: Path) -> Path:
 
 
 def demo_explainer(folder: str | Path | None = None, preset: str = "default") -> Path:
-    """The path of the explainer ``aha demo`` saved in ``folder``, running ``aha demo --output folder --preset
-    preset`` first when there is none, with a message saying so (the demo prints its own progress after it).
+    """The path of the explainer ``aha demo`` saved in ``folder``, training ``aha demo --output folder --preset
+    preset``'s data, classifier and explainer first when there is none (not its report: the page needs the
+    explainer only), with a message saying so (the demo prints its own progress after it).
 
     Args:
         folder: ``aha demo``'s output folder (default: its default, ``./aha-demo``).
         preset: the demo preset to train with when no explainer is there: ``quick`` (a smoke run of a few CPU
             minutes, its classifier about 0.5 accurate on AHA Shapes), ``default`` (about 10 minutes) or ``full``.
     """
-    from ..demo import build_parser, main
+    from ..demo import build_parser, build_world, get_world, preset_settings
 
     folder = default_demo_folder() if folder is None else Path(folder)
     explainer = world_folder(folder) / "explainer"
     if not (explainer / "config.json").is_file():
-        arguments = ["--output", str(folder), "--preset", preset]
-        print(f"[aha space] no trained explainer in {explainer}: training one now with `aha demo "
-              f"{' '.join(arguments)}` (preset {preset!r}: about {'a few CPU minutes' if preset == 'quick' else '10 minutes or more'} "
-              "on 2 CPU cores); the page opens when it is done.", flush=True)
-        main(build_parser().parse_args(arguments))
+        print(f"[aha space] no trained explainer in {explainer}: training one now as `aha demo --output {folder} "
+              f"--preset {preset}` does, without its report (preset {preset!r}: about "
+              f"{'a few CPU minutes' if preset == 'quick' else '10 minutes or more'} on 2 CPU cores); the page opens "
+              "when it is done.", flush=True)
+        world = build_parser().get_default("world")
+        build_world(get_world(world), folder / world, preset_settings(preset))
     return explainer
 
 
