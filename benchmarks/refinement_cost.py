@@ -52,6 +52,7 @@ PLANS = {
     "alternate_fractions_5": RefinementPlan(num_fractions=5, alternate_terms=True),
     "alternate_fractions_5_grid_1_patch_offset_4": RefinementPlan(num_fractions=5, alternate_terms=True,
                                                                   grid_cell_patches=1.0, offset_stride=4),
+    "offset_4": RefinementPlan(offset_stride=4),
     "alternate_no_checkpointing": RefinementPlan(num_fractions=None, alternate_terms=True, checkpoint=False),
     "sinkhorn_10": RefinementPlan(num_fractions=None, sinkhorn_iterations=10),
     "alternate_fractions_5_sinkhorn_10": RefinementPlan(num_fractions=5, alternate_terms=True, sinkhorn_iterations=10),
@@ -84,23 +85,36 @@ def counted_cost(model: str, plan: RefinementPlan, batch_size: int = 2) -> dict:
             "sinkhorn_entries_per_map": grid**4}
 
 
-def measured(demo_dir: Path, plans: dict, steps_list: list[int], eval_images: int, batch_size: int) -> dict:
+def grid_artefact(maps: torch.Tensor, cell: int) -> torch.Tensor:
+    """How much of the refinement grid shows in (N, H, W) ``maps``, per image: the mean absolute step between
+    neighbouring pixels across the borders of ``cell``-pixel cells over the mean step between neighbours inside
+    cells (about 1: no trace of the grid; blocks raise it)."""
+    steps = [(maps[:, :, 1:] - maps[:, :, :-1]).abs(), (maps[:, 1:, :] - maps[:, :-1, :]).abs().transpose(1, 2)]
+    border = (torch.arange(1, maps.shape[-1]) % cell) == 0
+    across = sum(step[:, :, border].mean(dim=(1, 2)) for step in steps)
+    inside = sum(step[:, :, ~border].mean(dim=(1, 2)) for step in steps)
+    return across / inside
+
+
+def measured(demo_dir: Path, plans: dict, steps_list: list[int], eval_images: int, batch_size: int,
+             explainer_dir: Path | None = None) -> dict:
     import datasets
     from transformers import AutoImageProcessor
 
     from aha.demo.classifier import tensors_of
     from aha.demo.evaluation import forward_seconds_per_image, score_maps
 
-    explainer = AHAExplainer.from_pretrained(demo_dir / "explainer").eval()
+    explainer = AHAExplainer.from_pretrained(explainer_dir or demo_dir / "explainer").eval()
     processor = AutoImageProcessor.from_pretrained(demo_dir / "classifier")
     test = datasets.load_from_disk(str(demo_dir / "data"))["test"].select(range(eval_images))
     pixel_values, labels, masks = tensors_of(test, processor)
+    cell = pixel_values.shape[-1] // plan_grid(explainer, RefinementPlan(), *pixel_values.shape[-2:])  # the finest grid's
     forward = forward_seconds_per_image(explainer.classifier, pixel_values, batch_size)
     with torch.no_grad():
         outputs = [explainer(batch) for batch in pixel_values.split(batch_size)]
     maps0 = torch.cat([o.attributions for o in outputs])
     targets = torch.cat([o.target for o in outputs])
-    rows = {"0 steps": {"steps": 0, "seconds_per_image": 0.0,
+    rows = {"0 steps": {"steps": 0, "seconds_per_image": 0.0, "grid_artefact": grid_artefact(maps0, cell).tolist(),
                         "scores": {k: v.tolist() for k, v in score_maps(explainer.classifier, pixel_values, labels,
                                                                        masks, maps0, processor)[0].items()}}}
     for name, plan in plans.items():
@@ -114,6 +128,7 @@ def measured(demo_dir: Path, plans: dict, steps_list: list[int], eval_images: in
             scores, _ = score_maps(explainer.classifier, pixel_values, labels, masks, maps, processor)
             rows[f"{name}, {steps} steps"] = {"plan": name, "steps": steps, "seconds_per_image": seconds,
                                               "forwards_per_image_per_step": seconds / forward / steps,
+                                              "grid_artefact": grid_artefact(maps, cell).tolist(),
                                               "scores": {k: v.tolist() for k, v in scores.items()}}
             print(f"{name}, {steps} steps: {seconds * 1000:.1f} ms / image, {seconds / forward / steps:.1f} forwards "
                   "per step", flush=True)
@@ -127,9 +142,10 @@ def print_measured(result: dict) -> None:
     rows = result["rows"]
     base = {k: torch.tensor(v) for k, v in rows["0 steps"]["scores"].items()}
     print("\n".join(table(
-        ["plan, steps", *METRICS, "ms / image", "forwards / image / step"],
+        ["plan, steps", *METRICS, "grid artefact", "ms / image", "forwards / image / step"],
         [[name, *(compared_mean(torch.tensor(row["scores"][metric]), base[metric] if row["steps"] else None, definition.high_is_good)
                   for metric, definition in METRICS.items()),
+          f"{torch.tensor(row['grid_artefact']).mean():.2f}" if "grid_artefact" in row else "-",
           f"{row['seconds_per_image'] * 1000:.1f}",
           f"{row['forwards_per_image_per_step']:.1f}" if row["steps"] else "-"] for name, row in rows.items()])))
 
@@ -140,6 +156,7 @@ def main():
     parser.add_argument("--plans", nargs="+", default=list(PLANS), choices=list(PLANS))
     parser.add_argument("--demo_dir", default=None, help="measure faithfulness and time on this aha demo folder")
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 3, 5])
+    parser.add_argument("--explainer", default=None, help="the explainer to refine (default: DEMO_DIR/explainer)")
     parser.add_argument("--eval_images", type=int, default=200)
     parser.add_argument("--batch_size", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1)
@@ -161,7 +178,7 @@ def main():
               "counted": counted}
     if args.demo_dir:
         result["measured"] = measured(Path(args.demo_dir), {n: PLANS[n] for n in args.plans}, args.steps,
-                                      args.eval_images, args.batch_size)
+                                      args.eval_images, args.batch_size, args.explainer and Path(args.explainer))
         result["load_average_after"] = describe()["load_average"]
         print_measured(result["measured"])
     output = Path(args.output)
