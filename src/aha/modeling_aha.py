@@ -17,7 +17,6 @@ from transformers.utils import ModelOutput
 from .backbones import BackboneSpec
 from .configuration_aha import PIXEL_HEADS, AHAConfig
 from .decoder_budget import DecoderWidths, decoder_widths
-from .deprecation import warn_renamed
 from .objectives import ObjectiveTerms, RankingObjective
 from .perturbation import resolve_normalisation
 from .refinement import RefinementPlan, refine_with_plan, refinement_loss
@@ -209,7 +208,7 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
                 f"feature_layers must index hidden_states in [0, {self.feature_spec.num_layers}), "
                 f"got {list(self.feature_layers)}"
             )
-        if config.pixel_head is None:  # a new explainer (a save without the field loads as "conv": from_pretrained)
+        if config.pixel_head is None:  # recorded, so that a save reloads with it whatever a later default is
             config.pixel_head = PIXEL_HEADS[0]
             config.check_pixel_head()
         self.decoder = self._make_decoder(decoder_widths(self))
@@ -273,11 +272,6 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
         layers are never trained.)
         """
         self.gradient_checkpointing = enable
-
-    def enable_target_checkpointing(self, enabled: bool = True) -> None:
-        """Deprecated: ``activation_checkpointing_enable()`` / ``activation_checkpointing_disable()``."""
-        warn_renamed("enable_target_checkpointing()", "activation_checkpointing_enable()")
-        self._set_gradient_checkpointing(enabled)
 
     def _init_weights(self, module: nn.Module) -> None:
         """Decoder init: Kaiming-normal convolutions, normal(0, initializer_range) embeddings, zero biases.
