@@ -21,7 +21,7 @@ from .objectives import ObjectiveTerms, RankingObjective
 from .perturbation import resolve_normalisation
 from .refinement import RefinementPlan, refine_with_plan, refinement_loss
 from .saving import ExplainerSavingMixin, classifier_class
-from .validation import check_classes, check_number, check_pixel_values
+from .validation import check_classes, check_number, check_pixel_values, resolve_target
 
 
 #: bytes: the address alignment of torch's CPU allocator, which loaded weights are given (`_freeze_frozen_models`)
@@ -385,7 +385,7 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
         check_number("tau", tau, above=0, optional=True)
         batch_size, _, height, width = pixel_values.shape
         logits, features = self._features(pixel_values)
-        target = logits.argmax(-1) if target is None else check_classes(target, batch_size, self.num_labels, "target", self.device)
+        target = resolve_target(target, batch_size, self.num_labels, lambda: logits.argmax(-1), device=self.device)
         if labels is None:
             attributions = self.decoder(features, target, pixel_values)
             return AHAExplainerOutput(attributions=attributions, logits=logits, target=target)

@@ -39,15 +39,16 @@ from torch import nn
 from ..perturbation import check_reference, make_reference, perturbation_scores, resolve_normalisation, trapezoid_auc
 from ..ranking import hard_order
 from ..scores import SCORE_KINDS, class_scores
-from ..validation import check_choice, check_number, check_pixel_values
+from ..validation import check_choice, check_number, check_pixel_values, resolve_target
 from .curves import (
     CurveResult,
     check_fractions,
     check_inputs,
     device_dtype,
+    num_labels,
     order_to_ranks,
+    predict,
     ranked_scores,
-    resolve_target,
     warn_if_constant,
 )
 from .imputation import noisy_linear_imputation
@@ -89,7 +90,8 @@ class _MetricOptions:
         warn_if_constant(maps, self.name)
         device, _ = device_dtype(model)
         images = pixel_values.to(device)
-        target = resolve_target(model, images, target, self.chunk_size)
+        target = resolve_target(target, len(images), num_labels(model), lambda: predict(model, images, self.chunk_size),
+                                device=device)
         reference = make_reference(images, self.reference, *(self.normalisation or (None, None)))
         return images, maps.to(device).flatten(1), target, reference
 
@@ -471,7 +473,9 @@ def independent_scores(
     """
     selected = _selected(metrics, options)
     check_pixel_values(pixel_values)
-    target = resolve_target(model, pixel_values, target, options.get("chunk_size", 64))
+    device, _ = device_dtype(model)
+    target = resolve_target(target, len(pixel_values), num_labels(model),
+                            lambda: predict(model, pixel_values, options.get("chunk_size", 64)), device=device)
     generator = generator if generator is not None else torch.Generator().manual_seed(options.get("seed", 0))
     results = {}
     for name, metric in selected.items():

@@ -20,7 +20,7 @@ from torch import nn
 from ..perturbation import check_reference, make_reference, resolve_normalisation, trapezoid_auc
 from ..ranking import hard_order
 from ..scores import SCORE_KINDS
-from ..validation import check_choice, check_classes, check_number, check_pixel_values
+from ..validation import check_choice, check_classes, check_number, check_pixel_values, resolve_target
 from .curves import (
     CurveResult,
     check_fractions,
@@ -29,7 +29,7 @@ from .curves import (
     device_dtype,
     num_labels,
     perturbation_curve,
-    resolve_target,
+    predict,
     warn_if_constant,
 )
 
@@ -131,7 +131,9 @@ class PerturbationProtocol:
             target: None (the predicted class), an int, or (B,) classes, e.g. the labels.
         """
         check_pixel_values(pixel_values)
-        target = resolve_target(model, pixel_values, target, self.chunk_size)
+        device, _ = device_dtype(model)
+        target = resolve_target(target, len(pixel_values), num_labels(model),
+                                lambda: predict(model, pixel_values, self.chunk_size), device=device)
         return DeletionInsertionResult(
             deletion=self.deletion(model, pixel_values, attributions, target),
             insertion=self.insertion(model, pixel_values, attributions, target),
@@ -170,7 +172,8 @@ class PerturbationProtocol:
         warn_if_constant(maps, self.name or ("deletion" if deletion else "insertion"))
         device, _ = device_dtype(model)
         images, scores = pixel_values.to(device), maps.to(device).flatten(1)
-        target = resolve_target(model, images, target, self.chunk_size, target_name)
+        target = resolve_target(target, len(images), num_labels(model), lambda: predict(model, images, self.chunk_size),
+                                target_name, device)
         if deletion or self.insertion_convention == "lrf":
             start, end = images, make_reference(images, self.reference, *(self.normalisation or (None, None)))
         else:
