@@ -17,10 +17,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..perturbation import check_reference, make_reference, resolve_normalisation, trapezoid_auc
+from ..perturbation import make_reference, trapezoid_auc
 from ..ranking import hard_order
-from ..scores import SCORE_KINDS
-from ..validation import check_choice, check_classes, check_number, check_pixel_values, resolve_target
+from ..validation import check_choice, check_classes, check_pixel_values, resolve_target
 from .curves import (
     CurveResult,
     check_fractions,
@@ -32,6 +31,7 @@ from .curves import (
     predict,
     warn_if_constant,
 )
+from .options import MetricOptions
 
 
 INSERTION_CONVENTIONS = ("lrf", "rise")
@@ -62,8 +62,8 @@ PERTURBATION_METRICS = {
 }
 
 
-@dataclass(frozen=True, eq=False)
-class PerturbationProtocol:
+@dataclass(frozen=True, eq=False, kw_only=True)
+class PerturbationProtocol(MetricOptions):
     """How deletion and insertion curves are measured; called on ``(model, pixel_values, attributions, target)``.
 
     The defaults are the AHA evaluation protocol: 21 fractions, hard ranking over all pixels, mean-colour
@@ -93,26 +93,14 @@ class PerturbationProtocol:
         result.deletion.mean_auc, result.insertion.auc                # float, (B,)
     """
 
-    reference: str = "mean"
     insertion_convention: str = "lrf"
     fractions: Sequence[float] | torch.Tensor | None = None
-    score: str = "probability"
-    image_processor: object = None
-    image_mean: Sequence[float] | None = None
-    image_std: Sequence[float] | None = None
-    chunk_size: int = 64
-    seed: int = 0
     name: str | None = None
 
     def __post_init__(self):
         check_choice("insertion_convention", self.insertion_convention, INSERTION_CONVENTIONS)
-        check_choice("score", self.score, SCORE_KINDS)
-        check_number("chunk_size", self.chunk_size, integer=True, minimum=1)
-        check_number("seed", self.seed, integer=True)
-        normalisation = resolve_normalisation(self.image_processor, self.image_mean, self.image_std)
-        check_reference(self.reference, normalisation, self.name)
+        super().__post_init__()
         object.__setattr__(self, "fractions", check_fractions(self.fractions))
-        object.__setattr__(self, "normalisation", normalisation)
 
     @classmethod
     def chefer(cls, kind: str = "positive", **options) -> "PerturbationProtocol":
