@@ -4,9 +4,9 @@ size, seed) called on ``(model, pixel_values, attributions, target)``, and a fun
 
 The protocol ranks each map's pixels with :func:`aha.ranking.hard_order` and traces
 :func:`~aha.metrics.curves.perturbation_curve` from the image towards a reference (or, for RISE's insertion,
-from the blurred image towards the image). The defaults are the evaluation protocol of the design reference
-(``DESIGN.md``, "Evaluation protocol of the reference"): 21 fractions, hard ranking over all pixels,
-mean-colour reference, softmax probability of the predicted class, trapezoid AUC on [0, 1].
+from the blurred image towards the image). The defaults are the AHA reference's evaluation protocol: 21 fractions,
+hard ranking over all pixels, mean-colour reference, softmax probability of the predicted class, trapezoid AUC
+on [0, 1].
 """
 
 from __future__ import annotations
