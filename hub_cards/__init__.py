@@ -1,1 +1,1 @@
-"""Card templates (model, metric and dataset cards), installed as the package data of ``aha.hub_cards``."""
+"""Card templates (model and dataset cards), installed as the package data of ``aha.hub_cards``."""

@@ -153,34 +153,6 @@ def test_feature_backbone_is_kept_in_decoder_only_saves(tmp_path, classifier_dir
     assert not any(p.requires_grad for p in reloaded.feature_backbone.parameters())
 
 
-def test_an_old_config_with_includes_target_loads(tmp_path, classifier_dir, explainer, images):
-    """Saves of aha-explain 0.1 call the field includes_target: decoder-only and self-contained ones both load
-    (with allow_unfingerprinted=True: they record no fingerprints)."""
-    for name, include in (("decoder", False), ("full", True)):
-        explainer.save_pretrained(tmp_path / name, include_classifier=include)
-        config = json.loads((tmp_path / name / "config.json").read_text())
-        assert config.pop("includes_classifier") is include
-        config["includes_target"] = include
-        del config["fingerprints"]  # 0.1 recorded none: such saves load by the legacy path
-        (tmp_path / name / "config.json").write_text(json.dumps(config))
-        assert AHAConfig.from_pretrained(tmp_path / name).includes_classifier is include
-        reloaded = AHAExplainer.from_pretrained(tmp_path / name, allow_unfingerprinted=True)
-        assert torch.equal(reloaded(images).attributions, explainer(images).attributions)
-
-
-def test_the_old_keywords_still_work_with_a_future_warning(tmp_path, explainer):
-    with pytest.warns(FutureWarning, match=r"save_pretrained\(include_target=...\) is deprecated .* use include_classifier="):
-        explainer.save_pretrained(tmp_path / "decoder", include_target=False)
-    assert not AHAConfig.from_pretrained(tmp_path / "decoder").includes_classifier
-    with pytest.raises(TypeError, match="both include_target= and its new name include_classifier="):
-        explainer.save_pretrained(tmp_path / "x", include_target=False, include_classifier=False)
-    with pytest.warns(FutureWarning, match=r"enable_target_checkpointing\(\) is deprecated .* activation_checkpointing_enable"):
-        explainer.enable_target_checkpointing()
-    assert explainer.is_activation_checkpointing
-    explainer.activation_checkpointing_disable()
-    assert not explainer.gradient_checkpointing
-
-
 def test_a_classifier_loaded_by_a_relative_path_is_recorded_absolute(tmp_path, monkeypatch, classifier_dir, images):
     """aha demo trains on "aha-demo/classifier": the decoder-only save must load from any working directory."""
     monkeypatch.chdir(tmp_path)

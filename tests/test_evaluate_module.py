@@ -1,11 +1,13 @@
 """The `evaluate` module in aha/metrics_hub: loads offline, matches the engine, accumulates with add_batch."""
 
+import inspect
 import os
 import sys
 
 import evaluate
 import pytest
 import torch
+from huggingface_hub import RepoCard
 
 from aha import metrics
 
@@ -127,3 +129,14 @@ def test_constant_maps_warn_through_the_module(module, vit, images):
     with pytest.warns(UserWarning, match="are constant"):
         results = module.compute(predictions=constant, references=[0, 1, 2, 3], pixel_values=images, model=vit)
     assert results["deletion_aucs"] == results["insertion_aucs"]
+
+
+def test_the_module_folder_readme_is_its_card_and_names_every_compute_keyword(module):
+    """The folder's README.md is the module's one card (evaluate and a Space both read it): Hub metadata that
+    huggingface_hub parses, and every keyword of ``compute`` documented (a new option must reach the card)."""
+    card = RepoCard.load(os.path.join(metrics.EVALUATE_MODULE_PATH, "README.md"))
+    assert card.data.title == "Deletion / Insertion" and {"evaluate", "metric"} <= set(card.data.tags)
+    keywords = [name for name in inspect.signature(type(module)._compute).parameters if name != "self"]
+    assert len(keywords) > 10
+    missing = [name for name in keywords if f"**{name}**" not in card.text]
+    assert not missing, f"compute keywords not documented in the module's README.md: {missing}"

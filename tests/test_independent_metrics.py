@@ -2,6 +2,8 @@
 correlation) on the library's engine: a constructed example where the right answer is known, plain-loop
 references, chunking and generators, the registry, and bad input. Agreement with Quantus: test_quantus_reference."""
 
+import dataclasses
+
 import pytest
 import torch
 from conftest import IMAGE_SIZE
@@ -131,3 +133,27 @@ def test_settings_are_written_out_for_a_report():
     import json
 
     json.dumps(settings)  # JSON-able as it is
+
+
+SHARED_OPTION_ERRORS = [
+    (dict(score="accuracy"), "unknown score 'accuracy'"),
+    (dict(chunk_size=0), "chunk_size must be an integer >= 1, got 0"),
+    (dict(seed=1.5), "seed must be an integer, got 1.5"),
+    (dict(reference="grey"), "unknown reference 'grey'"),
+    (dict(image_mean=[0.5] * 3, image_std=[0.5, 0.5, 0.0]), r"image_std\[2\] must be a finite number > 0"),
+]
+
+
+@pytest.mark.parametrize("cls", [metrics.PerturbationProtocol, *dict.fromkeys(c for c, *_ in metrics.INDEPENDENT_METRICS.values())],
+                         ids=lambda c: c.__name__)
+def test_the_shared_options_are_keyword_only_and_checked_alike_in_every_metric(cls):
+    """PerturbationProtocol and the independent metrics share one base (aha.metrics.options.MetricOptions): the
+    same seven options, the same checks, keyword-only (a positional option would land in another field)."""
+    assert [f.name for f in dataclasses.fields(cls)][:7] == [
+        "reference", "score", "image_processor", "image_mean", "image_std", "chunk_size", "seed"]
+    with pytest.raises(TypeError, match="positional argument"):
+        cls("mean")
+    for options, message in SHARED_OPTION_ERRORS:
+        with pytest.raises(ValueError, match=message):
+            cls(**options)
+    assert cls(image_mean=[0.5] * 3, image_std=[0.25] * 3).normalisation == ([0.5] * 3, [0.25] * 3)

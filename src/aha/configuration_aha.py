@@ -88,7 +88,6 @@ class AHAConfig(PreTrainedConfig):
             `from_pretrained` refuses a save whose files no longer match them.
         includes_classifier (`bool`):
             Whether the saved weights include the frozen classifier (`save_pretrained(include_classifier=...)`).
-            (Configs written before this name was chosen call it `includes_target`; they load as they are.)
         feature_backbone_config (`PreTrainedConfig` or `dict`, *optional*):
             Config of a separate frozen feature backbone (any supported HF vision model). When set, the
             decoder reads this model's hidden states instead of the classifier's.
@@ -103,10 +102,8 @@ class AHAConfig(PreTrainedConfig):
             offset plus the dot product of the coefficients with the pixel's values (a per-cell linear model of
             the image, like a guided filter). It costs a few elementwise passes at full resolution. `"conv"`: an
             image branch of two 3x3 convolutions on the pixels, added to the upsampled grid features, then a 3x3
-            convolution to one score (the only head before this field existed; at 64 px it makes `explain` cost 1.6
-            classifier forwards, see benchmarks/RESULTS.md). Default: `"guided"` for a new explainer, written into
-            the config when the explainer is built; a saved config without this field was written before it
-            existed and loads as `"conv"`.
+            convolution to one score (at 64 px it makes `explain` cost 1.6 classifier forwards, see
+            benchmarks/RESULTS.md). Default: `"guided"`, written into the config when the explainer is built.
         fusion_channels (`int`, *optional*):
             Decoder width. Default: a quarter of the feature model's widest hidden size, in [16, 256],
             so the decoder stays light next to the backbone at every scale.
@@ -198,8 +195,6 @@ class AHAConfig(PreTrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
-        if "includes_target" in kwargs:  # its name in configs saved by aha-explain 0.1
-            self.includes_classifier = kwargs.pop("includes_target")
         self._check_keys(kwargs)
         super().__post_init__(**kwargs)
         self._check_fields()

@@ -72,7 +72,7 @@ def output_names(paths: list[str]) -> list[str]:
     return names
 
 
-def resolve_target(target: str | None, label2id: dict[str, int]) -> str | int | None:
+def target_from_flag(target: str | None, label2id: dict[str, int]) -> str | int | None:
     """``--target`` as the pipeline takes it: a label name as given, else an integer index."""
     if target is None or target in label2id:
         return target
@@ -117,7 +117,7 @@ def main(args: argparse.Namespace) -> None:
             except OSError as error:  # transformers' message for an unreachable or unknown Hub id
                 raise OSError(f"cannot load the explainer {args.explainer!r} (a saved folder or a Hub repo id): "
                               f"{error}") from error
-            target = resolve_target(args.target, pipe.model.config.classifier_config.label2id)
+            target = target_from_flag(args.target, pipe.model.config.classifier_config.label2id)
         results = pipe([image for _, _, image in batch], batch_size=args.batch_size, target=target, top_k=args.top_k,
                        refine_steps=args.refine_steps, overlay=True, curves=True)
         for (path, name, _), result in zip(batch, results):

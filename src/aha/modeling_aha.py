@@ -17,12 +17,11 @@ from transformers.utils import ModelOutput
 from .backbones import BackboneSpec
 from .configuration_aha import PIXEL_HEADS, AHAConfig
 from .decoder_budget import DecoderWidths, decoder_widths
-from .deprecation import warn_renamed
 from .objectives import ObjectiveTerms, RankingObjective
 from .perturbation import resolve_normalisation
 from .refinement import RefinementPlan, refine_with_plan, refinement_loss
 from .saving import ExplainerSavingMixin, classifier_class
-from .validation import check_classes, check_number, check_pixel_values
+from .validation import check_classes, check_number, check_pixel_values, resolve_target
 
 
 #: bytes: the address alignment of torch's CPU allocator, which loaded weights are given (`_freeze_frozen_models`)
@@ -209,7 +208,7 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
                 f"feature_layers must index hidden_states in [0, {self.feature_spec.num_layers}), "
                 f"got {list(self.feature_layers)}"
             )
-        if config.pixel_head is None:  # a new explainer (a save without the field loads as "conv": from_pretrained)
+        if config.pixel_head is None:  # recorded, so that a save reloads with it whatever a later default is
             config.pixel_head = PIXEL_HEADS[0]
             config.check_pixel_head()
         self.decoder = self._make_decoder(decoder_widths(self))
@@ -273,11 +272,6 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
         layers are never trained.)
         """
         self.gradient_checkpointing = enable
-
-    def enable_target_checkpointing(self, enabled: bool = True) -> None:
-        """Deprecated: ``activation_checkpointing_enable()`` / ``activation_checkpointing_disable()``."""
-        warn_renamed("enable_target_checkpointing()", "activation_checkpointing_enable()")
-        self._set_gradient_checkpointing(enabled)
 
     def _init_weights(self, module: nn.Module) -> None:
         """Decoder init: Kaiming-normal convolutions, normal(0, initializer_range) embeddings, zero biases.
@@ -391,7 +385,7 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
         check_number("tau", tau, above=0, optional=True)
         batch_size, _, height, width = pixel_values.shape
         logits, features = self._features(pixel_values)
-        target = logits.argmax(-1) if target is None else check_classes(target, batch_size, self.num_labels, "target", self.device)
+        target = resolve_target(target, batch_size, self.num_labels, lambda: logits.argmax(-1), device=self.device)
         if labels is None:
             attributions = self.decoder(features, target, pixel_values)
             return AHAExplainerOutput(attributions=attributions, logits=logits, target=target)

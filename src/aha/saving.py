@@ -17,7 +17,6 @@ from transformers import AutoImageProcessor, PreTrainedConfig, PreTrainedModel
 from transformers.utils import CONFIG_NAME, IMAGE_PROCESSOR_NAME, logging
 
 from .configuration_aha import AHAConfig, _check_fingerprints
-from .deprecation import renamed_keyword
 from .fingerprint import FINGERPRINTED_PARTS, changed_parts, saved_fingerprints, short_fingerprint, weights_fingerprint
 from .loading import (
     check_finite_weights,
@@ -117,18 +116,6 @@ def _load_recorded_classifier(config: AHAConfig, **hub_kwargs) -> PreTrainedMode
         ) from error
 
 
-def _load_saves_without_pixel_head_as_conv(kwargs: dict, stored: dict | None) -> None:
-    """A saved config without ``pixel_head`` was written before the field existed, by a version whose decoder had
-    the "conv" pixel head: load it with that head. (A new explainer writes its resolved head into the config.)
-    ``stored`` is the saved config as a dict, when ``from_pretrained`` read it (no ``config`` passed)."""
-    config = kwargs.get("config")
-    if isinstance(config, PreTrainedConfig):  # e.g. AutoModel's: loaded from the same folder
-        if config.pixel_head is None:
-            config.pixel_head = "conv"
-    elif stored is not None and stored.get("pixel_head") is None and "pixel_head" not in kwargs:
-        kwargs["pixel_head"] = "conv"
-
-
 def _saved_image_processor(name_or_path, **hub_kwargs) -> tuple[object, dict, str] | None:
     """``(processor, settings, path)``: the image processor saved next to an explainer, the content of its
     ``preprocessor_config.json`` (refused when it sets ``auto_map``) and that file's path; None if there is none."""
@@ -146,7 +133,6 @@ class ExplainerSavingMixin:
         """Let loading a decoder-only save leave the classifier's weights out: they are attached after loading."""
         self._keys_to_ignore_on_load_missing.add("^" + re.escape(CLASSIFIER_PREFIX))
 
-    @renamed_keyword("include_target", "include_classifier")
     def save_pretrained(self, save_directory, *args, include_classifier: bool = True, state_dict: dict | None = None, **kwargs):
         """[`~PreTrainedModel.save_pretrained`], self-contained by default or, like a PEFT adapter, without the classifier.
 
@@ -206,7 +192,6 @@ class ExplainerSavingMixin:
             self.config.fingerprints = saved_fingerprints(weights, written, processor_settings)
             self.config.save_pretrained(folder)
 
-    @renamed_keyword("include_target", "include_classifier")
     def push_to_hub(self, repo_id: str, *, include_classifier: bool = True, eval_results=None, **kwargs):
         """Upload the explainer, its image processor and an aha model card to the Hub in one commit.
 
@@ -274,7 +259,6 @@ class ExplainerSavingMixin:
             config.dtype = getattr(torch, stored) if isinstance(stored, str) else stored
         file_kwargs = {k: kwargs[k] for k in (*_CLASSIFIER_HUB_KWARGS, "revision", "subfolder") if k in kwargs}
         stored, config_path = _check_explainer_folder(pretrained_model_name_or_path, **file_kwargs)
-        _load_saves_without_pixel_head_as_conv(kwargs, stored if kwargs.get("config") is None else None)
         with naming_damaged_files(pretrained_model_name_or_path, **hub_kwargs, revision=kwargs.get("revision")):
             model, loading_info = super().from_pretrained(
                 pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs

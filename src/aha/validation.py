@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 
@@ -136,3 +136,22 @@ def check_classes(
     if num_labels is not None and ((classes < 0) | (classes >= num_labels)).any():
         raise ValueError(f"{name} classes must be in [0, {num_labels}), got {classes.tolist()}")
     return classes.long()
+
+
+def resolve_target(
+    target, batch_size: int, num_labels: int | None, predicted: Callable[[], torch.Tensor], name: str = "target",
+    device=None,
+) -> torch.Tensor:
+    """The classes explained, (batch_size,) long: the predicted ones when ``target`` is None, else ``target``
+    checked by :func:`check_classes` (an int for every image, or ``batch_size`` integer classes in
+    ``[0, num_labels)``) and moved to ``device``.
+
+    Args:
+        predicted: returns the (batch_size,) predicted classes; called only when ``target`` is None, so it may run
+            the classifier (the metrics' chunked forward) or read logits a method already has
+            (``lambda: logits.argmax(-1)``).
+        name: what the classes are called in error messages ("target", "labels").
+    """
+    if target is None:
+        return predicted()
+    return check_classes(target, batch_size, num_labels, name, device=device)

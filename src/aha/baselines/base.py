@@ -26,12 +26,7 @@ from torch import nn
 from aha.backbones import SUPPORTED_MODEL_TYPES, BackboneSpec
 from aha.perturbation import blend, check_reference, make_reference, perturbation_scores, resolve_normalisation
 from aha.scores import DIFFERENTIABLE_SCORES, class_scores
-from aha.validation import check_choice, check_classes, check_number, check_pixel_values
-
-
-def resolve_target(target: torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor:
-    """The given (B,) targets, or the predicted classes ``logits.argmax(-1)`` when ``target`` is None."""
-    return logits.argmax(-1) if target is None else target
+from aha.validation import check_choice, check_classes, check_number, check_pixel_values, resolve_target
 
 
 def upsample(maps: torch.Tensor, stride: int, size: tuple[int, int]) -> torch.Tensor:
@@ -242,5 +237,5 @@ class PerturbationAttributor(Attributor):
         """One gradient-free forward of the unmodified images: ((B,) targets, (B,) float32 scores)."""
         with torch.no_grad():
             logits = self.classifier(pixel_values=pixel_values).logits
-        target = resolve_target(target, logits)
+        target = resolve_target(target, len(logits), self.num_labels, lambda: logits.argmax(-1), device=logits.device)
         return target, class_scores(logits, target, self.score)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import torch
 
 from aha.baselines.attention import capture_attentions, is_mean_pooled, propagate
-from aha.baselines.base import Attributor, resolve_target, upsample
+from aha.baselines.base import Attributor, upsample
 from aha.scores import class_scores
+from aha.validation import resolve_target
 
 
 class CheferRelevance(Attributor):
@@ -28,8 +29,9 @@ class CheferRelevance(Attributor):
     def _attribute(self, pixel_values: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         height, width = pixel_values.shape[-2:]
         outputs, layers = capture_attentions(self.classifier, self.spec, pixel_values.requires_grad_(True))
-        target = resolve_target(target, outputs.logits)
-        score = class_scores(outputs.logits, target, "logit").sum()
+        logits = outputs.logits
+        target = resolve_target(target, len(logits), self.num_labels, lambda: logits.argmax(-1), device=logits.device)
+        score = class_scores(logits, target, "logit").sum()
         grads = torch.autograd.grad(score, [layer.weights for layer in layers])
         mixings = [(g * layer.weights).float().clamp(min=0).mean(1) for g, layer in zip(grads, layers)]
         relevance = propagate(

@@ -6,8 +6,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from aha.baselines.base import Attributor, resolve_target, upsample, warn_if_flat
+from aha.baselines.base import Attributor, upsample, warn_if_flat
 from aha.scores import class_scores
+from aha.validation import resolve_target
 
 
 #: the module whose output pytorch-grad-cam recommends as the target layer, by family: the last block's first
@@ -87,7 +88,7 @@ class GradCAM(Attributor):
     def _attribute(self, pixel_values: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         height, width = pixel_values.shape[-2:]
         activations, logits = self._activations(pixel_values)
-        target = resolve_target(target, logits)
+        target = resolve_target(target, len(logits), self.num_labels, lambda: logits.argmax(-1), device=logits.device)
         if not isinstance(activations, torch.Tensor) or activations.ndim not in (3, 4):
             raise ValueError(f"target_layer {self.target_layer} must output (B, tokens, C) tokens or a (B, C, h, w) map")
         (grads,) = torch.autograd.grad(class_scores(logits, target, "logit").sum(), activations)

@@ -9,12 +9,11 @@ labels are remapped by name, otherwise they are taken as class indices.
 
 from __future__ import annotations
 
-import logging
-
 import datasets
+from transformers.utils import logging
 
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 
 def check_columns(dataset: datasets.Dataset | datasets.IterableDataset, image_column: str, label_column: str, split: str):

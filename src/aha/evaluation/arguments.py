@@ -14,7 +14,7 @@ from ..training.arguments import config_override
 from ..typed_options import parse_option
 
 
-#: the metric settings of each convention (DESIGN.md section 1): the ``PerturbationProtocol`` fields, and the metrics
+#: the metric settings of each convention (see aha.metrics.protocol): the ``PerturbationProtocol`` fields, and the metrics
 #: measured when ``--metrics`` is not given
 PROTOCOLS = {
     "paper": ({}, ("deletion", "insertion", "positive", "negative")),

@@ -50,7 +50,7 @@ from .scoring import Method, Metrics, metric_directions, needs_labels, result_ro
 from .summary import card_results, markdown, summarise, update_card
 
 
-logger = logging.getLogger(__name__)
+logger = transformers.utils.logging.get_logger(__name__)
 
 INDEX_COLUMN = "__aha_index__"
 SETTINGS_FILE = "evaluation_settings.json"

@@ -10,8 +10,8 @@ under ``torch.no_grad``; the curve is the target's score at each step, its area 
 The perturbed value is, by default, the same pixel of an ``end`` image (a reference, a baseline, a segment's
 mean colour); a metric whose perturbed value depends on the whole mask (ROAD's imputation) passes ``fill``.
 
-This module also owns what every metric shares: map layouts (:func:`pixel_maps`), the target (:func:`predict`,
-:func:`resolve_target`), the fractions (:func:`check_fractions`) and the input checks (:func:`check_inputs`).
+This module also owns what every metric shares: map layouts (:func:`pixel_maps`), the predicted target (:func:`predict`,
+for :func:`aha.validation.resolve_target`), the fractions (:func:`check_fractions`) and the input checks (:func:`check_inputs`).
 """
 
 from __future__ import annotations
@@ -145,15 +145,6 @@ def predict(model: nn.Module, pixel_values: torch.Tensor, chunk_size: int = 64) 
                 for chunk in pixel_values.split(chunk_size)
             ]
         )
-
-
-def resolve_target(model, pixel_values, target, chunk_size: int = 64, name: str = "target") -> torch.Tensor:
-    """(B,) long classes on the model's device: the predicted ones when ``target`` is None, else ``target``
-    checked against the classifier's ``num_labels`` (an int or (B,) integers)."""
-    device, _ = device_dtype(model)
-    if target is None:
-        return predict(model, pixel_values, chunk_size)
-    return check_classes(target, pixel_values.shape[0], num_labels(model), name, device=device)
 
 
 def check_fractions(fractions, name: str = "fractions") -> torch.Tensor:

@@ -1,7 +1,8 @@
 """The field's other faithfulness metrics, on the library's one engine: ROAD, region perturbation,
 selectivity, IROF, pixel flipping and faithfulness correlation.
 
-Each metric is one frozen options object (like :class:`~aha.metrics.protocol.PerturbationProtocol`) called on
+Each metric is one frozen, keyword-only options object (on :class:`~aha.metrics.options.MetricOptions`, like
+:class:`~aha.metrics.protocol.PerturbationProtocol`) called on
 ``(model, pixel_values, attributions, target=None, generator=None)``; the ordering metrics trace their curves
 with :func:`~aha.metrics.curves.ranked_scores` (one chunked scorer, batched over images and steps) and take the
 one trapezoid AUC (:func:`aha.perturbation.trapezoid_auc`). :data:`INDEPENDENT_METRICS` names them all and
@@ -36,45 +37,32 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..perturbation import check_reference, make_reference, perturbation_scores, resolve_normalisation, trapezoid_auc
+from ..perturbation import make_reference, perturbation_scores, trapezoid_auc
 from ..ranking import hard_order
-from ..scores import SCORE_KINDS, class_scores
-from ..validation import check_choice, check_number, check_pixel_values
+from ..scores import class_scores
+from ..validation import check_choice, check_number, check_pixel_values, resolve_target
 from .curves import (
     CurveResult,
     check_fractions,
     check_inputs,
     device_dtype,
+    num_labels,
     order_to_ranks,
+    predict,
     ranked_scores,
-    resolve_target,
     warn_if_constant,
 )
 from .imputation import noisy_linear_imputation
+from .options import MetricOptions
 
 
-@dataclass(frozen=True, eq=False)
-class _MetricOptions:
-    """The options every metric shares (see the module docstring)."""
-
-    reference: str = "mean"
-    score: str = "probability"
-    image_processor: object = None
-    image_mean: Sequence[float] | None = None
-    image_std: Sequence[float] | None = None
-    chunk_size: int = 64
-    seed: int = 0
+@dataclass(frozen=True, eq=False, kw_only=True)
+class _IndependentMetric(MetricOptions):
+    """The shared options (:class:`~aha.metrics.options.MetricOptions`, see the module docstring) and what every
+    independent metric does with them: a report of its settings, its checked inputs, its generator."""
 
     name = "metric"
     uses_reference = True  # False where the metric perturbs otherwise (ROAD imputes)
-
-    def __post_init__(self):
-        check_choice("score", self.score, SCORE_KINDS)
-        check_number("chunk_size", self.chunk_size, integer=True, minimum=1)
-        check_number("seed", self.seed, integer=True)
-        normalisation = resolve_normalisation(self.image_processor, self.image_mean, self.image_std)
-        check_reference(self.reference, normalisation, self.name)
-        object.__setattr__(self, "normalisation", normalisation)
 
     def settings(self) -> dict:
         """Every option as a JSON-able value, for a report (the normalisation as the mean and std it resolves to)."""
@@ -89,7 +77,8 @@ class _MetricOptions:
         warn_if_constant(maps, self.name)
         device, _ = device_dtype(model)
         images = pixel_values.to(device)
-        target = resolve_target(model, images, target, self.chunk_size)
+        target = resolve_target(target, len(images), num_labels(model), lambda: predict(model, images, self.chunk_size),
+                                device=device)
         reference = make_reference(images, self.reference, *(self.normalisation or (None, None)))
         return images, maps.to(device).flatten(1), target, reference
 
@@ -129,8 +118,8 @@ def _patch_labels(height: int, width: int, patch_size: int, device) -> torch.Ten
     return (rows[:, None] * (width // patch_size) + columns).flatten()
 
 
-@dataclass(frozen=True, eq=False)
-class PixelFlipping(_MetricOptions):
+@dataclass(frozen=True, eq=False, kw_only=True)
+class PixelFlipping(_IndependentMetric):
     """Pixel flipping (Bach et al., PLoS ONE 2015): the most relevant pixels replaced first by the reference,
     ``pixels_per_step`` at a time until every pixel is; the curve is the target's score after each step. Low
     AUC is good. This is deletion with fixed-size steps over the whole path (Quantus' ``PixelFlipping`` on a
@@ -162,8 +151,8 @@ class PixelFlipping(_MetricOptions):
         return CurveResult(fractions=fractions, curves=curves, auc=trapezoid_auc(curves, fractions))
 
 
-@dataclass(frozen=True, eq=False)
-class RegionPerturbation(_MetricOptions):
+@dataclass(frozen=True, eq=False, kw_only=True)
+class RegionPerturbation(_IndependentMetric):
     """Region perturbation (Samek et al., IEEE TNNLS 2017), most relevant first (MoRF): the image is cut into
     ``patch_size`` square patches, ranked by the sum of the map over each; the first ``regions`` patches are
     replaced by the reference one after another. The curve is the drop of the target's score,
@@ -202,7 +191,7 @@ class RegionPerturbation(_MetricOptions):
         return CurveResult(fractions=fractions, curves=drops, auc=trapezoid_auc(drops, fractions))
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class Selectivity(RegionPerturbation):
     """Selectivity (Montavon et al., Digital Signal Processing 2018): like :class:`RegionPerturbation` but every
     patch is removed and the curve is the target's score ``f(x_k)`` itself. Low AUC is good. (Quantus'
@@ -232,8 +221,8 @@ def slic_segments(pixel_values: torch.Tensor, n_segments: int = 100, compactness
     return torch.as_tensor(np.stack(labels), device=pixel_values.device).long()
 
 
-@dataclass(frozen=True, eq=False)
-class IROF(_MetricOptions):
+@dataclass(frozen=True, eq=False, kw_only=True)
+class IROF(_IndependentMetric):
     """Iterative removal of features (Rieger and Hansen, 2020): SLIC superpixels of each image, ranked by the
     mean of the map over each, removed (set to the reference) most relevant first. The curve is the ratio
     ``f(x_k) / f(x)`` of the target's score after ``k`` segments to its clean score, over the fraction
@@ -273,8 +262,8 @@ class IROF(_MetricOptions):
         return CurveResult(fractions=fractions, curves=ratios, auc=1 - trapezoid_auc(ratios, fractions))
 
 
-@dataclass(frozen=True, eq=False)
-class ROAD(_MetricOptions):
+@dataclass(frozen=True, eq=False, kw_only=True)
+class ROAD(_IndependentMetric):
     """ROAD, remove and debias (Rong et al., ICML 2022): at each fraction ``p``, the ``round(p * H * W)`` most
     (``order="morf"``) or least (``"lerf"``) relevant pixels are removed by noisy linear imputation
     (:mod:`aha.metrics.imputation`), each fraction from the clean image; the curve is the target's score.
@@ -346,8 +335,8 @@ def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(denominator > 0, (a * b).sum(dim=1) / denominator, torch.nan).float()
 
 
-@dataclass(frozen=True, eq=False)
-class FaithfulnessCorrelation(_MetricOptions):
+@dataclass(frozen=True, eq=False, kw_only=True)
+class FaithfulnessCorrelation(_IndependentMetric):
     """Faithfulness correlation (Bhatt et al., IJCAI 2020): ``runs`` times, a random subset of ``subset_size``
     pixels is replaced by the reference; the score is the Pearson correlation, over the runs, between the map's
     sum over the subset and the drop of the target's score. High is good. Default score ``"logit"`` (Quantus'
@@ -471,7 +460,9 @@ def independent_scores(
     """
     selected = _selected(metrics, options)
     check_pixel_values(pixel_values)
-    target = resolve_target(model, pixel_values, target, options.get("chunk_size", 64))
+    device, _ = device_dtype(model)
+    target = resolve_target(target, len(pixel_values), num_labels(model),
+                            lambda: predict(model, pixel_values, options.get("chunk_size", 64)), device=device)
     generator = generator if generator is not None else torch.Generator().manual_seed(options.get("seed", 0))
     results = {}
     for name, metric in selected.items():

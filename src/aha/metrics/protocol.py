@@ -4,9 +4,9 @@ size, seed) called on ``(model, pixel_values, attributions, target)``, and a fun
 
 The protocol ranks each map's pixels with :func:`aha.ranking.hard_order` and traces
 :func:`~aha.metrics.curves.perturbation_curve` from the image towards a reference (or, for RISE's insertion,
-from the blurred image towards the image). The defaults are the evaluation protocol of the design reference
-(``DESIGN.md``, "Evaluation protocol of the reference"): 21 fractions, hard ranking over all pixels,
-mean-colour reference, softmax probability of the predicted class, trapezoid AUC on [0, 1].
+from the blurred image towards the image). The defaults are the AHA reference's evaluation protocol: 21 fractions,
+hard ranking over all pixels, mean-colour reference, softmax probability of the predicted class, trapezoid AUC
+on [0, 1].
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..perturbation import check_reference, make_reference, resolve_normalisation, trapezoid_auc
+from ..perturbation import make_reference, trapezoid_auc
 from ..ranking import hard_order
-from ..scores import SCORE_KINDS
-from ..validation import check_choice, check_classes, check_number, check_pixel_values
+from ..validation import check_choice, check_classes, check_pixel_values, resolve_target
 from .curves import (
     CurveResult,
     check_fractions,
@@ -29,9 +28,10 @@ from .curves import (
     device_dtype,
     num_labels,
     perturbation_curve,
-    resolve_target,
+    predict,
     warn_if_constant,
 )
+from .options import MetricOptions
 
 
 INSERTION_CONVENTIONS = ("lrf", "rise")
@@ -62,8 +62,8 @@ PERTURBATION_METRICS = {
 }
 
 
-@dataclass(frozen=True, eq=False)
-class PerturbationProtocol:
+@dataclass(frozen=True, eq=False, kw_only=True)
+class PerturbationProtocol(MetricOptions):
     """How deletion and insertion curves are measured; called on ``(model, pixel_values, attributions, target)``.
 
     The defaults are the AHA evaluation protocol: 21 fractions, hard ranking over all pixels, mean-colour
@@ -93,26 +93,14 @@ class PerturbationProtocol:
         result.deletion.mean_auc, result.insertion.auc                # float, (B,)
     """
 
-    reference: str = "mean"
     insertion_convention: str = "lrf"
     fractions: Sequence[float] | torch.Tensor | None = None
-    score: str = "probability"
-    image_processor: object = None
-    image_mean: Sequence[float] | None = None
-    image_std: Sequence[float] | None = None
-    chunk_size: int = 64
-    seed: int = 0
     name: str | None = None
 
     def __post_init__(self):
         check_choice("insertion_convention", self.insertion_convention, INSERTION_CONVENTIONS)
-        check_choice("score", self.score, SCORE_KINDS)
-        check_number("chunk_size", self.chunk_size, integer=True, minimum=1)
-        check_number("seed", self.seed, integer=True)
-        normalisation = resolve_normalisation(self.image_processor, self.image_mean, self.image_std)
-        check_reference(self.reference, normalisation, self.name)
+        super().__post_init__()
         object.__setattr__(self, "fractions", check_fractions(self.fractions))
-        object.__setattr__(self, "normalisation", normalisation)
 
     @classmethod
     def chefer(cls, kind: str = "positive", **options) -> "PerturbationProtocol":
@@ -131,7 +119,9 @@ class PerturbationProtocol:
             target: None (the predicted class), an int, or (B,) classes, e.g. the labels.
         """
         check_pixel_values(pixel_values)
-        target = resolve_target(model, pixel_values, target, self.chunk_size)
+        device, _ = device_dtype(model)
+        target = resolve_target(target, len(pixel_values), num_labels(model),
+                                lambda: predict(model, pixel_values, self.chunk_size), device=device)
         return DeletionInsertionResult(
             deletion=self.deletion(model, pixel_values, attributions, target),
             insertion=self.insertion(model, pixel_values, attributions, target),
@@ -170,7 +160,8 @@ class PerturbationProtocol:
         warn_if_constant(maps, self.name or ("deletion" if deletion else "insertion"))
         device, _ = device_dtype(model)
         images, scores = pixel_values.to(device), maps.to(device).flatten(1)
-        target = resolve_target(model, images, target, self.chunk_size, target_name)
+        target = resolve_target(target, len(images), num_labels(model), lambda: predict(model, images, self.chunk_size),
+                                target_name, device)
         if deletion or self.insertion_convention == "lrf":
             start, end = images, make_reference(images, self.reference, *(self.normalisation or (None, None)))
         else:
