@@ -112,10 +112,20 @@ def main() -> None:
     parser.add_argument("--work_dir", default="/tmp/aha-suite")
     parser.add_argument("--output", default=str(HERE / "results" / "suite.json"))
     parser.add_argument("--markdown", action="store_true", help="Only print the table of --output.")
+    parser.add_argument("--merge", nargs="*", default=[],
+                        help="Result files of runs made in parallel (each with its own --output): their runs are added "
+                             "to --output's first.")
     args = parser.parse_args()
     output = Path(args.output)
     record = json.loads(output.read_text()) if output.is_file() else {"runs": {}, "machine": []}
     results = record["runs"]
+    for path in args.merge:
+        other = json.loads(Path(path).read_text())
+        for world, runs in other["runs"].items():
+            results.setdefault(world, {}).update(runs)
+        record["machine"] += other["machine"]
+    if args.merge:
+        output.write_text(json.dumps(record))
     if not args.markdown:
         metrics = METRICS if args.independent else CORE_METRICS
         for world in args.worlds:
