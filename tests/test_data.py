@@ -5,6 +5,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
+import transformers
 from accelerate import Accelerator
 from conftest import IMAGE_SIZE, NUM_LABELS
 from PIL import Image
@@ -46,6 +47,31 @@ def test_masks_go_through_the_processor_as_their_images_nearest_neighbour():
     for other, picture in ((Image.fromarray(mask.astype(np.uint8) * 255), image), (mask.astype(np.int64), image),
                            (mask, np.zeros((40, 50, 3), np.uint8))):
         assert torch.equal(processed_masks([other], [picture], processor(), ["the mask"]), as_mode_1)
+
+
+#: image processors of the classifier families AHA and the baselines take: warp, warp and crop, short side and crop,
+#: ConvNeXt's crop_pct below and above 384 px, a channel flip (MobileViT), EfficientNet's second normalisation
+PROCESSORS = {
+    "vit": lambda: processor(),
+    "deit": lambda: transformers.DeiTImageProcessorPil(size={"height": 36, "width": 36}, crop_size={"height": 32, "width": 32}),
+    "bit": lambda: transformers.BitImageProcessorPil(size={"shortest_edge": 36}, crop_size={"height": 32, "width": 32}),
+    "convnext": lambda: transformers.ConvNextImageProcessorPil(size={"shortest_edge": 32}, crop_pct=0.875),
+    "convnext_384": lambda: transformers.ConvNextImageProcessorPil(size={"shortest_edge": 384}),
+    "mobilevit": lambda: transformers.MobileViTImageProcessorPil(size={"shortest_edge": 36}, crop_size={"height": 32, "width": 32}),
+    "efficientnet": lambda: transformers.EfficientNetImageProcessorPil(size={"height": 32, "width": 32}),
+}
+
+
+@pytest.mark.parametrize("name", PROCESSORS)
+def test_masks_land_where_their_images_go_through_each_familys_processor(name):
+    image_processor, mask = PROCESSORS[name](), _object_mask()
+    picture = Image.fromarray(mask.astype(np.uint8) * 255).convert("RGB")  # the mask drawn as the image itself
+    processed = processed_masks([mask], [picture], image_processor, ["the mask"])[0]
+    black, white, drawn = image_processor([Image.new("RGB", (50, 40)), Image.new("RGB", (50, 40), (255,) * 3), picture],
+                                          return_tensors="pt")["pixel_values"][:, 0]
+    drawn_object = (drawn - black).abs() > (drawn - white).abs()  # the image's own resampling: nearer white than black
+    assert processed.shape == drawn.shape and processed.any() and not processed.all()
+    assert (processed == drawn_object).float().mean() > 0.97  # they differ only along the edge (nearest vs smooth)
 
 
 @pytest.mark.parametrize(

@@ -78,9 +78,10 @@ def processed_masks(masks: list, images: list, image_processor, names: list[str]
     bool, with (h, w) of its ``pixel_values``.
 
     Each mask is read as ``np.asarray(mask)`` (an image of mode ``"1"`` gives bools) and must be (H, W) at its image's
-    size, binary (0 / 1, or 0 / 255). The processor resizes, crops and pads it with its own settings but
-    nearest-neighbour resampling, without rescaling or normalising, so every mask pixel stays where its image pixel
-    goes and stays binary.
+    size, binary (0 / 1, or 0 / 255). It goes through the processor as a black and white image with the processor's
+    own settings (resize, crop, rescale, normalisation) but nearest-neighbour resampling, so every mask pixel lands
+    where its image pixel goes; a pixel is object where its value is that of white (a white and a black image are
+    processed beside the masks for reference).
 
     Args:
         masks, images: one mask and its (unprocessed) image per example.
@@ -89,9 +90,13 @@ def processed_masks(masks: list, images: list, image_processor, names: list[str]
     """
     arrays = [_binary_mask(mask, _image_size(image), name) for mask, image, name in zip(masks, images, names)]
     pictures = [Image.fromarray(array.astype(np.uint8) * 255).convert("RGB") for array in arrays]
-    pixels = image_processor(pictures, resample=PILImageResampling.NEAREST, do_rescale=False, do_normalize=False,
-                             return_tensors="pt")["pixel_values"][:, 0]
-    if ((pixels != 0) & (pixels != 255)).any():
+    references = [Image.new("RGB", pictures[0].size, (value,) * 3) for value in (0, 255)]
+    pixels = image_processor(pictures + references, resample=PILImageResampling.NEAREST,
+                             return_tensors="pt")["pixel_values"][:, 0].double()
+    centre = tuple(size // 2 for size in pixels.shape[1:])
+    black, white = pixels[-2][centre], pixels[-1][centre]
+    share = (pixels[:-2] - black) / (white - black)  # 0 where black, 1 where white
+    if not ((share.abs() < 1e-4) | ((share - 1).abs() < 1e-4)).all():
         raise ValueError(f"{type(image_processor).__name__} did not keep the masks binary when resizing them with "
                          "nearest-neighbour resampling")
-    return pixels == 255
+    return share > 0.5
