@@ -29,7 +29,7 @@ from aha.metrics import pixel_auroc, pointing_game, predict
 
 NUM_IMAGES = 7
 BATCH_SIZE = 3
-#: AHA, a seeded method (random maps, RISE: one seed per image) and a deterministic one, on every default metric
+#: AHA, a seeded method (random maps, RISE: one seed per image) and a deterministic one, on every metric of METRICS
 METHODS = ["--methods", "aha,random,rise,occlusion", "--method_option", "rise.n_masks=40"]
 #: the paper's metrics and the two localisation metrics (the dataset has a mask column)
 METRICS = ["deletion", "insertion", "positive", "negative", "pointing_game", "mask_auroc"]
@@ -212,7 +212,7 @@ def test_localisation_on_a_dataset_without_masks_is_one_line_naming_its_columns(
     argv = ["evaluate", "--model", setup / "explainer", "--dataset_path", tmp_path / "plain", "--methods", "centre",
             "--output_dir", tmp_path / "out"]
     code = _in_process(*argv, "--metrics", "deletion,pointing_game")
-    assert code == ("aha evaluate: --metrics pointing_game need object masks: the validation split has no column "
+    assert code == ("aha evaluate: --metrics pointing_game needs object masks: the validation split has no column "
                     "'mask' (columns: ['id', 'image', 'label']); pass --mask_column_name")
     assert _in_process(*argv, "--metrics", "deletion", "--output_dir", tmp_path / "other") == 0  # without them it runs
 

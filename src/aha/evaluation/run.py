@@ -121,7 +121,8 @@ def check_columns(split, args: argparse.Namespace, labelled: bool, masked: bool 
     if masked and args.mask_column_name not in features:
         localisation = [name for name in args.metrics if needs_masks([name])]
         raise ValueError(
-            f"--metrics {','.join(localisation)} need object masks: the {args.split} split has no column "
+            f"--metrics {','.join(localisation)} need{'s' if len(localisation) == 1 else ''} object masks: the "
+            f"{args.split} split has no column "
             f"{args.mask_column_name!r} (columns: {sorted(features)}); pass --mask_column_name"
         )
 
