@@ -2,14 +2,23 @@
 streams split across processes and resumed at the same position."""
 
 import datasets
+import numpy as np
 import pytest
 import torch
+import transformers
 from accelerate import Accelerator
 from conftest import IMAGE_SIZE, NUM_LABELS
 from PIL import Image
 from training_helpers import image_dataset, processor
 
-from aha.data import ImageClassificationCollator, TrainingBatches, check_columns, class_index_map, train_dataloader
+from aha.data import (
+    ImageClassificationCollator,
+    TrainingBatches,
+    check_columns,
+    class_index_map,
+    processed_masks,
+    train_dataloader,
+)
 
 
 def test_collator_makes_normalised_batches_and_converts_to_rgb():
@@ -19,6 +28,65 @@ def test_collator_makes_normalised_batches_and_converts_to_rgb():
     assert batch["pixel_values"].shape == (2, 3, IMAGE_SIZE, IMAGE_SIZE)
     assert batch["pixel_values"].dtype == torch.float32
     assert batch["labels"].tolist() == [1, 4]
+
+
+def _object_mask(height=40, width=50) -> np.ndarray:
+    mask = np.zeros((height, width), dtype=bool)
+    mask[7:23, 11:38] = True
+    return mask
+
+
+def test_masks_go_through_the_processor_as_their_images_nearest_neighbour():
+    mask = _object_mask()
+    image = Image.new("RGB", (50, 40))
+    as_mode_1 = processed_masks([Image.fromarray(mask)], [image], processor(), ["the mask"])
+    expected = np.asarray(Image.fromarray(mask).resize((IMAGE_SIZE, IMAGE_SIZE), Image.NEAREST), dtype=bool)
+    assert as_mode_1.dtype == torch.bool and as_mode_1.shape == (1, IMAGE_SIZE, IMAGE_SIZE)
+    assert (as_mode_1[0].numpy() == expected).all()
+    # the same mask stored as 0/255 (mode L), 0/1 integers, or a bool array of an array image
+    for other, picture in ((Image.fromarray(mask.astype(np.uint8) * 255), image), (mask.astype(np.int64), image),
+                           (mask, np.zeros((40, 50, 3), np.uint8))):
+        assert torch.equal(processed_masks([other], [picture], processor(), ["the mask"]), as_mode_1)
+
+
+#: image processors of the classifier families AHA and the baselines take: warp, warp and crop, short side and crop,
+#: ConvNeXt's crop_pct below and above 384 px, a channel flip (MobileViT), EfficientNet's second normalisation
+PROCESSORS = {
+    "vit": lambda: processor(),
+    "deit": lambda: transformers.DeiTImageProcessorPil(size={"height": 36, "width": 36}, crop_size={"height": 32, "width": 32}),
+    "bit": lambda: transformers.BitImageProcessorPil(size={"shortest_edge": 36}, crop_size={"height": 32, "width": 32}),
+    "convnext": lambda: transformers.ConvNextImageProcessorPil(size={"shortest_edge": 32}, crop_pct=0.875),
+    "convnext_384": lambda: transformers.ConvNextImageProcessorPil(size={"shortest_edge": 384}),
+    "mobilevit": lambda: transformers.MobileViTImageProcessorPil(size={"shortest_edge": 36}, crop_size={"height": 32, "width": 32}),
+    "efficientnet": lambda: transformers.EfficientNetImageProcessorPil(size={"height": 32, "width": 32}),
+}
+
+
+@pytest.mark.parametrize("name", PROCESSORS)
+def test_masks_land_where_their_images_go_through_each_familys_processor(name):
+    image_processor, mask = PROCESSORS[name](), _object_mask()
+    picture = Image.fromarray(mask.astype(np.uint8) * 255).convert("RGB")  # the mask drawn as the image itself
+    processed = processed_masks([mask], [picture], image_processor, ["the mask"])[0]
+    black, white, drawn = image_processor([Image.new("RGB", (50, 40)), Image.new("RGB", (50, 40), (255,) * 3), picture],
+                                          return_tensors="pt")["pixel_values"][:, 0]
+    drawn_object = (drawn - black).abs() > (drawn - white).abs()  # the image's own resampling: nearer white than black
+    assert processed.shape == drawn.shape and processed.any() and not processed.all()
+    assert (processed == drawn_object).float().mean() > 0.97  # they differ only along the edge (nearest vs smooth)
+
+
+@pytest.mark.parametrize(
+    "mask, message",
+    [
+        (_object_mask(20, 25), r"the mask of image 3 is 20 x 25 but its image is 40 x 50 \(H x W\)"),
+        (np.stack([_object_mask()] * 3, axis=-1), r"the mask of image 3 has shape \(40, 50, 3\): expected one channel"),
+        (_object_mask() * 0.5, r"the mask of image 3 is not binary: expected values 0 and 1 \(or 0 and 255\), found \[0.0, 0.5\]"),
+        (np.where(_object_mask(), np.nan, 0.0), r"is not binary"),
+        (Image.fromarray(_object_mask().astype(np.uint8) * 200), r"found \[0, 200\]"),
+    ],
+)
+def test_masks_of_another_size_or_not_binary_are_refused(mask, message):
+    with pytest.raises(ValueError, match=message):
+        processed_masks([mask], [Image.new("RGB", (50, 40))], processor(), ["the mask of image 3"])
 
 
 def test_collator_remaps_labels_and_rejects_foreign_ones():

@@ -1,5 +1,6 @@
 """``aha evaluate``: run as users run it (a subprocess, and two processes under ``accelerate launch``), resumed after
-a kill, its per-image file loaded by ``datasets``, its card parsed back by ``huggingface_hub``."""
+a kill, its per-image file loaded by ``datasets``, its card parsed back by ``huggingface_hub``; the localisation
+metrics against a mask column, checked against :mod:`aha.metrics.localisation` on the same maps."""
 
 import json
 import os
@@ -9,36 +10,65 @@ import sys
 from pathlib import Path
 
 import datasets
+import numpy as np
 import pytest
+import torch
+from conftest import IMAGE_SIZE
 from huggingface_hub import ModelCard
+from PIL import Image
 from test_cli import run_aha
 from training_helpers import image_dataset, processor, sharp_classifier
 
 from aha import AHAExplainer
+from aha.baselines import get_attributor
 from aha.cli import main
 from aha.evaluation.arguments import build_parser
 from aha.evaluation.journal import read_rows
+from aha.metrics import pixel_auroc, pointing_game, predict
 
 
 NUM_IMAGES = 7
 BATCH_SIZE = 3
-#: AHA, a seeded method (random maps, RISE: one seed per image) and a deterministic one, on every default metric
+#: AHA, a seeded method (random maps, RISE: one seed per image) and a deterministic one, on every metric of METRICS
 METHODS = ["--methods", "aha,random,rise,occlusion", "--method_option", "rise.n_masks=40"]
+#: the paper's metrics and the two localisation metrics (the dataset has a mask column)
+METRICS = ["deletion", "insertion", "positive", "negative", "pointing_game", "mask_auroc"]
 FILES = ("per_image.jsonl", "summary.json", "summary.md")
+#: images whose mask holds every pixel (no background: no mask AUROC) and no pixel (no localisation metric)
+FULL_MASK, EMPTY_MASK = 5, 6
+
+
+def object_masks(n: int, size: int = 40) -> list[Image.Image]:
+    """``n`` object masks of mode "1" (as the demo's worlds store them): a rectangle moving across the image, then
+    one full mask and one empty one."""
+    masks = []
+    for i in range(n):
+        mask = np.full((size, size), i == FULL_MASK)
+        if i not in (FULL_MASK, EMPTY_MASK):
+            mask[2 + 3 * i : 18 + 3 * i, 4 + 2 * i : 30] = True
+        masks.append(Image.fromarray(mask))
+    return masks
+
+
+def with_masks(split: datasets.Dataset, masks: list[Image.Image]) -> datasets.Dataset:
+    """``split`` with a ``mask`` column of images (encoded, as ``save_to_disk`` stores them)."""
+    return split.add_column("mask", [datasets.Image().encode_example(mask) for mask in masks], feature=datasets.Image())
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    """An explainer of a tiny ViT and a saved dataset of 7 labelled images (``validation`` split)."""
+    """An explainer of a tiny ViT and a saved dataset of 7 labelled 40 x 40 images with object masks (``validation``
+    split; the classifier sees 32 x 32)."""
     root = tmp_path_factory.mktemp("evaluate")
     AHAExplainer.from_classifier(sharp_classifier(), image_processor=processor()).save_pretrained(root / "explainer")
-    datasets.DatasetDict({"validation": image_dataset(NUM_IMAGES)}).save_to_disk(root / "data")
+    split = with_masks(image_dataset(NUM_IMAGES), object_masks(NUM_IMAGES))
+    datasets.DatasetDict({"validation": split}).save_to_disk(root / "data")
     return root
 
 
 def _argv(setup, output_dir, *extra):
     return ["evaluate", "--model", setup / "explainer", "--dataset_path", setup / "data", *METHODS,
-            "--batch_size", BATCH_SIZE, "--output_dir", output_dir, *extra]
+            "--metrics", ",".join(METRICS), "--batch_size", BATCH_SIZE, "--output_dir", output_dir, *extra]
 
 
 def _in_process(*argv):
@@ -61,6 +91,10 @@ def one_process(setup):
     run = run_aha(*_argv(setup, out, "--update_card", setup / "explainer"))
     assert run.returncode == 0, run.stderr[-3000:]
     assert f"scored {NUM_IMAGES} new images" in run.stdout
+    # batches [3, 4, 5] and [6]: image 5's mask has no background, image 6's no object
+    assert "mask_auroc is undefined (null) for images [5]: at the classifier's resolution their masks hold no object " \
+           "pixel or no background pixel" in run.stderr
+    assert "pointing_game is undefined (null) for images [6]" in run.stderr and "pointing_game is undefined (null) for images [5]" not in run.stderr
     return out
 
 
@@ -70,17 +104,44 @@ def test_per_image_file_loads_with_datasets_and_the_summary_comes_from_it(one_pr
     assert rows["index"][:8] == [0, 0, 0, 0, 1, 1, 1, 1]
     assert rows["method"][:4] == ["aha", "random", "rise", "occlusion"]
     assert rows["label"][:NUM_IMAGES * 4:4] == [i % 5 for i in range(NUM_IMAGES)]
-    assert {"deletion", "insertion", "positive", "negative", "target"} <= set(rows.column_names)
+    assert {*METRICS, "target"} <= set(rows.column_names)
     summary = json.loads((one_process / "summary.json").read_text())
     assert summary["images"] == NUM_IMAGES and summary["settings"]["protocol"] == "paper"
     for method in ("aha", "random", "rise", "occlusion"):
         deletion = [row["deletion"] for row in rows if row["method"] == method]
         assert summary["results"][method]["deletion"]["mean"] == pytest.approx(sum(deletion) / NUM_IMAGES, abs=1e-12)
     assert summary["metrics"]["deletion"] == {"higher_is_better": False}
+    assert summary["metrics"]["pointing_game"] == summary["metrics"]["mask_auroc"] == {"higher_is_better": True}
     for entry in summary["paired_differences"]:
         beats = abs(entry["difference"]) > 2 * entry["standard_error"]
         assert (entry["verdict"] != "tie") == beats
-    assert "| aha |" in (one_process / "summary.md").read_text()
+    assert "| aha |" in (one_process / "summary.md").read_text() and "mask_auroc ↑" in (one_process / "summary.md").read_text()
+
+
+def test_localisation_metrics_are_the_direct_calls_on_the_same_maps_and_masks(setup, one_process):
+    rows = [json.loads(line) for line in (one_process / "per_image.jsonl").read_text().splitlines()]
+    summary = json.loads((one_process / "summary.json").read_text())
+    explainer = AHAExplainer.from_pretrained(setup / "explainer").eval()
+    classifier, split = explainer.classifier, datasets.load_from_disk(setup / "data")["validation"]
+    pixel_values = explainer.image_processor(list(split["image"]), return_tensors="pt")["pixel_values"]
+    # the masks resized as the images are (the processor warps 40 x 40 to 32 x 32), nearest-neighbour
+    masks = torch.from_numpy(np.stack([np.asarray(mask.resize((IMAGE_SIZE, IMAGE_SIZE), Image.NEAREST), dtype=bool)
+                                       for mask in list(split["mask"])]))
+    target = predict(classifier, pixel_values)
+    attributors = {"aha": get_attributor("aha", classifier, explainer=explainer), "occlusion": get_attributor("occlusion", classifier)}
+    for method, attributor in attributors.items():
+        maps = attributor(pixel_values, target)
+        scored = [row for row in rows if row["method"] == method]
+        assert [row["target"] for row in scored] == target.tolist()
+        has_background = [i for i in range(NUM_IMAGES) if i not in (FULL_MASK, EMPTY_MASK)]
+        has_object = has_background + [FULL_MASK]
+        expected = {"pointing_game": dict(zip(has_object, pointing_game(maps[has_object], masks[has_object]).tolist())),
+                    "mask_auroc": dict(zip(has_background, pixel_auroc(maps[has_background], masks[has_background]).tolist()))}
+        for name, values in expected.items():
+            assert [row[name] for row in scored] == pytest.approx([values.get(i) for i in range(NUM_IMAGES)], abs=1e-9)
+            assert summary["results"][method][name]["images"] == len(values)
+            assert summary["results"][method][name]["mean"] == pytest.approx(np.mean(list(values.values())), abs=1e-12)
+    assert [entry for entry in summary["paired_differences"] if entry["metric"] == "mask_auroc"][0]["images"] == NUM_IMAGES - 2
 
 
 def test_the_card_holds_ahas_results_as_eval_results(setup, one_process):
@@ -136,12 +197,34 @@ def test_a_resumed_run_with_other_settings_is_refused(setup, one_process, tmp_pa
     [
         (("--split", "test"), "the dataset has no split 'test' (splits: ['validation']); pass --split"),
         (("--image_column_name", "id"), "the validation split has no image column 'id' (it holds Value('int64')"),
-        (("--image_column_name", "picture"), "no image column 'picture' (columns: ['id', 'image', 'label'])"),
+        (("--image_column_name", "picture"), "no image column 'picture' (columns: ['id', 'image', 'label', 'mask'])"),
+        (("--mask_column_name", "segmentation"), "--metrics pointing_game,mask_auroc need object masks: the validation "
+         "split has no column 'segmentation' (columns: ['id', 'image', 'label', 'mask']); pass --mask_column_name"),
     ],
 )
 def test_data_errors_are_one_line(setup, tmp_path, extra, message):
     code = _in_process(*_argv(setup, tmp_path / "out", *extra))
     assert code.startswith("aha evaluate: ") and message in code and "\n" not in code
+
+
+def test_localisation_on_a_dataset_without_masks_is_one_line_naming_its_columns(setup, tmp_path):
+    datasets.DatasetDict({"validation": image_dataset(3)}).save_to_disk(tmp_path / "plain")
+    argv = ["evaluate", "--model", setup / "explainer", "--dataset_path", tmp_path / "plain", "--methods", "centre",
+            "--output_dir", tmp_path / "out"]
+    code = _in_process(*argv, "--metrics", "deletion,pointing_game")
+    assert code == ("aha evaluate: --metrics pointing_game needs object masks: the validation split has no column "
+                    "'mask' (columns: ['id', 'image', 'label']); pass --mask_column_name")
+    assert _in_process(*argv, "--metrics", "deletion", "--output_dir", tmp_path / "other") == 0  # without them it runs
+
+
+def test_a_mask_of_another_size_is_one_line_naming_the_image(setup, tmp_path):
+    masks = object_masks(3)
+    masks[1] = masks[1].resize((20, 20))
+    split = with_masks(image_dataset(3), masks)
+    datasets.DatasetDict({"validation": split}).save_to_disk(tmp_path / "data")
+    code = _in_process("evaluate", "--model", setup / "explainer", "--dataset_path", tmp_path / "data", "--methods",
+                       "centre", "--metrics", "pointing_game", "--output_dir", tmp_path / "out")
+    assert code == "aha evaluate: the 'mask' of image 1 is 20 x 20 but its image is 40 x 40 (H x W)"
 
 
 def test_an_explainer_for_another_classifier_is_refused(setup, tmp_path):
@@ -174,10 +257,10 @@ def test_argument_errors(setup, tmp_path, capsys, flags, message):
 
 def test_options_are_parsed_by_their_declared_type(setup, tmp_path):
     args = build_parser().parse_args(list(map(str, _argv(setup, tmp_path)[1:])) + ["--streaming", "false", "--push_to_hub", "no"])
-    assert args.streaming is False and args.push_to_hub is False
-    args = build_parser().parse_args(list(map(str, _argv(setup, tmp_path)[1:])) + ["--push_to_hub"])
+    assert args.streaming is False and args.push_to_hub is False and args.metrics == METRICS
+    args = build_parser().parse_args(["--model", "m", "--output_dir", "o", "--dataset_path", "d", *METHODS, "--push_to_hub"])
     assert args.push_to_hub is True and args.methods == ["aha", "random", "rise", "occlusion"]
-    assert args.metrics == ["deletion", "insertion", "positive", "negative"]
+    assert args.metrics == ["deletion", "insertion", "positive", "negative"]  # the paper protocol's
     assert args.method_option["rise"] == {"n_masks": 40}
 
 

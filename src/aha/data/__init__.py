@@ -1,7 +1,7 @@
 """Datasets -> training batches for AHA, with the classifier's own image processor."""
 
 from .batches import TrainingBatches, eval_dataloader, limit_examples, train_dataloader
-from .collate import ImageClassificationCollator
+from .collate import ImageClassificationCollator, processed_masks
 from .columns import check_columns, class_index_map
 from .sources import IMAGENET_ID, load_hub_dataset, load_image_folders, load_saved_dataset, split_off_validation
 
@@ -17,6 +17,7 @@ __all__ = [
     "load_hub_dataset",
     "load_image_folders",
     "load_saved_dataset",
+    "processed_masks",
     "split_off_validation",
     "train_dataloader",
 ]

@@ -14,6 +14,12 @@ Writes to ``--output_dir``:
   settings resumes from it and skips the finished images;
 - ``evaluation_settings.json``: the settings the rows were measured with.
 
+Localisation: with a mask column (``--mask_column_name``, default ``mask``: one binary mask per row at its image's
+size, e.g. an image of mode ``"1"``), ``--metrics`` also takes ``pointing_game`` and ``mask_auroc``
+(:data:`aha.metrics.LOCALISATION_METRICS`); each mask goes through the classifier's image processor with its image
+(nearest-neighbour). A split without one evaluates the other metrics; asking it for these is refused naming its
+columns.
+
 ``--update_card DIR`` / ``--push_to_hub`` write AHA's results into the explainer's model card as ``EvalResult`` s.
 
 Sharding: ``datasets.distributed.split_dataset_by_node`` gives each process a contiguous block of a map-style split;

@@ -53,6 +53,10 @@ class EvaluateArguments:
     image_column_name: str = field(default="image", metadata=_help("Column holding the images."))
     label_column_name: str = field(default="label", metadata=_help(
         "Column holding the labels (needed by --target label and the positive / negative perturbation)."))
+    mask_column_name: str = field(default="mask", metadata=_help(
+        "Column holding the object masks, read by the localisation metrics (pointing_game, mask_auroc) only: one "
+        "binary mask per row at its image's size (an image of mode \"1\", or 0/1 or 0/255 values), resized and "
+        "cropped with its image (nearest-neighbour)."))
     methods: str = field(default="aha", metadata=_help(
         "Comma-separated methods of aha.baselines.get_attributor: aha, random, centre, rollout, chefer, gradcam, "
         "integrated_gradients, occlusion, rise."))
@@ -61,7 +65,8 @@ class EvaluateArguments:
         "parse, then by the option's declared type).", action="append", metavar="METHOD.KEY=VALUE"))
     refine_steps: int = field(default=0, metadata=_help("Test-time refinement steps of AHA."))
     metrics: str | None = field(default=None, metadata=_help(
-        "Comma-separated metrics of aha.metrics (default: the protocol's; `aha evaluate --help` lists them)."))
+        "Comma-separated metrics of aha.metrics (default: the protocol's; `aha evaluate --help` lists them); "
+        "pointing_game and mask_auroc need a mask column (--mask_column_name)."))
     protocol: Literal["paper", "rise", "chefer"] = field(default="paper", metadata=_help(
         "Metric settings: paper (mean reference, 21 fractions, least-relevant-first insertion), rise (RISE's "
         "insertion from the blurred image), chefer (black reference, fractions 0..0.9, top-1 accuracy)."))
@@ -95,12 +100,15 @@ class EvaluateArgumentParser(HfArgumentParser):
 
 
 def build_parser() -> EvaluateArgumentParser:
-    from .scoring import metric_names  # the registries import torch and the metric engine
+    from ..metrics import LOCALISATION_METRICS  # the registries import torch and the metric engine
+    from .scoring import metric_names
 
     parser = EvaluateArgumentParser(
         EvaluateArguments, prog="aha evaluate",
         description="Score attribution methods with the library's exact metrics on a dataset split, on one process or "
-                    f"under `accelerate launch`. Metrics: {', '.join(metric_names())}.",
+                    f"under `accelerate launch`. Metrics: {', '.join(metric_names())} "
+                    f"({' and '.join(LOCALISATION_METRICS)} score localisation against object masks: they need a mask "
+                    "column, --mask_column_name).",
     )
     return parser
 

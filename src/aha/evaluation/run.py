@@ -27,6 +27,7 @@ from ..data import (
     load_hub_dataset,
     load_image_folders,
     load_saved_dataset,
+    processed_masks,
 )
 from ..hub import hub_id
 from ..loading import check_local_path
@@ -46,7 +47,15 @@ from .journal import (
     repair,
     write_rows,
 )
-from .scoring import Method, Metrics, metric_directions, needs_labels, result_rows
+from .scoring import (
+    Method,
+    Metrics,
+    metric_directions,
+    needs_labels,
+    needs_masks,
+    result_rows,
+    warn_undefined_localisation,
+)
 from .summary import card_results, markdown, summarise, update_card
 
 
@@ -91,9 +100,9 @@ def load_split(args: argparse.Namespace):
     return splits[args.split]
 
 
-def check_columns(split, args: argparse.Namespace, labelled: bool) -> None:
-    """Raise a ValueError naming a missing image (or, when needed, label) column. Streams of unknown features pass
-    (the collator names a missing column)."""
+def check_columns(split, args: argparse.Namespace, labelled: bool, masked: bool = False) -> None:
+    """Raise a ValueError naming a missing image (or, when needed, label or mask) column. Streams of unknown features
+    pass (the collator names a missing column)."""
     features = split.features
     if features is None:
         return
@@ -109,6 +118,13 @@ def check_columns(split, args: argparse.Namespace, labelled: bool) -> None:
             f"--target label and the positive / negative perturbation need labels: the {args.split} split has no "
             f"column {args.label_column_name!r} (columns: {sorted(features)}); pass --label_column_name"
         )
+    if masked and args.mask_column_name not in features:
+        localisation = [name for name in args.metrics if needs_masks([name])]
+        raise ValueError(
+            f"--metrics {','.join(localisation)} need{'s' if len(localisation) == 1 else ''} object masks: the "
+            f"{args.split} split has no column "
+            f"{args.mask_column_name!r} (columns: {sorted(features)}); pass --mask_column_name"
+        )
 
 
 def images_to_score(split, args: argparse.Namespace, finished: set[int]):
@@ -121,10 +137,25 @@ def images_to_score(split, args: argparse.Namespace, finished: set[int]):
 
 
 class EvaluationCollator(ImageClassificationCollator):
-    """The classifier's batch of a list of examples, plus ``"index"``: (B,) each image's index in the split."""
+    """The classifier's batch of a list of examples, plus ``"index"``: (B,) each image's index in the split, and with
+    ``mask_column``, ``"masks"``: (B, H, W) bool object masks at the classifier's resolution
+    (:func:`aha.data.processed_masks`)."""
+
+    def __init__(self, *args, mask_column: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.mask_column = mask_column
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        return {**super().__call__(examples), "index": torch.tensor([example[INDEX_COLUMN] for example in examples])}
+        indices = [example[INDEX_COLUMN] for example in examples]
+        batch = {**super().__call__(examples), "index": torch.tensor(indices)}
+        if self.mask_column is None:
+            return batch
+        if self.mask_column not in examples[0]:
+            raise ValueError(f"examples have no {self.mask_column!r} column (keys: {sorted(examples[0])})")
+        masks = processed_masks([example[self.mask_column] for example in examples],
+                                [example[self.image_column] for example in examples], self.image_processor,
+                                [f"the {self.mask_column!r} of image {index}" for index in indices])
+        return {**batch, "masks": masks}
 
 
 def check_settings(output_dir: str, settings: dict) -> None:
@@ -163,8 +194,8 @@ def evaluate(args: argparse.Namespace) -> dict | None:
         explainer.to(accelerator.device)
     with accelerator.main_process_first():  # one process fills the datasets cache, the others read it
         split = load_split(args)
-    labelled = needs_labels(args.metrics, args.target)
-    check_columns(split, args, labelled)
+    labelled, masked = needs_labels(args.metrics, args.target), needs_masks(args.metrics)
+    check_columns(split, args, labelled, masked)
     label_map = class_index_map((split.features or {}).get(args.label_column_name), classifier.config.label2id,
                                 classifier.config.num_labels) if labelled else None
     shared = dict(explainer=explainer, refine_steps=args.refine_steps, image_processor=processor)
@@ -183,7 +214,8 @@ def evaluate(args: argparse.Namespace) -> dict | None:
     accelerator.wait_for_everyone()
     finished = finished_images(read_rows(journal_files(args.output_dir)), args.methods)
     collator = EvaluationCollator(processor, args.image_column_name, args.label_column_name if labelled else None,
-                                  classifier.config.num_labels, label_map)
+                                  classifier.config.num_labels, label_map,
+                                  mask_column=args.mask_column_name if masked else None)
     loader = eval_dataloader(images_to_score(split, args, finished), collator, args.batch_size, accelerator,
                              strategy="examples")
     journal = journal_path(args.output_dir, accelerator.process_index)
@@ -195,12 +227,15 @@ def evaluate(args: argparse.Namespace) -> dict | None:
     for batch in loader:
         pixel_values = batch["pixel_values"].to(accelerator.device)
         labels = batch["labels"].to(accelerator.device) if labelled else None
+        masks = batch["masks"].to(accelerator.device) if masked else None
         indices = batch["index"].tolist()
+        if masked:
+            warn_undefined_localisation(metrics.localisation, masks, indices)
         target = labels if args.target == "label" else predict(classifier, pixel_values, args.chunk_size)
         rows = []
         for method in methods:
             maps = method(pixel_values, target, indices)
-            rows += result_rows(indices, method.name, target, labels, metrics(pixel_values, maps, target, labels, indices))
+            rows += result_rows(indices, method.name, target, labels, metrics(pixel_values, maps, target, labels, indices, masks))
         append_rows(journal, rows)
         new_rows += rows
         bar.update(len(indices))

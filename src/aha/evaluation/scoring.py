@@ -5,11 +5,16 @@ Every random draw depends on the image's index in the split and ``--seed`` only,
 image or what else is in its batch: methods with a ``seed`` option (random maps, RISE) are called image by image
 with that image's seed, and metrics that draw (ROAD's noise, faithfulness correlation's subsets) get a generator
 seeded the same way. The ranking's tie-break (:func:`aha.ranking.hard_order`) is the same for every image.
+
+The localisation metrics (:data:`aha.metrics.LOCALISATION_METRICS`) score the maps against each image's object mask;
+an image whose mask has no object pixel (or, for the pixel AUROC, no background pixel) at the evaluated resolution
+has no value for them (null in its row).
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 import typing
 
@@ -18,8 +23,11 @@ import torch
 
 from .. import metrics as metric_engine
 from ..baselines import ATTRIBUTORS, get_attributor
-from ..metrics import PERTURBATION_METRICS, PerturbationProtocol
+from ..metrics import LOCALISATION_METRICS, PERTURBATION_METRICS, PerturbationProtocol
 from ..typed_options import parse_option
+
+
+logger = logging.getLogger(__name__)
 
 
 def _independent_metrics() -> dict:
@@ -32,6 +40,7 @@ def metric_directions() -> dict[str, bool]:
     """Every metric ``aha evaluate`` measures, by name -> True when a high value is good."""
     directions = {name: curve == "insertion" for name, (_, curve, _) in PERTURBATION_METRICS.items()}
     directions.update({name: entry[2] for name, entry in _independent_metrics().items()})
+    directions.update(dict.fromkeys(LOCALISATION_METRICS, True))  # high is good
     return directions
 
 
@@ -42,6 +51,11 @@ def metric_names() -> list[str]:
 def needs_labels(metrics: list[str], target: str) -> bool:
     """Whether the run needs ground-truth labels: ``--target label``, or a metric scored against the labels."""
     return target == "label" or any(PERTURBATION_METRICS.get(name, (None, None, None))[2] == "labels" for name in metrics)
+
+
+def needs_masks(metrics: list[str]) -> bool:
+    """Whether the run needs object masks: a localisation metric."""
+    return any(name in LOCALISATION_METRICS for name in metrics)
 
 
 def image_seed(seed: int, index: int) -> int:
@@ -105,8 +119,39 @@ class Method:
         ])
 
 
+def localisation_defined(name: str, masks: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: where the localisation metric ``name`` is defined on (B, H, W) ``masks``: a mask with an object
+    pixel (and, for a metric that needs one, a background pixel)."""
+    flat = masks.flatten(1)
+    defined = flat.any(dim=1)
+    if LOCALISATION_METRICS[name].needs_background:
+        defined &= ~flat.all(dim=1)
+    return defined
+
+
+def localisation_scores(name: str, maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """(B,) float64 scores of the localisation metric ``name``; NaN where it is undefined
+    (:func:`localisation_defined`)."""
+    defined = localisation_defined(name, masks)
+    scores = torch.full((len(masks),), math.nan, dtype=torch.float64, device=masks.device)
+    if defined.any():
+        scores[defined] = LOCALISATION_METRICS[name].score(maps[defined], masks[defined]).double().to(masks.device)
+    return scores
+
+
+def warn_undefined_localisation(names: list[str], masks: torch.Tensor, indices: list[int]) -> None:
+    """Log, once per batch, the images (by ``indices``) where a localisation metric of ``names`` is undefined."""
+    for name in names:
+        defined = localisation_defined(name, masks).tolist()
+        if not all(defined):
+            background = " or no background pixel" if LOCALISATION_METRICS[name].needs_background else ""
+            logger.warning(f"{name} is undefined (null) for images {[i for i, ok in zip(indices, defined) if not ok]}: "
+                           f"at the classifier's resolution their masks hold no object pixel{background}")
+
+
 class Metrics:
-    """The named metrics under a protocol: ``metrics(pixel_values, maps, target, labels, indices) -> {name: (B,)}``.
+    """The named metrics under a protocol: ``metrics(pixel_values, maps, target, labels, indices, masks) -> {name:
+    (B,)}`` (``masks``: (B, H, W) bool object masks at the images' resolution, for the localisation metrics).
 
     Args:
         names: metric names of :func:`metric_directions`.
@@ -124,14 +169,18 @@ class Metrics:
         else:
             self.protocol = PerturbationProtocol(**protocol, **common)
         self.curves = [name for name in names if name in PERTURBATION_METRICS]
-        self.independent = [name for name in names if name not in PERTURBATION_METRICS]
+        self.localisation = [name for name in names if name in LOCALISATION_METRICS]
+        self.independent = [name for name in names if name not in PERTURBATION_METRICS and name not in LOCALISATION_METRICS]
         self.names, self.classifier, self.common = names, classifier, common
 
-    def __call__(self, pixel_values, maps, target, labels, indices: list[int]) -> dict[str, torch.Tensor]:
+    def __call__(self, pixel_values, maps, target, labels, indices: list[int], masks=None) -> dict[str, torch.Tensor]:
         scores = {
             name: self.protocol.measure(name, self.classifier, pixel_values, maps, target=target, labels=labels).auc
             for name in self.curves
         }
+        if self.localisation and masks is None:
+            raise ValueError(f"{', '.join(self.localisation)} need object masks")
+        scores.update({name: localisation_scores(name, maps, masks) for name in self.localisation})
         if self.independent:
             per_image = [
                 metric_engine.independent_scores(

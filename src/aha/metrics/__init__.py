@@ -10,7 +10,8 @@ curve's area taken by the library's one trapezoid AUC. On it:
 - :mod:`aha.metrics.independent`: the field's other metrics (:data:`INDEPENDENT_METRICS`: ROAD, region
   perturbation, selectivity, IROF, pixel flipping, faithfulness correlation; :func:`independent_scores`);
 - :mod:`aha.metrics.randomisation`: Adebayo et al.'s model randomisation sanity check;
-- :mod:`aha.metrics.localisation`: :func:`pointing_game` and :func:`pixel_auroc` against object masks;
+- :mod:`aha.metrics.localisation`: :func:`pointing_game` and :func:`pixel_auroc` against object masks
+  (:data:`LOCALISATION_METRICS`);
 - the ``evaluate`` module at :data:`EVALUATE_MODULE_PATH` (``evaluate.load(EVALUATE_MODULE_PATH)``).
 
 Images are ``pixel_values`` (B, C, H, W) in the classifier's normalised space. References (see
@@ -54,7 +55,7 @@ from .independent import (
     independent_scores,
     independent_settings,
 )
-from .localisation import pixel_auroc, pointing_game
+from .localisation import LOCALISATION_METRICS, LocalisationMetric, pixel_auroc, pointing_game
 from .protocol import (
     INSERTION_CONVENTIONS,
     PERTURBATION_METRICS,

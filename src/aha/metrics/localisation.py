@@ -1,7 +1,9 @@
 """Localisation of attribution maps against ground-truth object masks: the energy pointing game and the
-pixel AUROC."""
+pixel AUROC (:data:`LOCALISATION_METRICS` names them)."""
 
 from __future__ import annotations
+
+from typing import Callable, NamedTuple
 
 import torch
 
@@ -64,3 +66,19 @@ def pixel_auroc(attributions: torch.Tensor, masks: torch.Tensor) -> torch.Tensor
     negatives = masks.shape[1] - positives
     rank_sum = (ranks * masks).sum(dim=1)
     return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+class LocalisationMetric(NamedTuple):
+    """A localisation metric: ``score(attributions, masks) -> (B,)`` (high is good), whether it needs a background
+    pixel in every mask (an object pixel it always needs), and what it measures."""
+
+    score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    needs_background: bool
+    description: str
+
+
+#: the localisation metrics by the names ``aha evaluate --metrics`` and the demo's report give them
+LOCALISATION_METRICS = {
+    "pointing_game": LocalisationMetric(pointing_game, False, "energy-based pointing game against the object mask"),
+    "mask_auroc": LocalisationMetric(pixel_auroc, True, "pixel AUROC of the map as a detector of the object mask"),
+}
