@@ -32,6 +32,7 @@ from ablation_shapes import ROWS, run_row
 from machine import describe, summary
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
+from aha import AHAExplainer
 from aha.baselines import get_attributor
 from aha.demo import BASELINES, DISPLAY_NAMES, EVAL_BATCH_SIZE
 from aha.demo.classifier import tensors_of
@@ -60,6 +61,16 @@ def run_baseline(name: str, folder: Path, inputs, rise_masks: int, metrics: dict
     maps, seconds = timed_maps(get_attributor(name, classifier, **options), pixel_values, EVAL_BATCH_SIZE)
     scores, _ = score_maps(classifier, pixel_values, labels, masks, maps, processor, metrics=metrics)
     return {"what": DISPLAY_NAMES[name], "seconds_per_image": seconds, "scores": {k: v.tolist() for k, v in scores.items()}}
+
+
+def score_trained(explainer_dir: Path, inputs, metrics: dict) -> dict:
+    """A row's explainer that an earlier run trained (``--reuse_trained``), scored on ``inputs`` with ``metrics``."""
+    processor, pixel_values, labels, masks = inputs
+    explainer = AHAExplainer.from_pretrained(explainer_dir).eval()
+    maps, seconds = timed_maps(explainer.explain, pixel_values, EVAL_BATCH_SIZE)
+    scores, _ = score_maps(explainer.classifier, pixel_values, labels, masks, maps, processor, metrics=metrics)
+    return {"what": f"the explainer in {explainer_dir}", "seconds_per_image": seconds,
+            "scores": {k: v.tolist() for k, v in scores.items()}}
 
 
 def per_image(results: dict, worlds: list[str], row: str, seeds: list[str]) -> dict[str, torch.Tensor] | None:
@@ -108,6 +119,8 @@ def main() -> None:
     parser.add_argument("--eval_images", type=int, default=100)
     parser.add_argument("--rise_masks", type=int, default=1000, help="RISE's masks (the demo's default preset: 1000)")
     parser.add_argument("--independent", action="store_true", help="also score the independent metrics (slow)")
+    parser.add_argument("--reuse_trained", action="store_true",
+                        help="score a row's explainer already trained in --work_dir instead of training it again")
     parser.add_argument("--reference", default="default", help="the row every other row is compared with")
     parser.add_argument("--work_dir", default="/tmp/aha-suite")
     parser.add_argument("--output", default=str(HERE / "results" / "suite.json"))
@@ -141,6 +154,8 @@ def main() -> None:
                 start = time.process_time()
                 if seed is None:
                     run = run_baseline(name, folder, inputs, args.rise_masks, metrics)
+                elif args.reuse_trained and (Path(args.work_dir, world, key, name) / "config.json").is_file():
+                    run = score_trained(Path(args.work_dir, world, key, name), inputs, metrics)
                 else:
                     settings = SimpleNamespace(work_dir=f"{args.work_dir}/{world}/{key}", steps=args.steps,
                                                batch_size=args.batch_size, seed=seed)
