@@ -2,7 +2,8 @@
 
     from aha.training import DataArguments, ModelArguments, OptimisationArguments, RunArguments, train
 
-    explainer = train(DataArguments(train_dir="photos/"), ModelArguments(model_name_or_path="google/vit-base-patch16-224"),
+    explainer = train(DataArguments(train_dir="photos/"),
+                      ModelArguments(model_name_or_path="google/vit-base-patch16-224"),
                       OptimisationArguments(max_train_steps=2000), RunArguments(output_dir="aha-vit"))
 
 The arguments (:mod:`aha.training.arguments`) load at once; everything else, which needs accelerate and
