@@ -125,7 +125,10 @@ class DataArguments(_TypedArguments):
 
 @dataclass
 class ModelArguments(_TypedArguments):
-    """The classifier to explain and the explainer's settings: the ``model`` flags of ``aha train``."""
+    """The classifier to explain and the explainer's settings: the ``model`` flags of ``aha train``.
+
+    ``explainer_config`` takes ``KEY=VALUE`` strings (as the flag does) or a mapping (``{"fusion_channels": 64}``)
+    and holds them as (key, value) pairs, each value parsed by the AHAConfig field's declared type."""
 
     _argument_group_name = "model"
 
@@ -138,8 +141,6 @@ class ModelArguments(_TypedArguments):
         "as JSON when they parse).", action="append", metavar="KEY=VALUE"))
 
     def __post_init__(self):
-        """``explainer_config``, KEY=VALUE strings or a mapping (in Python or a file), becomes (key, value) pairs,
-        each value parsed by the AHAConfig field's declared type."""
         super().__post_init__()
         self.explainer_config = _config_overrides(self.explainer_config)
 
