@@ -146,13 +146,20 @@ def explainer_arguments(output: Path, settings: dict) -> tuple:
     )
 
 
-def build_explainer(folder: Path, output: Path, settings: dict) -> dict:
-    from ..training import as_flags, train
+def train_command(output: Path, settings: dict) -> list[str]:
+    """The ``aha train`` flags of :func:`explainer_arguments`: what the report shows (the same run from the shell)
+    and the explainer's cache records."""
+    from ..training import as_flags
 
-    arguments = explainer_arguments(output, settings)
-    command = "aha train " + shlex.join(as_flags(*arguments))  # what the report shows: the same run from the shell
+    return as_flags(*explainer_arguments(output, settings))
+
+
+def build_explainer(folder: Path, output: Path, settings: dict) -> dict:
+    from ..training import train
+
+    command = "aha train " + shlex.join(train_command(output, settings))
     print(f"[aha demo] training the explainer: {command}")
-    train(*arguments)
+    train(*explainer_arguments(output, settings))
     return {"command": command}
 
 
@@ -232,7 +239,6 @@ def chance_note(test_accuracy: float, num_classes: int) -> str | None:
 def run_world(world: World, output: Path, settings: dict, command: str, preset: str) -> tuple[list, float]:
     """Data, classifier, explainer, evaluation and report of one world in ``output`` (cached artefacts reused):
     (the methods' results, seconds per classifier forward per image)."""
-    from ..training import as_flags
     from .report import summarise, write_report
 
     start = time.perf_counter()
@@ -243,7 +249,7 @@ def run_world(world: World, output: Path, settings: dict, command: str, preset: 
                         lambda folder: build_classifier(folder, output / "data", world, settings))
     if chance_note(classifier["test_accuracy"], len(world.class_names)):
         print(f"[aha demo] {world.name}: {chance_note(classifier['test_accuracy'], len(world.class_names))}")
-    explainer_settings = {**classifier_settings, "command": as_flags(*explainer_arguments(output, settings))}
+    explainer_settings = {**classifier_settings, "command": train_command(output, settings)}
     explainer = cached(output / "explainer", explainer_settings, lambda folder: build_explainer(folder, output, settings))
     evaluation_start = time.perf_counter()
     results, forward_seconds, pictures = evaluate(output, settings)
