@@ -216,7 +216,7 @@ def run_row(name: str, args, classifier_dir: Path, data_dir: Path, pixel_values,
     AHAExplainer.from_classifier = classmethod(from_classifier)
     try:
         start = time.perf_counter()
-        explainer = train(build_parser().parse_args(argv))
+        explainer = train(*build_parser().parse_args(argv))
         seconds = time.perf_counter() - start
     finally:
         AHAExplainer.from_classifier = classmethod(original)

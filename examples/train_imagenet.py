@@ -15,21 +15,27 @@ Any `aha train` flag may be added and overrides the defaults below (e.g. --model
 same command with --resume_from_checkpoint latest.
 """
 
-import sys
+import logging
 
-from aha.cli import main
+from aha.training import build_parser, train
 
 
-IMAGENET_DEFAULTS = [
-    "--model_name_or_path", "google/vit-base-patch16-224",
-    "--dataset_name", "ILSVRC/imagenet-1k",
-    "--streaming",
-    "--per_device_train_batch_size", "32",
-    "--num_train_epochs", "1",
-    "--checkpointing_steps", "1000",
-    "--eval_steps", "2000",
-    "--max_eval_samples", "2000",
-]
+#: the ImageNet run's options; the command line's flags override them
+IMAGENET_DEFAULTS = dict(
+    model_name_or_path="google/vit-base-patch16-224",
+    dataset_name="ILSVRC/imagenet-1k",
+    streaming=True,
+    per_device_train_batch_size=32,
+    num_train_epochs=1,
+    checkpointing_steps=1000,
+    eval_steps=2000,
+    max_eval_samples=2000,
+)
 
 if __name__ == "__main__":
-    main(["train", *IMAGENET_DEFAULTS, *sys.argv[1:]])
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    parser = build_parser()
+    parser.set_defaults(**IMAGENET_DEFAULTS)
+    data, model, optimisation, run = parser.parse_args()  # the typed arguments of aha.training.train
+    explainer = train(data, model, optimisation, run)
+    print(f"saved the explainer to {run.output_dir}")

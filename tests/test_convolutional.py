@@ -196,8 +196,9 @@ def test_aha_train_on_a_resnet_with_checkpointing(tmp_path):
     """The training loop as users run it, with its default --gradient_checkpointing, on a classifier whose own
     gradient_checkpointing_enable raises."""
     args = build_parser().parse_args(train_argv(tmp_path, "--max_train_steps", 2, "--shuffle_buffer_size", 0))
-    assert args.gradient_checkpointing
-    trained = train(args, make_classifier("resnet", head_scale=30), processor(), {"train": image_dataset(8).remove_columns("id")})
+    assert args[2].gradient_checkpointing
+    trained = train(*args, classifier=make_classifier("resnet", head_scale=30), image_processor=processor(),
+                    splits={"train": image_dataset(8).remove_columns("id")})
     assert trained.gradient_checkpointing
     pixel_values = processor()(list(image_dataset(4, seed=1)["image"]), return_tensors="pt").pixel_values
     assert torch.equal(AHAExplainer.from_pretrained(tmp_path).explain(pixel_values), trained.eval().explain(pixel_values))

@@ -77,7 +77,7 @@ def test_train_push_uploads_the_run_without_its_checkpoints(hub, tmp_path):
     args = build_parser().parse_args(train_argv(tmp_path / "run", "--max_train_steps", 1, "--push_to_hub",
                                                 "--hub_model_id", REPO_ID, "--decoder_only"))
     splits = {"train": image_dataset(4).remove_columns("id"), "validation": image_dataset(2, seed=1).remove_columns("id")}
-    train(args, sharp_classifier(), processor(), splits)
+    train(*args, classifier=sharp_classifier(), image_processor=processor(), splits=splits)
     assert os.listdir(tmp_path / "run" / "checkpoints")  # written locally ...
     uploaded = {p.relative_to(root / REPO_ID).as_posix() for p in (root / REPO_ID).rglob("*") if p.is_file()}
     assert not any(path.startswith("checkpoints/") for path in uploaded)  # ... but not pushed

@@ -45,7 +45,7 @@ def _plant(path, marker):
 def _run(output_dir, *extra, classifier=None):
     args = build_parser().parse_args(train_argv(output_dir, "--max_train_steps", 2, "--checkpointing_steps", 1, *extra))
     splits = {"train": image_dataset(8).remove_columns("id")}
-    return train(args, classifier or make_classifier("vit"), processor(), splits)
+    return train(*args, classifier=classifier or make_classifier("vit"), image_processor=processor(), splits=splits)
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -22,7 +23,8 @@ BOOLEAN_OPTIONS = sorted(name for name, hint in argument_hints().items() if hint
 
 def _run(output_dir, *extra):
     args = build_parser().parse_args(train_argv(output_dir, "--max_train_steps", 2, "--checkpointing_steps", 1, *extra))
-    return train(args, make_classifier("vit"), processor(), {"train": image_dataset(8).remove_columns("id")})
+    return train(*args, classifier=make_classifier("vit"), image_processor=processor(),
+                 splits={"train": image_dataset(8).remove_columns("id")})
 
 
 def test_a_resumed_run_replaces_links_planted_at_its_file_names_and_never_writes_through_them(tmp_path):
@@ -86,10 +88,15 @@ def test_staged_folder_moves_files_in_and_removes_shards_of_an_earlier_save(tmp_
 
 
 # ------------------------------------------------------------------------------------------------ option types
+def _options(arguments) -> SimpleNamespace:
+    """Every option of the four dataclasses ``aha train`` parsed, by name."""
+    return SimpleNamespace(**{name: value for instance in arguments for name, value in vars(instance).items()})
+
+
 def _from_file(tmp_path, suffix, values):
     path = tmp_path / f"run{suffix}"
     path.write_text(json.dumps(values) if suffix == ".json" else yaml.safe_dump(values))
-    return build_parser().parse_args([str(path)])
+    return _options(build_parser().parse_args([str(path)]))
 
 
 @pytest.mark.parametrize("suffix", [".json", ".yaml"])
@@ -145,8 +152,8 @@ def test_flags_get_the_same_rules(capsys, flags, message):
 
 
 def test_flags_and_files_give_the_same_arguments(tmp_path):
-    flags = build_parser().parse_args(["--output_dir", "out", "--push_to_hub", "false", "--explainer_config",
-                                       "second_class=no", "--explainer_config", "references=[\"mean\"]"])
+    flags = _options(build_parser().parse_args(["--output_dir", "out", "--push_to_hub", "false", "--explainer_config",
+                                                "second_class=no", "--explainer_config", "references=[\"mean\"]"]))
     from_file = _from_file(tmp_path, ".yaml", {"output_dir": "out", "push_to_hub": "false",
                                                "explainer_config": ["second_class=no", 'references=["mean"]']})
     assert vars(flags) == vars(from_file) and flags.explainer_config == [("second_class", False), ("references", ["mean"])]

@@ -15,7 +15,7 @@ from aha.training import build_parser, train
 
 def _train(output_dir, *extra):
     args = build_parser().parse_args(train_argv(output_dir, "--max_train_steps", 1, *extra))
-    return train(args, make_classifier("vit"), processor())
+    return train(*args, classifier=make_classifier("vit"), image_processor=processor())
 
 
 def _image_folder(root, classes, per_class=2):
@@ -63,7 +63,7 @@ def test_missing_local_paths_are_named(tmp_path):
         _train(tmp_path / "out", "--dataset_path", tmp_path / "saved")
     args = build_parser().parse_args(train_argv(tmp_path / "out", "--model_name_or_path", "./no/such/model"))
     with pytest.raises(FileNotFoundError, match="--model_name_or_path: no such local folder ./no/such/model"):
-        train(args)
+        train(*args)
 
 
 def test_overwrite_and_resume_together_are_refused(tmp_path):

@@ -1,5 +1,6 @@
 """The training loop: the loss falls, resuming is exact, two processes stay in sync, bad set-ups fail early."""
 
+import dataclasses
 import json
 import logging
 import math
@@ -19,12 +20,29 @@ from transformers import AutoModelForImageClassification
 import aha.training.loop as loop_module
 from aha import AHAExplainer
 from aha.data import train_dataloader
-from aha.training import build_parser, latest_checkpoint, save_checkpoint, train, validate_args
+from aha.training import (
+    DataArguments,
+    ModelArguments,
+    OptimisationArguments,
+    RunArguments,
+    as_flags,
+    build_parser,
+    check_arguments,
+    latest_checkpoint,
+    save_checkpoint,
+    train,
+)
 from aha.training.schedule import warmup_cosine_schedule
 
 
 def _args(output_dir, *extra):
+    """``(data, model, optimisation, run)`` as ``aha train`` parses ``train_argv``'s flags and ``extra``."""
     return build_parser().parse_args(train_argv(output_dir, *extra))
+
+
+def _inputs(splits) -> dict:
+    """The in-memory classifier, image processor and data of :func:`train`."""
+    return {"classifier": make_classifier("vit"), "image_processor": processor(), "splits": splits}
 
 
 def _splits(streaming: bool, n: int = 16):
@@ -46,7 +64,7 @@ def test_training_lowers_the_loss(tmp_path, streaming):
     untrained = AHAExplainer.from_classifier(sharp_classifier(), image_processor=processor())
     # 48 steps: the default (guided) head learns these random-noise images more slowly than the conv head did
     args = _args(tmp_path, "--max_train_steps", 48, "--shuffle_buffer_size", 0)
-    trained = train(args, sharp_classifier(), processor(), _splits(streaming))
+    trained = train(*args, classifier=sharp_classifier(), image_processor=processor(), splits=_splits(streaming))
     assert _heldout_loss(trained, batch) < _heldout_loss(untrained, batch) - 0.005
     reloaded = AHAExplainer.from_pretrained(tmp_path)
     assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), trained.state_dict().values()))
@@ -56,7 +74,7 @@ def test_decoder_only_output_references_the_saved_target(tmp_path):
     sharp_classifier().save_pretrained(tmp_path / "target")
     target = AutoModelForImageClassification.from_pretrained(tmp_path / "target")
     args = _args(tmp_path / "out", "--max_train_steps", 1, "--decoder_only")
-    trained = train(args, target, processor(), _splits(streaming=False))
+    trained = train(*args, classifier=target, image_processor=processor(), splits=_splits(streaming=False))
     with safe_open(tmp_path / "out" / "model.safetensors", "pt") as weights:
         assert not any(key.startswith("classifier.") for key in weights.keys())
     reloaded = AHAExplainer.from_pretrained(tmp_path / "out")  # loads the target from the recorded path
@@ -73,7 +91,7 @@ def test_resume_after_a_crash_ends_with_identical_weights(tmp_path, monkeypatch,
     extra = ("--max_train_steps", 6, "--gradient_accumulation_steps", 2, "--checkpointing_steps", 3,
              "--shuffle_buffer_size", 0, "--eval_steps", 3)
     splits = dict(_splits(streaming), validation=image_dataset(4, seed=2).remove_columns("id"))
-    uninterrupted = train(_args(tmp_path / "a", *extra), make_classifier("vit"), processor(), splits)
+    uninterrupted = train(*_args(tmp_path / "a", *extra), **_inputs(splits))
 
     def crash_after_step_3(state, output_dir, step):
         path = save_checkpoint(state, output_dir, step)
@@ -83,11 +101,10 @@ def test_resume_after_a_crash_ends_with_identical_weights(tmp_path, monkeypatch,
 
     monkeypatch.setattr(loop_module, "save_checkpoint", crash_after_step_3)
     with pytest.raises(_Crash):
-        train(_args(tmp_path / "b", *extra), make_classifier("vit"), processor(), splits)
+        train(*_args(tmp_path / "b", *extra), **_inputs(splits))
     monkeypatch.undo()
     assert latest_checkpoint(tmp_path / "b").endswith("step_3")
-    resumed = train(_args(tmp_path / "b", *extra, "--resume_from_checkpoint", "latest"),
-                    make_classifier("vit"), processor(), splits)
+    resumed = train(*_args(tmp_path / "b", *extra, "--resume_from_checkpoint", "latest"), **_inputs(splits))
     for (name, a), b in zip(uninterrupted.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
 
@@ -128,7 +145,7 @@ def _two_process_run(output_dir):
     ids = torch.cat(list(loader))
     torch.save(ids, os.path.join(output_dir, f"ids_{accelerator.process_index}.pt"))
     args = _args(os.path.join(output_dir, "run"), "--max_train_steps", 2, "--shuffle_buffer_size", 0)
-    explainer = train(args, make_classifier("vit"), processor(), _splits(streaming=True))
+    explainer = train(*args, **_inputs(_splits(streaming=True)))
     weights = {k: v for k, v in explainer.state_dict().items() if k.startswith("decoder.")}
     torch.save(weights, os.path.join(output_dir, f"weights_{accelerator.process_index}.pt"))
 
@@ -165,23 +182,60 @@ def test_two_processes_split_the_stream_and_hold_identical_weights(tmp_path):
     ],
 )
 def test_argument_errors(tmp_path, extra, processes, message):
+    data, model, optimisation, run = _args(tmp_path, *extra)
     with pytest.raises(ValueError, match=message):
-        validate_args(_args(tmp_path, *extra), num_processes=processes)
+        check_arguments(data, model, optimisation, run)
+        optimisation.per_process(processes)
 
 
 def test_total_batch_size_sets_the_per_device_one(tmp_path):
-    args = _args(tmp_path, "--total_train_batch_size", 32, "--gradient_accumulation_steps", 2)
-    resolved = validate_args(args, num_processes=4)
-    assert resolved.per_device_train_batch_size == 4
-    assert args.per_device_train_batch_size == 2  # the caller's arguments are never changed
+    _, _, optimisation, _ = _args(tmp_path, "--total_train_batch_size", 32, "--gradient_accumulation_steps", 2)
+    resolved = optimisation.per_process(4)
+    assert (resolved.per_device_train_batch_size, resolved.per_device_eval_batch_size) == (4, 4)
+    assert optimisation.per_device_train_batch_size == 2  # the caller's arguments are never changed
+
+
+def test_train_from_python_takes_the_dataclasses_and_trains_as_the_flags_say(tmp_path):
+    """The Python entry point as a user calls it: the four dataclasses built in Python, whose values are parsed by
+    their declared types as flags are; the run is the one the same flags give, bit for bit."""
+    run = RunArguments(output_dir=str(tmp_path / "python"), checkpointing_steps="2", push_to_hub="false")
+    assert (run.checkpointing_steps, run.push_to_hub) == (2, False)
+    arguments = (
+        DataArguments(shuffle_buffer_size=0),
+        ModelArguments(tau_end=0.5, explainer_config={"perturbation_batch_size": 8}),
+        OptimisationArguments(max_train_steps=2, per_device_train_batch_size=2, learning_rate=3e-3, num_warmup_steps=0,
+                              seed=0),
+        run,
+    )
+    from_python = train(*arguments, **_inputs(_splits(False)))
+    flags = ("--max_train_steps", 2, "--shuffle_buffer_size", 0, "--checkpointing_steps", 2, "--tau_end", 0.5,
+             "--explainer_config", "perturbation_batch_size=8")
+    assert _args(tmp_path / "flags", *flags)[:3] == arguments[:3]
+    from_flags = train(*_args(tmp_path / "flags", *flags), **_inputs(_splits(False)))
+    assert from_python.config.tau_end == 0.5 and from_python.config.perturbation_batch_size == 8
+    for (name, a), b in zip(from_python.state_dict().items(), from_flags.state_dict().values()):
+        assert torch.equal(a, b), name
+    recorded = [json.loads((tmp_path / name / "aha_training_args.json").read_text()) for name in ("python", "flags")]
+    assert recorded[0] == recorded[1]
+    assert os.listdir(tmp_path / "python" / "checkpoints") == ["step_2"]
+
+    with pytest.raises(ValueError, match="learning_rate must be a finite number, got nan"):
+        OptimisationArguments(learning_rate=float("nan"))
+    with pytest.raises(ValueError, match="explainer_config image_mean: recorded from the classifier"):
+        ModelArguments(explainer_config={"image_mean": [0, 0, 0]})
+    with pytest.raises(TypeError, match=r"expected RunArguments \(aha.training.RunArguments\), got dict"):
+        train(*arguments[:3], {"output_dir": str(tmp_path / "dict")}, **_inputs(_splits(False)))
+    with pytest.raises(ValueError, match="--eval_steps must be >= 1, got 0"):
+        train(*arguments[:3], RunArguments(output_dir=str(tmp_path / "zero"), eval_steps=0), **_inputs(_splits(False)))
+    assert not os.path.exists(tmp_path / "zero")
 
 
 def test_dataset_errors_come_before_training(tmp_path):
     splits = _splits(False)
     with pytest.raises(ValueError, match="no label column 'fine_label'"):
-        train(_args(tmp_path / "a", "--label_column_name", "fine_label"), make_classifier("vit"), processor(), splits)
+        train(*_args(tmp_path / "a", "--label_column_name", "fine_label"), **_inputs(splits))
     with pytest.raises(ValueError, match="no image column 'img'"):
-        train(_args(tmp_path / "b", "--image_column_name", "img"), make_classifier("vit"), processor(), splits)
+        train(*_args(tmp_path / "b", "--image_column_name", "img"), **_inputs(splits))
     assert latest_checkpoint(tmp_path / "a") is None
 
 
@@ -189,11 +243,11 @@ def test_output_dir_holding_another_run_is_refused(tmp_path):
     (tmp_path / "aha_training_args.json").write_text(json.dumps({"learning_rate": 1.0}))
     (tmp_path / "checkpoints" / "step_1").mkdir(parents=True)  # the other run saved something
     with pytest.raises(ValueError, match=r"holds a different run \(.*learning_rate: 1.0 -> 0.003"):
-        train(_args(tmp_path), make_classifier("vit"), processor(), _splits(False))
+        train(*_args(tmp_path), **_inputs(_splits(False)))
     (tmp_path / "aha_training_args.json").unlink()
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="holds no aha training run"):
-        train(_args(tmp_path), make_classifier("vit"), processor(), _splits(False))
+        train(*_args(tmp_path), **_inputs(_splits(False)))
 
 
 def _closed_form(step, warmup, total, start_factor=1 / 25):
@@ -227,7 +281,7 @@ def test_the_hub_token_reaches_no_file_tracker_or_log(tmp_path, capfd, caplog):
     event file and in hparams.yml: the token must be in neither, nor in any other file or the output."""
     secret = "hf_SeCrEt0123456789"
     args = _args(tmp_path, "--max_train_steps", 1, "--hub_token", secret, "--with_tracking", "--report_to", "tensorboard")
-    train(args, make_classifier("vit"), processor(), _splits(False))
+    train(*args, **_inputs(_splits(False)))
     files = [os.path.join(root, name) for root, _, names in os.walk(tmp_path) for name in names]
     assert any(name.endswith("hparams.yml") for name in files) and any("tfevents" in name for name in files)
     assert "learning_rate" in open(next(f for f in files if f.endswith("hparams.yml"))).read()
@@ -241,7 +295,7 @@ def test_the_hub_token_reaches_no_file_tracker_or_log(tmp_path, capfd, caplog):
 def test_a_run_that_fails_before_saving_does_not_lock_its_folder(tmp_path, monkeypatch):
     splits = _splits(False)
     with pytest.raises(ValueError, match="no label column 'fine_label'"):  # fails before training starts
-        train(_args(tmp_path, "--label_column_name", "fine_label"), make_classifier("vit"), processor(), splits)
+        train(*_args(tmp_path, "--label_column_name", "fine_label"), **_inputs(splits))
     assert not os.path.exists(tmp_path / "aha_training_args.json")
 
     def crash(*args):
@@ -249,18 +303,18 @@ def test_a_run_that_fails_before_saving_does_not_lock_its_folder(tmp_path, monke
 
     monkeypatch.setattr(loop_module, "annealed_tau", crash)  # fails in its first step, after recording its args
     with pytest.raises(_Crash):
-        train(_args(tmp_path, "--max_train_steps", 1), make_classifier("vit"), processor(), splits)
+        train(*_args(tmp_path, "--max_train_steps", 1), **_inputs(splits))
     assert json.loads((tmp_path / "aha_training_args.json").read_text())["learning_rate"] == 0.003
     monkeypatch.undo()
-    train(_args(tmp_path, "--max_train_steps", 1, "--learning_rate", 1e-3), make_classifier("vit"), processor(), splits)
+    train(*_args(tmp_path, "--max_train_steps", 1, "--learning_rate", 1e-3), **_inputs(splits))
     assert json.loads((tmp_path / "aha_training_args.json").read_text())["learning_rate"] == 0.001
     with pytest.raises(ValueError, match=r"holds a different run \(learning_rate: 0.001 -> 0.003\)"):
-        train(_args(tmp_path, "--max_train_steps", 1), make_classifier("vit"), processor(), splits)
+        train(*_args(tmp_path, "--max_train_steps", 1), **_inputs(splits))
 
 
 def test_checkpoints_beyond_the_total_limit_are_rotated_out(tmp_path):
     args = _args(tmp_path, "--max_train_steps", 4, "--checkpointing_steps", 1, "--checkpoints_total_limit", 2)
-    train(args, make_classifier("vit"), processor(), _splits(False))
+    train(*args, **_inputs(_splits(False)))
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["step_3", "step_4"]
 
 
@@ -269,10 +323,20 @@ def test_arguments_come_from_a_yaml_file_as_from_flags(tmp_path):
         f"output_dir: {tmp_path / 'out'}\nlearning_rate: 0.001\nexplainer_config:\n  - fusion_channels=8\n"
         "gradient_checkpointing: false\n"
     )
-    from_file = validate_args(build_parser().parse_args([str(tmp_path / "run.yaml")]))
-    from_flags = validate_args(build_parser().parse_args(["--output_dir", str(tmp_path / "out"), "--learning_rate", "0.001",
-                                                          "--explainer_config", "fusion_channels=8", "--no_gradient_checkpointing"]))
-    assert vars(from_file) == vars(from_flags)
+    from_file = build_parser().parse_args([str(tmp_path / "run.yaml")])
+    from_flags = build_parser().parse_args(["--output_dir", str(tmp_path / "out"), "--learning_rate", "0.001",
+                                            "--explainer_config", "fusion_channels=8", "--no_gradient_checkpointing"])
+    assert from_file == from_flags and from_file[1].explainer_config == [("fusion_channels", 8)]
+
+
+def test_as_flags_gives_the_command_line_of_the_arguments_without_the_token(tmp_path):
+    arguments = _args(tmp_path, "--no_gradient_checkpointing", "--push_to_hub", "--tau_start", 1.5, "--explainer_config",
+                      'references=["mean", "blur"]', "--explainer_config", "second_class=false", "--hub_token", "hf_x",
+                      "--mixed_precision", "bf16", "--train_val_split", 0.25)
+    flags = as_flags(*arguments)
+    assert "hf_x" not in flags and "--hub_token" not in flags
+    assert build_parser().parse_args(flags) == (*arguments[:3], dataclasses.replace(arguments[3], hub_token=None))
+    assert "hf_x" not in repr(arguments)
 
 
 def _nan_losses_at(monkeypatch, calls: set[int] | None) -> list[dict]:
@@ -296,7 +360,7 @@ def _nan_losses_at(monkeypatch, calls: set[int] | None) -> list[dict]:
 def test_a_step_with_non_finite_gradients_is_skipped(tmp_path, monkeypatch, caplog):
     snapshots = _nan_losses_at(monkeypatch, {2})
     with caplog.at_level(logging.WARNING):
-        trained = train(_args(tmp_path, "--max_train_steps", 3), make_classifier("vit"), processor(), _splits(False))
+        trained = train(*_args(tmp_path, "--max_train_steps", 3), **_inputs(_splits(False)))
     first, before_nan, after_nan = snapshots
     assert any(not torch.equal(first[k], before_nan[k]) for k in first)  # step 1 updated the decoder
     assert all(torch.equal(before_nan[k], after_nan[k]) for k in first)  # step 2 (NaN) left it as it was
@@ -307,4 +371,4 @@ def test_a_step_with_non_finite_gradients_is_skipped(tmp_path, monkeypatch, capl
 def test_training_that_keeps_diverging_stops_with_an_error(tmp_path, monkeypatch):
     _nan_losses_at(monkeypatch, None)
     with pytest.raises(RuntimeError, match="training diverged: the gradients were not finite at 10 steps in a row"):
-        train(_args(tmp_path, "--max_train_steps", 12), make_classifier("vit"), processor(), _splits(False))
+        train(*_args(tmp_path, "--max_train_steps", 12), **_inputs(_splits(False)))

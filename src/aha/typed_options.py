@@ -62,15 +62,6 @@ def parse_option(name: str, value: Any, annotation: Any) -> Any:
     raise ValueError(f"{name} must be {_describe(annotation)}, got {value!r}")
 
 
-def parse_options(values: dict[str, Any], hints: dict[str, Any], source: str) -> dict[str, Any]:
-    """Every entry of ``values`` parsed by its type in ``hints`` (name -> annotation). Unknown names are
-    refused, naming ``source`` (a file, or "flags")."""
-    unknown = sorted(set(values) - set(hints))
-    if unknown:
-        raise ValueError(f"{source}: unknown option(s) {unknown}")
-    return {name: parse_option(name, value, hints[name]) for name, value in values.items()}
-
-
 def _parse_bool(name: str, value) -> bool:
     if isinstance(value, bool):
         return value

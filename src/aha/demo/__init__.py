@@ -130,27 +130,37 @@ def build_classifier(folder: Path, data_folder: Path, world: World, settings: di
     return {"test_accuracy": test_accuracy, "parameters": sum(p.numel() for p in model.parameters())}
 
 
+def explainer_arguments(output: Path, settings: dict) -> tuple:
+    """The arguments of :func:`aha.training.train` for the explainer of the world whose folder is ``output``."""
+    from ..training import DataArguments, ModelArguments, OptimisationArguments, RunArguments
+
+    return (
+        DataArguments(dataset_path=str(output / "data"), max_eval_samples=32),
+        ModelArguments(model_name_or_path=str(output / "classifier")),
+        OptimisationArguments(max_train_steps=settings["explainer_steps"],
+                              per_device_train_batch_size=settings["explainer_batch_size"],
+                              learning_rate=settings["explainer_learning_rate"], gradient_checkpointing=False,
+                              seed=settings["seed"]),
+        RunArguments(output_dir=str(output / "explainer"), overwrite_output_dir=True,
+                     checkpointing_steps=max(settings["explainer_steps"] // 2, 1)),
+    )
+
+
 def train_command(output: Path, settings: dict) -> list[str]:
-    """The ``aha train`` arguments of the explainer of the world whose folder is ``output``."""
-    return [
-        "--model_name_or_path", str(output / "classifier"), "--dataset_path", str(output / "data"),
-        "--output_dir", str(output / "explainer"), "--overwrite_output_dir",
-        "--max_train_steps", str(settings["explainer_steps"]),
-        "--per_device_train_batch_size", str(settings["explainer_batch_size"]),
-        "--learning_rate", str(settings["explainer_learning_rate"]),
-        "--checkpointing_steps", str(max(settings["explainer_steps"] // 2, 1)),
-        "--no_gradient_checkpointing", "--max_eval_samples", "32", "--seed", str(settings["seed"]),
-    ]
+    """The ``aha train`` flags of :func:`explainer_arguments`: what the report shows (the same run from the shell)
+    and the explainer's cache records."""
+    from ..training import as_flags
+
+    return as_flags(*explainer_arguments(output, settings))
 
 
 def build_explainer(folder: Path, output: Path, settings: dict) -> dict:
-    from ..training import build_parser as train_parser
     from ..training import train
 
-    argv = train_command(output, settings)
-    print("[aha demo] training the explainer: aha train " + shlex.join(argv))
-    train(train_parser().parse_args(argv))
-    return {"command": "aha train " + shlex.join(argv)}
+    command = "aha train " + shlex.join(train_command(output, settings))
+    print(f"[aha demo] training the explainer: {command}")
+    train(*explainer_arguments(output, settings))
+    return {"command": command}
 
 
 def methods(explainer, settings: dict) -> dict:

@@ -1,4 +1,10 @@
-"""The Accelerate training loop of AHA explainers (``aha train``).
+"""The Accelerate training loop of AHA explainers: :func:`train` (``aha train`` in Python).
+
+    from aha.training import DataArguments, ModelArguments, OptimisationArguments, RunArguments, train
+
+    explainer = train(DataArguments(train_dir="photos/"),
+                      ModelArguments(model_name_or_path="google/vit-base-patch16-224"),
+                      OptimisationArguments(max_train_steps=2000), RunArguments(output_dir="aha-vit"))
 
 The arguments (:mod:`aha.training.arguments`) load at once; everything else, which needs accelerate and
 torch, on first use (PEP 562), so ``aha train --help`` answers without them.
@@ -8,7 +14,15 @@ from __future__ import annotations
 
 import importlib
 
-from .arguments import build_parser, validate_args
+from .arguments import (
+    DataArguments,
+    ModelArguments,
+    OptimisationArguments,
+    RunArguments,
+    as_flags,
+    build_parser,
+    check_arguments,
+)
 
 
 #: public name -> the module defining it, imported on first access
@@ -22,7 +36,10 @@ _EXPORTS = {
     "training_loop": ".loop",
     "warmup_cosine_schedule": ".schedule",
 }
-__all__ = sorted(["build_parser", "validate_args", *_EXPORTS])
+__all__ = sorted([
+    "DataArguments", "ModelArguments", "OptimisationArguments", "RunArguments", "as_flags", "build_parser", "check_arguments",
+    *_EXPORTS,
+])
 
 
 def __getattr__(name: str):

@@ -1,16 +1,23 @@
-"""Arguments of ``aha train``: dataclasses read by transformers' ``HfArgumentParser``, and the checks that need
-nothing but the arguments.
+"""Arguments of ``aha train``: four dataclasses, the only form in which training options travel.
+
+:func:`aha.training.train` takes them; the ``aha train`` command reads them from flags (transformers'
+``HfArgumentParser``) or from one JSON or YAML file (``aha train run.yaml``, keys named as the flags). One place
+decides each option's type and default, its field: every value, from flags, a file or Python, is parsed by the
+declared type when the dataclass is made (:func:`aha.typed_options.parse_option`: ``"false"`` is false, ``2.5`` for
+an integer is refused, NaN is refused), and each dataclass's ``check`` refuses values out of range or combinations
+that cannot run, naming the flag.
 
 Flag names follow transformers' ``run_image_classification_no_trainer.py`` wherever the concept is the
-same; the AHA-specific ones set fields of :class:`aha.AHAConfig`. The same arguments can come from a JSON or
-YAML file (``aha train run.yaml``, keys named as the flags), as ``HfArgumentParser`` reads them.
+same; the AHA-specific ones set fields of :class:`aha.AHAConfig`.
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+import functools
 import json
 import math
+import os
 import sys
 import typing
 from dataclasses import dataclass, field, fields
@@ -19,7 +26,7 @@ from typing import Literal
 import yaml
 from transformers import HfArgumentParser
 
-from ..typed_options import parse_option, parse_options
+from ..typed_options import parse_option
 
 
 # Arguments that do not change what is trained: a run may be resumed with different values.
@@ -47,12 +54,38 @@ OPERATIONAL_ARGS = frozenset(
 SECRET_ARGS = frozenset({"hub_token"})
 
 
+@functools.cache
+def _field_types(cls: type) -> dict[str, object]:
+    """Field name -> declared type. (Not ``Field.type``: ``HfArgumentParser`` overwrites it, dropping ``| None``.)"""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)}
+
+
+class _TypedArguments:
+    """Every field parsed by its declared type when the dataclass is made, whatever the values' source."""
+
+    def __post_init__(self):
+        for name, annotation in _field_types(type(self)).items():
+            if name != "explainer_config":
+                setattr(self, name, parse_option(name, getattr(self, name), annotation))
+
+
+def _at_least(minimum: int, arguments, names: tuple[str, ...]) -> None:
+    for name in names:
+        value = getattr(arguments, name)
+        if value is not None and value < minimum:
+            raise ValueError(f"--{name} must be >= {minimum}, got {value}")
+
+
 def _help(text: str, **metadata) -> dict:
     return {"help": text, **metadata}
 
 
 @dataclass
-class DataArguments:
+class DataArguments(_TypedArguments):
+    """Where the training images come from (a Hub dataset, an image folder, a saved dataset), the splits and
+    columns, and how they are read: the ``data`` flags of ``aha train``."""
+
     _argument_group_name = "data"
 
     dataset_name: str | None = field(default=None, metadata=_help(
@@ -76,9 +109,27 @@ class DataArguments:
     max_eval_samples: int | None = field(default=None, metadata=_help("Truncate the held-out split."))
     dataloader_num_workers: int = field(default=0, metadata=_help("DataLoader workers (map-style only)."))
 
+    def check(self) -> None:
+        """Refuse values out of range and combinations that cannot run (ValueError naming the flags)."""
+        sources = [name for name in ("dataset_name", "dataset_path", "train_dir") if getattr(self, name) is not None]
+        if len(sources) > 1:
+            raise ValueError(f"give one data source, got {', '.join('--' + s for s in sources)}")
+        if self.validation_dir is not None and self.train_dir is None:
+            raise ValueError("--validation_dir needs --train_dir")
+        if self.streaming and (self.train_dir is not None or self.dataset_path is not None):
+            raise ValueError("--streaming reads Hub datasets (--dataset_name); local folders and saved datasets are map-style")
+        if self.train_val_split is not None and (self.streaming or not 0 < self.train_val_split < 1):
+            raise ValueError("--train_val_split must be in (0, 1) and needs a map-style (not --streaming) dataset")
+        _at_least(0, self, ("shuffle_buffer_size", "dataloader_num_workers"))
+
 
 @dataclass
-class ModelArguments:
+class ModelArguments(_TypedArguments):
+    """The classifier to explain and the explainer's settings: the ``model`` flags of ``aha train``.
+
+    ``explainer_config`` takes ``KEY=VALUE`` strings (as the flag does) or a mapping (``{"fusion_channels": 64}``)
+    and holds them as (key, value) pairs, each value parsed by the AHAConfig field's declared type."""
+
     _argument_group_name = "model"
 
     model_name_or_path: str | None = field(default=None, metadata=_help(
@@ -89,9 +140,31 @@ class ModelArguments:
         "Any other AHAConfig field, e.g. --explainer_config perturbation_batch_size=128 (repeatable; values are read "
         "as JSON when they parse).", action="append", metavar="KEY=VALUE"))
 
+    def __post_init__(self):
+        super().__post_init__()
+        self.explainer_config = _config_overrides(self.explainer_config)
+
+    def check(self) -> None:
+        """Refuse temperatures that are not positive (ValueError naming the flag)."""
+        for name in ("tau_start", "tau_end"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"--{name} must be > 0, got {value}")
+
+    def config_overrides(self) -> dict:
+        """The AHAConfig fields these arguments set: ``explainer_config``, ``tau_start``, ``tau_end``."""
+        overrides = dict(self.explainer_config)
+        for key in ("tau_start", "tau_end"):
+            if getattr(self, key) is not None:
+                overrides[key] = getattr(self, key)
+        return overrides
+
 
 @dataclass
-class OptimisationArguments:
+class OptimisationArguments(_TypedArguments):
+    """Batch sizes, steps, learning rate and schedule, precision and seed: the ``optimisation`` flags of
+    ``aha train``."""
+
     _argument_group_name = "optimisation"
 
     per_device_train_batch_size: int = field(default=32, metadata=_help("Images per process per micro-batch."))
@@ -115,9 +188,50 @@ class OptimisationArguments:
         "Recompute the classifier's activations in the backward pass (--no_gradient_checkpointing keeps them)."))
     seed: int = field(default=42, metadata=_help("Seed of the whole run (data order, grids, noise)."))
 
+    def check(self) -> None:
+        """Refuse values out of range (ValueError naming the flag)."""
+        _at_least(1, self, ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+                            "max_train_steps", "total_train_batch_size"))
+        _at_least(0, self, ("num_warmup_steps",))
+        if self.max_train_steps is None and self.num_train_epochs < 1:
+            raise ValueError("give --num_train_epochs >= 1 or --max_train_steps")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"--warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        for name in ("learning_rate", "max_grad_norm"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"--{name} must be > 0, got {getattr(self, name)}")
+        if self.weight_decay < 0:
+            raise ValueError(f"--weight_decay must be >= 0, got {self.weight_decay}")
+
+    def per_process(self, num_processes: int) -> OptimisationArguments:
+        """A copy with the batch sizes of each of ``num_processes`` processes: ``total_train_batch_size`` / (processes x
+        accumulation steps), which must be whole, sets ``per_device_train_batch_size``; the eval batch size defaults
+        to it."""
+        batch_size = self.per_device_train_batch_size
+        if self.total_train_batch_size is not None:
+            per_step = num_processes * self.gradient_accumulation_steps
+            if self.total_train_batch_size % per_step:
+                raise ValueError(
+                    f"--total_train_batch_size ({self.total_train_batch_size}) must be divisible by num_processes "
+                    f"({num_processes}) x gradient_accumulation_steps ({self.gradient_accumulation_steps}) = {per_step}, "
+                    "since every process takes an equal, whole micro-batch"
+                )
+            batch_size = self.total_train_batch_size // per_step
+        eval_batch_size = batch_size if self.per_device_eval_batch_size is None else self.per_device_eval_batch_size
+        return dataclasses.replace(self, per_device_train_batch_size=batch_size, per_device_eval_batch_size=eval_batch_size)
+
+    def warmup_steps(self, max_train_steps: int) -> int:
+        """``num_warmup_steps``, or ``warmup_ratio`` of the steps rounded up."""
+        if self.num_warmup_steps is not None:
+            return self.num_warmup_steps
+        return math.ceil(self.warmup_ratio * max_train_steps)
+
 
 @dataclass
-class RunArguments:
+class RunArguments(_TypedArguments):
+    """Where the run writes, checkpointing, resuming, evaluation, trackers and the Hub: the ``run`` flags of
+    ``aha train``. ``output_dir`` is required."""
+
     _argument_group_name = "run"
 
     output_dir: str = field(metadata=_help("Where checkpoints and the explainer are written."))
@@ -138,52 +252,102 @@ class RunArguments:
         "Save the final explainer without its frozen classifier (like a PEFT adapter): the config records "
         "--model_name_or_path and the fingerprint of its weights."))
     hub_model_id: str | None = field(default=None, metadata=_help("Hub repo id (default: the output dir's name)."))
-    hub_token: str | None = field(default=None, metadata=_help("Hub token (default: the `hf auth login` one)."))
+    hub_token: str | None = field(default=None, repr=False, metadata=_help(  # a secret: never in a repr or a log
+        "Hub token (default: the `hf auth login` one)."))
     threads: int | None = field(default=None, metadata=_help(
         "torch CPU threads per process (default: the free cores shared among this machine's processes; printed)."))
+
+
+    def check(self) -> None:
+        """Refuse values out of range and combinations that cannot run (ValueError naming the flags)."""
+        if self.overwrite_output_dir and self.resume_from_checkpoint is not None:
+            raise ValueError(
+                "--overwrite_output_dir deletes the checkpoints that --resume_from_checkpoint would resume from: pass "
+                "--resume_from_checkpoint to continue the run, or --overwrite_output_dir to start it again, not both"
+            )
+        _at_least(1, self, ("checkpointing_steps", "checkpoints_total_limit", "eval_steps"))
+
+    def repo_name(self) -> str:
+        """The Hub repo to push to: ``hub_model_id``, else the name of ``output_dir``."""
+        return self.hub_model_id or os.path.basename(os.path.normpath(self.output_dir))
 
 
 ARGUMENT_CLASSES = (DataArguments, ModelArguments, OptimisationArguments, RunArguments)
 
 
 class TrainArgumentParser(HfArgumentParser):
-    """The parser of ``aha train``: the flags of :data:`ARGUMENT_CLASSES`, or one JSON / YAML file of them.
+    """The parser of ``aha train``: the flags of :data:`ARGUMENT_CLASSES`, or one JSON / YAML file of them, into
+    the four dataclasses (each value parsed by its field's declared type)."""
 
-    Every value, from either source, is parsed by its field's declared type (:func:`aha.typed_options.parse_option`):
-    ``"false"`` in a file is false, ``2.5`` for an integer option is refused, a NaN learning rate is refused."""
-
-    def parse_args(self, args=None, namespace=None) -> argparse.Namespace:
+    def parse_args(self, args=None, namespace=None) -> tuple[DataArguments, ModelArguments, OptimisationArguments, RunArguments]:
+        """``(data, model, optimisation, run)``, the arguments of :func:`aha.training.train`; a value that does not
+        parse ends the command with the usage, the message naming the option (and the file), and exit status 2."""
         args = sys.argv[1:] if args is None else list(args)
         try:
             if len(args) == 1 and args[0].endswith((".json", ".yaml", ".yml")):
-                return argument_namespace(read_argument_file(args[0]), args[0])
-            parsed = vars(super().parse_args(args, namespace))
-            parsed["explainer_config"] = [item for value in parsed["explainer_config"] for item in _as_list(value)]
-            return argument_namespace(parsed, "flags")
+                return arguments_from(read_argument_file(args[0]), args[0])
+            values = vars(super().parse_args(args, namespace))
+            values["explainer_config"] = [item for value in values["explainer_config"] for item in _as_list(value)]
+            return arguments_from(values, "flags")
         except ValueError as error:
             self.error(str(error))  # usage and the message on stderr, exit status 2
 
 
 def argument_hints() -> dict[str, object]:
     """Every option of ``aha train`` -> its declared type."""
-    return {name: hint for cls in ARGUMENT_CLASSES for name, hint in typing.get_type_hints(cls).items()
-            if name in {f.name for f in fields(cls)}}
+    return {name: hint for cls in ARGUMENT_CLASSES for name, hint in _field_types(cls).items()}
 
 
-def argument_namespace(values: dict, source: str) -> argparse.Namespace:
-    """The options in ``values`` (from ``source``: a file name, or "flags") parsed by their declared types, with the
-    defaults of the rest, as one namespace. Raises ValueError naming the option (and the file)."""
+def arguments_from(values: dict, source: str) -> tuple[DataArguments, ModelArguments, OptimisationArguments, RunArguments]:
+    """The options in ``values`` (from ``source``: a file name, or "flags") as the four dataclasses, the rest at their
+    defaults. Raises ValueError naming the option (and the file) for an unknown option or a value that does not parse."""
     if not isinstance(values, dict):
         raise ValueError(f"{source} must hold a mapping of option names to values, got {type(values).__name__}")
-    values = dict(values)
-    config = values.pop("explainer_config", [])
     try:
-        parsed = parse_options(values, {k: v for k, v in argument_hints().items() if k != "explainer_config"}, source)
-        parsed["explainer_config"] = _config_overrides(config)
-        instances = [cls(**{f.name: parsed[f.name] for f in fields(cls) if f.name in parsed}) for cls in ARGUMENT_CLASSES]
+        unknown = sorted(set(values) - set(argument_hints()))
+        if unknown:
+            raise ValueError(f"unknown option(s) {unknown}")
+        return tuple(cls(**{name: values[name] for name in _field_types(cls) if name in values}) for cls in ARGUMENT_CLASSES)
     except (TypeError, ValueError) as error:  # TypeError: a required option (--output_dir) is missing
         raise ValueError(f"{source}: {error}" if source != "flags" else str(error)) from error
-    return argparse.Namespace(**{key: value for instance in instances for key, value in vars(instance).items()})
+
+
+def check_arguments(
+    data: DataArguments, model: ModelArguments, optimisation: OptimisationArguments, run: RunArguments
+) -> None:
+    """Refuse arguments that are not the four dataclasses (TypeError), values out of range and combinations that
+    cannot run (ValueError naming the flags): the checks that need nothing but the arguments."""
+    for value, cls in zip((data, model, optimisation, run), ARGUMENT_CLASSES):
+        if not isinstance(value, cls):
+            raise TypeError(f"expected {cls.__name__} (aha.training.{cls.__name__}), got {type(value).__name__}")
+    for arguments in (data, run, model, optimisation):
+        arguments.check()
+
+
+def as_flags(*arguments) -> list[str]:
+    """The ``aha train`` flags that give ``arguments`` (the four dataclasses): one per option that differs from its
+    default, the secrets left out. ``build_parser().parse_args(as_flags(*arguments))`` equals ``arguments``; a
+    report prints ``"aha train " + shlex.join(as_flags(...))`` as the command that reproduces a run."""
+    flags = []
+    for instance in arguments:
+        for option in fields(instance):
+            value = getattr(instance, option.name)
+            default = option.default if option.default_factory is dataclasses.MISSING else option.default_factory()
+            if option.name in SECRET_ARGS or value == default:
+                continue
+            if option.name == "explainer_config":
+                flags += [item for key, item_value in value for item in ("--explainer_config", f"{key}={json.dumps(item_value)}")]
+            elif isinstance(value, bool):
+                flags.append(f"--{option.name}" if value else f"--no_{option.name}")
+            else:
+                flags += [f"--{option.name}", str(value)]
+    return flags
+
+
+def public_values(*arguments) -> dict:
+    """The fields of the argument dataclasses without the secrets (``SECRET_ARGS``): what trackers and saved files
+    may see."""
+    return {key: value for instance in arguments for key, value in vars(instance).items() if key not in SECRET_ARGS}
 
 
 def read_argument_file(path: str) -> dict:
@@ -210,11 +374,6 @@ def build_parser() -> TrainArgumentParser:
         ARGUMENT_CLASSES, prog="aha train",
         description="Train an AHA explainer for a frozen Hugging Face image classifier.",
     )
-
-
-def public_args(args: argparse.Namespace) -> dict:
-    """The arguments without the secrets (``SECRET_ARGS``): what trackers and saved files may see."""
-    return {key: value for key, value in vars(args).items() if key not in SECRET_ARGS}
 
 
 def config_override(text: str) -> tuple[str, object]:
@@ -253,68 +412,3 @@ def _config_overrides(values) -> list[tuple[str, object]]:
                 + f"; the fields it sets: {sorted(hints)}"
             )
     return [(key, parse_option(f"--explainer_config {key}", value, hints[key])) for key, value in pairs]
-
-
-def validate_args(args: argparse.Namespace, num_processes: int = 1) -> argparse.Namespace:
-    """Checks that need only the arguments (run before any model or data is loaded). Returns a copy of ``args``
-    with the derived values resolved (``--total_train_batch_size`` into ``per_device_train_batch_size``, the eval
-    batch size, ``--explainer_config`` as (key, value) pairs); ``args`` itself is not changed. Raises ValueError."""
-    args = argparse.Namespace(**vars(args))
-    sources = [flag for flag in ("dataset_name", "dataset_path", "train_dir") if getattr(args, flag) is not None]
-    if len(sources) > 1:
-        raise ValueError(f"give one data source, got {', '.join('--' + s for s in sources)}")
-    if args.overwrite_output_dir and args.resume_from_checkpoint is not None:
-        raise ValueError(
-            "--overwrite_output_dir deletes the checkpoints that --resume_from_checkpoint would resume from: pass "
-            "--resume_from_checkpoint to continue the run, or --overwrite_output_dir to start it again, not both"
-        )
-    if args.validation_dir is not None and args.train_dir is None:
-        raise ValueError("--validation_dir needs --train_dir")
-    if args.streaming and (args.train_dir is not None or args.dataset_path is not None):
-        raise ValueError("--streaming reads Hub datasets (--dataset_name); local folders and saved datasets are map-style")
-    if args.train_val_split is not None and (args.streaming or not 0 < args.train_val_split < 1):
-        raise ValueError("--train_val_split must be in (0, 1) and needs a map-style (not --streaming) dataset")
-    for flag in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
-                 "max_train_steps", "checkpointing_steps", "checkpoints_total_limit", "eval_steps",
-                 "total_train_batch_size"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise ValueError(f"--{flag} must be >= 1, got {value}")
-    if args.max_train_steps is None and args.num_train_epochs < 1:
-        raise ValueError("give --num_train_epochs >= 1 or --max_train_steps")
-    if not 0 <= args.warmup_ratio < 1:
-        raise ValueError(f"--warmup_ratio must be in [0, 1), got {args.warmup_ratio}")
-    for flag in ("tau_start", "tau_end", "learning_rate", "max_grad_norm"):
-        value = getattr(args, flag)
-        if value is not None and not value > 0:
-            raise ValueError(f"--{flag} must be > 0, got {value}")
-    if args.weight_decay < 0 or args.shuffle_buffer_size < 0 or args.dataloader_num_workers < 0:
-        raise ValueError("--weight_decay, --shuffle_buffer_size and --dataloader_num_workers must be >= 0")
-    if args.total_train_batch_size is not None:
-        per_step = num_processes * args.gradient_accumulation_steps
-        if args.total_train_batch_size % per_step:
-            raise ValueError(
-                f"--total_train_batch_size ({args.total_train_batch_size}) must be divisible by num_processes "
-                f"({num_processes}) x gradient_accumulation_steps ({args.gradient_accumulation_steps}) = {per_step}, "
-                "since every process takes an equal, whole micro-batch"
-            )
-        args.per_device_train_batch_size = args.total_train_batch_size // per_step
-    if args.per_device_eval_batch_size is None:
-        args.per_device_eval_batch_size = args.per_device_train_batch_size
-    return args
-
-
-def explainer_overrides(args: argparse.Namespace) -> dict:
-    """The AHAConfig fields set on the command line (``args`` as :func:`validate_args` returns them)."""
-    overrides = dict(args.explainer_config)
-    for key in ("tau_start", "tau_end"):
-        if getattr(args, key) is not None:
-            overrides[key] = getattr(args, key)
-    return overrides
-
-
-def num_warmup_steps(args: argparse.Namespace, max_train_steps: int) -> int:
-    """``--num_warmup_steps``, or ``--warmup_ratio`` of the steps rounded up."""
-    if args.num_warmup_steps is not None:
-        return args.num_warmup_steps
-    return math.ceil(args.warmup_ratio * max_train_steps)

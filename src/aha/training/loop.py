@@ -1,6 +1,7 @@
 """``aha train``: one Accelerate training loop for an AHA explainer, in the style of transformers'
-``run_image_classification_no_trainer.py`` and accelerate's examples: :func:`set_up` builds the run
-(:class:`TrainingRun`), :func:`training_loop` runs it, :func:`train` does both and saves the result.
+``run_image_classification_no_trainer.py`` and accelerate's examples. :func:`train` is the entry point: it takes
+the four argument dataclasses of :mod:`aha.training.arguments`; :func:`set_up` builds the run
+(:class:`TrainingRun`), :func:`training_loop` runs it, and :func:`train` saves the result.
 
 The classifier stays frozen; only the decoder learns. Each optimiser step anneals the
 Gumbel-Sinkhorn temperature linearly from ``tau_start`` to ``tau_end``; the learning rate warms up from
@@ -11,7 +12,6 @@ Logging goes through the module's logger: :func:`main` (the ``aha train`` comman
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os
@@ -44,7 +44,14 @@ from ..data import (
 from ..fingerprint import weights_fingerprint
 from ..modeling_aha import AHAExplainer
 from ..threads import set_threads
-from .arguments import explainer_overrides, num_warmup_steps, public_args, validate_args
+from .arguments import (
+    DataArguments,
+    ModelArguments,
+    OptimisationArguments,
+    RunArguments,
+    check_arguments,
+    public_values,
+)
 from .checkpointing import CHECKPOINTS_DIR, TrainingState, resolve_checkpoint, save_checkpoint
 from .classifier import load_classifier_and_processor
 from .evaluation import evaluate
@@ -59,37 +66,65 @@ logger = get_logger(__name__)
 MAX_NONFINITE_STEPS = 10
 
 
-def default_mixed_precision(args: argparse.Namespace) -> str | None:
+def default_mixed_precision(mixed_precision: str | None) -> str | None:
     """``--mixed_precision``; else the launcher's setting (None lets accelerate read it); else bf16 on a GPU
     that supports it, else no."""
-    if args.mixed_precision is not None or "ACCELERATE_MIXED_PRECISION" in os.environ:
-        return args.mixed_precision
+    if mixed_precision is not None or "ACCELERATE_MIXED_PRECISION" in os.environ:
+        return mixed_precision
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
 
-def load_splits(args: argparse.Namespace) -> dict:
-    """The dataset splits named by the arguments (metadata only; nothing is decoded)."""
-    if args.train_dir is not None:
-        splits = load_image_folders(args.train_dir, args.validation_dir)
-    elif args.dataset_path is not None:
-        splits = load_saved_dataset(args.dataset_path)
+def make_accelerator(optimisation: OptimisationArguments, run: RunArguments) -> Accelerator:
+    """The run's accelerator: accumulation, precision, trackers, checkpoint rotation and the seeded sampler. Only
+    the local main process logs datasets' and transformers' warnings."""
+    accelerator = Accelerator(
+        gradient_accumulation_steps=optimisation.gradient_accumulation_steps,
+        mixed_precision=default_mixed_precision(optimisation.mixed_precision),
+        log_with=run.report_to if run.with_tracking else None,
+        project_config=ProjectConfiguration(project_dir=run.output_dir, total_limit=run.checkpoints_total_limit),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=optimisation.seed),
+    )
+    logger.info(accelerator.state, main_process_only=False)
+    if not accelerator.is_local_main_process:
+        datasets.utils.logging.set_verbosity_error()
+        transformers.utils.logging.set_verbosity_error()
+    return accelerator
+
+
+def load_splits(data: DataArguments, token: str | None = None) -> dict:
+    """The dataset splits named by the data arguments (metadata only; nothing is decoded)."""
+    if data.train_dir is not None:
+        splits = load_image_folders(data.train_dir, data.validation_dir)
+    elif data.dataset_path is not None:
+        splits = load_saved_dataset(data.dataset_path)
     else:
-        name = args.dataset_name or IMAGENET_ID
-        splits = load_hub_dataset(name, args.dataset_config_name, streaming=args.streaming, token=args.hub_token)
-    if args.train_split not in splits:
-        raise ValueError(f"the dataset has no split {args.train_split!r} (splits: {sorted(splits)}); pass --train_split")
+        name = data.dataset_name or IMAGENET_ID
+        splits = load_hub_dataset(name, data.dataset_config_name, streaming=data.streaming, token=token)
+    if data.train_split not in splits:
+        raise ValueError(f"the dataset has no split {data.train_split!r} (splits: {sorted(splits)}); pass --train_split")
     return splits
 
 
-def steps_per_epoch(train_loader, num_processes: int, args: argparse.Namespace, stream_size: int | None) -> int | None:
+def steps_per_epoch(
+    train_loader, num_processes: int, batch_size: int, accumulation_steps: int, stream_size: int | None
+) -> int | None:
     """Optimiser steps in one pass over the training split (None for a stream of unknown size)."""
     if not isinstance(train_loader.dataset, datasets.IterableDataset):
         micro_batches = len(train_loader)
     elif stream_size is not None:
-        micro_batches = stream_size // (num_processes * args.per_device_train_batch_size)
+        micro_batches = stream_size // (num_processes * batch_size)
     else:
         return None
-    return math.ceil(micro_batches / args.gradient_accumulation_steps)
+    return math.ceil(micro_batches / accumulation_steps)
+
+
+def total_steps(optimisation: OptimisationArguments, updates_per_epoch: int | None) -> int:
+    """``--max_train_steps``, else ``--num_train_epochs`` passes of ``updates_per_epoch`` steps."""
+    if optimisation.max_train_steps is not None:
+        return optimisation.max_train_steps
+    if updates_per_epoch is None:
+        raise ValueError("the stream's size is unknown: pass --max_train_steps")
+    return optimisation.num_train_epochs * updates_per_epoch
 
 
 @dataclass
@@ -97,7 +132,6 @@ class TrainingRun:
     """Everything :func:`training_loop` needs, as :func:`set_up` builds it.
 
     Attributes:
-        args: the arguments, resolved by :func:`~aha.training.arguments.validate_args`.
         accelerator: the run's accelerator.
         explainer: the explainer as prepared by the accelerator; ``state.model`` is the unwrapped one.
         optimizer, lr_scheduler: as prepared by the accelerator.
@@ -107,9 +141,11 @@ class TrainingRun:
         validation_split: the name of the held-out split (``"validation"`` when it was split off the train split).
         max_train_steps: optimiser steps of the whole run.
         images_per_step: images per optimiser step over all processes.
+        output_dir, checkpointing_steps, eval_steps: where and how often to checkpoint and evaluate.
+        max_grad_norm: gradient clipping norm.
+        seed: the seed of the held-out evaluation's draws.
     """
 
-    args: argparse.Namespace
     accelerator: Accelerator
     explainer: torch.nn.Module
     optimizer: torch.optim.Optimizer
@@ -120,140 +156,176 @@ class TrainingRun:
     validation_split: str
     max_train_steps: int
     images_per_step: int
+    output_dir: str
+    checkpointing_steps: int
+    eval_steps: int | None
+    max_grad_norm: float
+    seed: int
 
 
-def data_loaders(args, splits: dict, explainer: AHAExplainer, image_processor, accelerator: Accelerator):
+def data_loaders(
+    data: DataArguments, optimisation: OptimisationArguments, splits: dict, explainer: AHAExplainer, image_processor,
+    accelerator: Accelerator,
+):
     """The training and held-out loaders of the run: ``(train_loader, eval_loader or None, validation split name,
-    steps per epoch or None)``. Columns are checked against the splits' metadata before any image is decoded."""
-    train_split = splits[args.train_split]
-    validation_split = args.validation_split
-    if validation_split not in splits and args.train_val_split is not None:
-        splits = split_off_validation(train_split, args.train_val_split, args.seed)
+    steps per epoch or None)``. Columns are checked against the splits' metadata before any image is decoded.
+    ``optimisation`` holds the batch sizes of each process (:meth:`OptimisationArguments.per_process`)."""
+    train_split = splits[data.train_split]
+    validation_split = data.validation_split
+    if validation_split not in splits and data.train_val_split is not None:
+        splits = split_off_validation(train_split, data.train_val_split, optimisation.seed)
         train_split, validation_split = splits["train"], "validation"
     held_out = splits.get(validation_split)
-    for name, split in ((args.train_split, train_split), (validation_split, held_out)):
+    for name, split in ((data.train_split, train_split), (validation_split, held_out)):
         if split is not None:
-            check_columns(split, args.image_column_name, args.label_column_name, name)
+            check_columns(split, data.image_column_name, data.label_column_name, name)
     stream_size = None
     if isinstance(train_split, datasets.IterableDataset) and train_split.info.splits:
-        stream_size = train_split.info.splits[args.train_split].num_examples
-        if args.max_train_samples is not None:
-            stream_size = min(stream_size, args.max_train_samples)
+        stream_size = train_split.info.splits[data.train_split].num_examples
+        if data.max_train_samples is not None:
+            stream_size = min(stream_size, data.max_train_samples)
 
-    columns = [args.image_column_name, args.label_column_name]
+    columns = [data.image_column_name, data.label_column_name]
     collator = ImageClassificationCollator(
         image_processor,
         *columns,
         num_labels=explainer.num_labels,
         class_index_map=class_index_map(
-            (train_split.features or {}).get(args.label_column_name),
+            (train_split.features or {}).get(data.label_column_name),
             explainer.config.classifier_config.label2id,
             explainer.num_labels,
         ),
     )
     with accelerator.main_process_first():
-        train_split = limit_examples(train_split.select_columns(columns), args.max_train_samples)
+        train_split = limit_examples(train_split.select_columns(columns), data.max_train_samples)
     train_loader = train_dataloader(
         train_split,
         collator,
-        args.per_device_train_batch_size,
+        optimisation.per_device_train_batch_size,
         accelerator,
-        seed=args.seed,
-        shuffle_buffer_size=args.shuffle_buffer_size,
-        num_workers=args.dataloader_num_workers,
+        seed=optimisation.seed,
+        shuffle_buffer_size=data.shuffle_buffer_size,
+        num_workers=data.dataloader_num_workers,
     )
     eval_loader = None
     if held_out is not None:
-        held_out = limit_examples(held_out.select_columns(columns), args.max_eval_samples)
-        eval_loader = eval_dataloader(held_out, collator, args.per_device_eval_batch_size, accelerator)
-    updates_per_epoch = steps_per_epoch(train_loader, accelerator.num_processes, args, stream_size)
+        held_out = limit_examples(held_out.select_columns(columns), data.max_eval_samples)
+        eval_loader = eval_dataloader(held_out, collator, optimisation.per_device_eval_batch_size, accelerator)
+    updates_per_epoch = steps_per_epoch(train_loader, accelerator.num_processes, optimisation.per_device_train_batch_size,
+                                        optimisation.gradient_accumulation_steps, stream_size)
     return train_loader, eval_loader, validation_split, updates_per_epoch
 
 
-def set_up(args: argparse.Namespace, classifier=None, image_processor=None, splits: dict | None = None) -> TrainingRun:
-    """Check the arguments, the output folder, the classifier and the data; build the explainer, the loaders,
-    the optimiser and the schedule; resume when asked; record the run's arguments. Returns the run."""
-    accelerator = Accelerator(
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision=default_mixed_precision(args),
-        log_with=args.report_to if args.with_tracking else None,
-        project_config=ProjectConfiguration(project_dir=args.output_dir, total_limit=args.checkpoints_total_limit),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
-    )
-    logger.info(accelerator.state, main_process_only=False)
-    if not accelerator.is_local_main_process:
-        datasets.utils.logging.set_verbosity_error()
-        transformers.utils.logging.set_verbosity_error()
-
-    # Everything that can be checked without data, before any data is touched.
-    args = validate_args(args, accelerator.num_processes)
-    if classifier is None and args.model_name_or_path is None:
-        raise ValueError("--model_name_or_path is required (the classifier to explain)")
-    check_output_dir(args)
-    recorded_args = run_args(args)  # written when training starts: a run that fails before locks nothing
-    set_seed(args.seed)
-
-    if classifier is None:
-        classifier, image_processor = load_classifier_and_processor(args.model_name_or_path, token=args.hub_token)
-    explainer = AHAExplainer.from_classifier(classifier, image_processor=image_processor, **explainer_overrides(args))
-    if args.gradient_checkpointing:
-        explainer.activation_checkpointing_enable()
-    splits = dict(splits) if splits is not None else load_splits(args)
-    train_loader, eval_loader, validation_split, updates_per_epoch = data_loaders(
-        args, splits, explainer, image_processor, accelerator
-    )
-    max_train_steps = args.max_train_steps
-    if max_train_steps is None:
-        if updates_per_epoch is None:
-            raise ValueError("the stream's size is unknown: pass --max_train_steps")
-        max_train_steps = args.num_train_epochs * updates_per_epoch
-
-    # Only the decoder trains. The scheduler is stepped once per process by accelerate, hence the factor.
+def optimiser_and_schedule(explainer: AHAExplainer, optimisation: OptimisationArguments, max_train_steps: int,
+                           num_processes: int):
+    """``(trainable parameters, AdamW, schedule)``: only the decoder trains; the warm-up + cosine schedule is
+    stepped once per process by accelerate, hence the factor."""
     trainable = [p for p in explainer.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=args.learning_rate, weight_decay=args.weight_decay)
+    optimizer = torch.optim.AdamW(trainable, lr=optimisation.learning_rate, weight_decay=optimisation.weight_decay)
     lr_scheduler = warmup_cosine_schedule(
         optimizer,
-        num_warmup_steps=num_warmup_steps(args, max_train_steps) * accelerator.num_processes,
-        num_training_steps=max_train_steps * accelerator.num_processes,
+        num_warmup_steps=optimisation.warmup_steps(max_train_steps) * num_processes,
+        num_training_steps=max_train_steps * num_processes,
     )
+    return trainable, optimizer, lr_scheduler
+
+
+def record_run(accelerator: Accelerator, run: RunArguments, recorded: dict, tracked: dict) -> None:
+    """When training starts: the main process clears the checkpoints of an overwritten run and writes the run's
+    arguments (``recorded``, :func:`~aha.training.output_dir.run_args`); ``tracked`` goes to the trackers."""
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if run.overwrite_output_dir:
+            shutil.rmtree(os.path.join(run.output_dir, CHECKPOINTS_DIR), ignore_errors=True)
+        write_run_args(run.output_dir, recorded)
+    if run.with_tracking:
+        accelerator.init_trackers("aha_train", tracked)
+
+
+def set_up(
+    data: DataArguments, model: ModelArguments, optimisation: OptimisationArguments, run: RunArguments,
+    classifier=None, image_processor=None, splits: dict | None = None,
+) -> TrainingRun:
+    """Check the arguments, the output folder, the classifier and the data; build the explainer, the loaders,
+    the optimiser and the schedule; resume when asked; record the run's arguments. Returns the run."""
+    check_arguments(data, model, optimisation, run)  # everything that can be checked before any data is touched
+    if classifier is None and model.model_name_or_path is None:
+        raise ValueError("--model_name_or_path is required (the classifier to explain)")
+    accelerator = make_accelerator(optimisation, run)
+    optimisation = optimisation.per_process(accelerator.num_processes)
+    recorded = run_args(data, model, optimisation, run)  # written when training starts: a failed start locks nothing
+    check_output_dir(run.output_dir, recorded, run.overwrite_output_dir, run.resume_from_checkpoint)
+    set_seed(optimisation.seed)
+
+    if classifier is None:
+        classifier, image_processor = load_classifier_and_processor(model.model_name_or_path, token=run.hub_token)
+    explainer = AHAExplainer.from_classifier(classifier, image_processor=image_processor, **model.config_overrides())
+    if optimisation.gradient_checkpointing:
+        explainer.activation_checkpointing_enable()
+    splits = dict(splits) if splits is not None else load_splits(data, token=run.hub_token)
+    train_loader, eval_loader, validation_split, updates_per_epoch = data_loaders(
+        data, optimisation, splits, explainer, image_processor, accelerator
+    )
+    max_train_steps = total_steps(optimisation, updates_per_epoch)
+    trainable, optimizer, lr_scheduler = optimiser_and_schedule(explainer, optimisation, max_train_steps,
+                                                                accelerator.num_processes)
     explainer, optimizer, lr_scheduler = accelerator.prepare(explainer, optimizer, lr_scheduler)
     unwrapped = accelerator.unwrap_model(explainer)
 
     # the objective's random draws (grid size, reference, Gumbel noise) come from the run's own generator, whose
     # state is checkpointed: nothing in the step draws from a global RNG
-    generator = torch.Generator(accelerator.device).manual_seed(args.seed)
+    generator = torch.Generator(accelerator.device).manual_seed(optimisation.seed)
     state = TrainingState(
         accelerator, unwrapped, optimizer, lr_scheduler, TrainingBatches(train_loader, accelerator),
         weights_fingerprint(unwrapped.classifier), generator=generator, max_train_steps=max_train_steps,
     )
-    if args.resume_from_checkpoint is not None:
-        checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    if run.resume_from_checkpoint is not None:
+        checkpoint = resolve_checkpoint(run.resume_from_checkpoint, run.output_dir)
         logger.info(f"Resuming from {checkpoint}")
         state.read(checkpoint)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        if args.overwrite_output_dir:
-            shutil.rmtree(os.path.join(args.output_dir, CHECKPOINTS_DIR), ignore_errors=True)
-        write_run_args(args.output_dir, recorded_args)
-    if args.with_tracking:
-        tracked = {key: value for key, value in public_args(args).items() if key != "explainer_config"}
-        accelerator.init_trackers("aha_train", tracked)
+    tracked = {k: v for k, v in public_values(data, model, optimisation, run).items() if k != "explainer_config"}
+    record_run(accelerator, run, recorded, tracked)
 
-    images_per_step = args.per_device_train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    images_per_step = (optimisation.per_device_train_batch_size * accelerator.num_processes
+                       * optimisation.gradient_accumulation_steps)
     logger.info("***** Running training *****")
     logger.info(f"  Trainable parameters = {sum(p.numel() for p in trainable)}")
     logger.info(f"  Steps per epoch = {updates_per_epoch}, total optimisation steps = {max_train_steps}")
     logger.info(f"  Images per step (all processes, with accumulation) = {images_per_step}")
-    return TrainingRun(args, accelerator, explainer, optimizer, lr_scheduler, trainable, state, eval_loader,
-                       validation_split, max_train_steps, images_per_step)
+    return TrainingRun(accelerator, explainer, optimizer, lr_scheduler, trainable, state, eval_loader, validation_split,
+                       max_train_steps, images_per_step, run.output_dir, run.checkpointing_steps, run.eval_steps,
+                       optimisation.max_grad_norm, optimisation.seed)
+
+
+def skip_if_not_finite(run: TrainingRun) -> bool:
+    """Clip the gradients (their norm is taken after the processes' gradients are averaged, so every process
+    decides alike); when the norm is not finite, drop them and return True (the update is skipped: AdamW leaves
+    parameters without gradients, and their moments, as they are)."""
+    gradient_norm = run.accelerator.clip_grad_norm_(run.trainable, run.max_grad_norm)
+    skipped = not torch.isfinite(gradient_norm).item()
+    if skipped:
+        run.optimizer.zero_grad(set_to_none=True)
+    return skipped
+
+
+def count_skipped(skipped: bool, in_a_row: int, step: int) -> int:
+    """Consecutive skipped updates up to ``step``: warns of a skipped one; raises at :data:`MAX_NONFINITE_STEPS`."""
+    if not skipped:
+        return 0
+    logger.warning(f"step {step}: the gradients are not finite; this update is skipped")
+    if in_a_row + 1 == MAX_NONFINITE_STEPS:
+        raise RuntimeError(
+            f"training diverged: the gradients were not finite at {MAX_NONFINITE_STEPS} steps in a row (up to "
+            f"step {step}); lower --learning_rate or --max_grad_norm"
+        )
+    return in_a_row + 1
 
 
 def training_loop(run: TrainingRun) -> dict[str, float] | None:
     """Train until ``run.max_train_steps`` optimiser steps are done, checkpointing and evaluating as the arguments
     say. Returns the last evaluation (at the last step), or None without a held-out split."""
-    args, accelerator, explainer, state = run.args, run.accelerator, run.explainer, run.state
-    config = state.model.config
-    final_metrics = None
+    accelerator, explainer, state = run.accelerator, run.explainer, run.state
+    config, final_metrics = state.model.config, None
     explainer.train()
     bar = tqdm(total=run.max_train_steps, initial=state.completed_steps, disable=not accelerator.is_local_main_process)
     start, start_step = time.perf_counter(), state.completed_steps
@@ -265,13 +337,7 @@ def training_loop(run: TrainingRun) -> dict[str, float] | None:
             tau = annealed_tau(state.completed_steps, run.max_train_steps, config.tau_start, config.tau_end)
             loss = explainer(**batch, tau=tau, generator=state.generator).loss
             accelerator.backward(loss)
-            skipped = False
-            if accelerator.sync_gradients:
-                gradient_norm = accelerator.clip_grad_norm_(run.trainable, args.max_grad_norm)
-                # the norm is taken after the processes' gradients are averaged, so every process skips alike
-                skipped = not torch.isfinite(gradient_norm).item()
-                if skipped:  # gradients set to None: AdamW leaves those parameters and their moments as they are
-                    run.optimizer.zero_grad(set_to_none=True)
+            skipped = accelerator.sync_gradients and skip_if_not_finite(run)
             run.optimizer.step()
             run.lr_scheduler.step()
             run.optimizer.zero_grad()
@@ -281,14 +347,7 @@ def training_loop(run: TrainingRun) -> dict[str, float] | None:
 
         state.completed_steps += 1
         step = state.completed_steps
-        nonfinite_in_a_row = nonfinite_in_a_row + 1 if skipped else 0
-        if skipped:
-            logger.warning(f"step {step}: the gradients are not finite; this update is skipped")
-            if nonfinite_in_a_row == MAX_NONFINITE_STEPS:
-                raise RuntimeError(
-                    f"training diverged: the gradients were not finite at {MAX_NONFINITE_STEPS} steps in a row (up to "
-                    f"step {step}); lower --learning_rate or --max_grad_norm"
-                )
+        nonfinite_in_a_row = count_skipped(skipped, nonfinite_in_a_row, step)
         step_loss = accelerator.reduce(torch.stack(micro_losses).mean(), reduction="mean").item()
         micro_losses = []
         images_per_second = run.images_per_step * (step - start_step) / (time.perf_counter() - start)
@@ -300,10 +359,10 @@ def training_loop(run: TrainingRun) -> dict[str, float] | None:
              "train/skipped_update": int(skipped)},
             step=step,
         )
-        if step % args.checkpointing_steps == 0 or step == run.max_train_steps:
-            save_checkpoint(state, args.output_dir, step)
-        if run.eval_loader is not None and ((args.eval_steps and step % args.eval_steps == 0) or step == run.max_train_steps):
-            final_metrics = evaluate(explainer, run.eval_loader, accelerator, seed=args.seed)
+        if step % run.checkpointing_steps == 0 or step == run.max_train_steps:
+            save_checkpoint(state, run.output_dir, step)
+        if run.eval_loader is not None and ((run.eval_steps and step % run.eval_steps == 0) or step == run.max_train_steps):
+            final_metrics = evaluate(explainer, run.eval_loader, accelerator, seed=run.seed)
             if accelerator.is_local_main_process:
                 bar.write(f"step {step}: {final_metrics}")  # above the progress bar, on stdout
             accelerator.log(final_metrics, step=step)
@@ -312,18 +371,63 @@ def training_loop(run: TrainingRun) -> dict[str, float] | None:
     return final_metrics
 
 
-def train(args: argparse.Namespace, classifier=None, image_processor=None, splits: dict | None = None) -> AHAExplainer:
-    """Train an explainer as the arguments say and save it to ``args.output_dir``; returns it (unwrapped).
+def train(
+    data: DataArguments, model: ModelArguments, optimisation: OptimisationArguments, run: RunArguments, *,
+    classifier=None, image_processor=None, splits: dict | None = None,
+) -> AHAExplainer:
+    """Train an AHA explainer for a frozen image classifier and save it to ``run.output_dir``.
 
-    ``classifier`` / ``image_processor`` / ``splits`` (``{"train": Dataset | IterableDataset, "validation": ...}``)
-    are in-memory alternatives to ``--model_name_or_path`` and the data flags.
+    The Python form of ``aha train``: the command parses its flags, or a JSON / YAML file, into these four
+    dataclasses and calls this function. Each field is parsed by its declared type when the dataclass is made
+    (``RunArguments(output_dir="out", push_to_hub="false")`` does not push); ranges and combinations are checked
+    here, before any model or data is loaded. On one process or many (``accelerate launch``).
+
+    Args:
+        data (`DataArguments`):
+            Where the images come from (a Hub dataset, an image folder, a saved dataset), the splits and columns.
+        model (`ModelArguments`):
+            The classifier to explain (``model_name_or_path``) and the explainer's settings (``tau_start``,
+            ``tau_end``, any other :class:`~aha.AHAConfig` field in ``explainer_config``).
+        optimisation (`OptimisationArguments`):
+            Batch sizes, steps, learning rate and schedule, precision, seed.
+        run (`RunArguments`):
+            Where the run writes (``output_dir``), checkpoints, resuming, evaluation, trackers and the Hub.
+        classifier (`transformers.PreTrainedModel`, *optional*):
+            The classifier to explain, in memory, instead of ``model.model_name_or_path``; pass its
+            ``image_processor`` with it.
+        image_processor (`transformers.BaseImageProcessor`, *optional*):
+            The classifier's image processor (with ``classifier``).
+        splits (`dict[str, datasets.Dataset | datasets.IterableDataset]`, *optional*):
+            The data in memory, by split name (``data.train_split``, ``data.validation_split``), instead of the
+            data source in ``data``; columns named by ``data.image_column_name`` and ``data.label_column_name``.
+
+    Returns:
+        `AHAExplainer`: the trained explainer (unwrapped from the accelerator), as saved in ``run.output_dir``
+        with its image processor, a model card and, when ``run.push_to_hub``, on the Hub.
+
+    Raises:
+        TypeError: an argument is not the dataclass expected.
+        ValueError: an option out of range, a combination that cannot run, an output folder holding another run,
+            a dataset without the named split or columns (each message names the flag).
+
+    Example:
+
+    ```python
+    >>> from aha.training import DataArguments, ModelArguments, OptimisationArguments, RunArguments, train
+    >>> explainer = train(
+    ...     DataArguments(train_dir="photos/"),
+    ...     ModelArguments(model_name_or_path="google/vit-base-patch16-224"),
+    ...     OptimisationArguments(max_train_steps=2000, learning_rate=3e-4),
+    ...     RunArguments(output_dir="aha-vit-base-patch16-224"),
+    ... )
+    ```
     """
-    run = set_up(args, classifier, image_processor, splits)
-    final_metrics = training_loop(run)
-    save_and_push(run.accelerator, run.state.model, run.args, run.state.completed_steps, final_metrics,
-                  validation_split=run.validation_split)
-    run.accelerator.end_training()
-    return run.state.model
+    training = set_up(data, model, optimisation, run, classifier, image_processor, splits)
+    final_metrics = training_loop(training)
+    save_and_push(training.accelerator, training.state.model, data, run, training.state.completed_steps, final_metrics,
+                  validation_split=training.validation_split)
+    training.accelerator.end_training()
+    return training.state.model
 
 
 def how_to_use(output_dir: str, explainer: AHAExplainer, decoder_only: bool, pushed_to: str | None = None) -> str:
@@ -343,13 +447,15 @@ def how_to_use(output_dir: str, explainer: AHAExplainer, decoder_only: bool, pus
     return "\n".join(lines)
 
 
-def main(args: argparse.Namespace) -> None:
-    """``aha train``: :func:`train` on the thread count of :func:`aha.threads.set_threads`, its log records shown
-    on stderr (INFO; the library configures no handler); ends by printing where the explainer is and how to use it."""
+def main(arguments: tuple[DataArguments, ModelArguments, OptimisationArguments, RunArguments]) -> None:
+    """``aha train``: :func:`train` on the arguments its parser read (:func:`~aha.training.build_parser`), on the
+    thread count of :func:`aha.threads.set_threads`, its log records shown on stderr (INFO; the library configures
+    no handler); ends by printing where the explainer is and how to use it."""
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    data, model, optimisation, run = arguments
     local_main = os.environ.get("LOCAL_RANK", "0") == "0"
-    set_threads(args.threads, int(os.environ.get("LOCAL_WORLD_SIZE", "1")), "[aha train]" if local_main else None)
-    explainer = train(args)
+    set_threads(run.threads, int(os.environ.get("LOCAL_WORLD_SIZE", "1")), "[aha train]" if local_main else None)
+    explainer = train(data, model, optimisation, run)
     if os.environ.get("RANK", "0") == "0":
-        pushed_to = (args.hub_model_id or os.path.basename(os.path.normpath(args.output_dir))) if args.push_to_hub else None
-        print(how_to_use(args.output_dir, explainer, args.decoder_only, pushed_to), flush=True)
+        pushed_to = run.repo_name() if run.push_to_hub else None
+        print(how_to_use(run.output_dir, explainer, run.decoder_only, pushed_to), flush=True)

@@ -9,53 +9,51 @@ neither (it failed before its first checkpoint) does not lock the directory.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 
 from ..safe_files import read_json, refuse_symlink, write_json
-from .arguments import OPERATIONAL_ARGS, public_args
+from .arguments import OPERATIONAL_ARGS, public_values
 from .checkpointing import CHECKPOINTS_DIR, latest_checkpoint
 
 
 RUN_ARGS_FILE = "aha_training_args.json"
 
 
-def run_args(args: argparse.Namespace) -> dict:
-    """The JSON-able arguments that define the run."""
-    return json.loads(json.dumps({k: v for k, v in public_args(args).items() if k not in OPERATIONAL_ARGS}))
+def run_args(*arguments) -> dict:
+    """The JSON-able values of the argument dataclasses (resolved for the processes) that define the run."""
+    return json.loads(json.dumps({k: v for k, v in public_values(*arguments).items() if k not in OPERATIONAL_ARGS}))
 
 
-def check_output_dir(args: argparse.Namespace) -> None:
-    """Raise ValueError when ``args.output_dir`` already holds something other than the run being resumed, or a
-    symbolic link where the run writes and deletes checkpoints (files the run writes at links are replaced by
-    :mod:`aha.safe_files`, never followed)."""
-    path = os.path.join(args.output_dir, RUN_ARGS_FILE)
-    refuse_symlink(os.path.join(args.output_dir, CHECKPOINTS_DIR))  # checkpoints are written and deleted in there
-    empty = not os.path.isdir(args.output_dir) or not os.listdir(args.output_dir)
-    saved = latest_checkpoint(args.output_dir) is not None or os.path.exists(os.path.join(args.output_dir, "config.json"))
+def check_output_dir(output_dir: str, current: dict, overwrite: bool, resume_from_checkpoint: str | None) -> None:
+    """Raise ValueError when ``output_dir`` already holds something other than the run being resumed (``current``:
+    its :func:`run_args`), or a symbolic link where the run writes and deletes checkpoints (files the run writes at
+    links are replaced by :mod:`aha.safe_files`, never followed). ``overwrite``: ``--overwrite_output_dir``."""
+    path = os.path.join(output_dir, RUN_ARGS_FILE)
+    refuse_symlink(os.path.join(output_dir, CHECKPOINTS_DIR))  # checkpoints are written and deleted in there
+    empty = not os.path.isdir(output_dir) or not os.listdir(output_dir)
+    saved = latest_checkpoint(output_dir) is not None or os.path.exists(os.path.join(output_dir, "config.json"))
     never_saved = os.path.exists(path) and not saved  # a run that failed before saving: its arguments are replaced
-    if args.overwrite_output_dir or empty or never_saved:
-        if args.resume_from_checkpoint == "latest":
-            raise ValueError(f"--resume_from_checkpoint latest: {args.output_dir} holds no checkpoint to resume")
+    if overwrite or empty or never_saved:
+        if resume_from_checkpoint == "latest":
+            raise ValueError(f"--resume_from_checkpoint latest: {output_dir} holds no checkpoint to resume")
         return
     if not os.path.exists(path):
         raise ValueError(
-            f"{args.output_dir} is not empty and holds no aha training run ({RUN_ARGS_FILE}); choose another "
+            f"{output_dir} is not empty and holds no aha training run ({RUN_ARGS_FILE}); choose another "
             "--output_dir or pass --overwrite_output_dir"
         )
     previous = read_json(path)
-    current = run_args(args)
     differing = sorted(k for k in previous.keys() | current.keys() if previous.get(k) != current.get(k))
     if differing:
         details = ", ".join(f"{k}: {previous.get(k)!r} -> {current.get(k)!r}" for k in differing)
         raise ValueError(
-            f"{args.output_dir} holds a different run ({details}); choose another --output_dir or pass "
+            f"{output_dir} holds a different run ({details}); choose another --output_dir or pass "
             "--overwrite_output_dir"
         )
-    if args.resume_from_checkpoint is None and latest_checkpoint(args.output_dir) is not None:
+    if resume_from_checkpoint is None and latest_checkpoint(output_dir) is not None:
         raise ValueError(
-            f"{args.output_dir} holds checkpoints of this run; pass --resume_from_checkpoint latest to continue it "
+            f"{output_dir} holds checkpoints of this run; pass --resume_from_checkpoint latest to continue it "
             "or --overwrite_output_dir to start again"
         )
 
