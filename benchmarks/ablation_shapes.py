@@ -40,40 +40,92 @@ CONV = {"pixel_head": "conv"}
 #: row -> (what changes, aha train learning rate, AHAConfig overrides, decoder)
 ROWS = {
     "default": ("the library's defaults", None, {}, "default"),
-    "old_decoder": ("the DPT-style decoder of v0.1 (pyramid x4..x0.5, additive class embedding, no image branch)",
-                    None, CONV, "dpt"),
+    "old_decoder": (
+        "the DPT-style decoder of v0.1 (pyramid x4..x0.5, additive class embedding, no image branch)",
+        None,
+        CONV,
+        "dpt",
+    ),
     "no_image_branch": ("the conv head without its full-resolution image branch", None, CONV, "no_image_branch"),
     "additive_class": ("additive class embedding instead of FiLM", None, {}, "additive"),
-    "all_references": ('references drawn among "mean", "black" and "blur" (the paper)', None,
-                       {"references": ["mean", "black", "blur"]}, "default"),
+    "all_references": (
+        'references drawn among "mean", "black" and "blur" (the paper)',
+        None,
+        {"references": ["mean", "black", "blur"]},
+        "default",
+    ),
     "mean_black": ('references drawn among "mean" and "black"', None, {"references": ["mean", "black"]}, "default"),
     "blur_only": ('reference "blur" only', None, {"references": ["blur"]}, "default"),
     "black_only": ('reference "black" only', None, {"references": ["black"]}, "default"),
     "lr_1e-3": ("learning rate 1e-3", 1e-3, {}, "default"),
     "fractions_16": ("16 fractions per curve (the paper) instead of 8", None, {"num_fractions": 16}, "default"),
-    "second_class": ("a second class per image (runner-up or label, the paper)", None, {"second_class": True}, "default"),
+    "second_class": (
+        "a second class per image (runner-up or label, the paper)",
+        None,
+        {"second_class": True},
+        "default",
+    ),
     "deletion_only": ("no least-relevant-first term", None, {"lrf_insertion_weight": 0.0}, "default"),
     "rise_term": ("RISE-insertion term added (weight 1)", None, {"rise_insertion_weight": 1.0}, "default"),
     "no_peak": ("no peak penalty", None, {"peak_weight": 0.0}, "default"),
-    "budget_0.08": ("decoder_flops_budget 0.08: widths, blocks and image-branch stride chosen to cost <= 8% of the "
-                    "classifier (aha.decoder_budget), conv head", None, {**CONV, "decoder_flops_budget": 0.08}, "default"),
-    "wider_decoder": ("the conv head at twice its default width (fusion_channels 64, head_channels 16)", None,
-                      {**CONV, "fusion_channels": 64, "head_channels": 16}, "default"),
-    "wider_guided": ("the guided head at twice the default fusion width (fusion_channels 64)", None,
-                     {"fusion_channels": 64}, "default"),
-    "space_to_depth": ("the conv head's image branch on a 4 x 4 space-to-depth of the image, twice the head width, 16 scores per "
-                       "position back to full resolution (benchmarks/explain_speed.py --space_to_depth times it)",
-                       None, CONV, "space_to_depth"),
-    "space_to_depth_2": ("the space_to_depth row's decoder on 2 x 2 blocks (4 scores per position)", None, CONV,
-                         "space_to_depth_2"),
-    "conv_head": ('pixel_head "conv", the default decoder before the guided head: image branch of two 3x3 '
-                  "convolutions at full resolution, two residual units on the token grid", None, CONV, "default"),
-    "guided_2_blocks": ("two residual units on the token grid before the guided head", None, {"decoder_blocks": 2},
-                        "default"),
-    "random_fractions": ("the curves' 6 interior fractions drawn each step (stratified: one uniform draw in each of 6 "
-                         "equal bins), so training sees every fraction; same cost", None, {}, "random_fractions"),
-    "finest_grid": ("the ranking grid always at its finest (cells of half a patch) instead of drawn from 0.5-2 patches",
-                    None, {"grid_cell_patches": [0.5, 0.5]}, "default"),
+    "budget_0.08": (
+        "decoder_flops_budget 0.08: widths, blocks and image-branch stride chosen to cost <= 8% of the "
+        "classifier (aha.decoder_budget), conv head",
+        None,
+        {**CONV, "decoder_flops_budget": 0.08},
+        "default",
+    ),
+    "wider_decoder": (
+        "the conv head at twice its default width (fusion_channels 64, head_channels 16)",
+        None,
+        {**CONV, "fusion_channels": 64, "head_channels": 16},
+        "default",
+    ),
+    "wider_guided": (
+        "the guided head at twice the default fusion width (fusion_channels 64)",
+        None,
+        {"fusion_channels": 64},
+        "default",
+    ),
+    "space_to_depth": (
+        "the conv head's image branch on a 4 x 4 space-to-depth of the image, twice the head width, 16 scores per "
+        "position back to full resolution (benchmarks/explain_speed.py --space_to_depth times it)",
+        None,
+        CONV,
+        "space_to_depth",
+    ),
+    "space_to_depth_2": (
+        "the space_to_depth row's decoder on 2 x 2 blocks (4 scores per position)",
+        None,
+        CONV,
+        "space_to_depth_2",
+    ),
+    "conv_head": (
+        'pixel_head "conv", the default decoder before the guided head: image branch of two 3x3 '
+        "convolutions at full resolution, two residual units on the token grid",
+        None,
+        CONV,
+        "default",
+    ),
+    "guided_2_blocks": (
+        "two residual units on the token grid before the guided head",
+        None,
+        {"decoder_blocks": 2},
+        "default",
+    ),
+    "random_fractions": (
+        "the curves' 6 interior fractions drawn each step (stratified: one uniform draw in each of 6 "
+        "equal bins), so training sees every fraction; same cost",
+        None,
+        {},
+        "random_fractions",
+    ),
+    "finest_grid": (
+        "the ranking grid always at its finest (cells of half a patch) instead of drawn from 0.5-2 patches",
+        None,
+        {"grid_cell_patches": [0.5, 0.5]},
+        "default",
+    ),
 }
 
 
@@ -128,7 +180,9 @@ class DPTDecoder(nn.Module):
         for level in range(len(levels) - 2, -1, -1):
             upsampled = F.interpolate(fused, size=levels[level].shape[-2:], mode="bilinear", align_corners=False)
             fused = self.fusions[level](levels[level] + upsampled)
-        x = F.interpolate(F.relu(self.head_conv(fused)), size=pixel_values.shape[-2:], mode="bilinear", align_corners=False)
+        x = F.interpolate(
+            F.relu(self.head_conv(fused)), size=pixel_values.shape[-2:], mode="bilinear", align_corners=False
+        )
         return self.out_conv(x).squeeze(1)
 
 
@@ -136,9 +190,13 @@ def change_decoder(explainer: AHAExplainer, variant: str) -> None:
     """Swap or alter the freshly initialised decoder of ``explainer`` for an ablation row."""
     decoder = explainer.decoder
     if variant == "dpt":
-        explainer.decoder = DPTDecoder([n.normalized_shape[0] for n in decoder.norms], explainer.num_labels,
-                                       decoder.projection.out_channels, decoder.to_head.out_channels,
-                                       decoder.class_embedding.embedding_dim)
+        explainer.decoder = DPTDecoder(
+            [n.normalized_shape[0] for n in decoder.norms],
+            explainer.num_labels,
+            decoder.projection.out_channels,
+            decoder.to_head.out_channels,
+            decoder.class_embedding.embedding_dim,
+        )
         explainer.decoder.apply(explainer._init_weights)
     elif variant == "no_image_branch":
         decoder.image_conv2 = ZeroBranch()
@@ -147,7 +205,9 @@ def change_decoder(explainer: AHAExplainer, variant: str) -> None:
     elif variant == "random_fractions":
         explainer.objective = StratifiedFractions(explainer.config, patch_size=explainer.classifier_spec.patch_size)
     elif variant.startswith("space_to_depth"):
-        stride = int(variant.rpartition("_")[2]) if variant[-1].isdigit() else explainer.classifier_spec.patch_size // 2
+        stride = (
+            int(variant.rpartition("_")[2]) if variant[-1].isdigit() else explainer.classifier_spec.patch_size // 2
+        )
         explainer.decoder = SpaceToDepthDecoder(decoder, stride=stride)
         explainer.decoder.apply(explainer._init_weights)
 
@@ -195,15 +255,33 @@ class ShiftOnly(nn.Module):
         return torch.cat([torch.zeros_like(scales), shifts], dim=1)
 
 
-def run_row(name: str, args, classifier_dir: Path, data_dir: Path, pixel_values, labels, masks, processor,
-            metrics=METRICS) -> dict:
+def run_row(
+    name: str, args, classifier_dir: Path, data_dir: Path, pixel_values, labels, masks, processor, metrics=METRICS
+) -> dict:
     what, learning_rate, overrides, variant = ROWS[name]
     output = Path(args.work_dir) / name
-    argv = ["--model_name_or_path", str(classifier_dir), "--dataset_path", str(data_dir), "--output_dir", str(output),
-            "--overwrite_output_dir", "--max_train_steps", str(args.steps), "--per_device_train_batch_size",
-            str(args.batch_size), "--learning_rate", str(learning_rate or BASE["learning_rate"]),
-            "--checkpointing_steps", str(args.steps), "--no_gradient_checkpointing", "--validation_split", "none",
-            "--seed", str(args.seed)]
+    argv = [
+        "--model_name_or_path",
+        str(classifier_dir),
+        "--dataset_path",
+        str(data_dir),
+        "--output_dir",
+        str(output),
+        "--overwrite_output_dir",
+        "--max_train_steps",
+        str(args.steps),
+        "--per_device_train_batch_size",
+        str(args.batch_size),
+        "--learning_rate",
+        str(learning_rate or BASE["learning_rate"]),
+        "--checkpointing_steps",
+        str(args.steps),
+        "--no_gradient_checkpointing",
+        "--validation_split",
+        "none",
+        "--seed",
+        str(args.seed),
+    ]
     for key, value in overrides.items():
         argv += ["--explainer_config", f"{key}={json.dumps(value)}"]
     original = AHAExplainer.from_classifier.__func__
@@ -230,16 +308,30 @@ def run_row(name: str, args, classifier_dir: Path, data_dir: Path, pixel_values,
 def markdown(results: dict, reference: str = "default") -> str:
     short = [METRICS[m].short_name.rstrip(" ↑↓").replace("Mask AUROC", "AUROC") for m in METRICS]
     base = {k: torch.tensor(v) for k, v in results[reference]["scores"].items()}
-    rows = [[name, row["what"],
-             *(compared_mean(torch.tensor(row["scores"][metric]), None if name == reference else base[metric], definition.high_is_good)
-               for metric, definition in METRICS.items()),
-             f"{row['train_seconds']:.0f}"] for name, row in results.items()]
+    rows = [
+        [
+            name,
+            row["what"],
+            *(
+                compared_mean(
+                    torch.tensor(row["scores"][metric]),
+                    None if name == reference else base[metric],
+                    definition.high_is_good,
+                )
+                for metric, definition in METRICS.items()
+            ),
+            f"{row['train_seconds']:.0f}",
+        ]
+        for name, row in results.items()
+    ]
     return "\n".join(table(["row", "change", *short, "train s"], rows))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--demo_dir", default="aha-demo", help="An `aha demo --output` folder (its data and classifier).")
+    parser.add_argument(
+        "--demo_dir", default="aha-demo", help="An `aha demo --output` folder (its data and classifier)."
+    )
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch_size", type=int, default=16)
@@ -261,8 +353,13 @@ def main():
     for name in args.rows:
         print(f"== {name}: {ROWS[name][0]}", file=sys.stderr)
         results[name] = run_row(name, args, demo / "classifier", demo / "data", pixel_values, labels, masks, processor)
-        results[name]["settings"] = {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
-                                     "eval_images": args.eval_images, "torch": torch.__version__}
+        results[name]["settings"] = {
+            "steps": args.steps,
+            "batch_size": args.batch_size,
+            "seed": args.seed,
+            "eval_images": args.eval_images,
+            "torch": torch.__version__,
+        }
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(results))
         summary = {k: round(sum(v) / len(v), 4) for k, v in results[name]["scores"].items()}

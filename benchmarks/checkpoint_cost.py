@@ -64,9 +64,13 @@ def main() -> None:
     print(f"| checkpoint weights without the classifier (`model.safetensors`) | {sizes['decoder']:.1f} MiB |")
     print(f"| the same with the classifier (what accelerate's save_state stored) | {sizes['full']:.1f} MiB |")
     print(f"| optimiser state (`optimizer.safetensors`) | {sizes['optimizer']:.1f} MiB |")
-    print(f"| fingerprint of the classifier's weights (median of {args.repeats}) | {statistics.median(hashes):.2f} s |")
-    print(f"| `from_pretrained` of the self-contained explainer, check included (median) | "
-          f"{statistics.median(loads):.2f} s |")
+    print(
+        f"| fingerprint of the classifier's weights (median of {args.repeats}) | {statistics.median(hashes):.2f} s |"
+    )
+    print(
+        f"| `from_pretrained` of the self-contained explainer, check included (median) | "
+        f"{statistics.median(loads):.2f} s |"
+    )
     print(f"| the same load without the check (median) | {statistics.median(unchecked):.2f} s |")
 
 

@@ -59,8 +59,9 @@ def run(code: str, src: str | None = None) -> tuple[float, list[str]]:
 def where(src: str | None) -> str:
     """The aha package a run imports (to check that --src took effect)."""
     env = {**os.environ, "PYTHONPATH": src} if src else None
-    return subprocess.run([sys.executable, "-c", "import aha; print(aha.__file__)"], capture_output=True, text=True,
-                          env=env).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", "import aha; print(aha.__file__)"], capture_output=True, text=True, env=env
+    ).stdout.strip()
 
 
 def main() -> None:
@@ -68,9 +69,16 @@ def main() -> None:
     parser.add_argument("--label", required=True, help="Name of this run in the results file (e.g. before, after).")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "cli_startup.json"))
-    parser.add_argument("--src", default=None, help="A checkout's src/ folder to import aha from (default: the installed one).")
-    parser.add_argument("--interleave", nargs=2, metavar=("LABEL", "SRC"), default=None,
-                        help="A second checkout, run after each command of the first: recorded under LABEL.")
+    parser.add_argument(
+        "--src", default=None, help="A checkout's src/ folder to import aha from (default: the installed one)."
+    )
+    parser.add_argument(
+        "--interleave",
+        nargs=2,
+        metavar=("LABEL", "SRC"),
+        default=None,
+        help="A second checkout, run after each command of the first: recorded under LABEL.",
+    )
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
@@ -84,10 +92,16 @@ def main() -> None:
                 seconds, imported[label] = run(code, src)
                 times[label].append(seconds)
         for label in runs:
-            rows[label][name] = {"median_s": round(statistics.median(times[label]), 3), "min_s": round(min(times[label]), 3),
-                                 "times_s": [round(t, 3) for t in times[label]], "imported": imported[label]}
+            rows[label][name] = {
+                "median_s": round(statistics.median(times[label]), 3),
+                "min_s": round(min(times[label]), 3),
+                "times_s": [round(t, 3) for t in times[label]],
+                "imported": imported[label],
+            }
             row = rows[label][name]
-            print(f"{label:8s} {name:32s} median {row['median_s']:6.2f} s  min {row['min_s']:6.2f} s  imports {row['imported']}")
+            print(
+                f"{label:8s} {name:32s} median {row['median_s']:6.2f} s  min {row['min_s']:6.2f} s  imports {row['imported']}"
+            )
     output = Path(args.output)
     results = json.loads(output.read_text()) if output.is_file() else {}
     machine = describe()

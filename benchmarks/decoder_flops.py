@@ -36,17 +36,26 @@ def count(name: str, pixel_head: str, budget: float | None) -> dict:
     """Widths and counted cost of the decoder for the named classifier with ``pixel_head`` under ``budget`` (None: the
     default rule)."""
     with torch.device("meta"):
-        explainer = AHAExplainer(AHAConfig(classifier_config=classifier_config(name), pixel_head=pixel_head,
-                                           decoder_flops_budget=budget))
+        explainer = AHAExplainer(
+            AHAConfig(classifier_config=classifier_config(name), pixel_head=pixel_head, decoder_flops_budget=budget)
+        )
     counter = DecoderBudget.of(explainer)
     widths = widths_of(explainer.decoder)
     cost = counter.decoder_cost(widths)
     flops, parameters = cost.fraction_of(counter.classifier)
-    return {"model": name, "pixel_head": pixel_head, "budget": budget, "feature_layers": list(explainer.feature_layers),
-            "widths": dataclasses.asdict(widths),
-            "classifier_flops": counter.classifier.flops, "classifier_parameters": counter.classifier.parameters,
-            "decoder_flops": cost.flops, "decoder_parameters": cost.parameters,
-            "flops_ratio": flops, "parameters_ratio": parameters}
+    return {
+        "model": name,
+        "pixel_head": pixel_head,
+        "budget": budget,
+        "feature_layers": list(explainer.feature_layers),
+        "widths": dataclasses.asdict(widths),
+        "classifier_flops": counter.classifier.flops,
+        "classifier_parameters": counter.classifier.parameters,
+        "decoder_flops": cost.flops,
+        "decoder_parameters": cost.parameters,
+        "flops_ratio": flops,
+        "parameters_ratio": parameters,
+    }
 
 
 def main():
@@ -59,19 +68,31 @@ def main():
     rows += [count(name, "conv", budget) for name in args.models for budget in [None, *args.budgets]]
     machine = describe()
     print(summary(machine))
-    print("| model | pixel head | budget | fusion / head / class dim / image stride / blocks | classifier GFLOP | decoder GFLOP "
-          "| decoder / classifier FLOPs | decoder / classifier parameters |")
+    print(
+        "| model | pixel head | budget | fusion / head / class dim / image stride / blocks | classifier GFLOP | decoder GFLOP "
+        "| decoder / classifier FLOPs | decoder / classifier parameters |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         w = row["widths"]
-        print(f"| {row['model']} | {row['pixel_head']} | {row['budget'] if row['budget'] is not None else 'none (default)'} | "
-              f"{w['fusion_channels']} / {w['head_channels']} / {w['class_dim']} / {w['image_stride']} / {w['num_blocks']} | "
-              f"{row['classifier_flops'] / 1e9:.4g} | {row['decoder_flops'] / 1e9:.4g} | {row['flops_ratio']:.3f} | "
-              f"{row['parameters_ratio']:.3f} |")
+        print(
+            f"| {row['model']} | {row['pixel_head']} | {row['budget'] if row['budget'] is not None else 'none (default)'} | "
+            f"{w['fusion_channels']} / {w['head_channels']} / {w['class_dim']} / {w['image_stride']} / {w['num_blocks']} | "
+            f"{row['classifier_flops'] / 1e9:.4g} | {row['decoder_flops'] / 1e9:.4g} | {row['flops_ratio']:.3f} | "
+            f"{row['parameters_ratio']:.3f} |"
+        )
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"command": shlex.join(["python", "benchmarks/decoder_flops.py", *sys.argv[1:]]),
-                                  "machine": machine, "rows": rows}, indent=1))
+    output.write_text(
+        json.dumps(
+            {
+                "command": shlex.join(["python", "benchmarks/decoder_flops.py", *sys.argv[1:]]),
+                "machine": machine,
+                "rows": rows,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -50,9 +50,21 @@ def build_setup(folder: Path, images: int) -> None:
 
 
 def run(folder: Path, processes: int, args, repeat: int) -> dict:
-    command = ["-m", "aha", "evaluate", "--model", str(folder / "explainer"), "--dataset_path", str(folder / "data"),
-               "--methods", args.methods, "--batch_size", str(args.batch_size),
-               "--output_dir", str(folder / f"out-{processes}-{repeat}")]
+    command = [
+        "-m",
+        "aha",
+        "evaluate",
+        "--model",
+        str(folder / "explainer"),
+        "--dataset_path",
+        str(folder / "data"),
+        "--methods",
+        args.methods,
+        "--batch_size",
+        str(args.batch_size),
+        "--output_dir",
+        str(folder / f"out-{processes}-{repeat}"),
+    ]
     if processes > 1:
         command = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes), *command]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "1"}
@@ -60,8 +72,14 @@ def run(folder: Path, processes: int, args, repeat: int) -> dict:
     done = subprocess.run([sys.executable, *command], capture_output=True, text=True, env=env, check=True)
     wall = time.perf_counter() - start
     images, seconds, rate, _ = RATE.search(done.stdout).groups()
-    return {"processes": processes, "repeat": repeat, "images": int(images), "loop_seconds": float(seconds),
-            "images_per_second": float(rate), "command_wall_seconds": round(wall, 2)}
+    return {
+        "processes": processes,
+        "repeat": repeat,
+        "images": int(images),
+        "loop_seconds": float(seconds),
+        "images_per_second": float(rate),
+        "command_wall_seconds": round(wall, 2),
+    }
 
 
 def main():
@@ -77,16 +95,25 @@ def main():
         folder = Path(folder)
         build_setup(folder, args.images)
         runs = [run(folder, processes, args, repeat) for repeat in range(args.repeats) for processes in args.processes]
-        identical = len({(folder / f"out-{r['processes']}-{r['repeat']}" / "per_image.jsonl").read_text() for r in runs}) == 1
+        identical = (
+            len({(folder / f"out-{r['processes']}-{r['repeat']}" / "per_image.jsonl").read_text() for r in runs}) == 1
+        )
     best = {p: max(r["images_per_second"] for r in runs if r["processes"] == p) for p in args.processes}
-    result = {"command": shlex.join(["python", "benchmarks/evaluate_speed.py", *sys.argv[1:]]), "machine": describe(),
-              "settings": {**vars(args), "output": os.path.relpath(args.output, HERE.parent)}, "runs": runs, "best_images_per_second": best,
-              "per_image_files_identical": identical}
+    result = {
+        "command": shlex.join(["python", "benchmarks/evaluate_speed.py", *sys.argv[1:]]),
+        "machine": describe(),
+        "settings": {**vars(args), "output": os.path.relpath(args.output, HERE.parent)},
+        "runs": runs,
+        "best_images_per_second": best,
+        "per_image_files_identical": identical,
+    }
     Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
     print(summary(result["machine"]))
     for r in runs:
-        print(f"{r['processes']} process(es), repeat {r['repeat']}: {r['images_per_second']:.2f} images/s "
-              f"({r['images']} images in {r['loop_seconds']:.1f} s; command {r['command_wall_seconds']:.1f} s)")
+        print(
+            f"{r['processes']} process(es), repeat {r['repeat']}: {r['images_per_second']:.2f} images/s "
+            f"({r['images']} images in {r['loop_seconds']:.1f} s; command {r['command_wall_seconds']:.1f} s)"
+        )
     print(f"per-image files identical across runs: {identical}")
 
 

@@ -47,8 +47,9 @@ def measure(name: str, batch_size: int, repeats: int, budget: float, space_to_de
     explainers = {
         "default": AHAExplainer.from_classifier(classifier).eval(),
         "conv head": AHAExplainer.from_classifier(classifier, pixel_head="conv").eval(),
-        f"conv head, budget {budget:g}": AHAExplainer.from_classifier(classifier, pixel_head="conv",
-                                                                      decoder_flops_budget=budget).eval(),
+        f"conv head, budget {budget:g}": AHAExplainer.from_classifier(
+            classifier, pixel_head="conv", decoder_flops_budget=budget
+        ).eval(),
     }
     for stride in space_to_depth or []:  # the ablation's decoder variant (benchmarks/ablation_shapes.py)
         from ablation_shapes import change_decoder
@@ -57,9 +58,12 @@ def measure(name: str, batch_size: int, repeats: int, budget: float, space_to_de
         explainers[key] = AHAExplainer.from_classifier(classifier, pixel_head="conv").eval()
         change_decoder(explainers[key], f"space_to_depth_{stride}" if stride else "space_to_depth")
     spec = BackboneSpec.from_model(classifier)
-    if spec.feature_maps == "hidden_states":  # a CNN: also the decoder that reads its stride-4 map, left out by default
+    if (
+        spec.feature_maps == "hidden_states"
+    ):  # a CNN: also the decoder that reads its stride-4 map, left out by default
         explainers["default + stride-4 map"] = AHAExplainer.from_classifier(
-            classifier, feature_layers=list(spec.default_feature_layers(4))).eval()
+            classifier, feature_layers=list(spec.default_feature_layers(4))
+        ).eval()
     size = spec.image_size  # the configured size (224 px for a config without one)
     images = torch.randn(batch_size, 3, *size, generator=torch.Generator().manual_seed(0))
     runs = {
@@ -89,13 +93,21 @@ def measure(name: str, batch_size: int, repeats: int, budget: float, space_to_de
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(VIT_CONFIGS), choices=CLASSIFIERS)
-    parser.add_argument("--budget", type=float, default=0.08, help="decoder_flops_budget of the budgeted conv-head explainer")
+    parser.add_argument(
+        "--budget", type=float, default=0.08, help="decoder_flops_budget of the budgeted conv-head explainer"
+    )
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is least sensitive to a shared CPU)")
-    parser.add_argument("--space_to_depth", type=int, nargs="*", default=None, metavar="STRIDE",
-                        help="also time the ablation's space-to-depth decoder (benchmarks/ablation_shapes.py) on "
-                             "STRIDE x STRIDE blocks; no STRIDE, or 0: half the patch size")
+    parser.add_argument(
+        "--space_to_depth",
+        type=int,
+        nargs="*",
+        default=None,
+        metavar="STRIDE",
+        help="also time the ablation's space-to-depth decoder (benchmarks/ablation_shapes.py) on "
+        "STRIDE x STRIDE blocks; no STRIDE, or 0: half the patch size",
+    )
     parser.add_argument("--output", default=str(HERE / "results" / "explain_speed.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -110,13 +122,25 @@ def main():
     print("|---" * (len(keys) + 1) + "|")
     for row in rows:
         ratios = row["median_ratio_to_forward"]
-        print(f"| {row['model']} | {1000 * row['median_seconds']['forward']:.2f} | "
-              + " | ".join(f"{ratios[k]:.3f}x" if k in ratios else "-" for k in keys[1:]) + " |")
+        print(
+            f"| {row['model']} | {1000 * row['median_seconds']['forward']:.2f} | "
+            + " | ".join(f"{ratios[k]:.3f}x" if k in ratios else "-" for k in keys[1:])
+            + " |"
+        )
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"command": shlex.join(["python", "benchmarks/explain_speed.py", *sys.argv[1:]]),
-        "batch_size": args.batch_size, "machine": before, "load_average_after": after["load_average"],
-        "rows": rows}, indent=1))
+    output.write_text(
+        json.dumps(
+            {
+                "command": shlex.join(["python", "benchmarks/explain_speed.py", *sys.argv[1:]]),
+                "batch_size": args.batch_size,
+                "machine": before,
+                "load_average_after": after["load_average"],
+                "rows": rows,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -136,9 +136,16 @@ def training(explainer, args, device, autocast, checkpointing: bool, steps: int,
         explainer.eval()
         explainer.activation_checkpointing_disable()
     seconds = statistics.median(times)
-    return {"checkpointing": checkpointing, "out_of_memory": False, "batch_size": args.train_batch,
-            "step_seconds_median": seconds, "images_per_second": args.train_batch / seconds,
-            "warmup_seconds": warm, "peak_memory_gib": peak_gib(device), "step_seconds": times}
+    return {
+        "checkpointing": checkpointing,
+        "out_of_memory": False,
+        "batch_size": args.train_batch,
+        "step_seconds_median": seconds,
+        "images_per_second": args.train_batch / seconds,
+        "warmup_seconds": warm,
+        "peak_memory_gib": peak_gib(device),
+        "step_seconds": times,
+    }
 
 
 def explaining(explainer, args, device, autocast) -> list[dict]:
@@ -156,9 +163,16 @@ def explaining(explainer, args, device, autocast) -> list[dict]:
             rows.append({"batch_size": batch, "out_of_memory": True})
             continue
         seconds = statistics.median(times)
-        rows.append({"batch_size": batch, "out_of_memory": False, "seconds_median": seconds,
-                     "latency_ms": 1000 * seconds, "images_per_second": batch / seconds,
-                     "peak_memory_gib": peak_gib(device)})
+        rows.append(
+            {
+                "batch_size": batch,
+                "out_of_memory": False,
+                "seconds_median": seconds,
+                "latency_ms": 1000 * seconds,
+                "images_per_second": batch / seconds,
+                "peak_memory_gib": peak_gib(device),
+            }
+        )
     return rows
 
 
@@ -170,8 +184,13 @@ def metrics(explainer, args, device, autocast) -> dict:
         run()
         times = Clock(device)(run, args.repeats)
     seconds = statistics.median(times)
-    return {"batch_size": args.metric_batch, "chunk_size": args.metric_chunk, "seconds_median": seconds,
-            "images_per_second": args.metric_batch / seconds, "classifier_images_per_image": 2 * 21 + 1}
+    return {
+        "batch_size": args.metric_batch,
+        "chunk_size": args.metric_chunk,
+        "seconds_median": seconds,
+        "images_per_second": args.metric_batch / seconds,
+        "classifier_images_per_image": 2 * 21 + 1,
+    }
 
 
 def compiled_training(explainer, args, device, autocast, checkpointing: bool) -> dict:
@@ -191,48 +210,76 @@ def projection(train_rows: list[dict]) -> dict | None:
         return None
     best = max(fitting, key=lambda row: row["images_per_second"])
     hours = IMAGENET_TRAIN_IMAGES / best["images_per_second"] / 3600
-    return {"setting": {k: best[k] for k in ("checkpointing", "batch_size") if k in best} | {
-                "compiled": best.get("backend") is not None},
-            "images_per_second_per_gpu": best["images_per_second"], "epoch_images": IMAGENET_TRAIN_IMAGES,
-            "hours_1_gpu": hours, "hours_8_gpus_linear": hours / 8}
+    return {
+        "setting": {k: best[k] for k in ("checkpointing", "batch_size") if k in best}
+        | {"compiled": best.get("backend") is not None},
+        "images_per_second_per_gpu": best["images_per_second"],
+        "epoch_images": IMAGENET_TRAIN_IMAGES,
+        "hours_1_gpu": hours,
+        "hours_8_gpus_linear": hours / 8,
+    }
 
 
 def markdown(result: dict) -> str:
     machine = result["machine"]
-    lines = [f"## GPU: training, explaining and scoring {result['model']} ({machine['gpu'] or 'CPU smoke run'})", "",
-             f"`{result['command']}`; {summary(machine)}. Random-init classifier, synthetic images, default AHAConfig"
-             f"{' with decoder_flops_budget=' + str(result['budget']) if result['budget'] else ''}, "
-             f"{result['precision']} autocast.", "",
-             f"Training (batch {result['train_batch']}, median of {result['steps']} steps):", "",
-             "| classifier checkpointing | compiled | images/s | step (s) | peak memory (GiB) |", "|---|---|---|---|---|"]
+    lines = [
+        f"## GPU: training, explaining and scoring {result['model']} ({machine['gpu'] or 'CPU smoke run'})",
+        "",
+        f"`{result['command']}`; {summary(machine)}. Random-init classifier, synthetic images, default AHAConfig"
+        f"{' with decoder_flops_budget=' + str(result['budget']) if result['budget'] else ''}, "
+        f"{result['precision']} autocast.",
+        "",
+        f"Training (batch {result['train_batch']}, median of {result['steps']} steps):",
+        "",
+        "| classifier checkpointing | compiled | images/s | step (s) | peak memory (GiB) |",
+        "|---|---|---|---|---|",
+    ]
     for row in result["training"]:
         compiled = "yes" if row.get("backend") else "no"
         if row["out_of_memory"]:
             lines.append(f"| {'on' if row['checkpointing'] else 'off'} | {compiled} | out of memory | - | - |")
         else:
             peak = f"{row['peak_memory_gib']:.1f}" if row["peak_memory_gib"] is not None else "-"
-            lines.append(f"| {'on' if row['checkpointing'] else 'off'} | {compiled} | {row['images_per_second']:.1f} | "
-                         f"{row['step_seconds_median']:.3f} | {peak} |")
+            lines.append(
+                f"| {'on' if row['checkpointing'] else 'off'} | {compiled} | {row['images_per_second']:.1f} | "
+                f"{row['step_seconds_median']:.3f} | {peak} |"
+            )
     compiled = [row for row in result["training"] if row.get("backend")]
     if compiled and not compiled[0]["out_of_memory"]:
-        lines += ["", f"Compiling the classifier ({compiled[0]['backend']}) took "
-                      f"{compiled[0]['compile_and_warmup_seconds']:.0f} s with its warm-up steps."]
-    lines += ["", "Explain (one classifier forward with hidden states plus the decoder):", "",
-              "| batch | latency (ms) | images/s | peak memory (GiB) |", "|---|---|---|---|"]
+        lines += [
+            "",
+            f"Compiling the classifier ({compiled[0]['backend']}) took "
+            f"{compiled[0]['compile_and_warmup_seconds']:.0f} s with its warm-up steps.",
+        ]
+    lines += [
+        "",
+        "Explain (one classifier forward with hidden states plus the decoder):",
+        "",
+        "| batch | latency (ms) | images/s | peak memory (GiB) |",
+        "|---|---|---|---|",
+    ]
     for row in result["explain"]:
         if row["out_of_memory"]:
             lines.append(f"| {row['batch_size']} | out of memory | - | - |")
         else:
             peak = f"{row['peak_memory_gib']:.1f}" if row["peak_memory_gib"] is not None else "-"
-            lines.append(f"| {row['batch_size']} | {row['latency_ms']:.1f} | {row['images_per_second']:.0f} | {peak} |")
+            lines.append(
+                f"| {row['batch_size']} | {row['latency_ms']:.1f} | {row['images_per_second']:.0f} | {peak} |"
+            )
     m = result["metrics"]
-    lines += ["", f"Metric engine (`deletion_insertion`, {m['classifier_images_per_image']} classifier images per image, "
-                  f"batch {m['batch_size']}, chunk {m['chunk_size']}): {m['images_per_second']:.1f} images/s."]
+    lines += [
+        "",
+        f"Metric engine (`deletion_insertion`, {m['classifier_images_per_image']} classifier images per image, "
+        f"batch {m['batch_size']}, chunk {m['chunk_size']}): {m['images_per_second']:.1f} images/s.",
+    ]
     p = result["projection"]
     if p:
-        lines += ["", f"One ImageNet-1k epoch ({p['epoch_images']:,} images) at {p['images_per_second_per_gpu']:.1f} "
-                      f"images/s per GPU ({p['setting']}): {p['hours_1_gpu']:.1f} h on 1 GPU, "
-                      f"{p['hours_8_gpus_linear']:.1f} h on 8 (linear scaling assumed)."]
+        lines += [
+            "",
+            f"One ImageNet-1k epoch ({p['epoch_images']:,} images) at {p['images_per_second_per_gpu']:.1f} "
+            f"images/s per GPU ({p['setting']}): {p['hours_1_gpu']:.1f} h on 1 GPU, "
+            f"{p['hours_8_gpus_linear']:.1f} h on 8 (linear scaling assumed).",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -251,10 +298,29 @@ def parse_args(argv=None):
     parser.add_argument("--no_compile", action="store_true")
     parser.add_argument("--output_dir", default=str(HERE / "results"))
     args = parser.parse_args(argv)
-    defaults = (dict(model="tiny-vit-32px", train_batch=2, steps=1, explain_batches=[1, 2, 4], metric_batch=2,
-                     metric_chunk=16, repeats=1, compile_warmup=1) if args.smoke else
-                dict(model="vit-b16-224px", train_batch=32, steps=10, explain_batches=[1, 32, 256], metric_batch=32,
-                     metric_chunk=256, repeats=5, compile_warmup=3))
+    defaults = (
+        dict(
+            model="tiny-vit-32px",
+            train_batch=2,
+            steps=1,
+            explain_batches=[1, 2, 4],
+            metric_batch=2,
+            metric_chunk=16,
+            repeats=1,
+            compile_warmup=1,
+        )
+        if args.smoke
+        else dict(
+            model="vit-b16-224px",
+            train_batch=32,
+            steps=10,
+            explain_batches=[1, 32, 256],
+            metric_batch=32,
+            metric_chunk=256,
+            repeats=5,
+            compile_warmup=3,
+        )
+    )
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -278,8 +344,10 @@ def main(argv=None):
 
     explainer = build_explainer(args, device)
     warmup = 1 if args.smoke else 2
-    train_rows = [training(explainer, args, device, autocast, checkpointing, args.steps, warmup)
-                  for checkpointing in (False, True)]
+    train_rows = [
+        training(explainer, args, device, autocast, checkpointing, args.steps, warmup)
+        for checkpointing in (False, True)
+    ]
     explain_rows = explaining(explainer, args, device, autocast)
     metric_row = metrics(explainer, args, device, autocast)
     if not args.no_compile:
@@ -289,11 +357,17 @@ def main(argv=None):
         train_rows.append(compiled_training(explainer, args, device, autocast, checkpointing))
     result = {
         "command": shlex.join(["python", "benchmarks/gpu_suite.py", *(sys.argv[1:] if argv is None else argv)]),
-        "model": args.model, "budget": args.budget, "precision": precision, "train_batch": args.train_batch,
-        "steps": args.steps, "machine": describe(),
+        "model": args.model,
+        "budget": args.budget,
+        "precision": precision,
+        "train_batch": args.train_batch,
+        "steps": args.steps,
+        "machine": describe(),
         "classifier_parameters": sum(p.numel() for p in explainer.classifier.parameters()),
         "decoder_parameters": sum(p.numel() for p in explainer.decoder.parameters()),
-        "training": train_rows, "explain": explain_rows, "metrics": metric_row,
+        "training": train_rows,
+        "explain": explain_rows,
+        "metrics": metric_row,
         "projection": projection(train_rows),
     }
     output = Path(args.output_dir)

@@ -41,7 +41,10 @@ from aha.metrics.randomisation import spearman  # noqa: E402
 
 def paired(a: torch.Tensor, b: torch.Tensor) -> dict:
     difference = (a - b).double()
-    return {"mean": round(difference.mean().item(), 4), "se": round((difference.std() / len(difference) ** 0.5).item(), 4)}
+    return {
+        "mean": round(difference.mean().item(), 4),
+        "se": round((difference.std() / len(difference) ** 0.5).item(), 4),
+    }
 
 
 def main() -> None:
@@ -62,8 +65,9 @@ def main() -> None:
     if args.cache is not None and (args.cache / "config.json").is_file():
         model = ViTForImageClassification.from_pretrained(args.cache).eval()
     else:
-        model = train_classifier(splits["train"], processor, classifier_config(CLASS_NAMES, 64), epochs=args.epochs, seed=0,
-                                 progress=False)
+        model = train_classifier(
+            splits["train"], processor, classifier_config(CLASS_NAMES, 64), epochs=args.epochs, seed=0, progress=False
+        )
         if args.cache is not None:
             model.save_pretrained(args.cache)
     pixel_values, labels, masks = tensors_of(splits["test"], processor)
@@ -77,40 +81,75 @@ def main() -> None:
         "gradcam (before)": get_attributor("gradcam", model, target_layer="vit.layers.2"),
         "random": get_attributor("random", model),
     }
-    maps = {name: torch.cat([method(chunk, t) for chunk, t in zip(pixel_values.split(25), target.split(25))])
-            for name, method in methods.items()}
-    scores = {name: {"deletion": deletion(model, pixel_values, m, target).auc, "pointing": pointing_game(m, masks)}
-              for name, m in maps.items()}
-    rows = {name: {metric: {"mean": round(v.mean().item(), 4), "se": round((v.std() / len(v) ** 0.5).item(), 4)}
-                   for metric, v in s.items()} for name, s in scores.items()}
+    maps = {
+        name: torch.cat([method(chunk, t) for chunk, t in zip(pixel_values.split(25), target.split(25))])
+        for name, method in methods.items()
+    }
+    scores = {
+        name: {"deletion": deletion(model, pixel_values, m, target).auc, "pointing": pointing_game(m, masks)}
+        for name, m in maps.items()
+    }
+    rows = {
+        name: {
+            metric: {"mean": round(v.mean().item(), 4), "se": round((v.std() / len(v) ** 0.5).item(), 4)}
+            for metric, v in s.items()
+        }
+        for name, s in scores.items()
+    }
     comparisons = {
         f"{a} - {b}": {metric: paired(scores[a][metric], scores[b][metric]) for metric in ("deletion", "pointing")}
         for a, b in (("gradcam", "random"), ("gradcam (before)", "random"), ("gradcam", "gradcam (before)"))
     }
     n = args.independent_images
-    independent = {name: independent_scores(model, pixel_values[:n], m[:n], target[:n],
-                                            generator=torch.Generator().manual_seed(0))
-                   for name, m in maps.items()}
-    independent_rows = {name: {metric: {"mean": round(v.nanmean().item(), 4), "se": round((v.std() / len(v) ** 0.5).item(), 4)}
-                               for metric, v in s.items()} for name, s in independent.items()}
-    independent_paired = {f"{a} - random": {metric: paired(independent[a][metric], independent["random"][metric])
-                                            for metric in independent[a]} for a in ("gradcam", "gradcam (before)")}
+    independent = {
+        name: independent_scores(
+            model, pixel_values[:n], m[:n], target[:n], generator=torch.Generator().manual_seed(0)
+        )
+        for name, m in maps.items()
+    }
+    independent_rows = {
+        name: {
+            metric: {"mean": round(v.nanmean().item(), 4), "se": round((v.std() / len(v) ** 0.5).item(), 4)}
+            for metric, v in s.items()
+        }
+        for name, s in independent.items()
+    }
+    independent_paired = {
+        f"{a} - random": {
+            metric: paired(independent[a][metric], independent["random"][metric]) for metric in independent[a]
+        }
+        for a in ("gradcam", "gradcam (before)")
+    }
     layers = {"gradcam": None, "gradcam (before)": "vit.layers.2"}
     randomisation = {}
     for name in maps:
-        make = (lambda c: get_attributor("random", c)) if name == "random" else (
-            lambda c, layer=layers[name]: get_attributor("gradcam", c, target_layer=layer))
-        check = model_randomisation(make, model, pixel_values[:n], target[:n], generator=torch.Generator().manual_seed(0))
+        make = (
+            (lambda c: get_attributor("random", c))
+            if name == "random"
+            else (lambda c, layer=layers[name]: get_attributor("gradcam", c, target_layer=layer))
+        )
+        check = model_randomisation(
+            make, model, pixel_values[:n], target[:n], generator=torch.Generator().manual_seed(0)
+        )
         randomisation[name] = {"final_similarity": round(check.final_similarity, 4), "passed": check.passed}
     agreement = spearman(maps["gradcam"].flatten(1), maps["gradcam (before)"].flatten(1))
     info = describe()
-    result = {"machine": info, "classifier_test_accuracy": round(test_accuracy, 4), "images": args.images,
-              "methods": rows, "paired_differences": comparisons,
-              "independent_images": n, "independent": independent_rows, "independent_paired": independent_paired,
-              "randomisation": randomisation,
-              "spearman_new_vs_before": {"mean": round(agreement.nanmean().item(), 4),
-                                         "min": round(agreement.min().item(), 4)},
-              "command": "python benchmarks/gradcam_shapes.py " + " ".join(sys.argv[1:])}
+    result = {
+        "machine": info,
+        "classifier_test_accuracy": round(test_accuracy, 4),
+        "images": args.images,
+        "methods": rows,
+        "paired_differences": comparisons,
+        "independent_images": n,
+        "independent": independent_rows,
+        "independent_paired": independent_paired,
+        "randomisation": randomisation,
+        "spearman_new_vs_before": {
+            "mean": round(agreement.nanmean().item(), 4),
+            "min": round(agreement.min().item(), 4),
+        },
+        "command": "python benchmarks/gradcam_shapes.py " + " ".join(sys.argv[1:]),
+    }
     print(json.dumps(result, indent=2))
     print(summary(info))
     if args.out:

@@ -43,8 +43,16 @@ GREY = ("road_morf", "road_lerf", "irof")  # timed on the one-channel copy (Quan
 
 def classifier(num_channels: int) -> T.ViTForImageClassification:
     torch.manual_seed(0)
-    config = T.ViTConfig(image_size=64, patch_size=8, hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
-                         intermediate_size=256, num_labels=5, num_channels=num_channels)
+    config = T.ViTConfig(
+        image_size=64,
+        patch_size=8,
+        hidden_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=256,
+        num_labels=5,
+        num_channels=num_channels,
+    )
     model = T.ViTForImageClassification(config).eval()
     with torch.no_grad():
         model.classifier.weight.mul_(20)
@@ -67,9 +75,16 @@ def quantus_runs(model, images, maps, target):
     common = dict(normalise=False, abs=False, disable_warnings=True)
 
     def call(metric, x, a, y, softmax=True):
-        return metric(model=Logits(model if x.shape[1] == 3 else grey_model).eval(), x_batch=x.numpy(),
-                      y_batch=y.numpy(), a_batch=a[:, None].numpy(), device="cpu", softmax=softmax,
-                      channel_first=True, batch_size=len(x))
+        return metric(
+            model=Logits(model if x.shape[1] == 3 else grey_model).eval(),
+            x_batch=x.numpy(),
+            y_batch=y.numpy(),
+            a_batch=a[:, None].numpy(),
+            device="cpu",
+            softmax=softmax,
+            channel_first=True,
+            batch_size=len(x),
+        )
 
     grey_model, grey = classifier(1), images[:, :1]
     grey_target = predict(grey_model, grey)
@@ -79,6 +94,7 @@ def quantus_runs(model, images, maps, target):
             ranked = maps if order == "morf" else -maps
             for b in range(len(grey)):
                 call(quantus.ROAD(noise=0.01, **common), grey[b : b + 1], ranked[b : b + 1], grey_target[b : b + 1])
+
         return run
 
     def irof():
@@ -95,16 +111,28 @@ def quantus_runs(model, images, maps, target):
     return {
         "road_morf": road("morf"),
         "road_lerf": road("lerf"),
-        "region_perturbation": lambda: call(quantus.RegionPerturbation(
-            patch_size=8, regions_evaluation=64, perturb_baseline=0.0, **common), images, maps, target),
-        "selectivity": lambda: call(quantus.Selectivity(patch_size=8, perturb_baseline=0.0, **common),
-                                    images, maps, target),
+        "region_perturbation": lambda: call(
+            quantus.RegionPerturbation(patch_size=8, regions_evaluation=64, perturb_baseline=0.0, **common),
+            images,
+            maps,
+            target,
+        ),
+        "selectivity": lambda: call(
+            quantus.Selectivity(patch_size=8, perturb_baseline=0.0, **common), images, maps, target
+        ),
         "irof": irof,
-        "pixel_flipping": lambda: call(quantus.PixelFlipping(features_in_step=128, perturb_baseline=0.0, **common),
-                                       images, maps, target),
-        "faithfulness_correlation": lambda: call(quantus.FaithfulnessCorrelation(
-            nr_runs=100, subset_size=3 * 224, perturb_baseline=0.0, return_aggregate=False, **common),
-            images, maps, target, softmax=False),
+        "pixel_flipping": lambda: call(
+            quantus.PixelFlipping(features_in_step=128, perturb_baseline=0.0, **common), images, maps, target
+        ),
+        "faithfulness_correlation": lambda: call(
+            quantus.FaithfulnessCorrelation(
+                nr_runs=100, subset_size=3 * 224, perturb_baseline=0.0, return_aggregate=False, **common
+            ),
+            images,
+            maps,
+            target,
+            softmax=False,
+        ),
     }
 
 
@@ -134,8 +162,11 @@ def main() -> None:
     for name in INDEPENDENT_METRICS:
         inputs = (grey_model, grey, maps, grey_target) if name in GREY else (model, images, maps, target)
         seconds = timed(lambda: independent_scores(*inputs, metrics=[name]))
-        rows[name] = {"channels": inputs[1].shape[1], "aha_seconds": round(seconds, 3),
-                      "aha_images_per_second": round(args.batch / seconds, 2)}
+        rows[name] = {
+            "channels": inputs[1].shape[1],
+            "aha_seconds": round(seconds, 3),
+            "aha_images_per_second": round(args.batch / seconds, 2),
+        }
         print(name, rows[name], flush=True)
     if args.quantus:
         import quantus
@@ -143,21 +174,31 @@ def main() -> None:
         runs = quantus_runs(model, images, maps, target)
         for name, run in runs.items():
             seconds = timed(run)
-            rows[name].update(quantus_seconds=round(seconds, 3), quantus_images_per_second=round(args.batch / seconds, 2),
-                              speedup=round(seconds / rows[name]["aha_seconds"], 1))
+            rows[name].update(
+                quantus_seconds=round(seconds, 3),
+                quantus_images_per_second=round(args.batch / seconds, 2),
+                speedup=round(seconds / rows[name]["aha_seconds"], 1),
+            )
             print(name, rows[name], flush=True)
     info = describe()
     if args.quantus:
         info["quantus"] = quantus.__version__
     info["numpy"] = np.__version__
-    result = {"machine": info, "batch": args.batch, "image_size": 64, "metrics": rows,
-              "command": "python benchmarks/independent_metrics_speed.py " + " ".join(sys.argv[1:])}
+    result = {
+        "machine": info,
+        "batch": args.batch,
+        "image_size": 64,
+        "metrics": rows,
+        "command": "python benchmarks/independent_metrics_speed.py " + " ".join(sys.argv[1:]),
+    }
     print(f"\n{args.batch} images of 64 px; {summary(info)}\n")
     print("| metric | channels | aha-explain (images/s) | Quantus 0.6 (images/s) | speed-up |")
     print("|---|---|---|---|---|")
     for name, row in rows.items():
-        print(f"| {name} | {row['channels']} | {row['aha_images_per_second']} | {row.get('quantus_images_per_second', '-')} "
-              f"| {row.get('speedup', '-')} |")
+        print(
+            f"| {name} | {row['channels']} | {row['aha_images_per_second']} | {row.get('quantus_images_per_second', '-')} "
+            f"| {row.get('speedup', '-')} |"
+        )
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -50,8 +50,10 @@ def measure(name: str, repeats: int) -> dict:
             "classifier_fingerprint": lambda: weights_fingerprint(explainer.classifier),
             "finite_weights": lambda: check_finite_weights(explainer, folder),
             "saved_fingerprints": lambda: saved_fingerprints(own_weights(explainer.state_dict()), stored, settings),
-            "auto_map_reads": lambda: (read_model_json(folder, "config.json"),
-                                       read_model_json(folder, "preprocessor_config.json")),
+            "auto_map_reads": lambda: (
+                read_model_json(folder, "config.json"),
+                read_model_json(folder, "preprocessor_config.json"),
+            ),
         }
         seconds = {key: [] for key in parts}
         for _ in range(repeats):
@@ -61,9 +63,14 @@ def measure(name: str, repeats: int) -> dict:
                 seconds[key].append(time.process_time() - start)
     medians = {key: statistics.median(values) for key, values in seconds.items()}
     added = medians["finite_weights"] + medians["saved_fingerprints"] + medians["auto_map_reads"]
-    return {"model": name, "parameters": sum(p.numel() for p in explainer.parameters()), "median_seconds": medians,
-            "added_checks_seconds": added, "added_fraction_of_load": added / medians["from_pretrained"],
-            "seconds": seconds}
+    return {
+        "model": name,
+        "parameters": sum(p.numel() for p in explainer.parameters()),
+        "median_seconds": medians,
+        "added_checks_seconds": added,
+        "added_fraction_of_load": added / medians["from_pretrained"],
+        "seconds": seconds,
+    }
 
 
 def main():
@@ -79,19 +86,31 @@ def main():
     after = describe()
     print(summary(before), f"-> load average after: {after['load_average']}")
     print(f"{args.repeats} interleaved rounds, median CPU seconds")
-    print("| model | from_pretrained | classifier fingerprint | finite weights | other fingerprints | auto_map reads "
-          "| added checks / load |")
+    print(
+        "| model | from_pretrained | classifier fingerprint | finite weights | other fingerprints | auto_map reads "
+        "| added checks / load |"
+    )
     print("|---|---|---|---|---|---|---|")
     for row in rows:
         m = row["median_seconds"]
-        print(f"| {row['model']} | {m['from_pretrained']:.3f} | {m['classifier_fingerprint']:.3f} | "
-              f"{m['finite_weights']:.3f} | {m['saved_fingerprints']:.4f} | {m['auto_map_reads']:.4f} | "
-              f"{100 * row['added_fraction_of_load']:.1f}% |")
+        print(
+            f"| {row['model']} | {m['from_pretrained']:.3f} | {m['classifier_fingerprint']:.3f} | "
+            f"{m['finite_weights']:.3f} | {m['saved_fingerprints']:.4f} | {m['auto_map_reads']:.4f} | "
+            f"{100 * row['added_fraction_of_load']:.1f}% |"
+        )
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"command": shlex.join(["python", "benchmarks/load_checks.py", *sys.argv[1:]]),
-                                  "machine": before, "load_average_after": after["load_average"], "rows": rows},
-                                 indent=1))
+    output.write_text(
+        json.dumps(
+            {
+                "command": shlex.join(["python", "benchmarks/load_checks.py", *sys.argv[1:]]),
+                "machine": before,
+                "load_average_after": after["load_average"],
+                "rows": rows,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

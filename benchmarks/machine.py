@@ -36,5 +36,7 @@ def describe() -> dict:
 def summary(info: dict) -> str:
     """One line for a results section."""
     device = info["gpu"] or f"{info['cpu']}, {info['logical_cores']} logical cores"
-    return (f"{device}; torch {info['torch']}, transformers {info['transformers']}, Python {info['python']}; "
-            f"{info['torch_threads']} torch thread(s); load average {info['load_average']} ({info['date']})")
+    return (
+        f"{device}; torch {info['torch']}, transformers {info['transformers']}, Python {info['python']}; "
+        f"{info['torch_threads']} torch thread(s); load average {info['load_average']} ({info['date']})"
+    )

@@ -118,9 +118,7 @@ def main() -> None:
     for _ in range(args.repeats):
         engine.append(timed(deletion_insertion, model, pixel_values, maps, chunk_size=args.chunk_size))
         bare.append(timed(bare_forwards, model, pixel_values, args.chunk_size))
-        no_op.append(
-            timed(deletion_insertion, NoOpClassifier(), pixel_values, maps, chunk_size=args.chunk_size)
-        )
+        no_op.append(timed(deletion_insertion, NoOpClassifier(), pixel_values, maps, chunk_size=args.chunk_size))
     plain_seconds = time.perf_counter()
     plain = plain_loop(model, pixel_values, maps)
     plain_seconds = time.perf_counter() - plain_seconds
@@ -149,8 +147,10 @@ def main() -> None:
     overhead, work = engine_median / bare_median - 1, no_op_median / bare_median
     print(f"\nengine overhead over bare forwards, measured: {100 * overhead:+.1f}%")
     print(f"engine work besides the forwards (no-op run): {100 * work:.1f}% of the bare forwards")
-    print(f"all runs (s), engine: {[round(t, 2) for t in engine]}, bare: {[round(t, 2) for t in bare]}, "
-          f"no-op: {[round(t, 3) for t in no_op]}")
+    print(
+        f"all runs (s), engine: {[round(t, 2) for t in engine]}, bare: {[round(t, 2) for t in bare]}, "
+        f"no-op: {[round(t, 3) for t in no_op]}"
+    )
     print(f"max |engine - plain loop| over all curve points: {difference:.2e}")
 
 

@@ -50,8 +50,9 @@ PLANS = {
     "grid_1_patch": RefinementPlan(num_fractions=None, grid_cell_patches=1.0),
     "no_checkpointing": RefinementPlan(num_fractions=None, checkpoint=False),
     "alternate_fractions_5": RefinementPlan(num_fractions=5, alternate_terms=True),
-    "alternate_fractions_5_grid_1_patch_offset_4": RefinementPlan(num_fractions=5, alternate_terms=True,
-                                                                  grid_cell_patches=1.0, offset_stride=4),
+    "alternate_fractions_5_grid_1_patch_offset_4": RefinementPlan(
+        num_fractions=5, alternate_terms=True, grid_cell_patches=1.0, offset_stride=4
+    ),
     "offset_4": RefinementPlan(offset_stride=4),
     "alternate_no_checkpointing": RefinementPlan(num_fractions=None, alternate_terms=True, checkpoint=False),
     "sinkhorn_10": RefinementPlan(num_fractions=None, sinkhorn_iterations=10),
@@ -70,7 +71,9 @@ def counted_cost(model: str, plan: RefinementPlan, batch_size: int = 2) -> dict:
     target = torch.zeros(batch_size, dtype=torch.long, device="meta")
     forward = count_flops(explainer.classifier, pixel_values=pixels)
     seen = []
-    hook = explainer.classifier.register_forward_hook(lambda module, inputs, output: seen.append(output.logits.shape[0]))
+    hook = explainer.classifier.register_forward_hook(
+        lambda module, inputs, output: seen.append(output.logits.shape[0])
+    )
     flops = 0
     for step in range(2):
         maps = torch.zeros(batch_size, size, size, device="meta", requires_grad=True)
@@ -80,9 +83,12 @@ def counted_cost(model: str, plan: RefinementPlan, batch_size: int = 2) -> dict:
         flops += counter.get_total_flops()
     hook.remove()
     grid = plan_grid(explainer, plan, size, size)
-    return {"forward_equivalents_per_step": flops / 2 / forward,
-            "classifier_images_per_map_per_step": sum(seen) / 2 / batch_size, "grid": grid,
-            "sinkhorn_entries_per_map": grid**4}
+    return {
+        "forward_equivalents_per_step": flops / 2 / forward,
+        "classifier_images_per_map_per_step": sum(seen) / 2 / batch_size,
+        "grid": grid,
+        "sinkhorn_entries_per_map": grid**4,
+    }
 
 
 def grid_artefact(maps: torch.Tensor, cell: int) -> torch.Tensor:
@@ -96,8 +102,14 @@ def grid_artefact(maps: torch.Tensor, cell: int) -> torch.Tensor:
     return across / inside
 
 
-def measured(demo_dir: Path, plans: dict, steps_list: list[int], eval_images: int, batch_size: int,
-             explainer_dir: Path | None = None) -> dict:
+def measured(
+    demo_dir: Path,
+    plans: dict,
+    steps_list: list[int],
+    eval_images: int,
+    batch_size: int,
+    explainer_dir: Path | None = None,
+) -> dict:
     import datasets
     from transformers import AutoImageProcessor
 
@@ -108,30 +120,51 @@ def measured(demo_dir: Path, plans: dict, steps_list: list[int], eval_images: in
     processor = AutoImageProcessor.from_pretrained(demo_dir / "classifier")
     test = datasets.load_from_disk(str(demo_dir / "data"))["test"].select(range(eval_images))
     pixel_values, labels, masks = tensors_of(test, processor)
-    cell = pixel_values.shape[-1] // plan_grid(explainer, RefinementPlan(), *pixel_values.shape[-2:])  # the finest grid's
+    cell = pixel_values.shape[-1] // plan_grid(
+        explainer, RefinementPlan(), *pixel_values.shape[-2:]
+    )  # the finest grid's
     forward = forward_seconds_per_image(explainer.classifier, pixel_values, batch_size)
     with torch.no_grad():
         outputs = [explainer(batch) for batch in pixel_values.split(batch_size)]
     maps0 = torch.cat([o.attributions for o in outputs])
     targets = torch.cat([o.target for o in outputs])
-    rows = {"0 steps": {"steps": 0, "seconds_per_image": 0.0, "grid_artefact": grid_artefact(maps0, cell).tolist(),
-                        "scores": {k: v.tolist() for k, v in score_maps(explainer.classifier, pixel_values, labels,
-                                                                       masks, maps0, processor)[0].items()}}}
+    rows = {
+        "0 steps": {
+            "steps": 0,
+            "seconds_per_image": 0.0,
+            "grid_artefact": grid_artefact(maps0, cell).tolist(),
+            "scores": {
+                k: v.tolist()
+                for k, v in score_maps(explainer.classifier, pixel_values, labels, masks, maps0, processor)[0].items()
+            },
+        }
+    }
     for name, plan in plans.items():
         for steps in steps_list:
             start = time.process_time()
-            maps = torch.cat([
-                refine_with_plan(explainer, x, m, t, steps, explainer.config.refine_lr, plan)
-                for x, m, t in zip(pixel_values.split(batch_size), maps0.split(batch_size), targets.split(batch_size))
-            ])
+            maps = torch.cat(
+                [
+                    refine_with_plan(explainer, x, m, t, steps, explainer.config.refine_lr, plan)
+                    for x, m, t in zip(
+                        pixel_values.split(batch_size), maps0.split(batch_size), targets.split(batch_size)
+                    )
+                ]
+            )
             seconds = (time.process_time() - start) / len(pixel_values)
             scores, _ = score_maps(explainer.classifier, pixel_values, labels, masks, maps, processor)
-            rows[f"{name}, {steps} steps"] = {"plan": name, "steps": steps, "seconds_per_image": seconds,
-                                              "forwards_per_image_per_step": seconds / forward / steps,
-                                              "grid_artefact": grid_artefact(maps, cell).tolist(),
-                                              "scores": {k: v.tolist() for k, v in scores.items()}}
-            print(f"{name}, {steps} steps: {seconds * 1000:.1f} ms / image, {seconds / forward / steps:.1f} forwards "
-                  "per step", flush=True)
+            rows[f"{name}, {steps} steps"] = {
+                "plan": name,
+                "steps": steps,
+                "seconds_per_image": seconds,
+                "forwards_per_image_per_step": seconds / forward / steps,
+                "grid_artefact": grid_artefact(maps, cell).tolist(),
+                "scores": {k: v.tolist() for k, v in scores.items()},
+            }
+            print(
+                f"{name}, {steps} steps: {seconds * 1000:.1f} ms / image, {seconds / forward / steps:.1f} forwards "
+                "per step",
+                flush=True,
+            )
     return {"forward_seconds_per_image": forward, "batch_size": batch_size, "rows": rows}
 
 
@@ -141,13 +174,30 @@ def print_measured(result: dict) -> None:
 
     rows = result["rows"]
     base = {k: torch.tensor(v) for k, v in rows["0 steps"]["scores"].items()}
-    print("\n".join(table(
-        ["plan, steps", *METRICS, "grid artefact", "ms / image", "forwards / image / step"],
-        [[name, *(compared_mean(torch.tensor(row["scores"][metric]), base[metric] if row["steps"] else None, definition.high_is_good)
-                  for metric, definition in METRICS.items()),
-          f"{torch.tensor(row['grid_artefact']).mean():.2f}" if "grid_artefact" in row else "-",
-          f"{row['seconds_per_image'] * 1000:.1f}",
-          f"{row['forwards_per_image_per_step']:.1f}" if row["steps"] else "-"] for name, row in rows.items()])))
+    print(
+        "\n".join(
+            table(
+                ["plan, steps", *METRICS, "grid artefact", "ms / image", "forwards / image / step"],
+                [
+                    [
+                        name,
+                        *(
+                            compared_mean(
+                                torch.tensor(row["scores"][metric]),
+                                base[metric] if row["steps"] else None,
+                                definition.high_is_good,
+                            )
+                            for metric, definition in METRICS.items()
+                        ),
+                        f"{torch.tensor(row['grid_artefact']).mean():.2f}" if "grid_artefact" in row else "-",
+                        f"{row['seconds_per_image'] * 1000:.1f}",
+                        f"{row['forwards_per_image_per_step']:.1f}" if row["steps"] else "-",
+                    ]
+                    for name, row in rows.items()
+                ],
+            )
+        )
+    )
 
 
 def main():
@@ -166,19 +216,36 @@ def main():
     machine = describe()
     counted = {model: {name: counted_cost(model, PLANS[name]) for name in args.plans} for model in args.models}
     print(summary(machine))
-    print("| plan | " + " | ".join(f"{m}: forward-equivalents / step | classifier images / step | grid, Sinkhorn "
-                                   "entries" for m in args.models) + " |")
+    print(
+        "| plan | "
+        + " | ".join(
+            f"{m}: forward-equivalents / step | classifier images / step | grid, Sinkhorn entries" for m in args.models
+        )
+        + " |"
+    )
     print("|---" * (3 * len(args.models) + 1) + "|")
     for name in args.plans:
-        cells = [f"{counted[m][name]['forward_equivalents_per_step']:.1f} | "
-                 f"{counted[m][name]['classifier_images_per_map_per_step']:.0f} | "
-                 f"{counted[m][name]['grid']}, {counted[m][name]['sinkhorn_entries_per_map']:,}" for m in args.models]
+        cells = [
+            f"{counted[m][name]['forward_equivalents_per_step']:.1f} | "
+            f"{counted[m][name]['classifier_images_per_map_per_step']:.0f} | "
+            f"{counted[m][name]['grid']}, {counted[m][name]['sinkhorn_entries_per_map']:,}"
+            for m in args.models
+        ]
         print(f"| {name} | " + " | ".join(cells) + " |")
-    result = {"command": shlex.join(["python", "benchmarks/refinement_cost.py", *sys.argv[1:]]), "machine": machine,
-              "counted": counted}
+    result = {
+        "command": shlex.join(["python", "benchmarks/refinement_cost.py", *sys.argv[1:]]),
+        "machine": machine,
+        "counted": counted,
+    }
     if args.demo_dir:
-        result["measured"] = measured(Path(args.demo_dir), {n: PLANS[n] for n in args.plans}, args.steps,
-                                      args.eval_images, args.batch_size, args.explainer and Path(args.explainer))
+        result["measured"] = measured(
+            Path(args.demo_dir),
+            {n: PLANS[n] for n in args.plans},
+            args.steps,
+            args.eval_images,
+            args.batch_size,
+            args.explainer and Path(args.explainer),
+        )
         result["load_average_after"] = describe()["load_average"]
         print_measured(result["measured"])
     output = Path(args.output)

@@ -54,13 +54,19 @@ def world_inputs(folder: Path, eval_images: int):
 
 def run_baseline(name: str, folder: Path, inputs, rise_masks: int, metrics: dict) -> dict:
     processor, pixel_values, labels, masks = inputs
-    classifier = AutoModelForImageClassification.from_pretrained(folder / "classifier", attn_implementation="eager").eval()
+    classifier = AutoModelForImageClassification.from_pretrained(
+        folder / "classifier", attn_implementation="eager"
+    ).eval()
     options = {"n_masks": rise_masks} if name == "rise" else {}
     if name in ("integrated_gradients", "occlusion", "rise"):
         options["batch_size"] = 128
     maps, seconds = timed_maps(get_attributor(name, classifier, **options), pixel_values, EVAL_BATCH_SIZE)
     scores, _ = score_maps(classifier, pixel_values, labels, masks, maps, processor, metrics=metrics)
-    return {"what": DISPLAY_NAMES[name], "seconds_per_image": seconds, "scores": {k: v.tolist() for k, v in scores.items()}}
+    return {
+        "what": DISPLAY_NAMES[name],
+        "seconds_per_image": seconds,
+        "scores": {k: v.tolist() for k, v in scores.items()},
+    }
 
 
 def score_trained(explainer_dir: Path, inputs, metrics: dict) -> dict:
@@ -69,8 +75,11 @@ def score_trained(explainer_dir: Path, inputs, metrics: dict) -> dict:
     explainer = AHAExplainer.from_pretrained(explainer_dir).eval()
     maps, seconds = timed_maps(explainer.explain, pixel_values, EVAL_BATCH_SIZE)
     scores, _ = score_maps(explainer.classifier, pixel_values, labels, masks, maps, processor, metrics=metrics)
-    return {"what": f"the explainer in {explainer_dir}", "seconds_per_image": seconds,
-            "scores": {k: v.tolist() for k, v in scores.items()}}
+    return {
+        "what": f"the explainer in {explainer_dir}",
+        "seconds_per_image": seconds,
+        "scores": {k: v.tolist() for k, v in scores.items()},
+    }
 
 
 def per_image(results: dict, worlds: list[str], row: str, seeds: list[str]) -> dict[str, torch.Tensor] | None:
@@ -78,7 +87,11 @@ def per_image(results: dict, worlds: list[str], row: str, seeds: list[str]) -> d
     a world lacks the row."""
     pooled = {}
     for world in worlds:
-        runs = [results[world][key]["scores"] for key in [row, *(f"{row}@{seed}" for seed in seeds)] if key in results[world]]
+        runs = [
+            results[world][key]["scores"]
+            for key in [row, *(f"{row}@{seed}" for seed in seeds)]
+            if key in results[world]
+        ]
         if not runs:
             return None
         for metric in runs[0]:
@@ -88,9 +101,14 @@ def per_image(results: dict, worlds: list[str], row: str, seeds: list[str]) -> d
 
 
 def markdown(results: dict, worlds: list[str], reference: str) -> str:
-    metrics = {name: metric for name, metric in METRICS.items()
-               if all(name in run["scores"] for world in worlds for run in results[world].values())}
-    rows = sorted({key.partition("@")[0] for world in worlds for key in results[world]}, key=lambda r: (r in BASELINES, r))
+    metrics = {
+        name: metric
+        for name, metric in METRICS.items()
+        if all(name in run["scores"] for world in worlds for run in results[world].values())
+    }
+    rows = sorted(
+        {key.partition("@")[0] for world in worlds for key in results[world]}, key=lambda r: (r in BASELINES, r)
+    )
     seeds = sorted({key.partition("@")[2] for world in worlds for key in results[world] if "@" in key})
     base = per_image(results, worlds, reference, seeds)
     lines = []
@@ -100,7 +118,9 @@ def markdown(results: dict, worlds: list[str], reference: str) -> str:
             continue
         counts = [sum(key.startswith(row + "@") for key in results[world]) or 1 for world in worlds]
         what = ROWS[row][0] if row in ROWS else DISPLAY_NAMES.get(row, row)
-        cells = [compared_mean(scores[m], None if row == reference else base[m], metrics[m].high_is_good) for m in metrics]
+        cells = [
+            compared_mean(scores[m], None if row == reference else base[m], metrics[m].high_is_good) for m in metrics
+        ]
         deletion = [f"{per_image(results, [w], row, seeds)['deletion_mean'].mean():.3f}" for w in worlds]
         lines.append([row, what, f"{min(counts)}", *cells, *deletion])
     header = ["row", "what", "seeds", *(METRICS[m].short_name for m in metrics), *(f"Del mean, {w}" for w in worlds)]
@@ -119,15 +139,22 @@ def main() -> None:
     parser.add_argument("--eval_images", type=int, default=100)
     parser.add_argument("--rise_masks", type=int, default=1000, help="RISE's masks (the demo's default preset: 1000)")
     parser.add_argument("--independent", action="store_true", help="also score the independent metrics (slow)")
-    parser.add_argument("--reuse_trained", action="store_true",
-                        help="score a row's explainer already trained in --work_dir instead of training it again")
+    parser.add_argument(
+        "--reuse_trained",
+        action="store_true",
+        help="score a row's explainer already trained in --work_dir instead of training it again",
+    )
     parser.add_argument("--reference", default="default", help="the row every other row is compared with")
     parser.add_argument("--work_dir", default="/tmp/aha-suite")
     parser.add_argument("--output", default=str(HERE / "results" / "suite.json"))
     parser.add_argument("--markdown", action="store_true", help="Only print the table of --output.")
-    parser.add_argument("--merge", nargs="*", default=[],
-                        help="Result files of runs made in parallel (each with its own --output): their runs are added "
-                             "to --output's first.")
+    parser.add_argument(
+        "--merge",
+        nargs="*",
+        default=[],
+        help="Result files of runs made in parallel (each with its own --output): their runs are added "
+        "to --output's first.",
+    )
     args = parser.parse_args()
     output = Path(args.output)
     record = json.loads(output.read_text()) if output.is_file() else {"runs": {}, "machine": []}
@@ -145,7 +172,9 @@ def main() -> None:
             folder = Path(args.suite_dir) / world
             inputs = world_inputs(folder, args.eval_images)
             results.setdefault(world, {})
-            jobs = [(name, None) for name in args.baselines] + [(row, seed) for row in args.rows for seed in args.seeds]
+            jobs = [(name, None) for name in args.baselines] + [
+                (row, seed) for row in args.rows for seed in args.seeds
+            ]
             for name, seed in jobs:
                 key = name if seed is None else f"{name}@{seed}"
                 if key in results[world]:
@@ -157,12 +186,22 @@ def main() -> None:
                 elif args.reuse_trained and (Path(args.work_dir, world, key, name) / "config.json").is_file():
                     run = score_trained(Path(args.work_dir, world, key, name), inputs, metrics)
                 else:
-                    settings = SimpleNamespace(work_dir=f"{args.work_dir}/{world}/{key}", steps=args.steps,
-                                               batch_size=args.batch_size, seed=seed)
-                    run = run_row(name, settings, folder / "classifier", folder / "data", *inputs[1:], inputs[0], metrics)
+                    settings = SimpleNamespace(
+                        work_dir=f"{args.work_dir}/{world}/{key}",
+                        steps=args.steps,
+                        batch_size=args.batch_size,
+                        seed=seed,
+                    )
+                    run = run_row(
+                        name, settings, folder / "classifier", folder / "data", *inputs[1:], inputs[0], metrics
+                    )
                 run["cpu_seconds"] = time.process_time() - start
-                run["settings"] = {"steps": args.steps, "batch_size": args.batch_size, "eval_images": args.eval_images,
-                                   "rise_masks": args.rise_masks}
+                run["settings"] = {
+                    "steps": args.steps,
+                    "batch_size": args.batch_size,
+                    "eval_images": args.eval_images,
+                    "rise_masks": args.rise_masks,
+                }
                 results[world][key] = run
                 record["machine"].append(describe())
                 output.parent.mkdir(parents=True, exist_ok=True)

@@ -67,6 +67,7 @@ def main():
     for decoder, explainer in explainers.items():
         pipe = pipeline("image-attribution", model=explainer, device="cpu")
         for batch_size in args.batch_sizes:
+
             def explain_all():
                 with torch.no_grad():
                     for batch in pixel_values.split(batch_size):
@@ -79,24 +80,45 @@ def main():
                 if batch_size == args.batch_sizes[0]:  # warm-up, once per explainer and path
                     fn()
                 cpu, wall = timed(fn)
-                rows.append({"decoder": decoder, "path": path, "batch_size": batch_size, "cpu_seconds": cpu,
-                             "wall_seconds": wall, "images_per_cpu_second": args.images / cpu,
-                             "images_per_wall_second": args.images / wall})
-                print(f"{decoder:>12} {path:>8} batch {batch_size:>4}: {args.images / cpu:8.1f} images / CPU s, "
-                      f"{args.images / wall:8.1f} images / wall s", flush=True)
+                rows.append(
+                    {
+                        "decoder": decoder,
+                        "path": path,
+                        "batch_size": batch_size,
+                        "cpu_seconds": cpu,
+                        "wall_seconds": wall,
+                        "images_per_cpu_second": args.images / cpu,
+                        "images_per_wall_second": args.images / wall,
+                    }
+                )
+                print(
+                    f"{decoder:>12} {path:>8} batch {batch_size:>4}: {args.images / cpu:8.1f} images / CPU s, "
+                    f"{args.images / wall:8.1f} images / wall s",
+                    flush=True,
+                )
     after = describe()
     print(summary(machine), f"-> load average after: {after['load_average']}")
     print("| decoder | path | " + " | ".join(f"batch {b} (images/s)" for b in args.batch_sizes) + " |")
     print("|---" * (len(args.batch_sizes) + 2) + "|")
     for decoder in explainers:
         for path in ("explain", "pipeline"):
-            cells = [f"{r['images_per_cpu_second']:.0f}" for r in rows if r["decoder"] == decoder and r["path"] == path]
+            cells = [
+                f"{r['images_per_cpu_second']:.0f}" for r in rows if r["decoder"] == decoder and r["path"] == path
+            ]
             print(f"| {decoder} | {path} | " + " | ".join(cells) + " |")
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"command": shlex.join(["python", "benchmarks/throughput.py", *sys.argv[1:]]),
-                                  "machine": machine,
-        "load_average_after": after["load_average"], "rows": rows}, indent=1))
+    output.write_text(
+        json.dumps(
+            {
+                "command": shlex.join(["python", "benchmarks/throughput.py", *sys.argv[1:]]),
+                "machine": machine,
+                "load_average_after": after["load_average"],
+                "rows": rows,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -73,7 +73,9 @@ def measure(model: str, batch_size: int, steps: int, gradient_checkpointing: boo
     explainer.classifier.forward = forward
     replay_times = []
     for i in range(steps):
-        replay = [torch.randn(s, requires_grad=True) for s in perturbed_shapes[i * calls_per_step:(i + 1) * calls_per_step]]
+        replay = [
+            torch.randn(s, requires_grad=True) for s in perturbed_shapes[i * calls_per_step : (i + 1) * calls_per_step]
+        ]
         start = time.process_time()
         for inputs in replay:
             logits = explainer.classifier(pixel_values=inputs).logits
@@ -95,8 +97,10 @@ def main():
     parser.add_argument("--batch_size", type=int, default=16)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.model}, batch {args.batch_size}, "
-          f"{args.steps} steps")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.model}, batch {args.batch_size}, "
+        f"{args.steps} steps"
+    )
     for checkpointing in (True, False):
         result = measure(args.model, args.batch_size, args.steps, checkpointing)
         print(f"gradient_checkpointing={checkpointing}: " + ", ".join(f"{k}={v:.3g}" for k, v in result.items()))

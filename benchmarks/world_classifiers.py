@@ -32,15 +32,31 @@ def measure(name: str, preset: str, seed: int, epochs: int | None = None) -> dic
     data_seconds = time.perf_counter() - start
     processor = image_processor_for(splits["train"], IMAGE_SIZE)
     wall, cpu = time.perf_counter(), time.process_time()
-    model = train_classifier(splits["train"], processor, classifier_config(world.class_names, IMAGE_SIZE),
-                             epochs=epochs, dihedral=world.dihedral, seed=seed, progress=False,
-                             patch_evidence=world.patch_evidence(splits["train"]))
+    model = train_classifier(
+        splits["train"],
+        processor,
+        classifier_config(world.class_names, IMAGE_SIZE),
+        epochs=epochs,
+        dihedral=world.dihedral,
+        seed=seed,
+        progress=False,
+        patch_evidence=world.patch_evidence(splits["train"]),
+    )
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     pixel_values, labels, _ = tensors_of(splits["test"], processor)
-    result = {"world": name, "preset": preset, "seed": seed, "num_train": settings["num_train"],
-              "epochs": epochs, "num_test": len(labels),
-              "test_accuracy": accuracy(model, pixel_values, labels), "chance": 1 / len(world.class_names),
-              "train_wall_seconds": wall, "train_cpu_seconds": cpu, "data_wall_seconds": data_seconds}
+    result = {
+        "world": name,
+        "preset": preset,
+        "seed": seed,
+        "num_train": settings["num_train"],
+        "epochs": epochs,
+        "num_test": len(labels),
+        "test_accuracy": accuracy(model, pixel_values, labels),
+        "chance": 1 / len(world.class_names),
+        "train_wall_seconds": wall,
+        "train_cpu_seconds": cpu,
+        "data_wall_seconds": data_seconds,
+    }
     print(json.dumps(result), flush=True)
     return result
 
@@ -50,7 +66,12 @@ def main() -> None:
     parser.add_argument("--worlds", nargs="+", choices=sorted(WORLDS), default=list(WORLDS))
     parser.add_argument("--preset", choices=sorted(PRESETS), default="default")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=None, help="classifier epochs (default: the preset's times the world's epoch_scale)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="classifier epochs (default: the preset's times the world's epoch_scale)",
+    )
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)

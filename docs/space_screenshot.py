@@ -22,7 +22,9 @@ from playwright.sync_api import sync_playwright  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--demo-dir", default="aha-demo", help="aha demo's output folder (its explainer and examples).")
+    parser.add_argument(
+        "--demo-dir", default="aha-demo", help="aha demo's output folder (its explainer and examples)."
+    )
     parser.add_argument("--example", type=int, default=1, help="Which example to explain (1-based, default 1).")
     parser.add_argument("--output", default=str(ROOT / "spaces" / "aha-explain" / "screenshot.png"))
     args = parser.parse_args()

@@ -20,8 +20,16 @@ APP = Path(__file__).resolve().parents[1] / "spaces" / "aha-explain" / "app.py"
 CHROMIUM = "/usr/bin/chromium"
 # Playwright adds --headless and a fresh temporary profile (--user-data-dir) to every launch; these keep a
 # root, offline machine's chromium from reaching for the network or a sandbox it cannot have
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 READY = "Running on local URL"
 
 
@@ -61,7 +69,17 @@ class Server:
 def serving(*arguments, timeout: float = 120, cwd=None):
     """``python app.py ARGUMENTS --host 127.0.0.1 --port FREE --threads 1``, offline, until the block ends."""
     port = free_port()
-    command = [sys.executable, str(APP), *map(str, arguments), "--host", "127.0.0.1", "--port", str(port), "--threads", "1"]
+    command = [
+        sys.executable,
+        str(APP),
+        *map(str, arguments),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--threads",
+        "1",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd)
     server = Server(process, f"http://127.0.0.1:{port}/")

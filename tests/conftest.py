@@ -48,6 +48,8 @@ TINY_CLASSIFIERS = {
         )
     ),
 }
+
+
 def _he_init(model):
     """Kaiming-normal convolutions and unit batch-norm scales: the own init of EfficientNet, MobileNetV2 and MobileViT
     (normal with std 0.02, batch-norm scales included) shrinks their activations to 0 by the last stage, leaving
@@ -75,44 +77,52 @@ CONVOLUTIONAL_CLASSIFIERS = {
     "regnet": lambda: T.RegNetForImageClassification(
         T.RegNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], groups_width=8, num_labels=NUM_LABELS)
     ),
-    "efficientnet": lambda: _he_init(T.EfficientNetForImageClassification(
-        T.EfficientNetConfig(
-            image_size=IMAGE_SIZE,
-            width_coefficient=0.25,
-            depth_coefficient=0.25,
-            kernel_sizes=[3, 3, 5],
-            in_channels=[32, 16, 24],
-            out_channels=[16, 24, 40],
-            strides=[1, 2, 2],
-            num_block_repeats=[1, 1, 1],
-            expand_ratios=[1, 2, 2],
-            depthwise_padding=[],
-            hidden_dim=320,  # the top convolution's width, round_filters(1280) at width 0.25
-            num_labels=NUM_LABELS,
+    "efficientnet": lambda: _he_init(
+        T.EfficientNetForImageClassification(
+            T.EfficientNetConfig(
+                image_size=IMAGE_SIZE,
+                width_coefficient=0.25,
+                depth_coefficient=0.25,
+                kernel_sizes=[3, 3, 5],
+                in_channels=[32, 16, 24],
+                out_channels=[16, 24, 40],
+                strides=[1, 2, 2],
+                num_block_repeats=[1, 1, 1],
+                expand_ratios=[1, 2, 2],
+                depthwise_padding=[],
+                hidden_dim=320,  # the top convolution's width, round_filters(1280) at width 0.25
+                num_labels=NUM_LABELS,
+            )
         )
-    )),
-    "mobilenet_v2": lambda: _he_init(T.MobileNetV2ForImageClassification(
-        T.MobileNetV2Config(
-            image_size=IMAGE_SIZE, depth_multiplier=0.25, min_depth=8, finegrained_output=False, num_labels=NUM_LABELS
+    ),
+    "mobilenet_v2": lambda: _he_init(
+        T.MobileNetV2ForImageClassification(
+            T.MobileNetV2Config(
+                image_size=IMAGE_SIZE,
+                depth_multiplier=0.25,
+                min_depth=8,
+                finegrained_output=False,
+                num_labels=NUM_LABELS,
+            )
         )
-    )),
-    "mobilevit": lambda: _he_init(T.MobileViTForImageClassification(
-        T.MobileViTConfig(
-            image_size=IMAGE_SIZE,
-            patch_size=2,
-            hidden_sizes=[8, 12, 16],
-            neck_hidden_sizes=[8, 8, 12, 12, 16, 16, 32],
-            num_attention_heads=2,
-            mlp_ratio=1.0,
-            num_labels=NUM_LABELS,
+    ),
+    "mobilevit": lambda: _he_init(
+        T.MobileViTForImageClassification(
+            T.MobileViTConfig(
+                image_size=IMAGE_SIZE,
+                patch_size=2,
+                hidden_sizes=[8, 12, 16],
+                neck_hidden_sizes=[8, 8, 12, 12, 16, 16, 32],
+                num_attention_heads=2,
+                mlp_ratio=1.0,
+                num_labels=NUM_LABELS,
+            )
         )
-    )),
+    ),
 }
 
 
-def make_classifier(
-    name: str = "vit", seed: int = 0, attn_implementation: str | None = None, head_scale: float = 1.0
-):
+def make_classifier(name: str = "vit", seed: int = 0, attn_implementation: str | None = None, head_scale: float = 1.0):
     """A tiny random-init classifier of the named family, in eval mode.
 
     ``head_scale`` multiplies the classification head (the last linear layer of ``model.classifier``): a random head's
@@ -178,8 +188,12 @@ def hub(tmp_path, monkeypatch):
             target = root / repo_id / operation.path_in_repo
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(operation.path_or_fileobj, target)
-        return CommitInfo(commit_url=f"https://huggingface.co/{repo_id}/commit/0", commit_message=commit_message,
-                          commit_description="", oid="0" * 40)
+        return CommitInfo(
+            commit_url=f"https://huggingface.co/{repo_id}/commit/0",
+            commit_message=commit_message,
+            commit_description="",
+            oid="0" * 40,
+        )
 
     monkeypatch.setattr(HfApi, "create_repo", create_repo)
     monkeypatch.setattr(HfApi, "create_commit", create_commit)

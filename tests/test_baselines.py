@@ -99,8 +99,11 @@ def test_bad_options_are_rejected(classifiers):
         ("occlusion", dict(stride=2.5), r"stride must be an integer >= 1 \(or None\), got 2.5"),
         ("integrated_gradients", dict(steps=0), "steps must be an integer >= 1, got 0"),
         ("occlusion", dict(batch_size=0), "batch_size must be an integer >= 1, got 0"),
-        ("occlusion", dict(reference="black", image_mean=[0.5] * 3, image_std=[0.0] * 3),
-         r"image_std\[0\] must be a finite number > 0, got 0.0"),
+        (
+            "occlusion",
+            dict(reference="black", image_mean=[0.5] * 3, image_std=[0.0] * 3),
+            r"image_std\[0\] must be a finite number > 0, got 0.0",
+        ),
     ],
 )
 def test_bad_numeric_options_name_the_option_and_the_expected_value(classifiers, method, options, message):
@@ -192,9 +195,12 @@ def _dense_window_mixing(weights, windows):
     dense = torch.zeros(batch, len(cells), len(cells))
     for p, (y, x) in enumerate(cells):
         for q, (v, u) in enumerate(cells):
-            ys, xs, vs, us = (y - windows.shift) % height_pad, (x - windows.shift) % width_pad, (
-                (v - windows.shift) % height_pad
-            ), (u - windows.shift) % width_pad
+            ys, xs, vs, us = (
+                (y - windows.shift) % height_pad,
+                (x - windows.shift) % width_pad,
+                ((v - windows.shift) % height_pad),
+                (u - windows.shift) % width_pad,
+            )
             window = (ys // size) * per_row + xs // size
             if window == (vs // size) * per_row + us // size:
                 for b in range(batch):

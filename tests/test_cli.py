@@ -54,13 +54,27 @@ def test_help_lists_every_subcommand_and_each_has_its_own_help(capsys):
     assert code == 0 and version.strip() == f"aha-explain {aha.__version__}"
 
 
-HEAVY = ("torch", "accelerate", "datasets", "aha.training", "aha.demo", "aha.space", "aha.baselines", "aha.modeling_aha")
+HEAVY = (
+    "torch",
+    "accelerate",
+    "datasets",
+    "aha.training",
+    "aha.demo",
+    "aha.space",
+    "aha.baselines",
+    "aha.modeling_aha",
+)
 
 
 def imported_by(*args) -> set[str]:
     """The modules ``python -m aha ARGS`` imports (its ``-X importtime`` report), as the console script runs it."""
-    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "aha", *args], capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "aha", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=300,
+    )
     assert done.returncode in (0, 2), done.stderr[-2000:]
     return {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
 
@@ -105,24 +119,50 @@ def _one_line_error(run, command: str) -> str:
 
 
 def test_user_errors_print_one_line_and_debug_shows_the_traceback(tmp_path):
-    AHAExplainer.from_classifier(labelled_classifier(), image_processor=crop_processor()).save_pretrained(tmp_path / "explainer")
+    AHAExplainer.from_classifier(labelled_classifier(), image_processor=crop_processor()).save_pretrained(
+        tmp_path / "explainer"
+    )
     random_image(40, 40).save(tmp_path / "cat.png")  # (unreadable images: one line each, tested above)
     line = _one_line_error(run_aha("explain", "org/not-downloaded", tmp_path / "cat.png"), "explain")
     assert "'org/not-downloaded'" in line and "a saved folder or a Hub repo id" in line
-    line = _one_line_error(run_aha("train", "--model_name_or_path", tmp_path / "explainer", "--train_dir",
-                                   tmp_path / "train", "--dataset_path", tmp_path / "data", "--output_dir", tmp_path / "out"),
-                           "train")
+    line = _one_line_error(
+        run_aha(
+            "train",
+            "--model_name_or_path",
+            tmp_path / "explainer",
+            "--train_dir",
+            tmp_path / "train",
+            "--dataset_path",
+            tmp_path / "data",
+            "--output_dir",
+            tmp_path / "out",
+        ),
+        "train",
+    )
     assert "one data source" in line
     debug = run_aha("explain", "org/not-downloaded", tmp_path / "cat.png", "--debug")
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "org/not-downloaded" in debug.stderr
 
 
 def test_explain_writes_overlays_maps_and_curves(tmp_path):
-    AHAExplainer.from_classifier(labelled_classifier(), image_processor=crop_processor()).save_pretrained(tmp_path / "explainer")
+    AHAExplainer.from_classifier(labelled_classifier(), image_processor=crop_processor()).save_pretrained(
+        tmp_path / "explainer"
+    )
     random_image(40, 52).save(tmp_path / "cat.png")
     random_image(57, 23, "L", seed=1).save(tmp_path / "dog.jpg")
-    run = run_aha("explain", tmp_path / "explainer", tmp_path / "cat.png", tmp_path / "dog.jpg",
-                  "--target", "owl", "--curves", "--output", tmp_path / "out", "--batch_size", 2)
+    run = run_aha(
+        "explain",
+        tmp_path / "explainer",
+        tmp_path / "cat.png",
+        tmp_path / "dog.jpg",
+        "--target",
+        "owl",
+        "--curves",
+        "--output",
+        tmp_path / "out",
+        "--batch_size",
+        2,
+    )
     assert run.returncode == 0, run.stderr
     expected = pipeline("image-attribution", model=str(tmp_path / "explainer"), device="cpu")
     for name, image in (("cat", Image.open(tmp_path / "cat.png")), ("dog", Image.open(tmp_path / "dog.jpg"))):
@@ -132,18 +172,30 @@ def test_explain_writes_overlays_maps_and_curves(tmp_path):
         assert attribution.shape == (image.height, image.width)
         result = expected(image, target="owl", curves=True, overlay=True)
         assert overlay.size == result["overlay"].size  # the pipeline's picture (its pixels: test_pipeline.py)
-        np.testing.assert_allclose(attribution, result["attribution"], rtol=1e-4, atol=1e-5)  # other batching and threads
+        np.testing.assert_allclose(
+            attribution, result["attribution"], rtol=1e-4, atol=1e-5
+        )  # other batching and threads
         assert Image.open(tmp_path / "out" / f"{name}_curves.png").format == "PNG"
-        assert f"deletion AUC {result['deletion'].mean_auc:.4f}, insertion AUC {result['insertion'].mean_auc:.4f}" in run.stdout
+        assert (
+            f"deletion AUC {result['deletion'].mean_auc:.4f}, insertion AUC {result['insertion'].mean_auc:.4f}"
+            in run.stdout
+        )
     assert run.stdout.count("explained 'owl' (class 3") == 2 and "cat.png: " in run.stdout
 
 
 def test_explain_gives_every_input_its_own_outputs(tmp_path):
     """Inputs sharing a file name in different folders, or a stem in one folder, never overwrite each other's
     outputs: names mirror the inputs' paths, and a name already taken gets -2, -3, ... in argument order."""
-    AHAExplainer.from_classifier(labelled_classifier(), image_processor=crop_processor()).save_pretrained(tmp_path / "explainer")
-    inputs = {"a/cat.png": "a/cat", "b/cat.png": "b/cat", "a/cat.jpg": "a/cat-2", "a/cat-2.png": "a/cat-2-2",
-              "b/Cat.png": "b/Cat-2"}
+    AHAExplainer.from_classifier(labelled_classifier(), image_processor=crop_processor()).save_pretrained(
+        tmp_path / "explainer"
+    )
+    inputs = {
+        "a/cat.png": "a/cat",
+        "b/cat.png": "b/cat",
+        "a/cat.jpg": "a/cat-2",
+        "a/cat-2.png": "a/cat-2-2",
+        "b/Cat.png": "b/Cat-2",
+    }
     for index, path in enumerate(inputs):
         (tmp_path / "in" / path).parent.mkdir(parents=True, exist_ok=True)
         random_image(30 + index, 40, seed=index).save(tmp_path / "in" / path)
@@ -155,12 +207,16 @@ def test_explain_gives_every_input_its_own_outputs(tmp_path):
         result = expected(str(tmp_path / "in" / path), overlay=True)
         np.testing.assert_allclose(attribution, result["attribution"], rtol=1e-4, atol=1e-5)
         assert attribution.shape == (30 + list(inputs).index(path), 40)
-        assert Image.open(tmp_path / "out" / f"{name}_overlay.png").size == result["overlay"].size  # enlarged, labelled
+        assert (
+            Image.open(tmp_path / "out" / f"{name}_overlay.png").size == result["overlay"].size
+        )  # enlarged, labelled
     assert len(list((tmp_path / "out").rglob("*_map.npy"))) == len(inputs)
 
 
 def test_explain_explains_the_good_images_and_names_each_bad_one(tmp_path):
-    AHAExplainer.from_classifier(labelled_classifier(), image_processor=crop_processor()).save_pretrained(tmp_path / "explainer")
+    AHAExplainer.from_classifier(labelled_classifier(), image_processor=crop_processor()).save_pretrained(
+        tmp_path / "explainer"
+    )
     random_image(40, 52).save(tmp_path / "ok.png")
     Image.fromarray(np.arange(40 * 30, dtype=np.uint16).reshape(40, 30) * 50).save(tmp_path / "deep.png")  # 16-bit
     (tmp_path / "notes.png").write_text("a text file\n")
@@ -170,24 +226,33 @@ def test_explain_explains_the_good_images_and_names_each_bad_one(tmp_path):
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
     frames = [random_image(30, 30, seed=seed) for seed in range(2)]
     frames[0].save(tmp_path / "moving.gif", save_all=True, append_images=frames[1:])
-    bad = {"notes.png": "is not an image file Pillow can identify: expected a PNG, JPEG, WebP, BMP, GIF or TIFF image file",
-           "dot.png": "is only 1 x 1 pixels: expected at least 16 x 16 pixels (min_image_side)",
-           "bomb.png": "is too large",
-           "cut.png": "could not be decoded; it may be damaged or incomplete",
-           "moving.gif": "is an animated image (2 frames): expected a still image",
-           "missing.png": None}
+    bad = {
+        "notes.png": "is not an image file Pillow can identify: expected a PNG, JPEG, WebP, BMP, GIF or TIFF image file",
+        "dot.png": "is only 1 x 1 pixels: expected at least 16 x 16 pixels (min_image_side)",
+        "bomb.png": "is too large",
+        "cut.png": "could not be decoded; it may be damaged or incomplete",
+        "moving.gif": "is an animated image (2 frames): expected a still image",
+        "missing.png": None,
+    }
     run = run_aha("explain", tmp_path / "explainer", "ok.png", *bad, "deep.png", "--output", "out", cwd=tmp_path)
     assert run.returncode == 1
     lines = [line for line in run.stderr.splitlines() if line.startswith("aha explain")]  # not the progress bars
     assert len(lines) == len(bad) + 1, run.stderr
     for line, (name, expected) in zip(lines, bad.items()):
-        assert line == "aha explain: no such image file: missing.png" if expected is None else \
-            line.startswith(f"aha explain: {name} {expected}"), line
+        assert (
+            line == "aha explain: no such image file: missing.png"
+            if expected is None
+            else line.startswith(f"aha explain: {name} {expected}")
+        ), line
     assert "max_image_pixels" in lines[2] and lines[-1].startswith("aha explain: 6 of 8 images could not be read")
     for name in ("ok", "deep"):
         assert (tmp_path / "out" / f"{name}_map.npy").is_file() and f"{name}.png: " in run.stdout
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [
-        "deep_map.npy", "deep_overlay.png", "ok_map.npy", "ok_overlay.png"]
+        "deep_map.npy",
+        "deep_overlay.png",
+        "ok_map.npy",
+        "ok_overlay.png",
+    ]
 
 
 def test_explain_size_limits_are_flags(capsys, tmp_path):
@@ -216,14 +281,32 @@ def test_train_on_an_image_folder_writes_a_card_with_its_final_evaluation(tmp_pa
     processor().save_pretrained(tmp_path / "classifier")
     _image_folder(tmp_path / "train", per_class=2, seed=0)
     _image_folder(tmp_path / "val", per_class=1, seed=1)
-    run = run_aha("train", "--model_name_or_path", tmp_path / "classifier", "--train_dir", tmp_path / "train",
-                  "--validation_dir", tmp_path / "val", "--output_dir", tmp_path / "out", "--max_train_steps", 2,
-                  "--per_device_train_batch_size", 3, "--learning_rate", "3e-3", "--seed", 0)
+    run = run_aha(
+        "train",
+        "--model_name_or_path",
+        tmp_path / "classifier",
+        "--train_dir",
+        tmp_path / "train",
+        "--validation_dir",
+        tmp_path / "val",
+        "--output_dir",
+        tmp_path / "out",
+        "--max_train_steps",
+        2,
+        "--per_device_train_batch_size",
+        3,
+        "--learning_rate",
+        "3e-3",
+        "--seed",
+        0,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     out = tmp_path / "out"
     assert "[aha train] torch CPU threads: 1 (OMP_NUM_THREADS" in run.stdout  # the test runs with OMP_NUM_THREADS=1
     assert f"[aha train] saved the explainer to {out} (self-contained" in run.stdout
-    assert f"aha explain {out} IMAGE.jpg" in run.stdout and f'pipeline("image-attribution", model="{out}")' in run.stdout
+    assert (
+        f"aha explain {out} IMAGE.jpg" in run.stdout and f'pipeline("image-attribution", model="{out}")' in run.stdout
+    )
     assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"} <= set(os.listdir(out))
     final = ast.literal_eval(re.search(r"^step 2: (\{.*\})$", run.stdout, re.M).group(1))
     card = ModelCard.load(out / "README.md")
@@ -260,7 +343,8 @@ def test_the_core_package_works_without_the_training_libraries_and_aha_train_nam
     assert done.returncode == 1
     assert done.stderr.strip().endswith(
         "aha train needs datasets, which is not installed: pip install -e '.[train]' in a clone of aha-explain "
-        "(it is not on PyPI yet)")
+        "(it is not on PyPI yet)"
+    )
 
 
 def test_thread_choice_never_oversubscribes_and_names_its_reason(monkeypatch):

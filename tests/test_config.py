@@ -15,8 +15,15 @@ from aha.refinement import RefinementPlan
 
 
 # fields checked by something other than a rule table or the type of a non-None default
-_STRING_OR_CONFIG_FIELDS = {"classifier_config", "classifier_name_or_path", "classifier_revision",
-                            "classifier_fingerprint", "fingerprints", "feature_backbone_config", "pixel_head"}
+_STRING_OR_CONFIG_FIELDS = {
+    "classifier_config",
+    "classifier_name_or_path",
+    "classifier_revision",
+    "classifier_fingerprint",
+    "fingerprints",
+    "feature_backbone_config",
+    "pixel_head",
+}
 
 
 def _config(**fields):
@@ -30,8 +37,14 @@ def test_every_field_is_checked():
         assert name in _NUMBER_RULES or name in _LIST_RULES or name in _STRING_OR_CONFIG_FIELDS or typed, name
 
 
-@pytest.mark.parametrize("name", sorted(n for n, d in AHAConfig.own_fields().items() if n in _NUMBER_RULES
-                                        or (isinstance(d, (int, float)) and not isinstance(d, bool))))
+@pytest.mark.parametrize(
+    "name",
+    sorted(
+        n
+        for n, d in AHAConfig.own_fields().items()
+        if n in _NUMBER_RULES or (isinstance(d, (int, float)) and not isinstance(d, bool))
+    ),
+)
 @pytest.mark.parametrize("bad", [math.nan, math.inf, "1", True])
 def test_every_numeric_field_refuses_nan_infinity_and_non_numbers(name, bad):
     with pytest.raises(ValueError, match=f"{name} must be (a finite number|an integer)"):
@@ -97,8 +110,11 @@ def test_mismatched_normalisation_lengths_are_refused():
 
 
 def test_a_misspelled_key_is_refused_listing_the_valid_ones():
-    with pytest.raises(ValueError, match=r"unknown keys \['fusion_chanels'\] \(did you mean 'fusion_channels' "
-                                         r"for 'fusion_chanels'\?\); valid keys: \[.*'fusion_channels'.*\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown keys \['fusion_chanels'\] \(did you mean 'fusion_channels' "
+        r"for 'fusion_chanels'\?\); valid keys: \[.*'fusion_channels'.*\]",
+    ):
         _config(fusion_chanels=8)
     with pytest.raises(ValueError, match="unknown keys"):
         AHAExplainer.from_classifier(make_classifier("vit"), fusion_chanels=8)
@@ -121,8 +137,15 @@ BOOLEAN_OPTIONS = {
     "alternate_terms": lambda value, explainer, tmp_path: RefinementPlan(alternate_terms=value),
     "second_class": lambda value, explainer, tmp_path: _config(second_class=value),
     "noise": lambda value, explainer, tmp_path: explainer.objective(
-        explainer.classifier, torch.zeros(1, 3, 32, 32), torch.zeros(1, 32, 32), torch.zeros(1, dtype=torch.long),
-        tau=1.0, grid=4, reference="mean", noise=value),
+        explainer.classifier,
+        torch.zeros(1, 3, 32, 32),
+        torch.zeros(1, 32, 32),
+        torch.zeros(1, dtype=torch.long),
+        tau=1.0,
+        grid=4,
+        reference="mean",
+        noise=value,
+    ),
     "include_classifier": _save,
 }
 
@@ -137,9 +160,20 @@ def test_boolean_options_refuse_strings_and_numbers(tmp_path, option, value):
 
 
 def test_a_one_class_classifier_is_refused_naming_num_labels():
-    classifier = T.ViTForImageClassification(T.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
-                                                         num_attention_heads=2, intermediate_size=64, num_labels=1))
-    message = re.escape("classifier_config.num_labels is 1: a classifier with fewer than 2 classes cannot be explained")
+    classifier = T.ViTForImageClassification(
+        T.ViTConfig(
+            image_size=32,
+            patch_size=8,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            num_labels=1,
+        )
+    )
+    message = re.escape(
+        "classifier_config.num_labels is 1: a classifier with fewer than 2 classes cannot be explained"
+    )
     with pytest.raises(ValueError, match=message + r".*objective, is constant"):
         AHAExplainer.from_classifier(classifier)
     with pytest.raises(ValueError, match=message):

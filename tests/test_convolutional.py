@@ -34,7 +34,9 @@ def test_forward_loss_and_gradients_reach_the_decoder_only(explainers, name, ima
     assert not explainer.classifier.training
     features = explainer._features(images)[1]
     assert [f.shape[1] for f in features] == [explainer.feature_spec.hidden_sizes[i] for i in explainer.feature_layers]
-    assert all(f.ndim == 4 for f in features) and len({f.shape[-1] for f in features}) == len(features)  # one grid per depth
+    assert all(f.ndim == 4 for f in features) and len({f.shape[-1] for f in features}) == len(
+        features
+    )  # one grid per depth
     out = explainer(images)
     assert out.attributions.shape == (4, IMAGE_SIZE, IMAGE_SIZE) and out.logits.shape == (4, NUM_LABELS)
     torch.testing.assert_close(out.logits, explainer.classifier(pixel_values=images).logits)
@@ -74,8 +76,12 @@ def test_save_and_load_reproduce_maps_bit_for_bit(explainers, name, images, tmp_
 
 @pytest.mark.parametrize("name", FAMILIES)
 def test_the_pipeline_runs_from_a_saved_folder(name, tmp_path):
-    processor = T.ViTImageProcessorPil(size={"height": 48, "width": 40})  # not the configured 32 px: CNNs take any size
-    AHAExplainer.from_classifier(make_classifier(name, head_scale=20), image_processor=processor).save_pretrained(tmp_path)
+    processor = T.ViTImageProcessorPil(
+        size={"height": 48, "width": 40}
+    )  # not the configured 32 px: CNNs take any size
+    AHAExplainer.from_classifier(make_classifier(name, head_scale=20), image_processor=processor).save_pretrained(
+        tmp_path
+    )
     pipe = pipeline("image-attribution", model=str(tmp_path), device="cpu")
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (30, 50, 3), dtype=np.uint8))
     result = pipe(image, target=2)
@@ -110,8 +116,13 @@ def test_classifier_checkpointing_works_without_gradient_checkpointing_support(n
 
 
 PUBLISHED = {  # the config.json fields of microsoft/resnet-50, facebook/convnext-tiny-224, google/mobilenet_v2_1.0_224
-    "resnet-50": T.ResNetConfig(layer_type="bottleneck", depths=[3, 4, 6, 3], hidden_sizes=[256, 512, 1024, 2048],
-                                num_labels=1000, architectures=["ResNetForImageClassification"]),
+    "resnet-50": T.ResNetConfig(
+        layer_type="bottleneck",
+        depths=[3, 4, 6, 3],
+        hidden_sizes=[256, 512, 1024, 2048],
+        num_labels=1000,
+        architectures=["ResNetForImageClassification"],
+    ),
     "convnext-t": T.ConvNextConfig(num_labels=1000, architectures=["ConvNextForImageClassification"]),
     "mobilenet-v2": T.MobileNetV2Config(num_labels=1000, architectures=["MobileNetV2ForImageClassification"]),
 }
@@ -139,8 +150,12 @@ def test_budgeted_conv_head_fits_a_convolutional_classifier():
     explainer = AHAExplainer.from_classifier(make_classifier("resnet"), pixel_head="conv", decoder_flops_budget=0.5)
     counter = DecoderBudget.of(explainer)
     assert counter.fits(counter.decoder_cost(widths_of(explainer.decoder)), 0.5)
-    assert not counter.fits(counter.decoder_cost(widths_of(AHAExplainer.from_classifier(
-        make_classifier("resnet"), pixel_head="conv").decoder)), 0.5)
+    assert not counter.fits(
+        counter.decoder_cost(
+            widths_of(AHAExplainer.from_classifier(make_classifier("resnet"), pixel_head="conv").decoder)
+        ),
+        0.5,
+    )
 
 
 @pytest.mark.parametrize("name", FAMILIES)
@@ -157,8 +172,10 @@ def test_gradcam_reads_the_last_stage(name):
     assert gradcam(odd).shape == (2, 45, 37)
 
 
-@pytest.mark.parametrize("name, stage", [("resnet", lambda m: m.resnet.encoder.stages[-1]),
-                                         ("convnext", lambda m: m.convnext.encoder.stages[-1])])
+@pytest.mark.parametrize(
+    "name, stage",
+    [("resnet", lambda m: m.resnet.encoder.stages[-1]), ("convnext", lambda m: m.convnext.encoder.stages[-1])],
+)
 def test_gradcam_matches_the_hook_recipe_of_pytorch_grad_cam(name, stage, images):
     """pytorch-grad-cam's GradCAM on a CNN: activations and gradients of the target layer (here the last stage) by
     hooks, weights = spatial mean of the gradients, relu of the weighted sum, bilinear resize to the input."""
@@ -175,11 +192,22 @@ def test_gradcam_matches_the_hook_recipe_of_pytorch_grad_cam(name, stage, images
 
 
 def test_a_classifier_without_spatial_hidden_states_is_refused_by_name():
-    levit = T.LevitForImageClassification(T.LevitConfig(
-        image_size=32, patch_size=16, hidden_sizes=[16, 24, 32], num_attention_heads=[1, 2, 2], depths=[1, 1, 1],
-        key_dim=[8, 8, 8], num_labels=NUM_LABELS))
-    with pytest.raises(ValueError, match=r"LevitForImageClassification \(model_type='levit'\).*feature maps \(B, C, h, w\).*"
-                                         r"returns hidden_states of shapes \[\(1, 4, 16\)"):
+    levit = T.LevitForImageClassification(
+        T.LevitConfig(
+            image_size=32,
+            patch_size=16,
+            hidden_sizes=[16, 24, 32],
+            num_attention_heads=[1, 2, 2],
+            depths=[1, 1, 1],
+            key_dim=[8, 8, 8],
+            num_labels=NUM_LABELS,
+        )
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"LevitForImageClassification \(model_type='levit'\).*feature maps \(B, C, h, w\).*"
+        r"returns hidden_states of shapes \[\(1, 4, 16\)",
+    ):
         AHAExplainer.from_classifier(levit)
     with pytest.raises(ValueError, match=r"gradcam: LevitForImageClassification.*random, centre"):
         get_attributor("gradcam", levit)
@@ -188,7 +216,9 @@ def test_a_classifier_without_spatial_hidden_states_is_refused_by_name():
 def test_any_image_size_down_to_the_deepest_stride(explainers):
     explainer = explainers["mobilenet_v2"]  # strides 4 .. 32
     assert explainer.explain(torch.randn(1, 3, 40, 72)).shape == (1, 40, 72)
-    with pytest.raises(ValueError, match=r"mobilenet_v2 needs image sides of at least its deepest stride, 32 px, got 16x64"):
+    with pytest.raises(
+        ValueError, match=r"mobilenet_v2 needs image sides of at least its deepest stride, 32 px, got 16x64"
+    ):
         explainer.explain(torch.randn(1, 3, 16, 64))
 
 
@@ -197,8 +227,14 @@ def test_aha_train_on_a_resnet_with_checkpointing(tmp_path):
     gradient_checkpointing_enable raises."""
     args = build_parser().parse_args(train_argv(tmp_path, "--max_train_steps", 2, "--shuffle_buffer_size", 0))
     assert args[2].gradient_checkpointing
-    trained = train(*args, classifier=make_classifier("resnet", head_scale=30), image_processor=processor(),
-                    splits={"train": image_dataset(8).remove_columns("id")})
+    trained = train(
+        *args,
+        classifier=make_classifier("resnet", head_scale=30),
+        image_processor=processor(),
+        splits={"train": image_dataset(8).remove_columns("id")},
+    )
     assert trained.gradient_checkpointing
     pixel_values = processor()(list(image_dataset(4, seed=1)["image"]), return_tensors="pt").pixel_values
-    assert torch.equal(AHAExplainer.from_pretrained(tmp_path).explain(pixel_values), trained.eval().explain(pixel_values))
+    assert torch.equal(
+        AHAExplainer.from_pretrained(tmp_path).explain(pixel_values), trained.eval().explain(pixel_values)
+    )

@@ -22,8 +22,9 @@ BF16 = dict(device_type="cuda", dtype=torch.bfloat16)
 def explainer(request):
     overrides = {"decoder_flops_budget": 0.08} if request.param == "budget" else {}
     classifier = make_classifier("vit", head_scale=20)
-    return AHAExplainer.from_classifier(classifier, image_mean=[0.5] * 3, image_std=[0.5] * 3,
-                                        references=["mean", "black", "blur"], **overrides).to("cuda")
+    return AHAExplainer.from_classifier(
+        classifier, image_mean=[0.5] * 3, image_std=[0.5] * 3, references=["mean", "black", "blur"], **overrides
+    ).to("cuda")
 
 
 def _batch(n=4):
@@ -72,8 +73,15 @@ def test_explain_with_refinement_in_bf16_autocast(explainer):
     with torch.autocast(**BF16):
         maps = explainer.explain(images)
         refined = explainer.explain(images, refine_steps=2)
-        planned = refine_with_plan(explainer, images, maps, explainer(images).target, 2, 0.3,
-                                   RefinementPlan(num_fractions=5, alternate_terms=True, offset_stride=4))
+        planned = refine_with_plan(
+            explainer,
+            images,
+            maps,
+            explainer(images).target,
+            2,
+            0.3,
+            RefinementPlan(num_fractions=5, alternate_terms=True, offset_stride=4),
+        )
     for result in (maps, refined, planned):
         assert result.shape == (4, IMAGE_SIZE, IMAGE_SIZE) and _on_gpu(result) and torch.isfinite(result).all()
     assert not torch.equal(refined.float(), maps.float())
@@ -85,8 +93,9 @@ def test_metrics_on_the_gpu(explainer):
         maps = explainer.explain(images).float()
     with torch.autocast(**BF16):
         result = deletion_insertion(explainer.classifier, images, maps)
-        positive = positive_perturbation(explainer.classifier, images, maps, labels, image_mean=[0.5] * 3,
-                                         image_std=[0.5] * 3)
+        positive = positive_perturbation(
+            explainer.classifier, images, maps, labels, image_mean=[0.5] * 3, image_std=[0.5] * 3
+        )
     for curve in (result.deletion, result.insertion, positive):
         assert _on_gpu(curve.auc) and torch.isfinite(curve.auc).all() and ((curve.auc >= 0) & (curve.auc <= 1)).all()
 

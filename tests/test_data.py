@@ -44,8 +44,11 @@ def test_masks_go_through_the_processor_as_their_images_nearest_neighbour():
     assert as_mode_1.dtype == torch.bool and as_mode_1.shape == (1, IMAGE_SIZE, IMAGE_SIZE)
     assert (as_mode_1[0].numpy() == expected).all()
     # the same mask stored as 0/255 (mode L), 0/1 integers, or a bool array of an array image
-    for other, picture in ((Image.fromarray(mask.astype(np.uint8) * 255), image), (mask.astype(np.int64), image),
-                           (mask, np.zeros((40, 50, 3), np.uint8))):
+    for other, picture in (
+        (Image.fromarray(mask.astype(np.uint8) * 255), image),
+        (mask.astype(np.int64), image),
+        (mask, np.zeros((40, 50, 3), np.uint8)),
+    ):
         assert torch.equal(processed_masks([other], [picture], processor(), ["the mask"]), as_mode_1)
 
 
@@ -53,11 +56,17 @@ def test_masks_go_through_the_processor_as_their_images_nearest_neighbour():
 #: ConvNeXt's crop_pct below and above 384 px, a channel flip (MobileViT), EfficientNet's second normalisation
 PROCESSORS = {
     "vit": lambda: processor(),
-    "deit": lambda: transformers.DeiTImageProcessorPil(size={"height": 36, "width": 36}, crop_size={"height": 32, "width": 32}),
-    "bit": lambda: transformers.BitImageProcessorPil(size={"shortest_edge": 36}, crop_size={"height": 32, "width": 32}),
+    "deit": lambda: transformers.DeiTImageProcessorPil(
+        size={"height": 36, "width": 36}, crop_size={"height": 32, "width": 32}
+    ),
+    "bit": lambda: transformers.BitImageProcessorPil(
+        size={"shortest_edge": 36}, crop_size={"height": 32, "width": 32}
+    ),
     "convnext": lambda: transformers.ConvNextImageProcessorPil(size={"shortest_edge": 32}, crop_pct=0.875),
     "convnext_384": lambda: transformers.ConvNextImageProcessorPil(size={"shortest_edge": 384}),
-    "mobilevit": lambda: transformers.MobileViTImageProcessorPil(size={"shortest_edge": 36}, crop_size={"height": 32, "width": 32}),
+    "mobilevit": lambda: transformers.MobileViTImageProcessorPil(
+        size={"shortest_edge": 36}, crop_size={"height": 32, "width": 32}
+    ),
     "efficientnet": lambda: transformers.EfficientNetImageProcessorPil(size={"height": 32, "width": 32}),
 }
 
@@ -67,8 +76,9 @@ def test_masks_land_where_their_images_go_through_each_familys_processor(name):
     image_processor, mask = PROCESSORS[name](), _object_mask()
     picture = Image.fromarray(mask.astype(np.uint8) * 255).convert("RGB")  # the mask drawn as the image itself
     processed = processed_masks([mask], [picture], image_processor, ["the mask"])[0]
-    black, white, drawn = image_processor([Image.new("RGB", (50, 40)), Image.new("RGB", (50, 40), (255,) * 3), picture],
-                                          return_tensors="pt")["pixel_values"][:, 0]
+    black, white, drawn = image_processor(
+        [Image.new("RGB", (50, 40)), Image.new("RGB", (50, 40), (255,) * 3), picture], return_tensors="pt"
+    )["pixel_values"][:, 0]
     drawn_object = (drawn - black).abs() > (drawn - white).abs()  # the image's own resampling: nearer white than black
     assert processed.shape == drawn.shape and processed.any() and not processed.all()
     assert (processed == drawn_object).float().mean() > 0.97  # they differ only along the edge (nearest vs smooth)
@@ -78,8 +88,14 @@ def test_masks_land_where_their_images_go_through_each_familys_processor(name):
     "mask, message",
     [
         (_object_mask(20, 25), r"the mask of image 3 is 20 x 25 but its image is 40 x 50 \(H x W\)"),
-        (np.stack([_object_mask()] * 3, axis=-1), r"the mask of image 3 has shape \(40, 50, 3\): expected one channel"),
-        (_object_mask() * 0.5, r"the mask of image 3 is not binary: expected values 0 and 1 \(or 0 and 255\), found \[0.0, 0.5\]"),
+        (
+            np.stack([_object_mask()] * 3, axis=-1),
+            r"the mask of image 3 has shape \(40, 50, 3\): expected one channel",
+        ),
+        (
+            _object_mask() * 0.5,
+            r"the mask of image 3 is not binary: expected values 0 and 1 \(or 0 and 255\), found \[0.0, 0.5\]",
+        ),
         (np.where(_object_mask(), np.nan, 0.0), r"is not binary"),
         (Image.fromarray(_object_mask().astype(np.uint8) * 200), r"found \[0, 200\]"),
     ],
@@ -90,7 +106,9 @@ def test_masks_of_another_size_or_not_binary_are_refused(mask, message):
 
 
 def test_collator_remaps_labels_and_rejects_foreign_ones():
-    collate = ImageClassificationCollator(processor(), "image", "label", NUM_LABELS, class_index_map=[4, 3, 2, 1, 0, 7])
+    collate = ImageClassificationCollator(
+        processor(), "image", "label", NUM_LABELS, class_index_map=[4, 3, 2, 1, 0, 7]
+    )
     assert collate([{"image": Image.new("RGB", (8, 8)), "label": 0}])["labels"].tolist() == [4]
     with pytest.raises(ValueError, match=r"outside the classifier's classes \[0, 5\)"):
         collate([{"image": Image.new("RGB", (8, 8)), "label": 5}])
@@ -127,7 +145,9 @@ def test_stream_resumes_at_the_same_position(shuffle_buffer_size):
     accelerator = Accelerator(cpu=True)
 
     def batches():
-        loader = train_dataloader(stream, _ids_collate, 2, accelerator, seed=0, shuffle_buffer_size=shuffle_buffer_size)
+        loader = train_dataloader(
+            stream, _ids_collate, 2, accelerator, seed=0, shuffle_buffer_size=shuffle_buffer_size
+        )
         return TrainingBatches(loader, accelerator)
 
     def take(batches_iter, owner, n):  # [(epoch, ids)] of the next n batches

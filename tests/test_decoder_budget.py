@@ -67,8 +67,13 @@ def test_budgeted_conv_head_stays_within_budget(family):
 def test_budget_choice_is_recorded_and_reloads(tmp_path):
     explainer = AHAExplainer.from_classifier(make_classifier("vit"), pixel_head="conv", decoder_flops_budget=BUDGET)
     config = explainer.config
-    chosen = (config.fusion_channels, config.head_channels, config.class_embedding_dim, config.image_branch_stride,
-              config.decoder_blocks)
+    chosen = (
+        config.fusion_channels,
+        config.head_channels,
+        config.class_embedding_dim,
+        config.image_branch_stride,
+        config.decoder_blocks,
+    )
     assert None not in chosen
     assert explainer.decoder.image_stride == config.image_branch_stride > 1  # full resolution does not fit at 32 px
     assert len(explainer.decoder.blocks) == config.decoder_blocks
@@ -91,8 +96,11 @@ def test_budget_keeps_fields_set_in_the_config_and_refuses_what_cannot_fit():
     classifier = make_classifier("vit")
     explainer = AHAExplainer.from_classifier(classifier, decoder_flops_budget=0.5, fusion_channels=12)
     assert explainer.decoder.projection.out_channels == 12 and explainer.config.fusion_channels == 12
-    with pytest.raises(ValueError, match=r"decoder_flops_budget=0.08 is too small for this classifier: the cheapest "
-                                         r"decoder .* costs \d+\.\d% of the classifier's FLOPs"):
+    with pytest.raises(
+        ValueError,
+        match=r"decoder_flops_budget=0.08 is too small for this classifier: the cheapest "
+        r"decoder .* costs \d+\.\d% of the classifier's FLOPs",
+    ):
         AHAExplainer.from_classifier(classifier, pixel_head="conv", decoder_flops_budget=BUDGET, image_branch_stride=1)
 
 
@@ -101,14 +109,22 @@ def test_default_decoders():
     guided = AHAExplainer.from_classifier(make_classifier("vit")).decoder
     assert (guided.projection.out_channels, guided.to_head.out_features, len(guided.blocks)) == (16, 4, 0)
     conv = AHAExplainer.from_classifier(make_classifier("vit"), pixel_head="conv").decoder
-    assert (conv.projection.out_channels, conv.to_head.out_channels, conv.image_stride, len(conv.blocks)) == (16, 8, 1, 2)
+    assert (conv.projection.out_channels, conv.to_head.out_channels, conv.image_stride, len(conv.blocks)) == (
+        16,
+        8,
+        1,
+        2,
+    )
 
 
-@pytest.mark.parametrize("name, value, expected", [
-    ("decoder_flops_budget", 0.0, "decoder_flops_budget must be a finite number > 0 (or None), got 0.0"),
-    ("image_branch_stride", 0, "image_branch_stride must be an integer >= 1 (or None), got 0"),
-    ("decoder_blocks", -1, "decoder_blocks must be an integer >= 0 (or None), got -1"),
-])
+@pytest.mark.parametrize(
+    "name, value, expected",
+    [
+        ("decoder_flops_budget", 0.0, "decoder_flops_budget must be a finite number > 0 (or None), got 0.0"),
+        ("image_branch_stride", 0, "image_branch_stride must be an integer >= 1 (or None), got 0"),
+        ("decoder_blocks", -1, "decoder_blocks must be an integer >= 0 (or None), got -1"),
+    ],
+)
 def test_config_refuses_bad_budget_fields(name, value, expected):
     with pytest.raises(ValueError, match=re.escape(expected)):
         AHAExplainer.from_classifier(make_classifier("vit"), **{name: value})

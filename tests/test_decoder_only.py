@@ -35,7 +35,9 @@ def classifier_dir(tmp_path):
 
 @pytest.fixture
 def explainer(classifier_dir):
-    return AHAExplainer.from_classifier(T.ViTForImageClassification.from_pretrained(classifier_dir), fusion_channels=16)
+    return AHAExplainer.from_classifier(
+        T.ViTForImageClassification.from_pretrained(classifier_dir), fusion_channels=16
+    )
 
 
 def test_fingerprint_covers_names_dtypes_and_bytes():
@@ -156,9 +158,13 @@ def test_feature_backbone_is_kept_in_decoder_only_saves(tmp_path, classifier_dir
 def test_a_classifier_loaded_by_a_relative_path_is_recorded_absolute(tmp_path, monkeypatch, classifier_dir, images):
     """aha demo trains on "aha-demo/classifier": the decoder-only save must load from any working directory."""
     monkeypatch.chdir(tmp_path)
-    explainer = AHAExplainer.from_classifier(T.ViTForImageClassification.from_pretrained("classifier"), fusion_channels=16)
+    explainer = AHAExplainer.from_classifier(
+        T.ViTForImageClassification.from_pretrained("classifier"), fusion_channels=16
+    )
     explainer.save_pretrained(tmp_path / "decoder", include_classifier=False)
-    assert json.loads((tmp_path / "decoder" / "config.json").read_text())["classifier_name_or_path"] == str(classifier_dir)
+    assert json.loads((tmp_path / "decoder" / "config.json").read_text())["classifier_name_or_path"] == str(
+        classifier_dir
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)

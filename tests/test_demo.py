@@ -43,8 +43,13 @@ def test_summary_pairs_every_method_on_the_same_images():
         assert worse[metric]["difference"] == pytest.approx(-0.05)
         assert worse[metric]["verdict"] == ("worse" if high_is_good else "better")
         assert summary["paired"]["AHA"]["Same"][metric]["verdict"] == "tie"
-    table = markdown(summary, {key: key for key in ("title", "command", "classifier", "explainer", "evaluation", "machine",
-                                                    "versions", "run_time")})
+    table = markdown(
+        summary,
+        {
+            key: key
+            for key in ("title", "command", "classifier", "explainer", "evaluation", "machine", "versions", "run_time")
+        },
+    )
     # better (bold) where low is good, worse (italics) where high is good
     assert "| Worse |" in table and "| **-0.050 ± 0.000** |" in table and "| *-0.050 ± 0.000* |" in table
 
@@ -66,13 +71,21 @@ def test_macro_summary_is_the_mean_over_worlds_of_each_worlds_means():
 
 
 def test_a_classifier_near_chance_is_called_a_smoke_run():
-    assert chance_note(0.23, 5).startswith("SMOKE RUN: this classifier is near chance (test accuracy 0.230, chance 0.200)")
+    assert chance_note(0.23, 5).startswith(
+        "SMOKE RUN: this classifier is near chance (test accuracy 0.230, chance 0.200)"
+    )
     assert chance_note(0.51, 5) is None and chance_note(0.34, 6) is None and chance_note(0.33, 6) is not None
 
 
 def test_the_world_flag_is_parsed_strictly():
-    run = subprocess.run([sys.executable, "-m", "aha", "demo", "--world", "digits"], capture_output=True, text=True, timeout=300)
-    assert run.returncode == 2 and "invalid choice: 'digits'" in run.stderr and "'shapes', 'letters', 'parts', 'all'" in run.stderr
+    run = subprocess.run(
+        [sys.executable, "-m", "aha", "demo", "--world", "digits"], capture_output=True, text=True, timeout=300
+    )
+    assert (
+        run.returncode == 2
+        and "invalid choice: 'digits'" in run.stderr
+        and "'shapes', 'letters', 'parts', 'all'" in run.stderr
+    )
     assert build_parser().parse_args([]).world == "shapes"  # the README's `aha demo` is AHA Shapes
 
 
@@ -86,16 +99,37 @@ def finite_report(report: dict, expected: set) -> None:
 @pytest.mark.slow
 def test_quick_demo_on_every_world_writes_each_report_and_the_macro_table(tmp_path):
     output = tmp_path / "demo"
-    run = subprocess.run([sys.executable, "-m", "aha", "demo", "--world", "all", "--quick", "--output", str(output)],
-                         capture_output=True, text=True, timeout=3000)
+    run = subprocess.run(
+        [sys.executable, "-m", "aha", "demo", "--world", "all", "--quick", "--output", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=3000,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     first = run.stdout.splitlines()[0]
     assert "quick preset, a smoke run" in first and str(output / "letters" / "results.md") in first
     assert str(output / "macro.md") in first
-    expected = {"AHA", "AHA + 2 refine", "Random", "Centre", "Rollout", "Chefer", "Grad-CAM", "IG", "Occlusion", "RISE"}
+    expected = {
+        "AHA",
+        "AHA + 2 refine",
+        "Random",
+        "Centre",
+        "Rollout",
+        "Chefer",
+        "Grad-CAM",
+        "IG",
+        "Occlusion",
+        "RISE",
+    }
     for world in WORLDS:
-        for name in ("results.md", "results.json", "deletion_curves.png", "insertion_curves.png", "overlays.png",
-                     "data/README.md"):
+        for name in (
+            "results.md",
+            "results.json",
+            "deletion_curves.png",
+            "insertion_curves.png",
+            "overlays.png",
+            "data/README.md",
+        ):
             assert (output / world / name).is_file(), (world, name)
         report = json.loads((output / world / "results.json").read_text())
         finite_report(report, expected)
@@ -109,8 +143,12 @@ def test_quick_demo_on_every_world_writes_each_report_and_the_macro_table(tmp_pa
     assert list(macro["per_world"]) == list(WORLDS)
     assert "| RISE |" in (output / "macro.md").read_text()
     # a second run reuses the cached data, classifier and explainer and only re-evaluates
-    again = subprocess.run([sys.executable, "-m", "aha", "demo", "--quick", "--output", str(output)],
-                           capture_output=True, text=True, timeout=900)
+    again = subprocess.run(
+        [sys.executable, "-m", "aha", "demo", "--quick", "--output", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert again.returncode == 0 and again.stdout.count("[aha demo] reusing") == 3
 
 

@@ -52,7 +52,9 @@ def object_masks(n: int, size: int = 40) -> list[Image.Image]:
 
 def with_masks(split: datasets.Dataset, masks: list[Image.Image]) -> datasets.Dataset:
     """``split`` with a ``mask`` column of images (encoded, as ``save_to_disk`` stores them)."""
-    return split.add_column("mask", [datasets.Image().encode_example(mask) for mask in masks], feature=datasets.Image())
+    return split.add_column(
+        "mask", [datasets.Image().encode_example(mask) for mask in masks], feature=datasets.Image()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +69,21 @@ def setup(tmp_path_factory):
 
 
 def _argv(setup, output_dir, *extra):
-    return ["evaluate", "--model", setup / "explainer", "--dataset_path", setup / "data", *METHODS,
-            "--metrics", ",".join(METRICS), "--batch_size", BATCH_SIZE, "--output_dir", output_dir, *extra]
+    return [
+        "evaluate",
+        "--model",
+        setup / "explainer",
+        "--dataset_path",
+        setup / "data",
+        *METHODS,
+        "--metrics",
+        ",".join(METRICS),
+        "--batch_size",
+        BATCH_SIZE,
+        "--output_dir",
+        output_dir,
+        *extra,
+    ]
 
 
 def _in_process(*argv):
@@ -92,9 +107,14 @@ def one_process(setup):
     assert run.returncode == 0, run.stderr[-3000:]
     assert f"scored {NUM_IMAGES} new images" in run.stdout
     # batches [3, 4, 5] and [6]: image 5's mask has no background, image 6's no object
-    assert "mask_auroc is undefined (null) for images [5]: at the classifier's resolution their masks hold no object " \
-           "pixel or no background pixel" in run.stderr
-    assert "pointing_game is undefined (null) for images [6]" in run.stderr and "pointing_game is undefined (null) for images [5]" not in run.stderr
+    assert (
+        "mask_auroc is undefined (null) for images [5]: at the classifier's resolution their masks hold no object "
+        "pixel or no background pixel" in run.stderr
+    )
+    assert (
+        "pointing_game is undefined (null) for images [6]" in run.stderr
+        and "pointing_game is undefined (null) for images [5]" not in run.stderr
+    )
     return out
 
 
@@ -103,7 +123,7 @@ def test_per_image_file_loads_with_datasets_and_the_summary_comes_from_it(one_pr
     assert len(rows) == 4 * NUM_IMAGES
     assert rows["index"][:8] == [0, 0, 0, 0, 1, 1, 1, 1]
     assert rows["method"][:4] == ["aha", "random", "rise", "occlusion"]
-    assert rows["label"][:NUM_IMAGES * 4:4] == [i % 5 for i in range(NUM_IMAGES)]
+    assert rows["label"][: NUM_IMAGES * 4 : 4] == [i % 5 for i in range(NUM_IMAGES)]
     assert {*METRICS, "target"} <= set(rows.column_names)
     summary = json.loads((one_process / "summary.json").read_text())
     assert summary["images"] == NUM_IMAGES and summary["settings"]["protocol"] == "paper"
@@ -115,7 +135,10 @@ def test_per_image_file_loads_with_datasets_and_the_summary_comes_from_it(one_pr
     for entry in summary["paired_differences"]:
         beats = abs(entry["difference"]) > 2 * entry["standard_error"]
         assert (entry["verdict"] != "tie") == beats
-    assert "| aha |" in (one_process / "summary.md").read_text() and "mask_auroc ↑" in (one_process / "summary.md").read_text()
+    assert (
+        "| aha |" in (one_process / "summary.md").read_text()
+        and "mask_auroc ↑" in (one_process / "summary.md").read_text()
+    )
 
 
 def test_localisation_metrics_are_the_direct_calls_on_the_same_maps_and_masks(setup, one_process):
@@ -125,30 +148,46 @@ def test_localisation_metrics_are_the_direct_calls_on_the_same_maps_and_masks(se
     classifier, split = explainer.classifier, datasets.load_from_disk(setup / "data")["validation"]
     pixel_values = explainer.image_processor(list(split["image"]), return_tensors="pt")["pixel_values"]
     # the masks resized as the images are (the processor warps 40 x 40 to 32 x 32), nearest-neighbour
-    masks = torch.from_numpy(np.stack([np.asarray(mask.resize((IMAGE_SIZE, IMAGE_SIZE), Image.NEAREST), dtype=bool)
-                                       for mask in list(split["mask"])]))
+    masks = torch.from_numpy(
+        np.stack(
+            [
+                np.asarray(mask.resize((IMAGE_SIZE, IMAGE_SIZE), Image.NEAREST), dtype=bool)
+                for mask in list(split["mask"])
+            ]
+        )
+    )
     target = predict(classifier, pixel_values)
-    attributors = {"aha": get_attributor("aha", classifier, explainer=explainer), "occlusion": get_attributor("occlusion", classifier)}
+    attributors = {
+        "aha": get_attributor("aha", classifier, explainer=explainer),
+        "occlusion": get_attributor("occlusion", classifier),
+    }
     for method, attributor in attributors.items():
         maps = attributor(pixel_values, target)
         scored = [row for row in rows if row["method"] == method]
         assert [row["target"] for row in scored] == target.tolist()
         has_background = [i for i in range(NUM_IMAGES) if i not in (FULL_MASK, EMPTY_MASK)]
         has_object = has_background + [FULL_MASK]
-        expected = {"pointing_game": dict(zip(has_object, pointing_game(maps[has_object], masks[has_object]).tolist())),
-                    "mask_auroc": dict(zip(has_background, pixel_auroc(maps[has_background], masks[has_background]).tolist()))}
+        expected = {
+            "pointing_game": dict(zip(has_object, pointing_game(maps[has_object], masks[has_object]).tolist())),
+            "mask_auroc": dict(zip(has_background, pixel_auroc(maps[has_background], masks[has_background]).tolist())),
+        }
         for name, values in expected.items():
             assert [row[name] for row in scored] == pytest.approx([values.get(i) for i in range(NUM_IMAGES)], abs=1e-9)
             assert summary["results"][method][name]["images"] == len(values)
             assert summary["results"][method][name]["mean"] == pytest.approx(np.mean(list(values.values())), abs=1e-12)
-    assert [entry for entry in summary["paired_differences"] if entry["metric"] == "mask_auroc"][0]["images"] == NUM_IMAGES - 2
+    assert [entry for entry in summary["paired_differences"] if entry["metric"] == "mask_auroc"][0][
+        "images"
+    ] == NUM_IMAGES - 2
 
 
 def test_the_card_holds_ahas_results_as_eval_results(setup, one_process):
     card = ModelCard.load(setup / "explainer" / "README.md")
     summary = json.loads((one_process / "summary.json").read_text())
     values = {result.metric_type: result.metric_value for result in card.data.eval_results}
-    expected = {f"{name}_auc": summary["results"]["aha"][name]["mean"] for name in ("deletion", "insertion", "positive", "negative")}
+    expected = {
+        f"{name}_auc": summary["results"]["aha"][name]["mean"]
+        for name in ("deletion", "insertion", "positive", "negative")
+    }
     assert values == pytest.approx(expected)
     assert {(r.dataset_name, r.dataset_split) for r in card.data.eval_results} == {("data", "validation")}
     assert card.data.eval_results[0].metric_args["reference"] == "mean"
@@ -177,12 +216,23 @@ def test_results_do_not_depend_on_the_batches(setup, one_process, tmp_path):
 @pytest.mark.slow  # two interpreters launched by accelerate (about 30 s on a shared CPU)
 def test_two_processes_give_the_same_files_as_one(setup, one_process, tmp_path):
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "-m", "aha", *map(str, _argv(setup, tmp_path / "two"))]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "-m",
+        "aha",
+        *map(str, _argv(setup, tmp_path / "two")),
+    ]
     run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert sorted(os.listdir(tmp_path / "two" / "journal")) == ["process-00000.jsonl", "process-00001.jsonl"]
-    assert all(read_rows([str(tmp_path / "two" / "journal" / name)]) for name in os.listdir(tmp_path / "two" / "journal"))
+    assert all(
+        read_rows([str(tmp_path / "two" / "journal" / name)]) for name in os.listdir(tmp_path / "two" / "journal")
+    )
     assert _files(tmp_path / "two") == _files(one_process)
 
 
@@ -198,8 +248,11 @@ def test_a_resumed_run_with_other_settings_is_refused(setup, one_process, tmp_pa
         (("--split", "test"), "the dataset has no split 'test' (splits: ['validation']); pass --split"),
         (("--image_column_name", "id"), "the validation split has no image column 'id' (it holds Value('int64')"),
         (("--image_column_name", "picture"), "no image column 'picture' (columns: ['id', 'image', 'label', 'mask'])"),
-        (("--mask_column_name", "segmentation"), "--metrics pointing_game,mask_auroc need object masks: the validation "
-         "split has no column 'segmentation' (columns: ['id', 'image', 'label', 'mask']); pass --mask_column_name"),
+        (
+            ("--mask_column_name", "segmentation"),
+            "--metrics pointing_game,mask_auroc need object masks: the validation "
+            "split has no column 'segmentation' (columns: ['id', 'image', 'label', 'mask']); pass --mask_column_name",
+        ),
     ],
 )
 def test_data_errors_are_one_line(setup, tmp_path, extra, message):
@@ -209,11 +262,22 @@ def test_data_errors_are_one_line(setup, tmp_path, extra, message):
 
 def test_localisation_on_a_dataset_without_masks_is_one_line_naming_its_columns(setup, tmp_path):
     datasets.DatasetDict({"validation": image_dataset(3)}).save_to_disk(tmp_path / "plain")
-    argv = ["evaluate", "--model", setup / "explainer", "--dataset_path", tmp_path / "plain", "--methods", "centre",
-            "--output_dir", tmp_path / "out"]
+    argv = [
+        "evaluate",
+        "--model",
+        setup / "explainer",
+        "--dataset_path",
+        tmp_path / "plain",
+        "--methods",
+        "centre",
+        "--output_dir",
+        tmp_path / "out",
+    ]
     code = _in_process(*argv, "--metrics", "deletion,pointing_game")
-    assert code == ("aha evaluate: --metrics pointing_game needs object masks: the validation split has no column "
-                    "'mask' (columns: ['id', 'image', 'label']); pass --mask_column_name")
+    assert code == (
+        "aha evaluate: --metrics pointing_game needs object masks: the validation split has no column "
+        "'mask' (columns: ['id', 'image', 'label']); pass --mask_column_name"
+    )
     assert _in_process(*argv, "--metrics", "deletion", "--output_dir", tmp_path / "other") == 0  # without them it runs
 
 
@@ -222,8 +286,19 @@ def test_a_mask_of_another_size_is_one_line_naming_the_image(setup, tmp_path):
     masks[1] = masks[1].resize((20, 20))
     split = with_masks(image_dataset(3), masks)
     datasets.DatasetDict({"validation": split}).save_to_disk(tmp_path / "data")
-    code = _in_process("evaluate", "--model", setup / "explainer", "--dataset_path", tmp_path / "data", "--methods",
-                       "centre", "--metrics", "pointing_game", "--output_dir", tmp_path / "out")
+    code = _in_process(
+        "evaluate",
+        "--model",
+        setup / "explainer",
+        "--dataset_path",
+        tmp_path / "data",
+        "--methods",
+        "centre",
+        "--metrics",
+        "pointing_game",
+        "--output_dir",
+        tmp_path / "out",
+    )
     assert code == "aha evaluate: the 'mask' of image 1 is 20 x 20 but its image is 40 x 40 (H x W)"
 
 
@@ -256,9 +331,13 @@ def test_argument_errors(setup, tmp_path, capsys, flags, message):
 
 
 def test_options_are_parsed_by_their_declared_type(setup, tmp_path):
-    args = build_parser().parse_args(list(map(str, _argv(setup, tmp_path)[1:])) + ["--streaming", "false", "--push_to_hub", "no"])
+    args = build_parser().parse_args(
+        list(map(str, _argv(setup, tmp_path)[1:])) + ["--streaming", "false", "--push_to_hub", "no"]
+    )
     assert args.streaming is False and args.push_to_hub is False and args.metrics == METRICS
-    args = build_parser().parse_args(["--model", "m", "--output_dir", "o", "--dataset_path", "d", *METHODS, "--push_to_hub"])
+    args = build_parser().parse_args(
+        ["--model", "m", "--output_dir", "o", "--dataset_path", "d", *METHODS, "--push_to_hub"]
+    )
     assert args.push_to_hub is True and args.methods == ["aha", "random", "rise", "occlusion"]
     assert args.metrics == ["deletion", "insertion", "positive", "negative"]  # the paper protocol's
     assert args.method_option["rise"] == {"n_masks": 40}
@@ -286,7 +365,19 @@ def test_a_streamed_split_gives_the_rows_of_the_same_split_read_as_a_folder(setu
         example["image"].save(folder / f"class_{example['label']}" / f"{index:03d}.png")
     common = ["evaluate", "--model", setup / "explainer", "--methods", "aha,random", "--batch_size", BATCH_SIZE]
     assert _in_process(*common, "--validation_dir", folder, "--output_dir", tmp_path / "folder") == 0
-    streamed = [*common, "--dataset_name", folder, "--split", "train", "--streaming", "true", "--output_dir", tmp_path / "stream"]
+    streamed = [
+        *common,
+        "--dataset_name",
+        folder,
+        "--split",
+        "train",
+        "--streaming",
+        "true",
+        "--output_dir",
+        tmp_path / "stream",
+    ]
     assert _in_process(*streamed, "--max_samples", 4) == 0  # then resumed on the whole split
     assert _in_process(*streamed) == 0
-    assert (tmp_path / "stream" / "per_image.jsonl").read_text() == (tmp_path / "folder" / "per_image.jsonl").read_text()
+    assert (tmp_path / "stream" / "per_image.jsonl").read_text() == (
+        tmp_path / "folder" / "per_image.jsonl"
+    ).read_text()

@@ -25,7 +25,9 @@ def test_loads_offline_and_matches_the_engine(module, vit, images, maps):
     inputs = dict(predictions=maps.numpy(), references=[0, 1, 2, 3], pixel_values=images.numpy())
     results = module.compute(**inputs, model=vit, reference="blur")
     engine = metrics.deletion_insertion(vit, images, maps, reference="blur")
-    assert sys.modules[type(module).__module__].PerturbationProtocol is metrics.PerturbationProtocol  # the engine, not a copy
+    assert (
+        sys.modules[type(module).__module__].PerturbationProtocol is metrics.PerturbationProtocol
+    )  # the engine, not a copy
     for name in ("deletion", "insertion"):
         expected = getattr(engine, name)
         assert results[f"{name}_auc"] == pytest.approx(expected.mean_auc, abs=1e-6)
@@ -66,8 +68,12 @@ _BAD_INPUTS = {
 
 @pytest.mark.parametrize(
     "kind, how",
-    [(kind, how) for kind in _BAD_INPUTS for how in ("compute", "add_batch", "add")
-     if (kind, how) != ("3 maps for 4 images", "add")],
+    [
+        (kind, how)
+        for kind in _BAD_INPUTS
+        for how in ("compute", "add_batch", "add")
+        if (kind, how) != ("3 maps for 4 images", "add")
+    ],
 )
 def test_module_applies_exactly_the_direct_checks(vit, images, maps, kind, how):
     name, bad = _BAD_INPUTS[kind]
@@ -75,8 +81,9 @@ def test_module_applies_exactly_the_direct_checks(vit, images, maps, kind, how):
     inputs[name] = bad(inputs[name])
     with pytest.raises(ValueError) as direct:
         metrics.deletion(vit, inputs["pixel_values"], inputs["predictions"])
-        metrics.positive_perturbation(vit, inputs["pixel_values"], inputs["predictions"], inputs["references"],
-                                      image_mean=MEAN, image_std=STD)
+        metrics.positive_perturbation(
+            vit, inputs["pixel_values"], inputs["predictions"], inputs["references"], image_mean=MEAN, image_std=STD
+        )
     module = evaluate.load(metrics.EVALUATE_MODULE_PATH, keep_in_memory=True)
     with pytest.raises(ValueError) as through_module:
         if how == "compute":
@@ -85,8 +92,11 @@ def test_module_applies_exactly_the_direct_checks(vit, images, maps, kind, how):
             module.add_batch(**inputs)
         else:
             for i in range(len(inputs["predictions"])):
-                module.add(prediction=inputs["predictions"][i], reference=inputs["references"][i],
-                           pixel_values=inputs["pixel_values"][i])
+                module.add(
+                    prediction=inputs["predictions"][i],
+                    reference=inputs["references"][i],
+                    pixel_values=inputs["pixel_values"][i],
+                )
     if name != "references":  # the direct API names the classes "target"/"labels", the module "references"
         assert str(through_module.value) == str(direct.value)
     else:

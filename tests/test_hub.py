@@ -34,7 +34,9 @@ def test_push_uploads_weights_processor_and_card_and_reloads_identically(hub, im
     explainer.push_to_hub(REPO_ID, eval_results=results, token="hf_xxx")
     assert [call[0] for call in calls] == ["create_repo", "create_commit"] and calls[0][1] == REPO_ID
     folder = root / REPO_ID
-    assert {"README.md", "config.json", "model.safetensors", "preprocessor_config.json"} <= {p.name for p in folder.iterdir()}
+    assert {"README.md", "config.json", "model.safetensors", "preprocessor_config.json"} <= {
+        p.name for p in folder.iterdir()
+    }
     card = ModelCard.load(folder / "README.md")
     assert card.data.base_model == "org/tiny-vit" and card.data.pipeline_tag == "image-attribution"
     assert [r.metric_value for r in card.data.eval_results] == [0.21, 0.74] and "Self-contained" in str(card)
@@ -64,7 +66,9 @@ def test_pipeline_loads_a_pushed_repo_id(hub, tmp_path):
     explainer = _explainer()
     explainer.push_to_hub(REPO_ID)
     add_to_hub_cache(tmp_path / "cache", REPO_ID, root / REPO_ID)
-    pipe = pipeline("image-attribution", model=REPO_ID, device="cpu", model_kwargs={"cache_dir": str(tmp_path / "cache")})
+    pipe = pipeline(
+        "image-attribution", model=REPO_ID, device="cpu", model_kwargs={"cache_dir": str(tmp_path / "cache")}
+    )
     assert isinstance(pipe.model, AHAExplainer) and pipe.image_processor.crop_size.height == 32
     image = random_image(44, 37)
     local = pipeline("image-attribution", model=explainer, device="cpu")
@@ -74,14 +78,23 @@ def test_pipeline_loads_a_pushed_repo_id(hub, tmp_path):
 
 def test_train_push_uploads_the_run_without_its_checkpoints(hub, tmp_path):
     root, calls = hub
-    args = build_parser().parse_args(train_argv(tmp_path / "run", "--max_train_steps", 1, "--push_to_hub",
-                                                "--hub_model_id", REPO_ID, "--decoder_only"))
-    splits = {"train": image_dataset(4).remove_columns("id"), "validation": image_dataset(2, seed=1).remove_columns("id")}
+    args = build_parser().parse_args(
+        train_argv(
+            tmp_path / "run", "--max_train_steps", 1, "--push_to_hub", "--hub_model_id", REPO_ID, "--decoder_only"
+        )
+    )
+    splits = {
+        "train": image_dataset(4).remove_columns("id"),
+        "validation": image_dataset(2, seed=1).remove_columns("id"),
+    }
     train(*args, classifier=sharp_classifier(), image_processor=processor(), splits=splits)
     assert os.listdir(tmp_path / "run" / "checkpoints")  # written locally ...
     uploaded = {p.relative_to(root / REPO_ID).as_posix() for p in (root / REPO_ID).rglob("*") if p.is_file()}
     assert not any(path.startswith("checkpoints/") for path in uploaded)  # ... but not pushed
     assert {"README.md", "config.json", "model.safetensors", "preprocessor_config.json"} <= uploaded
     card = ModelCard.load(root / REPO_ID / "README.md")
-    assert "Decoder only" in str(card) and {r.metric_type for r in card.data.eval_results} == {"deletion_auc", "insertion_auc"}
+    assert "Decoder only" in str(card) and {r.metric_type for r in card.data.eval_results} == {
+        "deletion_auc",
+        "insertion_auc",
+    }
     assert [call[0] for call in calls] == ["create_repo", "create_commit"]

@@ -11,9 +11,13 @@ from aha.image_geometry import ProcessedRegion, processed_region, to_original_si
 
 PROCESSORS = {
     "warp": lambda: T.ViTImageProcessorPil(size={"height": 32, "width": 32}),
-    "resize_then_crop": lambda: T.DeiTImageProcessorPil(size={"height": 40, "width": 40}, crop_size={"height": 32, "width": 32}),
+    "resize_then_crop": lambda: T.DeiTImageProcessorPil(
+        size={"height": 40, "width": 40}, crop_size={"height": 32, "width": 32}
+    ),
     "convnext_crop_pct": lambda: T.ConvNextImageProcessorPil(size={"shortest_edge": 32}, crop_pct=0.875),
-    "short_side_then_crop": lambda: T.BitImageProcessorPil(size={"shortest_edge": 36}, crop_size={"height": 32, "width": 32}),
+    "short_side_then_crop": lambda: T.BitImageProcessorPil(
+        size={"shortest_edge": 36}, crop_size={"height": 32, "width": 32}
+    ),
 }
 
 

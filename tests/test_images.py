@@ -46,16 +46,21 @@ def test_16_bit_and_float_images_are_read_by_their_own_range(pipe, tmp_path):
     np.testing.assert_array_equal(np.asarray(read_upload(tmp_path / "deep.png"))[..., 0], shallow)  # the web demo
     assert grid([[Image.open(tmp_path / "deep.png")]], ["16-bit"]) == grid([[Image.fromarray(shallow)]], ["16-bit"])
     collate = ImageClassificationCollator(pipe.image_processor, "image", "label", num_labels=5)  # training batches
-    torch.testing.assert_close(collate([{"image": Image.open(tmp_path / "deep.png"), "label": 0}])["pixel_values"],
-                               collate([{"image": Image.fromarray(shallow), "label": 0}])["pixel_values"])
+    torch.testing.assert_close(
+        collate([{"image": Image.open(tmp_path / "deep.png"), "label": 0}])["pixel_values"],
+        collate([{"image": Image.fromarray(shallow), "label": 0}])["pixel_values"],
+    )
 
 
-@pytest.mark.parametrize("image, named", [
-    (Image.fromarray(np.full((20, 20), 70000, dtype=np.int32)), "mode I"),
-    (Image.fromarray(np.full((20, 20), 2.0, dtype=np.float32)), "in [2, 2]"),
-    (np.full((20, 20, 3), 200, dtype=np.int64), "int64 pixels"),
-    (np.full((20, 20), -0.5), "in [-0.5, -0.5]"),
-])
+@pytest.mark.parametrize(
+    "image, named",
+    [
+        (Image.fromarray(np.full((20, 20), 70000, dtype=np.int32)), "mode I"),
+        (Image.fromarray(np.full((20, 20), 2.0, dtype=np.float32)), "in [2, 2]"),
+        (np.full((20, 20, 3), 200, dtype=np.int64), "int64 pixels"),
+        (np.full((20, 20), -0.5), "in [-0.5, -0.5]"),
+    ],
+)
 def test_images_without_a_known_range_are_refused_with_their_mode_or_dtype(pipe, image, named):
     message = refused(pipe, image)
     assert named in message and "expected" in message
@@ -124,10 +129,17 @@ def test_truncated_pixel_data_is_refused_with_the_file_named(pipe, tmp_path):
 
 
 def test_the_package_and_the_space_leave_truncated_loading_off():
-    code = ("import aha, aha.explain, aha.space.uploads, aha.space.comparison, gradio\n"
-            "from PIL import ImageFile\nprint(ImageFile.LOAD_TRUNCATED_IMAGES)")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    code = (
+        "import aha, aha.explain, aha.space.uploads, aha.space.comparison, gradio\n"
+        "from PIL import ImageFile\nprint(ImageFile.LOAD_TRUNCATED_IMAGES)"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert run.stdout.strip() == "False", run.stderr
 
 
@@ -153,7 +165,9 @@ def test_the_space_opens_only_the_formats_it_names(tmp_path):
     for name in ("scan.tif", "icon.ico"):
         with pytest.raises(UploadError) as caught:
             read_upload(tmp_path / name)
-        assert str(caught.value).startswith(f"{name} is not an image file") and "PNG, JPEG, WEBP, BMP, GIF" in str(caught.value)
+        assert str(caught.value).startswith(f"{name} is not an image file") and "PNG, JPEG, WEBP, BMP, GIF" in str(
+            caught.value
+        )
 
 
 def test_files_are_read_only_in_the_common_raster_formats(tmp_path):

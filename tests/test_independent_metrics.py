@@ -66,10 +66,12 @@ def test_region_perturbation_removes_whole_patches_in_order_of_their_sum(vit, im
 def test_chunking_and_generators(vit, images, maps):
     for name in ALL:
         few = dict(fractions=[0.1, 0.5, 0.9]) if name.startswith("road") else {}
-        a = metrics.independent_scores(vit, images, maps, metrics=[name], chunk_size=64,
-                                       generator=torch.Generator().manual_seed(1), **few)[name]
-        b = metrics.independent_scores(vit, images, maps, metrics=[name], chunk_size=7,
-                                       generator=torch.Generator().manual_seed(1), **few)[name]
+        a = metrics.independent_scores(
+            vit, images, maps, metrics=[name], chunk_size=64, generator=torch.Generator().manual_seed(1), **few
+        )[name]
+        b = metrics.independent_scores(
+            vit, images, maps, metrics=[name], chunk_size=7, generator=torch.Generator().manual_seed(1), **few
+        )[name]
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
     road = metrics.ROAD(noise=0.5, score="probability")
     first = road(vit, images, maps, generator=torch.Generator().manual_seed(1)).curves
@@ -77,8 +79,10 @@ def test_chunking_and_generators(vit, images, maps):
     other = road(vit, images, maps, generator=torch.Generator().manual_seed(2)).curves
     assert torch.equal(first, again) and not torch.equal(first, other)  # the noise comes from the generator only
     correlation = metrics.FaithfulnessCorrelation(runs=10)
-    assert not torch.equal(correlation(vit, images, maps, generator=torch.Generator().manual_seed(1)).score_drops,
-                           correlation(vit, images, maps, generator=torch.Generator().manual_seed(2)).score_drops)
+    assert not torch.equal(
+        correlation(vit, images, maps, generator=torch.Generator().manual_seed(1)).score_drops,
+        correlation(vit, images, maps, generator=torch.Generator().manual_seed(2)).score_drops,
+    )
 
 
 def test_imputation_solves_the_neighbour_equations(images):
@@ -89,10 +93,13 @@ def test_imputation_solves_the_neighbour_equations(images):
     neighbours = torch.nn.functional.conv2d(flat, weights, padding=1)
     degree = torch.nn.functional.conv2d(torch.ones_like(flat[:1]), weights, padding=1)
     removed = masks.repeat_interleave(3, 0)[:, None]
-    torch.testing.assert_close((degree * flat - neighbours)[removed], torch.zeros(int(removed.sum()), dtype=torch.float64),
-                               atol=1e-8, rtol=0)  # each removed pixel is the weighted mean of its neighbours
-    assert torch.equal(imputed[~removed.view(4, 3, IMAGE_SIZE, IMAGE_SIZE)],
-                       images.double()[~removed.view(4, 3, IMAGE_SIZE, IMAGE_SIZE)])
+    torch.testing.assert_close(
+        (degree * flat - neighbours)[removed], torch.zeros(int(removed.sum()), dtype=torch.float64), atol=1e-8, rtol=0
+    )  # each removed pixel is the weighted mean of its neighbours
+    assert torch.equal(
+        imputed[~removed.view(4, 3, IMAGE_SIZE, IMAGE_SIZE)],
+        images.double()[~removed.view(4, 3, IMAGE_SIZE, IMAGE_SIZE)],
+    )
 
 
 @pytest.mark.parametrize(
@@ -144,13 +151,23 @@ SHARED_OPTION_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("cls", [metrics.PerturbationProtocol, *dict.fromkeys(c for c, *_ in metrics.INDEPENDENT_METRICS.values())],
-                         ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    "cls",
+    [metrics.PerturbationProtocol, *dict.fromkeys(c for c, *_ in metrics.INDEPENDENT_METRICS.values())],
+    ids=lambda c: c.__name__,
+)
 def test_the_shared_options_are_keyword_only_and_checked_alike_in_every_metric(cls):
     """PerturbationProtocol and the independent metrics share one base (aha.metrics.options.MetricOptions): the
     same seven options, the same checks, keyword-only (a positional option would land in another field)."""
     assert [f.name for f in dataclasses.fields(cls)][:7] == [
-        "reference", "score", "image_processor", "image_mean", "image_std", "chunk_size", "seed"]
+        "reference",
+        "score",
+        "image_processor",
+        "image_mean",
+        "image_std",
+        "chunk_size",
+        "seed",
+    ]
     with pytest.raises(TypeError, match="positional argument"):
         cls("mean")
     for options, message in SHARED_OPTION_ERRORS:

@@ -31,8 +31,15 @@ def saved(tmp_path):
 @pytest.fixture
 def headless(tmp_path):
     """A ViT saved without a classification head, with its image processor."""
-    config = T.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, num_labels=5)
+    config = T.ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=5,
+    )
     T.ViTModel(config).save_pretrained(tmp_path / "headless")
     processor().save_pretrained(tmp_path / "headless")
     return tmp_path / "headless"
@@ -48,8 +55,11 @@ def test_stored_classifier_changed_after_saving_is_refused(saved):
     expected = short_fingerprint(weights_fingerprint(make_classifier("vit")))
     weights["classifier.classifier.bias"][0] += 1e-3
     save_file(weights, saved / "model.safetensors", metadata={"format": "pt"})
-    with pytest.raises(ValueError, match=f"stored in {re.escape(str(saved))} has the weights fingerprint .*records "
-                                         f"{re.escape(expected)}: the weights file or config.json was changed"):
+    with pytest.raises(
+        ValueError,
+        match=f"stored in {re.escape(str(saved))} has the weights fingerprint .*records "
+        f"{re.escape(expected)}: the weights file or config.json was changed",
+    ):
         AHAExplainer.from_pretrained(saved)
 
 
@@ -71,7 +81,9 @@ def test_the_check_runs_in_the_stored_dtype_and_dtype_casts_after_it(tmp_path, i
 
 def test_a_truncated_explainer_file_is_named(saved):
     _truncate(saved / "model.safetensors")
-    with pytest.raises(ValueError, match=re.escape(f"{saved / 'model.safetensors'} is not a readable safetensors file")):
+    with pytest.raises(
+        ValueError, match=re.escape(f"{saved / 'model.safetensors'} is not a readable safetensors file")
+    ):
         AHAExplainer.from_pretrained(saved)
 
 
@@ -80,13 +92,18 @@ def test_a_damaged_recorded_classifier_is_named(tmp_path):
     classifier = T.ViTForImageClassification.from_pretrained(tmp_path / "classifier")
     AHAExplainer.from_classifier(classifier).save_pretrained(tmp_path / "decoder", include_classifier=False)
     (tmp_path / "classifier" / "model.safetensors").write_bytes(b"\x00" * 64)
-    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'classifier' / 'model.safetensors'} is not a readable")):
+    with pytest.raises(
+        ValueError, match=re.escape(f"{tmp_path / 'classifier' / 'model.safetensors'} is not a readable")
+    ):
         AHAExplainer.from_pretrained(tmp_path / "decoder")
 
 
 def test_a_headless_checkpoint_is_refused_as_a_classifier(tmp_path, headless):
-    with pytest.raises(ValueError, match=r"--model_name_or_path .*headless lacks 2 weights of ViTForImageClassification "
-                                         r"\(classifier.bias, classifier.weight\): they would be randomly initialised"):
+    with pytest.raises(
+        ValueError,
+        match=r"--model_name_or_path .*headless lacks 2 weights of ViTForImageClassification "
+        r"\(classifier.bias, classifier.weight\): they would be randomly initialised",
+    ):
         load_classifier_and_processor(str(headless))
     # a decoder-only explainer whose recorded classifier folder now holds a headless model
     make_classifier("vit").save_pretrained(tmp_path / "classifier")
@@ -102,7 +119,9 @@ def test_a_truncated_classifier_checkpoint_is_named(tmp_path):
     make_classifier("vit").save_pretrained(tmp_path / "classifier")
     processor().save_pretrained(tmp_path / "classifier")
     _truncate(tmp_path / "classifier" / "model.safetensors")
-    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'classifier' / 'model.safetensors'} is not a readable")):
+    with pytest.raises(
+        ValueError, match=re.escape(f"{tmp_path / 'classifier' / 'model.safetensors'} is not a readable")
+    ):
         load_classifier_and_processor(str(tmp_path / "classifier"))
 
 
@@ -116,7 +135,9 @@ def test_folders_that_hold_no_explainer_say_what_they_hold(tmp_path):
     for missing in (str(tmp_path / "nowhere"), "./nowhere/explainer"):
         with pytest.raises(FileNotFoundError, match=f"no such local folder {re.escape(missing)}"):
             AHAExplainer.from_pretrained(missing)
-        with pytest.raises(FileNotFoundError, match=f"--model_name_or_path: no such local folder {re.escape(missing)}"):
+        with pytest.raises(
+            FileNotFoundError, match=f"--model_name_or_path: no such local folder {re.escape(missing)}"
+        ):
             load_classifier_and_processor(missing)
 
 
@@ -161,19 +182,41 @@ def _swap_labels(config):
 # edit -> (file, what the message says differs)
 EDITS = {
     "decoder weight": ("model.safetensors", _nudge_decoder, "the explainer's own weights"),
-    "id2label swapped": ("config.json", lambda p: _edit_json(p, _swap_labels), "classifier_config: the classifier's id2label"),
-    "classifier architecture field": ("config.json", lambda p: _edit_json(p, lambda c: c["classifier_config"].update(
-        layer_norm_eps=1e-5)), "classifier_config: the classifier's id2label"),
-    "explainer normalisation": ("config.json", lambda p: _edit_json(p, lambda c: c.update(image_mean=[0.4, 0.5, 0.5])),
-                                "the explainer's own config fields"),
-    "processor mean": ("preprocessor_config.json", lambda p: _edit_json(p, lambda c: c.update(image_mean=[0.4, 0.5, 0.5])),
-                       "the image processor's settings"),
-    "processor std": ("preprocessor_config.json", lambda p: _edit_json(p, lambda c: c.update(image_std=[0.2, 0.5, 0.5])),
-                      "the image processor's settings"),
-    "processor resample": ("preprocessor_config.json", lambda p: _edit_json(p, lambda c: c.update(resample=3)),
-                           "the image processor's settings"),
-    "processor rescale": ("preprocessor_config.json", lambda p: _edit_json(p, lambda c: c.update(do_rescale=False)),
-                          "the image processor's settings"),
+    "id2label swapped": (
+        "config.json",
+        lambda p: _edit_json(p, _swap_labels),
+        "classifier_config: the classifier's id2label",
+    ),
+    "classifier architecture field": (
+        "config.json",
+        lambda p: _edit_json(p, lambda c: c["classifier_config"].update(layer_norm_eps=1e-5)),
+        "classifier_config: the classifier's id2label",
+    ),
+    "explainer normalisation": (
+        "config.json",
+        lambda p: _edit_json(p, lambda c: c.update(image_mean=[0.4, 0.5, 0.5])),
+        "the explainer's own config fields",
+    ),
+    "processor mean": (
+        "preprocessor_config.json",
+        lambda p: _edit_json(p, lambda c: c.update(image_mean=[0.4, 0.5, 0.5])),
+        "the image processor's settings",
+    ),
+    "processor std": (
+        "preprocessor_config.json",
+        lambda p: _edit_json(p, lambda c: c.update(image_std=[0.2, 0.5, 0.5])),
+        "the image processor's settings",
+    ),
+    "processor resample": (
+        "preprocessor_config.json",
+        lambda p: _edit_json(p, lambda c: c.update(resample=3)),
+        "the image processor's settings",
+    ),
+    "processor rescale": (
+        "preprocessor_config.json",
+        lambda p: _edit_json(p, lambda c: c.update(do_rescale=False)),
+        "the image processor's settings",
+    ),
 }
 
 
@@ -181,7 +224,11 @@ EDITS = {
 def test_an_edit_to_anything_that_decides_the_map_is_refused_naming_the_file(saved_with_processor, edit):
     name, change, part = EDITS[edit]
     change(saved_with_processor / name)
-    with pytest.raises(ValueError, match=re.escape(f"{saved_with_processor / name} [{part}") + r".*\]: fingerprint sha256:\w+\.\.\., saved sha256:"):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(f"{saved_with_processor / name} [{part}")
+        + r".*\]: fingerprint sha256:\w+\.\.\., saved sha256:",
+    ):
         AHAExplainer.from_pretrained(saved_with_processor)
 
 
@@ -193,11 +240,16 @@ def test_the_files_as_saved_load_and_config_arguments_still_apply(saved_with_pro
 
 def test_a_processor_added_or_removed_after_saving_is_refused(saved, saved_with_processor):
     shutil.copy(saved_with_processor / "preprocessor_config.json", saved)
-    with pytest.raises(ValueError, match=re.escape(f"{saved / 'preprocessor_config.json'} [the image processor's "
-                                                   "settings") + ".*saved none, the save had no such file"):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(f"{saved / 'preprocessor_config.json'} [the image processor's settings")
+        + ".*saved none, the save had no such file",
+    ):
         AHAExplainer.from_pretrained(saved)
     (saved_with_processor / "preprocessor_config.json").unlink()
-    with pytest.raises(ValueError, match=r"the image processor's settings.*\]: fingerprint none, the file is missing, saved sha256:"):
+    with pytest.raises(
+        ValueError, match=r"the image processor's settings.*\]: fingerprint none, the file is missing, saved sha256:"
+    ):
         AHAExplainer.from_pretrained(saved_with_processor)
 
 
@@ -210,7 +262,9 @@ def test_saving_without_a_processor_removes_an_earlier_saves_one(saved_with_proc
 @pytest.mark.parametrize("field", ["fingerprints", "classifier_fingerprint"])
 def test_a_nulled_fingerprint_is_refused_and_the_legacy_path_says_so(saved, field, caplog):
     _edit_json(saved / "config.json", lambda config: config.update({field: None}))
-    with pytest.raises(ValueError, match=re.escape(f"{saved / 'config.json'} records no {field}") + ".*allow_unfingerprinted=True"):
+    with pytest.raises(
+        ValueError, match=re.escape(f"{saved / 'config.json'} records no {field}") + ".*allow_unfingerprinted=True"
+    ):
         AHAExplainer.from_pretrained(saved)
     reloaded = AHAExplainer.from_pretrained(saved, allow_unfingerprinted=True)  # a save from before fingerprints
     assert f"records no {field}" in caplog.text
@@ -225,14 +279,18 @@ def test_nan_weights_never_load_naming_the_file_and_the_tensor(saved, tmp_path):
     key = next(k for k in sorted(weights) if k.startswith("decoder."))
     weights[key].view(-1)[0] = float("nan")
     save_file(weights, saved / "model.safetensors", metadata={"format": "pt"})
-    with pytest.raises(ValueError, match=re.escape(f"{saved / 'model.safetensors'}: {key} holds NaN or infinite values")):
+    with pytest.raises(
+        ValueError, match=re.escape(f"{saved / 'model.safetensors'}: {key} holds NaN or infinite values")
+    ):
         AHAExplainer.from_pretrained(saved)
     classifier = make_classifier("vit")
     with torch.no_grad():
         classifier.classifier.bias[0] = float("inf")
     classifier.save_pretrained(tmp_path / "classifier")
     processor().save_pretrained(tmp_path / "classifier")
-    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'classifier' / 'model.safetensors'}: classifier.bias holds NaN")):
+    with pytest.raises(
+        ValueError, match=re.escape(f"{tmp_path / 'classifier' / 'model.safetensors'}: classifier.bias holds NaN")
+    ):
         load_classifier_and_processor(str(tmp_path / "classifier"))
 
 
@@ -240,8 +298,14 @@ def _no_prompt(*_):
     raise AssertionError("transformers asked on the terminal whether to run custom code")
 
 
-@pytest.mark.parametrize("name, key", [("config.json", "auto_map"), ("config.json", "classifier_config.auto_map"),
-                                       ("preprocessor_config.json", "auto_map")])
+@pytest.mark.parametrize(
+    "name, key",
+    [
+        ("config.json", "auto_map"),
+        ("config.json", "classifier_config.auto_map"),
+        ("preprocessor_config.json", "auto_map"),
+    ],
+)
 def test_auto_map_in_a_saved_explainer_is_refused_naming_the_file(saved_with_processor, monkeypatch, name, key):
     monkeypatch.setattr("builtins.input", _no_prompt)
     custom = {"AutoImageProcessor": "custom.CustomProcessor", "AutoConfig": "custom.CustomConfig"}

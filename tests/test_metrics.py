@@ -230,16 +230,22 @@ def test_object_mask_beats_random_map_on_constructed_example():
         (dict(fractions=[0.0, float("nan"), 1.0]), r"ascending values in \[0, 1\], got \[0.0, nan, 1.0\]"),
         (dict(pixel_values=torch.zeros(0, 3, IMAGE_SIZE, IMAGE_SIZE)), "at least one image"),
         (dict(pixel_values=torch.full((4, 3, IMAGE_SIZE, IMAGE_SIZE), 255.0)), "reach 255, outside the classifier's"),
-        (dict(reference="black", image_mean=[0.5] * 3, image_std=[0.5, 0.0, 0.5]),
-         r"image_std\[1\] must be a finite number > 0, got 0.0"),
-        (dict(reference="black", image_mean=[0.5] * 3, image_std=[0.5] * 2),
-         r"image_std must have one value per channel \(3\), got 2"),
+        (
+            dict(reference="black", image_mean=[0.5] * 3, image_std=[0.5, 0.0, 0.5]),
+            r"image_std\[1\] must be a finite number > 0, got 0.0",
+        ),
+        (
+            dict(reference="black", image_mean=[0.5] * 3, image_std=[0.5] * 2),
+            r"image_std must have one value per channel \(3\), got 2",
+        ),
         (dict(chunk_size=0), "chunk_size must be an integer >= 1, got 0"),
         # a repeated fraction is a zero-width step: two fractions [0.5, 0.5] gave AUC 0
         (dict(fractions=[0.0, 0.5, 0.5, 1.0]), r"fractions must be distinct \(strictly ascending\)"),
         (dict(fractions=[0.5, 0.5]), r"fractions must be distinct"),
-        (dict(attributions=torch.randn(4, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.complex64)),
-         "attributions must be real numbers, got dtype torch.complex64"),
+        (
+            dict(attributions=torch.randn(4, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.complex64)),
+            "attributions must be real numbers, got dtype torch.complex64",
+        ),
     ],
 )
 def test_bad_input_raises_clear_error(vit, images, maps, change, message):

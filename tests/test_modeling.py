@@ -84,8 +84,9 @@ def test_bilinear_resize_is_torchs_bilinear_interpolation(size, resized):
     expected = F.interpolate(x, size=resized, mode="bilinear", align_corners=False)
     torch.testing.assert_close(bilinear_resize(x, resized), expected)
     grad = torch.randn_like(expected)
-    torch.testing.assert_close(torch.autograd.grad(bilinear_resize(x, resized), x, grad)[0],
-                               torch.autograd.grad(expected, x, grad)[0])
+    torch.testing.assert_close(
+        torch.autograd.grad(bilinear_resize(x, resized), x, grad)[0], torch.autograd.grad(expected, x, grad)[0]
+    )
 
 
 def test_deit_with_teacher_round_trips(tmp_path, images):
@@ -172,7 +173,9 @@ def test_unsupported_models_are_named():
     with pytest.raises(ValueError, match="BertForSequenceClassification"):
         AHAExplainer.from_classifier(text)
     with pytest.raises(ValueError, match="ForImageClassification"):
-        AHAExplainer.from_classifier(T.ViTModel(T.ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2)))
+        AHAExplainer.from_classifier(
+            T.ViTModel(T.ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2))
+        )
 
 
 @pytest.mark.parametrize(
@@ -184,7 +187,10 @@ def test_unsupported_models_are_named():
         (lambda x: x[:, :, :16, :16], "32x32"),
         (lambda x: x.index_put((torch.tensor([0]),), torch.tensor(float("nan"))), "NaN"),
         (lambda x: x[:0], r"at least one image \(B, C, H, W all >= 1\), got shape \(0, 3, 32, 32\)"),
-        (lambda x: (x.clamp(-1, 1) + 1) * 127.5, r"reach 255, outside the classifier's normalised range \(\|x\| <= 10"),
+        (
+            lambda x: (x.clamp(-1, 1) + 1) * 127.5,
+            r"reach 255, outside the classifier's normalised range \(\|x\| <= 10",
+        ),
     ],
 )
 def test_bad_pixel_values_are_explained(bad, message, images):
@@ -256,12 +262,16 @@ def test_the_training_step_draws_from_its_generator_only(images):
     explainer = _explainer(references=["mean", "blur"])
     labels = torch.tensor([0, 1, 2, 3])
     python_state, torch_state = random.getstate(), torch.get_rng_state()
-    losses = [explainer(images, labels=labels, tau=0.5, generator=torch.Generator().manual_seed(seed)).loss
-              for seed in (0, 0, 1, 2, 3)]
+    losses = [
+        explainer(images, labels=labels, tau=0.5, generator=torch.Generator().manual_seed(seed)).loss
+        for seed in (0, 0, 1, 2, 3)
+    ]
     assert random.getstate() == python_state and torch.equal(torch.get_rng_state(), torch_state)
     assert torch.equal(losses[0], losses[1]) and len({loss.item() for loss in losses[1:]}) == 4
     grids = [explainer.objective.sample_grid(32, 32, torch.Generator().manual_seed(seed)) for seed in range(40)]
-    assert set(grids) == set(range(explainer.objective.grid_range(32, 32)[0], explainer.objective.grid_range(32, 32)[1] + 1))
+    assert set(grids) == set(
+        range(explainer.objective.grid_range(32, 32)[0], explainer.objective.grid_range(32, 32)[1] + 1)
+    )
 
 
 def test_the_objective_integrates_over_the_fractions_its_curve_fractions_give(images):

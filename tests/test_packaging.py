@@ -24,8 +24,11 @@ def test_every_subpackage_and_the_card_templates_are_packaged():
     assert setuptools["package-dir"]["aha.hub_cards"] == "hub_cards"
     shipped = {p.name for p in (ROOT / "hub_cards").glob("*.md")}
     installed = {p.name for p in importlib.resources.files("aha.hub_cards").iterdir() if p.name.endswith(".md")}
-    assert shipped == installed == {"model_card.md", "shapes_dataset_card.md", "letters_dataset_card.md",
-                                      "parts_dataset_card.md"}
+    assert (
+        shipped
+        == installed
+        == {"model_card.md", "shapes_dataset_card.md", "letters_dataset_card.md", "parts_dataset_card.md"}
+    )
 
 
 def test_the_version_has_one_source():

@@ -13,8 +13,17 @@ def upsample_then_smooth(cell_masks: torch.Tensor, size: tuple[int, int], sigma:
     return gaussian_blur(upsampled, sigma=sigma, kernel_size=2 * int(round(2 * sigma)) + 1).squeeze(1)
 
 
-@pytest.mark.parametrize("grid, size, sigma", [(7, (32, 32), 1.0), (16, (64, 64), 1.0), (5, (64, 64), 2.5),
-                                                 (28, (224, 224), 1.0), (3, (8, 8), 1.0), (4, (32, 32), 0.0)])
+@pytest.mark.parametrize(
+    "grid, size, sigma",
+    [
+        (7, (32, 32), 1.0),
+        (16, (64, 64), 1.0),
+        (5, (64, 64), 2.5),
+        (28, (224, 224), 1.0),
+        (3, (8, 8), 1.0),
+        (4, (32, 32), 0.0),
+    ],
+)
 def test_matrix_products_equal_upsampling_then_smoothing(grid, size, sigma):
     cells = torch.rand(6, 2, grid, grid, dtype=torch.float64, generator=torch.Generator().manual_seed(grid))
     expected = upsample_then_smooth(cells.flatten(0, 1), size, sigma).view(6, 2, *size)
@@ -31,7 +40,9 @@ def test_non_square_images_and_gradients():
     direct = cells.detach().clone().requires_grad_(True)
     (expected,) = torch.autograd.grad((upsample_then_smooth(direct, (40, 24), 1.0) * weights).sum(), direct)
     torch.testing.assert_close(grad, expected, rtol=0, atol=1e-10)
-    assert torch.autograd.gradcheck(lambda c: cell_masks_to_pixels(c, (12, 10), 1.0), (cells[:1, :3, :3].detach().requires_grad_(),))
+    assert torch.autograd.gradcheck(
+        lambda c: cell_masks_to_pixels(c, (12, 10), 1.0), (cells[:1, :3, :3].detach().requires_grad_(),)
+    )
 
 
 def test_smoothing_keeps_constants_and_mass_inside():
@@ -49,6 +60,7 @@ def test_the_engine_scores_every_perturbed_image_as_a_plain_loop_does(vit, image
 
     masks = torch.rand(6, 32, 32, generator=torch.Generator().manual_seed(0))
     classes = torch.arange(24) % 5
+
     def images_at(chunk):  # index = mask * 4 + image
         index = torch.arange(chunk.start, chunk.stop)
         return images[index % 4] + masks[index // 4, None] * (0.5 - images[index % 4])
@@ -56,7 +68,9 @@ def test_the_engine_scores_every_perturbed_image_as_a_plain_loop_does(vit, image
     expected = []
     with torch.no_grad():
         for index in range(24):
-            logits = vit(pixel_values=images[index % 4 : index % 4 + 1] * (1 - masks[index // 4]) + 0.5 * masks[index // 4]).logits
+            logits = vit(
+                pixel_values=images[index % 4 : index % 4 + 1] * (1 - masks[index // 4]) + 0.5 * masks[index // 4]
+            ).logits
             expected.append(class_scores(logits, classes[index : index + 1], "probability"))
         for chunk_size in (1, 5, 24, 100):
             scores = perturbation_scores(vit, 24, images_at, classes, "probability", chunk_size)
@@ -70,8 +84,9 @@ def test_checkpointed_chunks_give_the_same_gradients(vit, images):
     classes = torch.arange(8) % 5
 
     def gradient(checkpoint):
-        scores = perturbation_scores(vit, 8, lambda c: images.repeat(2, 1, 1, 1)[c] * weights[c], classes,
-                                     "logit", 3, checkpoint=checkpoint)
+        scores = perturbation_scores(
+            vit, 8, lambda c: images.repeat(2, 1, 1, 1)[c] * weights[c], classes, "logit", 3, checkpoint=checkpoint
+        )
         return torch.autograd.grad(scores.sum(), weights)[0]
 
     torch.testing.assert_close(gradient(True), gradient(False), rtol=0, atol=1e-6)

@@ -93,7 +93,9 @@ def test_target_by_label_name_or_index_and_top_k(pipe):
     assert by_name["target"] == 3 and by_name["target_label"] == "owl" and len(by_name["predictions"]) == 2
     scores = [p["score"] for p in pipe(image, top_k=NUM_LABELS)["predictions"]]
     assert scores == sorted(scores, reverse=True) and sum(scores) == pytest.approx(1.0, abs=1e-5)
-    assert by_name["target_score"] == pytest.approx(next(p["score"] for p in pipe(image, top_k=5)["predictions"] if p["label"] == "owl"))
+    assert by_name["target_score"] == pytest.approx(
+        next(p["score"] for p in pipe(image, top_k=5)["predictions"] if p["label"] == "owl")
+    )
     other = pipe(image, target="cat")["attribution"]
     assert not np.allclose(other, by_name["attribution"])
 
@@ -104,7 +106,9 @@ def test_a_batch_equals_its_images_one_by_one(pipe):
     for image, result in zip(images, batched):
         single = pipe(image, target="fox", curves=True)
         assert single["attribution"].shape == result["attribution"].shape
-        np.testing.assert_allclose(result["attribution"], single["attribution"], rtol=1e-4, atol=1e-5)  # conv algorithms vary with batch size
+        np.testing.assert_allclose(
+            result["attribution"], single["attribution"], rtol=1e-4, atol=1e-5
+        )  # conv algorithms vary with batch size
         assert result["predictions"][0]["label"] == single["predictions"][0]["label"]
         assert result["deletion"].mean_auc == pytest.approx(single["deletion"].mean_auc, abs=1e-6)
 
@@ -122,7 +126,9 @@ def test_overlay_and_curves_on_request(pipe):
     assert "overlay" not in plain and "deletion" not in plain
     result = pipe(image, overlay=True, curves=True)
     caption = f"explained: {result['target_label']!r} (class {result['target']}), p = {result['target_score']:.3f}"
-    assert result["overlay"] == explained_picture(image, result["attribution"], caption)  # colour bar, class, probability
+    assert result["overlay"] == explained_picture(
+        image, result["attribution"], caption
+    )  # colour bar, class, probability
     pixel_values = pipe.image_processor(images=image, return_tensors="pt").pixel_values
     expected = deletion_insertion(pipe.model.classifier, pixel_values, pipe.model.explain(pixel_values))
     assert result["deletion"].auc.item() == pytest.approx(expected.deletion.auc.item(), abs=1e-6)

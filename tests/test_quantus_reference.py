@@ -64,8 +64,14 @@ def grey_vit():
 
 def run_quantus(metric, model, images, maps, target, softmax=True):
     return metric(
-        model=Logits(model).eval(), x_batch=images.numpy(), y_batch=target.numpy(), a_batch=maps[:, None].numpy(),
-        device="cpu", softmax=softmax, channel_first=True, batch_size=len(images),
+        model=Logits(model).eval(),
+        x_batch=images.numpy(),
+        y_batch=target.numpy(),
+        a_batch=maps[:, None].numpy(),
+        device="cpu",
+        softmax=softmax,
+        channel_first=True,
+        batch_size=len(images),
     )
 
 
@@ -87,16 +93,18 @@ def test_pixel_flipping_matches_quantus(images, maps):
     np.testing.assert_allclose(ours.curves[:, 0].numpy(), clean, atol=1e-5)  # the unperturbed point
     # Quantus' AUC (np.trapz, dx=1, from the first step) is the library's AUC rescaled, less the first half-step
     steps = expected.shape[1]
-    np.testing.assert_allclose(np.trapezoid(expected, dx=1.0, axis=1),
-                               steps * ours.auc.numpy() - (clean + expected[:, 0]) / 2, atol=1e-4)
+    np.testing.assert_allclose(
+        np.trapezoid(expected, dx=1.0, axis=1), steps * ours.auc.numpy() - (clean + expected[:, 0]) / 2, atol=1e-4
+    )
 
 
 @pytest.mark.parametrize("kind", ["region_perturbation", "selectivity"])
 def test_patch_metrics_match_quantus(vit, images, maps, target, kind):
     if kind == "region_perturbation":
         ours = metrics.RegionPerturbation(patch_size=8, regions=16)(vit, images, maps, target)
-        reference = quantus.RegionPerturbation(patch_size=8, regions_evaluation=16, order="morf",
-                                               perturb_baseline=0.0, **QUANTUS_OPTIONS)
+        reference = quantus.RegionPerturbation(
+            patch_size=8, regions_evaluation=16, order="morf", perturb_baseline=0.0, **QUANTUS_OPTIONS
+        )
     else:
         ours = metrics.Selectivity(patch_size=8)(vit, images, maps, target)
         reference = quantus.Selectivity(patch_size=8, perturb_baseline=0.0, **QUANTUS_OPTIONS)
@@ -160,15 +168,23 @@ def test_faithfulness_correlation_matches_quantus(vit, images, maps, target, mon
         return next(draws)
 
     monkeypatch.setattr(np.random, "choice", choice)
-    reference = quantus.FaithfulnessCorrelation(nr_runs=20, subset_size=3 * 64, perturb_baseline=0.0,
-                                                return_aggregate=False, **QUANTUS_OPTIONS)
+    reference = quantus.FaithfulnessCorrelation(
+        nr_runs=20, subset_size=3 * 64, perturb_baseline=0.0, return_aggregate=False, **QUANTUS_OPTIONS
+    )
     expected = np.asarray(run_quantus(reference, vit, images, maps, target, softmax=False))
     np.testing.assert_allclose(ours.correlation.numpy(), expected, atol=1e-4, rtol=0)
     assert len(list(draws)) == 0  # Quantus took every run's subsets
 
 
 def test_every_metric_of_the_registry_has_a_reference_test():
-    tested = {"road_morf", "road_lerf", "region_perturbation", "selectivity", "irof", "pixel_flipping",
-              "faithfulness_correlation"}
+    tested = {
+        "road_morf",
+        "road_lerf",
+        "region_perturbation",
+        "selectivity",
+        "irof",
+        "pixel_flipping",
+        "faithfulness_correlation",
+    }
     assert set(metrics.INDEPENDENT_METRICS) == tested
     assert NUM_LABELS > 1

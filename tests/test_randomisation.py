@@ -27,7 +27,9 @@ def test_a_map_that_ignores_the_classifier_fails(images):
 def test_gradient_maps_of_a_tiny_vit_pass(images, method):
     model = make_classifier("vit", head_scale=20)
     before = {name: p.clone() for name, p in model.state_dict().items()}
-    result = model_randomisation(lambda c: get_attributor(method, c), model, images, generator=torch.Generator().manual_seed(0))
+    result = model_randomisation(
+        lambda c: get_attributor(method, c), model, images, generator=torch.Generator().manual_seed(0)
+    )
     assert result.passed and result.final_similarity < 0.5, result.similarity
     assert all(torch.equal(before[name], p) for name, p in model.state_dict().items())  # a copy was randomised
 
@@ -36,8 +38,16 @@ def test_cascading_goes_from_the_head_down_and_is_reproducible(images):
     model = make_classifier("vit", head_scale=20)
     groups = [name for name, _ in parameter_groups(model)]
     assert groups[0] == "classifier" and groups[-1] == "vit.embeddings" and "vit.layers.3" in groups
-    run = lambda seed: model_randomisation(lambda c: get_attributor("gradcam", c), model, images, mode="cascading",  # noqa: E731
-                                           generator=torch.Generator().manual_seed(seed))
+
+    def run(seed):
+        return model_randomisation(
+            lambda c: get_attributor("gradcam", c),
+            model,
+            images,
+            mode="cascading",
+            generator=torch.Generator().manual_seed(seed),
+        )
+
     first, again = run(0), run(0)
     assert first.stages == groups and first.similarity.shape == (len(groups), 4)
     torch.testing.assert_close(first.similarity, again.similarity, equal_nan=True)
@@ -45,7 +55,7 @@ def test_cascading_goes_from_the_head_down_and_is_reproducible(images):
 
 def test_spearman_and_bad_options(images):
     a = torch.tensor([[1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 2.0, 3.0]])
-    assert spearman(a, a ** 3).tolist() == [1.0, 1.0] and spearman(a, -a).tolist() == [-1.0, -1.0]
+    assert spearman(a, a**3).tolist() == [1.0, 1.0] and spearman(a, -a).tolist() == [-1.0, -1.0]
     assert spearman(a, torch.ones_like(a)).isnan().all()  # a constant map has no ranking
     model = make_classifier("vit")
     with pytest.raises(ValueError, match="unknown mode 'layerwise'"):
@@ -55,7 +65,7 @@ def test_spearman_and_bad_options(images):
     with pytest.raises(ValueError, match="only='decoder.' matches no parameter name of ViTForImageClassification"):
         model_randomisation(image_edges, model, images, only="decoder.")
     with pytest.raises(ValueError, match="attributions hold 2 maps but there are 4 images"):
-        model_randomisation(lambda c: (lambda x, t: torch.zeros(2, IMAGE_SIZE, IMAGE_SIZE)), model, images)
+        model_randomisation(lambda c: lambda x, t: torch.zeros(2, IMAGE_SIZE, IMAGE_SIZE), model, images)
 
 
 def test_an_explainers_classifier_is_randomised_and_its_decoder_kept(images):

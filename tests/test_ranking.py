@@ -29,7 +29,9 @@ def test_sinkhorn_is_doubly_stochastic(tau, noise):
     assert (p >= 0).all()
 
 
-def _log_domain_sinkhorn(scores: torch.Tensor, tau: float, n_iters: int, uniform: torch.Tensor | None = None) -> torch.Tensor:
+def _log_domain_sinkhorn(
+    scores: torch.Tensor, tau: float, n_iters: int, uniform: torch.Tensor | None = None
+) -> torch.Tensor:
     """The textbook log-domain iterations (two log-sum-exps over all entries each) that gumbel_sinkhorn replaces,
     with the Gumbel noise of ``uniform`` draws when given."""
     log_alpha = sinkhorn_cost(scores)
@@ -115,10 +117,15 @@ def test_normalisation_preserves_order_and_spreads_scores():
     assert (u.sort(dim=1).values - expected).abs().max() < 0.02
 
 
-@pytest.mark.parametrize("tau, n_iters, message", [
-    (0.0, 30, "tau must be > 0, got 0.0"), (float("nan"), 30, "tau must be > 0, got nan"),
-    (1.0, 0, "n_iters must be an integer >= 1, got 0"), (1.0, 2.5, "n_iters must be an integer >= 1, got 2.5"),
-])
+@pytest.mark.parametrize(
+    "tau, n_iters, message",
+    [
+        (0.0, 30, "tau must be > 0, got 0.0"),
+        (float("nan"), 30, "tau must be > 0, got nan"),
+        (1.0, 0, "n_iters must be an integer >= 1, got 0"),
+        (1.0, 2.5, "n_iters must be an integer >= 1, got 2.5"),
+    ],
+)
 def test_sinkhorn_refuses_a_temperature_or_iteration_count_out_of_range(tau, n_iters, message):
     with pytest.raises(ValueError, match=message):
         gumbel_sinkhorn(_scores("gaussian", 9), tau=tau, n_iters=n_iters)
@@ -139,7 +146,9 @@ def test_sinkhorn_of_tied_scores_with_noise_stays_finite_and_exact():
     """All or most scores tied, with Gumbel noise (a collapsing decoder in training): balancing needs scalings
     beyond float32's range, so those maps run in the log domain; the result and gradients match the reference."""
     mostly_tied = torch.cat([torch.zeros(250), -torch.linspace(3e-4, 1e-4, 6)])  # seen in training: 1e25 scalings
-    tied = torch.stack([mostly_tied, torch.full((256,), 0.06), torch.randn(256, generator=torch.Generator().manual_seed(4))])
+    tied = torch.stack(
+        [mostly_tied, torch.full((256,), 0.06), torch.randn(256, generator=torch.Generator().manual_seed(4))]
+    )
     assert _sinkhorn_by_scaling(sinkhorn_cost(tied) / 0.9, 30)[1].tolist() == [False, True, True]
     uniform = torch.rand(3, 256, 256, generator=torch.Generator().manual_seed(3)).clamp(1e-10, 1 - 1e-7)
     weights = torch.randn(3, 256, 256, generator=torch.Generator().manual_seed(5))

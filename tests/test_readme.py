@@ -55,14 +55,18 @@ def readme_world(tmp_path, monkeypatch, hub):
     labels = {i: f"class {i}" for i in range(1000)} | {281: "tabby cat"}
     torch.manual_seed(0)
     classifier = T.ViTForImageClassification(
-        T.ViTConfig(**{**_vit_kwargs(), "num_labels": 1000}, id2label=labels, label2id={v: k for k, v in labels.items()})
+        T.ViTConfig(
+            **{**_vit_kwargs(), "num_labels": 1000}, id2label=labels, label2id={v: k for k, v in labels.items()}
+        )
     ).eval()
     processor = T.ViTImageProcessorPil(size={"height": 32, "width": 32})
     classifier.save_pretrained(tmp_path / "models" / "classifier")
     processor.save_pretrained(tmp_path / "models" / "classifier")
     cache = tmp_path / "cache"
     add_to_hub_cache(cache, CLASSIFIER_ID, tmp_path / "models" / "classifier")
-    AHAExplainer.from_classifier(classifier, image_processor=processor).save_pretrained(tmp_path / "models" / "explainer")
+    AHAExplainer.from_classifier(classifier, image_processor=processor).save_pretrained(
+        tmp_path / "models" / "explainer"
+    )
     add_to_hub_cache(cache, EXPLAINER_ID, tmp_path / "models" / "explainer")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
     work = tmp_path / "work"
@@ -89,4 +93,3 @@ def test_every_python_block_of_the_readme_runs_as_written(readme_world):
     assert np.isfinite(namespace["results"]["deletion_auc"])
     if skipped:
         pytest.skip(f"README blocks at lines {skipped} need the network ({NEEDS_NETWORK})")
-

@@ -20,7 +20,9 @@ def _images(n=3):
 def _refine(explainer, images, plan, steps=2):
     with torch.no_grad():
         output = explainer(images)
-    return refine_with_plan(explainer, images, output.attributions, output.target, steps, explainer.config.refine_lr, plan)
+    return refine_with_plan(
+        explainer, images, output.attributions, output.target, steps, explainer.config.refine_lr, plan
+    )
 
 
 def _standardised(maps):
@@ -46,17 +48,22 @@ def test_explain_refines_by_adam_on_the_refinement_objective(explainer):
     assert torch.equal(refined, maps.detach())
 
 
-@pytest.mark.parametrize("plan, images_per_step", [
-    (RefinementPlan(), 2 * 4 * 2),  # deletion + lrf, 4 inner fractions of 6, forward and checkpointed recompute
-    (RefinementPlan(num_fractions=None), 2 * 6 * 2),  # the config's 8 fractions
-    (RefinementPlan(num_fractions=5), 2 * 3 * 2),
-    (RefinementPlan(alternate_terms=True), 4 * 2),
-    (RefinementPlan(checkpoint=False), 2 * 4),
-    (RefinementPlan(num_fractions=5, alternate_terms=True, grid_cell_patches=1.0, offset_stride=4), 3 * 2),
-])
+@pytest.mark.parametrize(
+    "plan, images_per_step",
+    [
+        (RefinementPlan(), 2 * 4 * 2),  # deletion + lrf, 4 inner fractions of 6, forward and checkpointed recompute
+        (RefinementPlan(num_fractions=None), 2 * 6 * 2),  # the config's 8 fractions
+        (RefinementPlan(num_fractions=5), 2 * 3 * 2),
+        (RefinementPlan(alternate_terms=True), 4 * 2),
+        (RefinementPlan(checkpoint=False), 2 * 4),
+        (RefinementPlan(num_fractions=5, alternate_terms=True, grid_cell_patches=1.0, offset_stride=4), 3 * 2),
+    ],
+)
 def test_cheaper_plans_show_the_classifier_fewer_images(explainer, plan, images_per_step):
     images, seen = _images(2), []
-    hook = explainer.classifier.register_forward_hook(lambda m, i, o: seen.append(o.logits.shape[0]) if torch.is_grad_enabled() else None)
+    hook = explainer.classifier.register_forward_hook(
+        lambda m, i, o: seen.append(o.logits.shape[0]) if torch.is_grad_enabled() else None
+    )
     try:
         maps = _refine(explainer, images, plan, steps=2)
     finally:
@@ -70,7 +77,9 @@ def test_offset_plan_moves_a_low_resolution_offset(explainer):
     with torch.no_grad():
         output = explainer(images)
     base = _standardised(output.attributions)
-    maps = refine_with_plan(explainer, images, output.attributions, output.target, 2, 0.3, RefinementPlan(offset_stride=8))
+    maps = refine_with_plan(
+        explainer, images, output.attributions, output.target, 2, 0.3, RefinementPlan(offset_stride=8)
+    )
     change = maps - base
     assert change.abs().amax() > 0
     # a bilinear upsampling of a 4 x 4 offset: smooth, so neighbouring pixels differ far less than the change itself

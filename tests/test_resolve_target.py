@@ -59,7 +59,10 @@ def test_given_classes_become_a_long_tensor_of_one_class_per_image(target, expec
         (True, "target must hold integer class indices, got dtype torch.bool"),
         (torch.tensor([1 + 0j] * 4), "target must hold integer class indices, got dtype torch.complex64"),
         ([0, 1, 2], "target must be an int or a (4,) tensor of classes (shape (4,)), got shape (3,)"),
-        (torch.zeros(4, 1, dtype=torch.long), "target must be an int or a (4,) tensor of classes (shape (4,)), got shape (4, 1)"),
+        (
+            torch.zeros(4, 1, dtype=torch.long),
+            "target must be an int or a (4,) tensor of classes (shape (4,)), got shape (4, 1)",
+        ),
     ],
     ids=["num_labels", "negative", "one out of range", "float", "float tensor", "bool", "complex", "too few", "2-D"],
 )

@@ -21,8 +21,16 @@ from aha.training import build_parser, train
 
 
 # what accelerate's save_state writes (pickles): a resume must never read these names
-ACCELERATE_PICKLES = ("custom_checkpoint_0.pkl", "custom_checkpoint_1.pkl", "random_states_0.pkl", "optimizer.bin",
-                      "scheduler.bin", "sampler.bin", "pytorch_model.bin", "scaler.pt")
+ACCELERATE_PICKLES = (
+    "custom_checkpoint_0.pkl",
+    "custom_checkpoint_1.pkl",
+    "random_states_0.pkl",
+    "optimizer.bin",
+    "scheduler.bin",
+    "sampler.bin",
+    "pytorch_model.bin",
+    "scaler.pt",
+)
 
 
 class _CreatesFile:
@@ -43,7 +51,9 @@ def _plant(path, marker):
 
 
 def _run(output_dir, *extra, classifier=None):
-    args = build_parser().parse_args(train_argv(output_dir, "--max_train_steps", 2, "--checkpointing_steps", 1, *extra))
+    args = build_parser().parse_args(
+        train_argv(output_dir, "--max_train_steps", 2, "--checkpointing_steps", 1, *extra)
+    )
     splits = {"train": image_dataset(8).remove_columns("id")}
     return train(*args, classifier=classifier or make_classifier("vit"), image_processor=processor(), splits=splits)
 
@@ -114,7 +124,9 @@ def test_a_checkpoint_of_another_classifier_is_refused_naming_both(tmp_path, che
 
 
 def test_a_checkpoint_of_another_decoder_shape_is_refused_naming_both(tmp_path, checkpoint):
-    with pytest.raises(ValueError, match=r"another shape .*decoder\.\S+: checkpoint \(\d+, 16\).*this run's explainer \(\d+, 8\)"):
+    with pytest.raises(
+        ValueError, match=r"another shape .*decoder\.\S+: checkpoint \(\d+, 16\).*this run's explainer \(\d+, 8\)"
+    ):
         _run(tmp_path / "out", "--resume_from_checkpoint", checkpoint, "--explainer_config", "fusion_channels=8")
 
 
@@ -150,6 +162,7 @@ def _edit_param_group(name, value):
         groups = json.loads(metadata["param_groups"])
         groups[0][name] = value
         metadata["param_groups"] = json.dumps(groups)
+
     return dict(edit_metadata=edit)
 
 
@@ -163,46 +176,106 @@ def _set(tensors, key, value):
 
 # name -> (file, edit, what the message must say); the checkpoint is step 1 of a 2-step run, 4 batches an epoch
 BAD_VALUES = {
-    "completed_steps -5": ("training_state.json", lambda s: s.update(completed_steps=-5),
-                           "training_state.json: completed_steps must be an integer >= 1 and <= 2, got -5"),
-    "completed_steps 1e30": ("training_state.json", lambda s: s.update(completed_steps=10**30),
-                             "training_state.json: completed_steps must be an integer >= 1 and <= 2, got 1000000"),
-    "completed_steps 1.5": ("training_state.json", lambda s: s.update(completed_steps=1.5),
-                            "training_state.json: completed_steps must be an integer"),
-    "accelerator_step -1": ("training_state.json", lambda s: s.update(accelerator_step=-1),
-                            "training_state.json: accelerator_step must be an integer >= 0"),
-    "batch position 1e9": ("training_state.json", lambda s: s["data_position"].update(batches_in_epoch=10**9),
-                           "training_state.json: data_position.batches_in_epoch must be an integer >= 0 and <= 1"),
-    "epoch 5": ("training_state.json", lambda s: s["data_position"].update(epoch=5),
-                "training_state.json: data_position.epoch must be an integer >= 0 and <= 1, got 5"),
-    "scheduler step 1e9": ("training_state.json", lambda s: s["lr_scheduler"].update(last_epoch=10**9),
-                           "training_state.json: lr_scheduler.last_epoch must be an integer >= -1 and <= 1"),
-    "scheduler lr NaN": ("training_state.json", lambda s: s["lr_scheduler"].update(_last_lr=[math.nan]),
-                         "training_state.json: lr_scheduler._last_lr[0] must be a finite number"),
-    "scheduler T_max": ("training_state.json", lambda s: s["lr_scheduler"].update(T_max=7),
-                        "training_state.json: lr_scheduler.T_max is 7, this run's is 2"),
-    "lr 1e308": ("optimizer.safetensors", _edit_param_group("lr", 1e308),
-                 "optimizer.safetensors: param_groups[0].lr must be a finite number >= 0 and <= 0.003"),
-    "betas [2, 0.999]": ("optimizer.safetensors", _edit_param_group("betas", [2, 0.999]),
-                         "optimizer.safetensors: param_groups[0].betas is (2, 0.999), this run's is (0.9, 0.999)"),
-    "eps -1e-8": ("optimizer.safetensors", _edit_param_group("eps", -1e-8),
-                  "optimizer.safetensors: param_groups[0].eps is -1e-08, this run's is 1e-08"),
-    "weight NaN": ("model.safetensors", dict(edit_tensors=lambda t: t[_first_decoder_weight(t)].view(-1)[0].fill_(math.nan)),
-                   "model.safetensors: decoder."),
-    "moment NaN": ("optimizer.safetensors", dict(edit_tensors=lambda t: t["state.0.exp_avg"].view(-1)[0].fill_(math.nan)),
-                   "optimizer.safetensors: state.0.exp_avg holds NaN or infinite values"),
-    "second moment < 0": ("optimizer.safetensors", dict(edit_tensors=lambda t: t["state.0.exp_avg_sq"].view(-1)[0].fill_(-1)),
-                          "optimizer.safetensors: state.0.exp_avg_sq holds negative values"),
-    "moment shape": ("optimizer.safetensors", dict(edit_tensors=lambda t: _set(t, "state.0.exp_avg", torch.zeros(3))),
-                     "optimizer.safetensors: state.0.exp_avg is (3,) torch.float32, this run's parameter is"),
-    "optimiser step 1e9": ("optimizer.safetensors", dict(edit_tensors=lambda t: _set(t, "state.0.step", torch.tensor(1e9))),
-                           "optimizer.safetensors: state.0.step must be an integer >= 0 and <= 1"),
-    "torch RNG byte 300": ("rng_state_0.json", lambda s: s["torch"].__setitem__(0, 300),
-                           "rng_state_0.json: torch[0] must be an integer >= 0 and <= 255, got 300"),
-    "numpy RNG position": ("rng_state_0.json", lambda s: s["numpy"].__setitem__(2, 625),
-                           "rng_state_0.json: numpy[2] (position) must be an integer >= 0 and <= 624, got 625"),
-    "python RNG index": ("rng_state_0.json", lambda s: s["python"][1].__setitem__(-1, 10**6),
-                         "rng_state_0.json: the python or numpy RNG state cannot be restored"),
+    "completed_steps -5": (
+        "training_state.json",
+        lambda s: s.update(completed_steps=-5),
+        "training_state.json: completed_steps must be an integer >= 1 and <= 2, got -5",
+    ),
+    "completed_steps 1e30": (
+        "training_state.json",
+        lambda s: s.update(completed_steps=10**30),
+        "training_state.json: completed_steps must be an integer >= 1 and <= 2, got 1000000",
+    ),
+    "completed_steps 1.5": (
+        "training_state.json",
+        lambda s: s.update(completed_steps=1.5),
+        "training_state.json: completed_steps must be an integer",
+    ),
+    "accelerator_step -1": (
+        "training_state.json",
+        lambda s: s.update(accelerator_step=-1),
+        "training_state.json: accelerator_step must be an integer >= 0",
+    ),
+    "batch position 1e9": (
+        "training_state.json",
+        lambda s: s["data_position"].update(batches_in_epoch=10**9),
+        "training_state.json: data_position.batches_in_epoch must be an integer >= 0 and <= 1",
+    ),
+    "epoch 5": (
+        "training_state.json",
+        lambda s: s["data_position"].update(epoch=5),
+        "training_state.json: data_position.epoch must be an integer >= 0 and <= 1, got 5",
+    ),
+    "scheduler step 1e9": (
+        "training_state.json",
+        lambda s: s["lr_scheduler"].update(last_epoch=10**9),
+        "training_state.json: lr_scheduler.last_epoch must be an integer >= -1 and <= 1",
+    ),
+    "scheduler lr NaN": (
+        "training_state.json",
+        lambda s: s["lr_scheduler"].update(_last_lr=[math.nan]),
+        "training_state.json: lr_scheduler._last_lr[0] must be a finite number",
+    ),
+    "scheduler T_max": (
+        "training_state.json",
+        lambda s: s["lr_scheduler"].update(T_max=7),
+        "training_state.json: lr_scheduler.T_max is 7, this run's is 2",
+    ),
+    "lr 1e308": (
+        "optimizer.safetensors",
+        _edit_param_group("lr", 1e308),
+        "optimizer.safetensors: param_groups[0].lr must be a finite number >= 0 and <= 0.003",
+    ),
+    "betas [2, 0.999]": (
+        "optimizer.safetensors",
+        _edit_param_group("betas", [2, 0.999]),
+        "optimizer.safetensors: param_groups[0].betas is (2, 0.999), this run's is (0.9, 0.999)",
+    ),
+    "eps -1e-8": (
+        "optimizer.safetensors",
+        _edit_param_group("eps", -1e-8),
+        "optimizer.safetensors: param_groups[0].eps is -1e-08, this run's is 1e-08",
+    ),
+    "weight NaN": (
+        "model.safetensors",
+        dict(edit_tensors=lambda t: t[_first_decoder_weight(t)].view(-1)[0].fill_(math.nan)),
+        "model.safetensors: decoder.",
+    ),
+    "moment NaN": (
+        "optimizer.safetensors",
+        dict(edit_tensors=lambda t: t["state.0.exp_avg"].view(-1)[0].fill_(math.nan)),
+        "optimizer.safetensors: state.0.exp_avg holds NaN or infinite values",
+    ),
+    "second moment < 0": (
+        "optimizer.safetensors",
+        dict(edit_tensors=lambda t: t["state.0.exp_avg_sq"].view(-1)[0].fill_(-1)),
+        "optimizer.safetensors: state.0.exp_avg_sq holds negative values",
+    ),
+    "moment shape": (
+        "optimizer.safetensors",
+        dict(edit_tensors=lambda t: _set(t, "state.0.exp_avg", torch.zeros(3))),
+        "optimizer.safetensors: state.0.exp_avg is (3,) torch.float32, this run's parameter is",
+    ),
+    "optimiser step 1e9": (
+        "optimizer.safetensors",
+        dict(edit_tensors=lambda t: _set(t, "state.0.step", torch.tensor(1e9))),
+        "optimizer.safetensors: state.0.step must be an integer >= 0 and <= 1",
+    ),
+    "torch RNG byte 300": (
+        "rng_state_0.json",
+        lambda s: s["torch"].__setitem__(0, 300),
+        "rng_state_0.json: torch[0] must be an integer >= 0 and <= 255, got 300",
+    ),
+    "numpy RNG position": (
+        "rng_state_0.json",
+        lambda s: s["numpy"].__setitem__(2, 625),
+        "rng_state_0.json: numpy[2] (position) must be an integer >= 0 and <= 624, got 625",
+    ),
+    "python RNG index": (
+        "rng_state_0.json",
+        lambda s: s["python"][1].__setitem__(-1, 10**6),
+        "rng_state_0.json: the python or numpy RNG state cannot be restored",
+    ),
 }
 
 
@@ -235,9 +308,27 @@ def cli_run(tmp_path_factory):
     make_classifier("vit").save_pretrained(root / "classifier")
     processor().save_pretrained(root / "classifier")
     image_folder(root / "train", per_class=2, seed=0)
-    argv = ["train", "--model_name_or_path", root / "classifier", "--train_dir", root / "train", "--output_dir",
-            root / "out", "--max_train_steps", 2, "--checkpointing_steps", 1, "--per_device_train_batch_size", 3,
-            "--learning_rate", "3e-3", "--num_warmup_steps", 0, "--seed", 0]
+    argv = [
+        "train",
+        "--model_name_or_path",
+        root / "classifier",
+        "--train_dir",
+        root / "train",
+        "--output_dir",
+        root / "out",
+        "--max_train_steps",
+        2,
+        "--checkpointing_steps",
+        1,
+        "--per_device_train_batch_size",
+        3,
+        "--learning_rate",
+        "3e-3",
+        "--num_warmup_steps",
+        0,
+        "--seed",
+        0,
+    ]
     run = run_aha(*argv)
     assert run.returncode == 0, run.stderr[-3000:]
     return root / "out", argv
@@ -250,12 +341,17 @@ def _files(folder):
 # one bad value of each class, as a user meets it: `aha train --resume_from_checkpoint latest` in a subprocess
 CLI_CASES = {
     "counter out of range": ("training_state.json", lambda s: s.update(completed_steps=10**30), "completed_steps"),
-    "non-finite tensor": ("optimizer.safetensors",
-                          dict(edit_tensors=lambda t: t["state.0.exp_avg_sq"].view(-1)[0].fill_(math.inf)),
-                          "state.0.exp_avg_sq holds NaN or infinite values"),
+    "non-finite tensor": (
+        "optimizer.safetensors",
+        dict(edit_tensors=lambda t: t["state.0.exp_avg_sq"].view(-1)[0].fill_(math.inf)),
+        "state.0.exp_avg_sq holds NaN or infinite values",
+    ),
     "bad hyper-parameter": ("optimizer.safetensors", _edit_param_group("betas", [2, 0.999]), "param_groups[0].betas"),
-    "shape mismatch": ("optimizer.safetensors", dict(edit_tensors=lambda t: _set(t, "state.1.exp_avg", torch.zeros(2, 2))),
-                       "state.1.exp_avg is (2, 2)"),
+    "shape mismatch": (
+        "optimizer.safetensors",
+        dict(edit_tensors=lambda t: _set(t, "state.1.exp_avg", torch.zeros(2, 2))),
+        "state.1.exp_avg is (2, 2)",
+    ),
 }
 
 
@@ -282,6 +378,10 @@ def test_a_step_counter_that_contradicts_its_folder_is_refused(tmp_path, checkpo
     planted = tmp_path / "checkpoints" / "step_1"
     shutil.copytree(checkpoint, planted)
     _edit_json(planted / "training_state.json", lambda s: s.update(completed_steps=2))
-    with pytest.raises(ValueError, match=re.escape(f"{planted / 'training_state.json'}: completed_steps is 2, but the "
-                                                   "checkpoint's folder says step 1")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            f"{planted / 'training_state.json'}: completed_steps is 2, but the checkpoint's folder says step 1"
+        ),
+    ):
         _run(tmp_path / "out", "--resume_from_checkpoint", planted)

@@ -22,9 +22,15 @@ BOOLEAN_OPTIONS = sorted(name for name, hint in argument_hints().items() if hint
 
 
 def _run(output_dir, *extra):
-    args = build_parser().parse_args(train_argv(output_dir, "--max_train_steps", 2, "--checkpointing_steps", 1, *extra))
-    return train(*args, classifier=make_classifier("vit"), image_processor=processor(),
-                 splits={"train": image_dataset(8).remove_columns("id")})
+    args = build_parser().parse_args(
+        train_argv(output_dir, "--max_train_steps", 2, "--checkpointing_steps", 1, *extra)
+    )
+    return train(
+        *args,
+        classifier=make_classifier("vit"),
+        image_processor=processor(),
+        splits={"train": image_dataset(8).remove_columns("id")},
+    )
 
 
 def test_a_resumed_run_replaces_links_planted_at_its_file_names_and_never_writes_through_them(tmp_path):
@@ -112,20 +118,25 @@ def test_true_values_read_as_true(tmp_path, value):
 
 
 @pytest.mark.parametrize("suffix", [".json", ".yaml"])
-@pytest.mark.parametrize("values, message", [
-    ({"push_to_hub": "maybe"}, "push_to_hub must be a boolean"),
-    ({"overwrite_output_dir": 2}, "overwrite_output_dir must be a boolean"),
-    ({"max_train_steps": 2.5}, "max_train_steps must be an integer"),
-    ({"learning_rate": "fast"}, "learning_rate must be a finite number"),
-    ({"learning_rate": ".nan"}, "learning_rate must be a finite number"),
-    ({"mixed_precision": "fp8"}, "mixed_precision must be one of"),
-    ({"hub_model_id": ["a"]}, "hub_model_id must be a string"),
-    ({"no_such_option": 1}, r"unknown option\(s\) \['no_such_option'\]"),
-    ({"explainer_config": {"second_class": "perhaps"}}, "explainer_config second_class must be a boolean"),
-    ({"explainer_config": {"includes_classifier": False}}, "includes_classifier: recorded from the classifier"),
-    ({"explainer_config": {"classifier_name_or_path": "org/other"}}, "classifier_name_or_path: recorded"),
-])
-def test_a_value_of_the_wrong_type_is_refused_naming_the_option_and_the_file(tmp_path, capsys, suffix, values, message):
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"push_to_hub": "maybe"}, "push_to_hub must be a boolean"),
+        ({"overwrite_output_dir": 2}, "overwrite_output_dir must be a boolean"),
+        ({"max_train_steps": 2.5}, "max_train_steps must be an integer"),
+        ({"learning_rate": "fast"}, "learning_rate must be a finite number"),
+        ({"learning_rate": ".nan"}, "learning_rate must be a finite number"),
+        ({"mixed_precision": "fp8"}, "mixed_precision must be one of"),
+        ({"hub_model_id": ["a"]}, "hub_model_id must be a string"),
+        ({"no_such_option": 1}, r"unknown option\(s\) \['no_such_option'\]"),
+        ({"explainer_config": {"second_class": "perhaps"}}, "explainer_config second_class must be a boolean"),
+        ({"explainer_config": {"includes_classifier": False}}, "includes_classifier: recorded from the classifier"),
+        ({"explainer_config": {"classifier_name_or_path": "org/other"}}, "classifier_name_or_path: recorded"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_refused_naming_the_option_and_the_file(
+    tmp_path, capsys, suffix, values, message
+):
     with pytest.raises(SystemExit) as exit_:
         _from_file(tmp_path, suffix, {"output_dir": "out", **values})
     error = capsys.readouterr().err
@@ -133,18 +144,29 @@ def test_a_value_of_the_wrong_type_is_refused_naming_the_option_and_the_file(tmp
 
 
 def test_yaml_strings_become_the_numbers_their_options_declare(tmp_path):
-    args = _from_file(tmp_path, ".yaml", {"output_dir": "out", "learning_rate": "1e-3", "max_train_steps": "7",
-                                          "explainer_config": {"peak_weight": "1e-3", "num_fractions": "6"}})
+    args = _from_file(
+        tmp_path,
+        ".yaml",
+        {
+            "output_dir": "out",
+            "learning_rate": "1e-3",
+            "max_train_steps": "7",
+            "explainer_config": {"peak_weight": "1e-3", "num_fractions": "6"},
+        },
+    )
     assert (args.learning_rate, args.max_train_steps) == (1e-3, 7)
     assert dict(args.explainer_config) == {"peak_weight": 1e-3, "num_fractions": 6}
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--learning_rate", "nan"], "learning_rate must be a finite number"),
-    (["--weight_decay", "inf"], "weight_decay must be a finite number"),
-    (["--explainer_config", "second_class=maybe"], "second_class must be a boolean"),
-    (["--explainer_config", "image_mean=[0,0,0]"], "image_mean: recorded from the classifier"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--learning_rate", "nan"], "learning_rate must be a finite number"),
+        (["--weight_decay", "inf"], "weight_decay must be a finite number"),
+        (["--explainer_config", "second_class=maybe"], "second_class must be a boolean"),
+        (["--explainer_config", "image_mean=[0,0,0]"], "image_mean: recorded from the classifier"),
+    ],
+)
 def test_flags_get_the_same_rules(capsys, flags, message):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--output_dir", "out", *flags])
@@ -152,11 +174,29 @@ def test_flags_get_the_same_rules(capsys, flags, message):
 
 
 def test_flags_and_files_give_the_same_arguments(tmp_path):
-    flags = _options(build_parser().parse_args(["--output_dir", "out", "--push_to_hub", "false", "--explainer_config",
-                                                "second_class=no", "--explainer_config", "references=[\"mean\"]"]))
-    from_file = _from_file(tmp_path, ".yaml", {"output_dir": "out", "push_to_hub": "false",
-                                               "explainer_config": ["second_class=no", 'references=["mean"]']})
-    assert vars(flags) == vars(from_file) and flags.explainer_config == [("second_class", False), ("references", ["mean"])]
+    flags = _options(
+        build_parser().parse_args(
+            [
+                "--output_dir",
+                "out",
+                "--push_to_hub",
+                "false",
+                "--explainer_config",
+                "second_class=no",
+                "--explainer_config",
+                'references=["mean"]',
+            ]
+        )
+    )
+    from_file = _from_file(
+        tmp_path,
+        ".yaml",
+        {"output_dir": "out", "push_to_hub": "false", "explainer_config": ["second_class=no", 'references=["mean"]']},
+    )
+    assert vars(flags) == vars(from_file) and flags.explainer_config == [
+        ("second_class", False),
+        ("references", ["mean"]),
+    ]
 
 
 def test_aha_train_with_overwrite_false_in_yaml_keeps_the_finished_run_and_a_users_file(tmp_path):
@@ -164,9 +204,15 @@ def test_aha_train_with_overwrite_false_in_yaml_keeps_the_finished_run_and_a_use
     sharp_classifier().save_pretrained(tmp_path / "classifier")
     processor().save_pretrained(tmp_path / "classifier")
     _image_folder(tmp_path / "train", per_class=2, seed=0)
-    settings = {"model_name_or_path": str(tmp_path / "classifier"), "train_dir": str(tmp_path / "train"),
-                "output_dir": str(tmp_path / "out"), "max_train_steps": 1, "per_device_train_batch_size": 3,
-                "push_to_hub": "false", "overwrite_output_dir": "false"}
+    settings = {
+        "model_name_or_path": str(tmp_path / "classifier"),
+        "train_dir": str(tmp_path / "train"),
+        "output_dir": str(tmp_path / "out"),
+        "max_train_steps": 1,
+        "per_device_train_batch_size": 3,
+        "push_to_hub": "false",
+        "overwrite_output_dir": "false",
+    }
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(settings))
     first = run_aha("train", tmp_path / "run.yaml")
     assert first.returncode == 0, first.stderr[-3000:]
@@ -188,9 +234,16 @@ def test_aha_explain_replaces_a_link_planted_at_an_output_name_and_refuses_a_lin
     outside.mkdir()
     (outside / "user.png").write_bytes(b"a user's file")
     os.symlink(outside / "user.png", out / "cat_overlay.png")
-    result = {"overlay": Image.new("RGB", (4, 4)), "attribution": np.zeros((4, 4), np.float32), "predictions": [],
-              "target_label": "cat", "target": 0, "target_score": 0.5,
-              "deletion": type("Curve", (), {"mean_auc": 0.1}), "insertion": type("Curve", (), {"mean_auc": 0.9})}
+    result = {
+        "overlay": Image.new("RGB", (4, 4)),
+        "attribution": np.zeros((4, 4), np.float32),
+        "predictions": [],
+        "target_label": "cat",
+        "target": 0,
+        "target_score": 0.5,
+        "deletion": type("Curve", (), {"mean_auc": 0.1}),
+        "insertion": type("Curve", (), {"mean_auc": 0.9}),
+    }
     write_outputs("cat.png", str(out), "cat", result, curves=False)
     assert (outside / "user.png").read_bytes() == b"a user's file" and not os.path.islink(out / "cat_overlay.png")
     assert np.load(out / "cat_map.npy").shape == (4, 4) and Image.open(out / "cat_overlay.png").size == (4, 4)

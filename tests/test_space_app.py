@@ -67,7 +67,10 @@ def assert_same_as_library(page, result, image) -> None:
     deletion, insertion = shown_aucs(page)["AHA"]
     assert deletion == pytest.approx(result["deletion"].auc[0].item(), abs=6e-5)  # the page rounds to 4 decimals
     assert insertion == pytest.approx(result["insertion"].auc[0].item(), abs=6e-5)
-    shown, expected = np.asarray(shown_image(page, "#overlay-0"), dtype=int), np.asarray(overlay(image, result["attribution"]), dtype=int)
+    shown, expected = (
+        np.asarray(shown_image(page, "#overlay-0"), dtype=int),
+        np.asarray(overlay(image, result["attribution"]), dtype=int),
+    )
     assert shown.shape == expected.shape  # at the image's own size
     assert np.abs(shown - expected).max() <= 1  # lossless PNG
 
@@ -81,8 +84,10 @@ def test_a_visitor_explains_an_image_and_bad_files_get_messages(saved, tmp_path)
     predicted = pipe(photo)["target_label"]
     chosen = next(label for label in LABELS if label != predicted)
 
-    with serving("--explainer", saved, "--rise-masks", 40, "--examples", tmp_path / "example.png") as server, \
-            playwright_api.sync_playwright() as playwright:
+    with (
+        serving("--explainer", saved, "--rise-masks", 40, "--examples", tmp_path / "example.png") as server,
+        playwright_api.sync_playwright() as playwright,
+    ):
         browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.goto(server.url)
@@ -116,8 +121,12 @@ def test_a_visitor_explains_an_image_and_bad_files_get_messages(saved, tmp_path)
         frames[0].save(tmp_path / "moving.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
         Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
         Image.new("RGB", (MAX_PIXELS // 1024 + 1, 1024)).save(tmp_path / "huge.png")
-        bad = {"notes.txt": "is not an image", "moving.gif": "is an animated image", "dot.png": "is only 1 x 1 pixels",
-               "huge.png": "too large: at most"}
+        bad = {
+            "notes.txt": "is not an image",
+            "moving.gif": "is an animated image",
+            "dot.png": "is only 1 x 1 pixels",
+            "huge.png": "too large: at most",
+        }
         for name, expected in bad.items():
             upload(page, tmp_path / name)
             message = shown_text(page, "#status", expected)
@@ -140,10 +149,14 @@ def test_a_visitor_explains_an_image_and_bad_files_get_messages(saved, tmp_path)
 
 def test_without_an_explainer_the_app_trains_the_demos_first_then_reuses_it(tmp_path):
     folder = tmp_path / "aha-demo"
-    with serving("--demo-dir", folder, "--demo-preset", "quick", timeout=900) as server, \
-            playwright_api.sync_playwright() as playwright:
+    with (
+        serving("--demo-dir", folder, "--demo-preset", "quick", timeout=900) as server,
+        playwright_api.sync_playwright() as playwright,
+    ):
         output = server.output()
-        announced = output.index(f"[aha space] no trained explainer in {folder / 'shapes' / 'explainer'}: training one now")
+        announced = output.index(
+            f"[aha space] no trained explainer in {folder / 'shapes' / 'explainer'}: training one now"
+        )
         assert announced < output.index("[aha demo] training the explainer") < output.index(READY)
         assert (folder / "shapes" / "explainer" / "config.json").is_file()
         assert not (folder / "shapes" / "results.md").exists()  # the page needs the explainer, not the demo's report

@@ -37,7 +37,8 @@ def test_aha_then_each_method_for_the_chosen_class_with_the_pipelines_protocol(c
     # AHA's curves and map are the pipeline's for the same image, class and refinement (the page shows the bare
     # overlay; the pipeline's adds a colour bar and a caption)
     expected = pipeline("image-attribution", model=str(saved), device="cpu")(
-        image, target=target, refine_steps=1, overlay=True, curves=True)
+        image, target=target, refine_steps=1, overlay=True, curves=True
+    )
     torch.testing.assert_close(results[0].deletion.curves, expected["deletion"].curves)
     torch.testing.assert_close(results[0].insertion.auc, expected["insertion"].auc)
     np.testing.assert_array_equal(np.asarray(results[0].overlay), np.asarray(overlay(image, expected["attribution"])))
@@ -60,7 +61,9 @@ def test_overlays_of_a_large_image_are_shrunk_to_max_side_and_the_numbers_kept(c
         assert big.overlay.size == (300, 120) and small.overlay.size == (100, 40)
         torch.testing.assert_close(small.deletion.curves, big.deletion.curves)
         # the same picture: the small overlay is the big one shrunk, up to the resampling of the map and image
-        difference = np.abs(np.asarray(big.overlay.resize((100, 40)), dtype=int) - np.asarray(small.overlay, dtype=int))
+        difference = np.abs(
+            np.asarray(big.overlay.resize((100, 40)), dtype=int) - np.asarray(small.overlay, dtype=int)
+        )
         assert difference.mean() < 5  # (about 1.4; shifting one by 20 columns gives about 50)
     assert comparison.explain(image, 1, max_side=300)[0].overlay.size == (300, 120)  # not larger than max_side
 
@@ -73,7 +76,9 @@ def test_no_comparison_methods_leaves_aha_alone(saved):
 def test_the_demo_explainer_is_trained_when_absent_and_reused_after(tmp_path, monkeypatch, capsys):
     runs = []
 
-    def fake_build_world(world, output, settings):  # what aha demo leaves behind: a saved explainer in OUTPUT/WORLD/explainer
+    def fake_build_world(
+        world, output, settings
+    ):  # what aha demo leaves behind: a saved explainer in OUTPUT/WORLD/explainer
         runs.append((world.name, output, settings))
         explainer = AHAExplainer.from_classifier(labelled_classifier(), image_processor=crop_processor())
         explainer.save_pretrained(f"{output}/explainer")
@@ -84,8 +89,10 @@ def test_the_demo_explainer_is_trained_when_absent_and_reused_after(tmp_path, mo
     assert path == folder / "shapes" / "explainer"
     assert runs == [("shapes", folder / "shapes", aha.demo.preset_settings("quick"))]
     message = capsys.readouterr().out
-    assert (f"no trained explainer in {folder / 'shapes' / 'explainer'}: training one now as `aha demo --output {folder} "
-            "--preset quick` does, without its report") in message
+    assert (
+        f"no trained explainer in {folder / 'shapes' / 'explainer'}: training one now as `aha demo --output {folder} "
+        "--preset quick` does, without its report"
+    ) in message
     Comparison(str(path), comparisons={}, device="cpu")  # the page can load what the demo saved
     assert demo_explainer(folder, preset="quick") == path and len(runs) == 1  # cached: not trained again
     assert capsys.readouterr().out == ""
@@ -94,8 +101,9 @@ def test_the_demo_explainer_is_trained_when_absent_and_reused_after(tmp_path, mo
 def test_demo_examples_are_aha_shapes_test_images_with_their_class(tmp_path):
     labels = datasets.ClassLabel(names=["circle", "ring"])
     images = [Image.new("RGB", (8, 8), colour) for colour in ("red", "green", "blue")]
-    test = datasets.Dataset.from_dict({"image": images, "label": [1, 0, 1]},
-                                      features=datasets.Features({"image": datasets.Image(), "label": labels}))
+    test = datasets.Dataset.from_dict(
+        {"image": images, "label": [1, 0, 1]}, features=datasets.Features({"image": datasets.Image(), "label": labels})
+    )
     datasets.DatasetDict({"test": test}).save_to_disk(str(tmp_path / "shapes" / "data"))
     examples = demo_examples(tmp_path, count=2)
     assert [caption for _, caption in examples] == ["ring", "circle"]

@@ -14,12 +14,14 @@ from aha.space.uploads import MAX_PIXELS, MIN_SIDE, UploadError, read_upload
 def png_header_only(path, width, height):
     """A valid PNG signature and header declaring ``width`` x ``height`` with one tiny (wrong) data chunk: what
     a decompression bomb looks like before its pixels are decoded."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+    )
     return path
 
 

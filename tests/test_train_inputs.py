@@ -67,7 +67,9 @@ def test_missing_local_paths_are_named(tmp_path):
 
 
 def test_overwrite_and_resume_together_are_refused(tmp_path):
-    with pytest.raises(ValueError, match="--overwrite_output_dir deletes the checkpoints that --resume_from_checkpoint"):
+    with pytest.raises(
+        ValueError, match="--overwrite_output_dir deletes the checkpoints that --resume_from_checkpoint"
+    ):
         _train(tmp_path, "--overwrite_output_dir", "--resume_from_checkpoint", "latest")
     with pytest.raises(ValueError, match="--resume_from_checkpoint latest: .* holds no checkpoint to resume"):
         _train(tmp_path, "--resume_from_checkpoint", "latest")
@@ -75,14 +77,35 @@ def test_overwrite_and_resume_together_are_refused(tmp_path):
 
 def test_the_console_command_refuses_a_headless_classifier(tmp_path):
     """A ViT saved without its classification head used to train against a random head and exit 0."""
-    config = T.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, num_labels=5)
+    config = T.ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=5,
+    )
     T.ViTModel(config).save_pretrained(tmp_path / "headless")
     processor().save_pretrained(tmp_path / "headless")
     data = _image_folder(tmp_path / "data", ["cat", "dog"])
-    command = [sys.executable, "-m", "aha", "train", "--model_name_or_path", str(tmp_path / "headless"),
-               "--train_dir", str(data), "--output_dir", str(tmp_path / "out"), "--max_train_steps", "1"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "aha",
+        "train",
+        "--model_name_or_path",
+        str(tmp_path / "headless"),
+        "--train_dir",
+        str(data),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--max_train_steps",
+        "1",
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
     assert result.returncode != 0
     assert "lacks 2 weights of ViTForImageClassification (classifier.bias, classifier.weight)" in result.stderr
     assert not (tmp_path / "out" / "model.safetensors").exists()

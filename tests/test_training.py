@@ -88,8 +88,18 @@ class _Crash(Exception):
 @pytest.mark.parametrize("streaming", [False, True], ids=["dataset", "stream"])
 def test_resume_after_a_crash_ends_with_identical_weights(tmp_path, monkeypatch, streaming):
     """6 steps of 2 micro-batches over 16 images (4 steps per epoch): the crash at step 3 is mid-epoch."""
-    extra = ("--max_train_steps", 6, "--gradient_accumulation_steps", 2, "--checkpointing_steps", 3,
-             "--shuffle_buffer_size", 0, "--eval_steps", 3)
+    extra = (
+        "--max_train_steps",
+        6,
+        "--gradient_accumulation_steps",
+        2,
+        "--checkpointing_steps",
+        3,
+        "--shuffle_buffer_size",
+        0,
+        "--eval_steps",
+        3,
+    )
     splits = dict(_splits(streaming), validation=image_dataset(4, seed=2).remove_columns("id"))
     uninterrupted = train(*_args(tmp_path / "a", *extra), **_inputs(splits))
 
@@ -172,8 +182,11 @@ def test_two_processes_split_the_stream_and_hold_identical_weights(tmp_path):
 @pytest.mark.parametrize(
     "extra, processes, message",
     [
-        (("--total_train_batch_size", 10, "--gradient_accumulation_steps", 4), 1,
-         r"total_train_batch_size \(10\) must be divisible by num_processes \(1\) x gradient_accumulation_steps \(4\)"),
+        (
+            ("--total_train_batch_size", 10, "--gradient_accumulation_steps", 4),
+            1,
+            r"total_train_batch_size \(10\) must be divisible by num_processes \(1\) x gradient_accumulation_steps \(4\)",
+        ),
         (("--total_train_batch_size", 12, "--gradient_accumulation_steps", 2), 4, r"by .* = 8"),
         (("--train_dir", "a", "--dataset_name", "b"), 1, "one data source"),
         (("--train_dir", "a", "--streaming"), 1, "--streaming reads Hub datasets"),
@@ -203,13 +216,24 @@ def test_train_from_python_takes_the_dataclasses_and_trains_as_the_flags_say(tmp
     arguments = (
         DataArguments(shuffle_buffer_size=0),
         ModelArguments(tau_end=0.5, explainer_config={"perturbation_batch_size": 8}),
-        OptimisationArguments(max_train_steps=2, per_device_train_batch_size=2, learning_rate=3e-3, num_warmup_steps=0,
-                              seed=0),
+        OptimisationArguments(
+            max_train_steps=2, per_device_train_batch_size=2, learning_rate=3e-3, num_warmup_steps=0, seed=0
+        ),
         run,
     )
     from_python = train(*arguments, **_inputs(_splits(False)))
-    flags = ("--max_train_steps", 2, "--shuffle_buffer_size", 0, "--checkpointing_steps", 2, "--tau_end", 0.5,
-             "--explainer_config", "perturbation_batch_size=8")
+    flags = (
+        "--max_train_steps",
+        2,
+        "--shuffle_buffer_size",
+        0,
+        "--checkpointing_steps",
+        2,
+        "--tau_end",
+        0.5,
+        "--explainer_config",
+        "perturbation_batch_size=8",
+    )
     assert _args(tmp_path / "flags", *flags)[:3] == arguments[:3]
     from_flags = train(*_args(tmp_path / "flags", *flags), **_inputs(_splits(False)))
     assert from_python.config.tau_end == 0.5 and from_python.config.perturbation_batch_size == 8
@@ -280,7 +304,9 @@ def test_the_hub_token_reaches_no_file_tracker_or_log(tmp_path, capfd, caplog):
     """The tensorboard tracker (tensorboardX, a dev dependency) stores the run's hyperparameters in its
     event file and in hparams.yml: the token must be in neither, nor in any other file or the output."""
     secret = "hf_SeCrEt0123456789"
-    args = _args(tmp_path, "--max_train_steps", 1, "--hub_token", secret, "--with_tracking", "--report_to", "tensorboard")
+    args = _args(
+        tmp_path, "--max_train_steps", 1, "--hub_token", secret, "--with_tracking", "--report_to", "tensorboard"
+    )
     train(*args, **_inputs(_splits(False)))
     files = [os.path.join(root, name) for root, _, names in os.walk(tmp_path) for name in names]
     assert any(name.endswith("hparams.yml") for name in files) and any("tfevents" in name for name in files)
@@ -324,15 +350,38 @@ def test_arguments_come_from_a_yaml_file_as_from_flags(tmp_path):
         "gradient_checkpointing: false\n"
     )
     from_file = build_parser().parse_args([str(tmp_path / "run.yaml")])
-    from_flags = build_parser().parse_args(["--output_dir", str(tmp_path / "out"), "--learning_rate", "0.001",
-                                            "--explainer_config", "fusion_channels=8", "--no_gradient_checkpointing"])
+    from_flags = build_parser().parse_args(
+        [
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--learning_rate",
+            "0.001",
+            "--explainer_config",
+            "fusion_channels=8",
+            "--no_gradient_checkpointing",
+        ]
+    )
     assert from_file == from_flags and from_file[1].explainer_config == [("fusion_channels", 8)]
 
 
 def test_as_flags_gives_the_command_line_of_the_arguments_without_the_token(tmp_path):
-    arguments = _args(tmp_path, "--no_gradient_checkpointing", "--push_to_hub", "--tau_start", 1.5, "--explainer_config",
-                      'references=["mean", "blur"]', "--explainer_config", "second_class=false", "--hub_token", "hf_x",
-                      "--mixed_precision", "bf16", "--train_val_split", 0.25)
+    arguments = _args(
+        tmp_path,
+        "--no_gradient_checkpointing",
+        "--push_to_hub",
+        "--tau_start",
+        1.5,
+        "--explainer_config",
+        'references=["mean", "blur"]',
+        "--explainer_config",
+        "second_class=false",
+        "--hub_token",
+        "hf_x",
+        "--mixed_precision",
+        "bf16",
+        "--train_val_split",
+        0.25,
+    )
     flags = as_flags(*arguments)
     assert "hf_x" not in flags and "--hub_token" not in flags
     assert build_parser().parse_args(flags) == (*arguments[:3], dataclasses.replace(arguments[3], hub_token=None))

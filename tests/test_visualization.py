@@ -29,7 +29,7 @@ def test_overlay_size_and_hottest_pixel_is_hot(cmap):
 
 
 def test_overlay_alpha_zero_is_the_image_and_rank_ignores_scale():
-    image = (np.arange(48, dtype=np.uint8).reshape(4, 4, 3) * 5)
+    image = np.arange(48, dtype=np.uint8).reshape(4, 4, 3) * 5
     attribution = np.arange(16.0).reshape(4, 4)
     assert np.array_equal(np.asarray(overlay(image, attribution, alpha=0.0)), image)
     assert overlay(image, attribution) == overlay(image, np.exp(attribution))
@@ -63,7 +63,11 @@ def test_grid_layout():
     pixels = np.asarray(figure)
     title = figure.height - 2 * (32 + 4) - 4  # the band of column titles above the cells
     assert title > 2 * 4 and (pixels[:title, : 4 + 32] < 128).all(-1).any()  # "a" is drawn in black there
-    cells = {(row, column): tuple(pixels[title + row * 36 + 16, 4 + column * 36 + 16]) for row in (0, 1) for column in (0, 1)}
+    cells = {
+        (row, column): tuple(pixels[title + row * 36 + 16, 4 + column * 36 + 16])
+        for row in (0, 1)
+        for column in (0, 1)
+    }
     assert cells == {(0, 0): (255, 0, 0), (0, 1): (0, 0, 255), (1, 0): (0, 0, 255), (1, 1): (255, 0, 0)}
     label = "a very long column title"
     wide = grid([[red]], [label], cell_size=8)
@@ -120,7 +124,7 @@ def test_colour_bar_runs_from_most_important_at_the_top_to_least_at_the_bottom()
     bar = np.asarray(colour_bar(100, "inferno"))
     assert np.abs(bar[0, 0].astype(int) - _colour("inferno", 1.0)).max() <= 1
     assert np.abs(bar[-1, 0].astype(int) - _colour("inferno", 0.0)).max() <= 1
-    assert (bar[:, bar.shape[1] // 2:] < 128).all(-1).any()  # its labels, in black
+    assert (bar[:, bar.shape[1] // 2 :] < 128).all(-1).any()  # its labels, in black
 
 
 def test_explained_picture_enlarges_small_images_and_adds_a_caption_and_a_colour_bar():
@@ -130,8 +134,12 @@ def test_explained_picture_enlarges_small_images_and_adds_a_caption_and_a_colour
     picture = explained_picture(image, attribution, "explained: 'cat' (class 3), p = 0.912")
     enlarged = np.repeat(np.repeat(bare, 6, axis=0), 6, axis=1)  # 48 px is the shorter side: 6 x 48 = 288 >= 256
     pixels = np.asarray(picture)
-    found = [(top, left) for top in range(picture.height - 383) for left in range(40)
-             if np.array_equal(pixels[top:top + 384, left:left + 288], enlarged)]
+    found = [
+        (top, left)
+        for top in range(picture.height - 383)
+        for left in range(40)
+        if np.array_equal(pixels[top : top + 384, left : left + 288], enlarged)
+    ]
     assert len(found) == 1
     top, left = found[0]
     assert top > 12 and (pixels[:top, :] < 128).all(-1).any()  # the caption above

@@ -49,13 +49,20 @@ def letter_coverage(params, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     for outline in outlines:
         unit = (outline - (low + high) / 2) / (high[1] - low[1]) * np.array([1, -1])
         crossings += Path(unit @ matrix.T + [params.center_x, params.center_y]).contains_points(query)
-    return (crossings % 2 == 1).reshape(size, size, -1).mean(axis=2), (crossings > 0).reshape(size, size, -1).mean(axis=2)
+    return (crossings % 2 == 1).reshape(size, size, -1).mean(axis=2), (crossings > 0).reshape(size, size, -1).mean(
+        axis=2
+    )
 
 
 def interior(share: np.ndarray) -> np.ndarray:
     """Pixels whose 3 x 3 neighbourhood the object covers entirely."""
     padded = np.pad(share, 1)
-    return np.min([padded[dy : dy + share.shape[0], dx : dx + share.shape[1]] for dy in range(3) for dx in range(3)], axis=0) == 1
+    return (
+        np.min(
+            [padded[dy : dy + share.shape[0], dx : dx + share.shape[1]] for dy in range(3) for dx in range(3)], axis=0
+        )
+        == 1
+    )
 
 
 def check_mask(scene, share: np.ndarray) -> None:
@@ -91,7 +98,7 @@ def test_train_and_test_share_no_image_and_every_class_appears(name):
 
 def test_test_backgrounds_come_from_the_right_part_of_the_photographs(monkeypatch):
     halves = np.zeros((300, 400, 3), np.float32)
-    halves[:, int(400 * canvas.TRAIN_WIDTH):] = 1.0
+    halves[:, int(400 * canvas.TRAIN_WIDTH) :] = 1.0
     monkeypatch.setattr(canvas, "photo", lambda name: halves)
     for index in range(20):
         rng = np.random.default_rng(index)

@@ -16,7 +16,11 @@ def random_images(n: int, seed: int = 0, size: int = 40) -> list[Image.Image]:
 def image_dataset(n: int = 16, seed: int = 0) -> datasets.Dataset:
     """``n`` random RGB images with labels ``i % NUM_LABELS`` and an ``id`` column."""
     features = datasets.Features(
-        {"image": datasets.Image(), "label": datasets.ClassLabel(num_classes=NUM_LABELS), "id": datasets.Value("int64")}
+        {
+            "image": datasets.Image(),
+            "label": datasets.ClassLabel(num_classes=NUM_LABELS),
+            "id": datasets.Value("int64"),
+        }
     )
     return datasets.Dataset.from_dict(
         {"image": random_images(n, seed), "label": [i % NUM_LABELS for i in range(n)], "id": list(range(n))},
@@ -35,6 +39,15 @@ def sharp_classifier() -> torch.nn.Module:
 
 def train_argv(output_dir, *extra) -> list[str]:
     return [
-        "--output_dir", str(output_dir), "--per_device_train_batch_size", "2", "--learning_rate", "3e-3",
-        "--num_warmup_steps", "0", "--seed", "0", *map(str, extra),
+        "--output_dir",
+        str(output_dir),
+        "--per_device_train_batch_size",
+        "2",
+        "--learning_rate",
+        "3e-3",
+        "--num_warmup_steps",
+        "0",
+        "--seed",
+        "0",
+        *map(str, extra),
     ]

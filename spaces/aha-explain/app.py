@@ -38,24 +38,50 @@ DISPLAY_SIDE = 1024
 def build_parser() -> argparse.ArgumentParser:
     env = os.environ.get
     parser = argparse.ArgumentParser(description="The AHA web demo (Gradio).")
-    parser.add_argument("--explainer", default=env("AHA_EXPLAINER"),
-                        help="A saved explainer folder or Hub repo id (env AHA_EXPLAINER; default: the one `aha demo` "
-                             "trained in --demo-dir, trained first if absent).")
-    parser.add_argument("--demo-dir", default=env("AHA_DEMO_DIR", str(default_demo_folder())),
-                        help="`aha demo`'s output folder, for the default explainer and its examples (env AHA_DEMO_DIR; "
-                             "default: aha demo's own default, ./aha-demo).")
-    parser.add_argument("--demo-preset", default=env("AHA_DEMO_PRESET", "default"), choices=["quick", "default", "full"],
-                        help="Preset `aha demo` trains with when --demo-dir holds no explainer (env AHA_DEMO_PRESET; "
-                             "quick: a smoke run of a few CPU minutes, default: about 10 CPU minutes).")
-    parser.add_argument("--rise-masks", type=int, default=int(env("AHA_RISE_MASKS", "500")),
-                        help="Masks of the RISE comparison (env AHA_RISE_MASKS; default 500).")
-    parser.add_argument("--examples", nargs="*", default=None,
-                        help="Image files offered as examples (default: AHA Shapes test images of --demo-dir).")
-    parser.add_argument("--max-image-pixels", type=int, default=int(env("AHA_MAX_IMAGE_PIXELS", str(MAX_PIXELS))),
-                        help="Most pixels of an uploaded image; larger ones are refused before they are decoded (env "
-                             f"AHA_MAX_IMAGE_PIXELS; default {MAX_PIXELS:,}, 4096 x 4096, as aha explain).")
-    parser.add_argument("--threads", type=int, default=int(env("AHA_THREADS", "0")) or None,
-                        help="torch CPU threads (env AHA_THREADS; default: torch's choice).")
+    parser.add_argument(
+        "--explainer",
+        default=env("AHA_EXPLAINER"),
+        help="A saved explainer folder or Hub repo id (env AHA_EXPLAINER; default: the one `aha demo` "
+        "trained in --demo-dir, trained first if absent).",
+    )
+    parser.add_argument(
+        "--demo-dir",
+        default=env("AHA_DEMO_DIR", str(default_demo_folder())),
+        help="`aha demo`'s output folder, for the default explainer and its examples (env AHA_DEMO_DIR; "
+        "default: aha demo's own default, ./aha-demo).",
+    )
+    parser.add_argument(
+        "--demo-preset",
+        default=env("AHA_DEMO_PRESET", "default"),
+        choices=["quick", "default", "full"],
+        help="Preset `aha demo` trains with when --demo-dir holds no explainer (env AHA_DEMO_PRESET; "
+        "quick: a smoke run of a few CPU minutes, default: about 10 CPU minutes).",
+    )
+    parser.add_argument(
+        "--rise-masks",
+        type=int,
+        default=int(env("AHA_RISE_MASKS", "500")),
+        help="Masks of the RISE comparison (env AHA_RISE_MASKS; default 500).",
+    )
+    parser.add_argument(
+        "--examples",
+        nargs="*",
+        default=None,
+        help="Image files offered as examples (default: AHA Shapes test images of --demo-dir).",
+    )
+    parser.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=int(env("AHA_MAX_IMAGE_PIXELS", str(MAX_PIXELS))),
+        help="Most pixels of an uploaded image; larger ones are refused before they are decoded (env "
+        f"AHA_MAX_IMAGE_PIXELS; default {MAX_PIXELS:,}, 4096 x 4096, as aha explain).",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=int(env("AHA_THREADS", "0")) or None,
+        help="torch CPU threads (env AHA_THREADS; default: torch's choice).",
+    )
     parser.add_argument("--host", default=None, help="Address to serve on (default: Gradio's, 127.0.0.1).")
     parser.add_argument("--port", type=int, default=None, help="Port (default: Gradio's, 7860 or the next free one).")
     return parser
@@ -77,15 +103,20 @@ def duration(seconds: float) -> str:
 def scores_table(results, class_name: str, refine_steps: int) -> str:
     """Every method's time and AUCs as Markdown (AUCs to 4 decimals: the numbers the browser test reads)."""
     aha_seconds = results[0].seconds
-    rows = [f"Class **{class_name}**, AHA with {refine_steps} refinement step{'s' * (refine_steps != 1)}; curves on the "
-            "classifier's input, mean-colour reference, 21 fractions.", "",
-            "| Method | time per image | deletion AUC (lower is better) | insertion AUC (higher is better) |",
-            "| --- | ---: | ---: | ---: |"]
+    rows = [
+        f"Class **{class_name}**, AHA with {refine_steps} refinement step{'s' * (refine_steps != 1)}; curves on the "
+        "classifier's input, mean-colour reference, 21 fractions.",
+        "",
+        "| Method | time per image | deletion AUC (lower is better) | insertion AUC (higher is better) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     for r in results:
         ratio = r.seconds / aha_seconds
         cost = "" if r is results[0] else f" ({ratio:.0f}x AHA)" if ratio >= 10 else f" ({ratio:.1f}x AHA)"
-        rows.append(f"| {r.name} | {duration(r.seconds)}{cost} | {r.deletion.auc[0].item():.4f} "
-                    f"| {r.insertion.auc[0].item():.4f} |")
+        rows.append(
+            f"| {r.name} | {duration(r.seconds)}{cost} | {r.deletion.auc[0].item():.4f} "
+            f"| {r.insertion.auc[0].item():.4f} |"
+        )
     return "\n".join(rows)
 
 
@@ -104,8 +135,11 @@ def build_page(comparison: Comparison, examples: list, title: str) -> gr.Blocks:
         target, refine_steps = int(target), int(refine_steps)
         results = comparison.explain(image, target, refine_steps, max_side=DISPLAY_SIDE)
         aha = results[0]
-        plot = curve_plot({"deletion": aha.deletion, "insertion": aha.insertion}, image=0,
-                          title=f"AHA, class {comparison.labels[target]!r}")
+        plot = curve_plot(
+            {"deletion": aha.deletion, "insertion": aha.insertion},
+            image=0,
+            title=f"AHA, class {comparison.labels[target]!r}",
+        )
         overlays = [gr.Image(value=r.overlay, label=f"{r.name}: {duration(r.seconds)} per image") for r in results]
         return [*overlays, plot, scores_table(results, comparison.labels[target], refine_steps)]
 
@@ -126,10 +160,18 @@ def build_page(comparison: Comparison, examples: list, title: str) -> gr.Blocks:
     def analyse(image, name: str, refine_steps: int) -> list:
         predictions, target = comparison.top_classes(image)
         top = {p["label"]: p["score"] for p in predictions}
-        status = (f"{name}: predicted **{comparison.labels[target]}** (p = {top[comparison.labels[target]]:.3f}); "
-                  "pick another class to explain it instead.")
-        return [status, for_display(image), top, gr.Dropdown(choices=choices, value=target),
-                *explanation(image, target, refine_steps), image]
+        status = (
+            f"{name}: predicted **{comparison.labels[target]}** (p = {top[comparison.labels[target]]:.3f}); "
+            "pick another class to explain it instead."
+        )
+        return [
+            status,
+            for_display(image),
+            top,
+            gr.Dropdown(choices=choices, value=target),
+            *explanation(image, target, refine_steps),
+            image,
+        ]
 
     def on_upload(path, refine_steps):
         if path is None:
@@ -159,18 +201,36 @@ def build_page(comparison: Comparison, examples: list, title: str) -> gr.Blocks:
         with gr.Row():
             with gr.Column():
                 upload = gr.File(label="Upload an image", type="filepath", elem_id="upload")
-                gallery = gr.Gallery(value=examples, label="Or pick an example", columns=3, allow_preview=False,
-                                     height=260, buttons=[], elem_id="examples", visible=bool(examples))
+                gallery = gr.Gallery(
+                    value=examples,
+                    label="Or pick an example",
+                    columns=3,
+                    allow_preview=False,
+                    height=260,
+                    buttons=[],
+                    elem_id="examples",
+                    visible=bool(examples),
+                )
             preview = gr.Image(label="Image", interactive=False, height=340, elem_id="preview")
             top = gr.Label(label="Top classes", num_top_classes=5, elem_id="top-classes")
         status = gr.Markdown(elem_id="status")
         with gr.Row():
             picker = gr.Dropdown(choices=choices, value=None, label="Class to explain", elem_id="class-picker")
-            refine = gr.Slider(0, MAX_REFINE_STEPS, value=0, step=1, label="AHA test-time refinement steps",
-                               elem_id="refine-steps")
+            refine = gr.Slider(
+                0, MAX_REFINE_STEPS, value=0, step=1, label="AHA test-time refinement steps", elem_id="refine-steps"
+            )
         with gr.Row():
-            overlays = [gr.Image(label=name, interactive=False, format="png", height=300, elem_id=f"overlay-{index}",
-                                 elem_classes="overlay") for index, name in enumerate(methods)]
+            overlays = [
+                gr.Image(
+                    label=name,
+                    interactive=False,
+                    format="png",
+                    height=300,
+                    elem_id=f"overlay-{index}",
+                    elem_classes="overlay",
+                )
+                for index, name in enumerate(methods)
+            ]
         with gr.Row():
             curves = gr.Plot(label="AHA: deletion and insertion curves", elem_id="curves")
             scores = gr.Markdown(elem_id="scores")
@@ -188,8 +248,11 @@ def build_page(comparison: Comparison, examples: list, title: str) -> gr.Blocks:
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for option, value in (("--rise-masks", args.rise_masks), ("--threads", args.threads),
-                          ("--max-image-pixels", args.max_image_pixels)):
+    for option, value in (
+        ("--rise-masks", args.rise_masks),
+        ("--threads", args.threads),
+        ("--max-image-pixels", args.max_image_pixels),
+    ):
         if value is not None and value < 1:
             parser.error(f"{option} must be an integer >= 1, got {value}")
     if args.threads:
@@ -202,11 +265,16 @@ def main(argv: list[str] | None = None) -> None:
         examples = [(read_upload(path, args.max_image_pixels), os.path.basename(path)) for path in args.examples]
     else:
         examples = demo_examples(args.demo_dir) if not args.explainer else []
-    page = build_page(comparison, examples, f"Explainer: `{explainer}`, classifier: "
-                                            f"{type(comparison.classifier).__name__} with {len(comparison.labels)} classes.")
+    page = build_page(
+        comparison,
+        examples,
+        f"Explainer: `{explainer}`, classifier: "
+        f"{type(comparison.classifier).__name__} with {len(comparison.labels)} classes.",
+    )
     print(f"[aha space] ready in {time.perf_counter() - start:.1f} s", flush=True)
-    page.queue(default_concurrency_limit=1).launch(server_name=args.host, server_port=args.port, max_file_size="50mb",
-                                                   ssr_mode=False, css=CSS)
+    page.queue(default_concurrency_limit=1).launch(
+        server_name=args.host, server_port=args.port, max_file_size="50mb", ssr_mode=False, css=CSS
+    )
 
 
 if __name__ == "__main__":

@@ -216,7 +216,11 @@ def _probe(model_class: type[nn.Module], config_class: type, config_json: str) -
         ) from error
     shapes = [tuple(h.shape) for h in hidden_states or ()]
     if not shapes or any(len(shape) != 4 for shape in shapes):
-        found = "no hidden_states" if not shapes else f"hidden_states of shapes {shapes[:3]}{' ...' if len(shapes) > 3 else ''}"
+        found = (
+            "no hidden_states"
+            if not shapes
+            else f"hidden_states of shapes {shapes[:3]}{' ...' if len(shapes) > 3 else ''}"
+        )
         raise ValueError(
             f"{name} (model_type={config.model_type!r}) is not a supported vision backbone: AHA reads spatial hidden "
             f"states, the tokens of one of {sorted(SUPPORTED_MODEL_TYPES)} or feature maps (B, C, h, w) in "

@@ -39,8 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="aha", description="AHA: learned importance rankings for Hugging Face image classifiers."
     )
     parser.add_argument("--version", action="version", version=f"aha-explain {__version__}")
-    parser.add_argument("--debug", action="store_true",
-                        help="Show the full traceback of an error (also accepted after the command).")
+    parser.add_argument(
+        "--debug", action="store_true", help="Show the full traceback of an error (also accepted after the command)."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, summary) in SUBCOMMANDS.items():
         commands.add_parser(name, help=summary, add_help=False)  # its flags and --help belong to its module

@@ -41,10 +41,19 @@ _NUMBER_RULES = {
 }
 # Fields recorded by `from_classifier` and `save_pretrained` from the classifier, its image processor and the
 # separate feature backbone: never set by hand.
-RECORDED_FIELDS = frozenset({
-    "classifier_config", "classifier_name_or_path", "classifier_revision", "classifier_fingerprint",
-    "includes_classifier", "fingerprints", "feature_backbone_config", "image_mean", "image_std",
-})
+RECORDED_FIELDS = frozenset(
+    {
+        "classifier_config",
+        "classifier_name_or_path",
+        "classifier_revision",
+        "classifier_fingerprint",
+        "includes_classifier",
+        "fingerprints",
+        "feature_backbone_config",
+        "image_mean",
+        "image_std",
+    }
+)
 # List fields: name -> (check_number keyword arguments of each element, allowed lengths or None for any >= 1)
 _LIST_RULES = {
     "feature_layers": (dict(integer=True, minimum=0), None),
@@ -60,9 +69,21 @@ _CONV_HEAD_FIELDS = ("head_channels", "image_branch_stride")
 _FINGERPRINT = re.compile(r"^sha256:[0-9a-f]{64}$")
 # Keys besides the fields that transformers itself passes to a config (from config.json, from_dict, BC names)
 _TRANSFORMERS_KEYS = {
-    "model_type", "transformers_version", "torch_dtype", "num_labels", "name_or_path", "_name_or_path",
-    "_commit_hash", "output_attentions", "attn_implementation", "experts_implementation", "per_layer_config",
-    "auto_map", "custom_pipelines", "rope_scaling", "rope_theta",
+    "model_type",
+    "transformers_version",
+    "torch_dtype",
+    "num_labels",
+    "name_or_path",
+    "_name_or_path",
+    "_commit_hash",
+    "output_attentions",
+    "attn_implementation",
+    "experts_implementation",
+    "per_layer_config",
+    "auto_map",
+    "custom_pipelines",
+    "rope_scaling",
+    "rope_theta",
 }
 
 
@@ -198,7 +219,9 @@ class AHAConfig(PreTrainedConfig):
         self._check_keys(kwargs)
         super().__post_init__(**kwargs)
         self._check_fields()
-        normalisation = (self.image_mean, self.image_std) if self.image_mean is not None and self.image_std is not None else None
+        normalisation = (
+            (self.image_mean, self.image_std) if self.image_mean is not None and self.image_std is not None else None
+        )
         self.references = list(self.references)
         self.grid_cell_patches = list(self.grid_cell_patches)
         for kind in self.references:
@@ -206,7 +229,9 @@ class AHAConfig(PreTrainedConfig):
         self.check_pixel_head()
         low, high = self.grid_cell_patches
         if not low <= high:
-            raise ValueError(f"grid_cell_patches must be [low, high] with 0 < low <= high, got {self.grid_cell_patches}")
+            raise ValueError(
+                f"grid_cell_patches must be [low, high] with 0 < low <= high, got {self.grid_cell_patches}"
+            )
         if not (self.deletion_weight or self.lrf_insertion_weight or self.rise_insertion_weight):
             raise ValueError(
                 "deletion_weight, lrf_insertion_weight and rise_insertion_weight are all 0: at least one must be > 0 "
@@ -270,7 +295,9 @@ class AHAConfig(PreTrainedConfig):
                     check_number(f"{name}[{index}]", element, **element_rule)
             elif name == "classifier_fingerprint":
                 if value is not None and not (isinstance(value, str) and _FINGERPRINT.match(value)):
-                    raise ValueError(f'classifier_fingerprint must be "sha256:" and 64 hex digits, or None, got {value!r}')
+                    raise ValueError(
+                        f'classifier_fingerprint must be "sha256:" and 64 hex digits, or None, got {value!r}'
+                    )
             elif name == "fingerprints":
                 _check_fingerprints(value)
             elif isinstance(default, bool):
@@ -299,7 +326,9 @@ def _check_fingerprints(value) -> None:
     if value is None:
         return
     if not isinstance(value, dict) or set(value) != set(FINGERPRINTED_PARTS):
-        raise ValueError(f"fingerprints must be None or a dict with the keys {sorted(FINGERPRINTED_PARTS)}, got {value!r:.200}")
+        raise ValueError(
+            f"fingerprints must be None or a dict with the keys {sorted(FINGERPRINTED_PARTS)}, got {value!r:.200}"
+        )
     for part, fingerprint in value.items():
         if not (isinstance(fingerprint, str) and _FINGERPRINT.match(fingerprint)) and not (
             part == "image_processor" and fingerprint is None

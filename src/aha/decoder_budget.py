@@ -42,8 +42,13 @@ class DecoderWidths:
 def widths_of(decoder: nn.Module) -> DecoderWidths:
     """The widths an :class:`~aha.modeling_aha.AHADecoder` was built with."""
     conv = decoder.pixel_head == "conv"
-    return DecoderWidths(decoder.projection.out_channels, decoder.to_head.out_channels if conv else None,
-                         decoder.class_embedding.embedding_dim, decoder.image_stride if conv else None, len(decoder.blocks))
+    return DecoderWidths(
+        decoder.projection.out_channels,
+        decoder.to_head.out_channels if conv else None,
+        decoder.class_embedding.embedding_dim,
+        decoder.image_stride if conv else None,
+        len(decoder.blocks),
+    )
 
 
 @dataclass(frozen=True)
@@ -103,8 +108,15 @@ class DecoderBudget:
         feature_layers: indices into the feature model's ``hidden_states`` the decoder reads.
     """
 
-    def __init__(self, make_decoder, config, classifier_class, classifier_spec: BackboneSpec,
-                 feature_spec: BackboneSpec, feature_layers):
+    def __init__(
+        self,
+        make_decoder,
+        config,
+        classifier_class,
+        classifier_spec: BackboneSpec,
+        feature_spec: BackboneSpec,
+        feature_layers,
+    ):
         self.make_decoder = make_decoder
         self.config = config
         self.classifier_spec = classifier_spec
@@ -115,8 +127,14 @@ class DecoderBudget:
     @classmethod
     def of(cls, explainer) -> "DecoderBudget":
         """The budget counter of an :class:`~aha.AHAExplainer` (from ``__init__`` on, once its specs are set)."""
-        return cls(explainer._make_decoder, explainer.config, type(explainer.classifier), explainer.classifier_spec,
-                   explainer.feature_spec, explainer.feature_layers)
+        return cls(
+            explainer._make_decoder,
+            explainer.config,
+            type(explainer.classifier),
+            explainer.classifier_spec,
+            explainer.feature_spec,
+            explainer.feature_layers,
+        )
 
     def decoder_cost(self, widths: DecoderWidths) -> Cost:
         """Cost of the decoder with ``widths`` on one image at the classifier's configured size."""
@@ -124,7 +142,9 @@ class DecoderBudget:
         with torch.device("meta"):
             decoder = self.make_decoder(widths)
         features = [
-            torch.zeros(1, self.feature_spec.hidden_sizes[i], *self.feature_spec.grid_size(i, height, width), device="meta")
+            torch.zeros(
+                1, self.feature_spec.hidden_sizes[i], *self.feature_spec.grid_size(i, height, width), device="meta"
+            )
             for i in self.feature_layers
         ]
         classes = torch.zeros(1, dtype=torch.long, device="meta")
@@ -150,11 +170,22 @@ class DecoderBudget:
         """
         config, default = self.config, default_widths(self.config, self.feature_spec)
         conv = config.pixel_head == "conv"
-        strides = ([default.image_stride] if config.image_branch_stride or not conv
-                   else _halvings(self.classifier_spec.patch_size, 1)[::-1])
+        strides = (
+            [default.image_stride]
+            if config.image_branch_stride or not conv
+            else _halvings(self.classifier_spec.patch_size, 1)[::-1]
+        )
         blocks = [default.num_blocks] if config.decoder_blocks is not None or not conv else [2, 1, 0]
-        fusions = [default.fusion_channels] if config.fusion_channels else _halvings(default.fusion_channels, MIN_FUSION_CHANNELS)
-        heads = [default.head_channels] if config.head_channels or not conv else _halvings(default.head_channels, MIN_HEAD_CHANNELS)
+        fusions = (
+            [default.fusion_channels]
+            if config.fusion_channels
+            else _halvings(default.fusion_channels, MIN_FUSION_CHANNELS)
+        )
+        heads = (
+            [default.head_channels]
+            if config.head_channels or not conv
+            else _halvings(default.head_channels, MIN_HEAD_CHANNELS)
+        )
 
         def widths(stride, num_blocks, fusion, head):
             class_dim = config.class_embedding_dim or fusion
@@ -164,8 +195,14 @@ class DecoderBudget:
             for num_blocks in blocks:
                 if not self.fits(self.decoder_cost(widths(stride, num_blocks, fusions[-1], heads[-1])), budget):
                     continue
-                fusion = next(f for f in fusions if self.fits(self.decoder_cost(widths(stride, num_blocks, f, heads[-1])), budget))
-                head = next(h for h in heads if self.fits(self.decoder_cost(widths(stride, num_blocks, fusion, h)), budget))
+                fusion = next(
+                    f
+                    for f in fusions
+                    if self.fits(self.decoder_cost(widths(stride, num_blocks, f, heads[-1])), budget)
+                )
+                head = next(
+                    h for h in heads if self.fits(self.decoder_cost(widths(stride, num_blocks, fusion, h)), budget)
+                )
                 return widths(stride, num_blocks, fusion, head)
         cheapest = widths(strides[-1], blocks[-1], fusions[-1], heads[-1])
         flops, parameters = self.decoder_cost(cheapest).fraction_of(self.classifier)

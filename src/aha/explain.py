@@ -35,24 +35,40 @@ def build_parser() -> argparse.ArgumentParser:
         prog="aha explain", description="Explain image files with a trained AHA explainer: overlays, raw maps, curves."
     )
     parser.add_argument("explainer", help="A saved explainer folder or a Hub repo id (with its image processor).")
-    parser.add_argument("images", nargs="+",
-                        help="Image files (any format Pillow reads; grayscale, RGBA, 16-bit and float images are "
-                             "converted by their range; see aha.images).")
-    parser.add_argument("--target", default=None,
-                        help="Class to explain: a label name of the classifier or an index (default: each image's "
-                             "predicted class).")
+    parser.add_argument(
+        "images",
+        nargs="+",
+        help="Image files (any format Pillow reads; grayscale, RGBA, 16-bit and float images are "
+        "converted by their range; see aha.images).",
+    )
+    parser.add_argument(
+        "--target",
+        default=None,
+        help="Class to explain: a label name of the classifier or an index (default: each image's predicted class).",
+    )
     parser.add_argument("--refine_steps", type=int, default=0, help="Test-time refinement steps (default 0).")
     parser.add_argument("--output", default=".", help="Folder for the overlays, maps and curve plots (default: here).")
-    parser.add_argument("--curves", action="store_true", help="Also write each image's deletion / insertion curve plot.")
+    parser.add_argument(
+        "--curves", action="store_true", help="Also write each image's deletion / insertion curve plot."
+    )
     parser.add_argument("--top_k", type=int, default=5, help="Top classes to print (default 5).")
     parser.add_argument("--batch_size", type=int, default=1, help="Images per forward pass (default 1).")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: the first accelerator, else cpu).")
+    parser.add_argument(
+        "--device", default=None, help="cpu, cuda, cuda:1, ... (default: the first accelerator, else cpu)."
+    )
     parser.add_argument("--revision", default=None, help="Hub revision of the explainer.")
-    parser.add_argument("--max_image_pixels", type=int, default=MAX_PIXELS,
-                        help=f"Larger images are refused, from their header, before decoding (default {MAX_PIXELS:,}, "
-                             "4096 x 4096).")
-    parser.add_argument("--min_image_side", type=int, default=MIN_SIDE,
-                        help=f"Images with a shorter side are refused (default {MIN_SIDE}).")
+    parser.add_argument(
+        "--max_image_pixels",
+        type=int,
+        default=MAX_PIXELS,
+        help=f"Larger images are refused, from their header, before decoding (default {MAX_PIXELS:,}, 4096 x 4096).",
+    )
+    parser.add_argument(
+        "--min_image_side",
+        type=int,
+        default=MIN_SIDE,
+        help=f"Images with a shorter side are refused (default {MIN_SIDE}).",
+    )
     return parser
 
 
@@ -102,7 +118,7 @@ def main(args: argparse.Namespace) -> None:
     names, failed, pipe = output_names(args.images), [], None
     for start in range(0, len(args.images), args.batch_size):  # a batch in memory at a time
         batch = []
-        for path, name in zip(args.images[start:start + args.batch_size], names[start:start + args.batch_size]):
+        for path, name in zip(args.images[start : start + args.batch_size], names[start : start + args.batch_size]):
             try:
                 batch.append((path, name, read_image(path, args.max_image_pixels, args.min_image_side)))
             except ImageInputError as error:
@@ -112,19 +128,35 @@ def main(args: argparse.Namespace) -> None:
             continue
         if pipe is None:
             try:
-                pipe = pipeline(TASK, model=explainer, device=args.device, revision=args.revision,
-                                max_image_pixels=args.max_image_pixels, min_image_side=args.min_image_side)
+                pipe = pipeline(
+                    TASK,
+                    model=explainer,
+                    device=args.device,
+                    revision=args.revision,
+                    max_image_pixels=args.max_image_pixels,
+                    min_image_side=args.min_image_side,
+                )
             except OSError as error:  # transformers' message for an unreachable or unknown Hub id
-                raise OSError(f"cannot load the explainer {args.explainer!r} (a saved folder or a Hub repo id): "
-                              f"{error}") from error
+                raise OSError(
+                    f"cannot load the explainer {args.explainer!r} (a saved folder or a Hub repo id): {error}"
+                ) from error
             target = target_from_flag(args.target, pipe.model.config.classifier_config.label2id)
-        results = pipe([image for _, _, image in batch], batch_size=args.batch_size, target=target, top_k=args.top_k,
-                       refine_steps=args.refine_steps, overlay=True, curves=True)
+        results = pipe(
+            [image for _, _, image in batch],
+            batch_size=args.batch_size,
+            target=target,
+            top_k=args.top_k,
+            refine_steps=args.refine_steps,
+            overlay=True,
+            curves=True,
+        )
         for (path, name, _), result in zip(batch, results):
             write_outputs(path, output, name, result, args.curves)
     if failed:
-        raise SystemExit(f"aha explain: {len(failed)} of {len(args.images)} images could not be read (listed above); "
-                         f"the other {len(args.images) - len(failed)} were explained")
+        raise SystemExit(
+            f"aha explain: {len(failed)} of {len(args.images)} images could not be read (listed above); "
+            f"the other {len(args.images) - len(failed)} were explained"
+        )
 
 
 def write_outputs(path: str, output: str, name: str, result: dict, curves: bool) -> None:
@@ -140,9 +172,13 @@ def write_outputs(path: str, output: str, name: str, result: dict, curves: bool)
     write_file(written[1], lambda handle: np.save(handle, result["attribution"]))
     if curves:
         written.append(f"{base}_curves.png")
-        plot = curve_plot({DELETION_LABEL: result["deletion"], LRF_LABEL: result["insertion"]}, title=os.path.basename(path))
+        plot = curve_plot(
+            {DELETION_LABEL: result["deletion"], LRF_LABEL: result["insertion"]}, title=os.path.basename(path)
+        )
         write_file(written[-1], lambda handle: plot.savefig(handle, format="png"))
     print(f"{path}: " + ", ".join(f"{p['label']} {p['score']:.3f}" for p in result["predictions"]))
-    print(f"  explained {result['target_label']!r} (class {result['target']}, p={result['target_score']:.3f}): "
-          f"deletion AUC {result['deletion'].mean_auc:.4f}, insertion AUC {result['insertion'].mean_auc:.4f}")
+    print(
+        f"  explained {result['target_label']!r} (class {result['target']}, p={result['target_score']:.3f}): "
+        f"deletion AUC {result['deletion'].mean_auc:.4f}, insertion AUC {result['insertion'].mean_auc:.4f}"
+    )
     print(f"  wrote {', '.join(written)}", flush=True)

@@ -33,10 +33,17 @@ FINGERPRINTED_PARTS = {
 #: config.json keys outside the fingerprints: the fingerprints themselves (the classifier's is checked on its own),
 #: where the classifier is loaded from (a moved classifier can be pointed at; its weights are still checked), and
 #: transformers' bookkeeping
-UNFINGERPRINTED_CONFIG_KEYS = frozenset({
-    "fingerprints", "classifier_fingerprint", "classifier_name_or_path", "classifier_revision", "transformers_version",
-    "_name_or_path", "_commit_hash",
-})
+UNFINGERPRINTED_CONFIG_KEYS = frozenset(
+    {
+        "fingerprints",
+        "classifier_fingerprint",
+        "classifier_name_or_path",
+        "classifier_revision",
+        "transformers_version",
+        "_name_or_path",
+        "_commit_hash",
+    }
+)
 
 
 def tensors_fingerprint(tensors: Mapping[str, torch.Tensor]) -> str:

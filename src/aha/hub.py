@@ -29,6 +29,8 @@ MODEL_CARD_TEMPLATE = "model_card.md"  # in aha.hub_cards
 def card_template(name: str) -> str:
     """The text of a card template shipped as package data in ``aha.hub_cards`` (the repository's ``hub_cards/``)."""
     return importlib.resources.files("aha.hub_cards").joinpath(name).read_text(encoding="utf-8")
+
+
 LIBRARY_NAME = "aha-explain"
 DEFAULT_LICENSE = "apache-2.0"
 
@@ -37,8 +39,14 @@ DEFAULT_LICENSE = "apache-2.0"
 FAITHFULNESS_METRICS = {
     "deletion_auc": ("Deletion AUC (lower is better)", {"fractions": 21}),
     "insertion_auc": ("Insertion AUC (higher is better)", {"fractions": 21}),
-    "positive_auc": ("Positive perturbation AUC (lower is better)", {"fractions": 10, "target": "label", "reference": "black"}),
-    "negative_auc": ("Negative perturbation AUC (higher is better)", {"fractions": 10, "target": "label", "reference": "black"}),
+    "positive_auc": (
+        "Positive perturbation AUC (lower is better)",
+        {"fractions": 10, "target": "label", "reference": "black"},
+    ),
+    "negative_auc": (
+        "Negative perturbation AUC (higher is better)",
+        {"fractions": 10, "target": "label", "reference": "black"},
+    ),
 }
 
 
@@ -81,7 +89,9 @@ def faithfulness_results(
     """
     found = [key for key in FAITHFULNESS_METRICS if key in metrics]
     if not found:
-        raise ValueError(f"metrics hold none of the faithfulness metrics {sorted(FAITHFULNESS_METRICS)}: got {sorted(metrics)}")
+        raise ValueError(
+            f"metrics hold none of the faithfulness metrics {sorted(FAITHFULNESS_METRICS)}: got {sorted(metrics)}"
+        )
     results = []
     for key in found:
         value = metrics[key]
@@ -170,7 +180,11 @@ def upload_folder(
         dirs[:] = sorted(d for d in dirs if os.path.relpath(os.path.join(root, d), folder) not in skip)
         for file in sorted(files):
             path = os.path.join(root, file)
-            operations.append(CommitOperationAdd(path_in_repo=os.path.relpath(path, folder).replace(os.sep, "/"), path_or_fileobj=path))
+            operations.append(
+                CommitOperationAdd(
+                    path_in_repo=os.path.relpath(path, folder).replace(os.sep, "/"), path_or_fileobj=path
+                )
+            )
     return api.create_commit(repo_id, operations, commit_message=commit_message, **commit_kwargs)
 
 
@@ -193,7 +207,15 @@ def push_explainer(
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
     with tempfile.TemporaryDirectory() as folder:
         explainer.save_pretrained(folder, include_classifier=include_classifier)
-        card = model_card(explainer.config, repo_id=repo_id, include_classifier=include_classifier, eval_results=eval_results, license=license)
+        card = model_card(
+            explainer.config,
+            repo_id=repo_id,
+            include_classifier=include_classifier,
+            eval_results=eval_results,
+            license=license,
+        )
         write_text(os.path.join(folder, "README.md"), str(card))
-        message = commit_message or f"Upload AHA explainer ({'self-contained' if include_classifier else 'decoder only'})"
+        message = (
+            commit_message or f"Upload AHA explainer ({'self-contained' if include_classifier else 'decoder only'})"
+        )
         return upload_folder(api, folder, repo_id, message, revision=revision, create_pr=create_pr)

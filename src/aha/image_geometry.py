@@ -97,10 +97,16 @@ def to_original_size(maps: torch.Tensor, region: ProcessedRegion) -> torch.Tenso
     (height, width), (resized_h, resized_w) = region.original, region.resized
     flat = maps.reshape(-1, 1, *region.size).float()
     # original pixel centres -> resized image -> crop, in grid_sample's [-1, 1] (pixel edges, align_corners=False)
-    ys = ((torch.arange(height, device=maps.device) + 0.5) * resized_h / height - region.offset[0]) * 2 / region.size[0] - 1
-    xs = ((torch.arange(width, device=maps.device) + 0.5) * resized_w / width - region.offset[1]) * 2 / region.size[1] - 1
+    ys = ((torch.arange(height, device=maps.device) + 0.5) * resized_h / height - region.offset[0]) * 2 / region.size[
+        0
+    ] - 1
+    xs = ((torch.arange(width, device=maps.device) + 0.5) * resized_w / width - region.offset[1]) * 2 / region.size[
+        1
+    ] - 1
     grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)  # (H, W, 2) as (x, y)
-    out = F.grid_sample(flat, grid.expand(len(flat), -1, -1, -1), mode="bilinear", padding_mode="border", align_corners=False)
+    out = F.grid_sample(
+        flat, grid.expand(len(flat), -1, -1, -1), mode="bilinear", padding_mode="border", align_corners=False
+    )
     outside = (ys.abs() > 1)[:, None] | (xs.abs() > 1)[None, :]
     out = torch.where(outside, flat.amin(dim=(-2, -1), keepdim=True), out)
     return out.reshape(*maps.shape[:-2], height, width)

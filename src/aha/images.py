@@ -105,8 +105,10 @@ def read_image(
     source, name = _source(image, timeout, name)
     with warnings.catch_warnings():
         # past Pillow's own limit: its warning becomes our message, unless the caller allows more than Pillow
-        warnings.simplefilter("error" if max_pixels <= (Image.MAX_IMAGE_PIXELS or max_pixels) else "ignore",
-                              Image.DecompressionBombWarning)
+        warnings.simplefilter(
+            "error" if max_pixels <= (Image.MAX_IMAGE_PIXELS or max_pixels) else "ignore",
+            Image.DecompressionBombWarning,
+        )
         try:
             opened = Image.open(source, formats=formats)  # reads the header only
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -205,7 +207,9 @@ def to_rgb(image, name: str = "the image") -> Image.Image:
         try:
             return image.convert("RGB")
         except ValueError as error:
-            raise ImageInputError(f"{name} has mode {image.mode}, which Pillow cannot convert to RGB ({error})") from None
+            raise ImageInputError(
+                f"{name} has mode {image.mode}, which Pillow cannot convert to RGB ({error})"
+            ) from None
     array = np.asarray(image)
     _array_size(array, name)
     return _array_to_rgb(array, name)
@@ -225,7 +229,9 @@ def _array_to_rgb(array: np.ndarray, name: str) -> Image.Image:
             raise ImageInputError(f"{name} holds NaN or infinite values: expected float pixels in [0, 1]")
         low, high = float(array.min()), float(array.max())
         if low < 0 or high > 1:
-            raise ImageInputError(f"{name} has float pixels in [{low:.4g}, {high:.4g}]: expected float pixels in [0, 1]")
+            raise ImageInputError(
+                f"{name} has float pixels in [{low:.4g}, {high:.4g}]: expected float pixels in [0, 1]"
+            )
         pixels = np.rint(array.astype(np.float64) * 255).astype(np.uint8)
     else:
         raise ImageInputError(
@@ -237,4 +243,14 @@ def _array_to_rgb(array: np.ndarray, name: str) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(pixels), "RGB")
 
 
-__all__ = ["EXPECTED", "FORMATS", "ImageInputError", "MAX_PIXELS", "MIN_SIDE", "check_limit", "check_size", "read_image", "to_rgb"]
+__all__ = [
+    "EXPECTED",
+    "FORMATS",
+    "ImageInputError",
+    "MAX_PIXELS",
+    "MIN_SIDE",
+    "check_limit",
+    "check_size",
+    "read_image",
+    "to_rgb",
+]

@@ -45,11 +45,15 @@ def read_model_json(name_or_path, filename: str, required: bool = False, **hub_k
         ValueError: the file has an ``auto_map`` (at any depth): it asks transformers to run custom code from the
             repository, which this library never does (transformers would stop to ask on the terminal).
     """
-    optional = {} if required else dict(
-        _raise_exceptions_for_missing_entries=False, _raise_exceptions_for_connection_errors=False
+    optional = (
+        {}
+        if required
+        else dict(_raise_exceptions_for_missing_entries=False, _raise_exceptions_for_connection_errors=False)
     )
     path = cached_file(
-        str(name_or_path), filename, **optional,
+        str(name_or_path),
+        filename,
+        **optional,
         **{key: value for key, value in hub_kwargs.items() if key in _HUB_FILE_KWARGS},
     )
     if path is None:
@@ -112,8 +116,9 @@ def naming_damaged_files(name_or_path, **hub_kwargs):
         folder = str(name_or_path)
         if not os.path.isdir(folder):
             options = {key: value for key, value in hub_kwargs.items() if key in ("cache_dir", "revision", "token")}
-            config = cached_file(folder, "config.json", local_files_only=True,
-                                 _raise_exceptions_for_missing_entries=False, **options)
+            config = cached_file(
+                folder, "config.json", local_files_only=True, _raise_exceptions_for_missing_entries=False, **options
+            )
             folder = os.path.dirname(config) if config else None
         for name in sorted(os.listdir(folder)) if folder else ():
             if name.endswith(".safetensors"):

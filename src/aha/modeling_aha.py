@@ -161,12 +161,15 @@ class AHADecoder(nn.Module):
         for norm, feature in zip(self.norms, features):
             feature = norm(feature.permute(0, 2, 3, 1))  # (B, h, w, C_l): the token layout, no copy for a ViT
             if feature.shape[1:3] != base:
-                feature = F.interpolate(feature.permute(0, 3, 1, 2), size=base, mode="bilinear", align_corners=False,
-                                        antialias=True).permute(0, 2, 3, 1)
+                feature = F.interpolate(
+                    feature.permute(0, 3, 1, 2), size=base, mode="bilinear", align_corners=False, antialias=True
+                ).permute(0, 2, 3, 1)
             grids.append(feature)
         # the 1x1 projection as a matrix product over channels; the result, (B, F, h, w) in channels-last memory,
         # keeps every convolution below channels-last (several times faster on CPU for these narrow layers)
-        x = F.linear(torch.cat(grids, dim=-1), self.projection.weight.flatten(1), self.projection.bias).permute(0, 3, 1, 2)
+        x = F.linear(torch.cat(grids, dim=-1), self.projection.weight.flatten(1), self.projection.bias).permute(
+            0, 3, 1, 2
+        )
         scales, shifts = self.film(self.class_embedding(classes))[:, :, None, None].chunk(2, dim=1)
         scales, shifts = scales.chunk(len(self.blocks) + 1, dim=1), shifts.chunk(len(self.blocks) + 1, dim=1)
         x = x * (1 + scales[0]) + shifts[0]
@@ -256,7 +259,9 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
             model.eval()
         return self
 
-    def _set_gradient_checkpointing(self, enable: bool = True, gradient_checkpointing_func=None, every_n_layers: int = 1):
+    def _set_gradient_checkpointing(
+        self, enable: bool = True, gradient_checkpointing_func=None, every_n_layers: int = 1
+    ):
         """What transformers' ``activation_checkpointing_enable()`` / ``_disable()`` switch: recomputing the frozen
         classifier's activations in the backward pass of the training loss.
 
@@ -289,7 +294,11 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
 
     @classmethod
     def from_classifier(
-        cls, classifier: PreTrainedModel, image_processor=None, feature_backbone: PreTrainedModel | None = None, **config_overrides
+        cls,
+        classifier: PreTrainedModel,
+        image_processor=None,
+        feature_backbone: PreTrainedModel | None = None,
+        **config_overrides,
     ) -> "AHAExplainer":
         """Wrap an in-memory HF image classifier (frozen) with a freshly initialised decoder.
 
@@ -303,14 +312,10 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
             **config_overrides: any [`AHAConfig`] field.
         """
         if not isinstance(classifier, PreTrainedModel) or not hasattr(classifier.config, "num_labels"):
-            raise ValueError(
-                f"expected a transformers image classification model, got {type(classifier).__name__}"
-            )
+            raise ValueError(f"expected a transformers image classification model, got {type(classifier).__name__}")
         BackboneSpec.from_model(classifier)
         if "ForImageClassification" not in type(classifier).__name__:
-            raise ValueError(
-                f"expected a transformers *ForImageClassification model, got {type(classifier).__name__}"
-            )
+            raise ValueError(f"expected a transformers *ForImageClassification model, got {type(classifier).__name__}")
         # a local folder is recorded by its absolute path, so a decoder-only save loads from any working directory
         source = classifier.name_or_path or None
         if source and os.path.isdir(source):
@@ -326,7 +331,9 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
         if feature_backbone is not None:
             BackboneSpec.from_model(feature_backbone)
             backbone_config = feature_backbone.config.__class__.from_dict(feature_backbone.config.to_dict())
-        config = AHAConfig(classifier_config=classifier_config, feature_backbone_config=backbone_config, **config_overrides)
+        config = AHAConfig(
+            classifier_config=classifier_config, feature_backbone_config=backbone_config, **config_overrides
+        )
         explainer = cls(config)
         explainer.image_processor = image_processor
         explainer.classifier.load_state_dict(classifier.state_dict())
@@ -397,7 +404,9 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
             classes.append(torch.where(logits.argmax(-1) == labels, runner_up, labels))
         repeats = len(classes)
         classes = torch.cat(classes)
-        maps = self.decoder([f.repeat(repeats, 1, 1, 1) for f in features], classes, pixel_values.repeat(repeats, 1, 1, 1))
+        maps = self.decoder(
+            [f.repeat(repeats, 1, 1, 1) for f in features], classes, pixel_values.repeat(repeats, 1, 1, 1)
+        )
         terms = self.objective(
             self.classifier,
             pixel_values.repeat(repeats, 1, 1, 1),
@@ -415,7 +424,9 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
         )
 
     # -------------------------------------------------------------------------------------- explain
-    def refinement_objective(self, pixel_values: torch.Tensor, maps: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def refinement_objective(
+        self, pixel_values: torch.Tensor, maps: torch.Tensor, target: torch.Tensor
+    ) -> torch.Tensor:
         """The deterministic objective test-time refinement minimises, per image: (B,) (see
         :func:`aha.refinement.refinement_loss`)."""
         return refinement_loss(self, pixel_values, maps, target)
@@ -441,11 +452,19 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
         check_number("refine_steps", refine_steps, integer=True, minimum=0)
         check_number("refine_lr", refine_lr, above=0, optional=True)
         if refine_plan is not None and not isinstance(refine_plan, RefinementPlan):
-            raise TypeError(f"refine_plan must be an aha.refinement.RefinementPlan or None, got {type(refine_plan).__name__}")
+            raise TypeError(
+                f"refine_plan must be an aha.refinement.RefinementPlan or None, got {type(refine_plan).__name__}"
+            )
         with torch.no_grad():
             output = self(pixel_values, target=target)
         if refine_steps == 0:
             return output.attributions
-        return refine_with_plan(self, pixel_values, output.attributions, output.target, refine_steps,
-                                self.config.refine_lr if refine_lr is None else refine_lr,
-                                RefinementPlan() if refine_plan is None else refine_plan)
+        return refine_with_plan(
+            self,
+            pixel_values,
+            output.attributions,
+            output.target,
+            refine_steps,
+            self.config.refine_lr if refine_lr is None else refine_lr,
+            RefinementPlan() if refine_plan is None else refine_plan,
+        )

@@ -118,7 +118,9 @@ class RankingObjective:
         fractions, spacing = self.curve_fractions(maps.device, generator if noise else None)
         # float32 cells: the soft permutation and its cumulative sums over up to G^2 ranks would lose the ranking in bf16
         cells = F.adaptive_avg_pool2d(maps.unsqueeze(1).float(), grid).flatten(1)
-        permutation = gumbel_sinkhorn(cells, tau=tau, n_iters=config.sinkhorn_iterations, noise=noise, generator=generator)
+        permutation = gumbel_sinkhorn(
+            cells, tau=tau, n_iters=config.sinkhorn_iterations, noise=noise, generator=generator
+        )
         # top-p membership, and bottom-p membership as 1 - top-(1-p): one relaxation serves both orders
         membership = soft_topk_membership(permutation, torch.cat([fractions, 1 - fractions]))
         top, bottom = membership[:, : len(fractions)], 1 - membership[:, len(fractions) :]
@@ -132,12 +134,27 @@ class RankingObjective:
         blurred = reference_blur(pixel_values) if config.rise_insertion_weight else None
         # name -> (weight, perturbed images (N, F - 2, C, H, W) between the end points, start, end, high is good)
         terms = {
-            "deletion": (config.deletion_weight, lambda: blend(images, reference_images.unsqueeze(1), pixel_masks(top)),
-                         "clean", "reference", False),
-            "lrf": (config.lrf_insertion_weight, lambda: blend(images, reference_images.unsqueeze(1), pixel_masks(bottom)),
-                    "clean", "reference", True),
-            "rise": (config.rise_insertion_weight, lambda: blend(blurred.unsqueeze(1), images, pixel_masks(top)),
-                     "blurred", "clean", True),
+            "deletion": (
+                config.deletion_weight,
+                lambda: blend(images, reference_images.unsqueeze(1), pixel_masks(top)),
+                "clean",
+                "reference",
+                False,
+            ),
+            "lrf": (
+                config.lrf_insertion_weight,
+                lambda: blend(images, reference_images.unsqueeze(1), pixel_masks(bottom)),
+                "clean",
+                "reference",
+                True,
+            ),
+            "rise": (
+                config.rise_insertion_weight,
+                lambda: blend(blurred.unsqueeze(1), images, pixel_masks(top)),
+                "blurred",
+                "clean",
+                True,
+            ),
         }
         active = [name for name, term in terms.items() if term[0]]
         # the curves' end points do not depend on the map: scored once, without gradient
@@ -192,8 +209,9 @@ class RankingObjective:
             logits = classifier(pixel_values=images[:1]).logits.expand(len(classes), -1)
         if logits is not None:
             return class_scores(logits, classes, "probability")
-        return perturbation_scores(classifier, len(images), images.__getitem__, classes, "probability",
-                                   self.config.perturbation_batch_size)
+        return perturbation_scores(
+            classifier, len(images), images.__getitem__, classes, "probability", self.config.perturbation_batch_size
+        )
 
     def peak_window(self, height: int, width: int) -> int:
         """``config.peak_window`` (pixels at 224 px) scaled to this image side, odd and >= 3."""

@@ -180,7 +180,9 @@ def cell_masks_to_pixels(cell_masks: torch.Tensor, size: tuple[int, int], sigma:
     ``sigma`` pixels, done as two small matrix products ``A @ M @ B^T`` (both steps are separable and linear)."""
     grid = cell_masks.shape[-1]
     rows = cell_to_pixel_matrix(grid, size[0], sigma, cell_masks.device, cell_masks.dtype)
-    columns = rows if size[1] == size[0] else cell_to_pixel_matrix(grid, size[1], sigma, cell_masks.device, cell_masks.dtype)
+    columns = (
+        rows if size[1] == size[0] else cell_to_pixel_matrix(grid, size[1], sigma, cell_masks.device, cell_masks.dtype)
+    )
     return rows @ cell_masks @ columns.T
 
 
@@ -250,7 +252,9 @@ def perturbation_scores(
     checkpoint: bool = False,
 ) -> torch.Tensor:
     """The scores of all ``count`` perturbed images of :func:`iter_scores` (same arguments): (count,) float32."""
-    return torch.cat([scores for _, _, scores in iter_scores(classifier, count, images_at, classes, score, chunk_size, checkpoint)])
+    return torch.cat(
+        [scores for _, _, scores in iter_scores(classifier, count, images_at, classes, score, chunk_size, checkpoint)]
+    )
 
 
 def trapezoid_auc(curves: torch.Tensor, fractions: torch.Tensor | None = None) -> torch.Tensor:

@@ -90,8 +90,17 @@ class ImageAttributionPipeline(Pipeline):
             raise ValueError(f"target must be in [0, {config.num_labels}), got {target}")
         return int(target)
 
-    def _sanitize_parameters(self, target=None, top_k=None, refine_steps=None, overlay=None, curves=None, timeout=None,
-                             max_image_pixels=None, min_image_side=None):
+    def _sanitize_parameters(
+        self,
+        target=None,
+        top_k=None,
+        refine_steps=None,
+        overlay=None,
+        curves=None,
+        timeout=None,
+        max_image_pixels=None,
+        min_image_side=None,
+    ):
         preprocess, forward, postprocess = {}, {}, {}
         if timeout is not None:
             preprocess["timeout"] = timeout
@@ -163,14 +172,18 @@ class ImageAttributionPipeline(Pipeline):
             result["overlay"] = explained_picture(model_outputs["original"], attribution, caption)
         for name in ("deletion", "insertion"):
             if f"{name}_auc" in model_outputs:
-                result[name] = CurveResult(default_fractions(), model_outputs[f"{name}_curves"], model_outputs[f"{name}_auc"])
+                result[name] = CurveResult(
+                    default_fractions(), model_outputs[f"{name}_curves"], model_outputs[f"{name}_auc"]
+                )
         return result
 
 
 def register_pipeline() -> None:
     """Make ``pipeline("image-attribution", ...)`` build an :class:`ImageAttributionPipeline` (run on ``import aha``)."""
     if TASK not in PIPELINE_REGISTRY.supported_tasks:
-        PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=ImageAttributionPipeline, pt_model=AutoModel, type="image")
+        PIPELINE_REGISTRY.register_pipeline(
+            TASK, pipeline_class=ImageAttributionPipeline, pt_model=AutoModel, type="image"
+        )
 
 
 __all__ = ["ImageAttributionPipeline", "TASK", "register_pipeline"]

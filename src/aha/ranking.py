@@ -28,7 +28,9 @@ def normalize_scores(scores: torch.Tensor, bandwidth: float = 0.01) -> torch.Ten
     median instead, and no scale goes below ``sqrt(eps) * (1 + |median|)`` (eps of the scores' dtype).
     """
     with torch.no_grad():
-        quartiles = torch.quantile(scores, torch.tensor([0.25, 0.5, 0.75], device=scores.device, dtype=scores.dtype), dim=1)
+        quartiles = torch.quantile(
+            scores, torch.tensor([0.25, 0.5, 0.75], device=scores.device, dtype=scores.dtype), dim=1
+        )
         median = quartiles[1].unsqueeze(1)
         spread = (quartiles[2] - quartiles[0]).unsqueeze(1)
         floor = torch.finfo(scores.dtype).eps ** 0.5 * (1 + median.abs())

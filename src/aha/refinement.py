@@ -52,7 +52,9 @@ class RefinementPlan:
     def __post_init__(self):
         check_bool("alternate_terms", self.alternate_terms)
         check_bool("checkpoint", self.checkpoint)
-        check_number("num_fractions", self.num_fractions, integer=True, minimum=3, maximum=MAX_FRACTIONS, optional=True)
+        check_number(
+            "num_fractions", self.num_fractions, integer=True, minimum=3, maximum=MAX_FRACTIONS, optional=True
+        )
         check_number("grid_cell_patches", self.grid_cell_patches, above=0, optional=True)
         check_number("offset_stride", self.offset_stride, integer=True, minimum=1, optional=True)
         check_number("sinkhorn_iterations", self.sinkhorn_iterations, integer=True, minimum=1, optional=True)
@@ -66,9 +68,15 @@ def plan_grid(explainer, plan: RefinementPlan, height: int, width: int) -> int:
     return max(2, round(min(height, width) / (plan.grid_cell_patches * explainer.classifier_spec.patch_size)))
 
 
-def refinement_loss(explainer, pixel_values: torch.Tensor, maps: torch.Tensor, target: torch.Tensor,
-                    plan: RefinementPlan = RefinementPlan(), step: int = 0,
-                    clean_logits: torch.Tensor | None = None) -> torch.Tensor:
+def refinement_loss(
+    explainer,
+    pixel_values: torch.Tensor,
+    maps: torch.Tensor,
+    target: torch.Tensor,
+    plan: RefinementPlan = RefinementPlan(),
+    step: int = 0,
+    clean_logits: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The deterministic objective refinement step ``step`` minimises under ``plan``, per image: (B,).
 
     No Gumbel noise, tau = ``config.tau_end``, the "mean" reference; the plan's fractions, Sinkhorn iterations, terms (with
@@ -91,14 +99,28 @@ def refinement_loss(explainer, pixel_values: torch.Tensor, maps: torch.Tensor, t
                 config.lrf_insertion_weight = 0.0
         objective = RankingObjective(config, patch_size=explainer.classifier_spec.patch_size)
     return objective(
-        explainer.classifier, pixel_values, maps, target, tau=config.tau_end,
-        grid=plan_grid(explainer, plan, *pixel_values.shape[-2:]), reference="mean",
-        noise=False, checkpoint=plan.checkpoint, clean_logits=clean_logits,
+        explainer.classifier,
+        pixel_values,
+        maps,
+        target,
+        tau=config.tau_end,
+        grid=plan_grid(explainer, plan, *pixel_values.shape[-2:]),
+        reference="mean",
+        noise=False,
+        checkpoint=plan.checkpoint,
+        clean_logits=clean_logits,
     ).loss
 
 
-def refine_with_plan(explainer, pixel_values: torch.Tensor, maps: torch.Tensor, target: torch.Tensor, steps: int,
-                     lr: float, plan: RefinementPlan = RefinementPlan()) -> torch.Tensor:
+def refine_with_plan(
+    explainer,
+    pixel_values: torch.Tensor,
+    maps: torch.Tensor,
+    target: torch.Tensor,
+    steps: int,
+    lr: float,
+    plan: RefinementPlan = RefinementPlan(),
+) -> torch.Tensor:
     """``maps`` (B, H, W) standardised per image, then moved by ``steps`` Adam steps of learning rate ``lr`` on
     :func:`refinement_loss` under ``plan``, all images at once; returns the refined maps (detached, float32). With
     ``plan.offset_stride`` the steps move a (B, H / s, W / s) offset, bilinearly upsampled and added to the
@@ -118,7 +140,10 @@ def refine_with_plan(explainer, pixel_values: torch.Tensor, maps: torch.Tensor, 
         variable = torch.zeros(maps.shape[0], 1, *side, device=maps.device, dtype=base.dtype, requires_grad=True)
 
         def current():
-            return base + F.interpolate(variable, size=(height, width), mode="bilinear", align_corners=False).squeeze(1)
+            return base + F.interpolate(variable, size=(height, width), mode="bilinear", align_corners=False).squeeze(
+                1
+            )
+
     optimizer = torch.optim.Adam([variable], lr=lr)
     with torch.no_grad():
         clean_logits = explainer.classifier(pixel_values=pixel_values).logits if steps else None

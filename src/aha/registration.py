@@ -15,7 +15,11 @@ import sys
 
 
 #: importing any of these makes the registration happen (they are what looks an "aha" model type or task up)
-TRIGGERS = ("transformers.pipelines", "transformers.models.auto.configuration_auto", "transformers.models.auto.modeling_auto")
+TRIGGERS = (
+    "transformers.pipelines",
+    "transformers.models.auto.configuration_auto",
+    "transformers.models.auto.modeling_auto",
+)
 _registered = False
 
 

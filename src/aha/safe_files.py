@@ -148,7 +148,9 @@ def read_json(path: str):
         raise
     except (ValueError, OSError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
         reason = "nested too deeply" if isinstance(error, RecursionError) else error
-        raise DamagedFileError(f"{path} is not a readable JSON file ({reason}): it is damaged or was replaced") from None
+        raise DamagedFileError(
+            f"{path} is not a readable JSON file ({reason}): it is damaged or was replaced"
+        ) from None
 
 
 def write_safetensors(path: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
@@ -198,6 +200,14 @@ def _damaged(path: str, error: Exception) -> DamagedFileError:
 
 
 _DTYPES = {
-    "BOOL": torch.bool, "U8": torch.uint8, "I8": torch.int8, "I16": torch.int16, "I32": torch.int32,
-    "I64": torch.int64, "F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64,
+    "BOOL": torch.bool,
+    "U8": torch.uint8,
+    "I8": torch.int8,
+    "I16": torch.int16,
+    "I32": torch.int32,
+    "I64": torch.int64,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "F32": torch.float32,
+    "F64": torch.float64,
 }

@@ -106,8 +106,11 @@ def _load_recorded_classifier(config: AHAConfig, **hub_kwargs) -> PreTrainedMode
         )
     try:
         return load_classifier(
-            classifier_class(config.classifier_config), config.classifier_name_or_path,
-            "the classifier this explainer was saved for,", revision=config.classifier_revision, **hub_kwargs
+            classifier_class(config.classifier_config),
+            config.classifier_name_or_path,
+            "the classifier this explainer was saved for,",
+            revision=config.classifier_revision,
+            **hub_kwargs,
         )
     except OSError as error:
         raise OSError(
@@ -133,7 +136,9 @@ class ExplainerSavingMixin:
         """Let loading a decoder-only save leave the classifier's weights out: they are attached after loading."""
         self._keys_to_ignore_on_load_missing.add("^" + re.escape(CLASSIFIER_PREFIX))
 
-    def save_pretrained(self, save_directory, *args, include_classifier: bool = True, state_dict: dict | None = None, **kwargs):
+    def save_pretrained(
+        self, save_directory, *args, include_classifier: bool = True, state_dict: dict | None = None, **kwargs
+    ):
         """[`~PreTrainedModel.save_pretrained`], self-contained by default or, like a PEFT adapter, without the classifier.
 
         Either way the config records the fingerprint of the classifier's weights (`classifier_fingerprint`, see
@@ -163,7 +168,9 @@ class ExplainerSavingMixin:
                 "use explainer.push_to_hub(repo_id), which saves and uploads in one commit"
             )
         if os.path.isfile(save_directory):
-            raise NotADirectoryError(f"save_pretrained: {save_directory} is a file; pass a folder to save the explainer in")
+            raise NotADirectoryError(
+                f"save_pretrained: {save_directory} is a file; pass a folder to save the explainer in"
+            )
         main_process = kwargs.get("is_main_process", True)
         state_dict = self.state_dict() if state_dict is None else state_dict
         stale = os.path.join(save_directory, IMAGE_PROCESSOR_NAME)
@@ -177,7 +184,9 @@ class ExplainerSavingMixin:
         finally:
             self.config.includes_classifier = True  # in memory the explainer always holds its classifier
 
-    def _write_save(self, folder: str, state_dict: dict, include_classifier: bool, main_process: bool, *args, **kwargs):
+    def _write_save(
+        self, folder: str, state_dict: dict, include_classifier: bool, main_process: bool, *args, **kwargs
+    ):
         """Write a save into ``folder``: the image processor first, then the weights and config.json (transformers'
         ``save_pretrained``), then config.json again with the ``fingerprints`` of the weights and of both files as
         written."""
@@ -206,12 +215,18 @@ class ExplainerSavingMixin:
         from .hub import push_explainer  # aha.hub imports the pipeline, which imports the explainer
 
         check_bool("include_classifier", include_classifier)  # before the repository is created
-        return push_explainer(self, repo_id, include_classifier=include_classifier, eval_results=eval_results, **kwargs)
+        return push_explainer(
+            self, repo_id, include_classifier=include_classifier, eval_results=eval_results, **kwargs
+        )
 
     @classmethod
     def from_pretrained(
-        cls, pretrained_model_name_or_path, *model_args, classifier: PreTrainedModel | None = None,
-        allow_unfingerprinted: bool = False, **kwargs,
+        cls,
+        pretrained_model_name_or_path,
+        *model_args,
+        classifier: PreTrainedModel | None = None,
+        allow_unfingerprinted: bool = False,
+        **kwargs,
     ):
         """[`~PreTrainedModel.from_pretrained`] from safetensors only, for self-contained and decoder-only saves.
 
@@ -265,10 +280,14 @@ class ExplainerSavingMixin:
             )
         if loading_info["missing_keys"]:
             missing = sorted(loading_info["missing_keys"])
-            raise ValueError(f"{pretrained_model_name_or_path} lacks {len(missing)} weights of the explainer: {missing[:5]}")
+            raise ValueError(
+                f"{pretrained_model_name_or_path} lacks {len(missing)} weights of the explainer: {missing[:5]}"
+            )
         model._freeze_frozen_models()  # loading replaces the parameters that __init__ froze
         # a decoder-only save's classifier is checked where it is loaded (load_classifier) or was passed
-        check_finite_weights(model, pretrained_model_name_or_path, skip="" if model.config.includes_classifier else CLASSIFIER_PREFIX)
+        check_finite_weights(
+            model, pretrained_model_name_or_path, skip="" if model.config.includes_classifier else CLASSIFIER_PREFIX
+        )
         processor = _saved_image_processor(pretrained_model_name_or_path, **file_kwargs)
         model._check_saved_fingerprints(stored, config_path, processor, allow_unfingerprinted)
         if classifier is None and not model.config.includes_classifier:
@@ -282,7 +301,9 @@ class ExplainerSavingMixin:
         model.image_processor = None if processor is None else processor[0]
         return (model, loading_info) if output_loading_info else model
 
-    def _check_saved_fingerprints(self, stored: dict, config_path: str, processor, allow_unfingerprinted: bool) -> None:
+    def _check_saved_fingerprints(
+        self, stored: dict, config_path: str, processor, allow_unfingerprinted: bool
+    ) -> None:
         """Check the loaded weights, the stored config (``stored``, read from ``config_path``) and the saved image
         processor (``(processor, settings, path)`` or None) against the ``fingerprints`` recorded in config.json.
 
@@ -292,22 +313,30 @@ class ExplainerSavingMixin:
         """
         recorded = stored.get("fingerprints")
         if recorded is None:
-            _unfingerprinted(f"{config_path} records no fingerprints of the explainer's weights, config and image "
-                             "processor: ", allow_unfingerprinted)
+            _unfingerprinted(
+                f"{config_path} records no fingerprints of the explainer's weights, config and image processor: ",
+                allow_unfingerprinted,
+            )
             return
         _check_fingerprints(recorded)
-        current = saved_fingerprints(own_weights(self.state_dict()), stored, None if processor is None else processor[1])
+        current = saved_fingerprints(
+            own_weights(self.state_dict()), stored, None if processor is None else processor[1]
+        )
         changed = changed_parts(recorded, current)
         if changed:
             files = {
-                "weights": weights_files(self.name_or_path), "classifier_config": config_path,
+                "weights": weights_files(self.name_or_path),
+                "classifier_config": config_path,
                 "explainer_config": config_path,
-                "image_processor": processor[2] if processor else os.path.join(str(self.name_or_path), IMAGE_PROCESSOR_NAME),
+                "image_processor": processor[2]
+                if processor
+                else os.path.join(str(self.name_or_path), IMAGE_PROCESSOR_NAME),
             }
             differences = "; ".join(
                 f"{files[part]} [{FINGERPRINTED_PARTS[part]}]: fingerprint "
                 + (short_fingerprint(current[part]) if current[part] else "none, the file is missing")
-                + ", saved " + (short_fingerprint(recorded[part]) if recorded[part] else "none, the save had no such file")
+                + ", saved "
+                + (short_fingerprint(recorded[part]) if recorded[part] else "none, the save had no such file")
                 for part in changed
             )
             raise ValueError(
@@ -325,8 +354,10 @@ class ExplainerSavingMixin:
         """
         expected = self.config.classifier_fingerprint
         if expected is None:
-            _unfingerprinted(f"{config_path} records no classifier_fingerprint, so its classifier cannot be checked: ",
-                             allow_unfingerprinted)
+            _unfingerprinted(
+                f"{config_path} records no classifier_fingerprint, so its classifier cannot be checked: ",
+                allow_unfingerprinted,
+            )
             return
         got = weights_fingerprint(self.classifier)
         if got != expected:

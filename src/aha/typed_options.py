@@ -33,8 +33,10 @@ def parse_option(name: str, value: Any, annotation: Any) -> Any:
                 return parse_option(name, value, choice)
             except ValueError as error:
                 errors.append(error)
-        raise errors[0] if len(errors) == 1 else ValueError(
-            f"{name} must be {' or '.join(_describe(choice) for choice in choices)}, got {value!r}"
+        raise (
+            errors[0]
+            if len(errors) == 1
+            else ValueError(f"{name} must be {' or '.join(_describe(choice) for choice in choices)}, got {value!r}")
         )
     if origin is Literal:
         if value in arguments and not isinstance(value, bool):

@@ -101,19 +101,23 @@ def check_number(
     else:
         expected = "a finite number"
         valid = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    bounds = [f">= {minimum}" if minimum is not None else None, f"> {above}" if above is not None else None,
-              f"<= {maximum}" if maximum is not None else None]
+    bounds = [
+        f">= {minimum}" if minimum is not None else None,
+        f"> {above}" if above is not None else None,
+        f"<= {maximum}" if maximum is not None else None,
+    ]
     expected = " ".join([expected, " and ".join(b for b in bounds if b)]).strip() + (" (or None)" if optional else "")
     if valid:
-        valid = ((minimum is None or value >= minimum) and (above is None or value > above)
-                 and (maximum is None or value <= maximum))
+        valid = (
+            (minimum is None or value >= minimum)
+            and (above is None or value > above)
+            and (maximum is None or value <= maximum)
+        )
     if not valid:
         raise ValueError(f"{name} must be {expected}, got {value!r}")
 
 
-def check_classes(
-    classes, batch_size: int, num_labels: int | None, name: str = "target", device=None
-) -> torch.Tensor:
+def check_classes(classes, batch_size: int, num_labels: int | None, name: str = "target", device=None) -> torch.Tensor:
     """Class indices as a (batch_size,) long tensor on ``device``.
 
     Args:
@@ -139,7 +143,11 @@ def check_classes(
 
 
 def resolve_target(
-    target, batch_size: int, num_labels: int | None, predicted: Callable[[], torch.Tensor], name: str = "target",
+    target,
+    batch_size: int,
+    num_labels: int | None,
+    predicted: Callable[[], torch.Tensor],
+    name: str = "target",
     device=None,
 ) -> torch.Tensor:
     """The classes explained, (batch_size,) long: the predicted ones when ``target`` is None, else ``target``

@@ -32,7 +32,9 @@ def heat_colours(values: np.ndarray, cmap: str = DEFAULT_COLORMAP) -> np.ndarray
         cmap: any name in ``matplotlib.colormaps`` ("turbo", "inferno", "viridis", "jet", ...).
     """
     if cmap not in matplotlib.colormaps:
-        raise ValueError(f"unknown colormap {cmap!r}: expected a name in matplotlib.colormaps, e.g. 'turbo' or 'inferno'")
+        raise ValueError(
+            f"unknown colormap {cmap!r}: expected a name in matplotlib.colormaps, e.g. 'turbo' or 'inferno'"
+        )
     values = np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0)
     return matplotlib.colormaps[cmap](values, bytes=True)[..., :3]
 
@@ -141,8 +143,13 @@ def colour_bar(height: int, cmap: str = DEFAULT_COLORMAP, normalise: str = "rank
 
 
 def explained_picture(
-    image, attribution, caption: str | None = None, alpha: float = 0.6, normalise: str = "rank",
-    cmap: str = DEFAULT_COLORMAP, display_side: int = DISPLAY_SIDE,
+    image,
+    attribution,
+    caption: str | None = None,
+    alpha: float = 0.6,
+    normalise: str = "rank",
+    cmap: str = DEFAULT_COLORMAP,
+    display_side: int = DISPLAY_SIDE,
 ) -> Image.Image:
     """An overlay that explains itself: :func:`overlay`, enlarged by a whole factor (nearest neighbour) until
     its shorter side reaches ``display_side`` pixels (a 64 px image becomes 256 px; larger ones keep their
@@ -275,9 +282,16 @@ def curve_plot(curves: Mapping[str, object], image: int | None = None, title: st
         if image is not None and not -len(values) <= image < len(values):
             raise ValueError(f"image must index the {len(values)} curves of {label!r}, got {image}")
         curve, auc = (values.mean(0), aucs.mean()) if image is None else (values[image], aucs[image])
-        axes.plot(torch.as_tensor(result.fractions).cpu().numpy(), curve.numpy(), marker=".", label=f"{label} (AUC {auc:.3f})")
+        axes.plot(
+            torch.as_tensor(result.fractions).cpu().numpy(),
+            curve.numpy(),
+            marker=".",
+            label=f"{label} (AUC {auc:.3f})",
+        )
     axes.set(xlabel="fraction of pixels perturbed", ylabel="target score", xlim=(0, 1), title=title)
     axes.set_ylim(bottom=0)
     axes.grid(alpha=0.3)
-    figure.legend(loc="outside lower center", ncols=columns, fontsize="small", frameon=False)  # below the axes: hides no curve
+    figure.legend(
+        loc="outside lower center", ncols=columns, fontsize="small", frameon=False
+    )  # below the axes: hides no curve
     return figure

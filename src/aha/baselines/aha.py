@@ -23,13 +23,17 @@ class AHAAttribution(Attributor):
     name = "aha"
     needs_tokens = True  # the explainer's decoder reads the classifier's spatial hidden states
 
-    def __init__(self, classifier, explainer: AHAExplainer | None = None, refine_steps: int = 0, refine_lr: float | None = None):
+    def __init__(
+        self, classifier, explainer: AHAExplainer | None = None, refine_steps: int = 0, refine_lr: float | None = None
+    ):
         super().__init__(classifier)
         if not isinstance(explainer, AHAExplainer):
             raise ValueError(
                 f'get_attributor("aha", classifier, explainer=...) needs an AHAExplainer, got {type(explainer).__name__}'
             )
-        if classifier is not explainer.classifier and weights_fingerprint(classifier) != weights_fingerprint(explainer.classifier):
+        if classifier is not explainer.classifier and weights_fingerprint(classifier) != weights_fingerprint(
+            explainer.classifier
+        ):
             raise ValueError(
                 f"the explainer explains a classifier with other weights than {type(classifier).__name__} "
                 f"({classifier.name_or_path or 'in memory'}): pass the classifier it was built for, or explainer.classifier"

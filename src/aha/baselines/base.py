@@ -162,7 +162,9 @@ class Attributor:
             try:
                 self.spec = BackboneSpec.from_model(classifier)
             except ValueError as error:
-                raise ValueError(f"{self.name}: {error}. Methods for any image classifier: {', '.join(MODEL_AGNOSTIC)}") from error
+                raise ValueError(
+                    f"{self.name}: {error}. Methods for any image classifier: {', '.join(MODEL_AGNOSTIC)}"
+                ) from error
         else:
             self.spec = AnyInputSize(int(getattr(config, "num_channels", 3)))
         self.classifier = classifier
@@ -219,8 +221,14 @@ class PerturbationAttributor(Attributor):
     """
 
     def __init__(
-        self, classifier, reference: str = "mean", score: str = "probability", batch_size: int = 64,
-        image_processor=None, image_mean=None, image_std=None,
+        self,
+        classifier,
+        reference: str = "mean",
+        score: str = "probability",
+        batch_size: int = 64,
+        image_processor=None,
+        image_mean=None,
+        image_std=None,
     ):
         super().__init__(classifier)
         self.normalisation = resolve_normalisation(image_processor, image_mean, image_std)

@@ -51,8 +51,10 @@ class GradCAM(Attributor):
             suffixes = DEFAULT_TARGET_MODULES[self.spec.hierarchical]
             candidates = [name for name in modules if name.rsplit(".", 1)[-1] in suffixes]
             if not candidates:
-                raise ValueError(f"{type(classifier).__name__} has no module named {' or '.join(suffixes)}: "
-                                 "pass target_layer=<module name>")
+                raise ValueError(
+                    f"{type(classifier).__name__} has no module named {' or '.join(suffixes)}: "
+                    "pass target_layer=<module name>"
+                )
             target_layer = candidates[-1]  # registration order: the last block's
         elif not isinstance(target_layer, str) or target_layer not in modules:
             raise ValueError(f"target_layer must name a module of {type(classifier).__name__}, got {target_layer!r}")
@@ -90,7 +92,9 @@ class GradCAM(Attributor):
         activations, logits = self._activations(pixel_values)
         target = resolve_target(target, len(logits), self.num_labels, lambda: logits.argmax(-1), device=logits.device)
         if not isinstance(activations, torch.Tensor) or activations.ndim not in (3, 4):
-            raise ValueError(f"target_layer {self.target_layer} must output (B, tokens, C) tokens or a (B, C, h, w) map")
+            raise ValueError(
+                f"target_layer {self.target_layer} must output (B, tokens, C) tokens or a (B, C, h, w) map"
+            )
         (grads,) = torch.autograd.grad(class_scores(logits, target, "logit").sum(), activations)
         if activations.ndim == 4:  # a feature map (B, C, h, w), as tokens (B, h*w, C)
             (grid_h, grid_w), stride = activations.shape[-2:], None

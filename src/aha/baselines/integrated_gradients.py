@@ -67,7 +67,9 @@ class IntegratedGradients(PerturbationAttributor):
             return (reference[images] + alphas[steps, None, None, None] * delta[images]).requires_grad_(True)
 
         count, classes = batch * self.steps, target.repeat(self.steps)
-        for chunk, points, scores in iter_scores(self.classifier, count, points_at, classes, self.score, self.batch_size):
+        for chunk, points, scores in iter_scores(
+            self.classifier, count, points_at, classes, self.score, self.batch_size
+        ):
             (grads,) = torch.autograd.grad(scores.sum(), points)
             images, steps = pairs_of(chunk)
             integral.index_add_(0, images, grads.float() * weights[steps, None, None, None])

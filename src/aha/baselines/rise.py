@@ -11,9 +11,7 @@ from aha.baselines.base import PerturbationAttributor, scores_under_masks
 from aha.validation import check_number
 
 
-def rise_masks(
-    count: int, grid: int, p: float, height: int, width: int, generator: torch.Generator
-) -> torch.Tensor:
+def rise_masks(count: int, grid: int, p: float, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
     """RISE masks: binary ``grid`` x ``grid`` cells kept with probability ``p``, upsampled bilinearly to
     ``(grid + 1)`` cells of ``ceil(H / grid)`` x ``ceil(W / grid)`` pixels and cropped at a random shift
     of less than one cell.

@@ -70,14 +70,18 @@ def train_dataloader(
     return DataLoader(dataset, batch_size=batch_size, drop_last=True, collate_fn=collate_fn, generator=generator)
 
 
-def eval_dataloader(dataset, collate_fn, batch_size: int, accelerator: Accelerator, strategy: str = "auto") -> DataLoader:
+def eval_dataloader(
+    dataset, collate_fn, batch_size: int, accelerator: Accelerator, strategy: str = "auto"
+) -> DataLoader:
     """This process's share of a held-out split, in order, every example once (batches on the CPU).
 
     ``strategy`` splits a stream (``split_dataset_by_node``'s): ``"examples"`` has every process read the whole
     stream and keep every ``num_processes``-th example, so a column added before the split by ``map(...,
     with_indices=True)`` is the example's position in the split; ``"auto"`` may hand out whole shards instead."""
     split = {"strategy": strategy} if isinstance(dataset, datasets.IterableDataset) else {}
-    share = split_dataset_by_node(dataset, rank=accelerator.process_index, world_size=accelerator.num_processes, **split)
+    share = split_dataset_by_node(
+        dataset, rank=accelerator.process_index, world_size=accelerator.num_processes, **split
+    )
     return DataLoader(share, batch_size=batch_size, collate_fn=collate_fn)
 
 

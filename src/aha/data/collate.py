@@ -25,7 +25,9 @@ class ImageClassificationCollator:
         class_index_map: optional dataset label id -> classifier class id (see ``columns.class_index_map``).
     """
 
-    def __init__(self, image_processor, image_column: str, label_column: str | None, num_labels: int, class_index_map=None):
+    def __init__(
+        self, image_processor, image_column: str, label_column: str | None, num_labels: int, class_index_map=None
+    ):
         self.image_processor = image_processor
         self.image_column = image_column
         self.label_column = label_column
@@ -36,8 +38,10 @@ class ImageClassificationCollator:
         for key in (self.image_column, self.label_column):
             if key is not None and key not in examples[0]:
                 raise ValueError(f"examples have no {key!r} column (keys: {sorted(examples[0])})")
-        images = [to_rgb(example[self.image_column], f"the {self.image_column!r} of example {index} in the batch")
-                  for index, example in enumerate(examples)]
+        images = [
+            to_rgb(example[self.image_column], f"the {self.image_column!r} of example {index} in the batch")
+            for index, example in enumerate(examples)
+        ]
         pixel_values = self.image_processor(images, return_tensors="pt")["pixel_values"]
         if self.label_column is None:
             return {"pixel_values": pixel_values}
@@ -62,14 +66,18 @@ def _binary_mask(mask, size: tuple[int, int], name: str) -> np.ndarray:
     mask of another shape or with values other than 0 / 1 (or 0 / 255, an 8-bit image)."""
     array = np.asarray(mask)
     if array.ndim != 2:
-        raise ValueError(f"{name} has shape {array.shape}: expected one channel (H, W), e.g. an image of mode \"1\"")
+        raise ValueError(f'{name} has shape {array.shape}: expected one channel (H, W), e.g. an image of mode "1"')
     if array.dtype != bool:
         values = np.unique(array)
         if not (np.isin(values, (0, 1)).all() or np.isin(values, (0, 255)).all()):
-            raise ValueError(f"{name} is not binary: expected values 0 and 1 (or 0 and 255), found {values[:6].tolist()}")
+            raise ValueError(
+                f"{name} is not binary: expected values 0 and 1 (or 0 and 255), found {values[:6].tolist()}"
+            )
         array = array != 0
     if array.shape != tuple(size):
-        raise ValueError(f"{name} is {array.shape[0]} x {array.shape[1]} but its image is {size[0]} x {size[1]} (H x W)")
+        raise ValueError(
+            f"{name} is {array.shape[0]} x {array.shape[1]} but its image is {size[0]} x {size[1]} (H x W)"
+        )
     return array
 
 
@@ -91,12 +99,15 @@ def processed_masks(masks: list, images: list, image_processor, names: list[str]
     arrays = [_binary_mask(mask, _image_size(image), name) for mask, image, name in zip(masks, images, names)]
     pictures = [Image.fromarray(array.astype(np.uint8) * 255).convert("RGB") for array in arrays]
     references = [Image.new("RGB", pictures[0].size, (value,) * 3) for value in (0, 255)]
-    pixels = image_processor(pictures + references, resample=PILImageResampling.NEAREST,
-                             return_tensors="pt")["pixel_values"][:, 0].double()
+    pixels = image_processor(pictures + references, resample=PILImageResampling.NEAREST, return_tensors="pt")[
+        "pixel_values"
+    ][:, 0].double()
     centre = tuple(size // 2 for size in pixels.shape[1:])
     black, white = pixels[-2][centre], pixels[-1][centre]
     share = (pixels[:-2] - black) / (white - black)  # 0 where black, 1 where white
     if not ((share.abs() < 1e-4) | ((share - 1).abs() < 1e-4)).all():
-        raise ValueError(f"{type(image_processor).__name__} did not keep the masks binary when resizing them with "
-                         "nearest-neighbour resampling")
+        raise ValueError(
+            f"{type(image_processor).__name__} did not keep the masks binary when resizing them with "
+            "nearest-neighbour resampling"
+        )
     return share > 0.5

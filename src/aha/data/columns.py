@@ -16,7 +16,9 @@ from transformers.utils import logging
 logger = logging.get_logger(__name__)
 
 
-def check_columns(dataset: datasets.Dataset | datasets.IterableDataset, image_column: str, label_column: str, split: str):
+def check_columns(
+    dataset: datasets.Dataset | datasets.IterableDataset, image_column: str, label_column: str, split: str
+):
     """Raise a ValueError naming the missing or mistyped column. Streams whose features are unknown pass
     (their examples are checked when batched)."""
     features = dataset.features

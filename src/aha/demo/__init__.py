@@ -44,36 +44,83 @@ from .worlds import WORLDS, get_world
 QUICK_TRAIN, QUICK_EPOCHS, QUICK_STEPS = 2000, 6, 100
 #: settings of each preset: data sizes, classifier epochs, explainer steps, evaluation size and costs
 PRESETS = {
-    "quick": dict(num_train=QUICK_TRAIN, num_validation=16, num_test=200, classifier_epochs=QUICK_EPOCHS,
-                  explainer_steps=QUICK_STEPS, explainer_batch_size=16, eval_images=16, rise_masks=200, refine_steps=2),
-    "default": dict(num_train=8000, num_validation=200, num_test=1000, classifier_epochs=12, explainer_steps=400,
-                    explainer_batch_size=16, eval_images=100, rise_masks=1000, refine_steps=5),
-    "full": dict(num_train=8000, num_validation=200, num_test=1000, classifier_epochs=12, explainer_steps=1500,
-                 explainer_batch_size=16, eval_images=500, rise_masks=4000, refine_steps=5),
+    "quick": dict(
+        num_train=QUICK_TRAIN,
+        num_validation=16,
+        num_test=200,
+        classifier_epochs=QUICK_EPOCHS,
+        explainer_steps=QUICK_STEPS,
+        explainer_batch_size=16,
+        eval_images=16,
+        rise_masks=200,
+        refine_steps=2,
+    ),
+    "default": dict(
+        num_train=8000,
+        num_validation=200,
+        num_test=1000,
+        classifier_epochs=12,
+        explainer_steps=400,
+        explainer_batch_size=16,
+        eval_images=100,
+        rise_masks=1000,
+        refine_steps=5,
+    ),
+    "full": dict(
+        num_train=8000,
+        num_validation=200,
+        num_test=1000,
+        classifier_epochs=12,
+        explainer_steps=1500,
+        explainer_batch_size=16,
+        eval_images=500,
+        rise_masks=4000,
+        refine_steps=5,
+    ),
 }
 IMAGE_SIZE = 64
 EVAL_BATCH_SIZE = 8
 BASELINES = ("random", "centre", "rollout", "chefer", "gradcam", "integrated_gradients", "occlusion", "rise")
-DISPLAY_NAMES = {"random": "Random", "centre": "Centre", "rollout": "Rollout", "chefer": "Chefer",
-                 "gradcam": "Grad-CAM", "integrated_gradients": "IG", "occlusion": "Occlusion", "rise": "RISE"}
+DISPLAY_NAMES = {
+    "random": "Random",
+    "centre": "Centre",
+    "rollout": "Rollout",
+    "chefer": "Chefer",
+    "gradcam": "Grad-CAM",
+    "integrated_gradients": "IG",
+    "occlusion": "Occlusion",
+    "rise": "RISE",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aha demo",
         description="The offline end-to-end benchmark: procedural data with object masks, a ViT trained on it, an AHA "
-                    "explainer trained by `aha train`, and AHA against every comparison method with the exact metrics.",
+        "explainer trained by `aha train`, and AHA against every comparison method with the exact metrics.",
     )
-    parser.add_argument("--output", default="aha-demo", help="Report and cache folder (default: ./aha-demo); each world "
-                        "goes to a subfolder of its name.")
-    parser.add_argument("--world", choices=[*WORLDS, "all"], default="shapes",
-                        help="Benchmark world (default: shapes, AHA Shapes), or all of them plus a macro table over worlds.")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                        help="Sizes and costs: quick (a few minutes per world), default, full (the benchmark).")
+    parser.add_argument(
+        "--output",
+        default="aha-demo",
+        help="Report and cache folder (default: ./aha-demo); each world goes to a subfolder of its name.",
+    )
+    parser.add_argument(
+        "--world",
+        choices=[*WORLDS, "all"],
+        default="shapes",
+        help="Benchmark world (default: shapes, AHA Shapes), or all of them plus a macro table over worlds.",
+    )
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="default",
+        help="Sizes and costs: quick (a few minutes per world), default, full (the benchmark).",
+    )
     parser.add_argument("--quick", dest="preset", action="store_const", const="quick", help="Same as --preset quick.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the data, the classifier and the explainer.")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: the free cores, printed at the start).")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: the free cores, printed at the start)."
+    )
     return parser
 
 
@@ -101,8 +148,9 @@ def build_data(folder: Path, world: World, settings: dict) -> dict:
     from ..safe_files import write_text
 
     print(f"[aha demo] drawing {world.title} ...")
-    splits = world.dataset(settings["num_train"], settings["num_validation"], settings["num_test"],
-                           seed=settings["seed"], size=IMAGE_SIZE)
+    splits = world.dataset(
+        settings["num_train"], settings["num_validation"], settings["num_test"], seed=settings["seed"], size=IMAGE_SIZE
+    )
     splits.save_to_disk(str(folder))
     write_text(str(folder / "README.md"), card_template(world.card))  # the dataset card, for push_to_hub or a reader
     return {split: len(dataset) for split, dataset in splits.items()}
@@ -117,16 +165,24 @@ def build_classifier(folder: Path, data_folder: Path, world: World, settings: di
     splits = datasets.load_from_disk(str(data_folder))
     processor = image_processor_for(splits["train"], IMAGE_SIZE)
     print(f"[aha demo] training the {world.title} classifier (a ViT from scratch) ...")
-    model = train_classifier(splits["train"], processor, classifier_config(world.class_names, IMAGE_SIZE),
-                             epochs=world.classifier_epochs(settings["classifier_epochs"]), dihedral=world.dihedral, seed=settings["seed"],
-                             patch_evidence=world.patch_evidence(splits["train"]))
+    model = train_classifier(
+        splits["train"],
+        processor,
+        classifier_config(world.class_names, IMAGE_SIZE),
+        epochs=world.classifier_epochs(settings["classifier_epochs"]),
+        dihedral=world.dihedral,
+        seed=settings["seed"],
+        patch_evidence=world.patch_evidence(splits["train"]),
+    )
     with staged_folder(str(folder)) as staging:
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
     pixel_values, labels, _ = tensors_of(splits["test"], processor)
     test_accuracy = accuracy(model, pixel_values, labels)
-    print(f"[aha demo] {world.name} classifier test accuracy: {test_accuracy:.3f} "
-          f"(chance {1 / len(world.class_names):.3f}, {len(labels)} test images)")
+    print(
+        f"[aha demo] {world.name} classifier test accuracy: {test_accuracy:.3f} "
+        f"(chance {1 / len(world.class_names):.3f}, {len(labels)} test images)"
+    )
     return {"test_accuracy": test_accuracy, "parameters": sum(p.numel() for p in model.parameters())}
 
 
@@ -137,12 +193,18 @@ def explainer_arguments(output: Path, settings: dict) -> tuple:
     return (
         DataArguments(dataset_path=str(output / "data"), max_eval_samples=32),
         ModelArguments(model_name_or_path=str(output / "classifier")),
-        OptimisationArguments(max_train_steps=settings["explainer_steps"],
-                              per_device_train_batch_size=settings["explainer_batch_size"],
-                              learning_rate=settings["explainer_learning_rate"], gradient_checkpointing=False,
-                              seed=settings["seed"]),
-        RunArguments(output_dir=str(output / "explainer"), overwrite_output_dir=True,
-                     checkpointing_steps=max(settings["explainer_steps"] // 2, 1)),
+        OptimisationArguments(
+            max_train_steps=settings["explainer_steps"],
+            per_device_train_batch_size=settings["explainer_batch_size"],
+            learning_rate=settings["explainer_learning_rate"],
+            gradient_checkpointing=False,
+            seed=settings["seed"],
+        ),
+        RunArguments(
+            output_dir=str(output / "explainer"),
+            overwrite_output_dir=True,
+            checkpointing_steps=max(settings["explainer_steps"] // 2, 1),
+        ),
     )
 
 
@@ -170,8 +232,9 @@ def methods(explainer, settings: dict) -> dict:
     classifier = explainer.classifier
     attributors = {
         "AHA": get_attributor("aha", classifier, explainer=explainer),
-        f"AHA + {settings['refine_steps']} refine": get_attributor("aha", classifier, explainer=explainer,
-                                                                   refine_steps=settings["refine_steps"]),
+        f"AHA + {settings['refine_steps']} refine": get_attributor(
+            "aha", classifier, explainer=explainer, refine_steps=settings["refine_steps"]
+        ),
     }
     for name in BASELINES:
         options = {"n_masks": settings["rise_masks"]} if name == "rise" else {}
@@ -198,8 +261,16 @@ def evaluate(output: Path, settings: dict, metrics=None) -> tuple[list, float, d
     pixel_values, labels, masks = tensors_of(test, processor)
     attributors = methods(explainer, settings)
     print(f"[aha demo] evaluating {len(attributors)} methods on {len(test)} held-out test images ...")
-    results = evaluate_methods(attributors, explainer.classifier, pixel_values, labels, masks, processor,
-                               EVAL_BATCH_SIZE, metrics=METRICS if metrics is None else metrics)
+    results = evaluate_methods(
+        attributors,
+        explainer.classifier,
+        pixel_values,
+        labels,
+        masks,
+        processor,
+        EVAL_BATCH_SIZE,
+        metrics=METRICS if metrics is None else metrics,
+    )
     forward = forward_seconds_per_image(explainer.classifier, pixel_values, EVAL_BATCH_SIZE)
     return results, forward, {"images": list(test["image"]), "masks": masks.numpy()}
 
@@ -212,18 +283,22 @@ def environment() -> tuple[str, str]:
     from .. import __version__
 
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}"
-    versions = (f"aha-explain {__version__}, torch {torch.__version__}, transformers {transformers.__version__}, "
-                f"Python {platform.python_version()}")
+    versions = (
+        f"aha-explain {__version__}, torch {torch.__version__}, transformers {transformers.__version__}, "
+        f"Python {platform.python_version()}"
+    )
     return machine, versions
 
 
 def smoke_note(preset: str) -> str | None:
     """What the report and the first printed line say about a preset's size, when it is not the benchmark."""
     if preset == "quick":
-        return (f"quick preset, a smoke run ({QUICK_TRAIN} training images, {QUICK_EPOCHS} classifier epochs, "
-                f"{QUICK_STEPS} explainer steps, 16 test images), not the benchmark: on AHA Shapes its classifier is "
-                "well above chance and AHA beats random, on AHA Letters and AHA Parts the classifier stays near "
-                "chance (see benchmarks/RESULTS.md)")
+        return (
+            f"quick preset, a smoke run ({QUICK_TRAIN} training images, {QUICK_EPOCHS} classifier epochs, "
+            f"{QUICK_STEPS} explainer steps, 16 test images), not the benchmark: on AHA Shapes its classifier is "
+            "well above chance and AHA beats random, on AHA Letters and AHA Parts the classifier stays near "
+            "chance (see benchmarks/RESULTS.md)"
+        )
     return None
 
 
@@ -232,8 +307,10 @@ def chance_note(test_accuracy: float, num_classes: int) -> str | None:
     chance = 1 / num_classes
     if test_accuracy >= 2 * chance:
         return None
-    return (f"SMOKE RUN: this classifier is near chance (test accuracy {test_accuracy:.3f}, chance {chance:.3f}), so "
-            "every method's numbers below are noise; train longer (the default preset) for a benchmark")
+    return (
+        f"SMOKE RUN: this classifier is near chance (test accuracy {test_accuracy:.3f}, chance {chance:.3f}), so "
+        "every method's numbers below are noise; train longer (the default preset) for a benchmark"
+    )
 
 
 def preset_settings(preset: str, seed: int = 0) -> dict:
@@ -245,15 +322,26 @@ def build_world(world: World, output: Path, settings: dict) -> tuple[dict, dict,
     """The data, classifier and explainer of one world in ``output/data``, ``output/classifier`` and
     ``output/explainer``, each reused when cached with the same settings: their records (sizes, test accuracy,
     the training command, seconds)."""
-    data_settings = {"world": world.name, **{k: settings[k] for k in ("num_train", "num_validation", "num_test", "seed")}}
+    data_settings = {
+        "world": world.name,
+        **{k: settings[k] for k in ("num_train", "num_validation", "num_test", "seed")},
+    }
     data = cached(output / "data", data_settings, lambda folder: build_data(folder, world, settings))
-    classifier_settings = {**data_settings, "classifier_epochs": world.classifier_epochs(settings["classifier_epochs"])}
-    classifier = cached(output / "classifier", classifier_settings,
-                        lambda folder: build_classifier(folder, output / "data", world, settings))
+    classifier_settings = {
+        **data_settings,
+        "classifier_epochs": world.classifier_epochs(settings["classifier_epochs"]),
+    }
+    classifier = cached(
+        output / "classifier",
+        classifier_settings,
+        lambda folder: build_classifier(folder, output / "data", world, settings),
+    )
     if chance_note(classifier["test_accuracy"], len(world.class_names)):
         print(f"[aha demo] {world.name}: {chance_note(classifier['test_accuracy'], len(world.class_names))}")
     explainer_settings = {**classifier_settings, "command": train_command(output, settings)}
-    explainer = cached(output / "explainer", explainer_settings, lambda folder: build_explainer(folder, output, settings))
+    explainer = cached(
+        output / "explainer", explainer_settings, lambda folder: build_explainer(folder, output, settings)
+    )
     return data, classifier, explainer
 
 
@@ -274,19 +362,27 @@ def run_world(world: World, output: Path, settings: dict, command: str, preset: 
         "command": command,
         "preset": preset,
         "settings": settings,
-        "classifier": (f"ViT from scratch (64 px, patch 8, {classifier['parameters'] / 1e6:.2f} M parameters), "
-                       f"test accuracy {classifier['test_accuracy']:.3f} on {data['test']} held-out images "
-                       f"(chance {1 / len(world.class_names):.3f})"),
+        "classifier": (
+            f"ViT from scratch (64 px, patch 8, {classifier['parameters'] / 1e6:.2f} M parameters), "
+            f"test accuracy {classifier['test_accuracy']:.3f} on {data['test']} held-out images "
+            f"(chance {1 / len(world.class_names):.3f})"
+        ),
         "explainer": explainer["command"],
-        "evaluation": (f"first {settings['eval_images']} test images, predicted class, 21 fractions (Chefer: 10), "
-                       f"hard ranking of all pixels; RISE with {settings['rise_masks']} masks"),
+        "evaluation": (
+            f"first {settings['eval_images']} test images, predicted class, 21 fractions (Chefer: 10), "
+            f"hard ranking of all pixels; RISE with {settings['rise_masks']} masks"
+        ),
         "machine": machine,
         "versions": versions,
-        "run_time": (f"{time.perf_counter() - start:.0f} s this run (evaluation {time.perf_counter() - evaluation_start:.0f} s); "
-                     f"cached artefacts took data {data['seconds']:.0f} s, classifier {classifier['seconds']:.0f} s, "
-                     f"explainer {explainer['seconds']:.0f} s"),
+        "run_time": (
+            f"{time.perf_counter() - start:.0f} s this run (evaluation {time.perf_counter() - evaluation_start:.0f} s); "
+            f"cached artefacts took data {data['seconds']:.0f} s, classifier {classifier['seconds']:.0f} s, "
+            f"explainer {explainer['seconds']:.0f} s"
+        ),
     }
-    notes = [note for note in (chance_note(classifier["test_accuracy"], len(world.class_names)), smoke_note(preset)) if note]
+    notes = [
+        note for note in (chance_note(classifier["test_accuracy"], len(world.class_names)), smoke_note(preset)) if note
+    ]
     if notes:
         context["note"] = ". ".join(notes)
     write_report(output, results, summary, context, pictures["images"], pictures["masks"])
@@ -305,21 +401,26 @@ def main(args: argparse.Namespace) -> None:
     if len(worlds) > 1:
         reports += f" and the macro table {output / 'macro.md'}"
     note = smoke_note(args.preset)
-    print(f"[aha demo] {note or 'preset ' + args.preset}; world(s) {', '.join(worlds)}; "
-          f"reports: {reports}", flush=True)
+    print(
+        f"[aha demo] {note or 'preset ' + args.preset}; world(s) {', '.join(worlds)}; reports: {reports}", flush=True
+    )
     set_threads(args.threads, announce="[aha demo]")
     start = time.perf_counter()
     results, forward_seconds = {}, {}
     for name in worlds:
-        results[name], forward_seconds[name] = run_world(get_world(name), output / name, settings, command, args.preset)
+        results[name], forward_seconds[name] = run_world(
+            get_world(name), output / name, settings, command, args.preset
+        )
     if len(worlds) > 1:
         machine, versions = environment()
         context = {
             "title": f"AHA demo: macro average over {len(worlds)} worlds ({', '.join(worlds)})",
             "command": command,
-            "note": ("every world's images pooled: as each world has as many evaluation images, a pooled mean is the "
-                     "mean over worlds of each world's mean; standard errors and paired differences are over the "
-                     "pooled images" + (f". {note}" if note else "")),
+            "note": (
+                "every world's images pooled: as each world has as many evaluation images, a pooled mean is the "
+                "mean over worlds of each world's mean; standard errors and paired differences are over the "
+                "pooled images" + (f". {note}" if note else "")
+            ),
             "preset": args.preset,
             "settings": settings,
             "machine": machine,

@@ -29,8 +29,19 @@ SPLITS = {"train": 0, "validation": 1, "test": 2}
 SUPERSAMPLE = 4  # coverage is sampled at 4 x 4 points per pixel: anti-aliased edges
 # photographs of scikit-image's bundled data, the fraction of their width used by the train (left) part
 PHOTOS = (
-    "astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry",
-    "brick", "grass", "gravel", "camera", "coins", "moon", "cell",
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "brick",
+    "grass",
+    "gravel",
+    "camera",
+    "coins",
+    "moon",
+    "cell",
 )
 TRAIN_WIDTH = 0.6
 PROCEDURAL = ("waves", "noise", "stripes")
@@ -281,9 +292,12 @@ class World:
         when the patches predict the image's class (``patch_classes`` is ``None``)."""
         if self.patch_classes is None:
             return None
-        pixels = np.stack([
-            self.pixel_classes(np.asarray(mask, dtype=bool), obj) for mask, obj in zip(split["mask"], split["object"])
-        ]).astype(np.int64)
+        pixels = np.stack(
+            [
+                self.pixel_classes(np.asarray(mask, dtype=bool), obj)
+                for mask, obj in zip(split["mask"], split["object"])
+            ]
+        ).astype(np.int64)
         return pixels, len(self.patch_classes)
 
     def split(self, split: str, num_examples: int, seed: int = 0, size: int = 64):
@@ -311,7 +325,9 @@ class World:
         }
         return datasets.Dataset.from_dict(columns, features=features, split=split)
 
-    def dataset(self, num_train: int = 6000, num_validation: int = 200, num_test: int = 1000, seed: int = 0, size: int = 64):
+    def dataset(
+        self, num_train: int = 6000, num_validation: int = 200, num_test: int = 1000, seed: int = 0, size: int = 64
+    ):
         """The world as a ``datasets.DatasetDict`` {"train", "validation", "test"}."""
         import datasets
 

@@ -16,7 +16,11 @@ from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
 
 
 def classifier_config(
-    class_names: tuple[str, ...], image_size: int = 64, patch_size: int = 8, hidden_size: int = 128, num_layers: int = 4
+    class_names: tuple[str, ...],
+    image_size: int = 64,
+    patch_size: int = 8,
+    hidden_size: int = 128,
+    num_layers: int = 4,
 ) -> ViTConfig:
     """The benchmark ViT for ``class_names`` (at the defaults: 64 px, patch 8, 4 layers of width 128, 0.56 M
     parameters)."""
@@ -65,7 +69,9 @@ def pixel_patch_targets(pixel_classes: torch.Tensor, num_classes: int, patch_siz
     """Per-patch classes from per-pixel ones ((N, H, W) long, -1 for none): the class covering the largest
     share of the patch where that share is at least a quarter, ``num_classes`` (background) elsewhere.
     -> (N, h * w) long."""
-    best_share = torch.zeros(len(pixel_classes), (pixel_classes.shape[1] // patch_size) * (pixel_classes.shape[2] // patch_size))
+    best_share = torch.zeros(
+        len(pixel_classes), (pixel_classes.shape[1] // patch_size) * (pixel_classes.shape[2] // patch_size)
+    )
     targets = torch.full(best_share.shape, num_classes, dtype=torch.long)
     for index in range(num_classes):
         share = F.avg_pool2d((pixel_classes == index)[:, None].float(), patch_size).flatten(1)
@@ -109,8 +115,10 @@ def train_classifier(
     else:
         pixel_classes, num_classes = patch_evidence
         if pixel_classes.shape != masks.shape or num_classes < 1:
-            raise ValueError(f"patch_evidence must be per-pixel classes of shape {tuple(masks.shape)} and their "
-                             f"number (>= 1), got {pixel_classes.shape} and {num_classes}")
+            raise ValueError(
+                f"patch_evidence must be per-pixel classes of shape {tuple(masks.shape)} and their "
+                f"number (>= 1), got {pixel_classes.shape} and {num_classes}"
+            )
         probe = torch.nn.Linear(config.hidden_size, num_classes + 1)
         targets = pixel_patch_targets(torch.from_numpy(pixel_classes), num_classes, config.patch_size)
     grid = config.image_size // config.patch_size
@@ -121,9 +129,13 @@ def train_classifier(
     model.train()
     bar = tqdm(total=steps, desc="classifier", disable=not progress)
     for _ in range(epochs):
-        for batch in torch.randperm(len(labels), generator=generator)[: steps // epochs * batch_size].split(batch_size):
+        for batch in torch.randperm(len(labels), generator=generator)[: steps // epochs * batch_size].split(
+            batch_size
+        ):
             x, patches = images[batch], targets[batch].view(-1, grid, grid)
-            flip_x, flip_y, transpose = torch.randint(0, 2, (3,), generator=generator).tolist() if dihedral else (0, 0, 0)
+            flip_x, flip_y, transpose = (
+                torch.randint(0, 2, (3,), generator=generator).tolist() if dihedral else (0, 0, 0)
+            )
             if flip_x:  # the dihedral group
                 x, patches = x.flip(3), patches.flip(2)
             if flip_y:

@@ -59,30 +59,74 @@ class Metric:
 
 #: the report's metrics by key, one line each (adding a metric to every world's report is adding a line here)
 METRICS = {
-    "deletion_mean": Metric("Del mean ↓", False, "deletion AUC, mean-colour reference",
-                            lambda x: deletion(x.classifier, x.pixel_values, x.maps, reference="mean", **x.options)),
-    "deletion_black": Metric("Del black ↓", False, "deletion AUC, black reference",
-                             lambda x: deletion(x.classifier, x.pixel_values, x.maps, reference="black", **x.options)),
-    "deletion_blur": Metric("Del blur ↓", False, "deletion AUC, blurred-image reference",
-                            lambda x: deletion(x.classifier, x.pixel_values, x.maps, reference="blur", **x.options)),
-    "insertion_lrf": Metric("Ins LRF ↑", True, "least-relevant-first insertion AUC, mean-colour reference",
-                            lambda x: insertion(x.classifier, x.pixel_values, x.maps, insertion_convention="lrf", reference="mean", **x.options)),
-    "insertion_rise": Metric("Ins RISE ↑", True, "RISE insertion AUC (most relevant first into the blurred image)",
-                             lambda x: insertion(x.classifier, x.pixel_values, x.maps, insertion_convention="rise", **x.options)),
-    "positive_perturbation": Metric("POS ↓", False, "Chefer et al.'s positive perturbation AUC (top-1 accuracy)",
-                                    lambda x: positive_perturbation(x.classifier, x.pixel_values, x.maps, x.labels, **x.options)),
-    "negative_perturbation": Metric("NEG ↑", True, "Chefer et al.'s negative perturbation AUC (top-1 accuracy)",
-                                    lambda x: negative_perturbation(x.classifier, x.pixel_values, x.maps, x.labels, **x.options)),
-    "pointing_game": Metric("Pointing ↑", True, "energy-based pointing game against the object mask",
-                            lambda x: pointing_game(x.maps, x.masks)),
-    "mask_auroc": Metric("Mask AUROC ↑", True, "pixel AUROC of the map as a detector of the object mask",
-                         lambda x: pixel_auroc(x.maps, x.masks)),
+    "deletion_mean": Metric(
+        "Del mean ↓",
+        False,
+        "deletion AUC, mean-colour reference",
+        lambda x: deletion(x.classifier, x.pixel_values, x.maps, reference="mean", **x.options),
+    ),
+    "deletion_black": Metric(
+        "Del black ↓",
+        False,
+        "deletion AUC, black reference",
+        lambda x: deletion(x.classifier, x.pixel_values, x.maps, reference="black", **x.options),
+    ),
+    "deletion_blur": Metric(
+        "Del blur ↓",
+        False,
+        "deletion AUC, blurred-image reference",
+        lambda x: deletion(x.classifier, x.pixel_values, x.maps, reference="blur", **x.options),
+    ),
+    "insertion_lrf": Metric(
+        "Ins LRF ↑",
+        True,
+        "least-relevant-first insertion AUC, mean-colour reference",
+        lambda x: insertion(
+            x.classifier, x.pixel_values, x.maps, insertion_convention="lrf", reference="mean", **x.options
+        ),
+    ),
+    "insertion_rise": Metric(
+        "Ins RISE ↑",
+        True,
+        "RISE insertion AUC (most relevant first into the blurred image)",
+        lambda x: insertion(x.classifier, x.pixel_values, x.maps, insertion_convention="rise", **x.options),
+    ),
+    "positive_perturbation": Metric(
+        "POS ↓",
+        False,
+        "Chefer et al.'s positive perturbation AUC (top-1 accuracy)",
+        lambda x: positive_perturbation(x.classifier, x.pixel_values, x.maps, x.labels, **x.options),
+    ),
+    "negative_perturbation": Metric(
+        "NEG ↑",
+        True,
+        "Chefer et al.'s negative perturbation AUC (top-1 accuracy)",
+        lambda x: negative_perturbation(x.classifier, x.pixel_values, x.maps, x.labels, **x.options),
+    ),
+    "pointing_game": Metric(
+        "Pointing ↑",
+        True,
+        "energy-based pointing game against the object mask",
+        lambda x: pointing_game(x.maps, x.masks),
+    ),
+    "mask_auroc": Metric(
+        "Mask AUROC ↑",
+        True,
+        "pixel AUROC of the map as a detector of the object mask",
+        lambda x: pixel_auroc(x.maps, x.masks),
+    ),
 }
 #: short names of the field's other faithfulness metrics (:data:`aha.metrics.INDEPENDENT_METRICS`), which AHA is not
 #: trained on
-INDEPENDENT_SHORT_NAMES = {"road_morf": "ROAD MoRF", "road_lerf": "ROAD LeRF", "region_perturbation": "Region pert.",
-                           "selectivity": "Selectivity", "irof": "IROF", "pixel_flipping": "Pixel flip.",
-                           "faithfulness_correlation": "Faith. corr."}
+INDEPENDENT_SHORT_NAMES = {
+    "road_morf": "ROAD MoRF",
+    "road_lerf": "ROAD LeRF",
+    "region_perturbation": "Region pert.",
+    "selectivity": "Selectivity",
+    "irof": "IROF",
+    "pixel_flipping": "Pixel flip.",
+    "faithfulness_correlation": "Faith. corr.",
+}
 
 
 #: the report's settings that differ from a metric's defaults: ROAD at 10 fractions (0.05, 0.15, ..., 0.95) to a
@@ -104,8 +148,9 @@ def _independent(name: str) -> Metric:
 
     def score(x: Inputs) -> torch.Tensor:
         generator = torch.Generator().manual_seed(0)
-        return independent_scores(x.classifier, x.pixel_values, x.maps, metrics=[name], generator=generator,
-                                  **x.options, **options)[name]
+        return independent_scores(
+            x.classifier, x.pixel_values, x.maps, metrics=[name], generator=generator, **x.options, **options
+        )[name]
 
     return Metric(f"{INDEPENDENT_SHORT_NAMES[name]} {'↑' if high_is_good else '↓'}", high_is_good, description, score)
 
@@ -175,7 +220,14 @@ def score_maps(classifier, pixel_values, labels, masks, maps, image_processor, c
 
 
 def evaluate_methods(
-    attributors: dict, classifier, pixel_values, labels, masks, image_processor, batch_size: int = 8, progress: bool = True,
+    attributors: dict,
+    classifier,
+    pixel_values,
+    labels,
+    masks,
+    image_processor,
+    batch_size: int = 8,
+    progress: bool = True,
     metrics=METRICS,
 ) -> list[MethodResult]:
     """Maps, timings and scores of every method on the same images (the predicted class is explained).
@@ -203,7 +255,7 @@ def paired_difference(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
 
 
 def verdict(difference: float, standard_error: float, high_is_good: bool) -> str:
-    """"better" / "worse" when the paired difference exceeds two standard errors in that direction, else "tie"."""
+    """ "better" / "worse" when the paired difference exceeds two standard errors in that direction, else "tie"."""
     if not abs(difference) > 2 * standard_error:
         return "tie"
     return "better" if (difference > 0) == high_is_good else "worse"

@@ -41,8 +41,15 @@ CLASS_NAMES = ("E", "F", "P", "B", "R")
 #: font files of matplotlib's own data folder (mpl-data/fonts/ttf): sans, serif, mono; regular and bold (the
 #: thinnest two, STIX regular and Computer Modern typewriter, left out: the benchmark ViT learnt them least)
 FONTS = (
-    "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSansMono.ttf",
-    "STIXGeneralBol.ttf", "cmr10.ttf", "cmss10.ttf", "cmb10.ttf",
+    "DejaVuSans.ttf",
+    "DejaVuSans-Bold.ttf",
+    "DejaVuSerif.ttf",
+    "DejaVuSerif-Bold.ttf",
+    "DejaVuSansMono.ttf",
+    "STIXGeneralBol.ttf",
+    "cmr10.ttf",
+    "cmss10.ttf",
+    "cmb10.ttf",
 )
 STREAM = (1,)  # this world's random stream (see aha.demo.canvas.example_rng)
 
@@ -80,7 +87,10 @@ def unit_glyph(letter: str, font: str) -> tuple[tuple[np.ndarray, bool], ...]:
     points = np.concatenate(polygons)
     low, high = points.min(axis=0), points.max(axis=0)
     scale = high[1] - low[1]
-    depth = [sum(Path(other).contains_point(polygon[0]) for other in polygons if other is not polygon) for polygon in polygons]
+    depth = [
+        sum(Path(other).contains_point(polygon[0]) for other in polygons if other is not polygon)
+        for polygon in polygons
+    ]
     return tuple(
         ((polygons[i] - (low + high) / 2) / scale * np.array([1.0, -1.0]), depth[i] % 2 == 0)
         for i in np.argsort(depth, kind="stable")
@@ -105,15 +115,27 @@ def render_scene(seed: int, split: str, index: int, size: int = 64) -> Scene:
     label = int(rng.integers(len(CLASS_NAMES)))
     image = background(rng, split, size)
     font = FONTS[rng.integers(len(FONTS))]
-    shape = dict(height=rng.uniform(0.55, 0.8) * size, aspect=rng.uniform(0.8, 1.25), shear=rng.uniform(-0.25, 0.25),
-                 angle=rng.uniform(-0.35, 0.35))
-    placed = np.concatenate([v for v, _ in letter_polygons(LetterParams(CLASS_NAMES[label], font, 0.0, 0.0, color=(0, 0, 0), **shape))])
+    shape = dict(
+        height=rng.uniform(0.55, 0.8) * size,
+        aspect=rng.uniform(0.8, 1.25),
+        shear=rng.uniform(-0.25, 0.25),
+        angle=rng.uniform(-0.35, 0.35),
+    )
+    placed = np.concatenate(
+        [v for v, _ in letter_polygons(LetterParams(CLASS_NAMES[label], font, 0.0, 0.0, color=(0, 0, 0), **shape))]
+    )
     fit = min(1.0, (size - 4) / np.ptp(placed, axis=0).max())  # wide, sheared, rotated glyphs shrink to fit
     shape["height"], placed = shape["height"] * fit, placed * fit
     centre = rng.uniform(1 - placed.min(axis=0), size - 1 - placed.max(axis=0))
     colour = object_colour(rng, image, centre, shape["height"] / 2)
-    params = LetterParams(CLASS_NAMES[label], font, float(centre[0]), float(centre[1]),
-                          color=tuple(int(c) for c in np.rint(colour * 255)), **{k: float(v) for k, v in shape.items()})
+    params = LetterParams(
+        CLASS_NAMES[label],
+        font,
+        float(centre[0]),
+        float(centre[1]),
+        color=tuple(int(c) for c in np.rint(colour * 255)),
+        **{k: float(v) for k, v in shape.items()},
+    )
     ink = coverage(letter_polygons(params), size)
     image, num_distractors, distractor_pixels = draw_distractors(rng, image, dilate(ink > 0, max(1, size // 32)))
     image = paint(image, ink, colour)

@@ -62,7 +62,9 @@ def render_scene(seed: int, split: str, index: int, size: int = 64) -> Scene:
     kinds = list(PAIRS[label]) if rng.random() < 0.5 else list(PAIRS[label])[::-1]
     radii = rng.uniform(*RADIUS, size=3) * size
     centres = place_discs(rng, radii, size)
-    drawn = [shape_params(rng, kind, image, radius, centre) for kind, radius, centre in zip([*kinds, DECOY], radii, centres)]
+    drawn = [
+        shape_params(rng, kind, image, radius, centre) for kind, radius, centre in zip([*kinds, DECOY], radii, centres)
+    ]
     shares = [coverage(shape_polygons(params), size) for params, _ in drawn]
     keep_out = dilate(np.any([share > 0 for share in shares], axis=0), max(1, size // 32))
     image, num_distractors, distractor_pixels = draw_distractors(rng, image, keep_out, counts=(1, 3))

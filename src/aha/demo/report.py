@@ -45,22 +45,38 @@ def summarise(results: list[MethodResult], forward_seconds: float, compared: lis
             for metric, definition in metrics.items():
                 difference, se = paired_difference(by_name[name].scores[metric], other.scores[metric])
                 paired[name][other.name][metric] = {
-                    "difference": difference, "se": se, "verdict": verdict(difference, se, definition.high_is_good)
+                    "difference": difference,
+                    "se": se,
+                    "verdict": verdict(difference, se, definition.high_is_good),
                 }
-    definitions = {name: {"short_name": m.short_name, "high_is_good": m.high_is_good, "description": m.description}
-                   for name, m in metrics.items()}
-    return {"metrics": definitions, "forward_ms_per_image": 1000 * forward_seconds, "methods": methods, "paired": paired}
+    definitions = {
+        name: {"short_name": m.short_name, "high_is_good": m.high_is_good, "description": m.description}
+        for name, m in metrics.items()
+    }
+    return {
+        "metrics": definitions,
+        "forward_ms_per_image": 1000 * forward_seconds,
+        "methods": methods,
+        "paired": paired,
+    }
 
 
-def macro_summary(results_by_world: dict[str, list[MethodResult]], forward_seconds: dict[str, float], compared: list[str],
-                  metrics=METRICS) -> dict:
+def macro_summary(
+    results_by_world: dict[str, list[MethodResult]],
+    forward_seconds: dict[str, float],
+    compared: list[str],
+    metrics=METRICS,
+) -> dict:
     """The numbers of the macro table: :func:`summarise` over every world's images pooled, with each world's
     means kept under ``"per_world"``. Every world must score the same methods on as many images, so that a
     pooled mean is the mean over worlds of the per-world means and the paired differences stay paired."""
     worlds = list(results_by_world)
     names = [result.name for result in results_by_world[worlds[0]]]
     counts = {world: len(next(iter(results[0].scores.values()))) for world, results in results_by_world.items()}
-    if any([result.name for result in results] != names for results in results_by_world.values()) or len(set(counts.values())) != 1:
+    if (
+        any([result.name for result in results] != names for results in results_by_world.values())
+        or len(set(counts.values())) != 1
+    ):
         raise ValueError(f"every world must score the same methods on as many images; got images per world {counts}")
     pooled = []
     for index, name in enumerate(names):
@@ -87,8 +103,16 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 #: context entries the report lists under its title, in order
-CONTEXT_LINES = {"command": "Command", "note": "Note", "classifier": "Classifier", "explainer": "Explainer",
-                 "evaluation": "Evaluation", "machine": "Machine", "versions": "Versions", "run_time": "Run time"}
+CONTEXT_LINES = {
+    "command": "Command",
+    "note": "Note",
+    "classifier": "Classifier",
+    "explainer": "Explainer",
+    "evaluation": "Evaluation",
+    "machine": "Machine",
+    "versions": "Versions",
+    "run_time": "Run time",
+}
 
 
 def markdown(summary: dict, context: dict) -> str:
@@ -96,8 +120,11 @@ def markdown(summary: dict, context: dict) -> str:
     differences (the macro report too, with its per-world table)."""
     methods, metrics = summary["methods"], summary["metrics"]
     short = {name: metric["short_name"] for name, metric in metrics.items()}
-    listed = [f"{label}: `{context[key]}`" if key == "command" else f"{label}: {context[key]}"
-              for key, label in CONTEXT_LINES.items() if key in context]
+    listed = [
+        f"{label}: `{context[key]}`" if key == "command" else f"{label}: {context[key]}"
+        for key, label in CONTEXT_LINES.items()
+        if key in context
+    ]
     lines = [
         f"# {context['title']}",
         "",
@@ -148,7 +175,9 @@ def markdown(summary: dict, context: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def overlay_grid(results: list[MethodResult], images: list[Image.Image], masks: np.ndarray, rows: int = 6) -> Image.Image:
+def overlay_grid(
+    results: list[MethodResult], images: list[Image.Image], masks: np.ndarray, rows: int = 6
+) -> Image.Image:
     """Rows of test images: the image, its ground-truth mask, then every method's map over the image; each row
     labelled with the probability of the class explained (the prediction), a colour bar at the right."""
     labels = ["image", "object mask", *(result.name for result in results)]

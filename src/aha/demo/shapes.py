@@ -51,6 +51,7 @@ class ShapeParams:
 def unit_shape(shape: str) -> list[tuple[np.ndarray, bool]]:
     """A shape of circumradius 1 as polygons drawn in order: (vertices (V, 2), filled?) -- a ring is its
     outer disc, then its hole drawn unfilled."""
+
     def regular(count: int, radius: float = 1.0, phase: float = -math.pi / 2) -> np.ndarray:
         theta = phase + 2 * math.pi * np.arange(count) / count
         return radius * np.stack([np.cos(theta), np.sin(theta)], axis=1)
@@ -63,7 +64,20 @@ def unit_shape(shape: str) -> list[tuple[np.ndarray, bool]]:
         return [(regular(64), True), (regular(64, 0.8) + np.array([0.45, 0.0]), False)]
     if shape == "cross":
         a, b = 0.32, 1.0
-        points = [(a, b), (a, a), (b, a), (b, -a), (a, -a), (a, -b), (-a, -b), (-a, -a), (-b, -a), (-b, a), (-a, a), (-a, b)]
+        points = [
+            (a, b),
+            (a, a),
+            (b, a),
+            (b, -a),
+            (a, -a),
+            (a, -b),
+            (-a, -b),
+            (-a, -a),
+            (-b, -a),
+            (-b, a),
+            (-a, a),
+            (-a, b),
+        ]
         return [(np.array(points) / math.hypot(a, b), True)]
     if shape == "ring":
         return [(regular(64), True), (regular(64, 0.55), False)]
@@ -103,7 +117,9 @@ def render_scene(seed: int, split: str, index: int, size: int = 64) -> Scene:
     centre = rng.uniform(radius + 1, size - radius - 1, size=2)
     params, colour = shape_params(rng, CLASS_NAMES[label], image, radius, centre)
     object_coverage = coverage(shape_polygons(params), size)
-    image, num_distractors, distractor_pixels = draw_distractors(rng, image, dilate(object_coverage > 0, max(1, size // 32)))
+    image, num_distractors, distractor_pixels = draw_distractors(
+        rng, image, dilate(object_coverage > 0, max(1, size // 32))
+    )
     image = paint(image, object_coverage, colour)
     return Scene(to_uint8(image), label, object_coverage >= 0.5, params, num_distractors, distractor_pixels)
 

@@ -24,7 +24,16 @@ PROTOCOLS = {
 
 #: options that do not change any per-image result: a stopped run may be resumed with other values
 OPERATIONAL_ARGS = frozenset(
-    {"output_dir", "batch_size", "chunk_size", "max_samples", "push_to_hub", "update_card", "hub_model_id", "hub_token"}
+    {
+        "output_dir",
+        "batch_size",
+        "chunk_size",
+        "max_samples",
+        "push_to_hub",
+        "update_card",
+        "hub_model_id",
+        "hub_token",
+    }
 )
 #: options that never reach a saved file, a log or a card
 SECRET_ARGS = frozenset({"hub_token"})
@@ -36,51 +45,103 @@ def _help(text: str, **metadata) -> dict:
 
 @dataclass
 class EvaluateArguments:
-    model: str = field(metadata=_help(
-        "A saved AHA explainer (folder or Hub id), or a plain image classifier for the model-agnostic methods."))
-    output_dir: str = field(metadata=_help(
-        "Where the per-image results, the summary and the run's journal are written (a stopped run resumes there)."))
-    classifier: str | None = field(default=None, metadata=_help(
-        "The classifier to explain (default: the explainer's own, or --model when it is a classifier); an explainer "
-        "made for another classifier is refused."))
+    model: str = field(
+        metadata=_help(
+            "A saved AHA explainer (folder or Hub id), or a plain image classifier for the model-agnostic methods."
+        )
+    )
+    output_dir: str = field(
+        metadata=_help(
+            "Where the per-image results, the summary and the run's journal are written (a stopped run resumes there)."
+        )
+    )
+    classifier: str | None = field(
+        default=None,
+        metadata=_help(
+            "The classifier to explain (default: the explainer's own, or --model when it is a classifier); an explainer "
+            "made for another classifier is refused."
+        ),
+    )
     dataset_name: str | None = field(default=None, metadata=_help("Hub dataset id."))
     dataset_config_name: str | None = field(default=None, metadata=_help("Configuration of the Hub dataset."))
     streaming: bool = field(default=False, metadata=_help("Stream the Hub dataset instead of downloading it."))
     dataset_path: str | None = field(default=None, metadata=_help("A dataset saved with `save_to_disk`."))
-    validation_dir: str | None = field(default=None, metadata=_help(
-        "An image folder laid out <dir>/<class name>/<image> (its split is called validation)."))
+    validation_dir: str | None = field(
+        default=None,
+        metadata=_help("An image folder laid out <dir>/<class name>/<image> (its split is called validation)."),
+    )
     split: str = field(default="validation", metadata=_help("The split to evaluate on."))
     image_column_name: str = field(default="image", metadata=_help("Column holding the images."))
-    label_column_name: str = field(default="label", metadata=_help(
-        "Column holding the labels (needed by --target label and the positive / negative perturbation)."))
-    mask_column_name: str = field(default="mask", metadata=_help(
-        "Column holding the object masks, read by the localisation metrics (pointing_game, mask_auroc) only: one "
-        "binary mask per row at its image's size (an image of mode \"1\", or 0/1 or 0/255 values), resized and "
-        "cropped with its image (nearest-neighbour)."))
-    methods: str = field(default="aha", metadata=_help(
-        "Comma-separated methods of aha.baselines.get_attributor: aha, random, centre, rollout, chefer, gradcam, "
-        "integrated_gradients, occlusion, rise."))
-    method_option: list[str] = field(default_factory=list, metadata=_help(
-        "An option of one method, e.g. --method_option rise.n_masks=1000 (repeatable; values read as JSON when they "
-        "parse, then by the option's declared type).", action="append", metavar="METHOD.KEY=VALUE"))
+    label_column_name: str = field(
+        default="label",
+        metadata=_help(
+            "Column holding the labels (needed by --target label and the positive / negative perturbation)."
+        ),
+    )
+    mask_column_name: str = field(
+        default="mask",
+        metadata=_help(
+            "Column holding the object masks, read by the localisation metrics (pointing_game, mask_auroc) only: one "
+            'binary mask per row at its image\'s size (an image of mode "1", or 0/1 or 0/255 values), resized and '
+            "cropped with its image (nearest-neighbour)."
+        ),
+    )
+    methods: str = field(
+        default="aha",
+        metadata=_help(
+            "Comma-separated methods of aha.baselines.get_attributor: aha, random, centre, rollout, chefer, gradcam, "
+            "integrated_gradients, occlusion, rise."
+        ),
+    )
+    method_option: list[str] = field(
+        default_factory=list,
+        metadata=_help(
+            "An option of one method, e.g. --method_option rise.n_masks=1000 (repeatable; values read as JSON when they "
+            "parse, then by the option's declared type).",
+            action="append",
+            metavar="METHOD.KEY=VALUE",
+        ),
+    )
     refine_steps: int = field(default=0, metadata=_help("Test-time refinement steps of AHA."))
-    metrics: str | None = field(default=None, metadata=_help(
-        "Comma-separated metrics of aha.metrics (default: the protocol's; `aha evaluate --help` lists them); "
-        "pointing_game and mask_auroc need a mask column (--mask_column_name)."))
-    protocol: Literal["paper", "rise", "chefer"] = field(default="paper", metadata=_help(
-        "Metric settings: paper (mean reference, 21 fractions, least-relevant-first insertion), rise (RISE's "
-        "insertion from the blurred image), chefer (black reference, fractions 0..0.9, top-1 accuracy)."))
-    target: Literal["predicted", "label"] = field(default="predicted", metadata=_help(
-        "The class explained and scored: the classifier's prediction or the ground-truth label."))
+    metrics: str | None = field(
+        default=None,
+        metadata=_help(
+            "Comma-separated metrics of aha.metrics (default: the protocol's; `aha evaluate --help` lists them); "
+            "pointing_game and mask_auroc need a mask column (--mask_column_name)."
+        ),
+    )
+    protocol: Literal["paper", "rise", "chefer"] = field(
+        default="paper",
+        metadata=_help(
+            "Metric settings: paper (mean reference, 21 fractions, least-relevant-first insertion), rise (RISE's "
+            "insertion from the blurred image), chefer (black reference, fractions 0..0.9, top-1 accuracy)."
+        ),
+    )
+    target: Literal["predicted", "label"] = field(
+        default="predicted",
+        metadata=_help("The class explained and scored: the classifier's prediction or the ground-truth label."),
+    )
     max_samples: int | None = field(default=None, metadata=_help("Evaluate the first N images of the split."))
     batch_size: int = field(default=8, metadata=_help("Images per attribution call, per process."))
     chunk_size: int = field(default=64, metadata=_help("Perturbed images per classifier forward in the metrics."))
-    seed: int = field(default=0, metadata=_help(
-        "Seed of every random draw (the ranking's tie-break; per image: random maps, RISE masks, ROAD noise, ...)."))
-    update_card: str | None = field(default=None, metadata=_help(
-        "An explainer folder whose README.md model card gets AHA's results as eval results (created if absent)."))
-    push_to_hub: bool = field(default=False, metadata=_help(
-        "Write AHA's results into the model card of the explainer's Hub repo (--hub_model_id, default --model)."))
+    seed: int = field(
+        default=0,
+        metadata=_help(
+            "Seed of every random draw (the ranking's tie-break; per image: random maps, RISE masks, ROAD noise, ...)."
+        ),
+    )
+    update_card: str | None = field(
+        default=None,
+        metadata=_help(
+            "An explainer folder whose README.md model card gets AHA's results as eval results (created if absent)."
+        ),
+    )
+    push_to_hub: bool = field(
+        default=False,
+        metadata=_help(
+            "Write AHA's results into the model card of the explainer's Hub repo (--hub_model_id, default --model)."
+        ),
+    )
     hub_model_id: str | None = field(default=None, metadata=_help("The Hub repo whose card --push_to_hub updates."))
     hub_token: str | None = field(default=None, metadata=_help("Hub token (default: the `hf auth login` one)."))
 
@@ -91,8 +152,9 @@ class EvaluateArgumentParser(HfArgumentParser):
 
     def parse_args(self, args=None, namespace=None) -> argparse.Namespace:
         namespace = super().parse_args(sys.argv[1:] if args is None else list(args), namespace)
-        namespace.method_option = [item for value in namespace.method_option
-                                   for item in (value if isinstance(value, list) else [value])]
+        namespace.method_option = [
+            item for value in namespace.method_option for item in (value if isinstance(value, list) else [value])
+        ]
         try:
             return validate_args(namespace)
         except ValueError as error:
@@ -104,11 +166,12 @@ def build_parser() -> EvaluateArgumentParser:
     from .scoring import metric_names
 
     parser = EvaluateArgumentParser(
-        EvaluateArguments, prog="aha evaluate",
+        EvaluateArguments,
+        prog="aha evaluate",
         description="Score attribution methods with the library's exact metrics on a dataset split, on one process or "
-                    f"under `accelerate launch`. Metrics: {', '.join(metric_names())} "
-                    f"({' and '.join(LOCALISATION_METRICS)} score localisation against object masks: they need a mask "
-                    "column, --mask_column_name).",
+        f"under `accelerate launch`. Metrics: {', '.join(metric_names())} "
+        f"({' and '.join(LOCALISATION_METRICS)} score localisation against object masks: they need a mask "
+        "column, --mask_column_name).",
     )
     return parser
 
@@ -136,9 +199,13 @@ def validate_args(args: argparse.Namespace) -> argparse.Namespace:
     args = argparse.Namespace(**vars(args))
     sources = [flag for flag in ("dataset_name", "dataset_path", "validation_dir") if getattr(args, flag) is not None]
     if len(sources) != 1:
-        raise ValueError(f"give one data source: --dataset_name, --dataset_path or --validation_dir (got {len(sources)})")
+        raise ValueError(
+            f"give one data source: --dataset_name, --dataset_path or --validation_dir (got {len(sources)})"
+        )
     if args.streaming and args.dataset_name is None:
-        raise ValueError("--streaming reads Hub datasets (--dataset_name); local folders and saved datasets are map-style")
+        raise ValueError(
+            "--streaming reads Hub datasets (--dataset_name); local folders and saved datasets are map-style"
+        )
     for flag in ("batch_size", "chunk_size", "max_samples"):
         value = getattr(args, flag)
         if value is not None and value < 1:

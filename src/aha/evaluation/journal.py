@@ -88,8 +88,11 @@ def merged_rows(rows: list[dict], methods: list[str], limit: int | None) -> list
     """One row per (image, method) for the finished images below ``limit`` (all when None), sorted by index and then
     by the order of ``methods``: the per-image file, the same however the work was split or resumed."""
     finished = finished_images(rows, methods)
-    unique = {(row["index"], row["method"]): row for row in rows
-              if row["index"] in finished and row["method"] in methods and (limit is None or row["index"] < limit)}
+    unique = {
+        (row["index"], row["method"]): row
+        for row in rows
+        if row["index"] in finished and row["method"] in methods and (limit is None or row["index"] < limit)
+    }
     order = {method: position for position, method in enumerate(methods)}
     return [unique[key] for key in sorted(unique, key=lambda key: (key[0], order[key[1]]))]
 

@@ -69,7 +69,9 @@ PER_IMAGE_FILE = "per_image.jsonl"
 def load_models(args: argparse.Namespace):
     """(classifier, explainer or None, image processor) as ``--model`` / ``--classifier`` name them."""
     check_local_path(args.model, "--model")
-    is_explainer = AutoConfig.from_pretrained(args.model, token=args.hub_token).model_type == AHAExplainer.config_class.model_type
+    is_explainer = (
+        AutoConfig.from_pretrained(args.model, token=args.hub_token).model_type == AHAExplainer.config_class.model_type
+    )
     classifier = None
     if args.classifier is not None:
         check_local_path(args.classifier, "--classifier")
@@ -94,7 +96,9 @@ def load_split(args: argparse.Namespace):
     elif args.dataset_path is not None:
         splits = load_saved_dataset(args.dataset_path)
     else:
-        splits = load_hub_dataset(args.dataset_name, args.dataset_config_name, streaming=args.streaming, token=args.hub_token)
+        splits = load_hub_dataset(
+            args.dataset_name, args.dataset_config_name, streaming=args.streaming, token=args.hub_token
+        )
     if args.split not in splits:
         raise ValueError(f"the dataset has no split {args.split!r} (splits: {sorted(splits)}); pass --split")
     return splits[args.split]
@@ -152,9 +156,12 @@ class EvaluationCollator(ImageClassificationCollator):
             return batch
         if self.mask_column not in examples[0]:
             raise ValueError(f"examples have no {self.mask_column!r} column (keys: {sorted(examples[0])})")
-        masks = processed_masks([example[self.mask_column] for example in examples],
-                                [example[self.image_column] for example in examples], self.image_processor,
-                                [f"the {self.mask_column!r} of image {index}" for index in indices])
+        masks = processed_masks(
+            [example[self.mask_column] for example in examples],
+            [example[self.image_column] for example in examples],
+            self.image_processor,
+            [f"the {self.mask_column!r} of image {index}" for index in indices],
+        )
         return {**batch, "masks": masks}
 
 
@@ -196,8 +203,15 @@ def evaluate(args: argparse.Namespace) -> dict | None:
         split = load_split(args)
     labelled, masked = needs_labels(args.metrics, args.target), needs_masks(args.metrics)
     check_columns(split, args, labelled, masked)
-    label_map = class_index_map((split.features or {}).get(args.label_column_name), classifier.config.label2id,
-                                classifier.config.num_labels) if labelled else None
+    label_map = (
+        class_index_map(
+            (split.features or {}).get(args.label_column_name),
+            classifier.config.label2id,
+            classifier.config.num_labels,
+        )
+        if labelled
+        else None
+    )
     shared = dict(explainer=explainer, refine_steps=args.refine_steps, image_processor=processor)
     methods = [Method(name, classifier, args.method_option[name], shared, args.seed) for name in args.methods]
     fields, _ = PROTOCOLS[args.protocol]
@@ -213,16 +227,26 @@ def evaluate(args: argparse.Namespace) -> dict | None:
                 logger.warning(f"{path}: dropped a torn last line ({dropped} bytes) left by a stopped run")
     accelerator.wait_for_everyone()
     finished = finished_images(read_rows(journal_files(args.output_dir)), args.methods)
-    collator = EvaluationCollator(processor, args.image_column_name, args.label_column_name if labelled else None,
-                                  classifier.config.num_labels, label_map,
-                                  mask_column=args.mask_column_name if masked else None)
-    loader = eval_dataloader(images_to_score(split, args, finished), collator, args.batch_size, accelerator,
-                             strategy="examples")
+    collator = EvaluationCollator(
+        processor,
+        args.image_column_name,
+        args.label_column_name if labelled else None,
+        classifier.config.num_labels,
+        label_map,
+        mask_column=args.mask_column_name if masked else None,
+    )
+    loader = eval_dataloader(
+        images_to_score(split, args, finished), collator, args.batch_size, accelerator, strategy="examples"
+    )
     journal = journal_path(args.output_dir, accelerator.process_index)
 
     total = len(loader.dataset) if isinstance(loader.dataset, datasets.Dataset) else None
-    bar = tqdm(total=total, unit="img", disable=not accelerator.is_local_main_process,
-               desc=f"process 0 of {accelerator.num_processes}" if accelerator.num_processes > 1 else "images")
+    bar = tqdm(
+        total=total,
+        unit="img",
+        disable=not accelerator.is_local_main_process,
+        desc=f"process 0 of {accelerator.num_processes}" if accelerator.num_processes > 1 else "images",
+    )
     new_rows, start = [], time.perf_counter()
     for batch in loader:
         pixel_values = batch["pixel_values"].to(accelerator.device)
@@ -235,7 +259,9 @@ def evaluate(args: argparse.Namespace) -> dict | None:
         rows = []
         for method in methods:
             maps = method(pixel_values, target, indices)
-            rows += result_rows(indices, method.name, target, labels, metrics(pixel_values, maps, target, labels, indices, masks))
+            rows += result_rows(
+                indices, method.name, target, labels, metrics(pixel_values, maps, target, labels, indices, masks)
+            )
         append_rows(journal, rows)
         new_rows += rows
         bar.update(len(indices))
@@ -247,9 +273,11 @@ def evaluate(args: argparse.Namespace) -> dict | None:
     if accelerator.is_main_process:
         rows = merged_rows(read_rows(journal_files(args.output_dir)) + gathered, args.methods, args.max_samples)
         summary = write_results(args, rows)
-        print(f"aha evaluate: scored {scored} new images in {seconds:.1f} s ({scored / max(seconds, 1e-9):.2f} images/s "
-              f"on {accelerator.num_processes} process(es)); {summary['images']} images in "
-              f"{args.output_dir}/{PER_IMAGE_FILE}")
+        print(
+            f"aha evaluate: scored {scored} new images in {seconds:.1f} s ({scored / max(seconds, 1e-9):.2f} images/s "
+            f"on {accelerator.num_processes} process(es)); {summary['images']} images in "
+            f"{args.output_dir}/{PER_IMAGE_FILE}"
+        )
         if args.update_card is not None or args.push_to_hub:
             record_on_card(args, summary, explainer.config)
     # every process waits for the files, then leaves the process group (a process that exits with its group still
@@ -269,11 +297,23 @@ def dataset_names(args: argparse.Namespace) -> tuple[str, str]:
 def write_results(args: argparse.Namespace, rows: list[dict]) -> dict:
     """The per-image file, and the summary computed from its rows (JSON and markdown); returns the summary."""
     write_rows(os.path.join(args.output_dir, PER_IMAGE_FILE), rows)
-    summary = summarise(rows, args.methods, {name: metric_directions()[name] for name in args.metrics}, {
-        "dataset": dataset_names(args)[1], "dataset_config": args.dataset_config_name, "split": args.split,
-        "protocol": args.protocol, "target": args.target, "seed": args.seed, "metrics": args.metrics,
-        "methods": args.methods, "method_options": args.method_option, "refine_steps": args.refine_steps,
-    })
+    summary = summarise(
+        rows,
+        args.methods,
+        {name: metric_directions()[name] for name in args.metrics},
+        {
+            "dataset": dataset_names(args)[1],
+            "dataset_config": args.dataset_config_name,
+            "split": args.split,
+            "protocol": args.protocol,
+            "target": args.target,
+            "seed": args.seed,
+            "metrics": args.metrics,
+            "methods": args.methods,
+            "method_options": args.method_option,
+            "refine_steps": args.refine_steps,
+        },
+    )
     write_json(os.path.join(args.output_dir, "summary.json"), summary)
     write_text(os.path.join(args.output_dir, "summary.md"), markdown(summary))
     return summary
@@ -295,8 +335,13 @@ def record_on_card(args: argparse.Namespace, summary: dict, config) -> None:
     if args.push_to_hub:
         repo_id = card_repo(args)
         model_index = eval_results_to_model_index(repo_id.split("/")[-1], results)
-        metadata_update(repo_id, {"model-index": model_index}, overwrite=True, token=args.hub_token,
-                        commit_message="aha evaluate: faithfulness results")
+        metadata_update(
+            repo_id,
+            {"model-index": model_index},
+            overwrite=True,
+            token=args.hub_token,
+            commit_message="aha evaluate: faithfulness results",
+        )
 
 
 def main(args: argparse.Namespace) -> None:
@@ -306,4 +351,3 @@ def main(args: argparse.Namespace) -> None:
         evaluate(args)
     except (ValueError, FileNotFoundError, PermissionError) as error:
         raise SystemExit(f"aha evaluate: {error}") from error
-

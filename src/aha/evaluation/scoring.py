@@ -50,7 +50,9 @@ def metric_names() -> list[str]:
 
 def needs_labels(metrics: list[str], target: str) -> bool:
     """Whether the run needs ground-truth labels: ``--target label``, or a metric scored against the labels."""
-    return target == "label" or any(PERTURBATION_METRICS.get(name, (None, None, None))[2] == "labels" for name in metrics)
+    return target == "label" or any(
+        PERTURBATION_METRICS.get(name, (None, None, None))[2] == "labels" for name in metrics
+    )
 
 
 def needs_masks(metrics: list[str]) -> bool:
@@ -103,20 +105,27 @@ class Method:
         unknown = sorted(set(options) - set(hints))
         if unknown:
             raise ValueError(f"--method_option {name}.{unknown[0]}: {name} takes {sorted(set(hints) - {'seed'})}")
-        parsed = {key: parse_option(f"--method_option {name}.{key}", value, hints[key]) for key, value in options.items()}
+        parsed = {
+            key: parse_option(f"--method_option {name}.{key}", value, hints[key]) for key, value in options.items()
+        }
         self.name, self.seed, self.per_image = name, seed, "seed" in hints
         self.options = {**{key: value for key, value in shared.items() if key in hints}, **parsed}
-        self.attributor = get_attributor(name, classifier, **self.options, **({"seed": seed} if self.per_image else {}))
+        self.attributor = get_attributor(
+            name, classifier, **self.options, **({"seed": seed} if self.per_image else {})
+        )
         self.classifier = classifier
 
     def __call__(self, pixel_values: torch.Tensor, target: torch.Tensor, indices: list[int]) -> torch.Tensor:
         if not self.per_image:
             return self.attributor(pixel_values, target)
-        return torch.cat([
-            get_attributor(self.name, self.classifier, **self.options, seed=image_seed(self.seed, index))(
-                pixel_values[i : i + 1], target[i : i + 1])
-            for i, index in enumerate(indices)
-        ])
+        return torch.cat(
+            [
+                get_attributor(self.name, self.classifier, **self.options, seed=image_seed(self.seed, index))(
+                    pixel_values[i : i + 1], target[i : i + 1]
+                )
+                for i, index in enumerate(indices)
+            ]
+        )
 
 
 def localisation_defined(name: str, masks: torch.Tensor) -> torch.Tensor:
@@ -145,8 +154,10 @@ def warn_undefined_localisation(names: list[str], masks: torch.Tensor, indices: 
         defined = localisation_defined(name, masks).tolist()
         if not all(defined):
             background = " or no background pixel" if LOCALISATION_METRICS[name].needs_background else ""
-            logger.warning(f"{name} is undefined (null) for images {[i for i, ok in zip(indices, defined) if not ok]}: "
-                           f"at the classifier's resolution their masks hold no object pixel{background}")
+            logger.warning(
+                f"{name} is undefined (null) for images {[i for i, ok in zip(indices, defined) if not ok]}: "
+                f"at the classifier's resolution their masks hold no object pixel{background}"
+            )
 
 
 class Metrics:
@@ -170,7 +181,9 @@ class Metrics:
             self.protocol = PerturbationProtocol(**protocol, **common)
         self.curves = [name for name in names if name in PERTURBATION_METRICS]
         self.localisation = [name for name in names if name in LOCALISATION_METRICS]
-        self.independent = [name for name in names if name not in PERTURBATION_METRICS and name not in LOCALISATION_METRICS]
+        self.independent = [
+            name for name in names if name not in PERTURBATION_METRICS and name not in LOCALISATION_METRICS
+        ]
         self.names, self.classifier, self.common = names, classifier, common
 
     def __call__(self, pixel_values, maps, target, labels, indices: list[int], masks=None) -> dict[str, torch.Tensor]:
@@ -184,9 +197,13 @@ class Metrics:
         if self.independent:
             per_image = [
                 metric_engine.independent_scores(
-                    self.classifier, pixel_values[i : i + 1], maps[i : i + 1], target[i : i + 1],
+                    self.classifier,
+                    pixel_values[i : i + 1],
+                    maps[i : i + 1],
+                    target[i : i + 1],
                     metrics=self.independent,
-                    generator=torch.Generator().manual_seed(image_seed(self.common["seed"], index)), **self.common,
+                    generator=torch.Generator().manual_seed(image_seed(self.common["seed"], index)),
+                    **self.common,
                 )
                 for i, index in enumerate(indices)
             ]
@@ -201,7 +218,12 @@ def result_rows(indices, method: str, target, labels, scores: dict[str, torch.Te
     targets = target.cpu().tolist()
     label_list = labels.cpu().tolist() if labels is not None else [None] * len(indices)
     return [
-        {"index": int(index), "method": method, "target": targets[i], "label": label_list[i],
-         **{name: (value[i] if math.isfinite(value[i]) else None) for name, value in columns.items()}}
+        {
+            "index": int(index),
+            "method": method,
+            "target": targets[i],
+            "label": label_list[i],
+            **{name: (value[i] if math.isfinite(value[i]) else None) for name, value in columns.items()},
+        }
         for i, index in enumerate(indices)
     ]

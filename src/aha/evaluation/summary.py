@@ -19,7 +19,12 @@ from .arguments import PROTOCOLS
 
 
 #: metric name -> the key :func:`aha.hub.faithfulness_results` records it under
-CARD_KEYS = {"deletion": "deletion_auc", "insertion": "insertion_auc", "positive": "positive_auc", "negative": "negative_auc"}
+CARD_KEYS = {
+    "deletion": "deletion_auc",
+    "insertion": "insertion_auc",
+    "positive": "positive_auc",
+    "negative": "negative_auc",
+}
 
 
 def _finite(value: float) -> float | None:
@@ -49,19 +54,32 @@ def summarise(rows: list[dict], methods: list[str], directions: dict[str, bool],
         for metric in directions:
             values = torch.tensor(list(_column(rows, method, metric).values()), dtype=torch.float64)
             error = values.std().item() / math.sqrt(len(values)) if len(values) > 1 else math.nan
-            results[method][metric] = {"mean": _finite(values.mean().item()) if len(values) else None,
-                                       "standard_error": _finite(error), "images": len(values)}
+            results[method][metric] = {
+                "mean": _finite(values.mean().item()) if len(values) else None,
+                "standard_error": _finite(error),
+                "images": len(values),
+            }
     for metric, high_is_good in directions.items():
         for method, other in itertools.combinations(methods, 2):
             a, b = _column(rows, method, metric), _column(rows, other, metric)
             common = sorted(set(a) & set(b))
             if len(common) < 2:
                 continue
-            difference, error = paired_difference(torch.tensor([a[i] for i in common], dtype=torch.float64),
-                                                  torch.tensor([b[i] for i in common], dtype=torch.float64))
-            differences.append({"metric": metric, "method": method, "other": other, "images": len(common),
-                                "difference": difference, "standard_error": error,
-                                "verdict": verdict(difference, error, high_is_good)})
+            difference, error = paired_difference(
+                torch.tensor([a[i] for i in common], dtype=torch.float64),
+                torch.tensor([b[i] for i in common], dtype=torch.float64),
+            )
+            differences.append(
+                {
+                    "metric": metric,
+                    "method": method,
+                    "other": other,
+                    "images": len(common),
+                    "difference": difference,
+                    "standard_error": error,
+                    "verdict": verdict(difference, error, high_is_good),
+                }
+            )
     return {
         "settings": settings,
         "images": len({row["index"] for row in rows}),
@@ -80,7 +98,9 @@ def markdown(summary: dict) -> str:
         f"Protocol `{settings['protocol']}`, target `{settings['target']}`, seed {settings['seed']}. "
         "Each cell: mean +- standard error over the images; arrows give the good direction.",
         "",
-        "| method | " + " | ".join(f"{metric} {'↑' if m['higher_is_better'] else '↓'}" for metric, m in metrics.items()) + " |",
+        "| method | "
+        + " | ".join(f"{metric} {'↑' if m['higher_is_better'] else '↓'}" for metric, m in metrics.items())
+        + " |",
         "|---" * (len(metrics) + 1) + "|",
     ]
 
@@ -93,13 +113,21 @@ def markdown(summary: dict) -> str:
     for method, by_metric in summary["results"].items():
         lines.append(f"| {method} | " + " | ".join(cell(by_metric[metric]) for metric in metrics) + " |")
     if summary["paired_differences"]:
-        lines += ["", "Paired differences (method - other, same images); a method beats another only where the "
-                  "difference exceeds two standard errors in the good direction.", ""]
+        lines += [
+            "",
+            "Paired differences (method - other, same images); a method beats another only where the "
+            "difference exceeds two standard errors in the good direction.",
+            "",
+        ]
         for entry in summary["paired_differences"]:
-            outcome = {"better": f"{entry['method']} beats {entry['other']}",
-                       "worse": f"{entry['other']} beats {entry['method']}"}.get(entry["verdict"], "tie")
-            lines.append(f"- {entry['metric']}: {entry['method']} - {entry['other']} = {entry['difference']:+.4f} "
-                         f"+- {entry['standard_error']:.4f}: {outcome}")
+            outcome = {
+                "better": f"{entry['method']} beats {entry['other']}",
+                "worse": f"{entry['other']} beats {entry['method']}",
+            }.get(entry["verdict"], "tie")
+            lines.append(
+                f"- {entry['metric']}: {entry['method']} - {entry['other']} = {entry['difference']:+.4f} "
+                f"+- {entry['standard_error']:.4f}: {outcome}"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -114,14 +142,21 @@ def card_results(summary: dict, dataset: str, dataset_name: str, dataset_config:
         keys = {name: key for name, key in keys.items() if name in ("positive", "negative")}
     else:
         convention = fields.get("insertion_convention", convention)
-    means = {key: summary["results"]["aha"][name]["mean"] for name, key in keys.items() if name in summary["results"]["aha"]}
+    means = {
+        key: summary["results"]["aha"][name]["mean"] for name, key in keys.items() if name in summary["results"]["aha"]
+    }
     means = {key: value for key, value in means.items() if value is not None}
     if not means:
         raise ValueError(f"the model card records {sorted(keys)}: none was measured (--metrics)")
     return faithfulness_results(
-        means, dataset=dataset, split=settings["split"], reference="mean", target=settings["target"],
+        means,
+        dataset=dataset,
+        split=settings["split"],
+        reference="mean",
+        target=settings["target"],
         insertion_convention=convention,
-        dataset_name=dataset_name, dataset_config=dataset_config,
+        dataset_name=dataset_name,
+        dataset_config=dataset_config,
     )
 
 

@@ -77,8 +77,9 @@ class _IndependentMetric(MetricOptions):
         warn_if_constant(maps, self.name)
         device, _ = device_dtype(model)
         images = pixel_values.to(device)
-        target = resolve_target(target, len(images), num_labels(model), lambda: predict(model, images, self.chunk_size),
-                                device=device)
+        target = resolve_target(
+            target, len(images), num_labels(model), lambda: predict(model, images, self.chunk_size), device=device
+        )
         reference = make_reference(images, self.reference, *(self.normalisation or (None, None)))
         return images, maps.to(device).flatten(1), target, reference
 
@@ -178,7 +179,9 @@ class RegionPerturbation(_IndependentMetric):
         images, maps, target, reference = self._prepare(model, pixel_values, attributions, target)
         batch, _, height, width = images.shape
         labels = _patch_labels(height, width, self.patch_size, maps.device).expand(batch, -1)
-        sums = torch.zeros(batch, int(labels.max()) + 1, device=maps.device, dtype=maps.dtype).scatter_add_(1, labels, maps)
+        sums = torch.zeros(batch, int(labels.max()) + 1, device=maps.device, dtype=maps.dtype).scatter_add_(
+            1, labels, maps
+        )
         ranks, counts = _region_ranks(labels, sums, self.seed)
         curves = ranked_scores(model, ranks, counts, images, reference, target, self.score, self.chunk_size)
         return curves
@@ -250,7 +253,9 @@ class IROF(_IndependentMetric):
         images, maps, target, reference = self._prepare(model, pixel_values, attributions, target)
         labels = slic_segments(images, self.n_segments, self.compactness)
         num_regions = int(labels.max()) + 1
-        sizes = torch.zeros(labels.shape[0], num_regions, device=maps.device).scatter_add_(1, labels, torch.ones_like(maps))
+        sizes = torch.zeros(labels.shape[0], num_regions, device=maps.device).scatter_add_(
+            1, labels, torch.ones_like(maps)
+        )
         sums = torch.zeros_like(sizes).scatter_add_(1, labels, maps.float())
         means = torch.where(sizes > 0, sums / sizes.clamp_min(1), -torch.inf)
         ranks, counts = _region_ranks(labels, means, self.seed)
@@ -363,7 +368,10 @@ class FaithfulnessCorrelation(_IndependentMetric):
         if self.subset_size > num_pixels:
             raise ValueError(f"subset_size {self.subset_size} exceeds the {num_pixels} pixels of an image")
         return torch.stack(
-            [torch.rand(self.runs, num_pixels, generator=generator).argsort(dim=1)[:, : self.subset_size] for _ in range(batch)]
+            [
+                torch.rand(self.runs, num_pixels, generator=generator).argsort(dim=1)[:, : self.subset_size]
+                for _ in range(batch)
+            ]
         )
 
     def __call__(self, model: nn.Module, pixel_values, attributions, target=None, generator=None) -> CorrelationResult:
@@ -381,8 +389,12 @@ class FaithfulnessCorrelation(_IndependentMetric):
             return torch.lerp(images[image], reference[image], masks.view(-1, 1, height, width).to(dtype))
 
         with torch.no_grad():
-            clean = torch.cat([class_scores(model(pixel_values=chunk).logits, t, self.score)
-                               for chunk, t in zip(images.split(self.chunk_size), target.split(self.chunk_size))])
+            clean = torch.cat(
+                [
+                    class_scores(model(pixel_values=chunk).logits, t, self.score)
+                    for chunk, t in zip(images.split(self.chunk_size), target.split(self.chunk_size))
+                ]
+            )
             perturbed = perturbation_scores(
                 model, batch * self.runs, images_at, target.repeat_interleave(self.runs), self.score, self.chunk_size
             ).view(batch, self.runs)
@@ -391,14 +403,26 @@ class FaithfulnessCorrelation(_IndependentMetric):
         correlation = pearson(sums, drops)
         undefined = correlation.isnan().nonzero().flatten().tolist()
         if undefined:
-            warnings.warn(f"faithfulness correlation: undefined (a constant side) for images {undefined}", stacklevel=2)
+            warnings.warn(
+                f"faithfulness correlation: undefined (a constant side) for images {undefined}", stacklevel=2
+            )
         return CorrelationResult(correlation=correlation, attribution_sums=sums, score_drops=drops)
 
 
 #: every independent metric by name: (its options class and fixed options, True when high is good, what it is)
 INDEPENDENT_METRICS = {
-    "road_morf": (ROAD, dict(order="morf"), False, "ROAD, most relevant first, noisy linear imputation (accuracy AUC)"),
-    "road_lerf": (ROAD, dict(order="lerf"), True, "ROAD, least relevant first, noisy linear imputation (accuracy AUC)"),
+    "road_morf": (
+        ROAD,
+        dict(order="morf"),
+        False,
+        "ROAD, most relevant first, noisy linear imputation (accuracy AUC)",
+    ),
+    "road_lerf": (
+        ROAD,
+        dict(order="lerf"),
+        True,
+        "ROAD, least relevant first, noisy linear imputation (accuracy AUC)",
+    ),
     "region_perturbation": (RegionPerturbation, {}, True, "region perturbation, 8 px patches, MoRF (AOPC)"),
     "selectivity": (Selectivity, {}, False, "selectivity, 8 px patches (AUC of the score)"),
     "irof": (IROF, {}, True, "IROF, SLIC superpixels (area over the score-ratio curve)"),
@@ -431,7 +455,9 @@ def _selected(metrics, options: dict) -> dict:
     unknown = sorted(set(options) - set().union(*fields.values()))
     if unknown:
         raise ValueError(f"no selected metric takes the options {unknown}")
-    return {name: independent_metric(name, **{k: v for k, v in options.items() if k in fields[name]}) for name in names}
+    return {
+        name: independent_metric(name, **{k: v for k, v in options.items() if k in fields[name]}) for name in names
+    }
 
 
 def independent_settings(metrics=None, **options) -> dict[str, dict]:
@@ -441,8 +467,13 @@ def independent_settings(metrics=None, **options) -> dict[str, dict]:
 
 
 def independent_scores(
-    model: nn.Module, pixel_values: torch.Tensor, attributions: torch.Tensor, target=None, metrics=None,
-    generator: torch.Generator | None = None, **options,
+    model: nn.Module,
+    pixel_values: torch.Tensor,
+    attributions: torch.Tensor,
+    target=None,
+    metrics=None,
+    generator: torch.Generator | None = None,
+    **options,
 ) -> dict[str, torch.Tensor]:
     """Score a batch of maps with the independent metrics: ``{name: (B,) scores}``.
 
@@ -461,8 +492,13 @@ def independent_scores(
     selected = _selected(metrics, options)
     check_pixel_values(pixel_values)
     device, _ = device_dtype(model)
-    target = resolve_target(target, len(pixel_values), num_labels(model),
-                            lambda: predict(model, pixel_values, options.get("chunk_size", 64)), device=device)
+    target = resolve_target(
+        target,
+        len(pixel_values),
+        num_labels(model),
+        lambda: predict(model, pixel_values, options.get("chunk_size", 64)),
+        device=device,
+    )
     generator = generator if generator is not None else torch.Generator().manual_seed(options.get("seed", 0))
     results = {}
     for name, metric in selected.items():

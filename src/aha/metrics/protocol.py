@@ -107,7 +107,9 @@ class PerturbationProtocol(MetricOptions):
         """Chefer et al.'s positive/negative perturbation: fractions 0, 0.1, ..., 0.9 of the pixels set to 0 in
         [0, 1] space (the "black" reference: the normalisation is required), top-1 accuracy against the labels.
         ``options``: ``image_processor`` or ``image_mean``/``image_std``, ``chunk_size``, ``seed``."""
-        return cls(reference="black", fractions=chefer_fractions(), score="correct", name=f"{kind} perturbation", **options)
+        return cls(
+            reference="black", fractions=chefer_fractions(), score="correct", name=f"{kind} perturbation", **options
+        )
 
     def __call__(self, model: nn.Module, pixel_values: torch.Tensor, attributions: torch.Tensor, target=None):
         """Deletion and insertion of the same maps for the same classes: a :class:`DeletionInsertionResult`.
@@ -120,8 +122,13 @@ class PerturbationProtocol(MetricOptions):
         """
         check_pixel_values(pixel_values)
         device, _ = device_dtype(model)
-        target = resolve_target(target, len(pixel_values), num_labels(model),
-                                lambda: predict(model, pixel_values, self.chunk_size), device=device)
+        target = resolve_target(
+            target,
+            len(pixel_values),
+            num_labels(model),
+            lambda: predict(model, pixel_values, self.chunk_size),
+            device=device,
+        )
         return DeletionInsertionResult(
             deletion=self.deletion(model, pixel_values, attributions, target),
             insertion=self.insertion(model, pixel_values, attributions, target),
@@ -146,8 +153,12 @@ class PerturbationProtocol(MetricOptions):
         protocol = self
         if which == "chefer":
             protocol = PerturbationProtocol.chefer(
-                metric, image_processor=self.image_processor, image_mean=self.image_mean, image_std=self.image_std,
-                chunk_size=self.chunk_size, seed=self.seed,
+                metric,
+                image_processor=self.image_processor,
+                image_mean=self.image_mean,
+                image_std=self.image_std,
+                chunk_size=self.chunk_size,
+                seed=self.seed,
             )
         if labels is not None:  # checked even where unused: an out-of-range label is a wrong input either way
             check_pixel_values(pixel_values)
@@ -160,8 +171,14 @@ class PerturbationProtocol(MetricOptions):
         warn_if_constant(maps, self.name or ("deletion" if deletion else "insertion"))
         device, _ = device_dtype(model)
         images, scores = pixel_values.to(device), maps.to(device).flatten(1)
-        target = resolve_target(target, len(images), num_labels(model), lambda: predict(model, images, self.chunk_size),
-                                target_name, device)
+        target = resolve_target(
+            target,
+            len(images),
+            num_labels(model),
+            lambda: predict(model, images, self.chunk_size),
+            target_name,
+            device,
+        )
         if deletion or self.insertion_convention == "lrf":
             start, end = images, make_reference(images, self.reference, *(self.normalisation or (None, None)))
         else:
@@ -177,7 +194,9 @@ def _required_labels(labels, metric: str):
     return labels
 
 
-def deletion(model: nn.Module, pixel_values: torch.Tensor, attributions: torch.Tensor, target=None, **protocol) -> CurveResult:
+def deletion(
+    model: nn.Module, pixel_values: torch.Tensor, attributions: torch.Tensor, target=None, **protocol
+) -> CurveResult:
     """Deletion: replace the most relevant pixels first by the reference; low AUC is good.
 
     Args:
@@ -226,7 +245,9 @@ def deletion_insertion(
     return PerturbationProtocol(**protocol)(model, pixel_values, attributions, target)
 
 
-def positive_perturbation(model: nn.Module, pixel_values: torch.Tensor, attributions: torch.Tensor, labels, **options) -> CurveResult:
+def positive_perturbation(
+    model: nn.Module, pixel_values: torch.Tensor, attributions: torch.Tensor, labels, **options
+) -> CurveResult:
     """Chefer et al.'s positive perturbation: the most relevant pixels first set to 0 in [0, 1] space.
 
     Fractions 0, 0.1, ..., 0.9 (0 is the unperturbed image); the curve is top-1 accuracy against
@@ -237,9 +258,9 @@ def positive_perturbation(model: nn.Module, pixel_values: torch.Tensor, attribut
     return PerturbationProtocol(**options).measure("positive", model, pixel_values, attributions, labels=labels)
 
 
-def negative_perturbation(model: nn.Module, pixel_values: torch.Tensor, attributions: torch.Tensor, labels, **options) -> CurveResult:
+def negative_perturbation(
+    model: nn.Module, pixel_values: torch.Tensor, attributions: torch.Tensor, labels, **options
+) -> CurveResult:
     """Chefer et al.'s negative perturbation: like :func:`positive_perturbation` but the *least*
     relevant pixels go first. High is good."""
     return PerturbationProtocol(**options).measure("negative", model, pixel_values, attributions, labels=labels)
-
-

@@ -131,8 +131,9 @@ def model_randomisation(
     elif not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
         raise ValueError(f"generator must be a CPU torch.Generator, got {generator!r}")
     batch, channels, height, width = pixel_values.shape
-    target = resolve_target(target, batch, num_labels(model), lambda: predict(model, pixel_values),
-                            device=device_dtype(model)[0])
+    target = resolve_target(
+        target, batch, num_labels(model), lambda: predict(model, pixel_values), device=device_dtype(model)[0]
+    )
 
     def maps_of(classifier: nn.Module) -> torch.Tensor:
         maps = pixel_maps(make_attributor(classifier)(pixel_values, target), batch, (height, width), channels)
@@ -141,8 +142,10 @@ def model_randomisation(
     original = maps_of(model)
     randomised = copy.deepcopy(model)
     parameters = dict(randomised.named_parameters())
-    groups = [(group, [name for name in names if only is None or name.startswith(only)])
-              for group, names in parameter_groups(randomised)]
+    groups = [
+        (group, [name for name in names if only is None or name.startswith(only)])
+        for group, names in parameter_groups(randomised)
+    ]
     groups = [(group, names) for group, names in groups if names]
     if not groups:
         raise ValueError(f"only={only!r} matches no parameter name of {type(model).__name__}")

@@ -73,8 +73,13 @@ class Comparison:
         max_image_pixels: most pixels of an image explained (default: :data:`aha.images.MAX_PIXELS`).
     """
 
-    def __init__(self, explainer: str, comparisons: dict[str, tuple[str, dict]] | None = None, device=None,
-                 max_image_pixels: int = MAX_PIXELS):
+    def __init__(
+        self,
+        explainer: str,
+        comparisons: dict[str, tuple[str, dict]] | None = None,
+        device=None,
+        max_image_pixels: int = MAX_PIXELS,
+    ):
         self.pipe = pipeline(TASK, model=explainer, device=device, max_image_pixels=max_image_pixels)
         self.max_image_pixels = max_image_pixels
         self.explainer = self.pipe.model.eval()
@@ -83,8 +88,9 @@ class Comparison:
         #: the classifier's label names, in class-index order
         self.labels = [config.id2label[index] for index in range(config.num_labels)]
         comparisons = default_comparisons() if comparisons is None else comparisons
-        self.comparisons = {name: get_attributor(method, self.classifier, **options)
-                            for name, (method, options) in comparisons.items()}
+        self.comparisons = {
+            name: get_attributor(method, self.classifier, **options) for name, (method, options) in comparisons.items()
+        }
         self._lock = threading.Lock()
 
     def top_classes(self, image: Image.Image, top_k: int = 5) -> tuple[list[dict], int]:
@@ -94,7 +100,9 @@ class Comparison:
             result = self.pipe(image, top_k=top_k)
         return result["predictions"], result["target"]
 
-    def explain(self, image: Image.Image, target: int, refine_steps: int = 0, max_side: int | None = None) -> list[MethodResult]:
+    def explain(
+        self, image: Image.Image, target: int, refine_steps: int = 0, max_side: int | None = None
+    ) -> list[MethodResult]:
         """AHA (with ``refine_steps`` test-time refinement steps), then each comparison method, on ``image`` for
         class index ``target``.
 
@@ -111,8 +119,10 @@ class Comparison:
             picture = picture.copy()
             picture.thumbnail((max_side, max_side))
             region = processed_region(self.pipe.image_processor, picture.height, picture.width)
-        methods = {"AHA": get_attributor("aha", self.classifier, explainer=self.explainer, refine_steps=refine_steps),
-                   **self.comparisons}
+        methods = {
+            "AHA": get_attributor("aha", self.classifier, explainer=self.explainer, refine_steps=refine_steps),
+            **self.comparisons,
+        }
         results = []
         for name, attributor in methods.items():
             with self._lock:

@@ -47,10 +47,13 @@ def demo_explainer(folder: str | Path | None = None, preset: str = "default") ->
     folder = default_demo_folder() if folder is None else Path(folder)
     explainer = world_folder(folder) / "explainer"
     if not (explainer / "config.json").is_file():
-        print(f"[aha space] no trained explainer in {explainer}: training one now as `aha demo --output {folder} "
-              f"--preset {preset}` does, without its report (preset {preset!r}: about "
-              f"{'a few CPU minutes' if preset == 'quick' else '10 minutes or more'} on 2 CPU cores); the page opens "
-              "when it is done.", flush=True)
+        print(
+            f"[aha space] no trained explainer in {explainer}: training one now as `aha demo --output {folder} "
+            f"--preset {preset}` does, without its report (preset {preset!r}: about "
+            f"{'a few CPU minutes' if preset == 'quick' else '10 minutes or more'} on 2 CPU cores); the page opens "
+            "when it is done.",
+            flush=True,
+        )
         world = build_parser().get_default("world")
         build_world(get_world(world), folder / world, preset_settings(preset))
     return explainer

@@ -36,10 +36,18 @@ _EXPORTS = {
     "training_loop": ".loop",
     "warmup_cosine_schedule": ".schedule",
 }
-__all__ = sorted([
-    "DataArguments", "ModelArguments", "OptimisationArguments", "RunArguments", "as_flags", "build_parser", "check_arguments",
-    *_EXPORTS,
-])
+__all__ = sorted(
+    [
+        "DataArguments",
+        "ModelArguments",
+        "OptimisationArguments",
+        "RunArguments",
+        "as_flags",
+        "build_parser",
+        "check_arguments",
+        *_EXPORTS,
+    ]
+)
 
 
 def __getattr__(name: str):

@@ -88,23 +88,32 @@ class DataArguments(_TypedArguments):
 
     _argument_group_name = "data"
 
-    dataset_name: str | None = field(default=None, metadata=_help(
-        "Hub dataset id (default when no local data is given: ILSVRC/imagenet-1k, gated: accept its terms and run "
-        "`hf auth login`)."))
+    dataset_name: str | None = field(
+        default=None,
+        metadata=_help(
+            "Hub dataset id (default when no local data is given: ILSVRC/imagenet-1k, gated: accept its terms and run "
+            "`hf auth login`)."
+        ),
+    )
     dataset_config_name: str | None = field(default=None, metadata=_help("Configuration of the Hub dataset."))
     dataset_path: str | None = field(default=None, metadata=_help("A dataset saved with `save_to_disk`."))
     train_dir: str | None = field(default=None, metadata=_help("A folder containing the training data."))
     validation_dir: str | None = field(default=None, metadata=_help("A folder containing the validation data."))
     train_split: str = field(default="train", metadata=_help("Name of the training split."))
-    validation_split: str = field(default="validation", metadata=_help(
-        "Name of the held-out split (evaluation is skipped when it is absent)."))
-    train_val_split: float | None = field(default=None, metadata=_help(
-        "Fraction of a map-style train split to hold out when there is no validation split."))
+    validation_split: str = field(
+        default="validation", metadata=_help("Name of the held-out split (evaluation is skipped when it is absent).")
+    )
+    train_val_split: float | None = field(
+        default=None,
+        metadata=_help("Fraction of a map-style train split to hold out when there is no validation split."),
+    )
     image_column_name: str = field(default="image", metadata=_help("Column holding the images."))
     label_column_name: str = field(default="label", metadata=_help("Column holding the labels."))
     streaming: bool = field(default=False, metadata=_help("Stream the Hub dataset instead of downloading it."))
-    shuffle_buffer_size: int = field(default=10_000, metadata=_help(
-        "Shuffle buffer of a stream (0: shard order only; the only setting with exact resume)."))
+    shuffle_buffer_size: int = field(
+        default=10_000,
+        metadata=_help("Shuffle buffer of a stream (0: shard order only; the only setting with exact resume)."),
+    )
     max_train_samples: int | None = field(default=None, metadata=_help("Truncate the training split."))
     max_eval_samples: int | None = field(default=None, metadata=_help("Truncate the held-out split."))
     dataloader_num_workers: int = field(default=0, metadata=_help("DataLoader workers (map-style only)."))
@@ -117,7 +126,9 @@ class DataArguments(_TypedArguments):
         if self.validation_dir is not None and self.train_dir is None:
             raise ValueError("--validation_dir needs --train_dir")
         if self.streaming and (self.train_dir is not None or self.dataset_path is not None):
-            raise ValueError("--streaming reads Hub datasets (--dataset_name); local folders and saved datasets are map-style")
+            raise ValueError(
+                "--streaming reads Hub datasets (--dataset_name); local folders and saved datasets are map-style"
+            )
         if self.train_val_split is not None and (self.streaming or not 0 < self.train_val_split < 1):
             raise ValueError("--train_val_split must be in (0, 1) and needs a map-style (not --streaming) dataset")
         _at_least(0, self, ("shuffle_buffer_size", "dataloader_num_workers"))
@@ -132,13 +143,21 @@ class ModelArguments(_TypedArguments):
 
     _argument_group_name = "model"
 
-    model_name_or_path: str | None = field(default=None, metadata=_help(
-        "The classifier to explain (AutoModelForImageClassification): Hub id or local dir."))
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata=_help("The classifier to explain (AutoModelForImageClassification): Hub id or local dir."),
+    )
     tau_start: float | None = field(default=None, metadata=_help("Gumbel-Sinkhorn temperature at step 0."))
     tau_end: float | None = field(default=None, metadata=_help("Gumbel-Sinkhorn temperature at the last step."))
-    explainer_config: list[str] = field(default_factory=list, metadata=_help(
-        "Any other AHAConfig field, e.g. --explainer_config perturbation_batch_size=128 (repeatable; values are read "
-        "as JSON when they parse).", action="append", metavar="KEY=VALUE"))
+    explainer_config: list[str] = field(
+        default_factory=list,
+        metadata=_help(
+            "Any other AHAConfig field, e.g. --explainer_config perturbation_batch_size=128 (repeatable; values are read "
+            "as JSON when they parse).",
+            action="append",
+            metavar="KEY=VALUE",
+        ),
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -169,29 +188,52 @@ class OptimisationArguments(_TypedArguments):
 
     per_device_train_batch_size: int = field(default=32, metadata=_help("Images per process per micro-batch."))
     per_device_eval_batch_size: int | None = field(default=None, metadata=_help("Default: the training one."))
-    total_train_batch_size: int | None = field(default=None, metadata=_help(
-        "Images per optimiser step over all processes; sets --per_device_train_batch_size to total / (processes x "
-        "gradient_accumulation_steps), which must be whole."))
+    total_train_batch_size: int | None = field(
+        default=None,
+        metadata=_help(
+            "Images per optimiser step over all processes; sets --per_device_train_batch_size to total / (processes x "
+            "gradient_accumulation_steps), which must be whole."
+        ),
+    )
     learning_rate: float = field(default=3e-4, metadata=_help("Peak AdamW learning rate."))
     weight_decay: float = field(default=1e-3, metadata=_help("AdamW weight decay."))
     max_grad_norm: float = field(default=1.0, metadata=_help("Gradient clipping norm."))
     num_train_epochs: int = field(default=1, metadata=_help("Passes over the training split."))
-    max_train_steps: int | None = field(default=None, metadata=_help(
-        "Optimiser steps; overrides --num_train_epochs (required for streams of unknown size)."))
+    max_train_steps: int | None = field(
+        default=None,
+        metadata=_help("Optimiser steps; overrides --num_train_epochs (required for streams of unknown size)."),
+    )
     gradient_accumulation_steps: int = field(default=1, metadata=_help("Micro-batches per optimiser step."))
-    num_warmup_steps: int | None = field(default=None, metadata=_help(
-        "Linear warm-up steps from lr/25 (default: --warmup_ratio of the steps), then cosine."))
+    num_warmup_steps: int | None = field(
+        default=None,
+        metadata=_help("Linear warm-up steps from lr/25 (default: --warmup_ratio of the steps), then cosine."),
+    )
     warmup_ratio: float = field(default=0.06, metadata=_help("Warm-up fraction when --num_warmup_steps is unset."))
-    mixed_precision: Literal["no", "fp16", "bf16"] | None = field(default=None, metadata=_help(
-        "Default: the accelerate config / launcher's, else bf16 on GPUs that support it, else no."))
-    gradient_checkpointing: bool = field(default=True, metadata=_help(
-        "Recompute the classifier's activations in the backward pass (--no_gradient_checkpointing keeps them)."))
+    mixed_precision: Literal["no", "fp16", "bf16"] | None = field(
+        default=None,
+        metadata=_help("Default: the accelerate config / launcher's, else bf16 on GPUs that support it, else no."),
+    )
+    gradient_checkpointing: bool = field(
+        default=True,
+        metadata=_help(
+            "Recompute the classifier's activations in the backward pass (--no_gradient_checkpointing keeps them)."
+        ),
+    )
     seed: int = field(default=42, metadata=_help("Seed of the whole run (data order, grids, noise)."))
 
     def check(self) -> None:
         """Refuse values out of range (ValueError naming the flag)."""
-        _at_least(1, self, ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
-                            "max_train_steps", "total_train_batch_size"))
+        _at_least(
+            1,
+            self,
+            (
+                "per_device_train_batch_size",
+                "per_device_eval_batch_size",
+                "gradient_accumulation_steps",
+                "max_train_steps",
+                "total_train_batch_size",
+            ),
+        )
         _at_least(0, self, ("num_warmup_steps",))
         if self.max_train_steps is None and self.num_train_epochs < 1:
             raise ValueError("give --num_train_epochs >= 1 or --max_train_steps")
@@ -218,7 +260,9 @@ class OptimisationArguments(_TypedArguments):
                 )
             batch_size = self.total_train_batch_size // per_step
         eval_batch_size = batch_size if self.per_device_eval_batch_size is None else self.per_device_eval_batch_size
-        return dataclasses.replace(self, per_device_train_batch_size=batch_size, per_device_eval_batch_size=eval_batch_size)
+        return dataclasses.replace(
+            self, per_device_train_batch_size=batch_size, per_device_eval_batch_size=eval_batch_size
+        )
 
     def warmup_steps(self, max_train_steps: int) -> int:
         """``num_warmup_steps``, or ``warmup_ratio`` of the steps rounded up."""
@@ -235,28 +279,43 @@ class RunArguments(_TypedArguments):
     _argument_group_name = "run"
 
     output_dir: str = field(metadata=_help("Where checkpoints and the explainer are written."))
-    overwrite_output_dir: bool = field(default=False, metadata=_help(
-        "Start afresh even if --output_dir holds a run."))
+    overwrite_output_dir: bool = field(default=False, metadata=_help("Start afresh even if --output_dir holds a run."))
     checkpointing_steps: int = field(default=1000, metadata=_help("Save the training state every N steps."))
-    checkpoints_total_limit: int | None = field(default=None, metadata=_help(
-        "Keep only the newest N checkpoints (default: all)."))
-    resume_from_checkpoint: str | None = field(default=None, metadata=_help(
-        'A checkpoint folder, or "latest" for the newest one in --output_dir.'))
-    eval_steps: int | None = field(default=None, metadata=_help(
-        "Evaluate on the held-out split every N steps (default: at the end only)."))
+    checkpoints_total_limit: int | None = field(
+        default=None, metadata=_help("Keep only the newest N checkpoints (default: all).")
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata=_help('A checkpoint folder, or "latest" for the newest one in --output_dir.')
+    )
+    eval_steps: int | None = field(
+        default=None, metadata=_help("Evaluate on the held-out split every N steps (default: at the end only).")
+    )
     with_tracking: bool = field(default=False, metadata=_help("Log to experiment trackers."))
-    report_to: str = field(default="all", metadata=_help(
-        'Trackers for --with_tracking ("tensorboard", "wandb", ... or "all").'))
+    report_to: str = field(
+        default="all", metadata=_help('Trackers for --with_tracking ("tensorboard", "wandb", ... or "all").')
+    )
     push_to_hub: bool = field(default=False, metadata=_help("Push the final explainer to the Hub."))
-    decoder_only: bool = field(default=False, metadata=_help(
-        "Save the final explainer without its frozen classifier (like a PEFT adapter): the config records "
-        "--model_name_or_path and the fingerprint of its weights."))
+    decoder_only: bool = field(
+        default=False,
+        metadata=_help(
+            "Save the final explainer without its frozen classifier (like a PEFT adapter): the config records "
+            "--model_name_or_path and the fingerprint of its weights."
+        ),
+    )
     hub_model_id: str | None = field(default=None, metadata=_help("Hub repo id (default: the output dir's name)."))
-    hub_token: str | None = field(default=None, repr=False, metadata=_help(  # a secret: never in a repr or a log
-        "Hub token (default: the `hf auth login` one)."))
-    threads: int | None = field(default=None, metadata=_help(
-        "torch CPU threads per process (default: the free cores shared among this machine's processes; printed)."))
-
+    hub_token: str | None = field(
+        default=None,
+        repr=False,
+        metadata=_help(  # a secret: never in a repr or a log
+            "Hub token (default: the `hf auth login` one)."
+        ),
+    )
+    threads: int | None = field(
+        default=None,
+        metadata=_help(
+            "torch CPU threads per process (default: the free cores shared among this machine's processes; printed)."
+        ),
+    )
 
     def check(self) -> None:
         """Refuse values out of range and combinations that cannot run (ValueError naming the flags)."""
@@ -279,7 +338,9 @@ class TrainArgumentParser(HfArgumentParser):
     """The parser of ``aha train``: the flags of :data:`ARGUMENT_CLASSES`, or one JSON / YAML file of them, into
     the four dataclasses (each value parsed by its field's declared type)."""
 
-    def parse_args(self, args=None, namespace=None) -> tuple[DataArguments, ModelArguments, OptimisationArguments, RunArguments]:
+    def parse_args(
+        self, args=None, namespace=None
+    ) -> tuple[DataArguments, ModelArguments, OptimisationArguments, RunArguments]:
         """``(data, model, optimisation, run)``, the arguments of :func:`aha.training.train`; a value that does not
         parse ends the command with the usage, the message naming the option (and the file), and exit status 2."""
         args = sys.argv[1:] if args is None else list(args)
@@ -298,7 +359,9 @@ def argument_hints() -> dict[str, object]:
     return {name: hint for cls in ARGUMENT_CLASSES for name, hint in _field_types(cls).items()}
 
 
-def arguments_from(values: dict, source: str) -> tuple[DataArguments, ModelArguments, OptimisationArguments, RunArguments]:
+def arguments_from(
+    values: dict, source: str
+) -> tuple[DataArguments, ModelArguments, OptimisationArguments, RunArguments]:
     """The options in ``values`` (from ``source``: a file name, or "flags") as the four dataclasses, the rest at their
     defaults. Raises ValueError naming the option (and the file) for an unknown option or a value that does not parse."""
     if not isinstance(values, dict):
@@ -307,7 +370,9 @@ def arguments_from(values: dict, source: str) -> tuple[DataArguments, ModelArgum
         unknown = sorted(set(values) - set(argument_hints()))
         if unknown:
             raise ValueError(f"unknown option(s) {unknown}")
-        return tuple(cls(**{name: values[name] for name in _field_types(cls) if name in values}) for cls in ARGUMENT_CLASSES)
+        return tuple(
+            cls(**{name: values[name] for name in _field_types(cls) if name in values}) for cls in ARGUMENT_CLASSES
+        )
     except (TypeError, ValueError) as error:  # TypeError: a required option (--output_dir) is missing
         raise ValueError(f"{source}: {error}" if source != "flags" else str(error)) from error
 
@@ -336,7 +401,11 @@ def as_flags(*arguments) -> list[str]:
             if option.name in SECRET_ARGS or value == default:
                 continue
             if option.name == "explainer_config":
-                flags += [item for key, item_value in value for item in ("--explainer_config", f"{key}={json.dumps(item_value)}")]
+                flags += [
+                    item
+                    for key, item_value in value
+                    for item in ("--explainer_config", f"{key}={json.dumps(item_value)}")
+                ]
             elif isinstance(value, bool):
                 flags.append(f"--{option.name}" if value else f"--no_{option.name}")
             else:
@@ -362,7 +431,9 @@ def read_argument_file(path: str) -> dict:
     except FileNotFoundError as error:
         raise ValueError(f"no argument file {path}") from error
     except (OSError, ValueError, yaml.YAMLError) as error:  # DamagedFileError is a ValueError
-        raise ValueError(f"{path} is not a readable {'JSON' if path.endswith('.json') else 'YAML'} file ({error})") from error
+        raise ValueError(
+            f"{path} is not a readable {'JSON' if path.endswith('.json') else 'YAML'} file ({error})"
+        ) from error
 
 
 def _as_list(value) -> list:
@@ -371,7 +442,8 @@ def _as_list(value) -> list:
 
 def build_parser() -> TrainArgumentParser:
     return TrainArgumentParser(
-        ARGUMENT_CLASSES, prog="aha train",
+        ARGUMENT_CLASSES,
+        prog="aha train",
         description="Train an AHA explainer for a frozen Hugging Face image classifier.",
     )
 
@@ -397,8 +469,10 @@ def _config_overrides(values) -> list[tuple[str, object]]:
     if isinstance(values, dict):
         pairs = list(values.items())
     elif isinstance(values, (list, tuple)):
-        pairs = [tuple(value) if isinstance(value, (list, tuple)) and len(value) == 2 else config_override(value)
-                 for value in values]
+        pairs = [
+            tuple(value) if isinstance(value, (list, tuple)) and len(value) == 2 else config_override(value)
+            for value in values
+        ]
     else:
         raise ValueError(f"explainer_config must be a list of KEY=VALUE strings or a mapping, got {values!r}")
     hints = AHAConfig.user_fields()
@@ -407,8 +481,11 @@ def _config_overrides(values) -> list[tuple[str, object]]:
             recorded = key in AHAConfig.own_fields()
             raise ValueError(
                 f"--explainer_config {key}: "
-                + ("recorded from the classifier and its image processor, not set by hand" if recorded else
-                   "not a field of AHAConfig")
+                + (
+                    "recorded from the classifier and its image processor, not set by hand"
+                    if recorded
+                    else "not a field of AHAConfig"
+                )
                 + f"; the fields it sets: {sorted(hints)}"
             )
     return [(key, parse_option(f"--explainer_config {key}", value, hints[key])) for key, value in pairs]

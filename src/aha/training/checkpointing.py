@@ -138,16 +138,19 @@ class TrainingState:
                 {"classifier_fingerprint": self.classifier_fingerprint},
             )
             write_optimizer(os.path.join(directory, OPTIMIZER_FILE), self.optimizer.state_dict())
-            write_json(os.path.join(directory, STATE_FILE), {
-                "format_version": FORMAT_VERSION,
-                "completed_steps": self.completed_steps,
-                "num_processes": accelerator.num_processes,
-                "classifier_fingerprint": self.classifier_fingerprint,
-                "data_position": position,
-                "lr_scheduler": self.lr_scheduler.state_dict(),
-                "grad_scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
-                "accelerator_step": accelerator.step,
-            })
+            write_json(
+                os.path.join(directory, STATE_FILE),
+                {
+                    "format_version": FORMAT_VERSION,
+                    "completed_steps": self.completed_steps,
+                    "num_processes": accelerator.num_processes,
+                    "classifier_fingerprint": self.classifier_fingerprint,
+                    "data_position": position,
+                    "lr_scheduler": self.lr_scheduler.state_dict(),
+                    "grad_scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
+                    "accelerator_step": accelerator.step,
+                },
+            )
         rng_path = os.path.join(directory, rng_file(accelerator.process_index))
         write_json(rng_path, rng_states(accelerator.device, self.generator), indent=None)
 
@@ -191,11 +194,15 @@ class TrainingState:
         scheduler_steps = completed_steps * accelerator.num_processes  # accelerate steps it once per process
         highest_lr = max(group.get("initial_lr", group["lr"]) for group in self.optimizer.param_groups)
         scheduler_state = _checked_values(
-            state.get("lr_scheduler"), self.lr_scheduler.state_dict(), f"{state_path}: lr_scheduler", {
+            state.get("lr_scheduler"),
+            self.lr_scheduler.state_dict(),
+            f"{state_path}: lr_scheduler",
+            {
                 "last_epoch": dict(integer=True, minimum=-1, maximum=scheduler_steps),
                 "_step_count": dict(integer=True, minimum=0, maximum=scheduler_steps + 1),
                 "_last_lr": dict(minimum=0, maximum=highest_lr * (1 + 1e-6)),
-                "_is_initial": None, "_get_lr_called_within_step": None,
+                "_is_initial": None,
+                "_get_lr_called_within_step": None,
             },
         )
         if (state.get("grad_scaler") is None) != (accelerator.scaler is None):
@@ -204,9 +211,15 @@ class TrainingState:
                 "scaler (fp16 mixed precision); resume it with the same --mixed_precision"
             )
         if accelerator.scaler is not None:
-            _checked_values(state["grad_scaler"], accelerator.scaler.state_dict(), f"{state_path}: grad_scaler", {
-                "scale": dict(above=0), "_growth_tracker": dict(integer=True, minimum=0),
-            })
+            _checked_values(
+                state["grad_scaler"],
+                accelerator.scaler.state_dict(),
+                f"{state_path}: grad_scaler",
+                {
+                    "scale": dict(above=0),
+                    "_growth_tracker": dict(integer=True, minimum=0),
+                },
+            )
         _check_data_position(state.get("data_position"), self.batches, completed_steps, f"{state_path}: data_position")
 
         try:
@@ -229,7 +242,9 @@ class TrainingState:
         max_train_steps`` and the step of a ``step_<N>`` folder; the micro-step counter a multiple of the
         accumulation steps, at most ``completed_steps`` times them."""
         completed = state.get("completed_steps")
-        check_number(f"{state_path}: completed_steps", completed, integer=True, minimum=1, maximum=self.max_train_steps)
+        check_number(
+            f"{state_path}: completed_steps", completed, integer=True, minimum=1, maximum=self.max_train_steps
+        )
         folder = _STEP_DIR.match(os.path.basename(os.path.normpath(directory)))
         if folder and int(folder.group(1)) != completed:
             raise ValueError(
@@ -238,7 +253,9 @@ class TrainingState:
             )
         accumulation = self.accelerator.gradient_accumulation_steps
         micro_step = state.get("accelerator_step")
-        check_number(f"{state_path}: accelerator_step", micro_step, integer=True, minimum=0, maximum=completed * accumulation)
+        check_number(
+            f"{state_path}: accelerator_step", micro_step, integer=True, minimum=0, maximum=completed * accumulation
+        )
         if micro_step % accumulation:
             raise ValueError(
                 f"{state_path}: accelerator_step must be a multiple of the gradient accumulation steps "
@@ -347,19 +364,28 @@ def _check_data_position(position, batches: TrainingBatches, completed_steps: in
     most = completed_steps * batches.accelerator.gradient_accumulation_steps
     check_number(f"{where}.epoch", position["epoch"], integer=True, minimum=0, maximum=most)
     per_epoch = None if batches.streaming else len(batches.dataloader)
-    check_number(f"{where}.batches_in_epoch", position["batches_in_epoch"], integer=True, minimum=0,
-                 maximum=most if per_epoch is None else min(most, per_epoch))
+    check_number(
+        f"{where}.batches_in_epoch",
+        position["batches_in_epoch"],
+        integer=True,
+        minimum=0,
+        maximum=most if per_epoch is None else min(most, per_epoch),
+    )
     if per_epoch is not None and position["epoch"] * per_epoch + position["batches_in_epoch"] > most:
         raise ValueError(
             f"{where}: epoch {position['epoch']} and batches_in_epoch {position['batches_in_epoch']} are more "
             f"micro-batches ({per_epoch} per epoch) than the {completed_steps} completed steps consumed (at most {most})"
         )
     states, processes = position["stream_states"], batches.accelerator.num_processes
-    if not isinstance(states, list) or len(states) != processes or not all(
-        isinstance(state, dict) if batches.streaming else state is None for state in states
+    if (
+        not isinstance(states, list)
+        or len(states) != processes
+        or not all(isinstance(state, dict) if batches.streaming else state is None for state in states)
     ):
         kind = "a stream position (a dict)" if batches.streaming else "None (a map-style dataset)"
-        raise ValueError(f"{where}.stream_states should hold {kind} for each of {processes} processes, got {states!r:.200}")
+        raise ValueError(
+            f"{where}.stream_states should hold {kind} for each of {processes} processes, got {states!r:.200}"
+        )
 
     def check(value, path):
         if isinstance(value, dict):
@@ -385,10 +411,14 @@ def write_optimizer(path: str, state_dict: dict) -> None:
                 tensors[f"state.{index}.{name}"] = value
             else:
                 scalars[f"{index}.{name}"] = value
-    write_safetensors(path, tensors, {
-        "param_groups": json.dumps(state_dict["param_groups"], allow_nan=False),
-        "scalars": json.dumps(scalars, allow_nan=False),
-    })
+    write_safetensors(
+        path,
+        tensors,
+        {
+            "param_groups": json.dumps(state_dict["param_groups"], allow_nan=False),
+            "scalars": json.dumps(scalars, allow_nan=False),
+        },
+    )
 
 
 def read_optimizer(path: str, fresh: dict) -> dict:
@@ -415,7 +445,9 @@ def read_optimizer(path: str, fresh: dict) -> dict:
 _MOMENTS = {"exp_avg": False, "exp_avg_sq": True, "max_exp_avg_sq": True}
 
 
-def _check_optimizer_values(path: str, state_dict: dict, optimizer: torch.optim.Optimizer, completed_steps: int) -> None:
+def _check_optimizer_values(
+    path: str, state_dict: dict, optimizer: torch.optim.Optimizer, completed_steps: int
+) -> None:
     """Check the values of an optimiser ``state_dict`` read by :func:`read_optimizer` against the live
     ``optimizer``: options (betas, eps, weight decay, initial lr, ...) equal to the live ones, the learning rate in
     [0, initial lr], per parameter a step count in [0, completed_steps] and moments of the parameter's shape and
@@ -485,8 +517,10 @@ def _checked_rng_states(states, device: torch.device, generator: torch.Generator
         np.random.RandomState().set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
     except (TypeError, ValueError, OverflowError) as error:
         raise ValueError(f"{where}: the python or numpy RNG state cannot be restored ({error})") from error
-    for name, values, scratch_device in (("torch", states["torch"], "cpu"),
-                                         ("objective", states["objective"], generator.device if generator else None)):
+    for name, values, scratch_device in (
+        ("torch", states["torch"], "cpu"),
+        ("objective", states["objective"], generator.device if generator else None),
+    ):
         if values is not None:
             try:
                 torch.Generator(scratch_device).set_state(check_bytes(values, name))
@@ -494,7 +528,9 @@ def _checked_rng_states(states, device: torch.device, generator: torch.Generator
                 raise ValueError(f"{where}: {name} is not an RNG state of this run ({error})") from error
     if states["device"] is not None:
         if states["device"]["type"] != device.type:
-            raise ValueError(f"{where}: RNG states of {states['device']['type']} devices cannot be restored on {device.type}")
+            raise ValueError(
+                f"{where}: RNG states of {states['device']['type']} devices cannot be restored on {device.type}"
+            )
         for index, values in enumerate(states["device"]["states"]):
             check_bytes(values, f"device.states[{index}]")
     return states

@@ -12,7 +12,9 @@ def load_classifier_and_processor(model_name_or_path: str, token: str | None = N
     """The classifier (``AutoModelForImageClassification``, from safetensors, every weight in the checkpoint)
     and its ``AutoImageProcessor``. Raises when the checkpoint lacks weights (e.g. a headless model), holds NaN or
     infinite ones, or when config.json or preprocessor_config.json sets ``auto_map`` (custom code, never run)."""
-    classifier = load_classifier(AutoModelForImageClassification, model_name_or_path, "--model_name_or_path", token=token)
+    classifier = load_classifier(
+        AutoModelForImageClassification, model_name_or_path, "--model_name_or_path", token=token
+    )
     read_model_json(model_name_or_path, IMAGE_PROCESSOR_NAME, token=token)
     image_processor = AutoImageProcessor.from_pretrained(model_name_or_path, token=token)
     return classifier, image_processor

@@ -34,11 +34,19 @@ def evaluate(explainer, dataloader: DataLoader, accelerator: Accelerator, seed: 
             maps = model.explain(batch["pixel_values"])
         result = deletion_insertion(model.classifier, batch["pixel_values"], maps.float())
         images = len(batch["labels"])
-        sums += torch.stack([
-            loss.double() * images, result.deletion.auc.double().sum(), result.insertion.auc.double().sum(),
-            sums.new_tensor(images),
-        ]).to(sums.device)
+        sums += torch.stack(
+            [
+                loss.double() * images,
+                result.deletion.auc.double().sum(),
+                result.insertion.auc.double().sum(),
+                sums.new_tensor(images),
+            ]
+        ).to(sums.device)
     sums = accelerator.reduce(sums, reduction="sum")
     loss, deletion, insertion = (sums[:3] / sums[3].clamp(min=1)).tolist()
-    return {"eval/loss": loss, "eval/deletion_auc": deletion, "eval/insertion_auc": insertion,
-            "eval/images": int(sums[3].item())}
+    return {
+        "eval/loss": loss,
+        "eval/deletion_auc": deletion,
+        "eval/insertion_auc": insertion,
+        "eval/images": int(sums[3].item()),
+    }

@@ -24,7 +24,12 @@ def training_data(data: DataArguments) -> str:
 
 
 def run_card(
-    config, data: DataArguments, repo_id: str, include_classifier: bool, steps: int, metrics: dict[str, float] | None,
+    config,
+    data: DataArguments,
+    repo_id: str,
+    include_classifier: bool,
+    steps: int,
+    metrics: dict[str, float] | None,
     validation_split: str | None = None,
 ) -> ModelCard:
     """The card of the run: the explainer's :func:`aha.hub.model_card` with the final held-out evaluation
@@ -40,14 +45,23 @@ def run_card(
             split=validation_split or data.validation_split,
         )
     return model_card(
-        config, repo_id=repo_id, include_classifier=include_classifier, eval_results=eval_results,
-        dataset=training_data(data), steps=steps,
+        config,
+        repo_id=repo_id,
+        include_classifier=include_classifier,
+        eval_results=eval_results,
+        dataset=training_data(data),
+        steps=steps,
     )
 
 
 def save_and_push(
-    accelerator: Accelerator, explainer, data: DataArguments, run: RunArguments, steps: int,
-    metrics: dict[str, float] | None = None, validation_split: str | None = None,
+    accelerator: Accelerator,
+    explainer,
+    data: DataArguments,
+    run: RunArguments,
+    steps: int,
+    metrics: dict[str, float] | None = None,
+    validation_split: str | None = None,
 ) -> None:
     """Write the explainer (with the classifier's image processor) and the run's model card to ``run.output_dir``
     (main process), and upload them (not the checkpoints) when ``run.push_to_hub``."""

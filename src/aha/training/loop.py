@@ -101,7 +101,9 @@ def load_splits(data: DataArguments, token: str | None = None) -> dict:
         name = data.dataset_name or IMAGENET_ID
         splits = load_hub_dataset(name, data.dataset_config_name, streaming=data.streaming, token=token)
     if data.train_split not in splits:
-        raise ValueError(f"the dataset has no split {data.train_split!r} (splits: {sorted(splits)}); pass --train_split")
+        raise ValueError(
+            f"the dataset has no split {data.train_split!r} (splits: {sorted(splits)}); pass --train_split"
+        )
     return splits
 
 
@@ -164,7 +166,11 @@ class TrainingRun:
 
 
 def data_loaders(
-    data: DataArguments, optimisation: OptimisationArguments, splits: dict, explainer: AHAExplainer, image_processor,
+    data: DataArguments,
+    optimisation: OptimisationArguments,
+    splits: dict,
+    explainer: AHAExplainer,
+    image_processor,
     accelerator: Accelerator,
 ):
     """The training and held-out loaders of the run: ``(train_loader, eval_loader or None, validation split name,
@@ -211,13 +217,19 @@ def data_loaders(
     if held_out is not None:
         held_out = limit_examples(held_out.select_columns(columns), data.max_eval_samples)
         eval_loader = eval_dataloader(held_out, collator, optimisation.per_device_eval_batch_size, accelerator)
-    updates_per_epoch = steps_per_epoch(train_loader, accelerator.num_processes, optimisation.per_device_train_batch_size,
-                                        optimisation.gradient_accumulation_steps, stream_size)
+    updates_per_epoch = steps_per_epoch(
+        train_loader,
+        accelerator.num_processes,
+        optimisation.per_device_train_batch_size,
+        optimisation.gradient_accumulation_steps,
+        stream_size,
+    )
     return train_loader, eval_loader, validation_split, updates_per_epoch
 
 
-def optimiser_and_schedule(explainer: AHAExplainer, optimisation: OptimisationArguments, max_train_steps: int,
-                           num_processes: int):
+def optimiser_and_schedule(
+    explainer: AHAExplainer, optimisation: OptimisationArguments, max_train_steps: int, num_processes: int
+):
     """``(trainable parameters, AdamW, schedule)``: only the decoder trains; the warm-up + cosine schedule is
     stepped once per process by accelerate, hence the factor."""
     trainable = [p for p in explainer.parameters() if p.requires_grad]
@@ -243,8 +255,13 @@ def record_run(accelerator: Accelerator, run: RunArguments, recorded: dict, trac
 
 
 def set_up(
-    data: DataArguments, model: ModelArguments, optimisation: OptimisationArguments, run: RunArguments,
-    classifier=None, image_processor=None, splits: dict | None = None,
+    data: DataArguments,
+    model: ModelArguments,
+    optimisation: OptimisationArguments,
+    run: RunArguments,
+    classifier=None,
+    image_processor=None,
+    splits: dict | None = None,
 ) -> TrainingRun:
     """Check the arguments, the output folder, the classifier and the data; build the explainer, the loaders,
     the optimiser and the schedule; resume when asked; record the run's arguments. Returns the run."""
@@ -267,8 +284,9 @@ def set_up(
         data, optimisation, splits, explainer, image_processor, accelerator
     )
     max_train_steps = total_steps(optimisation, updates_per_epoch)
-    trainable, optimizer, lr_scheduler = optimiser_and_schedule(explainer, optimisation, max_train_steps,
-                                                                accelerator.num_processes)
+    trainable, optimizer, lr_scheduler = optimiser_and_schedule(
+        explainer, optimisation, max_train_steps, accelerator.num_processes
+    )
     explainer, optimizer, lr_scheduler = accelerator.prepare(explainer, optimizer, lr_scheduler)
     unwrapped = accelerator.unwrap_model(explainer)
 
@@ -276,8 +294,14 @@ def set_up(
     # state is checkpointed: nothing in the step draws from a global RNG
     generator = torch.Generator(accelerator.device).manual_seed(optimisation.seed)
     state = TrainingState(
-        accelerator, unwrapped, optimizer, lr_scheduler, TrainingBatches(train_loader, accelerator),
-        weights_fingerprint(unwrapped.classifier), generator=generator, max_train_steps=max_train_steps,
+        accelerator,
+        unwrapped,
+        optimizer,
+        lr_scheduler,
+        TrainingBatches(train_loader, accelerator),
+        weights_fingerprint(unwrapped.classifier),
+        generator=generator,
+        max_train_steps=max_train_steps,
     )
     if run.resume_from_checkpoint is not None:
         checkpoint = resolve_checkpoint(run.resume_from_checkpoint, run.output_dir)
@@ -286,15 +310,30 @@ def set_up(
     tracked = {k: v for k, v in public_values(data, model, optimisation, run).items() if k != "explainer_config"}
     record_run(accelerator, run, recorded, tracked)
 
-    images_per_step = (optimisation.per_device_train_batch_size * accelerator.num_processes
-                       * optimisation.gradient_accumulation_steps)
+    images_per_step = (
+        optimisation.per_device_train_batch_size * accelerator.num_processes * optimisation.gradient_accumulation_steps
+    )
     logger.info("***** Running training *****")
     logger.info(f"  Trainable parameters = {sum(p.numel() for p in trainable)}")
     logger.info(f"  Steps per epoch = {updates_per_epoch}, total optimisation steps = {max_train_steps}")
     logger.info(f"  Images per step (all processes, with accumulation) = {images_per_step}")
-    return TrainingRun(accelerator, explainer, optimizer, lr_scheduler, trainable, state, eval_loader, validation_split,
-                       max_train_steps, images_per_step, run.output_dir, run.checkpointing_steps, run.eval_steps,
-                       optimisation.max_grad_norm, optimisation.seed)
+    return TrainingRun(
+        accelerator,
+        explainer,
+        optimizer,
+        lr_scheduler,
+        trainable,
+        state,
+        eval_loader,
+        validation_split,
+        max_train_steps,
+        images_per_step,
+        run.output_dir,
+        run.checkpointing_steps,
+        run.eval_steps,
+        optimisation.max_grad_norm,
+        optimisation.seed,
+    )
 
 
 def skip_if_not_finite(run: TrainingRun) -> bool:
@@ -354,14 +393,21 @@ def training_loop(run: TrainingRun) -> dict[str, float] | None:
         bar.update(1)
         bar.set_postfix(loss=f"{step_loss:.4f}", img_s=f"{images_per_second:.1f}")
         accelerator.log(
-            {"train/loss": step_loss, "train/tau": tau, "train/lr": run.lr_scheduler.get_last_lr()[0],
-             "train/images_per_second": images_per_second, "train/epoch": state.batches.epoch,
-             "train/skipped_update": int(skipped)},
+            {
+                "train/loss": step_loss,
+                "train/tau": tau,
+                "train/lr": run.lr_scheduler.get_last_lr()[0],
+                "train/images_per_second": images_per_second,
+                "train/epoch": state.batches.epoch,
+                "train/skipped_update": int(skipped),
+            },
             step=step,
         )
         if step % run.checkpointing_steps == 0 or step == run.max_train_steps:
             save_checkpoint(state, run.output_dir, step)
-        if run.eval_loader is not None and ((run.eval_steps and step % run.eval_steps == 0) or step == run.max_train_steps):
+        if run.eval_loader is not None and (
+            (run.eval_steps and step % run.eval_steps == 0) or step == run.max_train_steps
+        ):
             final_metrics = evaluate(explainer, run.eval_loader, accelerator, seed=run.seed)
             if accelerator.is_local_main_process:
                 bar.write(f"step {step}: {final_metrics}")  # above the progress bar, on stdout
@@ -372,8 +418,14 @@ def training_loop(run: TrainingRun) -> dict[str, float] | None:
 
 
 def train(
-    data: DataArguments, model: ModelArguments, optimisation: OptimisationArguments, run: RunArguments, *,
-    classifier=None, image_processor=None, splits: dict | None = None,
+    data: DataArguments,
+    model: ModelArguments,
+    optimisation: OptimisationArguments,
+    run: RunArguments,
+    *,
+    classifier=None,
+    image_processor=None,
+    splits: dict | None = None,
 ) -> AHAExplainer:
     """Train an AHA explainer for a frozen image classifier and save it to ``run.output_dir``.
 
@@ -424,8 +476,15 @@ def train(
     """
     training = set_up(data, model, optimisation, run, classifier, image_processor, splits)
     final_metrics = training_loop(training)
-    save_and_push(training.accelerator, training.state.model, data, run, training.state.completed_steps, final_metrics,
-                  validation_split=training.validation_split)
+    save_and_push(
+        training.accelerator,
+        training.state.model,
+        data,
+        run,
+        training.state.completed_steps,
+        final_metrics,
+        validation_split=training.validation_split,
+    )
     training.accelerator.end_training()
     return training.state.model
 
@@ -433,8 +492,11 @@ def train(
 def how_to_use(output_dir: str, explainer: AHAExplainer, decoder_only: bool, pushed_to: str | None = None) -> str:
     """What ``aha train`` prints at the end: where the explainer is and the two ways to use it."""
     folder = os.path.abspath(output_dir)
-    kind = ("decoder only: it loads its classifier from " + str(explainer.config.classifier_name_or_path)
-            if decoder_only else "self-contained: the classifier is inside")
+    kind = (
+        "decoder only: it loads its classifier from " + str(explainer.config.classifier_name_or_path)
+        if decoder_only
+        else "self-contained: the classifier is inside"
+    )
     lines = [f"[aha train] saved the explainer to {folder} ({kind})"]
     if pushed_to:
         lines.append(f"[aha train] pushed it to the Hub as {pushed_to}")

@@ -150,8 +150,14 @@ class DeletionInsertion(evaluate.Metric):
         # every reference is a class of this classifier, whether or not the chosen metrics read it
         check_classes(labels, len(labels), getattr(getattr(model, "config", None), "num_labels", None), "references")
         protocol = PerturbationProtocol(
-            reference=reference, insertion_convention=insertion_convention, fractions=fractions,
-            image_processor=image_processor, image_mean=image_mean, image_std=image_std, chunk_size=chunk_size, seed=seed,
+            reference=reference,
+            insertion_convention=insertion_convention,
+            fractions=fractions,
+            image_processor=image_processor,
+            image_mean=image_mean,
+            image_std=image_std,
+            chunk_size=chunk_size,
+            seed=seed,
         )
         classes = labels
         if target == "predicted" and {"deletion", "insertion"} & set(metrics):
