@@ -34,6 +34,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe, summary  # noqa: E402
+from models import VIT_CONFIGS  # noqa: E402
 
 from aha.metrics import INDEPENDENT_METRICS, independent_scores, predict  # noqa: E402
 
@@ -43,16 +44,7 @@ GREY = ("road_morf", "road_lerf", "irof")  # timed on the one-channel copy (Quan
 
 def classifier(num_channels: int) -> T.ViTForImageClassification:
     torch.manual_seed(0)
-    config = T.ViTConfig(
-        image_size=64,
-        patch_size=8,
-        hidden_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        intermediate_size=256,
-        num_labels=5,
-        num_channels=num_channels,
-    )
+    config = T.ViTConfig(**VIT_CONFIGS["shapes-vit-64px"], num_channels=num_channels)
     model = T.ViTForImageClassification(config).eval()
     with torch.no_grad():
         model.classifier.weight.mul_(20)
