@@ -100,7 +100,7 @@ def per_image(results: dict, worlds: list[str], row: str, seeds: list[str]) -> d
     return pooled
 
 
-def markdown(results: dict, worlds: list[str], reference: str) -> str:
+def markdown(results: dict, worlds: list[str], reference: str, seeds: list[int] | None = None) -> str:
     metrics = {
         name: metric
         for name, metric in METRICS.items()
@@ -109,6 +109,12 @@ def markdown(results: dict, worlds: list[str], reference: str) -> str:
     rows = sorted(
         {key.partition("@")[0] for world in worlds for key in results[world]}, key=lambda r: (r in BASELINES, r)
     )
+    if seeds is not None:  # only the runs of these seeds (and the baselines)
+        keep = {str(seed) for seed in seeds}
+        results = {
+            world: {key: run for key, run in results[world].items() if "@" not in key or key.partition("@")[2] in keep}
+            for world in worlds
+        }
     seeds = sorted({key.partition("@")[2] for world in worlds for key in results[world] if "@" in key})
     base = per_image(results, worlds, reference, seeds)
     lines = []
@@ -139,6 +145,13 @@ def main() -> None:
     parser.add_argument("--eval_images", type=int, default=100)
     parser.add_argument("--rise_masks", type=int, default=1000, help="RISE's masks (the demo's default preset: 1000)")
     parser.add_argument("--independent", action="store_true", help="also score the independent metrics (slow)")
+    parser.add_argument(
+        "--table_seeds",
+        nargs="*",
+        type=int,
+        default=None,
+        help="the table uses only these seeds' runs (default: every seed, averaged per image)",
+    )
     parser.add_argument(
         "--reuse_trained",
         action="store_true",
@@ -210,7 +223,7 @@ def main() -> None:
                 print(world, key, round(run["cpu_seconds"]), means, flush=True)
         print(summary(describe()))
     worlds = [world for world in args.worlds if world in results]
-    print(markdown(results, worlds, args.reference))
+    print(markdown(results, worlds, args.reference, args.table_seeds))
 
 
 if __name__ == "__main__":
