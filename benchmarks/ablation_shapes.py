@@ -28,7 +28,7 @@ from aha.demo.classifier import tensors_of
 from aha.demo.evaluation import METRICS, compared_mean, score_maps
 from aha.demo.report import table
 from aha.objectives import RankingObjective
-from aha.training import build_parser, train
+from aha.training import DataArguments, ModelArguments, OptimisationArguments, RunArguments, as_flags, train
 
 
 HERE = Path(__file__).resolve().parent
@@ -260,30 +260,18 @@ def run_row(
 ) -> dict:
     what, learning_rate, overrides, variant = ROWS[name]
     output = Path(args.work_dir) / name
-    argv = [
-        "--model_name_or_path",
-        str(classifier_dir),
-        "--dataset_path",
-        str(data_dir),
-        "--output_dir",
-        str(output),
-        "--overwrite_output_dir",
-        "--max_train_steps",
-        str(args.steps),
-        "--per_device_train_batch_size",
-        str(args.batch_size),
-        "--learning_rate",
-        str(learning_rate or BASE["learning_rate"]),
-        "--checkpointing_steps",
-        str(args.steps),
-        "--no_gradient_checkpointing",
-        "--validation_split",
-        "none",
-        "--seed",
-        str(args.seed),
-    ]
-    for key, value in overrides.items():
-        argv += ["--explainer_config", f"{key}={json.dumps(value)}"]
+    arguments = (
+        DataArguments(dataset_path=str(data_dir), validation_split="none"),
+        ModelArguments(model_name_or_path=str(classifier_dir), explainer_config=overrides),
+        OptimisationArguments(
+            max_train_steps=args.steps,
+            per_device_train_batch_size=args.batch_size,
+            learning_rate=learning_rate or BASE["learning_rate"],
+            gradient_checkpointing=False,
+            seed=args.seed,
+        ),
+        RunArguments(output_dir=str(output), overwrite_output_dir=True, checkpointing_steps=args.steps),
+    )
     original = AHAExplainer.from_classifier.__func__
 
     def from_classifier(cls, *a, **k):
@@ -294,7 +282,7 @@ def run_row(
     AHAExplainer.from_classifier = classmethod(from_classifier)
     try:
         start = time.perf_counter()
-        explainer = train(*build_parser().parse_args(argv))
+        explainer = train(*arguments)
         seconds = time.perf_counter() - start
     finally:
         AHAExplainer.from_classifier = classmethod(original)
@@ -302,7 +290,12 @@ def run_row(
     with torch.no_grad():
         maps = torch.cat([explainer.explain(batch) for batch in pixel_values.split(50)])
     scores, _ = score_maps(explainer.classifier, pixel_values, labels, masks, maps, processor, metrics=metrics)
-    return {"what": what, "argv": argv, "train_seconds": seconds, "scores": {k: v.tolist() for k, v in scores.items()}}
+    return {
+        "what": what,
+        "argv": as_flags(*arguments),
+        "train_seconds": seconds,
+        "scores": {k: v.tolist() for k, v in scores.items()},
+    }
 
 
 def markdown(results: dict, reference: str = "default") -> str:
