@@ -33,8 +33,7 @@ from machine import describe, summary
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 from aha import AHAExplainer
-from aha.baselines import get_attributor
-from aha.demo import BASELINES, DISPLAY_NAMES, EVAL_BATCH_SIZE
+from aha.demo import BASELINES, DISPLAY_NAMES, EVAL_BATCH_SIZE, baseline
 from aha.demo.classifier import tensors_of
 from aha.demo.evaluation import INDEPENDENT_SHORT_NAMES, METRICS, compared_mean, score_maps, timed_maps
 from aha.demo.report import table
@@ -57,10 +56,7 @@ def run_baseline(name: str, folder: Path, inputs, rise_masks: int, metrics: dict
     classifier = AutoModelForImageClassification.from_pretrained(
         folder / "classifier", attn_implementation="eager"
     ).eval()
-    options = {"n_masks": rise_masks} if name == "rise" else {}
-    if name in ("integrated_gradients", "occlusion", "rise"):
-        options["batch_size"] = 128
-    maps, seconds = timed_maps(get_attributor(name, classifier, **options), pixel_values, EVAL_BATCH_SIZE)
+    maps, seconds = timed_maps(baseline(name, classifier, rise_masks), pixel_values, EVAL_BATCH_SIZE)
     scores, _ = score_maps(classifier, pixel_values, labels, masks, maps, processor, metrics=metrics)
     return {
         "what": DISPLAY_NAMES[name],

@@ -238,11 +238,19 @@ def methods(explainer, settings: dict) -> dict:
         ),
     }
     for name in BASELINES:
-        options = {"n_masks": settings["rise_masks"]} if name == "rise" else {}
-        if name in ("integrated_gradients", "occlusion", "rise"):
-            options["batch_size"] = 128
-        attributors[DISPLAY_NAMES[name]] = get_attributor(name, classifier, **options)
+        attributors[DISPLAY_NAMES[name]] = baseline(name, classifier, settings["rise_masks"])
     return attributors
+
+
+def baseline(name: str, classifier, rise_masks: int):
+    """The report's attributor for the comparison method ``name`` of :data:`BASELINES`: RISE with ``rise_masks``
+    masks, the perturbation methods at 128 perturbed images per forward."""
+    from ..baselines import get_attributor
+
+    options = {"n_masks": rise_masks} if name == "rise" else {}
+    if name in ("integrated_gradients", "occlusion", "rise"):
+        options["batch_size"] = 128
+    return get_attributor(name, classifier, **options)
 
 
 def evaluate(output: Path, settings: dict, metrics=None) -> tuple[list, float, dict]:
