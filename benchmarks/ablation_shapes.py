@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -120,6 +121,13 @@ ROWS = {
         {},
         "random_fractions",
     ),
+    "cosine_fractions": (
+        "the curves' 8 fractions cosine-spaced, (1 - cos(pi k / 7)) / 2: denser at both ends (0.05, 0.19, ..., "
+        "0.95 inside), where deletion and least-relevant-first curves fall for small objects; same cost",
+        None,
+        {},
+        "cosine_fractions",
+    ),
     "finest_grid": (
         "the ranking grid always at its finest (cells of half a patch) instead of drawn from 0.5-2 patches",
         None,
@@ -140,6 +148,18 @@ class StratifiedFractions(RankingObjective):
         offsets = torch.rand(bins, generator=generator, device=generator.device).to(device)
         interior = (torch.arange(bins, device=device) + offsets) / bins
         return interior, torch.cat([interior.new_zeros(1), interior, interior.new_ones(1)])
+
+
+class CosineFractions(RankingObjective):
+    """The objective with its curves' ``num_fractions`` fractions cosine-spaced on [0, 1] (Chebyshev-Lobatto
+    points, symmetric, so the least-relevant-first curve is as dense near its end as deletion near its start),
+    and the AUC integrated over them."""
+
+    def curve_fractions(self, device, generator=None):
+        steps = torch.linspace(0, math.pi, self.config.num_fractions, device=device, dtype=torch.float64)
+        fractions = ((1 - torch.cos(steps)) / 2).float()
+        fractions[0], fractions[-1] = 0.0, 1.0
+        return fractions[1:-1], fractions
 
 
 class ReLUResidualUnit(nn.Module):
@@ -204,6 +224,8 @@ def change_decoder(explainer: AHAExplainer, variant: str) -> None:
         decoder.film = ShiftOnly(decoder.film)
     elif variant == "random_fractions":
         explainer.objective = StratifiedFractions(explainer.config, patch_size=explainer.classifier_spec.patch_size)
+    elif variant == "cosine_fractions":
+        explainer.objective = CosineFractions(explainer.config, patch_size=explainer.classifier_spec.patch_size)
     elif variant.startswith("space_to_depth"):
         stride = (
             int(variant.rpartition("_")[2]) if variant[-1].isdigit() else explainer.classifier_spec.patch_size // 2

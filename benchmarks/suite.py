@@ -23,6 +23,7 @@ import argparse
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -42,6 +43,8 @@ from aha.demo.worlds import WORLDS
 
 HERE = Path(__file__).resolve().parent
 #: the demo's metrics without the independent ones (slow: ``--independent`` adds them)
+#: the explainer steps of the demo's default preset, the suite's default
+DEFAULT_STEPS = 400
 CORE_METRICS = {name: metric for name, metric in METRICS.items() if name not in INDEPENDENT_SHORT_NAMES}
 
 
@@ -65,17 +68,34 @@ def run_baseline(name: str, folder: Path, inputs, rise_masks: int, metrics: dict
     }
 
 
-def score_trained(explainer_dir: Path, inputs, metrics: dict) -> dict:
-    """A row's explainer that an earlier run trained (``--reuse_trained``), scored on ``inputs`` with ``metrics``."""
+def score_trained(explainer_dir: Path, inputs, metrics: dict, refine_steps: int = 0) -> dict:
+    """A row's explainer that an earlier run trained, scored on ``inputs`` with ``metrics`` (its maps refined by
+    ``refine_steps`` steps of ``explain``'s default refinement when > 0)."""
     processor, pixel_values, labels, masks = inputs
     explainer = AHAExplainer.from_pretrained(explainer_dir).eval()
-    maps, seconds = timed_maps(explainer.explain, pixel_values, EVAL_BATCH_SIZE)
+    maps, seconds = timed_maps(partial(explainer.explain, refine_steps=refine_steps), pixel_values, EVAL_BATCH_SIZE)
     scores, _ = score_maps(explainer.classifier, pixel_values, labels, masks, maps, processor, metrics=metrics)
     return {
-        "what": f"the explainer in {explainer_dir}",
+        "what": f"the explainer in {explainer_dir}" + (f", {refine_steps} refinement steps" if refine_steps else ""),
         "seconds_per_image": seconds,
         "scores": {k: v.tolist() for k, v in scores.items()},
     }
+
+
+def row_key(row: str, steps: int, refine_steps: int) -> str:
+    """A recipe row's name in the results: the row, then ``+STEPSsteps`` when trained other than the default
+    preset's 400 steps, then ``+refineN`` when its maps are refined by N steps."""
+    return (
+        row + (f"+{steps}steps" if steps != DEFAULT_STEPS else "") + (f"+refine{refine_steps}" if refine_steps else "")
+    )
+
+
+def describe_row(key: str) -> str:
+    row, *extras = key.split("+")
+    what = ROWS[row][0] if row in ROWS else DISPLAY_NAMES.get(row, row)
+    for extra in extras:
+        what += f", {extra[6:]} refinement steps" if extra.startswith("refine") else f", {extra[:-5]} training steps"
+    return what
 
 
 def per_image(results: dict, worlds: list[str], row: str, seeds: list[str]) -> dict[str, torch.Tensor] | None:
@@ -119,7 +139,7 @@ def markdown(results: dict, worlds: list[str], reference: str, seeds: list[int] 
         if scores is None:
             continue
         counts = [sum(key.startswith(row + "@") for key in results[world]) or 1 for world in worlds]
-        what = ROWS[row][0] if row in ROWS else DISPLAY_NAMES.get(row, row)
+        what = describe_row(row)
         cells = [
             compared_mean(scores[m], None if row == reference else base[m], metrics[m].high_is_good) for m in metrics
         ]
@@ -136,7 +156,16 @@ def main() -> None:
     parser.add_argument("--rows", nargs="*", default=["default"], choices=list(ROWS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--baselines", nargs="*", default=[], choices=list(BASELINES))
-    parser.add_argument("--steps", type=int, default=400, help="explainer steps (the demo's default preset: 400)")
+    parser.add_argument(
+        "--steps", type=int, default=DEFAULT_STEPS, help="explainer steps (the demo's default preset: 400)"
+    )
+    parser.add_argument(
+        "--refine_steps",
+        type=int,
+        default=0,
+        help="score each row's explainer (already trained in --work_dir by a run without this flag) with its maps "
+        "refined by this many steps of explain's default refinement",
+    )
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--eval_images", type=int, default=100)
     parser.add_argument("--rise_masks", type=int, default=1000, help="RISE's masks (the demo's default preset: 1000)")
@@ -185,18 +214,19 @@ def main() -> None:
                 (row, seed) for row in args.rows for seed in args.seeds
             ]
             for name, seed in jobs:
-                key = name if seed is None else f"{name}@{seed}"
+                key = name if seed is None else f"{row_key(name, args.steps, args.refine_steps)}@{seed}"
+                trained = Path(args.work_dir, world, f"{row_key(name, args.steps, 0)}@{seed}", name)
                 if key in results[world]:
                     continue
                 print(f"== {world}: {key}", file=sys.stderr, flush=True)
                 start = time.process_time()
                 if seed is None:
                     run = run_baseline(name, folder, inputs, args.rise_masks, metrics)
-                elif args.reuse_trained and (Path(args.work_dir, world, key, name) / "config.json").is_file():
-                    run = score_trained(Path(args.work_dir, world, key, name), inputs, metrics)
+                elif args.refine_steps or (args.reuse_trained and (trained / "config.json").is_file()):
+                    run = score_trained(trained, inputs, metrics, args.refine_steps)
                 else:
                     settings = SimpleNamespace(
-                        work_dir=f"{args.work_dir}/{world}/{key}",
+                        work_dir=str(trained.parent),
                         steps=args.steps,
                         batch_size=args.batch_size,
                         seed=seed,
@@ -210,6 +240,7 @@ def main() -> None:
                     "batch_size": args.batch_size,
                     "eval_images": args.eval_images,
                     "rise_masks": args.rise_masks,
+                    "refine_steps": args.refine_steps,
                 }
                 results[world][key] = run
                 record["machine"].append(describe())
