@@ -1,9 +1,11 @@
-"""The benchmarks' classifier: a small ``ViTForImageClassification`` trained from scratch on a world's data.
+"""The benchmarks' classifiers, trained from scratch on a world's data: a small ``ViTForImageClassification``
+(:func:`classifier_config`), or a small ``ResNetForImageClassification`` (:func:`cnn_classifier_config`).
 
 A ViT trained from a random init on a few thousand small images can sit near chance for a long time. An
 auxiliary per-patch loss gets it out quickly: a linear probe on the last layer's patch tokens predicts
 the object's class where the patch shows the object and "background" elsewhere (from the dataset's
-masks). The probe is used during training only: the saved model is a plain ViT classifier.
+masks). A convolutional classifier gets the same loss on the positions of its last feature map
+(``hidden_states[-1]``). The probe is used during training only: the saved model is a plain classifier.
 """
 
 from __future__ import annotations
@@ -12,7 +14,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessorPil
+from transformers import (
+    AutoModelForImageClassification,
+    PreTrainedConfig,
+    PreTrainedModel,
+    ResNetConfig,
+    ViTConfig,
+    ViTImageProcessorPil,
+)
+
+from ..backbones import BackboneSpec
 
 
 def classifier_config(
@@ -33,6 +44,33 @@ def classifier_config(
         num_hidden_layers=num_layers,
         num_attention_heads=4,
         intermediate_size=2 * hidden_size,
+        num_labels=len(class_names),
+        id2label=dict(enumerate(class_names)),
+        label2id={name: i for i, name in enumerate(class_names)},
+    )
+
+
+def cnn_classifier_config(
+    class_names: tuple[str, ...],
+    image_size: int = 64,
+    hidden_sizes: tuple[int, ...] = (32, 64, 128, 256),
+    depths: tuple[int, ...] = (1, 1, 1, 1),
+) -> ResNetConfig:
+    """The benchmark CNN for ``class_names``: a ResNet of basic blocks (at the defaults: stem 32 channels, four stages
+    of widths 32-256, one block each, 1.2 M parameters; its last feature map is 2 x 2 at 64 px). ``image_size`` must
+    hold at least one cell of the last feature map (the stem's stride 4 times 2 per stage after the first)."""
+    if len(class_names) < 2:
+        raise ValueError(f"a classifier needs at least 2 class names, got {class_names!r}")
+    if len(hidden_sizes) != len(depths) or not depths:
+        raise ValueError(f"hidden_sizes and depths must have one entry per stage, got {hidden_sizes} and {depths}")
+    stride = 4 * 2 ** (len(depths) - 1)
+    if image_size < stride:
+        raise ValueError(f"{len(depths)} stages need images of at least {stride} px, got image_size={image_size}")
+    return ResNetConfig(
+        embedding_size=hidden_sizes[0],
+        hidden_sizes=list(hidden_sizes),
+        depths=list(depths),
+        layer_type="basic",
         num_labels=len(class_names),
         id2label=dict(enumerate(class_names)),
         label2id={name: i for i, name in enumerate(class_names)},
@@ -80,8 +118,16 @@ def pixel_patch_targets(pixel_classes: torch.Tensor, num_classes: int, patch_siz
     return targets
 
 
+def last_positions(model: PreTrainedModel, last_hidden_state: torch.Tensor) -> torch.Tensor:
+    """The per-patch loss's features (B, h * w, C), row-major over the grid: a convolutional model's last feature
+    map (B, C, h, w), or a ViT's last tokens (B, 1 + h * w, C) without the CLS token, after its final LayerNorm."""
+    if last_hidden_state.ndim == 4:
+        return last_hidden_state.flatten(2).transpose(1, 2)
+    return model.vit.layernorm(last_hidden_state[:, 1:])
+
+
 @torch.no_grad()
-def accuracy(model: ViTForImageClassification, pixel_values: torch.Tensor, labels: torch.Tensor) -> float:
+def accuracy(model: PreTrainedModel, pixel_values: torch.Tensor, labels: torch.Tensor) -> float:
     model.eval()
     predictions = torch.cat([model(pixel_values=chunk).logits.argmax(-1) for chunk in pixel_values.split(256)])
     return (predictions == labels).float().mean().item()
@@ -90,7 +136,7 @@ def accuracy(model: ViTForImageClassification, pixel_values: torch.Tensor, label
 def train_classifier(
     train_split,
     processor: ViTImageProcessorPil,
-    config: ViTConfig,
+    config: PreTrainedConfig,
     epochs: int = 12,
     batch_size: int = 32,
     learning_rate: float = 2e-3,
@@ -99,19 +145,26 @@ def train_classifier(
     seed: int = 0,
     progress: bool = True,
     patch_evidence: tuple[np.ndarray, int] | None = None,
-) -> ViTForImageClassification:
-    """Train the benchmark ViT from a random init (AdamW, one-cycle schedule, the auxiliary per-patch loss,
+) -> PreTrainedModel:
+    """Train the benchmark classifier of ``config`` (:func:`classifier_config`, :func:`cnn_classifier_config`, or
+    another image classifier whose hidden states :mod:`aha.backbones` reads) from a random init (AdamW, one-cycle schedule, the auxiliary per-patch loss,
     and random flips and transposition when ``dihedral``: when they keep an image's class); returns it in
     eval mode. ``patch_evidence`` (:meth:`aha.demo.canvas.World.patch_evidence`: per-pixel classes (N, H, W),
     -1 for none, and their number) sets what the per-patch loss predicts; ``None``: the image's label on its
-    mask."""
+    mask. The per-patch loss reads the last layer's positions: a ViT's patch tokens after its final LayerNorm, a
+    convolutional model's last feature map; a patch is the pixels of one position (``patch_loss_weight`` 0: no
+    per-patch loss)."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model = ViTForImageClassification(config)
+    model = AutoModelForImageClassification.from_config(config)
+    spec = BackboneSpec.from_model(model)
+    patch_size, width = spec.strides[-1], spec.hidden_sizes[-1]
     images, labels, masks = tensors_of(train_split, processor)
+    if images.shape[-1] % patch_size or images.shape[-2] % patch_size:
+        raise ValueError(f"images of {tuple(images.shape[-2:])} px are no whole grid of {patch_size} px positions")
     if patch_evidence is None:
-        probe = torch.nn.Linear(config.hidden_size, config.num_labels + 1)
-        targets = patch_targets(masks, labels, config.patch_size, background=config.num_labels)
+        probe = torch.nn.Linear(width, config.num_labels + 1)
+        targets = patch_targets(masks, labels, patch_size, background=config.num_labels)
     else:
         pixel_classes, num_classes = patch_evidence
         if pixel_classes.shape != masks.shape or num_classes < 1:
@@ -119,9 +172,9 @@ def train_classifier(
                 f"patch_evidence must be per-pixel classes of shape {tuple(masks.shape)} and their "
                 f"number (>= 1), got {pixel_classes.shape} and {num_classes}"
             )
-        probe = torch.nn.Linear(config.hidden_size, num_classes + 1)
-        targets = pixel_patch_targets(torch.from_numpy(pixel_classes), num_classes, config.patch_size)
-    grid = config.image_size // config.patch_size
+        probe = torch.nn.Linear(width, num_classes + 1)
+        targets = pixel_patch_targets(torch.from_numpy(pixel_classes), num_classes, patch_size)
+    grid_h, grid_w = images.shape[-2] // patch_size, images.shape[-1] // patch_size
     parameters = list(model.parameters()) + list(probe.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.05)
     steps = epochs * (len(labels) // batch_size)
@@ -132,7 +185,7 @@ def train_classifier(
         for batch in torch.randperm(len(labels), generator=generator)[: steps // epochs * batch_size].split(
             batch_size
         ):
-            x, patches = images[batch], targets[batch].view(-1, grid, grid)
+            x, patches = images[batch], targets[batch].view(-1, grid_h, grid_w)
             flip_x, flip_y, transpose = (
                 torch.randint(0, 2, (3,), generator=generator).tolist() if dihedral else (0, 0, 0)
             )
@@ -143,10 +196,10 @@ def train_classifier(
             if transpose:
                 x, patches = x.transpose(2, 3), patches.transpose(1, 2)
             outputs = model(pixel_values=x, output_hidden_states=True)
-            tokens = model.vit.layernorm(outputs.hidden_states[-1][:, 1:])
-            loss = F.cross_entropy(outputs.logits, labels[batch]) + patch_loss_weight * F.cross_entropy(
-                probe(tokens).flatten(0, 1), patches.flatten()
-            )
+            loss = F.cross_entropy(outputs.logits, labels[batch])
+            if patch_loss_weight:
+                positions = last_positions(model, outputs.hidden_states[-1])
+                loss = loss + patch_loss_weight * F.cross_entropy(probe(positions).flatten(0, 1), patches.flatten())
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(parameters, 1.0)
