@@ -1,11 +1,14 @@
 """The explainer's recipe rows and the baselines over the benchmark suite's worlds: per world, and the macro average.
 
-    python benchmarks/suite.py --suite_dir DIR [--worlds shapes letters parts] [--rows default second_class ...]
-        [--seeds 0 1 2] [--baselines rise occlusion ...] [--steps 400] [--eval_images 100]
+    python benchmarks/suite.py --suite_dir DIR [--data_dir DATA_DIR] [--worlds shapes letters parts]
+        [--rows default second_class ...] [--seeds 0 1 2] [--baselines rise occlusion ...] [--steps 400]
+        [--eval_images 100]
     python benchmarks/suite.py --markdown [--output FILE]
 
-``DIR`` is an ``aha demo --world all --output DIR`` folder: each world's data and classifier are read from
-``DIR/WORLD/``. Each row of :data:`ablation_shapes.ROWS` is an explainer recipe, trained by ``aha train`` on each
+``DIR`` is an ``aha demo --world all --output DIR`` folder: each world's classifier is read from ``DIR/WORLD/``, and
+its data from ``DATA_DIR/WORLD/data`` (default: ``DIR``'s): a ``benchmarks/cnn_suite.py`` folder holds the CNN
+classifiers of the data in an ``aha demo`` folder. A baseline that refuses the classifier (rollout and Chefer read
+a ViT's attention) is skipped with a printed note. Each row of :data:`ablation_shapes.ROWS` is an explainer recipe, trained by ``aha train`` on each
 world and seed (:func:`ablation_shapes.run_row`) and scored on the world's first ``--eval_images`` test images
 with the demo's metrics (predicted class); each baseline is scored once per world on the same images. Results go
 to ``--output`` (default benchmarks/results/suite.json) as per-image scores and are resumed from it: a row, seed
@@ -48,18 +51,23 @@ DEFAULT_STEPS = 400
 CORE_METRICS = {name: metric for name, metric in METRICS.items() if name not in INDEPENDENT_SHORT_NAMES}
 
 
-def world_inputs(folder: Path, eval_images: int):
+def world_inputs(folder: Path, data_folder: Path, eval_images: int):
     processor = AutoImageProcessor.from_pretrained(folder / "classifier")
-    test = datasets.load_from_disk(str(folder / "data"))["test"].select(range(eval_images))
+    test = datasets.load_from_disk(str(data_folder))["test"].select(range(eval_images))
     return processor, *tensors_of(test, processor)
 
 
-def run_baseline(name: str, folder: Path, inputs, rise_masks: int, metrics: dict) -> dict:
+def run_baseline(name: str, folder: Path, inputs, rise_masks: int, metrics: dict) -> dict | str:
+    """The baseline ``name``'s scores on ``inputs``, or why it refuses the classifier in ``folder``."""
     processor, pixel_values, labels, masks = inputs
     classifier = AutoModelForImageClassification.from_pretrained(
         folder / "classifier", attn_implementation="eager"
     ).eval()
-    maps, seconds = timed_maps(baseline(name, classifier, rise_masks), pixel_values, EVAL_BATCH_SIZE)
+    try:
+        attributor = baseline(name, classifier, rise_masks)
+    except ValueError as error:  # e.g. rollout and Chefer on a CNN: the method cannot read this classifier
+        return str(error)
+    maps, seconds = timed_maps(attributor, pixel_values, EVAL_BATCH_SIZE)
     scores, _ = score_maps(classifier, pixel_values, labels, masks, maps, processor, metrics=metrics)
     return {
         "what": DISPLAY_NAMES[name],
@@ -151,7 +159,14 @@ def markdown(results: dict, worlds: list[str], reference: str, seeds: list[int] 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--suite_dir", default="aha-demo", help="An `aha demo --world all --output` folder.")
+    parser.add_argument(
+        "--suite_dir",
+        default="aha-demo",
+        help="An `aha demo --world all --output` folder, or a `benchmarks/cnn_suite.py --output_dir` one.",
+    )
+    parser.add_argument(
+        "--data_dir", default=None, help="The folder of each world's data, DATA_DIR/WORLD/data (default: --suite_dir)."
+    )
     parser.add_argument("--worlds", nargs="+", choices=sorted(WORLDS), default=list(WORLDS))
     parser.add_argument("--rows", nargs="*", default=["default"], choices=list(ROWS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
@@ -208,7 +223,8 @@ def main() -> None:
         metrics = METRICS if args.independent else CORE_METRICS
         for world in args.worlds:
             folder = Path(args.suite_dir) / world
-            inputs = world_inputs(folder, args.eval_images)
+            data_folder = Path(args.data_dir or args.suite_dir) / world / "data"
+            inputs = world_inputs(folder, data_folder, args.eval_images)
             results.setdefault(world, {})
             jobs = [(name, None) for name in args.baselines] + [
                 (row, seed) for row in args.rows for seed in args.seeds
@@ -222,6 +238,9 @@ def main() -> None:
                 start = time.process_time()
                 if seed is None:
                     run = run_baseline(name, folder, inputs, args.rise_masks, metrics)
+                    if isinstance(run, str):
+                        print(f"== {world}: skipping {name}, which refuses this classifier: {run}", flush=True)
+                        continue
                 elif args.refine_steps or (args.reuse_trained and (trained / "config.json").is_file()):
                     run = score_trained(trained, inputs, metrics, args.refine_steps)
                 else:
@@ -231,9 +250,7 @@ def main() -> None:
                         batch_size=args.batch_size,
                         seed=seed,
                     )
-                    run = run_row(
-                        name, settings, folder / "classifier", folder / "data", *inputs[1:], inputs[0], metrics
-                    )
+                    run = run_row(name, settings, folder / "classifier", data_folder, *inputs[1:], inputs[0], metrics)
                 run["cpu_seconds"] = time.process_time() - start
                 run["settings"] = {
                     "steps": args.steps,

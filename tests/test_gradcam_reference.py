@@ -1,4 +1,5 @@
-"""The library's Grad-CAM against pytorch-grad-cam's recipe for vision transformers, reproduced literally.
+"""The library's Grad-CAM against pytorch-grad-cam's recipe for vision transformers and for a CNN, reproduced
+literally.
 
 pytorch-grad-cam (github.com/jacobgil/pytorch-grad-cam) needs torchvision, which does not import beside this
 torch build, so its steps are written out here from its source, each with the file it comes from:
@@ -15,6 +16,9 @@ torch build, so its steps are written out here from its source, each with the fi
   ``sum_c w_c A_c`` (base_cam.py, ``get_cam_image``), then ``np.maximum(cam, 0)`` and ``scale_cam_image``:
   min-max scaling per image and ``cv2.resize`` (bilinear) to the input size (base_cam.py,
   ``compute_cam_per_layer``; utils/image.py).
+
+For a CNN the recipe is the same without ``reshape_transform``, on ``model.layer4[-1]`` of a torchvision ResNet
+(the README's "Choosing the target layer"): in a Hugging Face ResNet the last stage, ``resnet.encoder.stages[-1]``.
 
 The min-max scaling is monotone, so the library's maps (not rescaled) are compared by Spearman rank correlation
 per image.
@@ -50,15 +54,19 @@ def scale_cam_image(cam, target_size=None):
     return np.float32(result)
 
 
-def pytorch_grad_cam(model, target_layer, images, targets, grid):
-    """GradCAM(model, [target_layer], reshape_transform)(images, [ClassifierOutputTarget(t) for t in targets])."""
+def pytorch_grad_cam(model, target_layer, images, targets, grid=None):
+    """GradCAM(model, [target_layer], reshape_transform)(images, [ClassifierOutputTarget(t) for t in targets]), with
+    the ViT's ``reshape_transform`` to a ``grid`` x ``grid`` grid, or none (``grid=None``: a CNN's feature map)."""
     activations, gradients = [], []
 
+    def transform(tensor):
+        return tensor if grid is None else reshape_transform(tensor, grid, grid)
+
     def save_activation(module, input, output):  # activations_and_gradients.py
-        activations.append(reshape_transform(output, grid, grid).cpu().detach())
+        activations.append(transform(output).cpu().detach())
 
         def store_grad(grad):
-            gradients.insert(0, reshape_transform(grad, grid, grid).cpu().detach())
+            gradients.insert(0, transform(grad).cpu().detach())
 
         output.register_hook(store_grad)
 
@@ -84,6 +92,18 @@ def test_gradcam_matches_pytorch_grad_cam_on_a_tiny_vit(family, images):
         targets = model(pixel_values=images).logits.argmax(-1)
     encoder = getattr(model, model.config.model_type)
     reference = pytorch_grad_cam(model, encoder.layers[-1].layernorm_before, images, targets, IMAGE_SIZE // 8)
+    ours = get_attributor("gradcam", model)(images, targets)
+    correlation = spearman(ours.flatten(1), torch.from_numpy(reference).flatten(1))
+    assert (correlation > 0.999).all(), correlation
+    assert (reference.reshape(4, -1).std(1) > 0.05).all()  # the maps are not flat: the check is not vacuous
+
+
+def test_gradcam_matches_pytorch_grad_cam_on_a_tiny_resnet():
+    model = make_classifier("resnet", head_scale=20)
+    images = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))  # an 8 x 8 last feature map
+    with torch.no_grad():
+        targets = model(pixel_values=images).logits.argmax(-1)
+    reference = pytorch_grad_cam(model, model.resnet.encoder.stages[-1], images, targets)
     ours = get_attributor("gradcam", model)(images, targets)
     correlation = spearman(ours.flatten(1), torch.from_numpy(reference).flatten(1))
     assert (correlation > 0.999).all(), correlation
