@@ -8,11 +8,11 @@
 ``DIR`` is an ``aha demo --world all --output DIR`` folder: each world's classifier is read from ``DIR/WORLD/``, and
 its data from ``DATA_DIR/WORLD/data`` (default: ``DIR``'s): a ``benchmarks/cnn_suite.py`` folder holds the CNN
 classifiers of the data in an ``aha demo`` folder. A baseline that refuses the classifier (rollout and Chefer read
-a ViT's attention) is skipped with a printed note. Each row of :data:`ablation_shapes.ROWS` is an explainer recipe, trained by ``aha train`` on each
-world and seed (:func:`ablation_shapes.run_row`) and scored on the world's first ``--eval_images`` test images
-with the demo's metrics (predicted class); each baseline is scored once per world on the same images. Results go
-to ``--output`` (default benchmarks/results/suite.json) as per-image scores and are resumed from it: a row, seed
-or baseline already there is not run again.
+a ViT's attention) is skipped with a printed note. Each row of :data:`ablation_shapes.ROWS` is an explainer
+recipe, trained by ``aha train`` on each world and seed (:func:`ablation_shapes.run_row`) and scored on the
+world's first ``--eval_images`` test images with the demo's metrics (predicted class); each baseline is scored
+once per world on the same images. Results go to ``--output`` (default benchmarks/results/suite.json) as per-image
+scores and are resumed from it: a row, seed or baseline already there is not run again.
 
 The markdown table pools every world's images (each world has as many, so a pooled mean is the mean over worlds
 of each world's mean); a recipe's per-image score is its mean over the seeds run. Marks compare each row with
