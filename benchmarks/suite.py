@@ -197,7 +197,11 @@ def main() -> None:
         action="store_true",
         help="score a row's explainer already trained in --work_dir instead of training it again",
     )
-    parser.add_argument("--reference", default="default", help="the row every other row is compared with")
+    parser.add_argument(
+        "--reference",
+        default=None,
+        help="the row every other row is compared with (default: the default row at --steps and --refine_steps)",
+    )
     parser.add_argument("--work_dir", default="/tmp/aha-suite")
     parser.add_argument("--output", default=str(HERE / "results" / "suite.json"))
     parser.add_argument("--markdown", action="store_true", help="Only print the table of --output.")
@@ -267,7 +271,8 @@ def main() -> None:
                 print(world, key, round(run["cpu_seconds"]), means, flush=True)
         print(summary(describe()))
     worlds = [world for world in args.worlds if world in results]
-    print(markdown(results, worlds, args.reference, args.table_seeds))
+    reference = args.reference or row_key("default", args.steps, args.refine_steps)
+    print(markdown(results, worlds, reference, args.table_seeds))
 
 
 if __name__ == "__main__":
