@@ -153,6 +153,14 @@ def test_a_conv_head_save_is_refused_naming_the_field(tmp_path):
         AHAExplainer.from_pretrained(tmp_path)
 
 
+def test_a_save_from_before_the_guided_head_is_refused():
+    """Such a config has head_channels and the other decoder fields but no pixel_head: its decoder was the conv
+    head, whatever the values."""
+    fields = {name: value for name, value in EARLIER_FIELDS.items() if name != "pixel_head"}
+    with pytest.raises(ValueError, match=r"head_channels without pixel_head: .* before the guided pixel head existed"):
+        _config(**fields)
+
+
 def test_zero_weights_for_every_term_are_refused():
     with pytest.raises(ValueError, match="all 0: at least one must be > 0"):
         _config(deletion_weight=0.0, lrf_insertion_weight=0.0)

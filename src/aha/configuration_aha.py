@@ -247,14 +247,22 @@ class AHAConfig(PreTrainedConfig):
         default widths: every save of the benchmark suite), else a ValueError naming the field and what became of
         it."""
         removed = {name: kwargs.pop(name) for name in list(kwargs) if name in _REMOVED_FIELDS}
+        refusal = (
+            "this explainer cannot be loaded: train it again with this version, or load it with the version that "
+            "saved it (benchmarks/RESULTS.md records what the removed decoders measured)"
+        )
+        if "head_channels" in removed and "pixel_head" not in removed:
+            raise ValueError(
+                "AHAConfig: head_channels without pixel_head: this config was written before the guided pixel head "
+                'existed (aha-explain before commit 2b2d59e), whose decoder had the "conv" pixel head, since '
+                f"removed; {refusal}"
+            )
         for name, value in removed.items():
             still_holds, what_became = _REMOVED_FIELDS[name]
             if not still_holds(value, self):
                 raise ValueError(
                     f"AHAConfig: {name}={value!r} describes a decoder that this version of aha-explain no longer "
-                    f"builds ({what_became}); this explainer cannot be loaded: train it again with this version, or "
-                    "load it with the version that saved it (benchmarks/RESULTS.md records what the removed decoders "
-                    "measured)"
+                    f"builds ({what_became}); {refusal}"
                 )
         if removed:
             logger.warning(
