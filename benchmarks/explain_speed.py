@@ -1,15 +1,15 @@
 """CPU time of `AHAExplainer.explain` relative to one plain forward of its classifier, as a ratio measured in one run.
 
-    python benchmarks/explain_speed.py [--budget 0.08] [--batch_size 8] [--repeats 7]
+    python benchmarks/explain_speed.py [--batch_size 8] [--repeats 7]
 
 For each benchmark classifier (benchmarks/models.py: by default the tests' tiny ViT at 32 px, the AHA Shapes ViT at
 64 px, ViT-S/16 and ViT-B/16 at 224 px; with ``--models`` also the convolutional ones, ResNet-50, ConvNeXt-T, ... at
 their published sizes; random init from configs, since the cost, not the weights, is measured) it times, in
 interleaved rounds on the same batch: a plain classifier forward; the same forward returning hidden states (what
-`explain` runs before its decoder); `explain` with today's default decoder (the "guided" pixel head); with the
-"conv" pixel head (the default before it), unbudgeted and with ``decoder_flops_budget=--budget``; and with
-``--space_to_depth``, with the ablation's space-to-depth variant of the conv head; for a convolutional classifier,
-also the default decoder reading the stride-4 map too (4 depths), which its default leaves out. Each round gives ratios against
+`explain` runs before its decoder); `explain` with the default decoder; for a convolutional classifier, also the
+default decoder reading the stride-4 map too (4 depths), which its default leaves out. (The "conv" pixel head, the
+decoder budget and the space-to-depth decoder that earlier runs timed were removed; their results stay in
+benchmarks/results/.) Each round gives ratios against
 that round's plain forward; the table shows their medians. Times are CPU time of this process
 (``time.process_time``) on ``--threads`` threads: the machines this runs on are shared, and wall time there
 measures the neighbours. Results: ``--output`` (JSON).
@@ -42,21 +42,9 @@ def cpu_seconds(fn) -> float:
     return time.process_time() - start
 
 
-def measure(name: str, batch_size: int, repeats: int, budget: float, space_to_depth: list[int] | None = None) -> dict:
+def measure(name: str, batch_size: int, repeats: int) -> dict:
     classifier = build_classifier(name)
-    explainers = {
-        "default": AHAExplainer.from_classifier(classifier).eval(),
-        "conv head": AHAExplainer.from_classifier(classifier, pixel_head="conv").eval(),
-        f"conv head, budget {budget:g}": AHAExplainer.from_classifier(
-            classifier, pixel_head="conv", decoder_flops_budget=budget
-        ).eval(),
-    }
-    for stride in space_to_depth or []:  # the ablation's decoder variant (benchmarks/ablation_shapes.py)
-        from ablation_shapes import change_decoder
-
-        key = f"space-to-depth {stride or 'patch / 2'}"
-        explainers[key] = AHAExplainer.from_classifier(classifier, pixel_head="conv").eval()
-        change_decoder(explainers[key], f"space_to_depth_{stride}" if stride else "space_to_depth")
+    explainers = {"default": AHAExplainer.from_classifier(classifier).eval()}
     spec = BackboneSpec.from_model(classifier)
     if (
         spec.feature_maps == "hidden_states"
@@ -93,27 +81,14 @@ def measure(name: str, batch_size: int, repeats: int, budget: float, space_to_de
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(VIT_CONFIGS), choices=CLASSIFIERS)
-    parser.add_argument(
-        "--budget", type=float, default=0.08, help="decoder_flops_budget of the budgeted conv-head explainer"
-    )
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is least sensitive to a shared CPU)")
-    parser.add_argument(
-        "--space_to_depth",
-        type=int,
-        nargs="*",
-        default=None,
-        metavar="STRIDE",
-        help="also time the ablation's space-to-depth decoder (benchmarks/ablation_shapes.py) on "
-        "STRIDE x STRIDE blocks; no STRIDE, or 0: half the patch size",
-    )
     parser.add_argument("--output", default=str(HERE / "results" / "explain_speed.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     before = describe()
-    strides = None if args.space_to_depth is None else (args.space_to_depth or [0])
-    rows = [measure(name, args.batch_size, args.repeats, args.budget, strides) for name in args.models]
+    rows = [measure(name, args.batch_size, args.repeats) for name in args.models]
     after = describe()
     print(summary(before), f"-> load average after: {after['load_average']}")
     print(f"batch {args.batch_size}, {args.repeats} interleaved rounds, medians of per-round ratios")

@@ -4,7 +4,7 @@
     python benchmarks/gpu_suite.py --smoke              # end to end on CPU with the tests' tiny ViT (seconds)
 
 Synthetic images, a random-init classifier built from its config (the cost, not the weights, is measured), the
-default AHAConfig (plus ``--budget`` for a budgeted decoder), bf16 autocast as ``accelerate --mixed_precision bf16``
+default AHAConfig, bf16 autocast as ``accelerate --mixed_precision bf16``
 runs it. It measures, in order:
 
 1. training: optimiser steps (explainer forward with labels, backward, clip, AdamW on the decoder) at batch
@@ -88,8 +88,7 @@ def build_explainer(args, device) -> AHAExplainer:
     torch.manual_seed(0)
     config = T.ViTConfig(**VIT_CONFIGS[args.model])
     classifier = T.ViTForImageClassification(config).eval()
-    overrides = {"decoder_flops_budget": args.budget} if args.budget else {}
-    return AHAExplainer.from_classifier(classifier, **overrides).to(device)
+    return AHAExplainer.from_classifier(classifier).to(device)
 
 
 def images_and_labels(explainer, batch: int, device, seed: int = 0):
@@ -225,8 +224,7 @@ def markdown(result: dict) -> str:
     lines = [
         f"## GPU: training, explaining and scoring {result['model']} ({machine['gpu'] or 'CPU smoke run'})",
         "",
-        f"`{result['command']}`; {summary(machine)}. Random-init classifier, synthetic images, default AHAConfig"
-        f"{' with decoder_flops_budget=' + str(result['budget']) if result['budget'] else ''}, "
+        f"`{result['command']}`; {summary(machine)}. Random-init classifier, synthetic images, default AHAConfig, "
         f"{result['precision']} autocast.",
         "",
         f"Training (batch {result['train_batch']}, median of {result['steps']} steps):",
@@ -287,7 +285,6 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="CPU, the tiny ViT, tiny batches: checks the script")
     parser.add_argument("--model", default=None, choices=list(VIT_CONFIGS), help="default: vit-b16-224px")
-    parser.add_argument("--budget", type=float, default=None, help="decoder_flops_budget (default: none)")
     parser.add_argument("--train_batch", type=int, default=None, help="default 32")
     parser.add_argument("--steps", type=int, default=None, help="measured training steps (default 10)")
     parser.add_argument("--explain_batches", type=int, nargs="+", default=None, help="default 1 32 256")
@@ -358,7 +355,6 @@ def main(argv=None):
     result = {
         "command": shlex.join(["python", "benchmarks/gpu_suite.py", *(sys.argv[1:] if argv is None else argv)]),
         "model": args.model,
-        "budget": args.budget,
         "precision": precision,
         "train_batch": args.train_batch,
         "steps": args.steps,

@@ -33,7 +33,7 @@ from models import VIT_CONFIGS
 from torch.utils.flop_counter import FlopCounterMode
 
 from aha import AHAConfig, AHAExplainer
-from aha.decoder_budget import count_flops
+from aha.decoder_cost import count_flops
 from aha.refinement import RefinementPlan, plan_grid, refine_with_plan, refinement_loss
 
 

@@ -1,6 +1,8 @@
 """AHAConfig and the small APIs refuse what they cannot honour: unknown keys, field values outside their rule (NaN
 and 0 included), strings or numbers for booleans, and a one-class classifier."""
 
+import json
+import logging
 import math
 import re
 
@@ -11,6 +13,7 @@ from conftest import make_classifier
 
 from aha import AHAConfig, AHAExplainer
 from aha.configuration_aha import _LIST_RULES, _NUMBER_RULES
+from aha.fingerprint import saved_fingerprints
 from aha.refinement import RefinementPlan
 
 
@@ -22,7 +25,6 @@ _STRING_OR_CONFIG_FIELDS = {
     "classifier_fingerprint",
     "fingerprints",
     "feature_backbone_config",
-    "pixel_head",
 }
 
 
@@ -55,8 +57,7 @@ def test_every_numeric_field_refuses_nan_infinity_and_non_numbers(name, bad):
     "name, value, expected",
     [
         ("fusion_channels", 0, "fusion_channels must be an integer >= 1 (or None), got 0"),
-        ("head_channels", 2.5, "head_channels must be an integer >= 1 (or None), got 2.5"),
-        ("class_embedding_dim", -1, "class_embedding_dim must be an integer >= 1"),
+        ("fusion_channels", 2.5, "fusion_channels must be an integer >= 1 (or None), got 2.5"),
         ("num_fractions", 2, "num_fractions must be an integer >= 3 and <= 256, got 2"),
         ("sinkhorn_iterations", 0, "sinkhorn_iterations must be an integer >= 1, got 0"),
         ("perturbation_batch_size", 0, "perturbation_batch_size must be an integer >= 1, got 0"),
@@ -81,8 +82,6 @@ def test_every_numeric_field_refuses_nan_infinity_and_non_numbers(name, bad):
         ("references", "mean", "references must be a list of at least one value, got 'mean'"),
         ("classifier_fingerprint", "abc", 'classifier_fingerprint must be "sha256:" and 64 hex digits'),
         ("classifier_revision", 3, "classifier_revision must be a string or None, got 3"),
-        ("pixel_head", "dpt", "pixel_head must be one of ['guided', 'conv'] or None, got 'dpt'"),
-        ("pixel_head", 1, "pixel_head must be a string or None, got 1"),
     ],
 )
 def test_bad_values_name_the_field_and_the_expected_value(name, value, expected):
@@ -90,13 +89,76 @@ def test_bad_values_name_the_field_and_the_expected_value(name, value, expected)
         _config(**{name: value})
 
 
-def test_conv_head_fields_are_refused_with_the_guided_head():
-    with pytest.raises(ValueError, match=r'head_channels and image_branch_stride only apply to pixel_head="conv"'):
-        _config(pixel_head="guided", head_channels=8, image_branch_stride=2)
-    # a new explainer resolves the default head to "guided" and checks again
-    with pytest.raises(ValueError, match=r'head_channels only apply to pixel_head="conv"'):
-        AHAExplainer.from_classifier(make_classifier("vit"), head_channels=8)
-    assert _config(pixel_head="conv", head_channels=8).head_channels == 8
+# config.json fields of earlier versions (the "conv" pixel head, the decoder budget, two decoder widths), at the values
+# a save with the guided head holds: every save of the benchmark suite has them
+EARLIER_FIELDS = {
+    "pixel_head": "guided",
+    "head_channels": None,
+    "image_branch_stride": None,
+    "decoder_blocks": None,
+    "class_embedding_dim": None,
+    "decoder_flops_budget": None,
+}
+
+
+def _as_an_earlier_version_saved_it(folder, fields: dict) -> None:
+    """Add ``fields`` to the save's config.json and record its fingerprint again, as the version that had them did."""
+    path = folder / "config.json"
+    stored = json.loads(path.read_text())
+    stored.update(fields)
+    stored["fingerprints"]["explainer_config"] = saved_fingerprints({}, stored, None)["explainer_config"]
+    path.write_text(json.dumps(stored))
+
+
+def test_a_save_with_fields_of_an_earlier_version_loads_the_same_explainer_with_a_warning(tmp_path, caplog):
+    explainer = AHAExplainer.from_classifier(make_classifier("vit", head_scale=20), fusion_channels=12).eval()
+    explainer.save_pretrained(tmp_path)
+    # as a budget wrote them: the width it chose, recorded
+    fields = {**EARLIER_FIELDS, "class_embedding_dim": 12, "decoder_blocks": 0, "decoder_flops_budget": 0.08}
+    _as_an_earlier_version_saved_it(tmp_path, fields)
+    with caplog.at_level(logging.WARNING):
+        reloaded = AHAExplainer.from_pretrained(tmp_path)
+    ignored = re.search(r"AHAConfig: ignoring (.*), fields of an earlier version", caplog.text).group(1)
+    assert sorted(ignored.split(", ")) == sorted(f"{name}={value!r}" for name, value in fields.items())
+    images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(reloaded.explain(images), explainer.explain(images))
+    reloaded.save_pretrained(tmp_path / "again")  # saving again drops them
+    assert not set(fields) & set(json.loads((tmp_path / "again" / "config.json").read_text()))
+
+
+@pytest.mark.parametrize(
+    "name, value, became",
+    [
+        ("pixel_head", "conv", 'the "conv" pixel head was removed'),
+        ("head_channels", 8, 'the removed "conv" pixel head'),
+        ("image_branch_stride", 2, 'the removed "conv" pixel head'),
+        ("decoder_blocks", 2, "the decoder has no residual units"),
+        ("class_embedding_dim", 8, "the class embedding is fusion_channels wide"),
+    ],
+)
+def test_a_field_of_an_earlier_version_describing_another_decoder_is_refused(name, value, became):
+    """Loading it would build a decoder its weights do not fit, or drop some of them in silence."""
+    with pytest.raises(
+        ValueError,
+        match=re.escape(f"{name}={value!r} describes a decoder that this version of aha-explain no longer builds")
+        + f".*{re.escape(became)}.*train it again",
+    ):
+        _config(**{**EARLIER_FIELDS, "fusion_channels": 16, name: value})
+
+
+def test_a_conv_head_save_is_refused_naming_the_field(tmp_path):
+    AHAExplainer.from_classifier(make_classifier("vit")).save_pretrained(tmp_path)
+    _as_an_earlier_version_saved_it(tmp_path, {**EARLIER_FIELDS, "pixel_head": "conv"})
+    with pytest.raises(ValueError, match=r"pixel_head='conv' describes a decoder .* no longer builds"):
+        AHAExplainer.from_pretrained(tmp_path)
+
+
+def test_a_save_from_before_the_guided_head_is_refused():
+    """Such a config has head_channels and the other decoder fields but no pixel_head: its decoder was the conv
+    head, whatever the values."""
+    fields = {name: value for name, value in EARLIER_FIELDS.items() if name != "pixel_head"}
+    with pytest.raises(ValueError, match=r"head_channels without pixel_head: .* before the guided pixel head existed"):
+        _config(**fields)
 
 
 def test_zero_weights_for_every_term_are_refused():

@@ -18,12 +18,11 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 BF16 = dict(device_type="cuda", dtype=torch.bfloat16)
 
 
-@pytest.fixture(scope="module", params=["default", "budget"])
-def explainer(request):
-    overrides = {"decoder_flops_budget": 0.08} if request.param == "budget" else {}
+@pytest.fixture(scope="module")
+def explainer():
     classifier = make_classifier("vit", head_scale=20)
     return AHAExplainer.from_classifier(
-        classifier, image_mean=[0.5] * 3, image_std=[0.5] * 3, references=["mean", "black", "blur"], **overrides
+        classifier, image_mean=[0.5] * 3, image_std=[0.5] * 3, references=["mean", "black", "blur"]
     ).to("cuda")
 
 

@@ -1,4 +1,3 @@
-import json
 import random
 from unittest import mock
 
@@ -70,12 +69,6 @@ def test_save_and_load_reproduce_attributions_exactly(tmp_path, images):
         assert torch.equal(reloaded(images).attributions, expected)
     config = AutoConfig.from_pretrained(tmp_path)
     assert isinstance(config, AHAConfig) and config.fusion_channels == 24
-
-
-def test_a_new_explainer_records_its_pixel_head(tmp_path):
-    """A new explainer writes its head into the config, so that a save reloads with it whatever a later default is."""
-    _explainer().save_pretrained(tmp_path / "new")
-    assert json.loads((tmp_path / "new" / "config.json").read_text())["pixel_head"] == "guided"
 
 
 @pytest.mark.parametrize("size, resized", [((4, 4), (32, 32)), ((7, 5), (30, 11)), ((8, 8), (3, 5))])

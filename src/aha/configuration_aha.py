@@ -9,22 +9,20 @@ import re
 
 from transformers import AutoConfig, GenerationConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
+from transformers.utils import logging
 
 from .fingerprint import FINGERPRINTED_PARTS
 from .perturbation import check_reference
 from .validation import MAX_FRACTIONS, check_bool, check_number
 
 
+logger = logging.get_logger(__name__)
+
 # Range rules of numeric fields: name -> keyword arguments of `aha.validation.check_number` (None is accepted
 # where the default is None). Every other field of AHAConfig is checked by the type of its default (bool, int,
 # finite float, str) or, for lists, by `_LIST_RULES`; a field with none of these fails `test_every_field_is_checked`.
 _NUMBER_RULES = {
     "fusion_channels": dict(integer=True, minimum=1),
-    "head_channels": dict(integer=True, minimum=1),
-    "class_embedding_dim": dict(integer=True, minimum=1),
-    "image_branch_stride": dict(integer=True, minimum=1),
-    "decoder_blocks": dict(integer=True, minimum=0),
-    "decoder_flops_budget": dict(above=0),
     "num_fractions": dict(integer=True, minimum=3, maximum=MAX_FRACTIONS),
     "sinkhorn_iterations": dict(integer=True, minimum=1),
     "peak_window": dict(integer=True, minimum=1),
@@ -62,10 +60,31 @@ _LIST_RULES = {
     "grid_cell_patches": (dict(above=0), (2,)),
     "references": (None, None),  # checked against aha.perturbation.REFERENCES below
 }
-#: the decoder's ways to pixel resolution (AHAConfig.pixel_head), the default first; the other fields only the
-#: "conv" head reads
-PIXEL_HEADS = ("guided", "conv")
-_CONV_HEAD_FIELDS = ("head_channels", "image_branch_stride")
+# Fields of earlier versions that this one no longer has: name -> (whether a saved value still describes the
+# explainer this version builds, given the config; what became of the field). A config holding such a value loads,
+# with a warning naming the field; one holding another value describes a decoder this version does not build and is
+# refused (its weights would not fit, or would be dropped in silence).
+_REMOVED_FIELDS = {
+    "pixel_head": (
+        lambda value, config: value in (None, "guided"),
+        'the "conv" pixel head was removed: the decoder always has the "guided" one',
+    ),
+    "head_channels": (lambda value, config: value is None, 'it set the width of the removed "conv" pixel head'),
+    "image_branch_stride": (lambda value, config: value is None, 'it set a part of the removed "conv" pixel head'),
+    "decoder_blocks": (
+        lambda value, config: value is None or value == 0,
+        "the decoder has no residual units on the token grid",
+    ),
+    "class_embedding_dim": (
+        lambda value, config: value is None or value == config.fusion_channels,
+        "the class embedding is fusion_channels wide",
+    ),
+    "decoder_flops_budget": (
+        lambda value, config: True,
+        "the default decoder costs under 8% of every supported classifier; the width a budget chose was recorded in "
+        "fusion_channels",
+    ),
+}
 _FINGERPRINT = re.compile(r"^sha256:[0-9a-f]{64}$")
 # Keys besides the fields that transformers itself passes to a config (from config.json, from_dict, BC names)
 _TRANSFORMERS_KEYS = {
@@ -117,34 +136,11 @@ class AHAConfig(PreTrainedConfig):
             evenly for plain ViTs; for hierarchical models the deepest entry of each of the coarsest strides: the 4
             stages of Swin (strides 4, 8, 16, 32 px), strides 8, 16, 32 px of convolutional ones (ResNet, ConvNeXt,
             ...; see [`aha.backbones.BackboneSpec.default_feature_layers`]).
-        pixel_head (`str`, *optional*):
-            How the decoder reaches pixel resolution from the token grid. `"guided"`: each grid cell predicts an
-            offset and one coefficient per image channel; both are bilinearly upsampled, and a pixel's score is the
-            offset plus the dot product of the coefficients with the pixel's values (a per-cell linear model of
-            the image, like a guided filter). It costs a few elementwise passes at full resolution. `"conv"`: an
-            image branch of two 3x3 convolutions on the pixels, added to the upsampled grid features, then a 3x3
-            convolution to one score (at 64 px it makes `explain` cost 1.6 classifier forwards, see
-            benchmarks/RESULTS.md). Default: `"guided"`, written into the config when the explainer is built.
         fusion_channels (`int`, *optional*):
-            Decoder width. Default: a quarter of the feature model's widest hidden size, in [16, 256],
-            so the decoder stays light next to the backbone at every scale.
-        head_channels (`int`, *optional*):
-            `"conv"` head only: width of its full-resolution convolutions. Default: `max(8, fusion_channels // 4)`.
-        class_embedding_dim (`int`, *optional*):
-            Size of the learned target-class embedding joined to every token. Default: `fusion_channels`.
-        image_branch_stride (`int`, *optional*):
-            `"conv"` head only: the decoder's image branch and last convolution run on the image average-pooled by
-            this factor, and the map is bilinearly upsampled to full resolution. Default: 1 (full resolution).
-        decoder_blocks (`int`, *optional*):
-            Residual blocks of 3x3 convolutions on the token grid. Default: 0 with the `"guided"` head (on AHA Shapes
-            two made it no better and worse on some columns, benchmarks/RESULTS.md), 2 with the `"conv"` head.
-        decoder_flops_budget (`float`, *optional*):
-            Most the decoder may cost, as a fraction of the classifier's forward, in FLOPs and in parameters
-            (counted at the classifier's configured image size, see [`aha.decoder_budget`]). When set, the width
-            fields above that are left unset are chosen to fit and are recorded in this config (a save reloads the
-            same decoder): with the `"conv"` head, preferring the finest image branch, then the most blocks, then
-            the widest fusion width and head; with the `"guided"` head, the widest fusion width. Default: None, the
-            widths follow the feature model's hidden size alone.
+            Width of the decoder ([`~aha.modeling_aha.AHADecoder`]: its token projection and class embedding).
+            Default: a quarter of the feature model's widest hidden size, in [16, 256], so that the decoder costs
+            under 8% of the classifier at every scale (see [`aha.decoder_cost`]); on AHA Shapes twice that width
+            tied the default (benchmarks/RESULTS.md).
         image_mean, image_std (`list[float]`, *optional*):
             The classifier's input normalisation (from its image processor); needed for the "black" reference.
         references (`list[str]`):
@@ -189,13 +185,7 @@ class AHAConfig(PreTrainedConfig):
     includes_classifier: bool = True
     feature_backbone_config: dict | PreTrainedConfig | None = None
     feature_layers: list[int] | None = None
-    pixel_head: str | None = None
     fusion_channels: int | None = None
-    head_channels: int | None = None
-    class_embedding_dim: int | None = None
-    image_branch_stride: int | None = None
-    decoder_blocks: int | None = None
-    decoder_flops_budget: float | None = None
     image_mean: list[float] | None = None
     image_std: list[float] | None = None
     references: list[str] | tuple[str, ...] = ("mean",)
@@ -216,6 +206,7 @@ class AHAConfig(PreTrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
+        self._drop_removed_fields(kwargs)
         self._check_keys(kwargs)
         super().__post_init__(**kwargs)
         self._check_fields()
@@ -226,7 +217,6 @@ class AHAConfig(PreTrainedConfig):
         self.grid_cell_patches = list(self.grid_cell_patches)
         for kind in self.references:
             check_reference(kind, normalisation, 'the "black" reference of AHAConfig.references')
-        self.check_pixel_head()
         low, high = self.grid_cell_patches
         if not low <= high:
             raise ValueError(
@@ -237,19 +227,6 @@ class AHAConfig(PreTrainedConfig):
                 "deletion_weight, lrf_insertion_weight and rise_insertion_weight are all 0: at least one must be > 0 "
                 "for the objective to have a term"
             )
-
-    def check_pixel_head(self) -> None:
-        """Raise a ValueError unless ``pixel_head`` is None or one of :data:`PIXEL_HEADS`, with no field set that
-        only the other head reads."""
-        if self.pixel_head is not None and self.pixel_head not in PIXEL_HEADS:
-            raise ValueError(f"pixel_head must be one of {list(PIXEL_HEADS)} or None, got {self.pixel_head!r}")
-        if self.pixel_head == "guided":
-            conflicting = [name for name in _CONV_HEAD_FIELDS if getattr(self, name) is not None]
-            if conflicting:
-                raise ValueError(
-                    f'{" and ".join(conflicting)} only apply to pixel_head="conv"; the "guided" head has no image '
-                    f'branch: leave {" and ".join(conflicting)} unset, or set pixel_head="conv"'
-                )
 
     @classmethod
     def own_fields(cls) -> dict:
@@ -263,6 +240,36 @@ class AHAConfig(PreTrainedConfig):
         type. The others (:data:`RECORDED_FIELDS`) are recorded from the classifier and its image processor."""
         hints = inspect.get_annotations(cls, eval_str=True)
         return {name: hints[name] for name in cls.own_fields() if name not in RECORDED_FIELDS}
+
+    def _drop_removed_fields(self, kwargs: dict) -> None:
+        """Take the fields of earlier versions (:data:`_REMOVED_FIELDS`) out of ``kwargs``: with a logged warning
+        naming them when their values describe the explainer this version builds (the guided pixel head, the
+        default widths: every save of the benchmark suite), else a ValueError naming the field and what became of
+        it."""
+        removed = {name: kwargs.pop(name) for name in list(kwargs) if name in _REMOVED_FIELDS}
+        refusal = (
+            "this explainer cannot be loaded: train it again with this version, or load it with the version that "
+            "saved it (benchmarks/RESULTS.md records what the removed decoders measured)"
+        )
+        if "head_channels" in removed and "pixel_head" not in removed:
+            raise ValueError(
+                "AHAConfig: head_channels without pixel_head: this config was written before the guided pixel head "
+                'existed (aha-explain before commit 2b2d59e), whose decoder had the "conv" pixel head, since '
+                f"removed; {refusal}"
+            )
+        for name, value in removed.items():
+            still_holds, what_became = _REMOVED_FIELDS[name]
+            if not still_holds(value, self):
+                raise ValueError(
+                    f"AHAConfig: {name}={value!r} describes a decoder that this version of aha-explain no longer "
+                    f"builds ({what_became}); {refusal}"
+                )
+        if removed:
+            logger.warning(
+                f"AHAConfig: ignoring {', '.join(f'{name}={value!r}' for name, value in removed.items())}, fields of "
+                "an earlier version of aha-explain that this one no longer has; they describe the decoder this "
+                "version builds. Save the explainer again to drop them."
+            )
 
     @classmethod
     def _check_keys(cls, kwargs: dict) -> None:

@@ -3,7 +3,6 @@ outputs a per-pixel importance map, trained to rank pixels by the deletion / ins
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -15,8 +14,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .backbones import BackboneSpec
-from .configuration_aha import PIXEL_HEADS, AHAConfig
-from .decoder_budget import DecoderWidths, decoder_widths
+from .configuration_aha import AHAConfig
 from .objectives import ObjectiveTerms, RankingObjective
 from .perturbation import resolve_normalisation
 from .refinement import RefinementPlan, refine_with_plan, refinement_loss
@@ -76,26 +74,28 @@ def bilinear_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return matrix(x.shape[-2], size[0]) @ x @ matrix(x.shape[-1], size[1]).T
 
 
+def default_fusion_channels(feature_spec: BackboneSpec) -> int:
+    """The decoder's width when ``AHAConfig.fusion_channels`` is unset: a quarter of the feature model's widest hidden
+    size, in [16, 256], so that the decoder stays light next to the classifier at every scale (0.4-7.2% of the
+    benchmark classifiers' FLOPs, see :mod:`aha.decoder_cost`)."""
+    return int(min(256, max(16, max(feature_spec.hidden_sizes) // 4)))
+
+
 class AHADecoder(nn.Module):
     """Token grids of several depths and the image -> full-resolution importance map for a class.
 
     1. Tokens: each level is layer-normalised over its channels (the residual streams of different depths
        have very different scales), resized to the base grid (the middle level's; every level of a plain
        ViT is on the patch grid), concatenated and projected to ``fusion_channels`` by a 1x1 convolution.
-    2. Class: FiLM. A learned embedding of the class explained gives a per-channel scale and shift after
-       the projection and after each residual unit, so one decoder explains any class.
-    3. Grid blocks: ``num_blocks`` residual units of 3x3 convolutions at the base grid (cheap: the grid is
-       the classifier's token grid).
-    4. Pixel head, ``pixel_head`` (:data:`~aha.configuration_aha.PIXEL_HEADS`):
-
-       - ``"guided"``: a linear projection of each cell's features to an offset and one coefficient per image channel,
-         bilinearly upsampled to H x W; a pixel's score is the offset plus the dot product of the coefficients
-         with its pixel values. Within a cell the map is a linear function of the image (a guided filter's
-         model), so it follows edges inside a patch at the cost of a few elementwise passes.
-       - ``"conv"``: an image branch of two narrow 3x3 convolutions on the pixel values at full resolution (or,
-         with ``image_stride`` s > 1, on the image average-pooled by s); a 1x1 projection of the grid features
-         to ``head_channels``, bilinearly upsampled to the image branch's resolution, the image features added,
-         GELU, and a 3x3 convolution to one score per pixel (bilinearly upsampled to H x W when s > 1).
+    2. Class: FiLM. A learned embedding of the class explained (``fusion_channels`` wide) gives a per-channel scale
+       and shift after the projection and after each residual unit, so one decoder explains any class.
+    3. Grid blocks: ``num_blocks`` residual units of 3x3 convolutions at the base grid. The explainer builds none:
+       on AHA Shapes two made it no better and worse on some columns (benchmarks/ablation_shapes.py's
+       ``guided_2_blocks`` row, benchmarks/RESULTS.md).
+    4. Guided pixel head: a linear projection of each cell's features to an offset and one coefficient per image
+       channel, bilinearly upsampled to H x W; a pixel's score is the offset plus the dot product of the coefficients
+       with its pixel values. Within a cell the map is a linear function of the image (a guided filter's model), so
+       it follows edges inside a patch at the cost of a few elementwise passes.
 
     Activations are GELU, not ReLU: a region where a ReLU head is dead in every channel comes out as one
     constant score, a tie that the pixel ranking can only break at random (seen: a quarter of the pixels of
@@ -107,28 +107,17 @@ class AHADecoder(nn.Module):
         in_channels: list[int],
         num_labels: int,
         fusion_channels: int,
-        head_channels: int | None,
-        class_dim: int,
         image_channels: int,
-        num_blocks: int,
-        image_stride: int | None,
-        pixel_head: str,
+        num_blocks: int = 0,
     ):
         super().__init__()
-        self.pixel_head = pixel_head
         self.norms = nn.ModuleList(nn.LayerNorm(c) for c in in_channels)
         self.projection = nn.Conv2d(sum(in_channels), fusion_channels, 1)
-        self.class_embedding = nn.Embedding(num_labels, class_dim)
-        self.film = nn.Linear(class_dim, 2 * fusion_channels * (num_blocks + 1))
+        self.class_embedding = nn.Embedding(num_labels, fusion_channels)
+        self.film = nn.Linear(fusion_channels, 2 * fusion_channels * (num_blocks + 1))
         self.blocks = nn.ModuleList(ResidualConvUnit(fusion_channels) for _ in range(num_blocks))
-        if pixel_head == "guided":  # applied to the channels-last grid; initialised like a transformers head
-            self.to_head = nn.Linear(fusion_channels, 1 + image_channels)
-        else:
-            self.image_stride = image_stride
-            self.to_head = nn.Conv2d(fusion_channels, head_channels, 1)
-            self.image_conv1 = nn.Conv2d(image_channels, head_channels, 3, padding=1)
-            self.image_conv2 = nn.Conv2d(head_channels, head_channels, 3, padding=1)
-            self.out_conv = nn.Conv2d(head_channels, 1, 3, padding=1)
+        # applied to the channels-last grid; initialised like a transformers head
+        self.to_head = nn.Linear(fusion_channels, 1 + image_channels)
 
     def forward(self, features: list[torch.Tensor], classes: torch.Tensor, pixel_values: torch.Tensor) -> torch.Tensor:
         """Args:
@@ -139,19 +128,9 @@ class AHADecoder(nn.Module):
             (B, H, W) unbounded scores.
         """
         x = F.gelu(self.token_grid(features, classes))
-        if self.pixel_head == "guided":
-            head = self.to_head(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()  # (B, 1 + C, h, w)
-            coefficients = bilinear_resize(head, pixel_values.shape[-2:])
-            return coefficients[:, 0] + (coefficients[:, 1:] * pixel_values).sum(1)
-        image = pixel_values.contiguous(memory_format=torch.channels_last)
-        if self.image_stride > 1:
-            image = F.avg_pool2d(image, self.image_stride, ceil_mode=True)
-        x = F.interpolate(self.to_head(x), size=image.shape[-2:], mode="bilinear", align_corners=False)
-        image = self.image_conv2(F.gelu(self.image_conv1(image)))
-        scores = self.out_conv(F.gelu(x + image))
-        if self.image_stride > 1:
-            scores = F.interpolate(scores, size=pixel_values.shape[-2:], mode="bilinear", align_corners=False)
-        return scores.squeeze(1)
+        head = self.to_head(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()  # (B, 1 + C, h, w)
+        coefficients = bilinear_resize(head, pixel_values.shape[-2:])
+        return coefficients[:, 0] + (coefficients[:, 1:] * pixel_values).sum(1)
 
     def token_grid(self, features: list[torch.Tensor], classes: torch.Tensor) -> torch.Tensor:
         """Steps 1-3 (tokens, class, grid blocks): the class-conditioned features on the base grid, (B, F, h, w)
@@ -211,10 +190,12 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
                 f"feature_layers must index hidden_states in [0, {self.feature_spec.num_layers}), "
                 f"got {list(self.feature_layers)}"
             )
-        if config.pixel_head is None:  # recorded, so that a save reloads with it whatever a later default is
-            config.pixel_head = PIXEL_HEADS[0]
-            config.check_pixel_head()
-        self.decoder = self._make_decoder(decoder_widths(self))
+        self.decoder = AHADecoder(
+            in_channels=[self.feature_spec.hidden_sizes[i] for i in self.feature_layers],
+            num_labels=self.num_labels,
+            fusion_channels=config.fusion_channels or default_fusion_channels(self.feature_spec),
+            image_channels=self.classifier_spec.num_channels,
+        )
         self.objective = RankingObjective(config, patch_size=self.classifier_spec.patch_size)
         self.gradient_checkpointing = False
         self.post_init()
@@ -223,15 +204,6 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
         self._freeze_frozen_models()
 
     # ----------------------------------------------------------------------------------------- set-up
-    def _make_decoder(self, widths: DecoderWidths) -> AHADecoder:
-        return AHADecoder(
-            in_channels=[self.feature_spec.hidden_sizes[i] for i in self.feature_layers],
-            num_labels=self.num_labels,
-            image_channels=self.classifier_spec.num_channels,
-            pixel_head=self.config.pixel_head,
-            **dataclasses.asdict(widths),
-        )
-
     @property
     def num_labels(self) -> int:
         return self.config.classifier_config.num_labels
