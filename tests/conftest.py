@@ -2,6 +2,8 @@
 
 import os
 import shutil
+import sys
+from pathlib import Path
 
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -14,6 +16,10 @@ from huggingface_hub import CommitInfo, HfApi, RepoUrl
 
 IMAGE_SIZE = 32
 NUM_LABELS = 5
+#: The web demo's folder: an app on the library's public API, not part of the package. Its modules (uploads,
+#: comparison, demo_explainer) are imported from there, as ``python app.py`` imports them beside the page.
+SPACE = Path(__file__).resolve().parents[1] / "spaces" / "aha-explain"
+sys.path.insert(0, str(SPACE))
 
 
 def _vit_kwargs():

@@ -60,7 +60,6 @@ HEAVY = (
     "datasets",
     "aha.training",
     "aha.demo",
-    "aha.space",
     "aha.baselines",
     "aha.modeling_aha",
 )
@@ -80,7 +79,7 @@ def imported_by(*args) -> set[str]:
 
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"], ["explain", "--help"], ["explain"], ["demo", "--help"]])
-def test_help_version_and_argument_errors_import_neither_torch_nor_training_demo_or_space(args):
+def test_help_version_and_argument_errors_import_neither_torch_nor_training_or_demo(args):
     modules = imported_by(*args)
     assert "aha.cli" in modules  # the report is real
     assert not {name for name in modules if name.split(".")[0] in HEAVY or name in HEAVY}, sorted(modules & set(HEAVY))
@@ -89,19 +88,19 @@ def test_help_version_and_argument_errors_import_neither_torch_nor_training_demo
 def test_train_help_imports_its_arguments_only():
     modules = imported_by("train", "--help")
     assert "aha.training.arguments" in modules
-    assert not modules & {"torch", "accelerate", "datasets", "aha.training.loop", "aha.demo", "aha.space"}
+    assert not modules & {"torch", "accelerate", "datasets", "aha.training.loop", "aha.demo"}
 
 
 def test_import_aha_is_light_and_registers_with_transformers_when_it_loads():
     code = (
         "import sys\n"
         "import aha\n"
-        "assert not {'torch', 'aha.training', 'aha.demo', 'aha.space', 'aha.baselines'} & set(sys.modules), sys.modules\n"
+        "assert not {'torch', 'aha.training', 'aha.demo', 'aha.baselines'} & set(sys.modules), sys.modules\n"
         "from transformers import AutoConfig, pipeline\n"
         "from transformers.pipelines import PIPELINE_REGISTRY\n"
         "assert 'image-attribution' in PIPELINE_REGISTRY.get_supported_tasks()\n"
         "assert type(AutoConfig.for_model('aha')) is aha.AHAConfig\n"
-        "assert not {'aha.training', 'aha.demo', 'aha.space', 'aha.baselines'} & set(sys.modules)\n"
+        "assert not {'aha.training', 'aha.demo', 'aha.baselines'} & set(sys.modules)\n"
         "print('ok')\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

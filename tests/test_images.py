@@ -9,14 +9,15 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import SPACE
 from PIL import Image, ImageFile
 from test_pipeline import pipe, random_image, saved  # noqa: F401 (fixtures)
 from test_space_uploads import png_header_only
 from transformers import pipeline
+from uploads import UploadError, read_upload
 
 from aha.data.collate import ImageClassificationCollator
 from aha.images import MAX_PIXELS, MIN_SIDE, ImageInputError, read_image, to_rgb
-from aha.space.uploads import UploadError, read_upload
 from aha.visualization import grid, overlay
 
 
@@ -130,7 +131,8 @@ def test_truncated_pixel_data_is_refused_with_the_file_named(pipe, tmp_path):
 
 def test_the_package_and_the_space_leave_truncated_loading_off():
     code = (
-        "import aha, aha.explain, aha.space.uploads, aha.space.comparison, gradio\n"
+        f"import sys; sys.path.insert(0, {str(SPACE)!r})\n"
+        "import aha, aha.explain, uploads, comparison, demo_explainer, gradio\n"
         "from PIL import ImageFile\nprint(ImageFile.LOAD_TRUNCATED_IMAGES)"
     )
     run = subprocess.run(

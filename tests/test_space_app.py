@@ -20,7 +20,7 @@ from PIL import Image
 from test_pipeline import LABELS, random_image, saved  # noqa: F401 (saved: the explainer folder fixture)
 from transformers import pipeline
 
-from aha.space.uploads import MAX_PIXELS
+from aha.images import MAX_PIXELS
 from aha.visualization import overlay
 
 

@@ -1,10 +1,16 @@
-"""What the web demo computes (aha.space), without a browser: the methods side by side on one image, and the
-default explainer taken from ``aha demo``'s folder (trained by it first when absent)."""
+"""What the web demo computes (spaces/aha-explain/comparison.py and demo_explainer.py), without a browser: the
+methods side by side on one image, and the default explainer taken from ``aha demo``'s folder (trained by it first
+when absent)."""
+
+import ast
 
 import datasets
 import numpy as np
 import pytest
 import torch
+from comparison import Comparison, default_comparisons
+from conftest import SPACE
+from demo_explainer import demo_examples, demo_explainer
 from PIL import Image
 from test_pipeline import LABELS, crop_processor, labelled_classifier, random_image, saved  # noqa: F401 (saved: fixture)
 from transformers import pipeline
@@ -13,8 +19,6 @@ import aha.demo
 from aha import AHAExplainer
 from aha.baselines import get_attributor
 from aha.metrics import deletion_insertion
-from aha.space.comparison import Comparison, default_comparisons
-from aha.space.demo_explainer import demo_examples, demo_explainer
 from aha.visualization import overlay
 
 
@@ -23,27 +27,28 @@ def comparison(saved):
     return Comparison(str(saved), default_comparisons(rise_masks=30), device="cpu")
 
 
-def test_top_classes_are_the_pipelines(comparison, saved):
+def test_the_predicted_class_and_top_classes_are_the_pipelines(comparison, saved):
     image = random_image(40, 57, seed=1)
     result = pipeline("image-attribution", model=str(saved), device="cpu")(image, top_k=3)
-    assert comparison.top_classes(image, top_k=3) == (result["predictions"], result["target"])
+    explained = comparison.explain(image, top_k=3)
+    assert (explained.predictions, explained.target) == (result["predictions"], result["target"])
     assert comparison.labels == LABELS
 
 
 def test_aha_then_each_method_for_the_chosen_class_with_the_pipelines_protocol(comparison, saved):
     image, target = random_image(57, 23, seed=2), 3
-    results = comparison.explain(image, target, refine_steps=1)
-    assert [r.name for r in results] == ["AHA", "Chefer", "RISE (30 masks)"]
+    explained = comparison.explain(image, target, refine_steps=1)
+    results = explained.methods
+    assert explained.target == target and [r.name for r in results] == ["AHA", "Chefer", "RISE (30 masks)"]
     # AHA's curves and map are the pipeline's for the same image, class and refinement (the page shows the bare
     # overlay; the pipeline's adds a colour bar and a caption)
-    expected = pipeline("image-attribution", model=str(saved), device="cpu")(
-        image, target=target, refine_steps=1, overlay=True, curves=True
-    )
+    pipe = pipeline("image-attribution", model=str(saved), device="cpu")
+    expected = pipe(image, target=target, refine_steps=1, overlay=True, curves=True)
     torch.testing.assert_close(results[0].deletion.curves, expected["deletion"].curves)
     torch.testing.assert_close(results[0].insertion.auc, expected["insertion"].auc)
     np.testing.assert_array_equal(np.asarray(results[0].overlay), np.asarray(overlay(image, expected["attribution"])))
     # the comparison methods: their own maps of the same processed image, scored for the same class
-    pixel_values = comparison.pipe.preprocess(image)["pixel_values"]
+    pixel_values = pipe.image_processor(images=image, return_tensors="pt").pixel_values
     for result, (name, options) in zip(results[1:], [("chefer", {}), ("rise", {"n_masks": 30})]):
         maps = get_attributor(name, comparison.classifier, **options)(pixel_values, [target])
         curves = deletion_insertion(comparison.classifier, pixel_values, maps, torch.tensor([target]))
@@ -56,7 +61,7 @@ def test_aha_then_each_method_for_the_chosen_class_with_the_pipelines_protocol(c
 
 def test_overlays_of_a_large_image_are_shrunk_to_max_side_and_the_numbers_kept(comparison):
     image = random_image(120, 300, seed=5)
-    full, shrunk = comparison.explain(image, 1), comparison.explain(image, 1, max_side=100)
+    full, shrunk = comparison.explain(image, 1).methods, comparison.explain(image, 1, max_side=100).methods
     for big, small in zip(full, shrunk):
         assert big.overlay.size == (300, 120) and small.overlay.size == (100, 40)
         torch.testing.assert_close(small.deletion.curves, big.deletion.curves)
@@ -65,12 +70,37 @@ def test_overlays_of_a_large_image_are_shrunk_to_max_side_and_the_numbers_kept(c
             np.asarray(big.overlay.resize((100, 40)), dtype=int) - np.asarray(small.overlay, dtype=int)
         )
         assert difference.mean() < 5  # (about 1.4; shifting one by 20 columns gives about 50)
-    assert comparison.explain(image, 1, max_side=300)[0].overlay.size == (300, 120)  # not larger than max_side
+    assert comparison.explain(image, 1, max_side=300).methods[0].overlay.size == (300, 120)  # not larger than max_side
+
+
+PUBLIC_MODULES = {"aha", "aha.baselines", "aha.demo", "aha.images", "aha.metrics", "aha.visualization"}
+
+
+def test_the_space_uses_the_librarys_public_api_only():
+    """The app and its modules import only public names of public modules, and never call a pipeline's stages
+    (preprocess, _forward, postprocess) or any other underscored attribute of the library's objects: the Space is an
+    app on the library."""
+    seen = set()
+    for path in sorted(SPACE.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "aha":
+                seen.add(node.module)
+                assert node.module in PUBLIC_MODULES, (path.name, node.module)
+                assert not any(alias.name.startswith("_") for alias in node.names), (path.name, node.module)
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.startswith("aha.") and a.name not in PUBLIC_MODULES for a in node.names)
+            elif isinstance(node, ast.Attribute):
+                own = isinstance(node.value, ast.Name) and node.value.id == "self"  # the app's own classes
+                private = node.attr.startswith("_") and not node.attr.startswith("__") and not own
+                assert not private and node.attr not in {"preprocess", "postprocess"}, (path.name, node.attr)
+    assert {"aha.baselines", "aha.metrics", "aha.demo"} <= seen  # the check reads the imports it is about
+    with pytest.raises(ModuleNotFoundError):
+        __import__("aha.space")
 
 
 def test_no_comparison_methods_leaves_aha_alone(saved):
     only_aha = Comparison(str(saved), comparisons={}, device="cpu")
-    assert [r.name for r in only_aha.explain(random_image(32, 32), 0)] == ["AHA"]
+    assert [r.name for r in only_aha.explain(random_image(32, 32), 0).methods] == ["AHA"]
 
 
 def test_the_demo_explainer_is_trained_when_absent_and_reused_after(tmp_path, monkeypatch, capsys):

@@ -7,8 +7,7 @@ import zlib
 import numpy as np
 import pytest
 from PIL import Image
-
-from aha.space.uploads import MAX_PIXELS, MIN_SIDE, UploadError, read_upload
+from uploads import MAX_PIXELS, MIN_SIDE, UploadError, read_upload
 
 
 def png_header_only(path, width, height):

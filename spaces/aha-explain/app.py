@@ -10,7 +10,18 @@ a Hub Space sets them; GRADIO_SERVER_NAME and GRADIO_SERVER_PORT work as for any
 The page: upload an image or pick an example; the classifier's top classes; a class picker (default: the
 prediction); AHA's map of that class over the image, beside Chefer's and RISE's, each with its time per image;
 a refinement-steps slider; AHA's deletion and insertion curves and every method's AUCs. A file that is not one
-still image of a usable size gets a message in the page (aha.space.uploads), and the server keeps serving.
+still image of a usable size gets a message in the page (uploads.py), and the server keeps serving.
+
+The app is built on the library's public API (the ``image-attribution`` pipeline, ``aha.baselines``,
+``aha.metrics``, ``aha.visualization``, ``aha demo``'s explainer); beside this page, in this folder:
+
+- ``uploads.py``: an uploaded file read as one still image, or refused with a message for the page;
+- ``comparison.py``: the top classes, then AHA and comparison methods on one image for one class, timed and
+  scored with the pipeline's protocol;
+- ``demo_explainer.py``: the default explainer, the one ``aha demo`` trained and cached (trained first when
+  absent), and its AHA Shapes examples.
+
+None of these imports Gradio, so they are tested without a browser (tests/test_space_*.py).
 """
 
 from __future__ import annotations
@@ -22,14 +33,14 @@ import time
 
 import gradio as gr
 import torch
+from comparison import Comparison, default_comparisons
+from demo_explainer import default_demo_folder, demo_examples, demo_explainer
+from uploads import MAX_PIXELS, UploadError, read_upload
 
-from aha.space.comparison import Comparison, default_comparisons
-from aha.space.demo_explainer import default_demo_folder, demo_examples, demo_explainer
-from aha.space.uploads import MAX_PIXELS, UploadError, read_upload
 from aha.visualization import curve_plot
 
 
-logger = logging.getLogger("aha.space")
+logger = logging.getLogger("aha-explain-space")
 MAX_REFINE_STEPS = 10
 #: Longest side of the pictures sent to the browser (the maps and their curves are those of the whole image)
 DISPLAY_SIDE = 1024
@@ -130,18 +141,17 @@ def build_page(comparison: Comparison, examples: list, title: str) -> gr.Blocks:
     methods = ["AHA", *comparison.comparisons]
     choices = [(label, index) for index, label in enumerate(comparison.labels)]
 
-    def explanation(image, target: int, refine_steps: int) -> list:
-        """The outputs that depend on the class and the refinement steps."""
-        target, refine_steps = int(target), int(refine_steps)
-        results = comparison.explain(image, target, refine_steps, max_side=DISPLAY_SIDE)
+    def explanation(image, target: int | None, refine_steps: int) -> tuple[list, object]:
+        """The outputs that depend on the class and the refinement steps, and the explanation they show."""
+        refine_steps = int(refine_steps)
+        explained = comparison.explain(image, None if target is None else int(target), refine_steps, DISPLAY_SIDE)
+        results, class_name = explained.methods, comparison.labels[explained.target]
         aha = results[0]
         plot = curve_plot(
-            {"deletion": aha.deletion, "insertion": aha.insertion},
-            image=0,
-            title=f"AHA, class {comparison.labels[target]!r}",
+            {"deletion": aha.deletion, "insertion": aha.insertion}, image=0, title=f"AHA, class {class_name!r}"
         )
         overlays = [gr.Image(value=r.overlay, label=f"{r.name}: {duration(r.seconds)} per image") for r in results]
-        return [*overlays, plot, scores_table(results, comparison.labels[target], refine_steps)]
+        return [*overlays, plot, scores_table(results, class_name, refine_steps)], explained
 
     def no_explanation(message: str = "") -> list:
         return [*[gr.Image(value=None, label=name) for name in methods], None, "", message]
@@ -158,20 +168,14 @@ def build_page(comparison: Comparison, examples: list, title: str) -> gr.Blocks:
         return f"**Something went wrong explaining this image** ({type(error).__name__}: {error}). Try another image."
 
     def analyse(image, name: str, refine_steps: int) -> list:
-        predictions, target = comparison.top_classes(image)
-        top = {p["label"]: p["score"] for p in predictions}
+        shown, explained = explanation(image, None, refine_steps)  # the predicted class, in the same passes
+        target = explained.target
+        top = {p["label"]: p["score"] for p in explained.predictions}
         status = (
             f"{name}: predicted **{comparison.labels[target]}** (p = {top[comparison.labels[target]]:.3f}); "
             "pick another class to explain it instead."
         )
-        return [
-            status,
-            for_display(image),
-            top,
-            gr.Dropdown(choices=choices, value=target),
-            *explanation(image, target, refine_steps),
-            image,
-        ]
+        return [status, for_display(image), top, gr.Dropdown(choices=choices, value=target), *shown, image]
 
     def on_upload(path, refine_steps):
         if path is None:
@@ -191,7 +195,7 @@ def build_page(comparison: Comparison, examples: list, title: str) -> gr.Blocks:
         if image is None or target is None:
             return [gr.skip()] * (len(methods) + 3)
         try:
-            return [*explanation(image, target, refine_steps), ""]
+            return [*explanation(image, target, refine_steps)[0], ""]
         except Exception as error:
             return no_explanation(failure(error))
 

@@ -313,17 +313,6 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
             explainer.feature_backbone.load_state_dict(feature_backbone.state_dict())
         return explainer.to(device=classifier.device, dtype=classifier.dtype)
 
-    def attribute(
-        self,
-        pixel_values: torch.Tensor,
-        target: torch.Tensor | int | None = None,
-        refine_steps: int = 0,
-        refine_lr: float | None = None,
-    ) -> torch.Tensor:
-        """The verb every attribution method shares (:mod:`aha.baselines`): :meth:`explain`'s maps as float32
-        (B, H, W), so AHA and the comparison methods are called alike (``get_attributor("aha", ...)``)."""
-        return self.explain(pixel_values, target, refine_steps=refine_steps, refine_lr=refine_lr).float()
-
     # -------------------------------------------------------------------------------------- forward
     def _features(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """One frozen forward: the classifier's logits (B, num_labels) and the decoder's feature maps."""
@@ -344,7 +333,12 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
         tau: float | None = None,
         generator: torch.Generator | None = None,
     ) -> AHAExplainerOutput:
-        r"""Explain ``pixel_values`` in one forward pass; with ``labels``, also compute the training loss.
+        r"""One pass with every output: the classifier's logits, the target, the decoder's maps and, with ``labels``,
+        the training loss.
+
+        The verb of training and of callers that need the classifier's predictions beside the maps: the
+        classifier runs once, the decoder once. The maps are the decoder's, unrefined, in the explainer's dtype;
+        :meth:`explain` adds test-time refinement, :meth:`attribute` is the verb shared with the other methods.
 
         Args:
             pixel_values (`torch.FloatTensor` of shape `(batch_size, channels, height, width)`):
@@ -410,16 +404,26 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
         refine_steps: int = 0,
         refine_lr: float | None = None,
         refine_plan: RefinementPlan | None = None,
-    ) -> torch.Tensor:
-        """Importance maps (B, H, W) at the input resolution, for `target` (default: the predicted class).
+        return_dict: bool = False,
+    ) -> torch.Tensor | AHAExplainerOutput:
+        """Importance maps (B, H, W) at the input resolution, for `target` (default: the predicted class), with
+        optional test-time refinement: the verb for explaining images.
 
-        With ``refine_steps > 0``, each map is standardised per image (ranking unchanged) and refined by
-        that many Adam steps (learning rate ``refine_lr``, default ``config.refine_lr``) on
-        :meth:`refinement_objective`, all images at once; the refined maps are returned, in float32
-        (:func:`aha.refinement.refine_with_plan`). ``refine_plan``, a :class:`~aha.refinement.RefinementPlan`
-        (default: ``RefinementPlan()``), says what each step evaluates; cheaper plans trade faithfulness for cost,
-        e.g. ``RefinementPlan(num_fractions=5, alternate_terms=True, sinkhorn_iterations=10)``
-        (benchmarks/RESULTS.md measures them).
+        It runs :meth:`forward` once (no gradients, no loss) and refines its maps. With ``refine_steps > 0``, each
+        map is standardised per image (ranking unchanged) and refined by that many Adam steps (learning rate
+        ``refine_lr``, default ``config.refine_lr``) on :meth:`refinement_objective`, all images at once; the
+        refined maps are returned, in float32 (:func:`aha.refinement.refine_with_plan`; the objective's clean
+        scores are the forward pass's logits, not a second classifier pass). ``refine_plan``, a
+        :class:`~aha.refinement.RefinementPlan` (default: ``RefinementPlan()``), says what each step evaluates;
+        cheaper plans trade faithfulness for cost, e.g.
+        ``RefinementPlan(num_fractions=5, alternate_terms=True, sinkhorn_iterations=10)`` (benchmarks/RESULTS.md
+        measures them).
+
+        Args:
+            return_dict (`bool`, defaults to `False`): return an [`AHAExplainerOutput`] (the maps, refined when
+                asked, as ``attributions``, with the forward pass's ``logits`` and ``target``) instead of the maps
+                alone, for a caller that needs the classifier's predictions too (the ``image-attribution``
+                pipeline): the classifier then runs once for both.
         """
         check_number("refine_steps", refine_steps, integer=True, minimum=0)
         check_number("refine_lr", refine_lr, above=0, optional=True)
@@ -427,16 +431,40 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
             raise TypeError(
                 f"refine_plan must be an aha.refinement.RefinementPlan or None, got {type(refine_plan).__name__}"
             )
+        if not isinstance(return_dict, bool):
+            raise TypeError(f"return_dict must be True or False, got {return_dict!r}")
         with torch.no_grad():
             output = self(pixel_values, target=target)
-        if refine_steps == 0:
-            return output.attributions
-        return refine_with_plan(
-            self,
-            pixel_values,
-            output.attributions,
-            output.target,
-            refine_steps,
-            self.config.refine_lr if refine_lr is None else refine_lr,
-            RefinementPlan() if refine_plan is None else refine_plan,
+        if refine_steps:
+            output.attributions = refine_with_plan(
+                self,
+                pixel_values,
+                output.attributions,
+                output.target,
+                refine_steps,
+                self.config.refine_lr if refine_lr is None else refine_lr,
+                RefinementPlan() if refine_plan is None else refine_plan,
+                clean_logits=output.logits,
+            )
+        return output if return_dict else output.attributions
+
+    # ------------------------------------------------------------------------------------ attribute
+    def attribute(
+        self,
+        pixel_values: torch.Tensor,
+        target: torch.Tensor | int | None = None,
+        refine_steps: int = 0,
+        refine_lr: float | None = None,
+        refine_plan: RefinementPlan | None = None,
+    ) -> torch.Tensor:
+        """The verb every attribution method shares, as Captum's ``attribute``: (B, H, W) float32 maps of
+        ``pixel_values`` for ``target``, whatever dtype the explainer runs in.
+
+        This is how AHA is called beside the comparison methods of :mod:`aha.baselines`
+        (``get_attributor("aha", classifier, explainer=explainer)``), so benchmarks and the metrics treat every method
+        alike. It is :meth:`explain`'s maps, cast to float32; the arguments are :meth:`explain`'s.
+        """
+        maps = self.explain(
+            pixel_values, target, refine_steps=refine_steps, refine_lr=refine_lr, refine_plan=refine_plan
         )
+        return maps.float()

@@ -14,6 +14,7 @@ back through the processor's resize and crop to its image's original size (:mod:
 from __future__ import annotations
 
 import numpy as np
+import torch
 from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
@@ -21,6 +22,7 @@ from .image_geometry import processed_region, to_original_size
 from .images import MAX_PIXELS, MIN_SIDE, check_limit, read_image
 from .metrics import CurveResult, default_fractions, deletion_insertion
 from .modeling_aha import AHAExplainer
+from .validation import resolve_target
 from .visualization import explained_picture
 
 
@@ -47,6 +49,12 @@ class ImageAttributionPipeline(Pipeline):
             `aha.visualization.overlay(image, result["attribution"])` gives the bare blend at the image's size.
         curves (`bool`, defaults to `False`): also measure the map's deletion and insertion curves on the
             processed image ([`aha.metrics.deletion_insertion`]: mean reference, 21 fractions).
+        attributor (`callable`, *optional*): another attribution method to explain with instead of the explainer,
+            e.g. `aha.baselines.get_attributor("rise", pipe.model.classifier, n_masks=500)` or any callable
+            `(pixel_values, target) -> (batch, height, width)` maps: it gets the same processed images and the
+            targets (the classifier's predictions unless `target` is given), and its maps are carried back, drawn
+            and scored as the explainer's would be, so methods compare like with like. The predictions then come
+            from one pass of the classifier alone (the method runs the classifier as it needs).
         timeout (`float`, *optional*): seconds to wait for images fetched from URLs.
         max_image_pixels (`int`, defaults to [`aha.images.MAX_PIXELS`], 4096 x 4096): larger images are refused
             (a file's size is read from its header, before its pixels are decoded).
@@ -97,6 +105,7 @@ class ImageAttributionPipeline(Pipeline):
         refine_steps=None,
         overlay=None,
         curves=None,
+        attributor=None,
         timeout=None,
         max_image_pixels=None,
         min_image_side=None,
@@ -116,6 +125,13 @@ class ImageAttributionPipeline(Pipeline):
             forward["refine_steps"] = refine_steps
         if curves is not None:
             forward["curves"] = bool(curves)
+        if attributor is not None:
+            if not callable(attributor):
+                raise ValueError(
+                    "attributor must be an aha.baselines.Attributor or a callable (pixel_values, target) -> "
+                    f"(batch, height, width) maps, got {type(attributor).__name__}"
+                )
+            forward["attributor"] = attributor
         if top_k is not None:
             if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
                 raise ValueError(f"top_k must be an integer >= 1, got {top_k!r}")
@@ -135,21 +151,33 @@ class ImageAttributionPipeline(Pipeline):
             )
         return {"pixel_values": pixel_values, "region": region, "original": image}
 
-    def _forward(self, model_inputs, target=None, refine_steps=0, curves=False):
+    def _forward(self, model_inputs, target=None, refine_steps=0, curves=False, attributor=None):
         pixel_values = model_inputs["pixel_values"]
-        output = self.model(pixel_values, target=target)
-        maps = output.attributions
-        if refine_steps:
-            maps = self.model.explain(pixel_values, output.target, refine_steps=refine_steps)
+        if attributor is None:  # one classifier pass gives the predictions and the maps
+            output = self.model.explain(pixel_values, target, refine_steps=refine_steps, return_dict=True)
+            logits, target, maps = output.logits, output.target, output.attributions
+        elif refine_steps:
+            raise ValueError("refine_steps refines the explainer's maps; an attributor takes its own options")
+        else:  # the predictions from one classifier pass; the map from the method, which runs the classifier itself
+            logits = self.model.classifier(pixel_values=pixel_values).logits
+            target = resolve_target(
+                target, len(logits), logits.shape[-1], lambda: logits.argmax(-1), device=logits.device
+            )
+            maps = attributor(pixel_values, target)
+            if not isinstance(maps, torch.Tensor) or tuple(maps.shape) != (len(logits), *pixel_values.shape[-2:]):
+                raise ValueError(
+                    f"the attributor must return a (batch, height, width) = {(len(logits), *pixel_values.shape[-2:])} "
+                    f"tensor of maps, got {tuple(maps.shape) if isinstance(maps, torch.Tensor) else type(maps).__name__}"
+                )
         outputs = {
-            "logits": output.logits,
+            "logits": logits,
             "attributions": maps.float(),
-            "target": output.target,
+            "target": target,
             "region": model_inputs["region"],
             "original": model_inputs["original"],
         }
         if curves:
-            result = deletion_insertion(self.model.classifier, pixel_values, maps.float(), output.target)
+            result = deletion_insertion(self.model.classifier, pixel_values, maps.float(), target)
             for name, curve in (("deletion", result.deletion), ("insertion", result.insertion)):
                 outputs[f"{name}_curves"], outputs[f"{name}_auc"] = curve.curves, curve.auc
         return outputs

@@ -120,11 +120,14 @@ def refine_with_plan(
     steps: int,
     lr: float,
     plan: RefinementPlan = RefinementPlan(),
+    clean_logits: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``maps`` (B, H, W) standardised per image, then moved by ``steps`` Adam steps of learning rate ``lr`` on
     :func:`refinement_loss` under ``plan``, all images at once; returns the refined maps (detached, float32). With
     ``plan.offset_stride`` the steps move a (B, H / s, W / s) offset, bilinearly upsampled and added to the
-    standardised maps."""
+    standardised maps. ``clean_logits``, the classifier's (B, num_labels) logits of ``pixel_values`` when the
+    caller has them (:meth:`aha.AHAExplainer.explain` passes its forward pass's), spares a classifier pass;
+    default: computed here."""
     check_number("steps", steps, integer=True, minimum=0)
     check_number("lr", lr, above=0)
     flat = maps.detach().float().flatten(1)  # Adam moves float32 maps, whatever dtype the decoder ran in
@@ -145,8 +148,13 @@ def refine_with_plan(
             )
 
     optimizer = torch.optim.Adam([variable], lr=lr)
-    with torch.no_grad():
-        clean_logits = explainer.classifier(pixel_values=pixel_values).logits if steps else None
+    if clean_logits is None and steps:
+        with torch.no_grad():
+            clean_logits = explainer.classifier(pixel_values=pixel_values).logits
+    elif clean_logits is not None and tuple(clean_logits.shape) != (maps.shape[0], explainer.num_labels):
+        raise ValueError(
+            f"clean_logits must be ({maps.shape[0]}, {explainer.num_labels}), got {tuple(clean_logits.shape)}"
+        )
     with torch.enable_grad():
         for step in range(steps):
             loss = refinement_loss(explainer, pixel_values, current(), target, plan, step, clean_logits).sum()

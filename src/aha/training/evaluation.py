@@ -4,7 +4,8 @@ all pixels, 21 fractions, mean-colour reference, predicted class; insertion is l
 
 The objective's random draws (grid size, reference, Gumbel noise) come from a generator of the evaluation's
 own, seeded the same way every time, so every evaluation of a run scores the same perturbations and the
-training loop's generator (hence resuming) is unaffected.
+training loop's generator (hence resuming) is unaffected. The maps scored are those of the objective's pass
+(the predicted class): the classifier runs once per batch for both.
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ def evaluate(explainer, dataloader: DataLoader, accelerator: Accelerator, seed: 
     generator = torch.Generator(accelerator.device).manual_seed(seed)
     for batch in dataloader:
         batch = {key: value.to(accelerator.device) for key, value in batch.items()}
-        with accelerator.autocast():
-            loss = model(**batch, generator=generator).loss
-            maps = model.explain(batch["pixel_values"])
-        result = deletion_insertion(model.classifier, batch["pixel_values"], maps.float())
+        with accelerator.autocast():  # one pass: the loss, and the maps of the predicted class it was computed on
+            output = model(**batch, generator=generator)
+        loss = output.loss
+        result = deletion_insertion(
+            model.classifier, batch["pixel_values"], output.attributions.float(), output.target
+        )
         images = len(batch["labels"])
         sums += torch.stack(
             [

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..images import to_rgb
+from aha.images import to_rgb
 
 
 #: How many AHA Shapes test images the page offers as examples.
@@ -20,14 +20,14 @@ NUM_EXAMPLES = 6
 
 def default_demo_folder() -> Path:
     """``aha demo``'s default ``--output`` folder."""
-    from ..demo import build_parser
+    from aha.demo import build_parser
 
     return Path(build_parser().get_default("output"))
 
 
 def world_folder(folder: Path) -> Path:
     """Where ``aha demo --output folder`` keeps its default world's data, classifier and explainer."""
-    from ..demo import build_parser
+    from aha.demo import build_parser
 
     return folder / build_parser().get_default("world")
 
@@ -42,7 +42,7 @@ def demo_explainer(folder: str | Path | None = None, preset: str = "default") ->
         preset: the demo preset to train with when no explainer is there: ``quick`` (a smoke run of a few CPU
             minutes, its classifier about 0.5 accurate on AHA Shapes), ``default`` (about 10 minutes) or ``full``.
     """
-    from ..demo import build_parser, build_world, get_world, preset_settings
+    from aha.demo import build_parser, build_world, get_world, preset_settings
 
     folder = default_demo_folder() if folder is None else Path(folder)
     explainer = world_folder(folder) / "explainer"

@@ -17,7 +17,7 @@ import os
 
 from PIL import Image
 
-from ..images import MAX_PIXELS, MIN_SIDE, ImageInputError, read_image
+from aha.images import MAX_PIXELS, MIN_SIDE, ImageInputError, read_image
 
 
 #: Pillow's names of the formats the demo opens (an MPO file, a JPEG with more pictures, opens as JPEG)

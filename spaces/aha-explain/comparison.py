@@ -1,17 +1,18 @@
 """What the web demo computes for one image: the classifier's top classes, then AHA's map and one or two
-comparison methods' maps for a chosen class, each timed, drawn over the image and scored.
+comparison methods' maps for a class (default: the prediction), each timed, drawn over the image and scored.
 
-    comparison = Comparison("aha-demo/explainer")                 # a saved folder or a Hub repo id
-    predictions, target = comparison.top_classes(image)          # [{"label", "score"}, ...], predicted index
-    for result in comparison.explain(image, target, refine_steps=2):
+    comparison = Comparison("aha-demo/shapes/explainer")       # a saved folder or a Hub repo id
+    explained = comparison.explain(image, refine_steps=2)       # or target=3
+    explained.predictions, explained.target                     # [{"label", "score"}, ...], the index explained
+    for result in explained.methods:
         result.name, result.seconds, result.deletion.auc, result.insertion.auc, result.overlay
 
-Every method sees the same ``pixel_values`` (the ``image-attribution`` pipeline's own preprocessing) and is
-called through the one verb of :mod:`aha.baselines`, AHA included, so the times compare like with like: the
-time of the map alone, without the curves. The curves are the pipeline's (``curves=True``): deletion and
-least-relevant-first insertion with :func:`aha.metrics.deletion_insertion`'s defaults (mean reference, 21
-fractions, hard ranking over all pixels), on the processed image; the maps are carried back to the image's own
-size for the overlays.
+Built on the library's public API only: every method, AHA included, is an :mod:`aha.baselines` attributor run
+through the ``image-attribution`` pipeline (its ``attributor`` argument), so each sees the same processed image,
+its map is carried back to the image's size and its curves are the pipeline's (``curves=True``: deletion and
+least-relevant-first insertion with :func:`aha.metrics.deletion_insertion`'s defaults, mean reference, 21
+fractions, hard ranking over all pixels, on the processed image). The time of a method is that of its map
+alone, its own passes through the classifier included, without the curves.
 """
 
 from __future__ import annotations
@@ -20,16 +21,15 @@ import threading
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from PIL import Image
 from transformers import pipeline
 
-from ..baselines import get_attributor
-from ..image_geometry import processed_region, to_original_size
-from ..images import MAX_PIXELS
-from ..metrics import CurveResult, deletion_insertion
-from ..pipeline import TASK
-from ..visualization import overlay
+from aha.baselines import get_attributor
+from aha.images import MAX_PIXELS
+from aha.metrics import CurveResult
+from aha.visualization import overlay
 
 
 def default_comparisons(rise_masks: int = 500) -> dict[str, tuple[str, dict]]:
@@ -58,6 +58,37 @@ class MethodResult:
     insertion: CurveResult
 
 
+@dataclass
+class Explanation:
+    """What the page shows of one image: the classifier's top classes, the class explained, every method's map.
+
+    Attributes:
+        predictions: the top classes, ``{"label", "score"}`` (softmax probabilities), most probable first.
+        target: the class index explained (the prediction unless another was asked for).
+        methods: AHA's result, then each comparison method's.
+    """
+
+    predictions: list[dict]
+    target: int
+    methods: list[MethodResult]
+
+
+class Timed:
+    """``attributor``, recording the wall-clock seconds of its last call (after the device finished the work)."""
+
+    def __init__(self, attributor):
+        self.attributor, self.seconds = attributor, None
+
+    def __call__(self, pixel_values: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        synchronise = torch.cuda.synchronize if pixel_values.is_cuda else (lambda: None)
+        synchronise()
+        start = time.perf_counter()
+        maps = self.attributor(pixel_values, target)
+        synchronise()
+        self.seconds = time.perf_counter() - start
+        return maps
+
+
 class Comparison:
     """AHA and comparison methods for one explainer's classifier.
 
@@ -80,7 +111,7 @@ class Comparison:
         device=None,
         max_image_pixels: int = MAX_PIXELS,
     ):
-        self.pipe = pipeline(TASK, model=explainer, device=device, max_image_pixels=max_image_pixels)
+        self.pipe = pipeline("image-attribution", model=explainer, device=device, max_image_pixels=max_image_pixels)
         self.max_image_pixels = max_image_pixels
         self.explainer = self.pipe.model.eval()
         self.classifier = self.explainer.classifier
@@ -93,55 +124,44 @@ class Comparison:
         }
         self._lock = threading.Lock()
 
-    def top_classes(self, image: Image.Image, top_k: int = 5) -> tuple[list[dict], int]:
-        """The classifier's ``top_k`` classes of ``image`` (``{"label", "score"}``, softmax probabilities) and the
-        predicted class index."""
-        with self._lock:
-            result = self.pipe(image, top_k=top_k)
-        return result["predictions"], result["target"]
-
     def explain(
-        self, image: Image.Image, target: int, refine_steps: int = 0, max_side: int | None = None
-    ) -> list[MethodResult]:
+        self,
+        image: Image.Image,
+        target: int | None = None,
+        refine_steps: int = 0,
+        max_side: int | None = None,
+        top_k: int = 5,
+    ) -> Explanation:
         """AHA (with ``refine_steps`` test-time refinement steps), then each comparison method, on ``image`` for
-        class index ``target``.
+        class index ``target`` (default: the classifier's prediction), with the classifier's ``top_k`` classes.
 
         Args:
             max_side: longest side of the overlays (default: the image's own size). A larger image is shrunk for
-                them, and each map is carried back to that size instead of the original's: colouring a map ranks
-                all its pixels, which takes seconds at 12 megapixels. The maps and curves are unchanged.
+                them, and each map with it (each shrunk pixel the mean of those it covers): colouring a map ranks
+                all its pixels, which takes seconds at 12 megapixels. The maps' curves are unchanged.
         """
-        inputs = self.pipe.preprocess(image, max_image_pixels=self.max_image_pixels)
-        pixel_values = inputs["pixel_values"].to(self.pipe.device)
-        targets = torch.tensor([target], device=pixel_values.device)
-        picture, region = inputs["original"], inputs["region"]
+        picture = image
         if max_side is not None and max(picture.size) > max_side:
             picture = picture.copy()
             picture.thumbnail((max_side, max_side))
-            region = processed_region(self.pipe.image_processor, picture.height, picture.width)
         methods = {
             "AHA": get_attributor("aha", self.classifier, explainer=self.explainer, refine_steps=refine_steps),
             **self.comparisons,
         }
-        results = []
+        predictions, results = None, []
         for name, attributor in methods.items():
+            timed = Timed(attributor)
             with self._lock:
-                maps, seconds = timed(attributor, pixel_values, targets)
-                curves = deletion_insertion(self.classifier, pixel_values, maps, targets)
-            shown = overlay(picture, to_original_size(maps[0].cpu(), region).numpy())
-            results.append(MethodResult(name, shown, seconds, curves.deletion, curves.insertion))
-        return results
+                result = self.pipe(image, target=target, attributor=timed, curves=True, top_k=top_k)
+            # the first method's pass gives the predictions and the class; the others explain the same class
+            predictions, target = predictions or result["predictions"], result["target"]
+            attribution = result["attribution"]
+            if picture.size != image.size:
+                attribution = np.asarray(Image.fromarray(attribution).resize(picture.size, Image.Resampling.BOX))
+            shown = overlay(picture, attribution)
+            results.append(MethodResult(name, shown, timed.seconds, result["deletion"], result["insertion"]))
+        return Explanation(predictions, target, results)
 
     def warm_up(self) -> None:
         """One pass of every method on a grey image, so a visitor's first request is timed like the next ones."""
         self.explain(Image.new("RGB", (64, 64), (128, 128, 128)), 0)
-
-
-def timed(attributor, pixel_values: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """``attributor(pixel_values, target)`` and its wall-clock seconds (after the device finished the work)."""
-    synchronise = torch.cuda.synchronize if pixel_values.is_cuda else (lambda: None)
-    synchronise()
-    start = time.perf_counter()
-    maps = attributor(pixel_values, target)
-    synchronise()
-    return maps, time.perf_counter() - start
