@@ -10,7 +10,7 @@ import re
 from transformers import AutoConfig, GenerationConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from .fingerprint import FINGERPRINTED_PARTS
+from .persistence.fingerprints import FINGERPRINTED_PARTS
 from .perturbation import check_reference
 from .validation import MAX_FRACTIONS, check_bool, check_number
 

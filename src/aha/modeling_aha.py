@@ -18,9 +18,9 @@ from .backbones import BackboneSpec
 from .configuration_aha import PIXEL_HEADS, AHAConfig
 from .decoder_budget import DecoderWidths, decoder_widths
 from .objectives import ObjectiveTerms, RankingObjective
+from .persistence.explainer_saving import ExplainerSavingMixin, classifier_class
 from .perturbation import resolve_normalisation
 from .refinement import RefinementPlan, refine_with_plan, refinement_loss
-from .saving import ExplainerSavingMixin, classifier_class
 from .validation import check_classes, check_number, check_pixel_values, resolve_target
 
 

@@ -17,14 +17,12 @@ import numpy as np
 from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
+from . import TASK
 from .image_geometry import processed_region, to_original_size
 from .images import MAX_PIXELS, MIN_SIDE, check_limit, read_image
 from .metrics import CurveResult, default_fractions, deletion_insertion
 from .modeling_aha import AHAExplainer
 from .visualization import explained_picture
-
-
-TASK = "image-attribution"
 
 
 class ImageAttributionPipeline(Pipeline):

@@ -8,7 +8,7 @@ A checkpoint ``checkpoints/step_<N>`` holds only safetensors and JSON files:
   parameter groups and any non-tensor state as JSON;
 - ``training_state.json``: the steps completed, the data position, the learning-rate scheduler, the
   gradient scaler, accelerate's micro-step counter, the number of processes and the fingerprint of the
-  classifier the run trains against (see :func:`aha.fingerprint.weights_fingerprint`);
+  classifier the run trains against (see :func:`aha.persistence.fingerprints.weights_fingerprint`);
 - ``rng_state_<rank>.json``: each process's generator of the objective's random draws, and its Python, NumPy,
   torch CPU and accelerator RNG states.
 
@@ -25,7 +25,8 @@ the batches those steps consumed), the optimiser's and the scheduler's options a
 learning rate within ``[0, initial lr]``, the same betas, eps, weight decay, schedule), the moments' shapes, and the
 RNG states (each restored into a scratch generator first). A message names the file and the field.
 Files are written into ``checkpoints/.tmp-step_<N>``, flushed to disk, and only then is the folder renamed
-to ``checkpoints/step_<N>`` (a rename within one file system is atomic). A crash mid-write leaves a
+to ``checkpoints/step_<N>`` (a rename within one file system is atomic), all through
+:mod:`aha.persistence.atomic_writer`. A crash mid-write leaves a
 ``.tmp-`` folder, which is never taken for a checkpoint and is cleared by the next save. When the
 accelerator's ``ProjectConfiguration`` has a ``total_limit`` (``--checkpoints_total_limit``), the oldest
 checkpoints beyond it are deleted after each save. (Accelerate's own naming and rotation,
@@ -47,18 +48,18 @@ import torch
 from accelerate import Accelerator
 
 from ..data import TrainingBatches
-from ..fingerprint import short_fingerprint
 from ..modeling_aha import AHAExplainer
-from ..safe_files import (
-    make_folder,
-    read_json,
-    read_safetensors,
+from ..persistence.atomic_writer import (
+    fresh_staging_folder,
+    publish_folder,
     refuse_symlink,
-    safetensors_header,
+    staging_name,
     write_json,
     write_safetensors,
 )
-from ..saving import own_weights
+from ..persistence.explainer_saving import own_weights
+from ..persistence.fingerprints import short_fingerprint
+from ..persistence.safe_readers import read_json, read_safetensors, safetensors_header
 from ..validation import check_number
 
 
@@ -110,7 +111,7 @@ class TrainingState:
         model: the unwrapped explainer.
         optimizer, lr_scheduler: as prepared by the accelerator.
         batches: the training batches (their position is saved).
-        classifier_fingerprint: :func:`~aha.fingerprint.weights_fingerprint` of the frozen classifier.
+        classifier_fingerprint: :func:`~aha.persistence.fingerprints.weights_fingerprint` of the frozen classifier.
         completed_steps: optimiser steps completed so far.
         generator: the generator of the objective's random draws (grid size, reference, Gumbel noise).
         max_train_steps: optimiser steps of the whole run: a resumed ``completed_steps`` must not exceed it
@@ -557,20 +558,13 @@ def save_checkpoint(state: TrainingState, output_dir: str, step: int) -> str:
     """Write ``state`` for ``step`` atomically; every process must call it. Returns the checkpoint folder."""
     accelerator = state.accelerator
     final = checkpoint_dir(output_dir, step)
-    temporary = os.path.join(os.path.dirname(final), f".tmp-step_{step}")
     if accelerator.is_main_process:
-        for folder in (temporary, final):  # never follow a link planted in the run's folder
-            refuse_symlink(folder)
-        if os.path.exists(temporary):
-            shutil.rmtree(temporary)
-        make_folder(temporary, root=output_dir)
+        fresh_staging_folder(final, root=output_dir)  # never follows a link planted in the run's folder
     accelerator.wait_for_everyone()
-    state.write(temporary)
+    state.write(staging_name(final))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        if os.path.exists(final):  # the same step saved again (a re-run from an earlier checkpoint)
-            shutil.rmtree(final)
-        os.replace(temporary, final)
+        publish_folder(staging_name(final), final)  # replaces the same step saved before (a re-run)
         _rotate(output_dir, accelerator.project_configuration.total_limit)
     accelerator.wait_for_everyone()
     return final

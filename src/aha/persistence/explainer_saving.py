@@ -16,9 +16,19 @@ import transformers
 from transformers import AutoImageProcessor, PreTrainedConfig, PreTrainedModel
 from transformers.utils import CONFIG_NAME, IMAGE_PROCESSOR_NAME, logging
 
-from .configuration_aha import AHAConfig, _check_fingerprints
-from .fingerprint import FINGERPRINTED_PARTS, changed_parts, saved_fingerprints, short_fingerprint, weights_fingerprint
-from .loading import (
+from ..configuration_aha import AHAConfig, _check_fingerprints
+from ..validation import check_bool
+from .atomic_writer import staged_folder
+from .fingerprints import (
+    FINGERPRINTED_PARTS,
+    changed_parts,
+    saved_fingerprints,
+    short_fingerprint,
+    weights_fingerprint,
+)
+from .hub_upload import push_explainer
+from .safe_readers import read_json
+from .strict_loading import (
     check_finite_weights,
     check_local_path,
     load_classifier,
@@ -26,8 +36,6 @@ from .loading import (
     read_model_json,
     weights_files,
 )
-from .safe_files import read_json, staged_folder
-from .validation import check_bool
 
 
 logger = logging.get_logger(__name__)
@@ -142,10 +150,10 @@ class ExplainerSavingMixin:
         """[`~PreTrainedModel.save_pretrained`], self-contained by default or, like a PEFT adapter, without the classifier.
 
         Either way the config records the fingerprint of the classifier's weights (`classifier_fingerprint`, see
-        [`~aha.fingerprint.weights_fingerprint`]) next to where it comes from (`classifier_name_or_path`,
+        [`~aha.persistence.fingerprints.weights_fingerprint`]) next to where it comes from (`classifier_name_or_path`,
         `classifier_revision`, set in [`from_classifier`] or on `self.config`), and the classifier's image
         processor, when the explainer knows it (`self.image_processor`), is saved next to the weights. Then
-        config.json is written again with `fingerprints` (see [`~aha.fingerprint.saved_fingerprints`]): the digests
+        config.json is written again with `fingerprints` (see [`~aha.persistence.fingerprints.saved_fingerprints`]): the digests
         of the explainer's own weights, of config.json as written and of preprocessor_config.json.
 
         Args:
@@ -208,12 +216,10 @@ class ExplainerSavingMixin:
             include_classifier (`bool`, defaults to `True`): `False` uploads a decoder-only save (see
                 [`save_pretrained`]); the card says which and how to load it.
             eval_results (`list[huggingface_hub.EvalResult]`, *optional*): measured faithfulness for the card,
-                e.g. [`aha.hub.faithfulness_results`] of an evaluation.
+                e.g. [`aha.persistence.model_cards.faithfulness_results`] of an evaluation.
             **kwargs: `license`, `commit_message`, `private`, `token`, `revision`, `create_pr` (see
-                [`aha.hub.push_explainer`]).
+                [`aha.persistence.hub_upload.push_explainer`]).
         """
-        from .hub import push_explainer  # aha.hub imports the pipeline, which imports the explainer
-
         check_bool("include_classifier", include_classifier)  # before the repository is created
         return push_explainer(
             self, repo_id, include_classifier=include_classifier, eval_results=eval_results, **kwargs
@@ -247,7 +253,7 @@ class ExplainerSavingMixin:
         weights per load): the stored ones of a self-contained save, the recorded or passed ones otherwise.
         Everything else that decides a map is checked against `config.fingerprints`: the explainer's own weights,
         config.json's `classifier_config` and other fields, and preprocessor_config.json (see
-        [`~aha.fingerprint.saved_fingerprints`]). Weights are checked in their stored dtype; a `dtype` argument
+        [`~aha.persistence.fingerprints.saved_fingerprints`]). Weights are checked in their stored dtype; a `dtype` argument
         casts the explainer after the check. Fingerprints are computed from the files, so config fields passed as
         arguments (e.g. `refine_lr=0.1`) apply without failing the check.
 
