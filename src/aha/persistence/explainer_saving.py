@@ -267,45 +267,58 @@ class ExplainerSavingMixin:
                 records no fingerprint (see `allow_unfingerprinted`).
         """
         check_bool("allow_unfingerprinted", allow_unfingerprinted)
+        name = pretrained_model_name_or_path
         output_loading_info = kwargs.pop("output_loading_info", False)
         kwargs.setdefault("use_safetensors", True)
         dtype = kwargs.pop("dtype", None) or kwargs.pop("torch_dtype", None)
         hub_kwargs = {key: kwargs[key] for key in _CLASSIFIER_HUB_KWARGS if key in kwargs}
-        config = kwargs.get("config")
-        if dtype is not None and isinstance(config, PreTrainedConfig):
+        if dtype is not None and isinstance(kwargs.get("config"), PreTrainedConfig):
             # AutoModel folds a requested dtype into the config it passes: load the stored one, cast after the check
-            stored = cls.config_class.get_config_dict(
-                pretrained_model_name_or_path, **hub_kwargs, revision=kwargs.get("revision")
-            )[0].get("dtype")
-            config.dtype = getattr(torch, stored) if isinstance(stored, str) else stored
+            kwargs["config"].dtype = cls._stored_dtype(name, revision=kwargs.get("revision"), **hub_kwargs)
         file_kwargs = {k: kwargs[k] for k in (*_CLASSIFIER_HUB_KWARGS, "revision", "subfolder") if k in kwargs}
-        stored, config_path = _check_explainer_folder(pretrained_model_name_or_path, **file_kwargs)
-        with naming_damaged_files(pretrained_model_name_or_path, **hub_kwargs, revision=kwargs.get("revision")):
-            model, loading_info = super().from_pretrained(
-                pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
-            )
-        if loading_info["missing_keys"]:
-            missing = sorted(loading_info["missing_keys"])
-            raise ValueError(
-                f"{pretrained_model_name_or_path} lacks {len(missing)} weights of the explainer: {missing[:5]}"
-            )
-        model._freeze_frozen_models()  # loading replaces the parameters that __init__ froze
-        # a decoder-only save's classifier is checked where it is loaded (load_classifier) or was passed
-        check_finite_weights(
-            model, pretrained_model_name_or_path, skip="" if model.config.includes_classifier else CLASSIFIER_PREFIX
-        )
-        processor = _saved_image_processor(pretrained_model_name_or_path, **file_kwargs)
+        stored, config_path = _check_explainer_folder(name, **file_kwargs)
+        model, loading_info = cls._load_checked_weights(name, model_args, kwargs, hub_kwargs)
+        processor = _saved_image_processor(name, **file_kwargs)
         model._check_saved_fingerprints(stored, config_path, processor, allow_unfingerprinted)
-        if classifier is None and not model.config.includes_classifier:
-            classifier = _load_recorded_classifier(model.config, **hub_kwargs)
-        if classifier is not None:
-            model._attach_classifier(classifier)
-        else:
-            model._check_stored_classifier(config_path, allow_unfingerprinted)
+        model._take_classifier(classifier, config_path, allow_unfingerprinted, hub_kwargs)
         if dtype is not None and dtype != "auto":
             model.to(dtype=getattr(torch, dtype) if isinstance(dtype, str) else dtype)
         model.image_processor = None if processor is None else processor[0]
         return (model, loading_info) if output_loading_info else model
+
+    @classmethod
+    def _stored_dtype(cls, name_or_path, **hub_kwargs) -> torch.dtype | None:
+        """The dtype recorded in the config.json of the save at ``name_or_path`` (``hub_kwargs``: ``revision``,
+        ``token``, ...)."""
+        stored = cls.config_class.get_config_dict(name_or_path, **hub_kwargs)[0].get("dtype")
+        return getattr(torch, stored) if isinstance(stored, str) else stored
+
+    @classmethod
+    def _load_checked_weights(cls, name_or_path, model_args: tuple, kwargs: dict, hub_kwargs: dict):
+        """``(model, loading_info)`` of transformers' ``from_pretrained`` (a damaged weights file is named), after
+        refusing a checkpoint that lacks some of the explainer's weights and one with NaN or infinite values; the
+        frozen models are frozen again (loading replaces the parameters that ``__init__`` froze)."""
+        with naming_damaged_files(name_or_path, **hub_kwargs, revision=kwargs.get("revision")):
+            model, loading_info = super().from_pretrained(
+                name_or_path, *model_args, output_loading_info=True, **kwargs
+            )
+        if loading_info["missing_keys"]:
+            missing = sorted(loading_info["missing_keys"])
+            raise ValueError(f"{name_or_path} lacks {len(missing)} weights of the explainer: {missing[:5]}")
+        model._freeze_frozen_models()
+        # a decoder-only save's classifier is checked where it is loaded (load_classifier) or was passed
+        check_finite_weights(model, name_or_path, skip="" if model.config.includes_classifier else CLASSIFIER_PREFIX)
+        return model, loading_info
+
+    def _take_classifier(self, classifier, config_path: str, allow_unfingerprinted: bool, hub_kwargs: dict) -> None:
+        """Copy ``classifier`` in after checking its fingerprint (for a decoder-only save without one: the classifier
+        recorded in the config, loaded with ``hub_kwargs``); without one, check the stored classifier's fingerprint."""
+        if classifier is None and not self.config.includes_classifier:
+            classifier = _load_recorded_classifier(self.config, **hub_kwargs)
+        if classifier is not None:
+            self._attach_classifier(classifier)
+        else:
+            self._check_stored_classifier(config_path, allow_unfingerprinted)
 
     def _check_saved_fingerprints(
         self, stored: dict, config_path: str, processor, allow_unfingerprinted: bool
