@@ -5,7 +5,7 @@
 Uses the data and classifier that ``aha demo --output DEMO_DIR`` cached. Each row trains an explainer with the
 library's own ``aha train`` (in this process) for ``--steps`` optimiser steps of ``--batch_size`` images, then
 explains the first ``--eval_images`` test images (predicted class) and scores them with the exact metrics of
-``aha.demo.evaluation`` (the demo's). Results go to ``--output`` (default benchmarks/results/ablation_shapes.json)
+``aha.demo.method_comparison`` (the demo's). Results go to ``--output`` (default benchmarks/results/ablation_shapes.json)
 as per-image scores, so rows can be compared by paired differences; ``--markdown`` prints the table.
 """
 
@@ -25,7 +25,7 @@ from transformers import AutoImageProcessor
 
 from aha import AHAExplainer
 from aha.demo.classifier import tensors_of
-from aha.demo.evaluation import METRICS, compared_mean, score_maps
+from aha.demo.method_comparison import METRICS, compared_mean, score_maps
 from aha.demo.report import table
 from aha.modeling_aha import AHADecoder
 from aha.objectives import RankingObjective

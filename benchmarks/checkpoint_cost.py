@@ -17,8 +17,8 @@ import torch
 from models import build_vit
 
 from aha import AHAExplainer
-from aha.fingerprint import weights_fingerprint
-from aha.safe_files import write_safetensors
+from aha.persistence.atomic_writer import write_safetensors
+from aha.persistence.fingerprints import weights_fingerprint
 from aha.training.checkpointing import trainable_state_dict, write_optimizer
 
 

@@ -30,7 +30,7 @@ from transformers import AutoImageProcessor
 from aha.demo import PRESETS
 from aha.demo.classifier import accuracy, cnn_classifier_config, tensors_of, train_classifier
 from aha.demo.worlds import WORLDS
-from aha.safe_files import staged_folder
+from aha.persistence.atomic_writer import staged_folder
 
 
 HERE = Path(__file__).resolve().parent

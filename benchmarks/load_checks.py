@@ -29,9 +29,9 @@ from machine import describe, summary
 from models import VIT_CONFIGS, build_vit
 
 from aha import AHAExplainer
-from aha.fingerprint import saved_fingerprints, weights_fingerprint
-from aha.loading import check_finite_weights, read_model_json
-from aha.saving import own_weights
+from aha.persistence.explainer_saving import own_weights
+from aha.persistence.fingerprints import saved_fingerprints, weights_fingerprint
+from aha.persistence.strict_loading import check_finite_weights, read_model_json
 
 
 HERE = Path(__file__).parent

@@ -114,7 +114,7 @@ def measured(
     from transformers import AutoImageProcessor
 
     from aha.demo.classifier import tensors_of
-    from aha.demo.evaluation import forward_seconds_per_image, score_maps
+    from aha.demo.method_comparison import forward_seconds_per_image, score_maps
 
     explainer = AHAExplainer.from_pretrained(explainer_dir or demo_dir / "explainer").eval()
     processor = AutoImageProcessor.from_pretrained(demo_dir / "classifier")
@@ -169,7 +169,7 @@ def measured(
 
 
 def print_measured(result: dict) -> None:
-    from aha.demo.evaluation import METRICS, compared_mean
+    from aha.demo.method_comparison import METRICS, compared_mean
     from aha.demo.report import table
 
     rows = result["rows"]

@@ -39,7 +39,7 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification
 from aha import AHAExplainer
 from aha.demo import BASELINES, DISPLAY_NAMES, EVAL_BATCH_SIZE, baseline
 from aha.demo.classifier import tensors_of
-from aha.demo.evaluation import INDEPENDENT_SHORT_NAMES, METRICS, compared_mean, score_maps, timed_maps
+from aha.demo.method_comparison import INDEPENDENT_SHORT_NAMES, METRICS, compared_mean, score_maps, timed_maps
 from aha.demo.report import table
 from aha.demo.worlds import WORLDS
 

@@ -13,7 +13,7 @@ from conftest import make_classifier
 
 from aha import AHAConfig, AHAExplainer
 from aha.configuration_aha import _LIST_RULES, _NUMBER_RULES
-from aha.fingerprint import saved_fingerprints
+from aha.persistence.fingerprints import saved_fingerprints
 from aha.refinement import RefinementPlan
 
 

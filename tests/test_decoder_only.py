@@ -13,8 +13,8 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModel
 
 from aha import AHAConfig, AHAExplainer
-from aha.fingerprint import weights_fingerprint
-from aha.hub import model_card
+from aha.persistence.fingerprints import weights_fingerprint
+from aha.persistence.model_cards import model_card
 
 
 def _safetensors_keys(path) -> set[str]:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from aha.demo import build_parser, chance_note
-from aha.demo.evaluation import METRICS, MethodResult, paired_difference, verdict
+from aha.demo.method_comparison import METRICS, MethodResult, paired_difference, verdict
 from aha.demo.report import macro_summary, markdown, summarise
 from aha.demo.worlds import WORLDS
 

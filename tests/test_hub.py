@@ -14,7 +14,7 @@ from training_helpers import image_dataset, processor, sharp_classifier, train_a
 from transformers import pipeline
 
 from aha import AHAExplainer
-from aha.hub import faithfulness_results
+from aha.persistence.model_cards import faithfulness_results
 from aha.training import build_parser, train
 
 

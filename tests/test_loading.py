@@ -15,9 +15,8 @@ from training_helpers import processor
 from transformers import pipeline
 
 from aha import AHAExplainer
-from aha.fingerprint import short_fingerprint, weights_fingerprint
-from aha.loading import looks_local
-from aha.training.classifier import load_classifier_and_processor
+from aha.persistence.fingerprints import short_fingerprint, weights_fingerprint
+from aha.persistence.strict_loading import load_classifier_and_processor, looks_local
 
 
 @pytest.fixture

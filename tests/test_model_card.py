@@ -7,7 +7,7 @@ from conftest import make_classifier
 from huggingface_hub import ModelCard
 
 from aha import AHAExplainer
-from aha.hub import faithfulness_results, model_card
+from aha.persistence.model_cards import faithfulness_results, model_card
 
 
 REPO_ID = "org/aha-vit-b16"  # only rendered into the card, never downloaded

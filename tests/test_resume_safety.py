@@ -16,7 +16,7 @@ from test_cli import _image_folder as image_folder
 from test_cli import run_aha
 from training_helpers import image_dataset, processor, train_argv
 
-from aha.fingerprint import short_fingerprint, weights_fingerprint
+from aha.persistence.fingerprints import short_fingerprint, weights_fingerprint
 from aha.training import build_parser, train
 
 

@@ -11,7 +11,7 @@ from conftest import make_classifier
 from test_cli import _image_folder, run_aha
 from training_helpers import image_dataset, processor, sharp_classifier, train_argv
 
-from aha.safe_files import SymlinkError, atomic_path, make_folder, staged_folder, write_json
+from aha.persistence.atomic_writer import SymlinkError, atomic_path, make_folder, staged_folder, write_json
 from aha.training import build_parser, train
 from aha.training.arguments import argument_hints
 
@@ -268,7 +268,7 @@ def test_sizes_that_would_only_reach_the_allocator_are_refused_naming_the_option
 
 
 def test_json_nested_past_the_recursion_limit_is_reported_as_the_damaged_file_it_is(tmp_path):
-    from aha.safe_files import DamagedFileError, read_json
+    from aha.persistence.safe_readers import DamagedFileError, read_json
 
     (tmp_path / "config.json").write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(DamagedFileError, match=r"config.json is not a readable JSON file \(nested too deeply\)"):

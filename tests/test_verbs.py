@@ -13,7 +13,7 @@ from transformers import pipeline
 
 from aha import AHAExplainer
 from aha.baselines import get_attributor
-from aha.training.evaluation import evaluate
+from aha.training.held_out_evaluation import evaluate
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from aha.demo import canvas, letters, parts
 from aha.demo.canvas import SUPERSAMPLE
 from aha.demo.shapes import ShapeParams
 from aha.demo.worlds import WORLDS, get_world
-from aha.hub import card_template
+from aha.persistence.model_cards import card_template
 
 
 def digest(scene) -> str:

@@ -14,6 +14,9 @@ from .registration import register, register_when_transformers_loads
 
 
 __version__ = "0.1.0"
+#: the pipeline task of explainers (``pipeline("image-attribution", ...)``, the ``pipeline_tag`` of their model cards):
+#: here, so that the pipeline and the model cards share it without importing each other
+TASK = "image-attribution"
 
 #: public name -> the module defining it, imported on first access
 _EXPORTS = {

@@ -11,7 +11,7 @@ from transformers import AutoConfig, GenerationConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import logging
 
-from .fingerprint import FINGERPRINTED_PARTS
+from .persistence.fingerprints import FINGERPRINTED_PARTS
 from .perturbation import check_reference
 from .validation import MAX_FRACTIONS, check_bool, check_number
 
@@ -119,11 +119,11 @@ class AHAConfig(PreTrainedConfig):
         classifier_revision (`str`, *optional*):
             Hub revision (branch, tag or commit) of `classifier_name_or_path`.
         classifier_fingerprint (`str`, *optional*):
-            `"sha256:<hex>"` digest of the classifier's weights (see [`aha.fingerprint.weights_fingerprint`]),
+            `"sha256:<hex>"` digest of the classifier's weights (see [`aha.persistence.fingerprints.weights_fingerprint`]),
             recorded by `save_pretrained` and checked whenever a save is loaded.
         fingerprints (`dict`, *optional*):
             `"sha256:<hex>"` digests of everything else a save holds that decides a map (see
-            [`aha.fingerprint.saved_fingerprints`]): `"weights"` (the explainer's own weights), `"classifier_config"`,
+            [`aha.persistence.fingerprints.saved_fingerprints`]): `"weights"` (the explainer's own weights), `"classifier_config"`,
             `"explainer_config"` and `"image_processor"` (None when saved without one). Recorded by `save_pretrained`;
             `from_pretrained` refuses a save whose files no longer match them.
         includes_classifier (`bool`):
@@ -328,7 +328,7 @@ class AHAConfig(PreTrainedConfig):
 
 
 def _check_fingerprints(value) -> None:
-    """``AHAConfig.fingerprints``: None, or one fingerprint per part of :data:`aha.fingerprint.FINGERPRINTED_PARTS`
+    """``AHAConfig.fingerprints``: None, or one fingerprint per part of :data:`aha.persistence.fingerprints.FINGERPRINTED_PARTS`
     (``image_processor`` may be None)."""
     if value is None:
         return

@@ -106,7 +106,7 @@ def main(args: argparse.Namespace) -> None:
             raise SystemExit(f"aha explain: {error}") from None
     from transformers import pipeline  # here, not at the top: ``aha explain --help`` answers without torch
 
-    from .loading import check_local_path
+    from .persistence.strict_loading import check_local_path
     from .pipeline import TASK
 
     explainer = os.path.expanduser(args.explainer)
@@ -161,8 +161,8 @@ def main(args: argparse.Namespace) -> None:
 
 def write_outputs(path: str, output: str, name: str, result: dict, curves: bool) -> None:
     """One image's overlay, map and (``curves``) curve plot at ``output/name``_*, and its lines of the report. Files
-    go through :mod:`aha.safe_files` (atomic; a link planted in ``output`` is replaced or refused, never followed)."""
-    from .safe_files import make_folder, write_file
+    go through :mod:`aha.persistence.atomic_writer` (atomic; a link planted in ``output`` is replaced or refused, never followed)."""
+    from .persistence.atomic_writer import make_folder, write_file
     from .visualization import DELETION_LABEL, LRF_LABEL, curve_plot
 
     base = os.path.join(output, name)

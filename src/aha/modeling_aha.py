@@ -16,9 +16,9 @@ from transformers.utils import ModelOutput
 from .backbones import BackboneSpec
 from .configuration_aha import AHAConfig
 from .objectives import ObjectiveTerms, RankingObjective
+from .persistence.explainer_saving import ExplainerSavingMixin, classifier_class
 from .perturbation import resolve_normalisation
 from .refinement import RefinementPlan, refine_with_plan, refinement_loss
-from .saving import ExplainerSavingMixin, classifier_class
 from .validation import check_classes, check_number, check_pixel_values, resolve_target
 
 
@@ -162,7 +162,7 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
 
     The classifier (and the optional separate feature backbone) are frozen: no gradients, always in eval
     mode, even when the explainer is put in train mode. Only the decoder learns. Saving and loading
-    (self-contained or decoder-only, fingerprints checked) come from :class:`~aha.saving.ExplainerSavingMixin`,
+    (self-contained or decoder-only, fingerprints checked) come from :class:`~aha.persistence.explainer_saving.ExplainerSavingMixin`,
     test-time refinement from :mod:`aha.refinement`.
     """
 

@@ -18,15 +18,13 @@ import torch
 from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
+from . import TASK
 from .image_geometry import processed_region, to_original_size
 from .images import MAX_PIXELS, MIN_SIDE, check_limit, read_image
 from .metrics import CurveResult, default_fractions, deletion_insertion
 from .modeling_aha import AHAExplainer
 from .validation import resolve_target
 from .visualization import explained_picture
-
-
-TASK = "image-attribution"
 
 
 class ImageAttributionPipeline(Pipeline):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from aha.baselines.base import Attributor
-from aha.fingerprint import weights_fingerprint
 from aha.modeling_aha import AHAExplainer
+from aha.persistence.fingerprints import weights_fingerprint
 
 
 class AHAAttribution(Attributor):
@@ -15,7 +15,7 @@ class AHAAttribution(Attributor):
 
     Options:
         explainer: the explainer (required). Its frozen classifier must hold the same weights as
-            ``classifier`` (checked by fingerprint, :func:`aha.fingerprint.weights_fingerprint`).
+            ``classifier`` (checked by fingerprint, :func:`aha.persistence.fingerprints.weights_fingerprint`).
         refine_steps: test-time refinement steps (default 0), see :meth:`~aha.AHAExplainer.explain`.
         refine_lr: their learning rate (default: the explainer's ``config.refine_lr``).
     """

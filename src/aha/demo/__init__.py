@@ -14,7 +14,7 @@ For each world (:data:`aha.demo.worlds.WORLDS`: ``shapes``, ``letters``, ``parts
 3. **Explainer**: trained by the library's own ``aha train`` on that classifier and dataset.
 4. **Evaluation**: AHA (one pass, and with test-time refinement) and every comparison method of
    :mod:`aha.baselines` on the same held-out test images, with the metrics of
-   :data:`aha.demo.evaluation.METRICS`; the report (:mod:`aha.demo.report`) goes to ``OUTPUT/WORLD``.
+   :data:`aha.demo.method_comparison.METRICS`; the report (:mod:`aha.demo.report`) goes to ``OUTPUT/WORLD``.
 
 With more than one world, ``OUTPUT/macro.md`` and ``macro.json`` average every method's numbers over worlds.
 Each artefact is cached in its folder with the settings that made it: a second run with the same settings
@@ -128,7 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
 def cached(folder: Path, settings: dict, build) -> dict:
     """Run ``build(folder)`` unless ``folder`` holds an artefact made with the same ``settings``; returns the
     JSON-able record ``build`` returned (kept in ``folder/demo_settings.json``)."""
-    from ..safe_files import make_folder, write_text  # torch-heavy: imported where used (aha demo --help stays fast)
+    from ..persistence.atomic_writer import (  # torch-heavy: imported where used (aha demo --help stays fast)
+        make_folder,
+        write_text,
+    )
 
     record_file = folder / "demo_settings.json"
     if record_file.is_file():
@@ -145,8 +148,8 @@ def cached(folder: Path, settings: dict, build) -> dict:
 
 
 def build_data(folder: Path, world: World, settings: dict) -> dict:
-    from ..hub import card_template
-    from ..safe_files import write_text
+    from ..persistence.atomic_writer import write_text
+    from ..persistence.model_cards import card_template
 
     print(f"[aha demo] drawing {world.title} ...")
     splits = world.dataset(
@@ -160,7 +163,7 @@ def build_data(folder: Path, world: World, settings: dict) -> dict:
 def build_classifier(folder: Path, data_folder: Path, world: World, settings: dict) -> dict:
     import datasets
 
-    from ..safe_files import staged_folder
+    from ..persistence.atomic_writer import staged_folder
     from .classifier import accuracy, classifier_config, image_processor_for, tensors_of, train_classifier
 
     splits = datasets.load_from_disk(str(data_folder))
@@ -255,14 +258,14 @@ def baseline(name: str, classifier, rise_masks: int):
 
 def evaluate(output: Path, settings: dict, metrics=None) -> tuple[list, float, dict]:
     """Every method of :func:`methods` on the first ``eval_images`` test images of the world in ``output``,
-    scored with ``metrics`` (default: :data:`aha.demo.evaluation.METRICS`): (results, seconds per classifier
+    scored with ``metrics`` (default: :data:`aha.demo.method_comparison.METRICS`): (results, seconds per classifier
     forward per image, the pictures of the overlay grid)."""
     import datasets
     from transformers import AutoImageProcessor
 
     from .. import AHAExplainer
     from .classifier import tensors_of
-    from .evaluation import METRICS, evaluate_methods, forward_seconds_per_image
+    from .method_comparison import METRICS, evaluate_methods, forward_seconds_per_image
 
     explainer = AHAExplainer.from_pretrained(str(output / "explainer")).eval()
     processor = AutoImageProcessor.from_pretrained(str(output / "classifier"))

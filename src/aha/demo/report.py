@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..safe_files import make_folder, write_file, write_text
+from ..persistence.atomic_writer import make_folder, write_file, write_text
 from ..visualization import DEFAULT_COLORMAP, curve_plot, grid, overlay
-from .evaluation import METRICS, MethodResult, paired_difference, verdict
+from .method_comparison import METRICS, MethodResult, paired_difference, verdict
 
 
 #: the curves the report plots: metric -> (file name, title)

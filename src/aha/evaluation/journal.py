@@ -12,7 +12,7 @@ import glob
 import json
 import os
 
-from ..safe_files import refuse_symlink, write_text
+from ..persistence.atomic_writer import refuse_symlink, write_text
 
 
 JOURNAL_DIR = "journal"

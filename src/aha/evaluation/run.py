@@ -29,12 +29,12 @@ from ..data import (
     load_saved_dataset,
     processed_masks,
 )
-from ..hub import hub_id
-from ..loading import check_local_path
 from ..metrics import predict
 from ..modeling_aha import AHAExplainer
-from ..safe_files import make_folder, read_json, write_json, write_text
-from ..training.classifier import load_classifier_and_processor
+from ..persistence.atomic_writer import make_folder, write_json, write_text
+from ..persistence.model_cards import hub_id
+from ..persistence.safe_readers import read_json
+from ..persistence.strict_loading import check_local_path, load_classifier_and_processor
 from .arguments import PROTOCOLS, result_settings
 from .journal import (
     JOURNAL_DIR,

@@ -12,13 +12,13 @@ import os
 import torch
 from huggingface_hub import EvalResult, ModelCard
 
-from ..demo.evaluation import paired_difference, verdict
-from ..hub import faithfulness_results, model_card
-from ..safe_files import write_text
+from ..demo.method_comparison import paired_difference, verdict
+from ..persistence.atomic_writer import write_text
+from ..persistence.model_cards import faithfulness_results, model_card
 from .arguments import PROTOCOLS
 
 
-#: metric name -> the key :func:`aha.hub.faithfulness_results` records it under
+#: metric name -> the key :func:`aha.persistence.model_cards.faithfulness_results` records it under
 CARD_KEYS = {
     "deletion": "deletion_auc",
     "insertion": "insertion_auc",
@@ -132,7 +132,7 @@ def markdown(summary: dict) -> str:
 
 
 def card_results(summary: dict, dataset: str, dataset_name: str, dataset_config: str | None) -> list[EvalResult]:
-    """AHA's means as ``EvalResult`` s (:func:`aha.hub.faithfulness_results`): the positive / negative perturbation
+    """AHA's means as ``EvalResult`` s (:func:`aha.persistence.model_cards.faithfulness_results`): the positive / negative perturbation
     always; deletion / insertion under the paper and RISE protocols (under Chefer's they are not the card's
     metrics)."""
     settings = summary["settings"]
@@ -174,7 +174,7 @@ def merge_results(existing: list[EvalResult] | None, new: list[EvalResult]) -> l
 
 
 def update_card(folder: str, results: list[EvalResult], config) -> ModelCard:
-    """Write ``results`` into ``folder/README.md`` (the card made by :func:`aha.hub.model_card` for ``config`` when
+    """Write ``results`` into ``folder/README.md`` (the card made by :func:`aha.persistence.model_cards.model_card` for ``config`` when
     there is none), atomically; returns the card."""
     path = os.path.join(folder, "README.md")
     if os.path.isfile(path):

@@ -421,7 +421,7 @@ def public_values(*arguments) -> dict:
 
 def read_argument_file(path: str) -> dict:
     """The mapping in a JSON or YAML argument file. Raises ValueError naming the file."""
-    from ..safe_files import read_json  # here, not at the top: ``aha train --help`` needs no torch
+    from ..persistence.safe_readers import read_json  # here, not at the top: ``aha train --help`` needs no torch
 
     try:
         if path.endswith(".json"):

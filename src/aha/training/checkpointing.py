@@ -8,7 +8,7 @@ A checkpoint ``checkpoints/step_<N>`` holds only safetensors and JSON files:
   parameter groups and any non-tensor state as JSON;
 - ``training_state.json``: the steps completed, the data position, the learning-rate scheduler, the
   gradient scaler, accelerate's micro-step counter, the number of processes and the fingerprint of the
-  classifier the run trains against (see :func:`aha.fingerprint.weights_fingerprint`);
+  classifier the run trains against (see :func:`aha.persistence.fingerprints.weights_fingerprint`);
 - ``rng_state_<rank>.json``: each process's generator of the objective's random draws, and its Python, NumPy,
   torch CPU and accelerator RNG states.
 
@@ -25,7 +25,8 @@ the batches those steps consumed), the optimiser's and the scheduler's options a
 learning rate within ``[0, initial lr]``, the same betas, eps, weight decay, schedule), the moments' shapes, and the
 RNG states (each restored into a scratch generator first). A message names the file and the field.
 Files are written into ``checkpoints/.tmp-step_<N>``, flushed to disk, and only then is the folder renamed
-to ``checkpoints/step_<N>`` (a rename within one file system is atomic). A crash mid-write leaves a
+to ``checkpoints/step_<N>`` (a rename within one file system is atomic), all through
+:mod:`aha.persistence.atomic_writer`. A crash mid-write leaves a
 ``.tmp-`` folder, which is never taken for a checkpoint and is cleared by the next save. When the
 accelerator's ``ProjectConfiguration`` has a ``total_limit`` (``--checkpoints_total_limit``), the oldest
 checkpoints beyond it are deleted after each save. (Accelerate's own naming and rotation,
@@ -47,18 +48,18 @@ import torch
 from accelerate import Accelerator
 
 from ..data import TrainingBatches
-from ..fingerprint import short_fingerprint
 from ..modeling_aha import AHAExplainer
-from ..safe_files import (
-    make_folder,
-    read_json,
-    read_safetensors,
+from ..persistence.atomic_writer import (
+    fresh_staging_folder,
+    publish_folder,
     refuse_symlink,
-    safetensors_header,
+    staging_name,
     write_json,
     write_safetensors,
 )
-from ..saving import own_weights
+from ..persistence.explainer_saving import own_weights
+from ..persistence.fingerprints import short_fingerprint
+from ..persistence.safe_readers import read_json, read_safetensors, safetensors_header
 from ..validation import check_number
 
 
@@ -110,7 +111,7 @@ class TrainingState:
         model: the unwrapped explainer.
         optimizer, lr_scheduler: as prepared by the accelerator.
         batches: the training batches (their position is saved).
-        classifier_fingerprint: :func:`~aha.fingerprint.weights_fingerprint` of the frozen classifier.
+        classifier_fingerprint: :func:`~aha.persistence.fingerprints.weights_fingerprint` of the frozen classifier.
         completed_steps: optimiser steps completed so far.
         generator: the generator of the objective's random draws (grid size, reference, Gumbel noise).
         max_train_steps: optimiser steps of the whole run: a resumed ``completed_steps`` must not exceed it
@@ -165,61 +166,17 @@ class TrainingState:
                 processes; a restored value is out of range or not finite (naming the file and the field). These are
                 found before anything is restored.
         """
-        accelerator = self.accelerator
-        state_path = _require(directory, STATE_FILE)
-        state = read_json(state_path)
-        if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
-            raise ValueError(
-                f"{state_path} is not a training state of format version {FORMAT_VERSION} "
-                "(a checkpoint of an older aha-explain, whose schedule and random draws differ, cannot be resumed exactly)"
-            )
-        _check_classifier(directory, state.get("classifier_fingerprint"), self.classifier_fingerprint)
-        if state.get("num_processes") != accelerator.num_processes:
-            raise ValueError(
-                f"{directory} was written by {state.get('num_processes')} processes; resume it with the same number "
-                f"of processes (this run has {accelerator.num_processes}), or the data position would not match"
-            )
-        model_path = _require(directory, MODEL_FILE)
-        current = trainable_state_dict(self.model)
-        saved_shapes, metadata = safetensors_header(model_path)
-        _check_classifier(model_path, metadata.get("classifier_fingerprint"), self.classifier_fingerprint)
-        _check_shapes(model_path, saved_shapes, current)
-        weights, _ = read_safetensors(model_path)  # refuses NaN and infinities, naming the tensor
+        state_path, state = self._read_state_file(directory)
+        current, weights = self._read_weights(directory)
         completed_steps, accelerator_step = self._check_counters(directory, state_path, state)
         optimizer_path = _require(directory, OPTIMIZER_FILE)
         optimizer_state = read_optimizer(optimizer_path, self.optimizer.state_dict())
         _check_optimizer_values(optimizer_path, optimizer_state, self.optimizer, completed_steps)
+        accelerator = self.accelerator
         rng_path = _require(directory, rng_file(accelerator.process_index))
         rng = _checked_rng_states(read_json(rng_path), accelerator.device, self.generator, rng_path)
-        scheduler_steps = completed_steps * accelerator.num_processes  # accelerate steps it once per process
-        highest_lr = max(group.get("initial_lr", group["lr"]) for group in self.optimizer.param_groups)
-        scheduler_state = _checked_values(
-            state.get("lr_scheduler"),
-            self.lr_scheduler.state_dict(),
-            f"{state_path}: lr_scheduler",
-            {
-                "last_epoch": dict(integer=True, minimum=-1, maximum=scheduler_steps),
-                "_step_count": dict(integer=True, minimum=0, maximum=scheduler_steps + 1),
-                "_last_lr": dict(minimum=0, maximum=highest_lr * (1 + 1e-6)),
-                "_is_initial": None,
-                "_get_lr_called_within_step": None,
-            },
-        )
-        if (state.get("grad_scaler") is None) != (accelerator.scaler is None):
-            raise ValueError(
-                f"{directory} was written {'with' if state.get('grad_scaler') is not None else 'without'} a gradient "
-                "scaler (fp16 mixed precision); resume it with the same --mixed_precision"
-            )
-        if accelerator.scaler is not None:
-            _checked_values(
-                state["grad_scaler"],
-                accelerator.scaler.state_dict(),
-                f"{state_path}: grad_scaler",
-                {
-                    "scale": dict(above=0),
-                    "_growth_tracker": dict(integer=True, minimum=0),
-                },
-            )
+        scheduler_state = self._checked_scheduler_state(state_path, state, completed_steps)
+        self._check_grad_scaler(directory, state_path, state)
         _check_data_position(state.get("data_position"), self.batches, completed_steps, f"{state_path}: data_position")
 
         try:
@@ -236,6 +193,73 @@ class TrainingState:
             self.completed_steps = completed_steps
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             raise ValueError(f"{directory} holds a training state that does not fit this run: {error!r}") from error
+
+    def _read_state_file(self, directory: str) -> tuple[str, dict]:
+        """``(path, content)`` of the checkpoint's training state, after checking its format version, the
+        classifier it records and the number of processes that wrote it."""
+        state_path = _require(directory, STATE_FILE)
+        state = read_json(state_path)
+        if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{state_path} is not a training state of format version {FORMAT_VERSION} "
+                "(a checkpoint of an older aha-explain, whose schedule and random draws differ, cannot be resumed exactly)"
+            )
+        _check_classifier(directory, state.get("classifier_fingerprint"), self.classifier_fingerprint)
+        if state.get("num_processes") != self.accelerator.num_processes:
+            raise ValueError(
+                f"{directory} was written by {state.get('num_processes')} processes; resume it with the same number "
+                f"of processes (this run has {self.accelerator.num_processes}), or the data position would not match"
+            )
+        return state_path, state
+
+    def _read_weights(self, directory: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """``(current, saved)``: the explainer's trainable weights (to be overwritten) and the checkpoint's, after
+        checking the classifier the weights file records, the decoder's shapes and that every value is finite."""
+        model_path = _require(directory, MODEL_FILE)
+        current = trainable_state_dict(self.model)
+        saved_shapes, metadata = safetensors_header(model_path)
+        _check_classifier(model_path, metadata.get("classifier_fingerprint"), self.classifier_fingerprint)
+        _check_shapes(model_path, saved_shapes, current)
+        weights, _ = read_safetensors(model_path)  # refuses NaN and infinities, naming the tensor
+        return current, weights
+
+    def _checked_scheduler_state(self, state_path: str, state: dict, completed_steps: int) -> dict:
+        """The saved learning-rate scheduler's state, checked against the live one: the same options, counters
+        within the steps done, learning rates within ``[0, initial lr]``."""
+        scheduler_steps = completed_steps * self.accelerator.num_processes  # accelerate steps it once per process
+        highest_lr = max(group.get("initial_lr", group["lr"]) for group in self.optimizer.param_groups)
+        return _checked_values(
+            state.get("lr_scheduler"),
+            self.lr_scheduler.state_dict(),
+            f"{state_path}: lr_scheduler",
+            {
+                "last_epoch": dict(integer=True, minimum=-1, maximum=scheduler_steps),
+                "_step_count": dict(integer=True, minimum=0, maximum=scheduler_steps + 1),
+                "_last_lr": dict(minimum=0, maximum=highest_lr * (1 + 1e-6)),
+                "_is_initial": None,
+                "_get_lr_called_within_step": None,
+            },
+        )
+
+    def _check_grad_scaler(self, directory: str, state_path: str, state: dict) -> None:
+        """Refuse a checkpoint written with a gradient scaler by a run without one (or the reverse), and a saved
+        scaler whose scale is not positive or whose growth tracker is not a non-negative integer."""
+        scaler = self.accelerator.scaler
+        if (state.get("grad_scaler") is None) != (scaler is None):
+            raise ValueError(
+                f"{directory} was written {'with' if state.get('grad_scaler') is not None else 'without'} a gradient "
+                "scaler (fp16 mixed precision); resume it with the same --mixed_precision"
+            )
+        if scaler is not None:
+            _checked_values(
+                state["grad_scaler"],
+                scaler.state_dict(),
+                f"{state_path}: grad_scaler",
+                {
+                    "scale": dict(above=0),
+                    "_growth_tracker": dict(integer=True, minimum=0),
+                },
+            )
 
     def _check_counters(self, directory: str, state_path: str, state: dict) -> tuple[int, int]:
         """``(completed_steps, accelerator_step)`` of ``state``, after checking them: ``1 <= completed_steps <=
@@ -557,20 +581,13 @@ def save_checkpoint(state: TrainingState, output_dir: str, step: int) -> str:
     """Write ``state`` for ``step`` atomically; every process must call it. Returns the checkpoint folder."""
     accelerator = state.accelerator
     final = checkpoint_dir(output_dir, step)
-    temporary = os.path.join(os.path.dirname(final), f".tmp-step_{step}")
     if accelerator.is_main_process:
-        for folder in (temporary, final):  # never follow a link planted in the run's folder
-            refuse_symlink(folder)
-        if os.path.exists(temporary):
-            shutil.rmtree(temporary)
-        make_folder(temporary, root=output_dir)
+        fresh_staging_folder(final, root=output_dir)  # never follows a link planted in the run's folder
     accelerator.wait_for_everyone()
-    state.write(temporary)
+    state.write(staging_name(final))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        if os.path.exists(final):  # the same step saved again (a re-run from an earlier checkpoint)
-            shutil.rmtree(final)
-        os.replace(temporary, final)
+        publish_folder(staging_name(final), final)  # replaces the same step saved before (a re-run)
         _rotate(output_dir, accelerator.project_configuration.total_limit)
     accelerator.wait_for_everyone()
     return final

@@ -41,8 +41,9 @@ from ..data import (
     split_off_validation,
     train_dataloader,
 )
-from ..fingerprint import weights_fingerprint
 from ..modeling_aha import AHAExplainer
+from ..persistence.fingerprints import weights_fingerprint
+from ..persistence.strict_loading import load_classifier_and_processor
 from ..threads import set_threads
 from .arguments import (
     DataArguments,
@@ -53,9 +54,8 @@ from .arguments import (
     public_values,
 )
 from .checkpointing import CHECKPOINTS_DIR, TrainingState, resolve_checkpoint, save_checkpoint
-from .classifier import load_classifier_and_processor
-from .evaluation import evaluate
-from .hub import save_and_push
+from .final_save import save_and_push
+from .held_out_evaluation import evaluate
 from .output_dir import check_output_dir, run_args, write_run_args
 from .schedule import annealed_tau, warmup_cosine_schedule
 

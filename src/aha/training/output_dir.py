@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import os
 
-from ..safe_files import read_json, refuse_symlink, write_json
+from ..persistence.atomic_writer import refuse_symlink, write_json
+from ..persistence.safe_readers import read_json
 from .arguments import OPERATIONAL_ARGS, public_values
 from .checkpointing import CHECKPOINTS_DIR, latest_checkpoint
 
@@ -28,7 +29,7 @@ def run_args(*arguments) -> dict:
 def check_output_dir(output_dir: str, current: dict, overwrite: bool, resume_from_checkpoint: str | None) -> None:
     """Raise ValueError when ``output_dir`` already holds something other than the run being resumed (``current``:
     its :func:`run_args`), or a symbolic link where the run writes and deletes checkpoints (files the run writes at
-    links are replaced by :mod:`aha.safe_files`, never followed). ``overwrite``: ``--overwrite_output_dir``."""
+    links are replaced by :mod:`aha.persistence.atomic_writer`, never followed). ``overwrite``: ``--overwrite_output_dir``."""
     path = os.path.join(output_dir, RUN_ARGS_FILE)
     refuse_symlink(os.path.join(output_dir, CHECKPOINTS_DIR))  # checkpoints are written and deleted in there
     empty = not os.path.isdir(output_dir) or not os.listdir(output_dir)

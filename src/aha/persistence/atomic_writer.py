@@ -1,14 +1,14 @@
-"""Reading and writing files without pickle (safetensors for tensors, JSON for the rest), and the one atomic
-writer every file the library writes goes through.
+"""The one atomic writer: every file the library writes reaches its name through :func:`_move_into_place`.
 
-Every reader raises an error that names the file it could not read, so that a damaged, truncated or
-foreign file (a pickle put where a safetensors or JSON file belongs, for instance) is reported as such,
-never executed and never mistaken for something else.
-
-Every writer writes a temporary file beside the destination and moves it into place with ``os.replace``
-(:func:`atomic_path`): a reader never sees half a file, and a symbolic link at the destination is replaced by
-the new file, never followed, so nothing outside the folder being written is ever changed. Folders the library
-writes into are made by :func:`make_folder`, which refuses symbolic links.
+A file is written under a temporary name beside its destination, flushed to disk, and moved onto the destination
+with ``os.replace`` (:func:`atomic_path`, and :func:`write_file`, :func:`write_text`, :func:`write_json`,
+:func:`write_safetensors` on top of it): a reader never sees half a file, and a symbolic link at the destination is
+replaced by the new file, never followed, so nothing outside the folder being written is ever changed. A writer
+that saves a whole folder (``save_pretrained``) writes into :func:`staged_folder`, whose files are moved into place
+the same way one by one; a folder that several processes write into (a training checkpoint) is written under a
+temporary name (:func:`fresh_staging_folder`) and renamed onto its name in one step (:func:`publish_folder`).
+Folders the library writes into are made by :func:`make_folder`, which refuses symbolic links. Files are read back
+by :mod:`aha.persistence.safe_readers`.
 """
 
 from __future__ import annotations
@@ -23,14 +23,7 @@ from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
-
-from .validation import all_finite
-
-
-class DamagedFileError(ValueError):
-    """A file that exists but cannot be read as what it should be (damaged, truncated or foreign)."""
 
 
 class SymlinkError(ValueError):
@@ -78,8 +71,7 @@ def atomic_path(path: str) -> Iterator[str]:
     os.close(handle)
     try:
         yield temporary
-        _fsync(temporary)
-        os.replace(temporary, path)
+        _move_into_place(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
@@ -121,8 +113,7 @@ def staged_folder(folder: str) -> Iterator[str]:
             source = os.path.join(staging, name)
             if not os.path.isfile(source) or os.path.islink(source):
                 raise ValueError(f"{source}: expected only files in a saved folder")
-            _fsync(source)
-            os.replace(source, os.path.join(folder, name))
+            _move_into_place(source, os.path.join(folder, name))
         for name in os.listdir(folder):
             target = os.path.join(folder, name)
             if _SHARD.fullmatch(name) and name not in names and (os.path.isfile(target) or os.path.islink(target)):
@@ -131,26 +122,42 @@ def staged_folder(folder: str) -> Iterator[str]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _fsync(path: str) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
+def staging_name(final: str) -> str:
+    """``.tmp-<name>`` beside the folder ``final``: where :func:`fresh_staging_folder` stages it."""
+    return os.path.join(os.path.dirname(final), f".tmp-{os.path.basename(final)}")
+
+
+def fresh_staging_folder(final: str, root: str) -> str:
+    """Make the new, empty folder :func:`staging_name` of ``final`` (inside ``root``, the folder a user chose) and
+    return it: a folder that several processes write into before :func:`publish_folder` gives it its name. A
+    leftover of an earlier, interrupted write is removed first; a symbolic link at either name is refused, never
+    followed."""
+    staging = staging_name(final)
+    for folder in (staging, final):
+        refuse_symlink(folder)
+    if os.path.exists(staging):
+        shutil.rmtree(staging)
+    return make_folder(staging, root=root)
+
+
+def publish_folder(staging: str, final: str) -> None:
+    """Give the complete folder ``staging`` (from :func:`fresh_staging_folder`) its name ``final`` in one rename,
+    replacing a folder written there before (the same step saved again)."""
+    if os.path.exists(final):
+        shutil.rmtree(final)
+    _move_into_place(staging, final)
+
+
+def _move_into_place(source: str, destination: str) -> None:
+    """The one step by which anything written reaches its name: a file is flushed to disk, then ``source`` is
+    renamed onto ``destination`` (atomic within one file system; a link at ``destination`` is replaced)."""
+    if os.path.isfile(source):
+        with open(source, "rb") as handle:
+            os.fsync(handle.fileno())
+    os.replace(source, destination)
 
 
 _SHARD = re.compile(r"model-\d{5}-of-\d{5}\.safetensors")
-
-
-def read_json(path: str):
-    """The JSON value in ``path``. Raises FileNotFoundError, or DamagedFileError naming the file."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        raise
-    except (ValueError, OSError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
-        reason = "nested too deeply" if isinstance(error, RecursionError) else error
-        raise DamagedFileError(
-            f"{path} is not a readable JSON file ({reason}): it is damaged or was replaced"
-        ) from None
 
 
 def write_safetensors(path: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
@@ -159,55 +166,3 @@ def write_safetensors(path: str, tensors: dict[str, torch.Tensor], metadata: dic
     tensors = {key: value.detach().to("cpu").contiguous() for key, value in tensors.items()}
     with atomic_path(path) as temporary:
         save_file(tensors, temporary, metadata={"format": "pt", **(metadata or {})})
-
-
-def safetensors_header(path: str) -> tuple[dict[str, tuple[torch.dtype, tuple[int, ...]]], dict[str, str]]:
-    """``({key: (dtype, shape)}, metadata)`` of a safetensors file, reading its header only (the header and
-    the file size are checked, so a truncated file is caught). Raises FileNotFoundError or DamagedFileError."""
-    try:
-        with safe_open(path, "pt") as handle:
-            shapes = {}
-            for key in handle.keys():
-                view = handle.get_slice(key)
-                shapes[key] = (_DTYPES.get(view.get_dtype()), tuple(view.get_shape()))
-            return shapes, handle.metadata() or {}
-    except FileNotFoundError:
-        raise
-    except (SafetensorError, OSError, ValueError) as error:
-        raise _damaged(path, error) from error
-
-
-def read_safetensors(path: str, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """``(tensors, metadata)`` of a safetensors file. Raises FileNotFoundError, or DamagedFileError naming the file
-    (and the tensor, when one holds NaN or infinite values)."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no file {path}")
-    try:
-        with safe_open(path, "pt", device=str(device)) as handle:
-            tensors, metadata = {key: handle.get_tensor(key) for key in handle.keys()}, handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as error:
-        raise _damaged(path, error) from error
-    for key, tensor in tensors.items():
-        if not all_finite(tensor):
-            raise DamagedFileError(f"{path}: {key} holds NaN or infinite values: the file is damaged or was edited")
-    return tensors, metadata
-
-
-def _damaged(path: str, error: Exception) -> DamagedFileError:
-    return DamagedFileError(
-        f"{path} is not a readable safetensors file ({error}): it is damaged, truncated or not a safetensors file"
-    )
-
-
-_DTYPES = {
-    "BOOL": torch.bool,
-    "U8": torch.uint8,
-    "I8": torch.int8,
-    "I16": torch.int16,
-    "I32": torch.int32,
-    "I64": torch.int64,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "F32": torch.float32,
-    "F64": torch.float64,
-}

@@ -1,6 +1,8 @@
 """Loading checkpoints strictly: safetensors only, no weight left randomly initialised, no NaN or infinite weight,
 no JSON file that asks to run custom code, and errors that name the missing folder or the damaged file instead of a
-repo-id, network or deserialisation error."""
+repo-id, network or deserialisation error: the classifier to explain (:func:`load_classifier_and_processor`, what
+``aha train`` and ``aha evaluate`` load from ``--model_name_or_path``) and a saved explainer's files
+(:mod:`aha.persistence.explainer_saving`)."""
 
 from __future__ import annotations
 
@@ -9,11 +11,11 @@ import os
 
 import torch
 from safetensors import SafetensorError
-from transformers import PreTrainedModel
-from transformers.utils import cached_file
+from transformers import AutoImageProcessor, AutoModelForImageClassification, PreTrainedModel
+from transformers.utils import IMAGE_PROCESSOR_NAME, cached_file
 
-from .safe_files import DamagedFileError, read_json, safetensors_header
-from .validation import all_finite
+from ..validation import all_finite
+from .safe_readers import DamagedFileError, read_json, safetensors_header
 
 
 #: ``cached_file`` arguments that say where and how a Hub file is found
@@ -153,3 +155,15 @@ def load_classifier(cls, name_or_path, what: str, **kwargs) -> PreTrainedModel:
             "classifier's checkpoint"
         )
     return model
+
+
+def load_classifier_and_processor(model_name_or_path: str, token: str | None = None):
+    """The classifier (``AutoModelForImageClassification``, from safetensors, every weight in the checkpoint)
+    and its ``AutoImageProcessor``. Raises when the checkpoint lacks weights (e.g. a headless model), holds NaN or
+    infinite ones, or when config.json or preprocessor_config.json sets ``auto_map`` (custom code, never run)."""
+    classifier = load_classifier(
+        AutoModelForImageClassification, model_name_or_path, "--model_name_or_path", token=token
+    )
+    read_model_json(model_name_or_path, IMAGE_PROCESSOR_NAME, token=token)
+    image_processor = AutoImageProcessor.from_pretrained(model_name_or_path, token=token)
+    return classifier, image_processor

@@ -1,4 +1,5 @@
-"""Model cards with results, and uploads of explainers to the Hub (``explainer.push_to_hub``, ``aha train``).
+"""Model cards with results, for explainers uploaded to the Hub (:mod:`aha.persistence.hub_upload`) or saved by
+``aha train`` and ``aha evaluate``, and the card templates they are rendered from.
 
 Cards are ``huggingface_hub.ModelCard`` objects rendered from ``hub_cards/model_card.md`` (shipped in the
 package): the metadata (``ModelCardData``) carries the library, the pipeline task, the license, the
@@ -11,16 +12,14 @@ from __future__ import annotations
 import importlib.resources
 import math
 import os
-import tempfile
 from typing import Mapping, Sequence
 
-from huggingface_hub import CommitInfo, CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
-from .configuration_aha import AHAConfig
-from .pipeline import TASK
-from .safe_files import write_text
+from .. import TASK
+from ..configuration_aha import AHAConfig
 
 
 MODEL_CARD_TEMPLATE = "model_card.md"  # in aha.hub_cards
@@ -139,7 +138,7 @@ def model_card(
         license: the license of the explainer's weights (a self-contained save also holds the
             classifier's weights, which keep the classifier's own license).
     """
-    from . import __version__
+    from .. import __version__
 
     base_model = hub_id(config.classifier_name_or_path)
     architecture = config.classifier_config.architectures[0]
@@ -169,53 +168,3 @@ def model_card(
         results=list(eval_results or []),
         aha_version=__version__,
     )
-
-
-def upload_folder(
-    api: HfApi, folder: str, repo_id: str, commit_message: str, skip: Sequence[str] = (), **commit_kwargs
-) -> CommitInfo:
-    """Every file under ``folder`` but those in the subfolders ``skip`` (e.g. checkpoints), in one commit."""
-    operations = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if os.path.relpath(os.path.join(root, d), folder) not in skip)
-        for file in sorted(files):
-            path = os.path.join(root, file)
-            operations.append(
-                CommitOperationAdd(
-                    path_in_repo=os.path.relpath(path, folder).replace(os.sep, "/"), path_or_fileobj=path
-                )
-            )
-    return api.create_commit(repo_id, operations, commit_message=commit_message, **commit_kwargs)
-
-
-def push_explainer(
-    explainer,
-    repo_id: str,
-    *,
-    include_classifier: bool = True,
-    eval_results: Sequence[EvalResult] | None = None,
-    license: str = DEFAULT_LICENSE,
-    commit_message: str | None = None,
-    private: bool | None = None,
-    token: str | bool | None = None,
-    revision: str | None = None,
-    create_pr: bool = False,
-) -> CommitInfo:
-    """Save ``explainer`` (with its image processor) and its :func:`model_card` in a temporary folder and
-    upload them in one commit, creating the repository if needed (what ``explainer.push_to_hub`` does)."""
-    api = HfApi(token=token)
-    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-    with tempfile.TemporaryDirectory() as folder:
-        explainer.save_pretrained(folder, include_classifier=include_classifier)
-        card = model_card(
-            explainer.config,
-            repo_id=repo_id,
-            include_classifier=include_classifier,
-            eval_results=eval_results,
-            license=license,
-        )
-        write_text(os.path.join(folder, "README.md"), str(card))
-        message = (
-            commit_message or f"Upload AHA explainer ({'self-contained' if include_classifier else 'decoder only'})"
-        )
-        return upload_folder(api, folder, repo_id, message, revision=revision, create_pr=create_pr)

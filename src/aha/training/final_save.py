@@ -8,8 +8,9 @@ import os
 from accelerate import Accelerator
 from huggingface_hub import HfApi, ModelCard
 
-from ..hub import faithfulness_results, hub_id, model_card, upload_folder
-from ..safe_files import write_text
+from ..persistence.atomic_writer import write_text
+from ..persistence.hub_upload import upload_folder
+from ..persistence.model_cards import faithfulness_results, hub_id, model_card
 from .arguments import DataArguments, RunArguments
 from .checkpointing import CHECKPOINTS_DIR
 
@@ -32,7 +33,7 @@ def run_card(
     metrics: dict[str, float] | None,
     validation_split: str | None = None,
 ) -> ModelCard:
-    """The card of the run: the explainer's :func:`aha.hub.model_card` with the final held-out evaluation
+    """The card of the run: the explainer's :func:`aha.persistence.model_cards.model_card` with the final held-out evaluation
     (``{"eval/deletion_auc": ..., "eval/insertion_auc": ...}``, mean reference, least-relevant-first insertion)."""
     eval_results = None
     if metrics:

@@ -16,9 +16,19 @@ import transformers
 from transformers import AutoImageProcessor, PreTrainedConfig, PreTrainedModel
 from transformers.utils import CONFIG_NAME, IMAGE_PROCESSOR_NAME, logging
 
-from .configuration_aha import AHAConfig, _check_fingerprints
-from .fingerprint import FINGERPRINTED_PARTS, changed_parts, saved_fingerprints, short_fingerprint, weights_fingerprint
-from .loading import (
+from ..configuration_aha import AHAConfig, _check_fingerprints
+from ..validation import check_bool
+from .atomic_writer import staged_folder
+from .fingerprints import (
+    FINGERPRINTED_PARTS,
+    changed_parts,
+    saved_fingerprints,
+    short_fingerprint,
+    weights_fingerprint,
+)
+from .hub_upload import push_explainer
+from .safe_readers import read_json
+from .strict_loading import (
     check_finite_weights,
     check_local_path,
     load_classifier,
@@ -26,8 +36,6 @@ from .loading import (
     read_model_json,
     weights_files,
 )
-from .safe_files import read_json, staged_folder
-from .validation import check_bool
 
 
 logger = logging.get_logger(__name__)
@@ -142,10 +150,10 @@ class ExplainerSavingMixin:
         """[`~PreTrainedModel.save_pretrained`], self-contained by default or, like a PEFT adapter, without the classifier.
 
         Either way the config records the fingerprint of the classifier's weights (`classifier_fingerprint`, see
-        [`~aha.fingerprint.weights_fingerprint`]) next to where it comes from (`classifier_name_or_path`,
+        [`~aha.persistence.fingerprints.weights_fingerprint`]) next to where it comes from (`classifier_name_or_path`,
         `classifier_revision`, set in [`from_classifier`] or on `self.config`), and the classifier's image
         processor, when the explainer knows it (`self.image_processor`), is saved next to the weights. Then
-        config.json is written again with `fingerprints` (see [`~aha.fingerprint.saved_fingerprints`]): the digests
+        config.json is written again with `fingerprints` (see [`~aha.persistence.fingerprints.saved_fingerprints`]): the digests
         of the explainer's own weights, of config.json as written and of preprocessor_config.json.
 
         Args:
@@ -208,12 +216,10 @@ class ExplainerSavingMixin:
             include_classifier (`bool`, defaults to `True`): `False` uploads a decoder-only save (see
                 [`save_pretrained`]); the card says which and how to load it.
             eval_results (`list[huggingface_hub.EvalResult]`, *optional*): measured faithfulness for the card,
-                e.g. [`aha.hub.faithfulness_results`] of an evaluation.
+                e.g. [`aha.persistence.model_cards.faithfulness_results`] of an evaluation.
             **kwargs: `license`, `commit_message`, `private`, `token`, `revision`, `create_pr` (see
-                [`aha.hub.push_explainer`]).
+                [`aha.persistence.hub_upload.push_explainer`]).
         """
-        from .hub import push_explainer  # aha.hub imports the pipeline, which imports the explainer
-
         check_bool("include_classifier", include_classifier)  # before the repository is created
         return push_explainer(
             self, repo_id, include_classifier=include_classifier, eval_results=eval_results, **kwargs
@@ -247,7 +253,7 @@ class ExplainerSavingMixin:
         weights per load): the stored ones of a self-contained save, the recorded or passed ones otherwise.
         Everything else that decides a map is checked against `config.fingerprints`: the explainer's own weights,
         config.json's `classifier_config` and other fields, and preprocessor_config.json (see
-        [`~aha.fingerprint.saved_fingerprints`]). Weights are checked in their stored dtype; a `dtype` argument
+        [`~aha.persistence.fingerprints.saved_fingerprints`]). Weights are checked in their stored dtype; a `dtype` argument
         casts the explainer after the check. Fingerprints are computed from the files, so config fields passed as
         arguments (e.g. `refine_lr=0.1`) apply without failing the check.
 
@@ -261,45 +267,58 @@ class ExplainerSavingMixin:
                 records no fingerprint (see `allow_unfingerprinted`).
         """
         check_bool("allow_unfingerprinted", allow_unfingerprinted)
+        name = pretrained_model_name_or_path
         output_loading_info = kwargs.pop("output_loading_info", False)
         kwargs.setdefault("use_safetensors", True)
         dtype = kwargs.pop("dtype", None) or kwargs.pop("torch_dtype", None)
         hub_kwargs = {key: kwargs[key] for key in _CLASSIFIER_HUB_KWARGS if key in kwargs}
-        config = kwargs.get("config")
-        if dtype is not None and isinstance(config, PreTrainedConfig):
+        if dtype is not None and isinstance(kwargs.get("config"), PreTrainedConfig):
             # AutoModel folds a requested dtype into the config it passes: load the stored one, cast after the check
-            stored = cls.config_class.get_config_dict(
-                pretrained_model_name_or_path, **hub_kwargs, revision=kwargs.get("revision")
-            )[0].get("dtype")
-            config.dtype = getattr(torch, stored) if isinstance(stored, str) else stored
+            kwargs["config"].dtype = cls._stored_dtype(name, revision=kwargs.get("revision"), **hub_kwargs)
         file_kwargs = {k: kwargs[k] for k in (*_CLASSIFIER_HUB_KWARGS, "revision", "subfolder") if k in kwargs}
-        stored, config_path = _check_explainer_folder(pretrained_model_name_or_path, **file_kwargs)
-        with naming_damaged_files(pretrained_model_name_or_path, **hub_kwargs, revision=kwargs.get("revision")):
-            model, loading_info = super().from_pretrained(
-                pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
-            )
-        if loading_info["missing_keys"]:
-            missing = sorted(loading_info["missing_keys"])
-            raise ValueError(
-                f"{pretrained_model_name_or_path} lacks {len(missing)} weights of the explainer: {missing[:5]}"
-            )
-        model._freeze_frozen_models()  # loading replaces the parameters that __init__ froze
-        # a decoder-only save's classifier is checked where it is loaded (load_classifier) or was passed
-        check_finite_weights(
-            model, pretrained_model_name_or_path, skip="" if model.config.includes_classifier else CLASSIFIER_PREFIX
-        )
-        processor = _saved_image_processor(pretrained_model_name_or_path, **file_kwargs)
+        stored, config_path = _check_explainer_folder(name, **file_kwargs)
+        model, loading_info = cls._load_checked_weights(name, model_args, kwargs, hub_kwargs)
+        processor = _saved_image_processor(name, **file_kwargs)
         model._check_saved_fingerprints(stored, config_path, processor, allow_unfingerprinted)
-        if classifier is None and not model.config.includes_classifier:
-            classifier = _load_recorded_classifier(model.config, **hub_kwargs)
-        if classifier is not None:
-            model._attach_classifier(classifier)
-        else:
-            model._check_stored_classifier(config_path, allow_unfingerprinted)
+        model._take_classifier(classifier, config_path, allow_unfingerprinted, hub_kwargs)
         if dtype is not None and dtype != "auto":
             model.to(dtype=getattr(torch, dtype) if isinstance(dtype, str) else dtype)
         model.image_processor = None if processor is None else processor[0]
         return (model, loading_info) if output_loading_info else model
+
+    @classmethod
+    def _stored_dtype(cls, name_or_path, **hub_kwargs) -> torch.dtype | None:
+        """The dtype recorded in the config.json of the save at ``name_or_path`` (``hub_kwargs``: ``revision``,
+        ``token``, ...)."""
+        stored = cls.config_class.get_config_dict(name_or_path, **hub_kwargs)[0].get("dtype")
+        return getattr(torch, stored) if isinstance(stored, str) else stored
+
+    @classmethod
+    def _load_checked_weights(cls, name_or_path, model_args: tuple, kwargs: dict, hub_kwargs: dict):
+        """``(model, loading_info)`` of transformers' ``from_pretrained`` (a damaged weights file is named), after
+        refusing a checkpoint that lacks some of the explainer's weights and one with NaN or infinite values; the
+        frozen models are frozen again (loading replaces the parameters that ``__init__`` froze)."""
+        with naming_damaged_files(name_or_path, **hub_kwargs, revision=kwargs.get("revision")):
+            model, loading_info = super().from_pretrained(
+                name_or_path, *model_args, output_loading_info=True, **kwargs
+            )
+        if loading_info["missing_keys"]:
+            missing = sorted(loading_info["missing_keys"])
+            raise ValueError(f"{name_or_path} lacks {len(missing)} weights of the explainer: {missing[:5]}")
+        model._freeze_frozen_models()
+        # a decoder-only save's classifier is checked where it is loaded (load_classifier) or was passed
+        check_finite_weights(model, name_or_path, skip="" if model.config.includes_classifier else CLASSIFIER_PREFIX)
+        return model, loading_info
+
+    def _take_classifier(self, classifier, config_path: str, allow_unfingerprinted: bool, hub_kwargs: dict) -> None:
+        """Copy ``classifier`` in after checking its fingerprint (for a decoder-only save without one: the classifier
+        recorded in the config, loaded with ``hub_kwargs``); without one, check the stored classifier's fingerprint."""
+        if classifier is None and not self.config.includes_classifier:
+            classifier = _load_recorded_classifier(self.config, **hub_kwargs)
+        if classifier is not None:
+            self._attach_classifier(classifier)
+        else:
+            self._check_stored_classifier(config_path, allow_unfingerprinted)
 
     def _check_saved_fingerprints(
         self, stored: dict, config_path: str, processor, allow_unfingerprinted: bool
