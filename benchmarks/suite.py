@@ -1,7 +1,7 @@
 """The explainer's recipe rows and the baselines over the benchmark suite's worlds: per world, and the macro average.
 
     python benchmarks/suite.py --suite_dir DIR [--data_dir DATA_DIR] [--worlds shapes letters parts]
-        [--rows default second_class ...] [--seeds 0 1 2] [--baselines rise occlusion ...] [--steps 400]
+        [--rows default second_class ...] [--seeds 0 1 2] [--baselines rise occlusion ...] [--steps 1500]
         [--eval_images 100]
     python benchmarks/suite.py --markdown [--output FILE]
 
@@ -45,9 +45,10 @@ from aha.demo.worlds import WORLDS
 
 
 HERE = Path(__file__).resolve().parent
+#: the explainer steps of the suite's first runs (the demo's default preset then): rows trained so carry no
+#: "+STEPSsteps" in their name
+UNSUFFIXED_STEPS = 400
 #: the demo's metrics without the independent ones (slow: ``--independent`` adds them)
-#: the explainer steps of the demo's default preset, the suite's default
-DEFAULT_STEPS = 400
 CORE_METRICS = {name: metric for name, metric in METRICS.items() if name not in INDEPENDENT_SHORT_NAMES}
 
 
@@ -91,10 +92,12 @@ def score_trained(explainer_dir: Path, inputs, metrics: dict, refine_steps: int 
 
 
 def row_key(row: str, steps: int, refine_steps: int) -> str:
-    """A recipe row's name in the results: the row, then ``+STEPSsteps`` when trained other than the default
-    preset's 400 steps, then ``+refineN`` when its maps are refined by N steps."""
+    """A recipe row's name in the results: the row, then ``+STEPSsteps`` when trained other than the
+    suite's first 400 steps (:data:`UNSUFFIXED_STEPS`), then ``+refineN`` when its maps are refined by N steps."""
     return (
-        row + (f"+{steps}steps" if steps != DEFAULT_STEPS else "") + (f"+refine{refine_steps}" if refine_steps else "")
+        row
+        + (f"+{steps}steps" if steps != UNSUFFIXED_STEPS else "")
+        + (f"+refine{refine_steps}" if refine_steps else "")
     )
 
 
@@ -171,9 +174,7 @@ def main() -> None:
     parser.add_argument("--rows", nargs="*", default=["default"], choices=list(ROWS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--baselines", nargs="*", default=[], choices=list(BASELINES))
-    parser.add_argument(
-        "--steps", type=int, default=DEFAULT_STEPS, help="explainer steps (the demo's default preset: 400)"
-    )
+    parser.add_argument("--steps", type=int, default=1500, help="explainer steps (the demo's default preset: 1500)")
     parser.add_argument(
         "--refine_steps",
         type=int,

@@ -61,7 +61,9 @@ PRESETS = {
         num_validation=200,
         num_test=1000,
         classifier_epochs=12,
-        explainer_steps=400,
+        # 1500 steps, not 400: deletion -0.016 +- 0.003 over the suite's three worlds, 3 seeds
+        # (benchmarks/RESULTS.md, "The benchmark suite")
+        explainer_steps=1500,
         explainer_batch_size=16,
         eval_images=100,
         rise_masks=1000,
