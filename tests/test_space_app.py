@@ -85,7 +85,7 @@ def test_a_visitor_explains_an_image_and_bad_files_get_messages(saved, tmp_path)
     chosen = next(label for label in LABELS if label != predicted)
 
     with (
-        serving("--explainer", saved, "--rise-masks", 40, "--examples", tmp_path / "example.png") as server,
+        serving("--explainer", saved, "--rise_masks", 40, "--examples", tmp_path / "example.png") as server,
         playwright_api.sync_playwright() as playwright,
     ):
         browser = launch_chromium(playwright)
@@ -150,7 +150,7 @@ def test_a_visitor_explains_an_image_and_bad_files_get_messages(saved, tmp_path)
 def test_without_an_explainer_the_app_trains_the_demos_first_then_reuses_it(tmp_path):
     folder = tmp_path / "aha-demo"
     with (
-        serving("--demo-dir", folder, "--demo-preset", "quick", timeout=900) as server,
+        serving("--demo_dir", folder, "--demo_preset", "quick", timeout=900) as server,
         playwright_api.sync_playwright() as playwright,
     ):
         output = server.output()
@@ -169,5 +169,5 @@ def test_without_an_explainer_the_app_trains_the_demos_first_then_reuses_it(tmp_
         shown_text(page, "#status", "Example 3: predicted ")
         assert set(shown_aucs(page)) == {"AHA", "Chefer", "RISE (500 masks)"}
         browser.close()
-    with serving("--demo-dir", folder) as server:
+    with serving("--demo_dir", folder) as server:
         assert "no trained explainer" not in server.output() and "[aha demo]" not in server.output()

@@ -2,7 +2,7 @@
 
     python app.py                                        # the explainer `aha demo` trained in ./aha-demo (trained first if absent)
     python app.py --explainer org/aha-vit-b16            # any saved explainer folder or Hub repo id
-    python app.py --demo-preset quick --port 7861        # python app.py --help for the rest
+    python app.py --demo_preset quick --port 7861        # python app.py --help for the rest
 
 Every option also reads an environment variable (AHA_EXPLAINER, AHA_DEMO_DIR, AHA_DEMO_PRESET, ...), which is how
 a Hub Space sets them; GRADIO_SERVER_NAME and GRADIO_SERVER_PORT work as for any Gradio app.
@@ -53,23 +53,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--explainer",
         default=env("AHA_EXPLAINER"),
         help="A saved explainer folder or Hub repo id (env AHA_EXPLAINER; default: the one `aha demo` "
-        "trained in --demo-dir, trained first if absent).",
+        "trained in --demo_dir, trained first if absent).",
     )
     parser.add_argument(
-        "--demo-dir",
+        "--demo_dir",
         default=env("AHA_DEMO_DIR", str(default_demo_folder())),
         help="`aha demo`'s output folder, for the default explainer and its examples (env AHA_DEMO_DIR; "
         "default: aha demo's own default, ./aha-demo).",
     )
     parser.add_argument(
-        "--demo-preset",
+        "--demo_preset",
         default=env("AHA_DEMO_PRESET", "default"),
         choices=["quick", "default", "full"],
-        help="Preset `aha demo` trains with when --demo-dir holds no explainer (env AHA_DEMO_PRESET; "
+        help="Preset `aha demo` trains with when --demo_dir holds no explainer (env AHA_DEMO_PRESET; "
         "quick: a smoke run of a few CPU minutes, default: about 10 CPU minutes).",
     )
     parser.add_argument(
-        "--rise-masks",
+        "--rise_masks",
         type=int,
         default=int(env("AHA_RISE_MASKS", "500")),
         help="Masks of the RISE comparison (env AHA_RISE_MASKS; default 500).",
@@ -78,10 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--examples",
         nargs="*",
         default=None,
-        help="Image files offered as examples (default: AHA Shapes test images of --demo-dir).",
+        help="Image files offered as examples (default: AHA Shapes test images of --demo_dir).",
     )
     parser.add_argument(
-        "--max-image-pixels",
+        "--max_image_pixels",
         type=int,
         default=int(env("AHA_MAX_IMAGE_PIXELS", str(MAX_PIXELS))),
         help="Most pixels of an uploaded image; larger ones are refused before they are decoded (env "
@@ -137,7 +137,7 @@ CSS = """
 
 
 def build_page(comparison: Comparison, examples: list, title: str) -> gr.Blocks:
-    """The page; uploads are read with ``comparison``'s size limit (``--max-image-pixels``)."""
+    """The page; uploads are read with ``comparison``'s size limit (``--max_image_pixels``)."""
     methods = ["AHA", *comparison.comparisons]
     choices = [(label, index) for index, label in enumerate(comparison.labels)]
 
@@ -253,9 +253,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     for option, value in (
-        ("--rise-masks", args.rise_masks),
+        ("--rise_masks", args.rise_masks),
         ("--threads", args.threads),
-        ("--max-image-pixels", args.max_image_pixels),
+        ("--max_image_pixels", args.max_image_pixels),
     ):
         if value is not None and value < 1:
             parser.error(f"{option} must be an integer >= 1, got {value}")

@@ -35,7 +35,7 @@ def read_upload(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.
     grayscale and alpha converted, 16-bit by its range), or an :class:`UploadError` naming what is wrong with it.
 
     Args:
-        max_pixels: most pixels accepted (the web demo's ``--max-image-pixels``).
+        max_pixels: most pixels accepted (the web demo's ``--max_image_pixels``).
     """
     name = os.path.basename(os.fspath(path))
     try:
