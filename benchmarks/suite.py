@@ -152,7 +152,8 @@ def markdown(results: dict, worlds: list[str], reference: str, seeds: list[int] 
         counts = [sum(key.startswith(row + "@") for key in results[world]) or 1 for world in worlds]
         what = describe_row(row)
         cells = [
-            compared_mean(scores[m], None if row == reference else base[m], metrics[m].high_is_good) for m in metrics
+            compared_mean(scores[m], None if row == reference or base is None else base[m], metrics[m].high_is_good)
+            for m in metrics
         ]
         deletion = [f"{per_image(results, [w], row, seeds)['deletion_mean'].mean():.3f}" for w in worlds]
         lines.append([row, what, f"{min(counts)}", *cells, *deletion])
