@@ -26,7 +26,7 @@ import argparse
 import json
 import sys
 import time
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -58,12 +58,16 @@ def world_inputs(folder: Path, data_folder: Path, eval_images: int):
     return processor, *tensors_of(test, processor)
 
 
+@cache
+def world_classifier(folder: Path):
+    """The classifier in ``folder`` (eager attention, for the attention-reading methods), loaded once per world."""
+    return AutoModelForImageClassification.from_pretrained(folder / "classifier", attn_implementation="eager").eval()
+
+
 def run_baseline(name: str, folder: Path, inputs, rise_masks: int, metrics: dict) -> dict | str:
     """The baseline ``name``'s scores on ``inputs``, or why it refuses the classifier in ``folder``."""
     processor, pixel_values, labels, masks = inputs
-    classifier = AutoModelForImageClassification.from_pretrained(
-        folder / "classifier", attn_implementation="eager"
-    ).eval()
+    classifier = world_classifier(folder)
     try:
         attributor = baseline(name, classifier, rise_masks)
     except ValueError as error:  # e.g. rollout and Chefer on a CNN: the method cannot read this classifier
