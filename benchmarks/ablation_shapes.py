@@ -17,6 +17,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import datasets
 import torch
@@ -88,6 +89,15 @@ ROWS = {
         {},
         "cosine_fractions",
     ),
+    "tempered_4": (
+        "the objective's curves scored as the target's softmax probability at temperature 4 (logits / 4): less "
+        "saturated where the classifier is sure, so a ranking whose curve stays at 1 still gets a gradient; the "
+        "metrics unchanged",
+        None,
+        {},
+        "tempered_4",
+    ),
+    "tempered_16": ("as tempered_4, at temperature 16", None, {}, "tempered_16"),
     "finest_grid": (
         "the ranking grid always at its finest (cells of half a patch) instead of drawn from 0.5-2 patches",
         None,
@@ -122,6 +132,32 @@ class CosineFractions(RankingObjective):
         return fractions[1:-1], fractions
 
 
+class TemperedObjective(RankingObjective):
+    """The objective with the classifier's logits divided by ``temperature`` before the softmax it scores."""
+
+    def __init__(self, config, patch_size, temperature: float):
+        super().__init__(config, patch_size=patch_size)
+        self.temperature = temperature
+
+    def __call__(self, classifier, *args, clean_logits=None, **kwargs):
+        tempered = Tempered(classifier, self.temperature)
+        if clean_logits is not None:
+            clean_logits = clean_logits / self.temperature
+        return super().__call__(tempered, *args, clean_logits=clean_logits, **kwargs)
+
+
+class Tempered(nn.Module):
+    """``classifier`` with its logits divided by ``temperature``."""
+
+    def __init__(self, classifier: nn.Module, temperature: float):
+        super().__init__()
+        self.classifier, self.temperature = classifier, temperature
+
+    def forward(self, pixel_values):
+        output = self.classifier(pixel_values=pixel_values)
+        return SimpleNamespace(logits=output.logits / self.temperature)
+
+
 def change_decoder(explainer: AHAExplainer, variant: str) -> None:
     """Swap or alter the freshly initialised decoder of ``explainer`` for an ablation row."""
     decoder = explainer.decoder
@@ -138,6 +174,10 @@ def change_decoder(explainer: AHAExplainer, variant: str) -> None:
         decoder.film = ShiftOnly(decoder.film)
     elif variant == "random_fractions":
         explainer.objective = StratifiedFractions(explainer.config, patch_size=explainer.classifier_spec.patch_size)
+    elif variant.startswith("tempered_"):
+        explainer.objective = TemperedObjective(
+            explainer.config, explainer.classifier_spec.patch_size, float(variant.split("_")[1])
+        )
     elif variant == "cosine_fractions":
         explainer.objective = CosineFractions(explainer.config, patch_size=explainer.classifier_spec.patch_size)
 
