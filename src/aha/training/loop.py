@@ -285,18 +285,17 @@ def set_up(
     )
     explainer, optimizer, lr_scheduler = accelerator.prepare(explainer, optimizer, lr_scheduler)
     state = training_state(
-        accelerator, explainer, optimizer, lr_scheduler, train_loader, max_train_steps, optimisation.seed, run
+        accelerator, explainer, optimizer, lr_scheduler, train_loader, max_train_steps, optimisation.seed
     )
+    if run.resume_from_checkpoint is not None:
+        resume(state, run.resume_from_checkpoint, run.output_dir)
     tracked = {k: v for k, v in public_values(data, model, optimisation, run).items() if k != "explainer_config"}
     record_run(accelerator, run, recorded, tracked)
 
     images_per_step = (
         optimisation.per_device_train_batch_size * accelerator.num_processes * optimisation.gradient_accumulation_steps
     )
-    logger.info("***** Running training *****")
-    logger.info(f"  Trainable parameters = {sum(p.numel() for p in trainable)}")
-    logger.info(f"  Steps per epoch = {updates_per_epoch}, total optimisation steps = {max_train_steps}")
-    logger.info(f"  Images per step (all processes, with accumulation) = {images_per_step}")
+    log_start(trainable, updates_per_epoch, max_train_steps, images_per_step)
     return TrainingRun(
         accelerator,
         explainer,
@@ -320,7 +319,7 @@ def build_explainer(
     model: ModelArguments, optimisation: OptimisationArguments, token: str | None, classifier, image_processor
 ) -> tuple[AHAExplainer, object]:
     """``(explainer, image processor)``: a new explainer around ``classifier`` (None: loaded from
-    ``model.model_name_or_path`` with its image processor), configured by ``model``; activation checkpointing on
+    ``model.model_name_or_path`` with its image processor), configured by ``model``, with activation checkpointing
     when ``optimisation.gradient_checkpointing``."""
     if classifier is None:
         classifier, image_processor = load_classifier_and_processor(model.model_name_or_path, token=token)
@@ -338,15 +337,14 @@ def training_state(
     train_loader,
     max_train_steps: int,
     seed: int,
-    run: RunArguments,
 ) -> TrainingState:
-    """What a checkpoint saves, of the explainer, optimiser and schedule as prepared by ``accelerator``; read from
-    ``run.resume_from_checkpoint`` when it names one."""
+    """What a checkpoint saves and a resume restores, of the explainer, optimiser and schedule as prepared by
+    ``accelerator``, with the run's own generator seeded by ``seed``."""
     unwrapped = accelerator.unwrap_model(explainer)
     # the objective's random draws (grid size, reference, Gumbel noise) come from the run's own generator, whose
     # state is checkpointed: nothing in the step draws from a global RNG
     generator = torch.Generator(accelerator.device).manual_seed(seed)
-    state = TrainingState(
+    return TrainingState(
         accelerator,
         unwrapped,
         optimizer,
@@ -356,11 +354,22 @@ def training_state(
         generator=generator,
         max_train_steps=max_train_steps,
     )
-    if run.resume_from_checkpoint is not None:
-        checkpoint = resolve_checkpoint(run.resume_from_checkpoint, run.output_dir)
-        logger.info(f"Resuming from {checkpoint}")
-        state.read(checkpoint)
-    return state
+
+
+def resume(state: TrainingState, resume_from_checkpoint: str, output_dir: str) -> None:
+    """Restore ``state`` from the checkpoint ``resume_from_checkpoint`` names (``"latest"``: the newest one in
+    ``output_dir``)."""
+    checkpoint = resolve_checkpoint(resume_from_checkpoint, output_dir)
+    logger.info(f"Resuming from {checkpoint}")
+    state.read(checkpoint)
+
+
+def log_start(trainable: list, updates_per_epoch: int | None, max_train_steps: int, images_per_step: int) -> None:
+    """The run's size in the log, as training starts."""
+    logger.info("***** Running training *****")
+    logger.info(f"  Trainable parameters = {sum(p.numel() for p in trainable)}")
+    logger.info(f"  Steps per epoch = {updates_per_epoch}, total optimisation steps = {max_train_steps}")
+    logger.info(f"  Images per step (all processes, with accumulation) = {images_per_step}")
 
 
 def skip_if_not_finite(run: TrainingRun) -> bool:
