@@ -19,7 +19,8 @@ from models import build_vit
 from aha import AHAExplainer
 from aha.persistence.atomic_writer import write_safetensors
 from aha.persistence.fingerprints import weights_fingerprint
-from aha.training.checkpointing import trainable_state_dict, write_optimizer
+from aha.training.checkpointing import trainable_state_dict
+from aha.training.optimizer_state import write_optimizer
 
 
 def _megabytes(path: str) -> float:

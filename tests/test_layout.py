@@ -100,3 +100,35 @@ def test_no_two_modules_share_a_name():
     names = Counter(name.rpartition(".")[2] for name in _modules() if name != "aha")
     shared = {name: count for name, count in names.items() if count > 1 and name not in SHARED_NAMES}
     assert not shared, f"module names used more than once: {shared}"
+
+
+#: the longest a function in ``src/`` may be, from its ``def`` line to the last line of its body
+MAX_FUNCTION_LINES = 60
+
+
+def _long_functions(limit: int) -> list[tuple[str, int]]:
+    """``[("file.py Class.function", lines), ...]`` for every function under ``src/`` longer than ``limit`` lines,
+    counted from the ``def`` line (decorators left out) to the last line of the body, docstring included."""
+    found = []
+
+    def visit(node, path: str, prefix: str):
+        for child in ast.iter_child_nodes(node):
+            name = prefix
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = f"{prefix}{child.name}."
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = child.end_lineno - child.lineno + 1
+                if lines > limit:
+                    found.append((f"{path} {name[:-1]}", lines))
+            visit(child, path, name)
+
+    for path in sorted(SOURCE.rglob("*.py")):
+        visit(ast.parse(path.read_text(encoding="utf-8")), str(path.relative_to(SOURCE)), "")
+    return found
+
+
+def test_no_long_function():
+    """Each function reads on one screen: none in ``src/`` runs over :data:`MAX_FUNCTION_LINES` lines."""
+    assert _long_functions(limit=5), "the walk sees the functions"
+    long = _long_functions(MAX_FUNCTION_LINES)
+    assert not long, "functions over 60 lines: " + ", ".join(f"{name} ({lines})" for name, lines in long)

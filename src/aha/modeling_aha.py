@@ -356,7 +356,7 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
         """
         check_pixel_values(pixel_values, {self.classifier_spec, self.feature_spec})
         check_number("tau", tau, above=0, optional=True)
-        batch_size, _, height, width = pixel_values.shape
+        batch_size = len(pixel_values)
         logits, features = self._features(pixel_values)
         target = resolve_target(target, batch_size, self.num_labels, lambda: logits.argmax(-1), device=self.device)
         if labels is None:
@@ -364,6 +364,17 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
             return AHAExplainerOutput(attributions=attributions, logits=logits, target=target)
 
         labels = check_classes(labels, batch_size, self.num_labels, "labels", self.device)
+        maps, terms = self._training_objective(pixel_values, features, logits, target, labels, tau, generator)
+        return AHAExplainerOutput(
+            loss=terms.loss.mean(), attributions=maps[:batch_size], logits=logits, target=target, objective=terms
+        )
+
+    def _training_objective(self, pixel_values, features, logits, target, labels, tau, generator):
+        """The training step's maps (R * B, H, W) and :class:`~aha.objectives.ObjectiveTerms`: the decoder's maps
+        of the (B,) ``target`` and, with ``config.second_class``, of a second class (the runner-up where the
+        prediction is the label, else the label), scored by the objective on a grid size and a reference drawn
+        by ``generator``."""
+        height, width = pixel_values.shape[-2:]
         classes = [target]
         if self.config.second_class:
             runner_up = logits.topk(2, dim=-1).indices[:, 1]
@@ -385,9 +396,7 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
             clean_logits=logits.repeat(repeats, 1),
             generator=generator,
         )
-        return AHAExplainerOutput(
-            loss=terms.loss.mean(), attributions=maps[:batch_size], logits=logits, target=target, objective=terms
-        )
+        return maps, terms
 
     # -------------------------------------------------------------------------------------- explain
     def refinement_objective(

@@ -13,6 +13,7 @@ probability on every perturbed image traces a soft curve whose trapezoid AUC is 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -49,6 +50,19 @@ class ObjectiveTerms:
     lrf_auc: torch.Tensor
     rise_auc: torch.Tensor
     peak: torch.Tensor
+
+
+@dataclass
+class _Curve:
+    """One soft curve of the objective: its loss ``weight`` (0: left out), its ``perturbed`` images
+    (N, F - 2, C, H, W) between the end points (built when called, for active curves only), the names of its
+    ``start`` and ``end`` images, and whether a high AUC is good (``high_is_good``)."""
+
+    weight: float
+    perturbed: Callable[[], torch.Tensor]
+    start: str
+    end: str
+    high_is_good: bool
 
 
 class RankingObjective:
@@ -112,80 +126,22 @@ class RankingObjective:
         """
         check_bool("noise", noise)
         check_bool("checkpoint", checkpoint)
-        config = self.config
         n, _, height, width = pixel_values.shape
         check_grid(grid)
         fractions, spacing = self.curve_fractions(maps.device, generator if noise else None)
-        # float32 cells: the soft permutation and its cumulative sums over up to G^2 ranks would lose the ranking in bf16
-        cells = F.adaptive_avg_pool2d(maps.unsqueeze(1).float(), grid).flatten(1)
-        permutation = gumbel_sinkhorn(
-            cells, tau=tau, n_iters=config.sinkhorn_iterations, noise=noise, generator=generator
-        )
-        # top-p membership, and bottom-p membership as 1 - top-(1-p): one relaxation serves both orders
-        membership = soft_topk_membership(permutation, torch.cat([fractions, 1 - fractions]))
-        top, bottom = membership[:, : len(fractions)], 1 - membership[:, len(fractions) :]
-
-        def pixel_masks(cell_masks: torch.Tensor) -> torch.Tensor:
-            masks = cell_masks_to_pixels(cell_masks.view(n, -1, grid, grid), (height, width), config.mask_sigma)
-            return masks.to(pixel_values.dtype)
-
-        images = pixel_values.unsqueeze(1)
-        reference_images = make_reference(pixel_values, reference, config.image_mean, config.image_std)
-        blurred = reference_blur(pixel_values) if config.rise_insertion_weight else None
-        # name -> (weight, perturbed images (N, F - 2, C, H, W) between the end points, start, end, high is good)
-        terms = {
-            "deletion": (
-                config.deletion_weight,
-                lambda: blend(images, reference_images.unsqueeze(1), pixel_masks(top)),
-                "clean",
-                "reference",
-                False,
-            ),
-            "lrf": (
-                config.lrf_insertion_weight,
-                lambda: blend(images, reference_images.unsqueeze(1), pixel_masks(bottom)),
-                "clean",
-                "reference",
-                True,
-            ),
-            "rise": (
-                config.rise_insertion_weight,
-                lambda: blend(blurred.unsqueeze(1), images, pixel_masks(top)),
-                "blurred",
-                "clean",
-                True,
-            ),
-        }
-        active = [name for name, term in terms.items() if term[0]]
+        top, bottom = self._memberships(maps, fractions, tau, grid, noise, generator)
+        curves, ends = self._curves(pixel_values, reference, top, bottom, grid)
+        active = [name for name, curve in curves.items() if curve.weight]
         # the curves' end points do not depend on the map: scored once, without gradient
         with torch.no_grad():
-            end_probs = {"clean": self._probabilities(classifier, pixel_values, classes, clean_logits)}
-            if {"deletion", "lrf"} & set(active):
-                constant = reference != "blur"  # "mean" and "black" are one image for the whole batch
-                end_probs["reference"] = self._probabilities(classifier, reference_images, classes, constant=constant)
-            if "rise" in active:
-                end_probs["blurred"] = self._probabilities(classifier, blurred, classes)
-        batch = torch.cat([terms[name][1]() for name in active], dim=1).flatten(0, 1)  # (N * T * (F - 2), C, H, W)
-        probs = perturbation_scores(
-            classifier,
-            len(batch),
-            batch.__getitem__,
-            classes.repeat_interleave(len(batch) // n),
-            "probability",
-            config.perturbation_batch_size,
-            checkpoint=checkpoint,
-        ).view(n, len(active), -1)
-        aucs = {}
-        for name, inner in zip(active, probs.unbind(1)):
-            _, _, start, end, _ = terms[name]
-            curves = torch.cat([end_probs[start][:, None], inner, end_probs[end][:, None]], dim=1)
-            aucs[name] = trapezoid_auc(curves, spacing)
+            end_probs = self._end_probabilities(classifier, ends, classes, clean_logits, reference, active)
+        aucs = self._aucs(classifier, curves, active, end_probs, classes, spacing, checkpoint)
 
         peak = peak_penalty(maps, self.peak_window(height, width))
-        loss = config.peak_weight * peak
+        loss = self.config.peak_weight * peak
         for name in active:
-            weight, *_, high_is_good = terms[name]
-            loss = loss + weight * ((1 - aucs[name]) if high_is_good else aucs[name])
+            curve = curves[name]
+            loss = loss + curve.weight * ((1 - aucs[name]) if curve.high_is_good else aucs[name])
         missing = torch.full((n,), math.nan, device=maps.device)
         return ObjectiveTerms(
             loss=loss,
@@ -194,6 +150,89 @@ class RankingObjective:
             rise_auc=aucs.get("rise", missing),
             peak=peak,
         )
+
+    def _memberships(self, maps, fractions, tau, grid, noise, generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Soft top-p and bottom-p memberships, each (N, F - 2, G^2), of the G x G cells of (N, H, W) ``maps`` at
+        each of the (F - 2,) ``fractions``, through a Gumbel-Sinkhorn soft permutation of the cells."""
+        # float32 cells: the soft permutation and its cumulative sums over up to G^2 ranks would lose the ranking in bf16
+        cells = F.adaptive_avg_pool2d(maps.unsqueeze(1).float(), grid).flatten(1)
+        permutation = gumbel_sinkhorn(
+            cells, tau=tau, n_iters=self.config.sinkhorn_iterations, noise=noise, generator=generator
+        )
+        # top-p membership, and bottom-p membership as 1 - top-(1-p): one relaxation serves both orders
+        membership = soft_topk_membership(permutation, torch.cat([fractions, 1 - fractions]))
+        return membership[:, : len(fractions)], 1 - membership[:, len(fractions) :]
+
+    def _curves(self, pixel_values, reference, top, bottom, grid) -> tuple[dict[str, _Curve], dict[str, torch.Tensor]]:
+        """The three soft curves (name -> :class:`_Curve`) of (N, C, H, W) ``pixel_values`` under the (N, F - 2, G^2)
+        ``top`` and ``bottom`` cell memberships, and their end-point images (name -> (N, C, H, W) or None)."""
+        config = self.config
+        n, _, height, width = pixel_values.shape
+
+        def pixel_masks(cell_masks: torch.Tensor) -> torch.Tensor:
+            masks = cell_masks_to_pixels(cell_masks.view(n, -1, grid, grid), (height, width), config.mask_sigma)
+            return masks.to(pixel_values.dtype)
+
+        images = pixel_values.unsqueeze(1)
+        reference_images = make_reference(pixel_values, reference, config.image_mean, config.image_std)
+        blurred = reference_blur(pixel_values) if config.rise_insertion_weight else None
+        curves = {
+            "deletion": _Curve(
+                config.deletion_weight,
+                lambda: blend(images, reference_images.unsqueeze(1), pixel_masks(top)),
+                start="clean",
+                end="reference",
+                high_is_good=False,
+            ),
+            "lrf": _Curve(
+                config.lrf_insertion_weight,
+                lambda: blend(images, reference_images.unsqueeze(1), pixel_masks(bottom)),
+                start="clean",
+                end="reference",
+                high_is_good=True,
+            ),
+            "rise": _Curve(
+                config.rise_insertion_weight,
+                lambda: blend(blurred.unsqueeze(1), images, pixel_masks(top)),
+                start="blurred",
+                end="clean",
+                high_is_good=True,
+            ),
+        }
+        return curves, {"clean": pixel_values, "reference": reference_images, "blurred": blurred}
+
+    def _end_probabilities(
+        self, classifier, ends, classes, clean_logits, reference, active
+    ) -> dict[str, torch.Tensor]:
+        """(N,) target probabilities on the end-point images ``ends`` that the ``active`` curves use."""
+        end_probs = {"clean": self._probabilities(classifier, ends["clean"], classes, clean_logits)}
+        if {"deletion", "lrf"} & set(active):
+            constant = reference != "blur"  # "mean" and "black" are one image for the whole batch
+            end_probs["reference"] = self._probabilities(classifier, ends["reference"], classes, constant=constant)
+        if "rise" in active:
+            end_probs["blurred"] = self._probabilities(classifier, ends["blurred"], classes)
+        return end_probs
+
+    def _aucs(self, classifier, curves, active, end_probs, classes, spacing, checkpoint) -> dict[str, torch.Tensor]:
+        """(N,) trapezoid AUC of each ``active`` curve: its perturbed images scored together in chunks, between
+        its end points' probabilities ``end_probs``."""
+        perturbed = torch.cat([curves[name].perturbed() for name in active], dim=1)  # (N, T * (F - 2), C, H, W)
+        n, batch = len(perturbed), perturbed.flatten(0, 1)
+        probs = perturbation_scores(
+            classifier,
+            len(batch),
+            batch.__getitem__,
+            classes.repeat_interleave(len(batch) // n),
+            "probability",
+            self.config.perturbation_batch_size,
+            checkpoint=checkpoint,
+        ).view(n, len(active), -1)
+        aucs = {}
+        for name, inner in zip(active, probs.unbind(1)):
+            curve = curves[name]
+            points = torch.cat([end_probs[curve.start][:, None], inner, end_probs[curve.end][:, None]], dim=1)
+            aucs[name] = trapezoid_auc(points, spacing)
+        return aucs
 
     def curve_fractions(self, device: torch.device, generator: torch.Generator | None = None):
         """Where the soft curves are sampled: the (F - 2,) fractions between the end points, and the (F,)

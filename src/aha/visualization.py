@@ -209,28 +209,12 @@ def grid(
     if cell_size is not None:
         cell_size = _positive_int(cell_size, "cell_size", 1)
     padding = _positive_int(padding, "padding", 0)
-    rows = [list(row) for row in images_rows]
-    if not rows:
-        raise ValueError("images_rows is empty")
-    bad = [i for i, row in enumerate(rows) if len(row) != len(labels)]
-    if bad:
-        raise ValueError(f"every row needs {len(labels)} images (one per label); rows {bad} differ")
-    if row_labels is not None and len(row_labels) != len(rows):
-        raise ValueError(f"row_labels has {len(row_labels)} entries for {len(rows)} rows")
-    cell_w, cell_h = rows[0][0].size
-    if cell_size:
-        longer = max(cell_w, cell_h)
-        cell_w, cell_h = max(1, round(cell_w * cell_size / longer)), max(1, round(cell_h * cell_size / longer))
+    rows = _grid_rows(images_rows, labels, row_labels)
+    cell_w, cell_h = _cell_dimensions(rows[0][0].size, cell_size)
     font = ImageFont.load_default()
-    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-
-    def text_size(text: str) -> tuple[int, int]:
-        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-        return right - left, bottom - top
-
-    column_w = [max(cell_w, text_size(label)[0]) for label in labels]
-    title_h = max(text_size(label)[1] for label in labels) + 2 * padding
-    row_label_w = max((text_size(text)[0] for text in row_labels), default=0) + padding if row_labels else 0
+    column_w = [max(cell_w, _text_size(label, font)[0]) for label in labels]
+    title_h = max(_text_size(label, font)[1] for label in labels) + 2 * padding
+    row_label_w = max((_text_size(text, font)[0] for text in row_labels), default=0) + padding if row_labels else 0
     bar = colour_bar(cell_h, colorbar) if colorbar else None
     width = row_label_w + sum(column_w) + padding * (len(labels) + 1) + (bar.width + padding if bar else 0)
     height = title_h + len(rows) * (cell_h + padding) + padding
@@ -240,21 +224,53 @@ def grid(
     pen = ImageDraw.Draw(figure)
     x = row_label_w + padding
     for column, label in enumerate(labels):
-        text_w, _ = text_size(label)
+        text_w, _ = _text_size(label, font)
         pen.text((x + (column_w[column] - text_w) // 2, padding), label, fill=(0, 0, 0), font=font)
         for r, row in enumerate(rows):
-            cell = to_rgb(row[column], f"the image of row {r}, column {label!r}")
-            if cell_size:
-                enlarged = cell_w >= cell.width and cell_h >= cell.height
-                cell = cell.resize((cell_w, cell_h), Image.NEAREST if enlarged else Image.LANCZOS)
-            elif cell.size != (cell_w, cell_h):
-                raise ValueError(f"all cells must be {cell_w}x{cell_h} (or pass cell_size), got {cell.size}")
+            where = f"the image of row {r}, column {label!r}"
+            cell = _grid_cell(row[column], (cell_w, cell_h), bool(cell_size), where)
             figure.paste(cell, (x + (column_w[column] - cell_w) // 2, title_h + r * (cell_h + padding)))
         x += column_w[column] + padding
     for r, text in enumerate(row_labels or []):
-        _, text_h = text_size(text)
+        _, text_h = _text_size(text, font)
         pen.text((padding, title_h + r * (cell_h + padding) + (cell_h - text_h) // 2), text, fill=(0, 0, 0), font=font)
     return figure
+
+
+def _grid_rows(images_rows, labels: Sequence[str], row_labels: Sequence[str] | None) -> list[list]:
+    """The rows of :func:`grid` as lists, checked: at least one, each with one image per label, one row label
+    per row when given."""
+    rows = [list(row) for row in images_rows]
+    if not rows:
+        raise ValueError("images_rows is empty")
+    bad = [i for i, row in enumerate(rows) if len(row) != len(labels)]
+    if bad:
+        raise ValueError(f"every row needs {len(labels)} images (one per label); rows {bad} differ")
+    if row_labels is not None and len(row_labels) != len(rows):
+        raise ValueError(f"row_labels has {len(row_labels)} entries for {len(rows)} rows")
+    return rows
+
+
+def _cell_dimensions(first: tuple[int, int], cell_size: int | None) -> tuple[int, int]:
+    """(W, H) of every cell of :func:`grid`: the ``first`` image's size, scaled so that its longer side is
+    ``cell_size`` when given."""
+    cell_w, cell_h = first
+    if cell_size:
+        longer = max(cell_w, cell_h)
+        cell_w, cell_h = max(1, round(cell_w * cell_size / longer)), max(1, round(cell_h * cell_size / longer))
+    return cell_w, cell_h
+
+
+def _grid_cell(image, size: tuple[int, int], resize: bool, description: str) -> Image.Image:
+    """One cell of :func:`grid`: ``image`` in RGB, resized to ``size`` (W, H) when ``resize`` (nearest neighbour
+    when enlarged, Lanczos when shrunk), else checked to be that size."""
+    cell = to_rgb(image, description)
+    if resize:
+        enlarged = size[0] >= cell.width and size[1] >= cell.height
+        return cell.resize(size, Image.NEAREST if enlarged else Image.LANCZOS)
+    if cell.size != size:
+        raise ValueError(f"all cells must be {size[0]}x{size[1]} (or pass cell_size), got {cell.size}")
+    return cell
 
 
 def curve_plot(curves: Mapping[str, object], image: int | None = None, title: str | None = None) -> Figure:

@@ -164,18 +164,7 @@ def train_classifier(
     images, labels, masks = tensors_of(train_split, processor)
     if images.shape[-1] % patch_size or images.shape[-2] % patch_size:
         raise ValueError(f"images of {tuple(images.shape[-2:])} px are no whole grid of {patch_size} px positions")
-    if patch_evidence is None:
-        probe = torch.nn.Linear(width, config.num_labels + 1)
-        targets = patch_targets(masks, labels, patch_size, background=config.num_labels)
-    else:
-        pixel_classes, num_classes = patch_evidence
-        if pixel_classes.shape != masks.shape or num_classes < 1:
-            raise ValueError(
-                f"patch_evidence must be per-pixel classes of shape {tuple(masks.shape)} and their "
-                f"number (>= 1), got {pixel_classes.shape} and {num_classes}"
-            )
-        probe = torch.nn.Linear(width, num_classes + 1)
-        targets = pixel_patch_targets(torch.from_numpy(pixel_classes), num_classes, patch_size)
+    probe, targets = patch_probe(masks, labels, patch_size, width, config.num_labels, patch_evidence)
     grid_h, grid_w = images.shape[-2] // patch_size, images.shape[-1] // patch_size
     parameters = list(model.parameters()) + list(probe.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.05)
@@ -188,20 +177,9 @@ def train_classifier(
             batch_size
         ):
             x, patches = images[batch], targets[batch].view(-1, grid_h, grid_w)
-            flip_x, flip_y, transpose = (
-                torch.randint(0, 2, (3,), generator=generator).tolist() if dihedral else (0, 0, 0)
-            )
-            if flip_x:  # the dihedral group
-                x, patches = x.flip(3), patches.flip(2)
-            if flip_y:
-                x, patches = x.flip(2), patches.flip(1)
-            if transpose:
-                x, patches = x.transpose(2, 3), patches.transpose(1, 2)
-            outputs = model(pixel_values=x, output_hidden_states=True)
-            loss = F.cross_entropy(outputs.logits, labels[batch])
-            if patch_loss_weight:
-                positions = last_positions(model, outputs.hidden_states[-1])
-                loss = loss + patch_loss_weight * F.cross_entropy(probe(positions).flatten(0, 1), patches.flatten())
+            if dihedral:
+                x, patches = random_dihedral(x, patches, generator)
+            loss = classifier_loss(model, probe, x, labels[batch], patches, patch_loss_weight)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(parameters, 1.0)
@@ -211,3 +189,60 @@ def train_classifier(
             bar.set_postfix(loss=f"{loss.item():.3f}")
     bar.close()
     return model.eval()
+
+
+def patch_probe(
+    masks: torch.Tensor,
+    labels: torch.Tensor,
+    patch_size: int,
+    width: int,
+    num_labels: int,
+    patch_evidence: tuple[np.ndarray, int] | None,
+) -> tuple[torch.nn.Linear, torch.Tensor]:
+    """The per-patch loss's linear probe (``width`` features -> its classes and background) and its (N, h * w)
+    long targets: from ``patch_evidence`` (per-pixel classes (N, H, W), -1 for none, and their number) when
+    given, else each image's label on its (N, H, W) bool mask (:func:`patch_targets`)."""
+    if patch_evidence is None:
+        probe = torch.nn.Linear(width, num_labels + 1)
+        return probe, patch_targets(masks, labels, patch_size, background=num_labels)
+    pixel_classes, num_classes = patch_evidence
+    if pixel_classes.shape != masks.shape or num_classes < 1:
+        raise ValueError(
+            f"patch_evidence must be per-pixel classes of shape {tuple(masks.shape)} and their "
+            f"number (>= 1), got {pixel_classes.shape} and {num_classes}"
+        )
+    probe = torch.nn.Linear(width, num_classes + 1)
+    return probe, pixel_patch_targets(torch.from_numpy(pixel_classes), num_classes, patch_size)
+
+
+def random_dihedral(
+    x: torch.Tensor, patches: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One random element of the dihedral group (a horizontal flip, a vertical flip, a transposition, each drawn
+    by ``generator``), applied alike to (B, C, H, W) images ``x`` and their (B, h, w) patch classes."""
+    flip_x, flip_y, transpose = torch.randint(0, 2, (3,), generator=generator).tolist()
+    if flip_x:
+        x, patches = x.flip(3), patches.flip(2)
+    if flip_y:
+        x, patches = x.flip(2), patches.flip(1)
+    if transpose:
+        x, patches = x.transpose(2, 3), patches.transpose(1, 2)
+    return x, patches
+
+
+def classifier_loss(
+    model: PreTrainedModel,
+    probe: torch.nn.Linear,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    patches: torch.Tensor,
+    patch_loss_weight: float,
+) -> torch.Tensor:
+    """Cross-entropy of the (B, C, H, W) images' logits against their (B,) ``labels``, plus ``patch_loss_weight``
+    times the probe's cross-entropy on the last layer's positions against the (B, h, w) ``patches``."""
+    outputs = model(pixel_values=x, output_hidden_states=True)
+    loss = F.cross_entropy(outputs.logits, labels)
+    if patch_loss_weight:
+        positions = last_positions(model, outputs.hidden_states[-1])
+        loss = loss + patch_loss_weight * F.cross_entropy(probe(positions).flatten(0, 1), patches.flatten())
+    return loss

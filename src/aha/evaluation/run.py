@@ -203,30 +203,13 @@ def evaluate(args: argparse.Namespace) -> dict | None:
         split = load_split(args)
     labelled, masked = needs_labels(args.metrics, args.target), needs_masks(args.metrics)
     check_columns(split, args, labelled, masked)
-    label_map = (
-        class_index_map(
-            (split.features or {}).get(args.label_column_name),
-            classifier.config.label2id,
-            classifier.config.num_labels,
-        )
-        if labelled
-        else None
-    )
+    label_map = label_index_map(split, args, classifier) if labelled else None
     shared = dict(explainer=explainer, refine_steps=args.refine_steps, image_processor=processor)
     methods = [Method(name, classifier, args.method_option[name], shared, args.seed) for name in args.methods]
     fields, _ = PROTOCOLS[args.protocol]
     metrics = Metrics(args.metrics, classifier, fields, processor, args.chunk_size, args.seed)
 
-    # the journal: cut what a kill tore, then every process skips the images already scored
-    if accelerator.is_main_process:
-        write_json(os.path.join(args.output_dir, SETTINGS_FILE), settings)
-        make_folder(os.path.join(args.output_dir, JOURNAL_DIR), root=args.output_dir)
-        for path in journal_files(args.output_dir):
-            dropped = repair(path)
-            if dropped:
-                logger.warning(f"{path}: dropped a torn last line ({dropped} bytes) left by a stopped run")
-    accelerator.wait_for_everyone()
-    finished = finished_images(read_rows(journal_files(args.output_dir)), args.methods)
+    finished = open_journal(args, settings, accelerator)
     collator = EvaluationCollator(
         processor,
         args.image_column_name,
@@ -238,8 +221,48 @@ def evaluate(args: argparse.Namespace) -> dict | None:
     loader = eval_dataloader(
         images_to_score(split, args, finished), collator, args.batch_size, accelerator, strategy="examples"
     )
-    journal = journal_path(args.output_dir, accelerator.process_index)
+    start = time.perf_counter()
+    new_rows = score_images(args, loader, classifier, methods, metrics, accelerator, labelled, masked)
+    seconds = max(gather_object([time.perf_counter() - start]))  # the slowest process's share
+    scored = sum(gather_object([len(new_rows) // len(methods)]))
+    gathered = gather_object(new_rows)
+    summary = None
+    if accelerator.is_main_process:
+        summary = report_results(args, gathered, scored, seconds, accelerator.num_processes, explainer)
+    # every process waits for the files, then leaves the process group (a process that exits with its group still
+    # open can abort in the collective library's teardown: "terminate called without an active exception")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return summary
 
+
+def label_index_map(split, args: argparse.Namespace, classifier):
+    """The map from the split's label indices to the classifier's (:func:`aha.data.class_index_map`)."""
+    return class_index_map(
+        (split.features or {}).get(args.label_column_name),
+        classifier.config.label2id,
+        classifier.config.num_labels,
+    )
+
+
+def open_journal(args: argparse.Namespace, settings: dict, accelerator: Accelerator) -> set[int]:
+    """Record the settings and cut what a kill tore from the journal (main process), then return the images every
+    method has already scored, which every process skips."""
+    if accelerator.is_main_process:
+        write_json(os.path.join(args.output_dir, SETTINGS_FILE), settings)
+        make_folder(os.path.join(args.output_dir, JOURNAL_DIR), root=args.output_dir)
+        for path in journal_files(args.output_dir):
+            dropped = repair(path)
+            if dropped:
+                logger.warning(f"{path}: dropped a torn last line ({dropped} bytes) left by a stopped run")
+    accelerator.wait_for_everyone()
+    return finished_images(read_rows(journal_files(args.output_dir)), args.methods)
+
+
+def score_images(args, loader, classifier, methods, metrics, accelerator, labelled: bool, masked: bool) -> list[dict]:
+    """Explain each batch of ``loader`` with every method and score the maps with ``metrics``; returns this
+    process's rows, each also appended to its journal as soon as its batch is scored."""
+    journal = journal_path(args.output_dir, accelerator.process_index)
     total = len(loader.dataset) if isinstance(loader.dataset, datasets.Dataset) else None
     bar = tqdm(
         total=total,
@@ -247,11 +270,11 @@ def evaluate(args: argparse.Namespace) -> dict | None:
         disable=not accelerator.is_local_main_process,
         desc=f"process 0 of {accelerator.num_processes}" if accelerator.num_processes > 1 else "images",
     )
-    new_rows, start = [], time.perf_counter()
+    new_rows = []
     for batch in loader:
-        pixel_values = batch["pixel_values"].to(accelerator.device)
-        labels = batch["labels"].to(accelerator.device) if labelled else None
-        masks = batch["masks"].to(accelerator.device) if masked else None
+        pixel_values = batch["pixel_values"].to(accelerator.device)  # (B, C, H, W)
+        labels = batch["labels"].to(accelerator.device) if labelled else None  # (B,)
+        masks = batch["masks"].to(accelerator.device) if masked else None  # (B, H, W)
         indices = batch["index"].tolist()
         if masked:
             warn_undefined_localisation(metrics.localisation, masks, indices)
@@ -266,24 +289,21 @@ def evaluate(args: argparse.Namespace) -> dict | None:
         new_rows += rows
         bar.update(len(indices))
     bar.close()
-    seconds = max(gather_object([time.perf_counter() - start]))  # the slowest process's share
-    scored = sum(gather_object([len(new_rows) // len(methods)]))
-    gathered = gather_object(new_rows)
-    summary = None
-    if accelerator.is_main_process:
-        rows = merged_rows(read_rows(journal_files(args.output_dir)) + gathered, args.methods, args.max_samples)
-        summary = write_results(args, rows)
-        print(
-            f"aha evaluate: scored {scored} new images in {seconds:.1f} s ({scored / max(seconds, 1e-9):.2f} images/s "
-            f"on {accelerator.num_processes} process(es)); {summary['images']} images in "
-            f"{args.output_dir}/{PER_IMAGE_FILE}"
-        )
-        if args.update_card is not None or args.push_to_hub:
-            record_on_card(args, summary, explainer.config)
-    # every process waits for the files, then leaves the process group (a process that exits with its group still
-    # open can abort in the collective library's teardown: "terminate called without an active exception")
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
+    return new_rows
+
+
+def report_results(args, gathered: list[dict], scored: int, seconds: float, processes: int, explainer) -> dict:
+    """On the main process: merge the journal with every process's ``gathered`` rows, write the per-image file and
+    the summary, say how fast the run went, and record the summary on the card when asked; returns the summary."""
+    rows = merged_rows(read_rows(journal_files(args.output_dir)) + gathered, args.methods, args.max_samples)
+    summary = write_results(args, rows)
+    print(
+        f"aha evaluate: scored {scored} new images in {seconds:.1f} s ({scored / max(seconds, 1e-9):.2f} images/s "
+        f"on {processes} process(es)); {summary['images']} images in "
+        f"{args.output_dir}/{PER_IMAGE_FILE}"
+    )
+    if args.update_card is not None or args.push_to_hub:
+        record_on_card(args, summary, explainer.config)
     return summary
 
 

@@ -142,16 +142,22 @@ def model_randomisation(
     original = maps_of(model)
     randomised = copy.deepcopy(model)
     parameters = dict(randomised.named_parameters())
-    groups = [
-        (group, [name for name in names if only is None or name.startswith(only)])
-        for group, names in parameter_groups(randomised)
-    ]
-    groups = [(group, names) for group, names in groups if names]
-    if not groups:
-        raise ValueError(f"only={only!r} matches no parameter name of {type(model).__name__}")
-    stages = [("all", [name for _, names in groups for name in names])] if mode == "full" else groups
+    stages = randomisation_stages(randomised, mode, only)
     similarity = []
     for _, names in stages:
         randomise_([parameters[name] for name in names], generator)
         similarity.append(spearman(original, maps_of(randomised)))
     return RandomisationResult([stage for stage, _ in stages], torch.stack(similarity), threshold)
+
+
+def randomisation_stages(model: nn.Module, mode: str, only: str | None) -> list[tuple[str, list[str]]]:
+    """``[(stage, [parameter names])]``: the :func:`parameter_groups` of ``model`` whose names start with
+    ``only`` (None: all), one stage per group for ``"cascading"``, one stage ``"all"`` for ``"full"``."""
+    groups = [
+        (group, [name for name in names if only is None or name.startswith(only)])
+        for group, names in parameter_groups(model)
+    ]
+    groups = [(group, names) for group, names in groups if names]
+    if not groups:
+        raise ValueError(f"only={only!r} matches no parameter name of {type(model).__name__}")
+    return [("all", [name for _, names in groups for name in names])] if mode == "full" else groups

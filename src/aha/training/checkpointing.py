@@ -5,12 +5,12 @@ A checkpoint ``checkpoints/step_<N>`` holds only safetensors and JSON files:
 - ``model.safetensors``: the explainer's trained weights, without the frozen classifier (as in a
   decoder-only save: every key but ``classifier.*``);
 - ``optimizer.safetensors``: the optimiser's per-parameter tensors; its header metadata holds the
-  parameter groups and any non-tensor state as JSON;
+  parameter groups and any non-tensor state as JSON (:mod:`aha.training.optimizer_state`);
 - ``training_state.json``: the steps completed, the data position, the learning-rate scheduler, the
   gradient scaler, accelerate's micro-step counter, the number of processes and the fingerprint of the
   classifier the run trains against (see :func:`aha.persistence.fingerprints.weights_fingerprint`);
 - ``rng_state_<rank>.json``: each process's generator of the objective's random draws, and its Python, NumPy,
-  torch CPU and accelerator RNG states.
+  torch CPU and accelerator RNG states (:mod:`aha.training.rng_state`).
 
 Why not ``accelerator.save_state`` / ``load_state``: they write the optimiser, scheduler, RNG states and
 registered objects as pickles, and resuming reads registered objects back without torch's weights-only guard
@@ -23,7 +23,8 @@ the decoder's shapes, finite tensors (safetensors files with NaN or infinities a
 counters against this run (``1 <= completed_steps <= max_train_steps``, the folder's step, the data position within
 the batches those steps consumed), the optimiser's and the scheduler's options against the live ones (the
 learning rate within ``[0, initial lr]``, the same betas, eps, weight decay, schedule), the moments' shapes, and the
-RNG states (each restored into a scratch generator first). A message names the file and the field.
+RNG states (each restored into a scratch generator first). A message names the file and the field
+(:mod:`aha.training.state_checks`).
 Files are written into ``checkpoints/.tmp-step_<N>``, flushed to disk, and only then is the folder renamed
 to ``checkpoints/step_<N>`` (a rename within one file system is atomic), all through
 :mod:`aha.persistence.atomic_writer`. A crash mid-write leaves a
@@ -36,14 +37,11 @@ checkpoints beyond it are deleted after each save. (Accelerate's own naming and 
 
 from __future__ import annotations
 
-import json
 import os
-import random
 import re
 import shutil
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 
@@ -61,6 +59,9 @@ from ..persistence.explainer_saving import own_weights
 from ..persistence.fingerprints import short_fingerprint
 from ..persistence.safe_readers import read_json, read_safetensors, safetensors_header
 from ..validation import check_number
+from .optimizer_state import check_optimizer_values, read_optimizer, write_optimizer
+from .rng_state import checked_rng_states, rng_states, set_rng_states
+from .state_checks import checked_values
 
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -171,10 +172,10 @@ class TrainingState:
         completed_steps, accelerator_step = self._check_counters(directory, state_path, state)
         optimizer_path = _require(directory, OPTIMIZER_FILE)
         optimizer_state = read_optimizer(optimizer_path, self.optimizer.state_dict())
-        _check_optimizer_values(optimizer_path, optimizer_state, self.optimizer, completed_steps)
+        check_optimizer_values(optimizer_path, optimizer_state, self.optimizer, completed_steps)
         accelerator = self.accelerator
         rng_path = _require(directory, rng_file(accelerator.process_index))
-        rng = _checked_rng_states(read_json(rng_path), accelerator.device, self.generator, rng_path)
+        rng = checked_rng_states(read_json(rng_path), accelerator.device, self.generator, rng_path)
         scheduler_state = self._checked_scheduler_state(state_path, state, completed_steps)
         self._check_grad_scaler(directory, state_path, state)
         _check_data_position(state.get("data_position"), self.batches, completed_steps, f"{state_path}: data_position")
@@ -228,7 +229,7 @@ class TrainingState:
         within the steps done, learning rates within ``[0, initial lr]``."""
         scheduler_steps = completed_steps * self.accelerator.num_processes  # accelerate steps it once per process
         highest_lr = max(group.get("initial_lr", group["lr"]) for group in self.optimizer.param_groups)
-        return _checked_values(
+        return checked_values(
             state.get("lr_scheduler"),
             self.lr_scheduler.state_dict(),
             f"{state_path}: lr_scheduler",
@@ -251,7 +252,7 @@ class TrainingState:
                 "scaler (fp16 mixed precision); resume it with the same --mixed_precision"
             )
         if scaler is not None:
-            _checked_values(
+            checked_values(
                 state["grad_scaler"],
                 scaler.state_dict(),
                 f"{state_path}: grad_scaler",
@@ -327,56 +328,6 @@ def _check_shapes(path: str, saved: dict, current: dict[str, torch.Tensor]) -> N
         )
 
 
-def _checked_values(saved, fresh, where: str, varying: dict):
-    """``saved`` (checked like ``fresh`` by :func:`_checked_like`) when every value equals ``fresh``'s but those
-    under the keys of ``varying`` (at any depth), which must pass ``check_number(**varying[key])`` (each element
-    of a list; None: any value of ``fresh``'s type). Raises a ValueError naming the field otherwise."""
-    saved = _checked_like(saved, fresh, where)
-
-    def check(value, fresh_value, path: str) -> None:
-        if isinstance(fresh_value, dict):
-            for key in fresh_value:
-                if key in varying:
-                    rule = varying[key]
-                    values = value[key] if isinstance(value[key], (list, tuple)) else [value[key]]
-                    for index, element in enumerate(values if rule is not None else ()):
-                        suffix = f"[{index}]" if isinstance(value[key], (list, tuple)) else ""
-                        check_number(f"{path}.{key}{suffix}", element, **rule)
-                else:
-                    check(value[key], fresh_value[key], f"{path}.{key}")
-        elif isinstance(fresh_value, (list, tuple)) and any(isinstance(v, dict) for v in fresh_value):
-            for index, (element, fresh_element) in enumerate(zip(value, fresh_value)):
-                check(element, fresh_element, f"{path}[{index}]")
-        elif value != fresh_value:
-            raise ValueError(
-                f"{path} is {value!r:.100}, this run's is {fresh_value!r:.100}: the checkpoint was written with other "
-                "optimiser or schedule options (or edited); resume with the options of the run that wrote it"
-            )
-
-    check(saved, fresh, where)
-    return saved
-
-
-def _checked_like(saved, fresh, where: str):
-    """``saved`` when it has the structure of ``fresh`` (same keys, same JSON types), else a ValueError."""
-    if isinstance(fresh, dict):
-        if not isinstance(saved, dict) or saved.keys() != fresh.keys():
-            raise ValueError(f"{where} should have the keys {sorted(fresh)}, got {saved!r:.200}")
-        return {key: _checked_like(saved[key], fresh[key], f"{where}.{key}") for key in fresh}
-    if isinstance(fresh, (list, tuple)):
-        if not isinstance(saved, (list, tuple)) or len(saved) != len(fresh):
-            raise ValueError(f"{where} should be a list of {len(fresh)} values, got {saved!r:.200}")
-        return type(fresh)(_checked_like(s, f, f"{where}[{i}]") for i, (s, f) in enumerate(zip(saved, fresh)))
-    number = (int, float)
-    if isinstance(fresh, bool) or fresh is None or isinstance(fresh, str):
-        ok = type(saved) is type(fresh)
-    else:
-        ok = isinstance(saved, number) and not isinstance(saved, bool) and isinstance(fresh, number)
-    if not ok:
-        raise ValueError(f"{where} should be like {fresh!r}, got {saved!r:.200}")
-    return saved
-
-
 def _check_data_position(position, batches: TrainingBatches, completed_steps: int, where: str) -> None:
     """Refuse a data position that the ``completed_steps`` optimiser steps could not have reached: each consumed
     at most ``gradient_accumulation_steps`` micro-batches of this process, and an epoch of a map-style dataset
@@ -424,159 +375,6 @@ def _check_data_position(position, batches: TrainingBatches, completed_steps: in
     check(states, f"{where}.stream_states")
 
 
-# ------------------------------------------------------------------------------------------------ optimiser
-def write_optimizer(path: str, state_dict: dict) -> None:
-    """An optimiser's ``state_dict()`` as safetensors: tensors as ``state.<param>.<name>``, the rest as JSON
-    in the header metadata (``param_groups``; ``scalars``: non-tensor per-parameter values)."""
-    tensors, scalars = {}, {}
-    for index, values in state_dict["state"].items():
-        for name, value in values.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"state.{index}.{name}"] = value
-            else:
-                scalars[f"{index}.{name}"] = value
-    write_safetensors(
-        path,
-        tensors,
-        {
-            "param_groups": json.dumps(state_dict["param_groups"], allow_nan=False),
-            "scalars": json.dumps(scalars, allow_nan=False),
-        },
-    )
-
-
-def read_optimizer(path: str, fresh: dict) -> dict:
-    """The optimiser ``state_dict`` stored by :func:`write_optimizer`, checked against ``fresh`` (the
-    state_dict of the optimiser it will be loaded into: same groups, options and parameters)."""
-    tensors, metadata = read_safetensors(path)
-    try:
-        groups = json.loads(metadata["param_groups"])
-        scalars = json.loads(metadata["scalars"])
-    except (KeyError, ValueError) as error:
-        raise ValueError(f"{path} holds no optimiser parameter groups ({error!r}): it is damaged") from error
-    groups = _checked_like(groups, fresh["param_groups"], f"{path}: param_groups")
-    parameters = {index for group in fresh["param_groups"] for index in group["params"]}
-    state: dict[int, dict] = {}
-    for key, value in [*tensors.items(), *(("state." + k, v) for k, v in scalars.items())]:
-        _, index, name = key.split(".", 2)
-        if not index.isdigit() or int(index) not in parameters:
-            raise ValueError(f"{path} holds the state of an unknown parameter ({key})")
-        state.setdefault(int(index), {})[name] = value
-    return {"state": state, "param_groups": groups}
-
-
-#: what AdamW keeps per parameter: a step count and moments shaped like the parameter (non-negative second moments)
-_MOMENTS = {"exp_avg": False, "exp_avg_sq": True, "max_exp_avg_sq": True}
-
-
-def _check_optimizer_values(
-    path: str, state_dict: dict, optimizer: torch.optim.Optimizer, completed_steps: int
-) -> None:
-    """Check the values of an optimiser ``state_dict`` read by :func:`read_optimizer` against the live
-    ``optimizer``: options (betas, eps, weight decay, initial lr, ...) equal to the live ones, the learning rate in
-    [0, initial lr], per parameter a step count in [0, completed_steps] and moments of the parameter's shape and
-    dtype (second moments >= 0). Tensors were checked finite as they were read."""
-    fresh_groups = optimizer.state_dict()["param_groups"]
-    for index, (group, fresh) in enumerate(zip(state_dict["param_groups"], fresh_groups)):
-        ceiling = fresh.get("initial_lr", fresh["lr"]) * (1 + 1e-6)
-        _checked_values(group, fresh, f"{path}: param_groups[{index}]", {"lr": dict(minimum=0, maximum=ceiling)})
-    parameters = [parameter for group in optimizer.param_groups for parameter in group["params"]]
-    for index, values in state_dict["state"].items():
-        parameter = parameters[index]
-        for name, value in values.items():
-            where = f"{path}: state.{index}.{name}"
-            if not isinstance(value, torch.Tensor) or (name != "step" and name not in _MOMENTS):
-                raise ValueError(f"{where} is not part of an AdamW state (step, {', '.join(_MOMENTS)} tensors)")
-            if name == "step":
-                steps = value.item() if value.numel() == 1 and value.ndim == 0 else None
-                if steps is None or steps != int(steps):
-                    raise ValueError(f"{where} must be one integer step count, got shape {tuple(value.shape)}")
-                check_number(where, int(steps), integer=True, minimum=0, maximum=completed_steps)
-            elif value.shape != parameter.shape or value.dtype != parameter.dtype:
-                raise ValueError(
-                    f"{where} is {tuple(value.shape)} {value.dtype}, this run's parameter is {tuple(parameter.shape)} "
-                    f"{parameter.dtype}: the checkpoint belongs to another explainer"
-                )
-            elif _MOMENTS[name] and (value < 0).any():
-                raise ValueError(f"{where} holds negative values: a second moment is never negative")
-
-
-# ------------------------------------------------------------------------------------------------ RNGs
-def rng_states(device: torch.device, generator: torch.Generator | None = None) -> dict:
-    """This process's RNG states as JSON values: ``generator``'s (the objective's), Python's, NumPy's, torch's
-    CPU one and, on an accelerator with per-device generators (CUDA, XPU, ...), every device's."""
-    version, internal, gauss_next = random.getstate()
-    name, keys, position, has_gauss, cached = np.random.get_state()
-    states = {
-        "python": [version, list(internal), gauss_next],
-        "numpy": [name, keys.tolist(), int(position), int(has_gauss), float(cached)],
-        "torch": torch.get_rng_state().tolist(),
-        "device": None,
-        "objective": generator.get_state().tolist() if generator is not None else None,
-    }
-    module = getattr(torch, device.type, None)
-    if device.type != "cpu" and hasattr(module, "get_rng_state_all"):
-        states["device"] = {"type": device.type, "states": [s.tolist() for s in module.get_rng_state_all()]}
-    return states
-
-
-def _checked_rng_states(states, device: torch.device, generator: torch.Generator | None, where: str) -> dict:
-    """``states`` when :func:`set_rng_states` can restore them: shaped like this process's (:func:`rng_states`),
-    bytes in [0, 255], and accepted by scratch generators of each kind (nothing global is touched)."""
-    states = _checked_like(states, rng_states(device, generator), where)
-
-    def check_bytes(values, name):
-        for index, value in enumerate(values):
-            check_number(f"{where}: {name}[{index}]", value, integer=True, minimum=0, maximum=255)
-        return torch.tensor(values, dtype=torch.uint8)
-
-    _, _, position, has_gauss, cached = states["numpy"]
-    check_number(f"{where}: numpy[2] (position)", position, integer=True, minimum=0, maximum=624)
-    check_number(f"{where}: numpy[3] (has_gauss)", has_gauss, integer=True, minimum=0, maximum=1)
-    check_number(f"{where}: numpy[4] (cached gaussian)", cached)
-    try:
-        version, internal, gauss_next = states["python"]
-        random.Random().setstate((version, tuple(internal), gauss_next))
-        name, keys, position, has_gauss, cached = states["numpy"]
-        np.random.RandomState().set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
-    except (TypeError, ValueError, OverflowError) as error:
-        raise ValueError(f"{where}: the python or numpy RNG state cannot be restored ({error})") from error
-    for name, values, scratch_device in (
-        ("torch", states["torch"], "cpu"),
-        ("objective", states["objective"], generator.device if generator else None),
-    ):
-        if values is not None:
-            try:
-                torch.Generator(scratch_device).set_state(check_bytes(values, name))
-            except RuntimeError as error:
-                raise ValueError(f"{where}: {name} is not an RNG state of this run ({error})") from error
-    if states["device"] is not None:
-        if states["device"]["type"] != device.type:
-            raise ValueError(
-                f"{where}: RNG states of {states['device']['type']} devices cannot be restored on {device.type}"
-            )
-        for index, values in enumerate(states["device"]["states"]):
-            check_bytes(values, f"device.states[{index}]")
-    return states
-
-
-def set_rng_states(states: dict, device: torch.device, generator: torch.Generator | None = None) -> None:
-    """Restore what :func:`rng_states` returned (``generator`` keeps its state when none was saved)."""
-    version, internal, gauss_next = states["python"]
-    random.setstate((version, tuple(internal), gauss_next))
-    name, keys, position, has_gauss, cached = states["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
-    torch.set_rng_state(torch.tensor(states["torch"], dtype=torch.uint8))
-    if generator is not None and states.get("objective") is not None:
-        generator.set_state(torch.tensor(states["objective"], dtype=torch.uint8))
-    saved = states["device"]
-    if saved is not None:
-        if saved["type"] != device.type:
-            raise ValueError(f"RNG states of {saved['type']} devices cannot be restored on {device.type}")
-        getattr(torch, device.type).set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in saved["states"]])
-
-
-# ------------------------------------------------------------------------------------------------ atomic save
 def save_checkpoint(state: TrainingState, output_dir: str, step: int) -> str:
     """Write ``state`` for ``step`` atomically; every process must call it. Returns the checkpoint folder."""
     accelerator = state.accelerator

@@ -274,11 +274,7 @@ def set_up(
     check_output_dir(run.output_dir, recorded, run.overwrite_output_dir, run.resume_from_checkpoint)
     set_seed(optimisation.seed)
 
-    if classifier is None:
-        classifier, image_processor = load_classifier_and_processor(model.model_name_or_path, token=run.hub_token)
-    explainer = AHAExplainer.from_classifier(classifier, image_processor=image_processor, **model.config_overrides())
-    if optimisation.gradient_checkpointing:
-        explainer.activation_checkpointing_enable()
+    explainer, image_processor = build_explainer(model, optimisation, run.hub_token, classifier, image_processor)
     splits = dict(splits) if splits is not None else load_splits(data, token=run.hub_token)
     train_loader, eval_loader, validation_split, updates_per_epoch = data_loaders(
         data, optimisation, splits, explainer, image_processor, accelerator
@@ -288,35 +284,18 @@ def set_up(
         explainer, optimisation, max_train_steps, accelerator.num_processes
     )
     explainer, optimizer, lr_scheduler = accelerator.prepare(explainer, optimizer, lr_scheduler)
-    unwrapped = accelerator.unwrap_model(explainer)
-
-    # the objective's random draws (grid size, reference, Gumbel noise) come from the run's own generator, whose
-    # state is checkpointed: nothing in the step draws from a global RNG
-    generator = torch.Generator(accelerator.device).manual_seed(optimisation.seed)
-    state = TrainingState(
-        accelerator,
-        unwrapped,
-        optimizer,
-        lr_scheduler,
-        TrainingBatches(train_loader, accelerator),
-        weights_fingerprint(unwrapped.classifier),
-        generator=generator,
-        max_train_steps=max_train_steps,
+    state = training_state(
+        accelerator, explainer, optimizer, lr_scheduler, train_loader, max_train_steps, optimisation.seed
     )
     if run.resume_from_checkpoint is not None:
-        checkpoint = resolve_checkpoint(run.resume_from_checkpoint, run.output_dir)
-        logger.info(f"Resuming from {checkpoint}")
-        state.read(checkpoint)
+        resume(state, run.resume_from_checkpoint, run.output_dir)
     tracked = {k: v for k, v in public_values(data, model, optimisation, run).items() if k != "explainer_config"}
     record_run(accelerator, run, recorded, tracked)
 
     images_per_step = (
         optimisation.per_device_train_batch_size * accelerator.num_processes * optimisation.gradient_accumulation_steps
     )
-    logger.info("***** Running training *****")
-    logger.info(f"  Trainable parameters = {sum(p.numel() for p in trainable)}")
-    logger.info(f"  Steps per epoch = {updates_per_epoch}, total optimisation steps = {max_train_steps}")
-    logger.info(f"  Images per step (all processes, with accumulation) = {images_per_step}")
+    log_start(trainable, updates_per_epoch, max_train_steps, images_per_step)
     return TrainingRun(
         accelerator,
         explainer,
@@ -334,6 +313,63 @@ def set_up(
         optimisation.max_grad_norm,
         optimisation.seed,
     )
+
+
+def build_explainer(
+    model: ModelArguments, optimisation: OptimisationArguments, token: str | None, classifier, image_processor
+) -> tuple[AHAExplainer, object]:
+    """``(explainer, image processor)``: a new explainer around ``classifier`` (None: loaded from
+    ``model.model_name_or_path`` with its image processor), configured by ``model``, with activation checkpointing
+    when ``optimisation.gradient_checkpointing``."""
+    if classifier is None:
+        classifier, image_processor = load_classifier_and_processor(model.model_name_or_path, token=token)
+    explainer = AHAExplainer.from_classifier(classifier, image_processor=image_processor, **model.config_overrides())
+    if optimisation.gradient_checkpointing:
+        explainer.activation_checkpointing_enable()
+    return explainer, image_processor
+
+
+def training_state(
+    accelerator: Accelerator,
+    explainer,
+    optimizer,
+    lr_scheduler,
+    train_loader,
+    max_train_steps: int,
+    seed: int,
+) -> TrainingState:
+    """What a checkpoint saves and a resume restores, of the explainer, optimiser and schedule as prepared by
+    ``accelerator``, with the run's own generator seeded by ``seed``."""
+    unwrapped = accelerator.unwrap_model(explainer)
+    # the objective's random draws (grid size, reference, Gumbel noise) come from the run's own generator, whose
+    # state is checkpointed: nothing in the step draws from a global RNG
+    generator = torch.Generator(accelerator.device).manual_seed(seed)
+    return TrainingState(
+        accelerator,
+        unwrapped,
+        optimizer,
+        lr_scheduler,
+        TrainingBatches(train_loader, accelerator),
+        weights_fingerprint(unwrapped.classifier),
+        generator=generator,
+        max_train_steps=max_train_steps,
+    )
+
+
+def resume(state: TrainingState, resume_from_checkpoint: str, output_dir: str) -> None:
+    """Restore ``state`` from the checkpoint ``resume_from_checkpoint`` names (``"latest"``: the newest one in
+    ``output_dir``)."""
+    checkpoint = resolve_checkpoint(resume_from_checkpoint, output_dir)
+    logger.info(f"Resuming from {checkpoint}")
+    state.read(checkpoint)
+
+
+def log_start(trainable: list, updates_per_epoch: int | None, max_train_steps: int, images_per_step: int) -> None:
+    """The run's size in the log, as training starts."""
+    logger.info("***** Running training *****")
+    logger.info(f"  Trainable parameters = {sum(p.numel() for p in trainable)}")
+    logger.info(f"  Steps per epoch = {updates_per_epoch}, total optimisation steps = {max_train_steps}")
+    logger.info(f"  Images per step (all processes, with accumulation) = {images_per_step}")
 
 
 def skip_if_not_finite(run: TrainingRun) -> bool:
@@ -429,10 +465,9 @@ def train(
 ) -> AHAExplainer:
     """Train an AHA explainer for a frozen image classifier and save it to ``run.output_dir``.
 
-    The Python form of ``aha train``: the command parses its flags, or a JSON / YAML file, into these four
-    dataclasses and calls this function. Each field is parsed by its declared type when the dataclass is made
-    (``RunArguments(output_dir="out", push_to_hub="false")`` does not push); ranges and combinations are checked
-    here, before any model or data is loaded. On one process or many (``accelerate launch``).
+    The Python form of ``aha train``, which parses its flags (or a JSON / YAML file) into these four dataclasses.
+    Each field is parsed by its declared type (``RunArguments(output_dir="out", push_to_hub="false")`` does not
+    push); ranges and combinations are checked before any model or data is loaded. Runs under ``accelerate launch``.
 
     Args:
         data (`DataArguments`):
@@ -445,13 +480,11 @@ def train(
         run (`RunArguments`):
             Where the run writes (``output_dir``), checkpoints, resuming, evaluation, trackers and the Hub.
         classifier (`transformers.PreTrainedModel`, *optional*):
-            The classifier to explain, in memory, instead of ``model.model_name_or_path``; pass its
-            ``image_processor`` with it.
+            The classifier in memory, instead of ``model.model_name_or_path``; pass its ``image_processor`` with it.
         image_processor (`transformers.BaseImageProcessor`, *optional*):
             The classifier's image processor (with ``classifier``).
         splits (`dict[str, datasets.Dataset | datasets.IterableDataset]`, *optional*):
-            The data in memory, by split name (``data.train_split``, ``data.validation_split``), instead of the
-            data source in ``data``; columns named by ``data.image_column_name`` and ``data.label_column_name``.
+            The data in memory by split name, instead of the source in ``data`` (which names splits and columns).
 
     Returns:
         `AHAExplainer`: the trained explainer (unwrapped from the accelerator), as saved in ``run.output_dir``
@@ -476,17 +509,10 @@ def train(
     """
     training = set_up(data, model, optimisation, run, classifier, image_processor, splits)
     final_metrics = training_loop(training)
-    save_and_push(
-        training.accelerator,
-        training.state.model,
-        data,
-        run,
-        training.state.completed_steps,
-        final_metrics,
-        validation_split=training.validation_split,
-    )
+    explainer, steps, split = training.state.model, training.state.completed_steps, training.validation_split
+    save_and_push(training.accelerator, explainer, data, run, steps, final_metrics, validation_split=split)
     training.accelerator.end_training()
-    return training.state.model
+    return explainer
 
 
 def how_to_use(output_dir: str, explainer: AHAExplainer, decoder_only: bool, pushed_to: str | None = None) -> str:
