@@ -28,8 +28,8 @@ from aha import AHAExplainer
 from aha.demo.classifier import tensors_of
 from aha.demo.method_comparison import METRICS, compared_mean, score_maps
 from aha.demo.report import table
-from aha.modeling_aha import AHADecoder
-from aha.objectives import RankingObjective
+from aha.modeling.modeling_aha import AHADecoder
+from aha.ranking.objectives import RankingObjective
 from aha.training import DataArguments, ModelArguments, OptimisationArguments, RunArguments, as_flags, train
 
 

@@ -6,7 +6,7 @@ For each benchmark classifier (benchmarks/models.py: the tests' tiny ViT at 32 p
 and ViT-B/16 at 224 px; with ``--models`` also the convolutional ones at their published sizes: ResNet-50,
 ConvNeXt-T, ConvNeXt V2-T, RegNetY-4.0GF, EfficientNet-B0, MobileNetV2 at 224 px, MobileViT-S at 256 px) it builds
 the explainer on the meta device (nothing is allocated) and counts one image's forward of the classifier and of the
-default decoder with :mod:`aha.decoder_cost` (torch.utils.flop_counter.FlopCounterMode: matrix products,
+default decoder with :mod:`aha.modeling.decoder_cost` (torch.utils.flop_counter.FlopCounterMode: matrix products,
 convolutions, attention). Earlier runs also counted the "conv" pixel head and the decoder budget, since removed;
 their rows stay in benchmarks/results/decoder_flops.json.
 Prints a markdown table; writes JSON.
@@ -25,7 +25,7 @@ from machine import describe, summary
 from models import CLASSIFIERS, VIT_CONFIGS, classifier_config
 
 from aha import AHAConfig, AHAExplainer
-from aha.decoder_cost import classifier_cost, decoder_cost
+from aha.modeling.decoder_cost import classifier_cost, decoder_cost
 
 
 HERE = Path(__file__).resolve().parent

@@ -30,7 +30,7 @@ from machine import describe, summary
 from models import CLASSIFIERS, VIT_CONFIGS, build_classifier
 
 from aha import AHAExplainer
-from aha.backbones import BackboneSpec
+from aha.modeling.backbones import BackboneSpec
 
 
 HERE = Path(__file__).resolve().parent

@@ -29,7 +29,7 @@ import transformers as T
 from torch import nn
 
 from aha.metrics import deletion_insertion, predict
-from aha.ranking import hard_order
+from aha.ranking.sorting import hard_order
 
 
 NUM_FRACTIONS = 21

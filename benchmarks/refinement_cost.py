@@ -3,7 +3,7 @@
     python benchmarks/refinement_cost.py                                   # counted cost at 64 px and ViT-B/16
     python benchmarks/refinement_cost.py --demo_dir aha-demo --steps 1 3 5 # + faithfulness and time on AHA Shapes
 
-Cost (counted, nothing timed): for each plan (``aha.refinement.RefinementPlan``) the FLOPs of one refinement step (the
+Cost (counted, nothing timed): for each plan (``aha.ranking.refinement.RefinementPlan``) the FLOPs of one refinement step (the
 objective's forward and backward on a batch of maps, the classifier's recomputed forwards included) counted by
 torch.utils.flop_counter.FlopCounterMode on models built on the meta device, divided by the FLOPs of one
 classifier forward of the same images: forward-equivalents per map per step. Also the images the classifier sees
@@ -33,8 +33,8 @@ from models import VIT_CONFIGS
 from torch.utils.flop_counter import FlopCounterMode
 
 from aha import AHAConfig, AHAExplainer
-from aha.decoder_cost import count_flops
-from aha.refinement import RefinementPlan, plan_grid, refine_with_plan, refinement_loss
+from aha.modeling.decoder_cost import count_flops
+from aha.ranking.refinement import RefinementPlan, plan_grid, refine_with_plan, refinement_loss
 
 
 HERE = Path(__file__).resolve().parent

@@ -5,7 +5,7 @@ import torch
 from conftest import IMAGE_SIZE, make_classifier
 
 from aha import AHAExplainer
-from aha.ranking import gumbel_sinkhorn
+from aha.ranking.sorting import gumbel_sinkhorn
 
 
 def test_sinkhorn_inside_bf16_autocast_matches_float32():

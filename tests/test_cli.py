@@ -61,7 +61,7 @@ HEAVY = (
     "aha.training",
     "aha.demo",
     "aha.baselines",
-    "aha.modeling_aha",
+    "aha.modeling.modeling_aha",
 )
 
 

@@ -12,9 +12,9 @@ import transformers as T
 from conftest import make_classifier
 
 from aha import AHAConfig, AHAExplainer
-from aha.configuration_aha import _LIST_RULES, _NUMBER_RULES
+from aha.modeling.configuration_aha import _LIST_RULES, _NUMBER_RULES
 from aha.persistence.fingerprints import saved_fingerprints
-from aha.refinement import RefinementPlan
+from aha.ranking.refinement import RefinementPlan
 
 
 # fields checked by something other than a rule table or the type of a non-None default

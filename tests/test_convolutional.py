@@ -13,8 +13,8 @@ from transformers import AutoModel, pipeline
 
 from aha import AHAConfig, AHAExplainer
 from aha.baselines import get_attributor
-from aha.decoder_cost import classifier_cost, decoder_cost
-from aha.image_geometry import processed_region, to_original_size
+from aha.imaging.image_geometry import processed_region, to_original_size
+from aha.modeling.decoder_cost import classifier_cost, decoder_cost
 from aha.training import build_parser, train
 
 

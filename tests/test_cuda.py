@@ -9,8 +9,8 @@ from conftest import IMAGE_SIZE, NUM_LABELS, make_classifier
 
 from aha import AHAExplainer
 from aha.metrics import deletion_insertion, positive_perturbation
-from aha.ranking import gumbel_sinkhorn
-from aha.refinement import RefinementPlan, refine_with_plan
+from aha.ranking.refinement import RefinementPlan, refine_with_plan
+from aha.ranking.sorting import gumbel_sinkhorn
 
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -1,5 +1,5 @@
 """The decoder's cost: counted (never timed) FLOPs and parameters of the default decoder stay under 8% of the
-classifier's for every supported family, and :mod:`aha.decoder_cost`'s meta-device count is the real models' count."""
+classifier's for every supported family, and :mod:`aha.modeling.decoder_cost`'s meta-device count is the real models' count."""
 
 import pytest
 import torch
@@ -7,7 +7,7 @@ from conftest import IMAGE_SIZE, TINY_CLASSIFIERS, make_classifier
 from torch.utils.flop_counter import FlopCounterMode
 
 from aha import AHAExplainer
-from aha.decoder_cost import classifier_cost, decoder_cost
+from aha.modeling.decoder_cost import classifier_cost, decoder_cost
 
 
 BUDGET = 0.08
@@ -25,7 +25,7 @@ def _parameters(module) -> int:
 
 def _costs(explainer, classifier) -> tuple[int, int, int, int]:
     """FLOPs and parameters of the decoder and of the classifier, counted on the real models with real inputs,
-    independently of the meta-device counting of :mod:`aha.decoder_cost`."""
+    independently of the meta-device counting of :mod:`aha.modeling.decoder_cost`."""
     images = torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(0))
     _, features = explainer._features(images)
     classes = torch.zeros(1, dtype=torch.long)
@@ -42,7 +42,7 @@ def _classifier(family):
 @pytest.mark.parametrize("family", sorted(TINY_CLASSIFIERS))
 def test_default_decoder_stays_within_budget(family):
     """The default decoder costs at most 8% of the classifier, even on the tests' tiny classifiers, where the decoder
-    is largest next to the classifier; aha.decoder_cost counts the decoder's FLOPs and parameters as they are on
+    is largest next to the classifier; aha.modeling.decoder_cost counts the decoder's FLOPs and parameters as they are on
     the real model (the classifier's too, up to the attention kernel its copy from the config uses)."""
     classifier = _classifier(family)
     explainer = AHAExplainer.from_classifier(classifier).eval()

@@ -6,7 +6,7 @@ import torch
 import transformers as T
 from PIL import Image
 
-from aha.image_geometry import ProcessedRegion, processed_region, to_original_size
+from aha.imaging.image_geometry import ProcessedRegion, processed_region, to_original_size
 
 
 PROCESSORS = {

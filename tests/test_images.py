@@ -1,4 +1,4 @@
-"""Reading images (aha.images), as the pipeline, the overlays and the web demo read them: one test per cause of
+"""Reading images (aha.imaging.images), as the pipeline, the overlays and the web demo read them: one test per cause of
 issue 19's image inputs, each through the entry points it reaches, each asserting that the message names the
 image and the mode, range or limit."""
 
@@ -17,8 +17,8 @@ from transformers import pipeline
 from uploads import UploadError, read_upload
 
 from aha.data.collate import ImageClassificationCollator
-from aha.images import MAX_PIXELS, MIN_SIDE, ImageInputError, read_image, to_rgb
-from aha.visualization import grid, overlay
+from aha.imaging.images import MAX_PIXELS, MIN_SIDE, ImageInputError, read_image, to_rgb
+from aha.imaging.visualization import grid, overlay
 
 
 def refused(read, *args, **kwargs) -> str:
@@ -174,7 +174,7 @@ def test_the_space_opens_only_the_formats_it_names(tmp_path):
 
 def test_files_are_read_only_in_the_common_raster_formats(tmp_path):
     """Pillow's other readers never run on an input (EPS and PDF start Ghostscript): an image in a format outside
-    aha.images.FORMATS is refused naming the formats expected, unless the caller names it."""
+    aha.imaging.images.FORMATS is refused naming the formats expected, unless the caller names it."""
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "image.pcx")
     message = refused(read_image, str(tmp_path / "image.pcx"))
     assert "image.pcx" in message and "PNG, JPEG, WebP, BMP, GIF or TIFF" in message

@@ -10,8 +10,8 @@ from conftest import IMAGE_SIZE, NUM_LABELS, make_classifier
 from torch import nn
 
 from aha import metrics
-from aha.perturbation import reference_blur
-from aha.ranking import hard_order
+from aha.ranking.perturbation import reference_blur
+from aha.ranking.sorting import hard_order
 
 
 MEAN, STD = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]

@@ -9,9 +9,9 @@ from conftest import IMAGE_SIZE, NUM_LABELS, TINY_CLASSIFIERS, make_classifier
 from transformers import AutoConfig, AutoModel
 
 from aha import AHAConfig, AHAExplainer
-from aha.modeling_aha import bilinear_resize
-from aha.perturbation import blend
-from aha.ranking import hard_topk_membership
+from aha.modeling.modeling_aha import bilinear_resize
+from aha.ranking.perturbation import blend
+from aha.ranking.sorting import hard_topk_membership
 
 
 def _explainer(name="vit", **overrides):

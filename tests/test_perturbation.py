@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from aha.perturbation import cell_masks_to_pixels, gaussian_blur, smoothing_matrix
+from aha.ranking.perturbation import cell_masks_to_pixels, gaussian_blur, smoothing_matrix
 
 
 def upsample_then_smooth(cell_masks: torch.Tensor, size: tuple[int, int], sigma: float) -> torch.Tensor:
@@ -55,8 +55,8 @@ def test_smoothing_keeps_constants_and_mass_inside():
 
 
 def test_the_engine_scores_every_perturbed_image_as_a_plain_loop_does(vit, images):
-    from aha.perturbation import perturbation_scores
-    from aha.scores import class_scores
+    from aha.ranking.perturbation import perturbation_scores
+    from aha.ranking.scores import class_scores
 
     masks = torch.rand(6, 32, 32, generator=torch.Generator().manual_seed(0))
     classes = torch.arange(24) % 5
@@ -78,7 +78,7 @@ def test_the_engine_scores_every_perturbed_image_as_a_plain_loop_does(vit, image
 
 
 def test_checkpointed_chunks_give_the_same_gradients(vit, images):
-    from aha.perturbation import perturbation_scores
+    from aha.ranking.perturbation import perturbation_scores
 
     weights = torch.rand(8, 1, 1, 1, requires_grad=True)
     classes = torch.arange(8) % 5
@@ -93,7 +93,7 @@ def test_checkpointed_chunks_give_the_same_gradients(vit, images):
 
 
 def test_one_trapezoid_auc_for_even_and_given_fractions():
-    from aha.perturbation import trapezoid_auc
+    from aha.ranking.perturbation import trapezoid_auc
 
     curves = torch.rand(5, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     xs = torch.linspace(0, 1, 9, dtype=torch.float64)
@@ -108,7 +108,7 @@ def test_one_trapezoid_auc_for_even_and_given_fractions():
 def test_normalisation_comes_one_way_for_every_entry_point():
     import transformers as T
 
-    from aha.perturbation import resolve_normalisation
+    from aha.ranking.perturbation import resolve_normalisation
 
     processor = T.ViTImageProcessorPil(image_mean=[0.1, 0.2, 0.3], image_std=[0.5, 0.6, 0.7])
     assert resolve_normalisation(processor) == ([0.1, 0.2, 0.3], [0.5, 0.6, 0.7])

@@ -9,9 +9,9 @@ from PIL import Image
 from transformers import pipeline
 
 from aha import AHAExplainer, ImageAttributionPipeline
-from aha.image_geometry import processed_region, to_original_size
+from aha.imaging.image_geometry import processed_region, to_original_size
+from aha.imaging.visualization import explained_picture
 from aha.metrics import deletion_insertion
-from aha.visualization import explained_picture
 
 
 LABELS = ["cat", "dog", "fox", "owl", "eel"]

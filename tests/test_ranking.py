@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from aha.ranking import (
+from aha.ranking.sorting import (
     _sinkhorn_by_scaling,
     gumbel_sinkhorn,
     hard_order,

@@ -5,7 +5,7 @@ import torch
 from conftest import IMAGE_SIZE, make_classifier
 
 from aha import AHAExplainer
-from aha.refinement import RefinementPlan, refine_with_plan, refinement_loss
+from aha.ranking.refinement import RefinementPlan, refine_with_plan, refinement_loss
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,9 @@ def test_explain_takes_a_plan(explainer):
     refined = explainer.explain(images, refine_steps=2, refine_plan=plan)
     assert torch.equal(refined, _refine(explainer, images, plan, steps=2))
     assert not torch.equal(refined, explainer.explain(images, refine_steps=2))
-    with pytest.raises(TypeError, match="refine_plan must be an aha.refinement.RefinementPlan or None, got dict"):
+    with pytest.raises(
+        TypeError, match="refine_plan must be an aha.ranking.refinement.RefinementPlan or None, got dict"
+    ):
         explainer.explain(images, refine_steps=1, refine_plan={"num_fractions": 5})
 
 

@@ -256,8 +256,8 @@ def test_aha_explain_replaces_a_link_planted_at_an_output_name_and_refuses_a_lin
 # ------------------------------------------------------------------------------------------------ sizes and files
 def test_sizes_that_would_only_reach_the_allocator_are_refused_naming_the_option(tmp_path):
     from aha import AHAConfig
-    from aha.objectives import MAX_GRID_SIDE, check_grid
-    from aha.refinement import RefinementPlan
+    from aha.ranking.objectives import MAX_GRID_SIDE, check_grid
+    from aha.ranking.refinement import RefinementPlan
 
     with pytest.raises(ValueError, match="num_fractions must be an integer >= 3 and <= 256"):
         AHAConfig(num_fractions=10**9)

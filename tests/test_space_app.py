@@ -20,8 +20,8 @@ from PIL import Image
 from test_pipeline import LABELS, random_image, saved  # noqa: F401 (saved: the explainer folder fixture)
 from transformers import pipeline
 
-from aha.images import MAX_PIXELS
-from aha.visualization import overlay
+from aha.imaging.images import MAX_PIXELS
+from aha.imaging.visualization import overlay
 
 
 pytestmark = pytest.mark.slow

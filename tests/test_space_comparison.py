@@ -18,8 +18,8 @@ from transformers import pipeline
 import aha.demo
 from aha import AHAExplainer
 from aha.baselines import get_attributor
+from aha.imaging.visualization import overlay
 from aha.metrics import deletion_insertion
-from aha.visualization import overlay
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_overlays_of_a_large_image_are_shrunk_to_max_side_and_the_numbers_kept(c
     assert comparison.explain(image, 1, max_side=300).methods[0].overlay.size == (300, 120)  # not larger than max_side
 
 
-PUBLIC_MODULES = {"aha", "aha.baselines", "aha.demo", "aha.images", "aha.metrics", "aha.visualization"}
+PUBLIC_MODULES = {"aha", "aha.baselines", "aha.demo", "aha.imaging.images", "aha.metrics", "aha.imaging.visualization"}
 
 
 def test_the_space_uses_the_librarys_public_api_only():

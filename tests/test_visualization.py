@@ -6,8 +6,16 @@ import pytest
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from aha.imaging.visualization import (
+    colour_bar,
+    curve_plot,
+    explained_picture,
+    grid,
+    heat_colours,
+    normalise_map,
+    overlay,
+)
 from aha.metrics import CurveResult
-from aha.visualization import colour_bar, curve_plot, explained_picture, grid, heat_colours, normalise_map, overlay
 
 
 def _colour(cmap, value):

@@ -13,7 +13,7 @@ a refinement-steps slider; AHA's deletion and insertion curves and every method'
 still image of a usable size gets a message in the page (uploads.py), and the server keeps serving.
 
 The app is built on the library's public API (the ``image-attribution`` pipeline, ``aha.baselines``,
-``aha.metrics``, ``aha.visualization``, ``aha demo``'s explainer); beside this page, in this folder:
+``aha.metrics``, ``aha.imaging.visualization``, ``aha demo``'s explainer); beside this page, in this folder:
 
 - ``uploads.py``: an uploaded file read as one still image, or refused with a message for the page;
 - ``comparison.py``: the top classes, then AHA and comparison methods on one image for one class, timed and
@@ -37,7 +37,7 @@ from comparison import Comparison, default_comparisons
 from demo_explainer import default_demo_folder, demo_examples, demo_explainer
 from uploads import MAX_PIXELS, UploadError, read_upload
 
-from aha.visualization import curve_plot
+from aha.imaging.visualization import curve_plot
 
 
 logger = logging.getLogger("aha-explain-space")

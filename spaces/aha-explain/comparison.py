@@ -27,9 +27,9 @@ from PIL import Image
 from transformers import pipeline
 
 from aha.baselines import get_attributor
-from aha.images import MAX_PIXELS
+from aha.imaging.images import MAX_PIXELS
+from aha.imaging.visualization import overlay
 from aha.metrics import CurveResult
-from aha.visualization import overlay
 
 
 def default_comparisons(rise_masks: int = 500) -> dict[str, tuple[str, dict]]:
@@ -101,7 +101,7 @@ class Comparison:
         comparisons: display name -> (name in :func:`aha.baselines.get_attributor`, options), shown after AHA
             (default: :func:`default_comparisons`).
         device: where the models run (default: the pipeline's choice).
-        max_image_pixels: most pixels of an image explained (default: :data:`aha.images.MAX_PIXELS`).
+        max_image_pixels: most pixels of an image explained (default: :data:`aha.imaging.images.MAX_PIXELS`).
     """
 
     def __init__(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from aha.images import to_rgb
+from aha.imaging.images import to_rgb
 
 
 #: How many AHA Shapes test images the page offers as examples.

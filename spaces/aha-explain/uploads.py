@@ -2,7 +2,7 @@
 
     image = read_upload("/tmp/gradio/.../photo.jpg")     # PIL RGB image, upright (EXIF orientation applied)
 
-Read by :func:`aha.images.read_image`, as the pipeline and ``aha explain`` read images (the same size limits,
+Read by :func:`aha.imaging.images.read_image`, as the pipeline and ``aha explain`` read images (the same size limits,
 :data:`MAX_PIXELS` and :data:`MIN_SIDE`, the same conversions), with one restriction more: only the formats
 named in :data:`FORMATS` are opened (Pillow does not even try its other readers on an upload). Refused
 (:class:`UploadError`, a ``ValueError`` whose text is meant for the page and names the file): other files (text,
@@ -17,7 +17,7 @@ import os
 
 from PIL import Image
 
-from aha.images import MAX_PIXELS, MIN_SIDE, ImageInputError, read_image
+from aha.imaging.images import MAX_PIXELS, MIN_SIDE, ImageInputError, read_image
 
 
 #: Pillow's names of the formats the demo opens (an MPO file, a JPEG with more pictures, opens as JPEG)

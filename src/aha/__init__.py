@@ -20,9 +20,9 @@ TASK = "image-attribution"
 
 #: public name -> the module defining it, imported on first access
 _EXPORTS = {
-    "AHAConfig": ".configuration_aha",
-    "AHAExplainer": ".modeling_aha",
-    "AHAExplainerOutput": ".modeling_aha",
+    "AHAConfig": ".modeling.configuration_aha",
+    "AHAExplainer": ".modeling.modeling_aha",
+    "AHAExplainerOutput": ".modeling.modeling_aha",
     "ImageAttributionPipeline": ".pipeline",
 }
 __all__ = list(_EXPORTS)

@@ -14,7 +14,7 @@ Everything runs through the ``image-attribution`` pipeline (:mod:`aha.pipeline`)
 and ``cat.jpg``, or a file given twice) the later one gets ``-2``, ``-3``, ... (the first free one, in the order of
 the arguments, compared without case). The names depend on the arguments only, never on which images fail.
 
-Images are read by :func:`aha.images.read_image` (the pipeline's and the web demo's reader and size limits,
+Images are read by :func:`aha.imaging.images.read_image` (the pipeline's and the web demo's reader and size limits,
 ``--max_image_pixels`` and ``--min_image_side``). An image that cannot be read is reported on stderr, one line
 naming the file and what was expected, and the others are still explained; the exit status is then 1.
 """
@@ -27,7 +27,7 @@ import sys
 
 import numpy as np
 
-from .images import MAX_PIXELS, MIN_SIDE, ImageInputError, check_limit, read_image
+from .imaging.images import MAX_PIXELS, MIN_SIDE, ImageInputError, check_limit, read_image
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         "images",
         nargs="+",
         help="Image files (any format Pillow reads; grayscale, RGBA, 16-bit and float images are "
-        "converted by their range; see aha.images).",
+        "converted by their range; see aha.imaging.images).",
     )
     parser.add_argument(
         "--target",
@@ -162,8 +162,8 @@ def main(args: argparse.Namespace) -> None:
 def write_outputs(path: str, output: str, name: str, result: dict, curves: bool) -> None:
     """One image's overlay, map and (``curves``) curve plot at ``output/name``_*, and its lines of the report. Files
     go through :mod:`aha.persistence.atomic_writer` (atomic; a link planted in ``output`` is replaced or refused, never followed)."""
+    from .imaging.visualization import DELETION_LABEL, LRF_LABEL, curve_plot
     from .persistence.atomic_writer import make_folder, write_file
-    from .visualization import DELETION_LABEL, LRF_LABEL, curve_plot
 
     base = os.path.join(output, name)
     make_folder(os.path.dirname(base), root=output)

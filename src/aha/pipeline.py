@@ -8,7 +8,7 @@
     result["attribution"]                                           # (H, W) at the image's own size
 
 Images go through the classifier's own image processor (saved next to the explainer); each map is carried
-back through the processor's resize and crop to its image's original size (:mod:`aha.image_geometry`).
+back through the processor's resize and crop to its image's original size (:mod:`aha.imaging.image_geometry`).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from . import TASK
-from .image_geometry import processed_region, to_original_size
-from .images import MAX_PIXELS, MIN_SIDE, check_limit, read_image
+from .imaging.image_geometry import processed_region, to_original_size
+from .imaging.images import MAX_PIXELS, MIN_SIDE, check_limit, read_image
+from .imaging.visualization import explained_picture
 from .metrics import CurveResult, default_fractions, deletion_insertion
-from .modeling_aha import AHAExplainer
+from .modeling.modeling_aha import AHAExplainer
 from .validation import resolve_target
-from .visualization import explained_picture
 
 
 class ImageAttributionPipeline(Pipeline):
@@ -32,9 +32,9 @@ class ImageAttributionPipeline(Pipeline):
     a per-pixel importance map at the image's original size.
 
     Inputs: a path (``~`` expanded), URL, PIL image or numpy array (H, W), (H, W, 1, 3 or 4), or a list of them,
-    read by [`aha.images.read_image`]: 8-bit images as Pillow converts them to RGB (alpha dropped), 16-bit ones
+    read by [`aha.imaging.images.read_image`]: 8-bit images as Pillow converts them to RGB (alpha dropped), 16-bit ones
     by their range (divided by 65535), float ones in [0, 1]; animated images, NaN, 32-bit integer pixels and
-    images outside the size limits are refused with an [`aha.images.ImageInputError`] naming the image.
+    images outside the size limits are refused with an [`aha.imaging.images.ImageInputError`] naming the image.
 
     Call arguments (also accepted by `pipeline(...)` as defaults):
         target (`str` or `int`, *optional*): the class to explain, a label name of the classifier or an index.
@@ -43,8 +43,8 @@ class ImageAttributionPipeline(Pipeline):
         refine_steps (`int`, defaults to 0): test-time refinement steps ([`AHAExplainer.explain`]).
         overlay (`bool`, defaults to `False`): also return a picture that explains itself: the map blended over
             the image (enlarged by a whole factor when its shorter side is under 256 px), with a colour bar and
-            the class explained and its probability above it (a PIL image; [`aha.visualization.explained_picture`]).
-            `aha.visualization.overlay(image, result["attribution"])` gives the bare blend at the image's size.
+            the class explained and its probability above it (a PIL image; [`aha.imaging.visualization.explained_picture`]).
+            `aha.imaging.visualization.overlay(image, result["attribution"])` gives the bare blend at the image's size.
         curves (`bool`, defaults to `False`): also measure the map's deletion and insertion curves on the
             processed image ([`aha.metrics.deletion_insertion`]: mean reference, 21 fractions).
         attributor (`callable`, *optional*): another attribution method to explain with instead of the explainer,
@@ -54,9 +54,9 @@ class ImageAttributionPipeline(Pipeline):
             and scored as the explainer's would be, so methods compare like with like. The predictions then come
             from one pass of the classifier alone (the method runs the classifier as it needs).
         timeout (`float`, *optional*): seconds to wait for images fetched from URLs.
-        max_image_pixels (`int`, defaults to [`aha.images.MAX_PIXELS`], 4096 x 4096): larger images are refused
+        max_image_pixels (`int`, defaults to [`aha.imaging.images.MAX_PIXELS`], 4096 x 4096): larger images are refused
             (a file's size is read from its header, before its pixels are decoded).
-        min_image_side (`int`, defaults to [`aha.images.MIN_SIDE`], 16): images with a shorter side are refused.
+        min_image_side (`int`, defaults to [`aha.imaging.images.MIN_SIDE`], 16): images with a shorter side are refused.
 
     Returns per image a dict: ``predictions`` (top-k ``{"label", "score"}``, softmax probabilities),
     ``target`` (index explained), ``target_label``, ``target_score``, ``attribution`` ((H, W) float32 numpy

@@ -33,8 +33,8 @@ def register() -> None:
     try:
         from transformers import AutoConfig, AutoModel
 
-        from .configuration_aha import AHAConfig
-        from .modeling_aha import AHAExplainer
+        from .modeling.configuration_aha import AHAConfig
+        from .modeling.modeling_aha import AHAExplainer
         from .pipeline import register_pipeline
 
         AutoConfig.register(AHAConfig.model_type, AHAConfig, exist_ok=True)

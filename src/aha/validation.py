@@ -9,7 +9,7 @@ from typing import Callable, Iterable, Sequence
 
 import torch
 
-from .backbones import BackboneSpec
+from .modeling.backbones import BackboneSpec
 
 
 #: Largest magnitude accepted in ``pixel_values``. Images in a classifier's normalised space,

@@ -34,7 +34,7 @@ ATTRIBUTORS: dict[str, type[Attributor]] = {
     )
 }
 #: The comparison methods that take any image classifier (the others read its spatial hidden states, which
-#: :mod:`aha.backbones` reads from ViTs, Swin and convolutional models, or the attention of a ViT-family model).
+#: :mod:`aha.modeling.backbones` reads from ViTs, Swin and convolutional models, or the attention of a ViT-family model).
 MODEL_AGNOSTIC = tuple(name for name, cls in ATTRIBUTORS.items() if not cls.needs_tokens)
 
 
@@ -44,7 +44,7 @@ def get_attributor(name: str, classifier, **options) -> Attributor:
     Names: ``aha`` (needs ``explainer=``), ``random``, ``centre``, ``rollout``, ``chefer``, ``gradcam``,
     ``integrated_gradients``, ``occlusion``, ``rise`` (see each class for its options). ``rollout`` and
     ``chefer`` need a ViT-family classifier; ``gradcam`` and ``aha`` one whose hidden states
-    :mod:`aha.backbones` reads (ViTs, Swin, ResNet, ConvNeXt, ...); the others take any image classifier.
+    :mod:`aha.modeling.backbones` reads (ViTs, Swin, ResNet, ConvNeXt, ...); the others take any image classifier.
     """
     if name not in ATTRIBUTORS:
         raise ValueError(f"unknown baseline {name!r}; expected one of {sorted(ATTRIBUTORS)}")

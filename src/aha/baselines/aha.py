@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from aha.baselines.base import Attributor
-from aha.modeling_aha import AHAExplainer
+from aha.modeling.modeling_aha import AHAExplainer
 from aha.persistence.fingerprints import weights_fingerprint
 
 

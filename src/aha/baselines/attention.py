@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aha.backbones import BackboneSpec
+from aha.modeling.backbones import BackboneSpec
 
 
 @dataclass(frozen=True)

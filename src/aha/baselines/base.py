@@ -7,7 +7,7 @@ class). Higher means more important; only the ordering of a map's values is mean
 
 Methods that only feed images to the classifier (random, centre, integrated gradients, occlusion, RISE)
 take any image classifier, convolutional ones (ResNet, ConvNeXt, ...) included; the methods that read
-spatial hidden states (Grad-CAM, AHA) need a classifier :mod:`aha.backbones` reads (ViTs, Swin, and the
+spatial hidden states (Grad-CAM, AHA) need a classifier :mod:`aha.modeling.backbones` reads (ViTs, Swin, and the
 convolutional models whose hidden states are feature maps); the methods that read attention (rollout,
 Chefer) need a ViT-family model.
 """
@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aha.backbones import SUPPORTED_MODEL_TYPES, BackboneSpec
-from aha.perturbation import blend, check_reference, make_reference, perturbation_scores, resolve_normalisation
-from aha.scores import DIFFERENTIABLE_SCORES, class_scores
+from aha.modeling.backbones import SUPPORTED_MODEL_TYPES, BackboneSpec
+from aha.ranking.perturbation import blend, check_reference, make_reference, perturbation_scores, resolve_normalisation
+from aha.ranking.scores import DIFFERENTIABLE_SCORES, class_scores
 from aha.validation import check_choice, check_classes, check_number, check_pixel_values, resolve_target
 
 
@@ -59,7 +59,7 @@ def scores_under_masks(
     batch_size: int,
 ) -> torch.Tensor:
     """Score of every image under every mask, the B * N perturbed images pushed through the engine of
-    :mod:`aha.perturbation` in chunks (mask by mask, all images of a mask together).
+    :mod:`aha.ranking.perturbation` in chunks (mask by mask, all images of a mask together).
 
     Args:
         pixel_values, reference: (B, C, H, W), normalised space.
@@ -122,7 +122,7 @@ class Attributor:
     """Base of the comparison methods: ``attributor(pixel_values, target=None) -> (B, H, W)``.
 
     Subclasses set :attr:`name`, declare whether they need gradients, attention weights (a ViT-family
-    classifier) or spatial hidden states (``needs_tokens``: tokens or feature maps, :mod:`aha.backbones`), take their options as keyword arguments of ``__init__`` and implement
+    classifier) or spatial hidden states (``needs_tokens``: tokens or feature maps, :mod:`aha.modeling.backbones`), take their options as keyword arguments of ``__init__`` and implement
     :meth:`_attribute`.
 
     During a call the classifier is put in eval mode with frozen parameters (no ``.grad`` is written to
@@ -131,7 +131,7 @@ class Attributor:
 
     Args:
         classifier: a Hugging Face image classifier (``classifier(pixel_values=x).logits``); one that
-            :mod:`aha.backbones` reads for the methods with ``needs_tokens``, a ViT-family one for those with
+            :mod:`aha.modeling.backbones` reads for the methods with ``needs_tokens``, a ViT-family one for those with
             ``needs_attentions``.
     """
 
@@ -212,12 +212,12 @@ class PerturbationAttributor(Attributor):
 
     Args:
         classifier: see :class:`Attributor`.
-        reference: what removed pixels become, in normalised space (:mod:`aha.perturbation`):
+        reference: what removed pixels become, in normalised space (:mod:`aha.ranking.perturbation`):
             ``"mean"`` (zeros: the dataset mean colour), ``"black"`` (needs the normalisation) or ``"blur"``.
         score: the explained score of the target class, ``"logit"`` or softmax ``"probability"``.
         batch_size: images per forward pass.
         image_processor, image_mean, image_std: the normalisation of ``pixel_values``
-            (:func:`aha.perturbation.resolve_normalisation`), needed by the ``"black"`` reference.
+            (:func:`aha.ranking.perturbation.resolve_normalisation`), needed by the ``"black"`` reference.
     """
 
     def __init__(

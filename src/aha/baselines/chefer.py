@@ -7,7 +7,7 @@ import torch
 
 from aha.baselines.attention import capture_attentions, is_mean_pooled, propagate
 from aha.baselines.base import Attributor, upsample
-from aha.scores import class_scores
+from aha.ranking.scores import class_scores
 from aha.validation import resolve_target
 
 

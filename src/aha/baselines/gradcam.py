@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from aha.baselines.base import Attributor, upsample, warn_if_flat
-from aha.scores import class_scores
+from aha.ranking.scores import class_scores
 from aha.validation import resolve_target
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from aha.baselines.base import PerturbationAttributor
-from aha.perturbation import iter_scores
+from aha.ranking.perturbation import iter_scores
 from aha.validation import check_choice, check_number
 
 

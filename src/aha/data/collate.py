@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from transformers.image_utils import PILImageResampling
 
-from ..images import to_rgb
+from ..imaging.images import to_rgb
 
 
 class ImageClassificationCollator:
@@ -15,7 +15,7 @@ class ImageClassificationCollator:
 
     Returns ``{"pixel_values": (B, C, H, W) float32 in the classifier's normalised space,
     "labels": (B,) int64 classifier class ids}`` (no labels when ``label_column`` is None). Images are converted to
-    RGB first by :func:`aha.images.to_rgb`, as the pipeline converts them (ImageNet holds a few grayscale and CMYK
+    RGB first by :func:`aha.imaging.images.to_rgb`, as the pipeline converts them (ImageNet holds a few grayscale and CMYK
     JPEGs; 16-bit images are divided by 65535, not clipped).
 
     Args:

@@ -23,7 +23,7 @@ from transformers import (
     ViTImageProcessorPil,
 )
 
-from ..backbones import BackboneSpec
+from ..modeling.backbones import BackboneSpec
 
 
 def classifier_config(
@@ -149,7 +149,7 @@ def train_classifier(
     patch_evidence: tuple[np.ndarray, int] | None = None,
 ) -> PreTrainedModel:
     """Train the benchmark classifier of ``config`` (:func:`classifier_config`, :func:`cnn_classifier_config`, or
-    another image classifier whose hidden states :mod:`aha.backbones` reads) from a random init (AdamW, one-cycle schedule, the auxiliary per-patch loss,
+    another image classifier whose hidden states :mod:`aha.modeling.backbones` reads) from a random init (AdamW, one-cycle schedule, the auxiliary per-patch loss,
     and random flips and transposition when ``dihedral``: when they keep an image's class); returns it in
     eval mode. ``patch_evidence`` (:meth:`aha.demo.canvas.World.patch_evidence`: per-pixel classes (N, H, W),
     -1 for none, and their number) sets what the per-patch loss predicts; ``None``: the image's label on its

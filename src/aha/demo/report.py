@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..imaging.visualization import DEFAULT_COLORMAP, curve_plot, grid, overlay
 from ..persistence.atomic_writer import make_folder, write_file, write_text
-from ..visualization import DEFAULT_COLORMAP, curve_plot, grid, overlay
 from .method_comparison import METRICS, MethodResult, paired_difference, verdict
 
 

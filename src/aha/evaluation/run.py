@@ -30,7 +30,7 @@ from ..data import (
     processed_masks,
 )
 from ..metrics import predict
-from ..modeling_aha import AHAExplainer
+from ..modeling.modeling_aha import AHAExplainer
 from ..persistence.atomic_writer import make_folder, write_json, write_text
 from ..persistence.model_cards import hub_id
 from ..persistence.safe_readers import read_json

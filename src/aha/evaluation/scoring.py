@@ -4,7 +4,7 @@ and the metrics of :mod:`aha.metrics`, both looked up in their registries.
 Every random draw depends on the image's index in the split and ``--seed`` only, never on which process scores the
 image or what else is in its batch: methods with a ``seed`` option (random maps, RISE) are called image by image
 with that image's seed, and metrics that draw (ROAD's noise, faithfulness correlation's subsets) get a generator
-seeded the same way. The ranking's tie-break (:func:`aha.ranking.hard_order`) is the same for every image.
+seeded the same way. The ranking's tie-break (:func:`aha.ranking.sorting.hard_order`) is the same for every image.
 
 The localisation metrics (:data:`aha.metrics.LOCALISATION_METRICS`) score the maps against each image's object mask;
 an image whose mask has no object pixel (or, for the pixel AUROC, no background pixel) at the evaluated resolution

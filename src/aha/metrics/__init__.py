@@ -15,9 +15,9 @@ curve's area taken by the library's one trapezoid AUC. On it:
 - the ``evaluate`` module at :data:`EVALUATE_MODULE_PATH` (``evaluate.load(EVALUATE_MODULE_PATH)``).
 
 Images are ``pixel_values`` (B, C, H, W) in the classifier's normalised space. References (see
-:mod:`aha.perturbation`): ``"mean"`` is zeros in normalised space; ``"black"`` is 0 in [0, 1] pixel space
+:mod:`aha.ranking.perturbation`): ``"mean"`` is zeros in normalised space; ``"black"`` is 0 in [0, 1] pixel space
 (``-mean / std`` in normalised space, needs the processor normalisation); ``"blur"`` is a strong Gaussian
-blur of the image. Attribution maps are ranked with :func:`aha.ranking.hard_order` over all H * W pixels
+blur of the image. Attribution maps are ranked with :func:`aha.ranking.sorting.hard_order` over all H * W pixels
 (ties broken by a fixed permutation seeded by ``seed``), so any strictly increasing transform of a map
 gives the same curves; a constant map is warned about. Maps may be:
 

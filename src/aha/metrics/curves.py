@@ -3,9 +3,9 @@
 Given a per-image rank of every pixel and a number of pixels per step, the image at step ``s`` takes its
 perturbed value on the pixels whose rank is below ``counts[s]`` and keeps its own value elsewhere. All
 ``B * F`` perturbed images are built from rank comparisons (``rank < count``, no per-step loops) and pushed
-through the classifier by the one chunked scorer of :mod:`aha.perturbation` (:func:`~aha.perturbation.perturbation_scores`)
+through the classifier by the one chunked scorer of :mod:`aha.ranking.perturbation` (:func:`~aha.ranking.perturbation.perturbation_scores`)
 under ``torch.no_grad``; the curve is the target's score at each step, its area the one trapezoid AUC of
-:func:`aha.perturbation.trapezoid_auc`.
+:func:`aha.ranking.perturbation.trapezoid_auc`.
 
 The perturbed value is, by default, the same pixel of an ``end`` image (a reference, a baseline, a segment's
 mean colour); a metric whose perturbed value depends on the whole mask (ROAD's imputation) passes ``fill``.
@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..perturbation import blend, perturbation_scores
-from ..scores import SCORE_KINDS
+from ..ranking.perturbation import blend, perturbation_scores
+from ..ranking.scores import SCORE_KINDS
 from ..validation import check_choice, check_classes, check_number, check_pixel_values
 
 
@@ -181,7 +181,7 @@ def ranked_scores(
         start: (B, C, H, W) images (normalised space).
         end: (B, C, H, W) or broadcastable: the value a perturbed pixel takes; unused with ``fill``.
         target: (B,) long, the class scored for each image.
-        score: a kind of :func:`aha.scores.class_scores` (``"probability"``, ``"correct"``, ``"logit"``).
+        score: a kind of :func:`aha.ranking.scores.class_scores` (``"probability"``, ``"correct"``, ``"logit"``).
         chunk_size: images per classifier forward.
         fill: ``fill(images, masks, index)`` -> perturbed images, for a perturbation that depends on the whole
             mask: ``images`` (N, C, H, W) of the start, ``masks`` (N, H, W) bool, ``index`` (N,) the image each
@@ -243,7 +243,7 @@ def perturbation_curve(
         end: (B, C, H, W) or broadcastable, images at fraction 1.
         fractions: (F,) fractions in [0, 1].
         target: (B,) long, the class scored for each image.
-        score: a kind of :func:`aha.scores.class_scores`: ``"probability"`` (softmax probability of the
+        score: a kind of :func:`aha.ranking.scores.class_scores`: ``"probability"`` (softmax probability of the
             target), ``"correct"`` (1.0 where the top-1 class equals the target, else 0.0) or ``"logit"``.
         chunk_size: images per classifier forward.
     Returns:

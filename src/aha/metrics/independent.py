@@ -5,11 +5,11 @@ Each metric is one frozen, keyword-only options object (on :class:`~aha.metrics.
 :class:`~aha.metrics.protocol.PerturbationProtocol`) called on
 ``(model, pixel_values, attributions, target=None, generator=None)``; the ordering metrics trace their curves
 with :func:`~aha.metrics.curves.ranked_scores` (one chunked scorer, batched over images and steps) and take the
-one trapezoid AUC (:func:`aha.perturbation.trapezoid_auc`). :data:`INDEPENDENT_METRICS` names them all and
+one trapezoid AUC (:func:`aha.ranking.perturbation.trapezoid_auc`). :data:`INDEPENDENT_METRICS` names them all and
 :func:`independent_scores` scores a batch of maps with any of them in one call.
 
 Shared options (every metric): ``reference`` (what a removed pixel becomes: ``"mean"``, ``"black"`` or
-``"blur"`` of :mod:`aha.perturbation`; ROAD imputes instead), ``score`` (``"probability"``, ``"logit"`` or
+``"blur"`` of :mod:`aha.ranking.perturbation`; ROAD imputes instead), ``score`` (``"probability"``, ``"logit"`` or
 ``"correct"``), the normalisation (``image_processor`` or ``image_mean``/``image_std``, needed by ``"black"``),
 ``chunk_size`` (images per forward) and ``seed`` (the ranking's tie-break, and the generator used when none is
 passed). Randomness (ROAD's noise, faithfulness correlation's subsets) comes only from the ``generator`` passed
@@ -37,9 +37,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..perturbation import make_reference, perturbation_scores, trapezoid_auc
-from ..ranking import hard_order
-from ..scores import class_scores
+from ..ranking.perturbation import make_reference, perturbation_scores, trapezoid_auc
+from ..ranking.scores import class_scores
+from ..ranking.sorting import hard_order
 from ..validation import check_choice, check_number, check_pixel_values, resolve_target
 from .curves import (
     CurveResult,
@@ -97,7 +97,7 @@ def _region_ranks(labels: torch.Tensor, region_scores: torch.Tensor, seed: int):
     Args:
         labels: (B, H * W) long region of every pixel, in [0, R).
         region_scores: (B, R) float, -inf for a region an image does not have.
-        seed: the tie-break of :func:`aha.ranking.hard_order`.
+        seed: the tie-break of :func:`aha.ranking.sorting.hard_order`.
     Returns:
         ranks (B, H * W) and counts (B, R + 1): step s removes the first s regions (count 0 at step 0; a missing
         region adds no pixel).

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..perturbation import check_reference, resolve_normalisation
-from ..scores import SCORE_KINDS
+from ..ranking.perturbation import check_reference, resolve_normalisation
+from ..ranking.scores import SCORE_KINDS
 from ..validation import check_choice, check_number
 
 
@@ -21,14 +21,14 @@ class MetricOptions:
 
     Attributes:
         reference: what a removed pixel becomes: ``"mean"`` (zeros in normalised space), ``"black"`` (0 in [0, 1]
-            space, needs the normalisation) or ``"blur"`` (:mod:`aha.perturbation`).
-        score: the curve's score of the target (:func:`aha.scores.class_scores`): ``"probability"``,
+            space, needs the normalisation) or ``"blur"`` (:mod:`aha.ranking.perturbation`).
+        score: the curve's score of the target (:func:`aha.ranking.scores.class_scores`): ``"probability"``,
             ``"correct"`` (top-1 accuracy) or ``"logit"``.
         image_processor, image_mean, image_std: the normalisation of ``pixel_values``
-            (:func:`aha.perturbation.resolve_normalisation`), needed by the ``"black"`` reference; resolved once
+            (:func:`aha.ranking.perturbation.resolve_normalisation`), needed by the ``"black"`` reference; resolved once
             into ``normalisation`` (``(mean, std)`` or None).
         chunk_size: images per classifier forward.
-        seed: seed of the ranking's tie-breaking permutation (:func:`aha.ranking.hard_order`), and of the
+        seed: seed of the ranking's tie-breaking permutation (:func:`aha.ranking.sorting.hard_order`), and of the
             generator a metric uses when none is passed.
     """
 

@@ -2,7 +2,7 @@
 one :class:`PerturbationProtocol` (reference, fractions, insertion convention, score, normalisation, chunk
 size, seed) called on ``(model, pixel_values, attributions, target)``, and a function per named metric.
 
-The protocol ranks each map's pixels with :func:`aha.ranking.hard_order` and traces
+The protocol ranks each map's pixels with :func:`aha.ranking.sorting.hard_order` and traces
 :func:`~aha.metrics.curves.perturbation_curve` from the image towards a reference (or, for RISE's insertion,
 from the blurred image towards the image). The defaults are the AHA reference's evaluation protocol: 21 fractions,
 hard ranking over all pixels, mean-colour reference, softmax probability of the predicted class, trapezoid AUC
@@ -17,8 +17,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..perturbation import make_reference, trapezoid_auc
-from ..ranking import hard_order
+from ..ranking.perturbation import make_reference, trapezoid_auc
+from ..ranking.sorting import hard_order
 from ..validation import check_choice, check_classes, check_pixel_values, resolve_target
 from .curves import (
     CurveResult,
@@ -73,17 +73,17 @@ class PerturbationProtocol(MetricOptions):
 
     Attributes:
         reference: what deleted pixels become: ``"mean"`` (zeros in normalised space), ``"black"`` (0 in [0, 1]
-            space, needs the normalisation) or ``"blur"`` (:mod:`aha.perturbation`).
+            space, needs the normalisation) or ``"blur"`` (:mod:`aha.ranking.perturbation`).
         insertion_convention: ``"lrf"`` (replace the *least* relevant pixels first by the reference, the
             paper's "insertion") or ``"rise"`` (start from the blurred image and insert the most relevant pixels
             of the image first, as in RISE; ``reference`` is unused there).
         fractions: ascending fractions in [0, 1]; default the 21 points 0, 0.05, ..., 1.
-        score: the curve's score of the target (:func:`aha.scores.class_scores`): ``"probability"`` or
+        score: the curve's score of the target (:func:`aha.ranking.scores.class_scores`): ``"probability"`` or
             ``"correct"`` (top-1 accuracy), or ``"logit"``.
         image_processor, image_mean, image_std: the normalisation of ``pixel_values``
-            (:func:`aha.perturbation.resolve_normalisation`), needed by the ``"black"`` reference.
+            (:func:`aha.ranking.perturbation.resolve_normalisation`), needed by the ``"black"`` reference.
         chunk_size: images per classifier forward.
-        seed: seed of the tie-breaking permutation of the ranking (:func:`aha.ranking.hard_order`).
+        seed: seed of the tie-breaking permutation of the ranking (:func:`aha.ranking.sorting.hard_order`).
         name: what the protocol is called in messages (e.g. ``"positive perturbation"``).
 
     Example::

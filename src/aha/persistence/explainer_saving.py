@@ -16,7 +16,7 @@ import transformers
 from transformers import AutoImageProcessor, PreTrainedConfig, PreTrainedModel
 from transformers.utils import CONFIG_NAME, IMAGE_PROCESSOR_NAME, logging
 
-from ..configuration_aha import AHAConfig, _check_fingerprints
+from ..modeling.configuration_aha import AHAConfig, _check_fingerprints
 from ..validation import check_bool
 from .atomic_writer import staged_folder
 from .fingerprints import (

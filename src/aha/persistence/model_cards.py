@@ -19,7 +19,7 @@ from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
 from .. import TASK
-from ..configuration_aha import AHAConfig
+from ..modeling.configuration_aha import AHAConfig
 
 
 MODEL_CARD_TEMPLATE = "model_card.md"  # in aha.hub_cards

@@ -464,7 +464,7 @@ def _config_overrides(values) -> list[tuple[str, object]]:
     """``--explainer_config`` values (``KEY=VALUE`` strings, or a mapping in a JSON/YAML file) as (key, value) pairs,
     each value parsed by the AHAConfig field's declared type. Only the fields a user sets
     (:meth:`AHAConfig.user_fields`) are accepted: the ones recorded from the classifier are refused."""
-    from ..configuration_aha import AHAConfig  # here, not at the top: ``aha train --help`` needs no torch
+    from ..modeling.configuration_aha import AHAConfig  # here, not at the top: ``aha train --help`` needs no torch
 
     if isinstance(values, dict):
         pairs = list(values.items())

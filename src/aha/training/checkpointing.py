@@ -46,7 +46,7 @@ import torch
 from accelerate import Accelerator
 
 from ..data import TrainingBatches
-from ..modeling_aha import AHAExplainer
+from ..modeling.modeling_aha import AHAExplainer
 from ..persistence.atomic_writer import (
     fresh_staging_folder,
     publish_folder,

@@ -41,7 +41,7 @@ from ..data import (
     split_off_validation,
     train_dataloader,
 )
-from ..modeling_aha import AHAExplainer
+from ..modeling.modeling_aha import AHAExplainer
 from ..persistence.fingerprints import weights_fingerprint
 from ..persistence.strict_loading import load_classifier_and_processor
 from ..threads import set_threads

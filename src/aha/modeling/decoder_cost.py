@@ -1,7 +1,7 @@
 """What the explainer's decoder costs next to its classifier, counted (never timed).
 
 The decoder should cost little next to the classifier it explains, at every scale. With its width following the
-feature model's hidden size (:func:`aha.modeling_aha.default_fusion_channels`), the default decoder costs 0.4-7.2%
+feature model's hidden size (:func:`aha.modeling.modeling_aha.default_fusion_channels`), the default decoder costs 0.4-7.2%
 of the FLOPs of every benchmark classifier, ViTs and CNNs, and at most 7.3% of its parameters (benchmarks/RESULTS.md,
 "Decoder cost next to the classifier"); tests hold it under 8% for every supported family.
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..validation import check_bool
 from .perturbation import (
     blend,
     cell_masks_to_pixels,
@@ -28,9 +29,8 @@ from .perturbation import (
     reference_blur,
     trapezoid_auc,
 )
-from .ranking import gumbel_sinkhorn, soft_topk_membership
 from .scores import class_scores
-from .validation import check_bool
+from .sorting import gumbel_sinkhorn, soft_topk_membership
 
 
 def peak_penalty(maps: torch.Tensor, window: int) -> torch.Tensor:
@@ -118,7 +118,7 @@ class RankingObjective:
             tau: Sinkhorn temperature; grid: grid side G; reference: "mean", "black" or "blur".
             noise: Gumbel noise on (training) or off (deterministic evaluation).
             checkpoint: recompute the classifier's activations chunk by chunk in the backward pass
-                (see :func:`aha.perturbation.iter_scores`).
+                (see :func:`aha.ranking.perturbation.iter_scores`).
             clean_logits: (N, num_labels) the classifier's logits on ``pixel_values``, when already known.
             generator: the source of the Gumbel noise, on any device (None: torch's default one).
         Returns:

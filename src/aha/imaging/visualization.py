@@ -71,7 +71,7 @@ def overlay(
     """Blend a heat-map colouring of ``attribution`` over ``image``.
 
     Args:
-        image: PIL image, or array (H, W) / (H, W, 1, 3 or 4), converted to RGB by [`aha.images.to_rgb`]
+        image: PIL image, or array (H, W) / (H, W, 1, 3 or 4), converted to RGB by [`aha.imaging.images.to_rgb`]
             (uint8 as is, uint16 by 65535, float in [0, 1]; NaN refused).
         attribution: (H, W) real scores (numpy array, list, or CPU tensor), higher = more important;
             same H, W as the image.

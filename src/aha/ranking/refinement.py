@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..validation import MAX_FRACTIONS, check_bool, check_number
 from .objectives import RankingObjective
-from .validation import MAX_FRACTIONS, check_bool, check_number
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from transformers import AutoConfig, GenerationConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import logging
 
-from .persistence.fingerprints import FINGERPRINTED_PARTS
-from .perturbation import check_reference
-from .validation import MAX_FRACTIONS, check_bool, check_number
+from ..persistence.fingerprints import FINGERPRINTED_PARTS
+from ..ranking.perturbation import check_reference
+from ..validation import MAX_FRACTIONS, check_bool, check_number
 
 
 logger = logging.get_logger(__name__)
@@ -58,7 +58,7 @@ _LIST_RULES = {
     "image_mean": ({}, None),
     "image_std": (dict(above=0), None),
     "grid_cell_patches": (dict(above=0), (2,)),
-    "references": (None, None),  # checked against aha.perturbation.REFERENCES below
+    "references": (None, None),  # checked against aha.ranking.perturbation.REFERENCES below
 }
 # Fields of earlier versions that this one no longer has: name -> (whether a saved value still describes the
 # explainer this version builds, given the config; what became of the field). A config holding such a value loads,
@@ -135,11 +135,11 @@ class AHAConfig(PreTrainedConfig):
             Indices into the feature model's `hidden_states` to decode from. Default: 4 depths spread
             evenly for plain ViTs; for hierarchical models the deepest entry of each of the coarsest strides: the 4
             stages of Swin (strides 4, 8, 16, 32 px), strides 8, 16, 32 px of convolutional ones (ResNet, ConvNeXt,
-            ...; see [`aha.backbones.BackboneSpec.default_feature_layers`]).
+            ...; see [`aha.modeling.backbones.BackboneSpec.default_feature_layers`]).
         fusion_channels (`int`, *optional*):
-            Width of the decoder ([`~aha.modeling_aha.AHADecoder`]: its token projection and class embedding).
+            Width of the decoder ([`~aha.modeling.modeling_aha.AHADecoder`]: its token projection and class embedding).
             Default: a quarter of the feature model's widest hidden size, in [16, 256], so that the decoder costs
-            under 8% of the classifier at every scale (see [`aha.decoder_cost`]); on AHA Shapes twice that width
+            under 8% of the classifier at every scale (see [`aha.modeling.decoder_cost`]); on AHA Shapes twice that width
             tied the default (benchmarks/RESULTS.md).
         image_mean, image_std (`list[float]`, *optional*):
             The classifier's input normalisation (from its image processor); needed for the "black" reference.

@@ -13,13 +13,13 @@ from transformers import AutoModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from ..persistence.explainer_saving import ExplainerSavingMixin, classifier_class
+from ..ranking.objectives import ObjectiveTerms, RankingObjective
+from ..ranking.perturbation import resolve_normalisation
+from ..ranking.refinement import RefinementPlan, refine_with_plan, refinement_loss
+from ..validation import check_classes, check_number, check_pixel_values, resolve_target
 from .backbones import BackboneSpec
 from .configuration_aha import AHAConfig
-from .objectives import ObjectiveTerms, RankingObjective
-from .persistence.explainer_saving import ExplainerSavingMixin, classifier_class
-from .perturbation import resolve_normalisation
-from .refinement import RefinementPlan, refine_with_plan, refinement_loss
-from .validation import check_classes, check_number, check_pixel_values, resolve_target
 
 
 #: bytes: the address alignment of torch's CPU allocator, which loaded weights are given (`_freeze_frozen_models`)
@@ -77,7 +77,7 @@ def bilinear_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def default_fusion_channels(feature_spec: BackboneSpec) -> int:
     """The decoder's width when ``AHAConfig.fusion_channels`` is unset: a quarter of the feature model's widest hidden
     size, in [16, 256], so that the decoder stays light next to the classifier at every scale (0.4-7.2% of the
-    benchmark classifiers' FLOPs, see :mod:`aha.decoder_cost`)."""
+    benchmark classifiers' FLOPs, see :mod:`aha.modeling.decoder_cost`)."""
     return int(min(256, max(16, max(feature_spec.hidden_sizes) // 4)))
 
 
@@ -163,7 +163,7 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
     The classifier (and the optional separate feature backbone) are frozen: no gradients, always in eval
     mode, even when the explainer is put in train mode. Only the decoder learns. Saving and loading
     (self-contained or decoder-only, fingerprints checked) come from :class:`~aha.persistence.explainer_saving.ExplainerSavingMixin`,
-    test-time refinement from :mod:`aha.refinement`.
+    test-time refinement from :mod:`aha.ranking.refinement`.
     """
 
     config_class = AHAConfig
@@ -277,7 +277,7 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
         Args:
             classifier: a `transformers` image classification model of a supported family: ViT, DeiT, BEiT,
                 DINOv2, Swin, ..., or one whose `hidden_states` are feature maps (B, C, h, w): ResNet, ConvNeXt v1/v2,
-                RegNet, EfficientNet, MobileNetV2, MobileViT, ... (:mod:`aha.backbones`).
+                RegNet, EfficientNet, MobileNetV2, MobileViT, ... (:mod:`aha.modeling.backbones`).
             image_processor: the classifier's image processor; its normalisation enables the "black" reference,
                 and it is saved next to the explainer (the pipeline and `aha explain` read it from there).
             feature_backbone: optional separate frozen HF vision model whose hidden states feed the decoder.
@@ -370,7 +370,7 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
         )
 
     def _training_objective(self, pixel_values, features, logits, target, labels, tau, generator):
-        """The training step's maps (R * B, H, W) and :class:`~aha.objectives.ObjectiveTerms`: the decoder's maps
+        """The training step's maps (R * B, H, W) and :class:`~aha.ranking.objectives.ObjectiveTerms`: the decoder's maps
         of the (B,) ``target`` and, with ``config.second_class``, of a second class (the runner-up where the
         prediction is the label, else the label), scored by the objective on a grid size and a reference drawn
         by ``generator``."""
@@ -403,7 +403,7 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
         self, pixel_values: torch.Tensor, maps: torch.Tensor, target: torch.Tensor
     ) -> torch.Tensor:
         """The deterministic objective test-time refinement minimises, per image: (B,) (see
-        :func:`aha.refinement.refinement_loss`)."""
+        :func:`aha.ranking.refinement.refinement_loss`)."""
         return refinement_loss(self, pixel_values, maps, target)
 
     def explain(
@@ -421,9 +421,9 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
         It runs :meth:`forward` once (no gradients, no loss) and refines its maps. With ``refine_steps > 0``, each
         map is standardised per image (ranking unchanged) and refined by that many Adam steps (learning rate
         ``refine_lr``, default ``config.refine_lr``) on :meth:`refinement_objective`, all images at once; the
-        refined maps are returned, in float32 (:func:`aha.refinement.refine_with_plan`; the objective's clean
+        refined maps are returned, in float32 (:func:`aha.ranking.refinement.refine_with_plan`; the objective's clean
         scores are the forward pass's logits, not a second classifier pass). ``refine_plan``, a
-        :class:`~aha.refinement.RefinementPlan` (default: ``RefinementPlan()``), says what each step evaluates;
+        :class:`~aha.ranking.refinement.RefinementPlan` (default: ``RefinementPlan()``), says what each step evaluates;
         cheaper plans trade faithfulness for cost, e.g.
         ``RefinementPlan(num_fractions=5, alternate_terms=True, sinkhorn_iterations=10)`` (benchmarks/RESULTS.md
         measures them).
@@ -438,7 +438,7 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
         check_number("refine_lr", refine_lr, above=0, optional=True)
         if refine_plan is not None and not isinstance(refine_plan, RefinementPlan):
             raise TypeError(
-                f"refine_plan must be an aha.refinement.RefinementPlan or None, got {type(refine_plan).__name__}"
+                f"refine_plan must be an aha.ranking.refinement.RefinementPlan or None, got {type(refine_plan).__name__}"
             )
         if not isinstance(return_dict, bool):
             raise TypeError(f"return_dict must be True or False, got {return_dict!r}")

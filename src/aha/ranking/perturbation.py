@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..validation import check_choice, check_normalisation, check_number
 from .scores import class_scores
-from .validation import check_choice, check_normalisation, check_number
 
 
 REFERENCES = ("mean", "black", "blur")
@@ -218,7 +218,7 @@ def iter_scores(
         images_at: ``images_at(chunk)`` -> the perturbed images ``chunk`` (a ``slice`` of ``range(count)``),
             (len(chunk), C, H, W); how index maps to (image, perturbation) is the caller's choice.
         classes: (count,) long, the class scored on each perturbed image.
-        score: a kind of :func:`aha.scores.class_scores` (``"probability"``, ``"logit"``, ``"correct"``).
+        score: a kind of :func:`aha.ranking.scores.class_scores` (``"probability"``, ``"logit"``, ``"correct"``).
         chunk_size: images per classifier forward.
         checkpoint: when autograd records and a chunk's images require grad, drop the chunk's activations after
             its forward and recompute them in the backward pass (one extra forward per chunk), so the classifier

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .validation import check_choice
+from ..validation import check_choice
 
 
 #: the scores that gradients flow through (the comparison methods that differentiate or average them)
