@@ -24,8 +24,8 @@ from suite import per_image, world_classifier, world_inputs
 
 from aha.demo.method_comparison import paired_difference
 from aha.demo.worlds import WORLDS
-from aha.perturbation import make_reference
-from aha.scores import class_scores
+from aha.ranking.perturbation import make_reference
+from aha.ranking.scores import class_scores
 
 
 HERE = Path(__file__).resolve().parent
