@@ -12,7 +12,7 @@ from aha.imaging.visualization import (
     explained_picture,
     grid,
     heat_colours,
-    normalise_map,
+    normalize_map,
     overlay,
 )
 from aha.metrics import CurveResult
@@ -41,13 +41,13 @@ def test_overlay_alpha_zero_is_the_image_and_rank_ignores_scale():
     attribution = np.arange(16.0).reshape(4, 4)
     assert np.array_equal(np.asarray(overlay(image, attribution, alpha=0.0)), image)
     assert overlay(image, attribution) == overlay(image, np.exp(attribution))
-    assert overlay(image, attribution, normalise="minmax") != overlay(image, np.exp(attribution), normalise="minmax")
+    assert overlay(image, attribution, normalize="minmax") != overlay(image, np.exp(attribution), normalize="minmax")
 
 
 def test_normalise_map_ties_and_constant():
-    ranks = normalise_map(np.array([[0.0, 1.0], [1.0, 5.0]]))
+    ranks = normalize_map(np.array([[0.0, 1.0], [1.0, 5.0]]))
     assert np.allclose(ranks, [[0.0, 0.5], [0.5, 1.0]])
-    assert np.allclose(normalise_map(np.ones((3, 3)), "minmax"), 0.5)
+    assert np.allclose(normalize_map(np.ones((3, 3)), "minmax"), 0.5)
     assert heat_colours(np.array([0.0, 1.0]), "gray").tolist() == [[0, 0, 0], [255, 255, 255]]
 
 
@@ -60,8 +60,8 @@ def test_overlay_takes_rgba_and_grayscale_arrays():
 def test_overlay_rejects_mismatched_map():
     with pytest.raises(ValueError, match=r"\(5, 5\).*\(4, 4\)"):
         overlay(np.zeros((4, 4)), np.zeros((5, 5)))
-    with pytest.raises(ValueError, match="normalise"):
-        overlay(np.zeros((4, 4)), np.zeros((4, 4)), normalise="softmax")
+    with pytest.raises(ValueError, match="normalize"):
+        overlay(np.zeros((4, 4)), np.zeros((4, 4)), normalize="softmax")
 
 
 def test_grid_layout():

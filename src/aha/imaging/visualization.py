@@ -22,7 +22,7 @@ from .images import to_rgb
 
 #: matplotlib colormap of the overlays: cold dark blue -> cyan -> yellow -> hot dark red.
 DEFAULT_COLORMAP = "turbo"
-NORMALISATIONS = ("rank", "minmax")
+NORMALIZATIONS = ("rank", "minmax")
 
 
 def heat_colours(values: np.ndarray, cmap: str = DEFAULT_COLORMAP) -> np.ndarray:
@@ -39,7 +39,7 @@ def heat_colours(values: np.ndarray, cmap: str = DEFAULT_COLORMAP) -> np.ndarray
     return matplotlib.colormaps[cmap](values, bytes=True)[..., :3]
 
 
-def normalise_map(attribution, method: str = "rank") -> np.ndarray:
+def normalize_map(attribution, method: str = "rank") -> np.ndarray:
     """One map (H, W) of any real scores -> (H, W) float64 in [0, 1], 1 = most important.
 
     ``"rank"``: the pixel's rank among the H * W scores divided by H * W - 1 (ties share their mean rank),
@@ -47,8 +47,8 @@ def normalise_map(attribution, method: str = "rank") -> np.ndarray:
     ``"minmax"``: ``(a - min) / (max - min)``, which keeps relative gaps. A constant map becomes all 0.5
     either way (it ranks nothing).
     """
-    if method not in NORMALISATIONS:
-        raise ValueError(f"normalise must be one of {NORMALISATIONS}, got {method!r}")
+    if method not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {method!r}")
     values = np.asarray(attribution, dtype=np.float64)
     if values.ndim != 2:
         raise ValueError(f"attribution must be one (H, W) map, got shape {values.shape}")
@@ -66,7 +66,7 @@ def normalise_map(attribution, method: str = "rank") -> np.ndarray:
 
 
 def overlay(
-    image, attribution, alpha: float = 0.6, normalise: str = "rank", cmap: str = DEFAULT_COLORMAP
+    image, attribution, alpha: float = 0.6, normalize: str = "rank", cmap: str = DEFAULT_COLORMAP
 ) -> Image.Image:
     """Blend a heat-map colouring of ``attribution`` over ``image``.
 
@@ -76,7 +76,7 @@ def overlay(
         attribution: (H, W) real scores (numpy array, list, or CPU tensor), higher = more important;
             same H, W as the image.
         alpha: weight of the heat colours in [0, 1] (0: the image only, 1: the heat map only).
-        normalise: ``"rank"`` or ``"minmax"``, per image (see :func:`normalise_map`).
+        normalize: ``"rank"`` or ``"minmax"``, per image (see :func:`normalize_map`).
         cmap: matplotlib colormap name (see :func:`heat_colours`).
     Returns:
         RGB PIL image of size (W, H): ``(1 - alpha) * image + alpha * heat``; with the default colormap the
@@ -85,7 +85,7 @@ def overlay(
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     base = np.asarray(to_rgb(image, "the image under the overlay"), dtype=np.float64)
-    heat = normalise_map(attribution, normalise)
+    heat = normalize_map(attribution, normalize)
     if heat.shape != base.shape[:2]:
         raise ValueError(f"attribution is {heat.shape} but the image is {base.shape[:2]} (H, W)")
     blended = (1.0 - alpha) * base + alpha * heat_colours(heat, cmap)
@@ -120,12 +120,12 @@ def display_scale(width: int, height: int, side: int = DISPLAY_SIDE) -> int:
     return max(1, -(-side // max(1, min(width, height))))
 
 
-def colour_bar(height: int, cmap: str = DEFAULT_COLORMAP, normalise: str = "rank", font_size: int = 12) -> Image.Image:
+def colour_bar(height: int, cmap: str = DEFAULT_COLORMAP, normalize: str = "rank", font_size: int = 12) -> Image.Image:
     """A vertical colour bar (RGB PIL image, ``height`` pixels tall) saying what the overlay colours mean: the
     colormap from most important (top) to least important (bottom), labelled, and the normalisation."""
     height = _positive_int(height, "height", 1)
     font = _font(font_size)
-    labels = ("most", "important", "", "least", "important", f"({normalise})")
+    labels = ("most", "important", "", "least", "important", f"({normalize})")
     bar_w, margin = max(8, font_size), max(3, font_size // 3)
     text_w = max(_text_size(text, font)[0] for text in labels if text)
     bar = Image.new("RGB", (bar_w + 2 * margin + text_w, height), (255, 255, 255))
@@ -138,7 +138,7 @@ def colour_bar(height: int, cmap: str = DEFAULT_COLORMAP, normalise: str = "rank
     pen.text((x, max(2 * line_h, height - 3 * line_h)), "least", fill=(0, 0, 0), font=font)
     pen.text((x, max(3 * line_h, height - 2 * line_h)), "important", fill=(0, 0, 0), font=font)
     if height >= 7 * line_h:
-        pen.text((x, (height - line_h) // 2), f"({normalise})", fill=(90, 90, 90), font=font)
+        pen.text((x, (height - line_h) // 2), f"({normalize})", fill=(90, 90, 90), font=font)
     return bar
 
 
@@ -147,7 +147,7 @@ def explained_picture(
     attribution,
     caption: str | None = None,
     alpha: float = 0.6,
-    normalise: str = "rank",
+    normalize: str = "rank",
     cmap: str = DEFAULT_COLORMAP,
     display_side: int = DISPLAY_SIDE,
 ) -> Image.Image:
@@ -157,18 +157,18 @@ def explained_picture(
     :func:`colour_bar` at its right.
 
     Args:
-        image, attribution, alpha, normalise, cmap: as for :func:`overlay`.
+        image, attribution, alpha, normalize, cmap: as for :func:`overlay`.
         caption: one line of text above the picture (None: no caption band).
         display_side: the shorter side to enlarge small pictures to (>= 1; 1 never enlarges).
     Returns:
         RGB PIL image, white margins; the overlay's pixels are those of :func:`overlay`, repeated.
     """
     display_side = _positive_int(display_side, "display_side", 1)
-    picture = overlay(image, attribution, alpha=alpha, normalise=normalise, cmap=cmap)
+    picture = overlay(image, attribution, alpha=alpha, normalize=normalize, cmap=cmap)
     scale = display_scale(picture.width, picture.height, display_side)
     picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
     font_size = max(12, min(picture.width, picture.height) // 20)
-    bar = colour_bar(picture.height, cmap, normalise, font_size)
+    bar = colour_bar(picture.height, cmap, normalize, font_size)
     margin = max(4, font_size // 2)
     font = _font(font_size)
     caption_h = _text_size("Mg", font)[1] + 2 * margin if caption else 0
