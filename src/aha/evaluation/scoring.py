@@ -14,12 +14,12 @@ has no value for them (null in its row).
 from __future__ import annotations
 
 import inspect
-import logging
 import math
 import typing
 
 import numpy as np
 import torch
+from transformers.utils import logging
 
 from .. import metrics as metric_engine
 from ..baselines import ATTRIBUTORS, get_attributor
@@ -27,7 +27,7 @@ from ..metrics import LOCALISATION_METRICS, PERTURBATION_METRICS, PerturbationPr
 from ..typed_options import parse_option
 
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 
 def _independent_metrics() -> dict:
