@@ -225,6 +225,18 @@ def draw_distractors(
     return image, num_distractors, distractor_pixels
 
 
+def one_object_scene(
+    rng: np.random.Generator, image: np.ndarray, label: int, share: np.ndarray, colour: np.ndarray, params: Any
+) -> Scene:
+    """The scene of one object on ``image`` (H, W, 3) float: distractors drawn clear of its coverage ``share``
+    (H, W) grown by a margin, then the object painted over them in ``colour``; its mask is where it covers half a
+    pixel or more, and ``params`` (its drawing parameters) is the ``object`` column."""
+    margin = max(1, image.shape[0] // 32)
+    image, num_distractors, distractor_pixels = draw_distractors(rng, image, dilate(share > 0, margin))
+    image = paint(image, share, colour)
+    return Scene(to_uint8(image), label, share >= 0.5, params, num_distractors, distractor_pixels)
+
+
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """A float image in [0, 1] as uint8."""
     return np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)

@@ -28,12 +28,9 @@ from .canvas import (
     World,
     background,
     coverage,
-    dilate,
-    draw_distractors,
     example_rng,
     object_colour,
-    paint,
-    to_uint8,
+    one_object_scene,
 )
 
 
@@ -136,10 +133,7 @@ def render_scene(seed: int, split: str, index: int, size: int = 64) -> Scene:
         color=tuple(int(c) for c in np.rint(colour * 255)),
         **{k: float(v) for k, v in shape.items()},
     )
-    ink = coverage(letter_polygons(params), size)
-    image, num_distractors, distractor_pixels = draw_distractors(rng, image, dilate(ink > 0, max(1, size // 32)))
-    image = paint(image, ink, colour)
-    return Scene(to_uint8(image), label, ink >= 0.5, params, num_distractors, distractor_pixels)
+    return one_object_scene(rng, image, label, coverage(letter_polygons(params), size), colour, params)
 
 
 def letter_features() -> dict:

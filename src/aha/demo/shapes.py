@@ -24,12 +24,9 @@ from .canvas import (
     World,
     background,
     coverage,
-    dilate,
-    draw_distractors,
     example_rng,
     object_colour,
-    paint,
-    to_uint8,
+    one_object_scene,
 )
 
 
@@ -116,12 +113,7 @@ def render_scene(seed: int, split: str, index: int, size: int = 64) -> Scene:
     radius = rng.uniform(0.2, 0.32) * size
     centre = rng.uniform(radius + 1, size - radius - 1, size=2)
     params, colour = shape_params(rng, CLASS_NAMES[label], image, radius, centre)
-    object_coverage = coverage(shape_polygons(params), size)
-    image, num_distractors, distractor_pixels = draw_distractors(
-        rng, image, dilate(object_coverage > 0, max(1, size // 32))
-    )
-    image = paint(image, object_coverage, colour)
-    return Scene(to_uint8(image), label, object_coverage >= 0.5, params, num_distractors, distractor_pixels)
+    return one_object_scene(rng, image, label, coverage(shape_polygons(params), size), colour, params)
 
 
 def shape_features() -> dict:
