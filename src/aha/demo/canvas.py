@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable, get_type_hints
 
 import numpy as np
 from matplotlib.path import Path
@@ -240,6 +240,20 @@ def one_object_scene(
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """A float image in [0, 1] as uint8."""
     return np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)
+
+
+def params_features(params_type: type) -> dict:
+    """The ``datasets`` features of a drawing-parameters dataclass (the ``object`` column), field by field: a
+    ``str`` is a string, a ``float`` a float32 and a ``tuple[int, int, int]`` (a colour) three uint8."""
+    import datasets
+
+    feature_of_type = {
+        str: datasets.Value("string"),
+        float: datasets.Value("float32"),
+        tuple[int, int, int]: datasets.Sequence(datasets.Value("uint8"), length=3),
+    }
+    types = get_type_hints(params_type)
+    return {field.name: feature_of_type[types[field.name]] for field in fields(params_type)}
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from .canvas import (
     example_rng,
     object_colour,
     one_object_scene,
+    params_features,
 )
 
 
@@ -138,14 +139,7 @@ def render_scene(seed: int, split: str, index: int, size: int = 64) -> Scene:
 
 def letter_features() -> dict:
     """The drawing parameters of a letter (:class:`LetterParams`) as ``datasets`` features."""
-    import datasets
-
-    return {
-        "letter": datasets.Value("string"),
-        "font": datasets.Value("string"),
-        **{name: datasets.Value("float32") for name in ("center_x", "center_y", "height", "aspect", "shear", "angle")},
-        "color": datasets.Sequence(datasets.Value("uint8"), length=3),
-    }
+    return params_features(LetterParams)
 
 
 WORLD = World(

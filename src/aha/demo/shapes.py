@@ -27,6 +27,7 @@ from .canvas import (
     example_rng,
     object_colour,
     one_object_scene,
+    params_features,
 )
 
 
@@ -118,16 +119,7 @@ def render_scene(seed: int, split: str, index: int, size: int = 64) -> Scene:
 
 def shape_features() -> dict:
     """The drawing parameters of one shape (:class:`ShapeParams`) as ``datasets`` features."""
-    import datasets
-
-    return {
-        "shape": datasets.Value("string"),
-        "center_x": datasets.Value("float32"),
-        "center_y": datasets.Value("float32"),
-        "radius": datasets.Value("float32"),
-        "angle": datasets.Value("float32"),
-        "color": datasets.Sequence(datasets.Value("uint8"), length=3),
-    }
+    return params_features(ShapeParams)
 
 
 WORLD = World(
