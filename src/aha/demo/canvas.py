@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, is_dataclass
 from typing import Any, Callable, get_type_hints
 
 import numpy as np
@@ -244,7 +244,8 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 def params_features(params_type: type) -> dict:
     """The ``datasets`` features of a drawing-parameters dataclass (the ``object`` column), field by field: a
-    ``str`` is a string, a ``float`` a float32 and a ``tuple[int, int, int]`` (a colour) three uint8."""
+    ``str`` is a string, a ``float`` a float32, a ``tuple[int, int, int]`` (a colour) three uint8 and a dataclass
+    (one object of several) its own features."""
     import datasets
 
     feature_of_type = {
@@ -253,7 +254,11 @@ def params_features(params_type: type) -> dict:
         tuple[int, int, int]: datasets.Sequence(datasets.Value("uint8"), length=3),
     }
     types = get_type_hints(params_type)
-    return {field.name: feature_of_type[types[field.name]] for field in fields(params_type)}
+    features = {}
+    for field in fields(params_type):
+        kind = types[field.name]
+        features[field.name] = params_features(kind) if is_dataclass(kind) else feature_of_type[kind]
+    return features
 
 
 @dataclass(frozen=True)
@@ -279,8 +284,8 @@ class World:
         title: its display name.
         class_names: the classes, in label order.
         render: ``render(seed, split, index, size) -> Scene``, a pure function of its arguments.
-        object_features: ``object_features()`` is the ``datasets`` features of the ``object`` column (the drawing
-            parameters).
+        object_type: the dataclass of the drawing parameters, the ``object`` column (its ``datasets`` features:
+            :func:`params_features`).
         card: the file name of its dataset card in ``aha.hub_cards``.
         dihedral: whether an image's class survives flips and transposition (the classifier's augmentation).
         patch_classes: what the classifier's auxiliary per-patch loss predicts on the class evidence, when it is
@@ -297,7 +302,7 @@ class World:
     title: str
     class_names: tuple[str, ...]
     render: Callable[[int, str, int, int], Scene]
-    object_features: Callable[[], dict]
+    object_type: type
     card: str
     dihedral: bool
     patch_classes: tuple[str, ...] | None = None
@@ -339,7 +344,7 @@ class World:
                 "image": datasets.Image(),
                 "label": datasets.ClassLabel(names=list(self.class_names)),
                 "mask": datasets.Image(),
-                "object": self.object_features(),
+                "object": params_features(self.object_type),
             }
         )
         scenes = [self.render(seed, split, index, size) for index in range(num_examples)]

@@ -31,7 +31,6 @@ from .canvas import (
     example_rng,
     object_colour,
     one_object_scene,
-    params_features,
 )
 
 
@@ -137,17 +136,12 @@ def render_scene(seed: int, split: str, index: int, size: int = 64) -> Scene:
     return one_object_scene(rng, image, label, coverage(letter_polygons(params), size), colour, params)
 
 
-def letter_features() -> dict:
-    """The drawing parameters of a letter (:class:`LetterParams`) as ``datasets`` features."""
-    return params_features(LetterParams)
-
-
 WORLD = World(
     name="letters",
     title="AHA Letters",
     class_names=CLASS_NAMES,
     render=render_scene,
-    object_features=letter_features,
+    object_type=LetterParams,
     card="letters_dataset_card.md",
     dihedral=False,  # a mirrored or transposed letter is another glyph
     epoch_scale=3,  # no flips: a quarter of AHA Shapes' effective data per epoch

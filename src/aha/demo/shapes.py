@@ -27,7 +27,6 @@ from .canvas import (
     example_rng,
     object_colour,
     one_object_scene,
-    params_features,
 )
 
 
@@ -117,17 +116,12 @@ def render_scene(seed: int, split: str, index: int, size: int = 64) -> Scene:
     return one_object_scene(rng, image, label, coverage(shape_polygons(params), size), colour, params)
 
 
-def shape_features() -> dict:
-    """The drawing parameters of one shape (:class:`ShapeParams`) as ``datasets`` features."""
-    return params_features(ShapeParams)
-
-
 WORLD = World(
     name="shapes",
     title="AHA Shapes",
     class_names=CLASS_NAMES,
     render=render_scene,
-    object_features=shape_features,
+    object_type=ShapeParams,
     card="shapes_dataset_card.md",
     dihedral=True,
 )
