@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aha.baselines.base import upsample
 from aha.modeling.backbones import BackboneSpec
 
 
@@ -200,3 +201,24 @@ def propagate(
     if windowed:
         return relevance
     return relevance[:, -grid[0] * grid[1] :].reshape(-1, *grid)
+
+
+def pixel_relevance(
+    model: nn.Module,
+    spec: BackboneSpec,
+    layers: list[AttentionLayer],
+    mixings: list[torch.Tensor],
+    size: tuple[int, int],
+    normalise: bool,
+) -> torch.Tensor:
+    """The map of an attention method: :func:`propagate` the per-layer ``mixings`` of ``layers`` back to the first
+    token grid of images of ``size`` (H, W), read out as ``model`` pools (:func:`is_mean_pooled`), and upsample it
+    to pixels (:func:`aha.baselines.base.upsample`). Returns (B, H, W) float32."""
+    relevance = propagate(
+        layers,
+        mixings,
+        grid=spec.grid_size(0, *size),
+        normalise=normalise,
+        mean_pooled=is_mean_pooled(model),
+    )
+    return upsample(relevance, spec.strides[0], size)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from aha.baselines.attention import capture_attentions, is_mean_pooled, propagate
-from aha.baselines.base import Attributor, upsample
+from aha.baselines.attention import capture_attentions, pixel_relevance
+from aha.baselines.base import Attributor
 from aha.ranking.scores import class_scores
 from aha.validation import resolve_target
 
@@ -34,11 +34,4 @@ class CheferRelevance(Attributor):
         score = class_scores(logits, target, "logit").sum()
         grads = torch.autograd.grad(score, [layer.weights for layer in layers])
         mixings = [(g * layer.weights).float().clamp(min=0).mean(1) for g, layer in zip(grads, layers)]
-        relevance = propagate(
-            layers,
-            mixings,
-            grid=self.spec.grid_size(0, height, width),
-            normalise=False,
-            mean_pooled=is_mean_pooled(self.classifier),
-        )
-        return upsample(relevance, self.spec.strides[0], (height, width))
+        return pixel_relevance(self.classifier, self.spec, layers, mixings, (height, width), normalise=False)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from aha.baselines.attention import capture_attentions, is_mean_pooled, propagate
-from aha.baselines.base import Attributor, upsample
+from aha.baselines.attention import capture_attentions, pixel_relevance
+from aha.baselines.base import Attributor
 from aha.validation import check_choice
 
 
@@ -39,11 +39,4 @@ class AttentionRollout(Attributor):
         _, layers = capture_attentions(self.classifier, self.spec, pixel_values)
         fuse = {"mean": torch.mean, "max": torch.amax, "min": torch.amin}[self.head_fusion]
         mixings = [fuse(layer.weights.float(), dim=1) for layer in layers]
-        relevance = propagate(
-            layers,
-            mixings,
-            grid=self.spec.grid_size(0, height, width),
-            normalise=True,
-            mean_pooled=is_mean_pooled(self.classifier),
-        )
-        return upsample(relevance, self.spec.strides[0], (height, width))
+        return pixel_relevance(self.classifier, self.spec, layers, mixings, (height, width), normalise=True)

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from dataclasses import asdict, dataclass, fields, is_dataclass
+from typing import Any, Callable, get_type_hints
 
 import numpy as np
 from matplotlib.path import Path
@@ -225,9 +225,40 @@ def draw_distractors(
     return image, num_distractors, distractor_pixels
 
 
+def one_object_scene(
+    rng: np.random.Generator, image: np.ndarray, label: int, share: np.ndarray, colour: np.ndarray, params: Any
+) -> Scene:
+    """The scene of one object on ``image`` (H, W, 3) float: distractors drawn clear of its coverage ``share``
+    (H, W) grown by a margin, then the object painted over them in ``colour``; its mask is where it covers half a
+    pixel or more, and ``params`` (its drawing parameters) is the ``object`` column."""
+    margin = max(1, image.shape[0] // 32)
+    image, num_distractors, distractor_pixels = draw_distractors(rng, image, dilate(share > 0, margin))
+    image = paint(image, share, colour)
+    return Scene(to_uint8(image), label, share >= 0.5, params, num_distractors, distractor_pixels)
+
+
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """A float image in [0, 1] as uint8."""
     return np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)
+
+
+def params_features(params_type: type) -> dict:
+    """The ``datasets`` features of a drawing-parameters dataclass (the ``object`` column), field by field: a
+    ``str`` is a string, a ``float`` a float32, a ``tuple[int, int, int]`` (a colour) three uint8 and a dataclass
+    (one object of several) its own features."""
+    import datasets
+
+    feature_of_type = {
+        str: datasets.Value("string"),
+        float: datasets.Value("float32"),
+        tuple[int, int, int]: datasets.Sequence(datasets.Value("uint8"), length=3),
+    }
+    types = get_type_hints(params_type)
+    features = {}
+    for field in fields(params_type):
+        kind = types[field.name]
+        features[field.name] = params_features(kind) if is_dataclass(kind) else feature_of_type[kind]
+    return features
 
 
 @dataclass(frozen=True)
@@ -253,8 +284,8 @@ class World:
         title: its display name.
         class_names: the classes, in label order.
         render: ``render(seed, split, index, size) -> Scene``, a pure function of its arguments.
-        object_features: ``object_features()`` is the ``datasets`` features of the ``object`` column (the drawing
-            parameters).
+        object_type: the dataclass of the drawing parameters, the ``object`` column (its ``datasets`` features:
+            :func:`params_features`).
         card: the file name of its dataset card in ``aha.hub_cards``.
         dihedral: whether an image's class survives flips and transposition (the classifier's augmentation).
         patch_classes: what the classifier's auxiliary per-patch loss predicts on the class evidence, when it is
@@ -271,7 +302,7 @@ class World:
     title: str
     class_names: tuple[str, ...]
     render: Callable[[int, str, int, int], Scene]
-    object_features: Callable[[], dict]
+    object_type: type
     card: str
     dihedral: bool
     patch_classes: tuple[str, ...] | None = None
@@ -313,7 +344,7 @@ class World:
                 "image": datasets.Image(),
                 "label": datasets.ClassLabel(names=list(self.class_names)),
                 "mask": datasets.Image(),
-                "object": self.object_features(),
+                "object": params_features(self.object_type),
             }
         )
         scenes = [self.render(seed, split, index, size) for index in range(num_examples)]

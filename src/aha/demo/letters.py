@@ -28,12 +28,9 @@ from .canvas import (
     World,
     background,
     coverage,
-    dilate,
-    draw_distractors,
     example_rng,
     object_colour,
-    paint,
-    to_uint8,
+    one_object_scene,
 )
 
 
@@ -136,22 +133,7 @@ def render_scene(seed: int, split: str, index: int, size: int = 64) -> Scene:
         color=tuple(int(c) for c in np.rint(colour * 255)),
         **{k: float(v) for k, v in shape.items()},
     )
-    ink = coverage(letter_polygons(params), size)
-    image, num_distractors, distractor_pixels = draw_distractors(rng, image, dilate(ink > 0, max(1, size // 32)))
-    image = paint(image, ink, colour)
-    return Scene(to_uint8(image), label, ink >= 0.5, params, num_distractors, distractor_pixels)
-
-
-def letter_features() -> dict:
-    """The drawing parameters of a letter (:class:`LetterParams`) as ``datasets`` features."""
-    import datasets
-
-    return {
-        "letter": datasets.Value("string"),
-        "font": datasets.Value("string"),
-        **{name: datasets.Value("float32") for name in ("center_x", "center_y", "height", "aspect", "shear", "angle")},
-        "color": datasets.Sequence(datasets.Value("uint8"), length=3),
-    }
+    return one_object_scene(rng, image, label, coverage(letter_polygons(params), size), colour, params)
 
 
 WORLD = World(
@@ -159,7 +141,7 @@ WORLD = World(
     title="AHA Letters",
     class_names=CLASS_NAMES,
     render=render_scene,
-    object_features=letter_features,
+    object_type=LetterParams,
     card="letters_dataset_card.md",
     dihedral=False,  # a mirrored or transposed letter is another glyph
     epoch_scale=3,  # no flips: a quarter of AHA Shapes' effective data per epoch

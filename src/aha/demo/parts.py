@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .canvas import Scene, World, background, coverage, dilate, draw_distractors, example_rng, paint, to_uint8
-from .shapes import ShapeParams, shape_features, shape_params, shape_polygons
+from .shapes import ShapeParams, shape_params, shape_polygons
 
 
 PART_KINDS = ("ring", "triangle", "cross")
@@ -86,17 +86,12 @@ def part_pixel_classes(mask: np.ndarray, obj: dict) -> np.ndarray:
     return np.where(mask, kinds[distances.argmin(axis=0)], -1)
 
 
-def parts_features() -> dict:
-    """The drawing parameters (:class:`PartsParams`) as ``datasets`` features."""
-    return {"first": shape_features(), "second": shape_features(), "decoy": shape_features()}
-
-
 WORLD = World(
     name="parts",
     title="AHA Parts",
     class_names=CLASS_NAMES,
     render=render_scene,
-    object_features=parts_features,
+    object_type=PartsParams,
     card="parts_dataset_card.md",
     dihedral=True,  # the kinds of the parts survive flips and transposition
     patch_classes=PART_KINDS,  # a patch shows one part: it can know the part's kind, not the pair

@@ -24,12 +24,9 @@ from .canvas import (
     World,
     background,
     coverage,
-    dilate,
-    draw_distractors,
     example_rng,
     object_colour,
-    paint,
-    to_uint8,
+    one_object_scene,
 )
 
 
@@ -116,26 +113,7 @@ def render_scene(seed: int, split: str, index: int, size: int = 64) -> Scene:
     radius = rng.uniform(0.2, 0.32) * size
     centre = rng.uniform(radius + 1, size - radius - 1, size=2)
     params, colour = shape_params(rng, CLASS_NAMES[label], image, radius, centre)
-    object_coverage = coverage(shape_polygons(params), size)
-    image, num_distractors, distractor_pixels = draw_distractors(
-        rng, image, dilate(object_coverage > 0, max(1, size // 32))
-    )
-    image = paint(image, object_coverage, colour)
-    return Scene(to_uint8(image), label, object_coverage >= 0.5, params, num_distractors, distractor_pixels)
-
-
-def shape_features() -> dict:
-    """The drawing parameters of one shape (:class:`ShapeParams`) as ``datasets`` features."""
-    import datasets
-
-    return {
-        "shape": datasets.Value("string"),
-        "center_x": datasets.Value("float32"),
-        "center_y": datasets.Value("float32"),
-        "radius": datasets.Value("float32"),
-        "angle": datasets.Value("float32"),
-        "color": datasets.Sequence(datasets.Value("uint8"), length=3),
-    }
+    return one_object_scene(rng, image, label, coverage(shape_polygons(params), size), colour, params)
 
 
 WORLD = World(
@@ -143,7 +121,7 @@ WORLD = World(
     title="AHA Shapes",
     class_names=CLASS_NAMES,
     render=render_scene,
-    object_features=shape_features,
+    object_type=ShapeParams,
     card="shapes_dataset_card.md",
     dihedral=True,
 )

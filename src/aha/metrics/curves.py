@@ -10,8 +10,8 @@ under ``torch.no_grad``; the curve is the target's score at each step, its area 
 The perturbed value is, by default, the same pixel of an ``end`` image (a reference, a baseline, a segment's
 mean colour); a metric whose perturbed value depends on the whole mask (ROAD's imputation) passes ``fill``.
 
-This module also owns what every metric shares: map layouts (:func:`pixel_maps`), the predicted target (:func:`predict`,
-for :func:`aha.validation.resolve_target`), the fractions (:func:`check_fractions`) and the input checks (:func:`check_inputs`).
+This module also owns what every metric shares: map layouts (:func:`pixel_maps`), the scored classes
+(:func:`target_classes`: the target, or the predicted class :func:`predict`), the fractions (:func:`check_fractions`) and the input checks (:func:`check_inputs`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from torch import nn
 
 from ..ranking.perturbation import blend, perturbation_scores
 from ..ranking.scores import SCORE_KINDS
-from ..validation import check_choice, check_classes, check_number, check_pixel_values
+from ..validation import check_choice, check_classes, check_number, check_pixel_values, resolve_target
 
 
 def default_fractions() -> torch.Tensor:
@@ -145,6 +145,23 @@ def predict(model: nn.Module, pixel_values: torch.Tensor, chunk_size: int = 64) 
                 for chunk in pixel_values.split(chunk_size)
             ]
         )
+
+
+def target_classes(
+    model: nn.Module, pixel_values: torch.Tensor, target=None, chunk_size: int = 64, name: str = "target"
+) -> torch.Tensor:
+    """The classes a metric scores, (B,) long on the model's device: ``target`` checked against the batch and the
+    classifier's labels (an int, or (B,) classes; see :func:`aha.validation.resolve_target`), or, when it is None,
+    the classifier's top-1 class of each image of ``pixel_values`` (B, C, H, W), :func:`predict` in chunks of
+    ``chunk_size``. ``name`` is what the classes are called in error messages ("target", "labels")."""
+    return resolve_target(
+        target,
+        len(pixel_values),
+        num_labels(model),
+        lambda: predict(model, pixel_values, chunk_size),
+        name,
+        device_dtype(model)[0],
+    )
 
 
 def check_fractions(fractions, name: str = "fractions") -> torch.Tensor:

@@ -40,16 +40,15 @@ from torch import nn
 from ..ranking.perturbation import make_reference, perturbation_scores, trapezoid_auc
 from ..ranking.scores import class_scores
 from ..ranking.sorting import hard_order
-from ..validation import check_choice, check_number, check_pixel_values, resolve_target
+from ..validation import check_choice, check_number, check_pixel_values
 from .curves import (
     CurveResult,
     check_fractions,
     check_inputs,
     device_dtype,
-    num_labels,
     order_to_ranks,
-    predict,
     ranked_scores,
+    target_classes,
     warn_if_constant,
 )
 from .imputation import noisy_linear_imputation
@@ -77,9 +76,7 @@ class _IndependentMetric(MetricOptions):
         warn_if_constant(maps, self.name)
         device, _ = device_dtype(model)
         images = pixel_values.to(device)
-        target = resolve_target(
-            target, len(images), num_labels(model), lambda: predict(model, images, self.chunk_size), device=device
-        )
+        target = target_classes(model, images, target, self.chunk_size)
         reference = make_reference(images, self.reference, *(self.normalisation or (None, None)))
         return images, maps.to(device).flatten(1), target, reference
 
@@ -491,14 +488,7 @@ def independent_scores(
     """
     selected = _selected(metrics, options)
     check_pixel_values(pixel_values)
-    device, _ = device_dtype(model)
-    target = resolve_target(
-        target,
-        len(pixel_values),
-        num_labels(model),
-        lambda: predict(model, pixel_values, options.get("chunk_size", 64)),
-        device=device,
-    )
+    target = target_classes(model, pixel_values, target, options.get("chunk_size", 64))
     generator = generator if generator is not None else torch.Generator().manual_seed(options.get("seed", 0))
     results = {}
     for name, metric in selected.items():

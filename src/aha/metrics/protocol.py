@@ -19,7 +19,7 @@ from torch import nn
 
 from ..ranking.perturbation import make_reference, trapezoid_auc
 from ..ranking.sorting import hard_order
-from ..validation import check_choice, check_classes, check_pixel_values, resolve_target
+from ..validation import check_choice, check_classes, check_pixel_values
 from .curves import (
     CurveResult,
     check_fractions,
@@ -28,7 +28,7 @@ from .curves import (
     device_dtype,
     num_labels,
     perturbation_curve,
-    predict,
+    target_classes,
     warn_if_constant,
 )
 from .options import MetricOptions
@@ -121,14 +121,7 @@ class PerturbationProtocol(MetricOptions):
             target: None (the predicted class), an int, or (B,) classes, e.g. the labels.
         """
         check_pixel_values(pixel_values)
-        device, _ = device_dtype(model)
-        target = resolve_target(
-            target,
-            len(pixel_values),
-            num_labels(model),
-            lambda: predict(model, pixel_values, self.chunk_size),
-            device=device,
-        )
+        target = target_classes(model, pixel_values, target, self.chunk_size)
         return DeletionInsertionResult(
             deletion=self.deletion(model, pixel_values, attributions, target),
             insertion=self.insertion(model, pixel_values, attributions, target),
@@ -171,14 +164,7 @@ class PerturbationProtocol(MetricOptions):
         warn_if_constant(maps, self.name or ("deletion" if deletion else "insertion"))
         device, _ = device_dtype(model)
         images, scores = pixel_values.to(device), maps.to(device).flatten(1)
-        target = resolve_target(
-            target,
-            len(images),
-            num_labels(model),
-            lambda: predict(model, images, self.chunk_size),
-            target_name,
-            device,
-        )
+        target = target_classes(model, images, target, self.chunk_size, target_name)
         if deletion or self.insertion_convention == "lrf":
             start, end = images, make_reference(images, self.reference, *(self.normalisation or (None, None)))
         else:

@@ -22,8 +22,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..validation import check_choice, check_number, check_pixel_values, resolve_target
-from .curves import device_dtype, num_labels, pixel_maps, predict
+from ..validation import check_choice, check_number, check_pixel_values
+from .curves import pixel_maps, target_classes
 from .independent import pearson
 
 
@@ -131,9 +131,7 @@ def model_randomisation(
     elif not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
         raise ValueError(f"generator must be a CPU torch.Generator, got {generator!r}")
     batch, channels, height, width = pixel_values.shape
-    target = resolve_target(
-        target, batch, num_labels(model), lambda: predict(model, pixel_values), device=device_dtype(model)[0]
-    )
+    target = target_classes(model, pixel_values, target)
 
     def maps_of(classifier: nn.Module) -> torch.Tensor:
         maps = pixel_maps(make_attributor(classifier)(pixel_values, target), batch, (height, width), channels)
