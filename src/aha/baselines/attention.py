@@ -166,7 +166,7 @@ def propagate(
     layers: list[AttentionLayer],
     mixings: list[torch.Tensor],
     grid: tuple[int, int],
-    normalise: bool,
+    normalize: bool,
     mean_pooled: bool = False,
 ) -> torch.Tensor:
     """Relevance of the first token grid: the read-out row of prod_l (I + M_l), see the module docstring.
@@ -175,7 +175,7 @@ def propagate(
         layers: the model's attention layers in forward order (for their window partitions).
         mixings: one M_l per layer, shaped like ``layers[l].weights`` without the heads dimension.
         grid: (h, w) patch grid of the first layer; in a plain ViT's sequence the last h*w tokens.
-        normalise: renormalise every I + M_l to rows summing to 1 (attention rollout).
+        normalize: renormalize every I + M_l to rows summing to 1 (attention rollout).
         mean_pooled: a plain ViT that classifies the mean of its patch tokens (BEiT's
             ``use_mean_pooling``): read out the mean of the patch rows instead of the CLS row.
     Returns:
@@ -195,7 +195,7 @@ def propagate(
     for layer, mixing in zip(reversed(layers), reversed(mixings)):
         if windowed and relevance.shape[-2:] != (layer.windows.height, layer.windows.width):
             relevance = _split_merged(relevance, layer.windows.height, layer.windows.width)
-        if normalise:
+        if normalize:
             relevance = relevance / (1 + _row_sums(mixing, layer.windows))
         relevance = relevance + _times(relevance, mixing, layer.windows)
     if windowed:
@@ -209,7 +209,7 @@ def pixel_relevance(
     layers: list[AttentionLayer],
     mixings: list[torch.Tensor],
     size: tuple[int, int],
-    normalise: bool,
+    normalize: bool,
 ) -> torch.Tensor:
     """The map of an attention method: :func:`propagate` the per-layer ``mixings`` of ``layers`` back to the first
     token grid of images of ``size`` (H, W), read out as ``model`` pools (:func:`is_mean_pooled`), and upsample it
@@ -218,7 +218,7 @@ def pixel_relevance(
         layers,
         mixings,
         grid=spec.grid_size(0, *size),
-        normalise=normalise,
+        normalize=normalize,
         mean_pooled=is_mean_pooled(model),
     )
     return upsample(relevance, spec.strides[0], size)

@@ -34,4 +34,4 @@ class CheferRelevance(Attributor):
         score = class_scores(logits, target, "logit").sum()
         grads = torch.autograd.grad(score, [layer.weights for layer in layers])
         mixings = [(g * layer.weights).float().clamp(min=0).mean(1) for g, layer in zip(grads, layers)]
-        return pixel_relevance(self.classifier, self.spec, layers, mixings, (height, width), normalise=False)
+        return pixel_relevance(self.classifier, self.spec, layers, mixings, (height, width), normalize=False)

@@ -39,4 +39,4 @@ class AttentionRollout(Attributor):
         _, layers = capture_attentions(self.classifier, self.spec, pixel_values)
         fuse = {"mean": torch.mean, "max": torch.amax, "min": torch.amin}[self.head_fusion]
         mixings = [fuse(layer.weights.float(), dim=1) for layer in layers]
-        return pixel_relevance(self.classifier, self.spec, layers, mixings, (height, width), normalise=True)
+        return pixel_relevance(self.classifier, self.spec, layers, mixings, (height, width), normalize=True)
