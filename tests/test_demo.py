@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from aha.demo import build_parser, chance_note
+from aha.demo import PRESET_CPU_MINUTES, build_parser, chance_note, duration_note
 from aha.demo.method_comparison import METRICS, MethodResult, paired_difference, verdict
 from aha.demo.report import macro_summary, markdown, summarise
 from aha.demo.worlds import WORLDS
@@ -77,6 +77,13 @@ def test_a_classifier_near_chance_is_called_a_smoke_run():
     assert chance_note(0.51, 5) is None and chance_note(0.34, 6) is None and chance_note(0.33, 6) is not None
 
 
+def test_the_first_line_says_how_long_each_preset_takes_and_whether_it_was_timed():
+    quick, _ = PRESET_CPU_MINUTES["quick"]
+    assert duration_note("quick", 3).startswith(f"about {3 * quick} CPU minutes (timed, {quick} a world;")
+    assert duration_note("default", 1).startswith("about 60 CPU minutes (estimated")
+    assert duration_note("default", 3).startswith("about 3 CPU hours (estimated")
+
+
 def test_the_world_flag_is_parsed_strictly():
     run = subprocess.run(
         [sys.executable, "-m", "aha", "demo", "--world", "digits"], capture_output=True, text=True, timeout=300
@@ -108,6 +115,7 @@ def test_quick_demo_on_every_world_writes_each_report_and_the_macro_table(tmp_pa
     assert run.returncode == 0, run.stderr[-3000:]
     first = run.stdout.splitlines()[0]
     assert "quick preset, a smoke run" in first and str(output / "letters" / "results.md") in first
+    assert first.startswith(f"[aha demo] {duration_note('quick', 3)}")
     assert str(output / "macro.md") in first
     expected = {
         "AHA",

@@ -2,7 +2,7 @@
 
     aha demo                     # AHA Shapes: data, classifier, explainer, every method, report
     aha demo --world all         # the same for every world of the suite, plus a macro table over worlds
-    aha demo --quick             # a smoke run, a few CPU minutes per world
+    aha demo --quick             # a smoke run, about 7 CPU minutes per world
     aha demo --preset full       # the benchmark recorded in benchmarks/RESULTS.md
 
 For each world (:data:`aha.demo.worlds.WORLDS`: ``shapes``, ``letters``, ``parts``), in ``OUTPUT/WORLD``:
@@ -39,10 +39,13 @@ from .canvas import World
 from .worlds import WORLDS, get_world
 
 
-#: the quick preset's training sizes, a smoke run of a few CPU minutes per world: its classifier is well above
+#: the quick preset's training sizes, a smoke run of about 7 CPU minutes per world: its classifier is well above
 #: chance and AHA beats random on AHA Shapes; on AHA Letters and AHA Parts (epoch_scale 3: 18 epochs) it reaches
 #: about 0.35-0.4 (benchmarks/RESULTS.md, "The benchmark suite")
 QUICK_TRAIN, QUICK_EPOCHS, QUICK_STEPS = 2000, 6, 100
+#: CPU minutes a world of the quick preset takes: `aha demo --world all --quick --threads 1` took 1281 CPU s for the
+#: three worlds (benchmarks/RESULTS.md, "`aha demo`'s run time")
+QUICK_CPU_MINUTES = 7
 #: settings of each preset: data sizes, classifier epochs, explainer steps, evaluation size and costs
 PRESETS = {
     "quick": dict(
@@ -69,18 +72,13 @@ PRESETS = {
         rise_masks=1000,
         refine_steps=5,
     ),
-    "full": dict(
-        num_train=8000,
-        num_validation=200,
-        num_test=1000,
-        classifier_epochs=12,
-        explainer_steps=1500,
-        explainer_batch_size=16,
-        eval_images=500,
-        rise_masks=4000,
-        refine_steps=5,
-    ),
 }
+#: the default preset's world, classifier and explainer, evaluated on five times the images with four times the masks
+PRESETS["full"] = dict(PRESETS["default"], eval_images=500, rise_masks=4000)
+#: what a world of each preset costs, for the first printed line: CPU minutes of a one-thread run (about its wall
+#: time on an idle machine; fewer with more threads), and whether that was timed or estimated from its stages
+#: (benchmarks/RESULTS.md, "`aha demo`'s run time")
+PRESET_CPU_MINUTES = {"quick": (QUICK_CPU_MINUTES, "timed"), "default": (60, "estimated"), "full": (180, "estimated")}
 IMAGE_SIZE = 64
 EVAL_BATCH_SIZE = 8
 BASELINES = ("random", "centre", "rollout", "chefer", "gradcam", "integrated_gradients", "occlusion", "rise")
@@ -316,6 +314,14 @@ def smoke_note(preset: str) -> str | None:
     return None
 
 
+def duration_note(preset: str, worlds: int) -> str:
+    """How long a run of ``preset`` over ``worlds`` worlds takes, for the first printed line."""
+    minutes, how = PRESET_CPU_MINUTES[preset]
+    total = minutes * worlds
+    amount = f"about {total} CPU minutes" if total < 90 else f"about {total / 60:.0f} CPU hours"
+    return f"{amount} ({how}, {minutes} a world; less with more threads or a world's stages reused)"
+
+
 def chance_note(test_accuracy: float, num_classes: int) -> str | None:
     """A warning for the report when the classifier is under twice chance: then no method's numbers mean anything."""
     chance = 1 / num_classes
@@ -416,7 +422,9 @@ def main(args: argparse.Namespace) -> None:
         reports += f" and the macro table {output / 'macro.md'}"
     note = smoke_note(args.preset)
     print(
-        f"[aha demo] {note or 'preset ' + args.preset}; world(s) {', '.join(worlds)}; reports: {reports}", flush=True
+        f"[aha demo] {duration_note(args.preset, len(worlds))}; {note or 'preset ' + args.preset}; world(s) "
+        f"{', '.join(worlds)}; reports: {reports}",
+        flush=True,
     )
     set_threads(args.threads, announce="[aha demo]")
     start = time.perf_counter()
