@@ -33,20 +33,41 @@ METRICS = ("deletion_mean", "positive_perturbation", "insertion_lrf")
 
 
 def reference_keeps_target(folder: Path, data_folder: Path, eval_images: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N,) the predicted class of each test image and (N,) whether the classifier gives its mean-colour reference
-    to that class (softmax probability > 0.5)."""
-    processor, pixel_values, _, _ = world_inputs(folder, data_folder, eval_images)
+    """(N,) the predicted class of each test image and (N,) whether the classifier gives the mean-colour reference
+    to that class (softmax probability > 0.5). The reference is one image for every test image: one forward."""
+    _, pixel_values, _, _ = world_inputs(folder, data_folder, eval_images)
     classifier = world_classifier(folder)
     with torch.no_grad():
         predicted = classifier(pixel_values=pixel_values).logits.argmax(-1)
-        reference = make_reference(pixel_values, "mean")
-        kept = class_scores(classifier(pixel_values=reference).logits, predicted, "probability") > 0.5
+        reference_logits = classifier(pixel_values=make_reference(pixel_values[:1], "mean")).logits
+        kept = class_scores(reference_logits.expand(len(predicted), -1), predicted, "probability") > 0.5
     return predicted, kept
+
+
+def split_means(scores: dict, base: dict | None, kept: torch.Tensor) -> dict:
+    """Each of :data:`METRICS`' mean over the images whose reference keeps the target and over the others, with
+    the paired difference ``base - scores`` (mean, standard error) when ``base`` is given."""
+    return {
+        part: {
+            metric: {"mean": scores[metric][which].mean().item()}
+            | ({"minus_method": paired_difference(base[metric][which], scores[metric][which])} if base else {})
+            for metric in METRICS
+        }
+        for part, which in (("kept", kept), ("other", ~kept))
+        if which.any()
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--suite_dir", required=True, help="the `aha demo --world all --output` folder")
+    parser.add_argument(
+        "--suite_dir",
+        required=True,
+        help="An `aha demo --world all --output` folder, or a `benchmarks/cnn_suite.py --output_dir` one.",
+    )
+    parser.add_argument(
+        "--data_dir", default=None, help="The folder of each world's data, DATA_DIR/WORLD/data (default: --suite_dir)."
+    )
     parser.add_argument("--results", default=str(HERE / "results" / "suite.json"))
     parser.add_argument("--reference", default="default+1500steps", help="the row every method is compared with")
     parser.add_argument("--seeds", nargs="+", default=["0", "1", "2"])
@@ -57,29 +78,13 @@ def main() -> None:
     record = {"reference": args.reference, "worlds": {}}
     for world in WORLDS:
         folder = Path(args.suite_dir) / world
-        predicted, kept = reference_keeps_target(folder, folder / "data", args.eval_images)
+        data_folder = Path(args.data_dir or args.suite_dir) / world / "data"
+        predicted, kept = reference_keeps_target(folder, data_folder, args.eval_images)
         base = per_image(runs, [world], args.reference, args.seeds)
-        rows = {}
-        for row in runs[world]:
-            if "@" in row:
-                continue
-            scores = per_image(runs, [world], row, [])
-            rows[row] = {
-                part: {
-                    metric: {
-                        "mean": scores[metric][which].mean().item(),
-                        "minus_method": paired_difference(base[metric][which], scores[metric][which]),
-                    }
-                    for metric in METRICS
-                }
-                for part, which in (("kept", kept), ("other", ~kept))
-                if which.any()
-            }
-        rows[args.reference] = {
-            part: {metric: {"mean": base[metric][which].mean().item()} for metric in METRICS}
-            for part, which in (("kept", kept), ("other", ~kept))
-            if which.any()
+        rows = {
+            row: split_means(per_image(runs, [world], row, []), base, kept) for row in runs[world] if "@" not in row
         }
+        rows[args.reference] = split_means(base, None, kept)
         record["worlds"][world] = {
             "images": len(kept),
             "reference_keeps_target": int(kept.sum()),
