@@ -49,6 +49,7 @@ ROWS = {
         {"references": ["mean", "black", "blur"]},
         "default",
     ),
+    "mean_blur": ('references drawn among "mean" and "blur"', None, {"references": ["mean", "blur"]}, "default"),
     "mean_black": ('references drawn among "mean" and "black"', None, {"references": ["mean", "black"]}, "default"),
     "blur_only": ('reference "blur" only', None, {"references": ["blur"]}, "default"),
     "black_only": ('reference "black" only', None, {"references": ["black"]}, "default"),
