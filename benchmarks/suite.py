@@ -39,7 +39,14 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification
 from aha import AHAExplainer
 from aha.demo import BASELINES, DISPLAY_NAMES, EVAL_BATCH_SIZE, baseline
 from aha.demo.classifier import tensors_of
-from aha.demo.method_comparison import INDEPENDENT_SHORT_NAMES, METRICS, compared_mean, score_maps, timed_maps
+from aha.demo.method_comparison import (
+    INDEPENDENT_SHORT_NAMES,
+    METRICS,
+    compared_mean,
+    paired_difference,
+    score_maps,
+    timed_maps,
+)
 from aha.demo.report import table
 from aha.demo.worlds import WORLDS
 
@@ -165,6 +172,26 @@ def markdown(results: dict, worlds: list[str], reference: str, seeds: list[int] 
     return "\n".join(table(header, lines))
 
 
+def differences(results: dict, worlds: list[str], reference: str, rows: list[str], metrics: list[str]) -> str:
+    """Each of ``rows`` minus ``reference`` (each a mean over every seed run, per image), per world and on the
+    macro average over ``worlds`` (when more than one): the paired difference's mean ± its standard error for each of ``metrics``."""
+    seeds = sorted({key.partition("@")[2] for world in worlds for key in results[world] if "@" in key})
+    lines = []
+    for row in rows:
+        for scope in [[world] for world in worlds] + ([worlds] if len(worlds) > 1 else []):
+            scores, base = (per_image(results, scope, name, seeds) for name in (row, reference))
+            if scores is None or base is None:
+                continue
+            cells = [
+                "{:+.3f} ± {:.3f}".format(*paired_difference(scores[m], base[m])) if m in scores else ""
+                for m in metrics
+            ]
+            where = scope[0] if len(scope) == 1 else f"macro ({len(scope)} worlds)"
+            lines.append([row, where, f"{len(scores[metrics[0]])}", *cells])
+    header = [f"row minus {reference}", "world", "images", *(METRICS[m].short_name for m in metrics)]
+    return "\n".join(table(header, lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -211,6 +238,20 @@ def main() -> None:
     parser.add_argument("--work_dir", default="/tmp/aha-suite")
     parser.add_argument("--output", default=str(HERE / "results" / "suite.json"))
     parser.add_argument("--markdown", action="store_true", help="Only print the table of --output.")
+    parser.add_argument(
+        "--differences",
+        nargs="*",
+        default=None,
+        metavar="ROW",
+        help="also print these rows (result keys without @SEED) minus --reference per world and on the macro "
+        "average, paired per image (mean ± standard error), for --difference_metrics",
+    )
+    parser.add_argument(
+        "--difference_metrics",
+        nargs="+",
+        default=["deletion_mean", "deletion_blur", "insertion_lrf", "insertion_rise", "positive_perturbation"],
+        choices=list(METRICS),
+    )
     parser.add_argument(
         "--merge",
         nargs="*",
@@ -279,6 +320,9 @@ def main() -> None:
     worlds = [world for world in args.worlds if world in results]
     reference = args.reference or row_key("default", args.steps, args.refine_steps)
     print(markdown(results, worlds, reference, args.table_seeds))
+    if args.differences:
+        print()
+        print(differences(results, worlds, reference, args.differences, args.difference_metrics))
 
 
 if __name__ == "__main__":

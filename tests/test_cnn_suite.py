@@ -131,3 +131,12 @@ def test_cnn_suite_then_suite_skip_the_methods_that_refuse_a_cnn(tmp_path):
     runs = json.loads(output.read_text())["runs"]["shapes"]
     assert sorted(runs) == ["default+2steps@0", "random"]
     assert len(runs["default+2steps@0"]["scores"]["deletion_mean"]) == 2
+
+    table = run_script(
+        "suite.py", "--markdown", "--output", str(output), "--worlds", "shapes",
+        "--reference", "random", "--differences", "default+2steps", "--difference_metrics", "deletion_mean",
+    ).stdout  # fmt: skip
+    aha, random = (torch.tensor(runs[key]["scores"]["deletion_mean"]) for key in ("default+2steps@0", "random"))
+    expected = f"{(aha - random).mean().item():+.3f} ± {(aha - random).std().item() / 2**0.5:.3f}"
+    assert f"| default+2steps | shapes | 2 | {expected} |" in table
+    assert "macro" not in table.rpartition("row minus random")[2]  # one world: no macro line
