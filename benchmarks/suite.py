@@ -138,6 +138,18 @@ def per_image(results: dict, worlds: list[str], row: str, seeds: list[str]) -> d
     return pooled
 
 
+def of_seeds(results: dict, worlds: list[str], seeds: list[int] | None) -> tuple[dict, list[str]]:
+    """``results`` of ``worlds`` with only the runs of ``seeds`` (None: every seed) and the baselines, and the seeds
+    they hold."""
+    if seeds is not None:
+        keep = {str(seed) for seed in seeds}
+        results = {
+            world: {key: run for key, run in results[world].items() if "@" not in key or key.partition("@")[2] in keep}
+            for world in worlds
+        }
+    return results, sorted({key.partition("@")[2] for world in worlds for key in results[world] if "@" in key})
+
+
 def markdown(results: dict, worlds: list[str], reference: str, seeds: list[int] | None = None) -> str:
     metrics = {
         name: metric
@@ -147,13 +159,7 @@ def markdown(results: dict, worlds: list[str], reference: str, seeds: list[int] 
     rows = sorted(
         {key.partition("@")[0] for world in worlds for key in results[world]}, key=lambda r: (r in BASELINES, r)
     )
-    if seeds is not None:  # only the runs of these seeds (and the baselines)
-        keep = {str(seed) for seed in seeds}
-        results = {
-            world: {key: run for key, run in results[world].items() if "@" not in key or key.partition("@")[2] in keep}
-            for world in worlds
-        }
-    seeds = sorted({key.partition("@")[2] for world in worlds for key in results[world] if "@" in key})
+    results, seeds = of_seeds(results, worlds, seeds)
     base = per_image(results, worlds, reference, seeds)
     lines = []
     for row in rows:
@@ -172,10 +178,13 @@ def markdown(results: dict, worlds: list[str], reference: str, seeds: list[int] 
     return "\n".join(table(header, lines))
 
 
-def differences(results: dict, worlds: list[str], reference: str, rows: list[str], metrics: list[str]) -> str:
-    """Each of ``rows`` minus ``reference`` (each a mean over every seed run, per image), per world and on the
-    macro average over ``worlds`` (when more than one): the paired difference's mean ± its standard error for each of ``metrics``."""
-    seeds = sorted({key.partition("@")[2] for world in worlds for key in results[world] if "@" in key})
+def differences(
+    results: dict, worlds: list[str], reference: str, rows: list[str], metrics: list[str], seeds: list[int] | None
+) -> str:
+    """Each of ``rows`` minus ``reference`` (each a mean over its runs of ``seeds``, None: every seed, per image), per
+    world and on the macro average over ``worlds`` (when more than one): the paired difference's mean ± its standard
+    error for each of ``metrics``."""
+    results, seeds = of_seeds(results, worlds, seeds)
     lines = []
     for row in rows:
         for scope in [[world] for world in worlds] + ([worlds] if len(worlds) > 1 else []):
@@ -322,7 +331,7 @@ def main() -> None:
     print(markdown(results, worlds, reference, args.table_seeds))
     if args.differences:
         print()
-        print(differences(results, worlds, reference, args.differences, args.difference_metrics))
+        print(differences(results, worlds, reference, args.differences, args.difference_metrics, args.table_seeds))
 
 
 if __name__ == "__main__":
