@@ -24,7 +24,7 @@ from .imaging.images import MAX_PIXELS, MIN_SIDE, check_limit, read_image
 from .imaging.visualization import explained_picture
 from .metrics import CurveResult, default_fractions, deletion_insertion
 from .modeling.modeling_aha import AHAExplainer
-from .validation import resolve_target
+from .validation import check_number, resolve_target
 
 
 class ImageAttributionPipeline(Pipeline):
@@ -118,8 +118,7 @@ class ImageAttributionPipeline(Pipeline):
         if target is not None:
             forward["target"] = self._class_index(target)
         if refine_steps is not None:
-            if isinstance(refine_steps, bool) or not isinstance(refine_steps, int) or refine_steps < 0:
-                raise ValueError(f"refine_steps must be an integer >= 0, got {refine_steps!r}")
+            check_number("refine_steps", refine_steps, integer=True, minimum=0)
             forward["refine_steps"] = refine_steps
         if curves is not None:
             forward["curves"] = bool(curves)
@@ -131,8 +130,7 @@ class ImageAttributionPipeline(Pipeline):
                 )
             forward["attributor"] = attributor
         if top_k is not None:
-            if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-                raise ValueError(f"top_k must be an integer >= 1, got {top_k!r}")
+            check_number("top_k", top_k, integer=True, minimum=1)
             postprocess["top_k"] = top_k
         if overlay is not None:
             postprocess["with_overlay"] = bool(overlay)

@@ -14,7 +14,7 @@ import math
 import types
 import typing
 from argparse import ArgumentTypeError
-from typing import Any, Literal, Union
+from typing import Any, Callable, Literal, Union
 
 from transformers.hf_argparser import string_to_bool
 
@@ -64,39 +64,42 @@ def parse_option(name: str, value: Any, annotation: Any) -> Any:
     raise ValueError(f"{name} must be {_describe(annotation)}, got {value!r}")
 
 
+def _parse_string(value, parse: Callable, error: type[Exception]):
+    """``parse(value.strip())`` when ``value`` is a string that ``parse`` accepts (it raises ``error`` on one it
+    does not); None otherwise."""
+    if isinstance(value, str):
+        try:
+            return parse(value.strip())
+        except error:
+            pass
+    return None
+
+
 def _parse_bool(name: str, value) -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
-    if isinstance(value, str):
-        try:
-            return string_to_bool(value.strip())
-        except ArgumentTypeError:
-            pass
-    raise ValueError(f"{name} must be a boolean (true/false, yes/no, 1/0), got {value!r}")
+    parsed = _parse_string(value, string_to_bool, ArgumentTypeError)
+    if parsed is None:
+        raise ValueError(f"{name} must be a boolean (true/false, yes/no, 1/0), got {value!r}")
+    return parsed
 
 
 def _parse_int(name: str, value) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            pass
-    raise ValueError(f"{name} must be an integer, got {value!r}")
+    parsed = _parse_string(value, int, ValueError)
+    if parsed is None:
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return parsed
 
 
 def _parse_float(name: str, value) -> float:
-    parsed = None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         parsed = float(value)
-    elif isinstance(value, str):
-        try:
-            parsed = float(value.strip())
-        except ValueError:
-            pass
+    else:
+        parsed = _parse_string(value, float, ValueError)
     if parsed is None or not math.isfinite(parsed):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     return parsed

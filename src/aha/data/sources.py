@@ -77,6 +77,31 @@ def load_saved_dataset(path: str) -> dict[str, datasets.Dataset]:
     return dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {"train": loaded}
 
 
+def load_splits(
+    dataset_name: str | None,
+    dataset_config_name: str | None = None,
+    *,
+    dataset_path: str | None = None,
+    image_dirs: tuple[str | None, str | None] = (None, None),
+    streaming: bool = False,
+    token: str | bool | None = None,
+) -> dict[str, AnyDataset]:
+    """The splits of the one source given, in this order: the image folders ``image_dirs`` (train, validation;
+    :func:`load_image_folders`), the saved dataset ``dataset_path``, else the Hub dataset ``dataset_name``."""
+    if any(path is not None for path in image_dirs):
+        return load_image_folders(*image_dirs)
+    if dataset_path is not None:
+        return load_saved_dataset(dataset_path)
+    return load_hub_dataset(dataset_name, dataset_config_name, streaming=streaming, token=token)
+
+
+def get_split(splits: dict[str, AnyDataset], name: str, flag: str) -> AnyDataset:
+    """The split called ``name``, or a ValueError naming the splits there are and ``flag``, the option to change."""
+    if name not in splits:
+        raise ValueError(f"the dataset has no split {name!r} (splits: {sorted(splits)}); pass {flag}")
+    return splits[name]
+
+
 def split_off_validation(train: datasets.Dataset, fraction: float, seed: int) -> dict[str, datasets.Dataset]:
     """Hold out a random ``fraction`` of a map-style train split as "validation"."""
     if isinstance(train, datasets.IterableDataset):

@@ -23,10 +23,9 @@ from ..data import (
     ImageClassificationCollator,
     class_index_map,
     eval_dataloader,
+    get_split,
     limit_examples,
-    load_hub_dataset,
-    load_image_folders,
-    load_saved_dataset,
+    load_splits,
     processed_masks,
 )
 from ..metrics import predict
@@ -91,17 +90,15 @@ def load_models(args: argparse.Namespace):
 
 def load_split(args: argparse.Namespace):
     """The split to evaluate (metadata only), with a one-line error for a missing split."""
-    if args.validation_dir is not None:
-        splits = load_image_folders(None, args.validation_dir)
-    elif args.dataset_path is not None:
-        splits = load_saved_dataset(args.dataset_path)
-    else:
-        splits = load_hub_dataset(
-            args.dataset_name, args.dataset_config_name, streaming=args.streaming, token=args.hub_token
-        )
-    if args.split not in splits:
-        raise ValueError(f"the dataset has no split {args.split!r} (splits: {sorted(splits)}); pass --split")
-    return splits[args.split]
+    splits = load_splits(
+        args.dataset_name,
+        args.dataset_config_name,
+        dataset_path=args.dataset_path,
+        image_dirs=(None, args.validation_dir),
+        streaming=args.streaming,
+        token=args.hub_token,
+    )
+    return get_split(splits, args.split, "--split")
 
 
 def check_columns(split, args: argparse.Namespace, labelled: bool, masked: bool = False) -> None:

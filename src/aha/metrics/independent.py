@@ -40,7 +40,7 @@ from torch import nn
 from ..ranking.perturbation import make_reference, perturbation_scores, trapezoid_auc
 from ..ranking.scores import class_scores
 from ..ranking.sorting import hard_order
-from ..validation import check_choice, check_number, check_pixel_values
+from ..validation import check_choice, check_pixel_values
 from .curves import (
     CurveResult,
     check_fractions,
@@ -132,10 +132,7 @@ class PixelFlipping(_IndependentMetric):
     pixels_per_step: int | None = None
 
     name = "pixel flipping"
-
-    def __post_init__(self):
-        super().__post_init__()
-        check_number("pixels_per_step", self.pixels_per_step, integer=True, minimum=1, optional=True)
+    _number_rules = {"pixels_per_step": dict(integer=True, minimum=1, optional=True)}
 
     def __call__(self, model: nn.Module, pixel_values, attributions, target=None, generator=None) -> CurveResult:
         images, maps, target, reference = self._prepare(model, pixel_values, attributions, target)
@@ -166,11 +163,7 @@ class RegionPerturbation(_IndependentMetric):
     regions: int = 100
 
     name = "region perturbation"
-
-    def __post_init__(self):
-        super().__post_init__()
-        check_number("patch_size", self.patch_size, integer=True, minimum=1)
-        check_number("regions", self.regions, integer=True, minimum=1)
+    _number_rules = {"patch_size": dict(integer=True, minimum=1), "regions": dict(integer=True, minimum=1)}
 
     def _patch_curves(self, model, pixel_values, attributions, target):
         images, maps, target, reference = self._prepare(model, pixel_values, attributions, target)
@@ -240,11 +233,7 @@ class IROF(_IndependentMetric):
     compactness: float = 10.0
 
     name = "IROF"
-
-    def __post_init__(self):
-        super().__post_init__()
-        check_number("n_segments", self.n_segments, integer=True, minimum=2)
-        check_number("compactness", self.compactness, minimum=0)
+    _number_rules = {"n_segments": dict(integer=True, minimum=2), "compactness": dict(minimum=0)}
 
     def __call__(self, model: nn.Module, pixel_values, attributions, target=None, generator=None) -> CurveResult:
         images, maps, target, reference = self._prepare(model, pixel_values, attributions, target)
@@ -288,12 +277,11 @@ class ROAD(_IndependentMetric):
 
     name = "ROAD"
     uses_reference = False
+    _number_rules = {"noise": dict(minimum=0), "tolerance": dict(minimum=0)}
 
     def __post_init__(self):
         super().__post_init__()
         check_choice("order", self.order, ("morf", "lerf"))
-        check_number("noise", self.noise, minimum=0)
-        check_number("tolerance", self.tolerance, minimum=0)
         fractions = torch.arange(1, 100, 2, dtype=torch.float64) / 100 if self.fractions is None else self.fractions
         fractions = check_fractions(fractions)
         if fractions[-1] >= 1:
@@ -354,11 +342,7 @@ class FaithfulnessCorrelation(_IndependentMetric):
     subset_size: int = 224
 
     name = "faithfulness correlation"
-
-    def __post_init__(self):
-        super().__post_init__()
-        check_number("runs", self.runs, integer=True, minimum=2)
-        check_number("subset_size", self.subset_size, integer=True, minimum=1)
+    _number_rules = {"runs": dict(integer=True, minimum=2), "subset_size": dict(integer=True, minimum=1)}
 
     def draw_subsets(self, batch: int, num_pixels: int, generator: torch.Generator) -> torch.Tensor:
         """(B, runs, subset_size) long pixel indices, each row drawn uniformly without replacement."""

@@ -16,7 +16,8 @@ from ..validation import check_choice, check_number
 class MetricOptions:
     """What a removed pixel becomes, what is scored, the images' normalisation, the batch size and the seed.
 
-    Keyword-only, in every metric built on it. A subclass adds its own fields and checks them in its
+    Keyword-only, in every metric built on it. A subclass adds its own fields and gives the range of each numeric
+    one in ``_number_rules`` (checked here, after the shared options); other checks go in its own
     ``__post_init__`` (calling this one's).
 
     Attributes:
@@ -41,6 +42,8 @@ class MetricOptions:
     seed: int = 0
 
     name = None  # what the metric is called in messages (a class attribute, or a subclass's field)
+    #: range rules of a subclass's numeric fields: name -> keyword arguments of `aha.validation.check_number`
+    _number_rules = {}
 
     def __post_init__(self):
         check_choice("score", self.score, SCORE_KINDS)
@@ -49,3 +52,5 @@ class MetricOptions:
         normalisation = resolve_normalisation(self.image_processor, self.image_mean, self.image_std)
         check_reference(self.reference, normalisation, self.name)
         object.__setattr__(self, "normalisation", normalisation)
+        for name, rules in self._number_rules.items():
+            check_number(name, getattr(self, name), **rules)

@@ -176,21 +176,15 @@ class RankingObjective:
         images = pixel_values.unsqueeze(1)
         reference_images = make_reference(pixel_values, reference, config.image_mean, config.image_std)
         blurred = reference_blur(pixel_values) if config.rise_insertion_weight else None
+
+        def to_reference(cell_masks: torch.Tensor) -> Callable[[], torch.Tensor]:
+            """The images with the masked cells moved to the reference: deletion (top cells) and LRF insertion
+            (bottom cells) are this one perturbation."""
+            return lambda: blend(images, reference_images.unsqueeze(1), pixel_masks(cell_masks))
+
         curves = {
-            "deletion": _Curve(
-                config.deletion_weight,
-                lambda: blend(images, reference_images.unsqueeze(1), pixel_masks(top)),
-                start="clean",
-                end="reference",
-                high_is_good=False,
-            ),
-            "lrf": _Curve(
-                config.lrf_insertion_weight,
-                lambda: blend(images, reference_images.unsqueeze(1), pixel_masks(bottom)),
-                start="clean",
-                end="reference",
-                high_is_good=True,
-            ),
+            "deletion": _Curve(config.deletion_weight, to_reference(top), "clean", "reference", high_is_good=False),
+            "lrf": _Curve(config.lrf_insertion_weight, to_reference(bottom), "clean", "reference", high_is_good=True),
             "rise": _Curve(
                 config.rise_insertion_weight,
                 lambda: blend(blurred.unsqueeze(1), images, pixel_masks(top)),

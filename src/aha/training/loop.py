@@ -34,10 +34,9 @@ from ..data import (
     check_columns,
     class_index_map,
     eval_dataloader,
+    get_split,
     limit_examples,
-    load_hub_dataset,
-    load_image_folders,
-    load_saved_dataset,
+    load_splits,
     split_off_validation,
     train_dataloader,
 )
@@ -91,19 +90,18 @@ def make_accelerator(optimisation: OptimisationArguments, run: RunArguments) -> 
     return accelerator
 
 
-def load_splits(data: DataArguments, token: str | None = None) -> dict:
-    """The dataset splits named by the data arguments (metadata only; nothing is decoded)."""
-    if data.train_dir is not None:
-        splits = load_image_folders(data.train_dir, data.validation_dir)
-    elif data.dataset_path is not None:
-        splits = load_saved_dataset(data.dataset_path)
-    else:
-        name = data.dataset_name or IMAGENET_ID
-        splits = load_hub_dataset(name, data.dataset_config_name, streaming=data.streaming, token=token)
-    if data.train_split not in splits:
-        raise ValueError(
-            f"the dataset has no split {data.train_split!r} (splits: {sorted(splits)}); pass --train_split"
-        )
+def training_splits(data: DataArguments, token: str | None = None) -> dict:
+    """The dataset splits named by the data arguments (metadata only; nothing is decoded), the training split
+    among them."""
+    splits = load_splits(
+        data.dataset_name or IMAGENET_ID,
+        data.dataset_config_name,
+        dataset_path=data.dataset_path,
+        image_dirs=(data.train_dir, data.validation_dir),
+        streaming=data.streaming,
+        token=token,
+    )
+    get_split(splits, data.train_split, "--train_split")
     return splits
 
 
@@ -275,7 +273,7 @@ def set_up(
     set_seed(optimisation.seed)
 
     explainer, image_processor = build_explainer(model, optimisation, run.hub_token, classifier, image_processor)
-    splits = dict(splits) if splits is not None else load_splits(data, token=run.hub_token)
+    splits = dict(splits) if splits is not None else training_splits(data, token=run.hub_token)
     train_loader, eval_loader, validation_split, updates_per_epoch = data_loaders(
         data, optimisation, splits, explainer, image_processor, accelerator
     )
