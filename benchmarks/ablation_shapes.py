@@ -29,6 +29,7 @@ from aha.demo.classifier import tensors_of
 from aha.demo.method_comparison import METRICS, compared_mean, score_maps
 from aha.demo.report import table
 from aha.modeling.modeling_aha import AHADecoder
+from aha.persistence.atomic_writer import write_text
 from aha.ranking.objectives import RankingObjective
 from aha.training import DataArguments, ModelArguments, OptimisationArguments, RunArguments, as_flags, train
 
@@ -294,7 +295,7 @@ def main():
             "torch": torch.__version__,
         }
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(results))
+        write_text(output, json.dumps(results))
         summary = {k: round(sum(v) / len(v), 4) for k, v in results[name]["scores"].items()}
         print(name, round(results[name]["train_seconds"]), summary, flush=True)
     if "default" in results:

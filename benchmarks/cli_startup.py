@@ -27,6 +27,8 @@ from pathlib import Path
 
 from machine import describe
 
+from aha.persistence.atomic_writer import write_text
+
 
 WATCHED = ("torch", "transformers", "aha.training", "aha.demo", "aha.space", "aha.baselines", "accelerate")
 #: name -> code run in a fresh interpreter (``aha`` commands go through aha.cli.main as ``python -m aha`` does)
@@ -107,7 +109,7 @@ def main() -> None:
     machine = describe()
     for label, src in runs.items():
         results[label] = {"machine": machine, "aha": where(src), "repeats": args.repeats, "commands": rows[label]}
-    output.write_text(json.dumps(results, indent=2) + "\n")
+    write_text(output, json.dumps(results, indent=2) + "\n")
     print(f"wrote {output} {list(runs)}")
 
 

@@ -30,7 +30,7 @@ from transformers import AutoImageProcessor
 from aha.demo import PRESETS
 from aha.demo.classifier import accuracy, cnn_classifier_config, tensors_of, train_classifier
 from aha.demo.worlds import WORLDS
-from aha.persistence.atomic_writer import staged_folder
+from aha.persistence.atomic_writer import staged_folder, write_text
 
 
 HERE = Path(__file__).resolve().parent
@@ -115,7 +115,7 @@ def main() -> None:
         record["worlds"][name] = train_world(name, suite_dir, output_dir, args)
         record["machine"] = describe()
         results.parent.mkdir(parents=True, exist_ok=True)
-        results.write_text(json.dumps(record, indent=2) + "\n")
+        write_text(results, json.dumps(record, indent=2) + "\n")
     print(summary(record["machine"]))
 
 

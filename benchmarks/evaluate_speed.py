@@ -32,6 +32,7 @@ from PIL import Image
 from transformers import ViTImageProcessor
 
 from aha import AHAExplainer
+from aha.persistence.atomic_writer import write_text
 
 
 HERE = Path(__file__).resolve().parent
@@ -107,7 +108,7 @@ def main():
         "best_images_per_second": best,
         "per_image_files_identical": identical,
     }
-    Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+    write_text(Path(args.output), json.dumps(result, indent=2) + "\n")
     print(summary(result["machine"]))
     for r in runs:
         print(

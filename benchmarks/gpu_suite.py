@@ -42,6 +42,7 @@ from models import VIT_CONFIGS  # noqa: E402
 
 from aha import AHAExplainer  # noqa: E402
 from aha.metrics import deletion_insertion  # noqa: E402
+from aha.persistence.atomic_writer import write_text
 from aha.training.schedule import annealed_tau  # noqa: E402
 
 
@@ -369,7 +370,7 @@ def main(argv=None):
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     stem = "gpu_suite_smoke" if args.smoke else "gpu_suite"
-    (output / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    write_text((output / f"{stem}.json"), json.dumps(result, indent=1))
     (output / f"{stem}.md").write_text(markdown(result))
     print(markdown(result))
     return result

@@ -37,6 +37,7 @@ from aha.demo.classifier import accuracy, classifier_config, image_processor_for
 from aha.demo.shapes import CLASS_NAMES, WORLD  # noqa: E402
 from aha.metrics import deletion, independent_scores, model_randomisation, pointing_game, predict  # noqa: E402
 from aha.metrics.randomisation import spearman  # noqa: E402
+from aha.persistence.atomic_writer import write_text
 
 
 def paired(a: torch.Tensor, b: torch.Tensor) -> dict:
@@ -153,7 +154,7 @@ def main() -> None:
     print(json.dumps(result, indent=2))
     print(summary(info))
     if args.out:
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_text(args.out, json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

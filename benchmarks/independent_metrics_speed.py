@@ -37,6 +37,7 @@ from machine import describe, summary  # noqa: E402
 from models import VIT_CONFIGS  # noqa: E402
 
 from aha.metrics import INDEPENDENT_METRICS, independent_scores, predict  # noqa: E402
+from aha.persistence.atomic_writer import write_text
 
 
 GREY = ("road_morf", "road_lerf", "irof")  # timed on the one-channel copy (Quantus fails on three channels)
@@ -192,7 +193,7 @@ def main() -> None:
             f"| {row.get('speedup', '-')} |"
         )
     if args.out:
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_text(args.out, json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

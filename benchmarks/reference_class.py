@@ -24,6 +24,7 @@ from suite import per_image, world_classifier, world_inputs
 
 from aha.demo.method_comparison import paired_difference
 from aha.demo.worlds import WORLDS
+from aha.persistence.atomic_writer import write_text
 from aha.ranking.perturbation import make_reference
 from aha.ranking.scores import class_scores
 
@@ -103,7 +104,7 @@ def main() -> None:
                 for part, v in parts.items()
             )
             print(f"  {row:24s} {line}")
-    Path(args.output).write_text(json.dumps(record, indent=1))
+    write_text(Path(args.output), json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":

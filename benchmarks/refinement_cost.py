@@ -34,6 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from aha import AHAConfig, AHAExplainer
 from aha.modeling.decoder_cost import count_flops
+from aha.persistence.atomic_writer import write_text
 from aha.ranking.refinement import RefinementPlan, plan_grid, refine_with_plan, refinement_loss
 
 
@@ -250,7 +251,7 @@ def main():
         print_measured(result["measured"])
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=1))
+    write_text(output, json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ from aha.demo.method_comparison import (
 )
 from aha.demo.report import table
 from aha.demo.worlds import WORLDS
+from aha.persistence.atomic_writer import write_text
 
 
 HERE = Path(__file__).resolve().parent
@@ -278,7 +279,7 @@ def main() -> None:
             results.setdefault(world, {}).update(runs)
         record["machine"] += other["machine"]
     if args.merge:
-        output.write_text(json.dumps(record))
+        write_text(output, json.dumps(record))
     if not args.markdown:
         metrics = METRICS if args.independent else CORE_METRICS
         for world in args.worlds:
@@ -322,7 +323,7 @@ def main() -> None:
                 results[world][key] = run
                 record["machine"].append(describe())
                 output.parent.mkdir(parents=True, exist_ok=True)
-                output.write_text(json.dumps(record))
+                write_text(output, json.dumps(record))
                 means = {k: round(sum(v) / len(v), 4) for k, v in run["scores"].items()}
                 print(world, key, round(run["cpu_seconds"]), means, flush=True)
         print(summary(describe()))

@@ -22,6 +22,7 @@ from machine import describe, summary
 from aha.demo import IMAGE_SIZE, PRESETS
 from aha.demo.classifier import accuracy, classifier_config, image_processor_for, tensors_of, train_classifier
 from aha.demo.worlds import WORLDS
+from aha.persistence.atomic_writer import write_text
 
 
 def measure(name: str, preset: str, seed: int, epochs: int | None = None) -> dict:
@@ -78,7 +79,7 @@ def main() -> None:
     rows = [measure(name, args.preset, args.seed, args.epochs) for name in args.worlds]
     info = describe()
     output = Path(args.output or f"benchmarks/results/world_classifiers_{args.preset}.json")
-    output.write_text(json.dumps({"machine": info, "rows": rows}, indent=2))
+    write_text(output, json.dumps({"machine": info, "rows": rows}, indent=2))
     print(summary(info))
 
 
