@@ -78,10 +78,14 @@ def test_a_classifier_near_chance_is_called_a_smoke_run():
 
 
 def test_the_first_line_says_how_long_each_preset_takes_and_whether_it_was_timed():
-    quick, _ = PRESET_CPU_MINUTES["quick"]
-    assert duration_note("quick", 3).startswith(f"about {3 * quick} CPU minutes (timed, {quick} a world;")
-    assert duration_note("default", 1).startswith("about 60 CPU minutes (estimated")
-    assert duration_note("default", 3).startswith("about 3 CPU hours (estimated")
+    quick, per_epoch_scale, _ = PRESET_CPU_MINUTES["quick"]
+    letters = quick + 2 * per_epoch_scale  # AHA Letters' classifier trains 3 times AHA Shapes' epochs
+    assert duration_note("quick", ["shapes", "letters"]).startswith(
+        f"about {quick + letters} CPU minutes (timed; shapes {quick}, letters {letters};"
+    )
+    assert duration_note("default", ["shapes"]).startswith("about 49 CPU minutes (timed on AHA Shapes; shapes 49;")
+    assert duration_note("default", list(WORLDS)).startswith("about 2.9 CPU hours (timed on AHA Shapes; shapes 49, ")
+    assert duration_note("full", ["parts"]).startswith("about 3.1 CPU hours (estimated; parts 184;")
 
 
 def test_the_world_flag_is_parsed_strictly():
@@ -115,7 +119,7 @@ def test_quick_demo_on_every_world_writes_each_report_and_the_macro_table(tmp_pa
     assert run.returncode == 0, run.stderr[-3000:]
     first = run.stdout.splitlines()[0]
     assert "quick preset, a smoke run" in first and str(output / "letters" / "results.md") in first
-    assert first.startswith(f"[aha demo] {duration_note('quick', 3)}")
+    assert first.startswith(f"[aha demo] {duration_note('quick', list(WORLDS))}")
     assert str(output / "macro.md") in first
     expected = {
         "AHA",

@@ -43,9 +43,6 @@ from .worlds import WORLDS, get_world
 #: chance and AHA beats random on AHA Shapes; on AHA Letters and AHA Parts (epoch_scale 3: 18 epochs) it reaches
 #: about 0.35-0.4 (benchmarks/RESULTS.md, "The benchmark suite")
 QUICK_TRAIN, QUICK_EPOCHS, QUICK_STEPS = 2000, 6, 100
-#: CPU minutes a world of the quick preset takes: `aha demo --world all --quick --threads 1` took 1281 CPU s for the
-#: three worlds (benchmarks/RESULTS.md, "`aha demo`'s run time")
-QUICK_CPU_MINUTES = 7
 #: settings of each preset: data sizes, classifier epochs, explainer steps, evaluation size and costs
 PRESETS = {
     "quick": dict(
@@ -76,9 +73,15 @@ PRESETS = {
 #: the default preset's world, classifier and explainer, evaluated on five times the images with four times the masks
 PRESETS["full"] = dict(PRESETS["default"], eval_images=500, rise_masks=4000)
 #: what a world of each preset costs, for the first printed line: CPU minutes of a one-thread run (about its wall
-#: time on an idle machine; fewer with more threads), and whether that was timed or estimated from its stages
-#: (benchmarks/RESULTS.md, "`aha demo`'s run time")
-PRESET_CPU_MINUTES = {"quick": (QUICK_CPU_MINUTES, "timed"), "default": (60, "estimated"), "full": (180, "estimated")}
+#: time on an idle machine; fewer with more threads) for a world of ``epoch_scale`` 1, the minutes each further unit of
+#: a world's ``epoch_scale`` adds (its classifier's longer training), and how these were found (benchmarks/RESULTS.md,
+#: "`aha demo`'s run time"): `aha demo --world all --quick --threads 1` took 21.4 CPU minutes for the three worlds;
+#: `aha demo --threads 1` (AHA Shapes, default preset) 48.7
+PRESET_CPU_MINUTES = {
+    "quick": (6, 1, "timed"),
+    "default": (49, 7, "timed on AHA Shapes"),
+    "full": (170, 7, "estimated"),
+}
 IMAGE_SIZE = 64
 EVAL_BATCH_SIZE = 8
 BASELINES = ("random", "centre", "rollout", "chefer", "gradcam", "integrated_gradients", "occlusion", "rise")
@@ -314,12 +317,14 @@ def smoke_note(preset: str) -> str | None:
     return None
 
 
-def duration_note(preset: str, worlds: int) -> str:
-    """How long a run of ``preset`` over ``worlds`` worlds takes, for the first printed line."""
-    minutes, how = PRESET_CPU_MINUTES[preset]
-    total = minutes * worlds
-    amount = f"about {total} CPU minutes" if total < 90 else f"about {total / 60:.0f} CPU hours"
-    return f"{amount} ({how}, {minutes} a world; less with more threads or a world's stages reused)"
+def duration_note(preset: str, worlds: list[str]) -> str:
+    """How long a run of ``preset`` over ``worlds`` (names in :data:`WORLDS`) takes, for the first printed line."""
+    base, per_epoch_scale, how = PRESET_CPU_MINUTES[preset]
+    minutes = [base + per_epoch_scale * (WORLDS[world].epoch_scale - 1) for world in worlds]
+    total = sum(minutes)
+    amount = f"about {total} CPU minutes" if total < 90 else f"about {total / 60:.1f} CPU hours"
+    each = ", ".join(f"{world} {m}" for world, m in zip(worlds, minutes))
+    return f"{amount} ({how}; {each}; less with more threads or a world's stages reused)"
 
 
 def chance_note(test_accuracy: float, num_classes: int) -> str | None:
@@ -422,7 +427,7 @@ def main(args: argparse.Namespace) -> None:
         reports += f" and the macro table {output / 'macro.md'}"
     note = smoke_note(args.preset)
     print(
-        f"[aha demo] {duration_note(args.preset, len(worlds))}; {note or 'preset ' + args.preset}; world(s) "
+        f"[aha demo] {duration_note(args.preset, worlds)}; {note or 'preset ' + args.preset}; world(s) "
         f"{', '.join(worlds)}; reports: {reports}",
         flush=True,
     )
