@@ -26,6 +26,7 @@ from models import CLASSIFIERS, VIT_CONFIGS, classifier_config
 
 from aha import AHAConfig, AHAExplainer
 from aha.modeling.decoder_cost import classifier_cost, decoder_cost
+from aha.persistence.atomic_writer import write_text
 
 
 HERE = Path(__file__).resolve().parent
@@ -72,7 +73,8 @@ def main():
         )
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(
+    write_text(
+        output,
         json.dumps(
             {
                 "command": shlex.join(["python", "benchmarks/decoder_flops.py", *sys.argv[1:]]),
@@ -80,7 +82,7 @@ def main():
                 "rows": rows,
             },
             indent=1,
-        )
+        ),
     )
 
 

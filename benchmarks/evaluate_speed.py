@@ -108,7 +108,7 @@ def main():
         "best_images_per_second": best,
         "per_image_files_identical": identical,
     }
-    write_text(Path(args.output), json.dumps(result, indent=2) + "\n")
+    write_text(args.output, json.dumps(result, indent=2) + "\n")
     print(summary(result["machine"]))
     for r in runs:
         print(

@@ -31,6 +31,7 @@ from models import CLASSIFIERS, VIT_CONFIGS, build_classifier
 
 from aha import AHAExplainer
 from aha.modeling.backbones import BackboneSpec
+from aha.persistence.atomic_writer import write_text
 
 
 HERE = Path(__file__).resolve().parent
@@ -104,7 +105,8 @@ def main():
         )
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(
+    write_text(
+        output,
         json.dumps(
             {
                 "command": shlex.join(["python", "benchmarks/explain_speed.py", *sys.argv[1:]]),
@@ -114,7 +116,7 @@ def main():
                 "rows": rows,
             },
             indent=1,
-        )
+        ),
     )
 
 

@@ -370,8 +370,8 @@ def main(argv=None):
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     stem = "gpu_suite_smoke" if args.smoke else "gpu_suite"
-    write_text((output / f"{stem}.json"), json.dumps(result, indent=1))
-    (output / f"{stem}.md").write_text(markdown(result))
+    write_text(output / f"{stem}.json", json.dumps(result, indent=1))
+    write_text(output / f"{stem}.md", markdown(result))
     print(markdown(result))
     return result
 

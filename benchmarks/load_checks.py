@@ -29,6 +29,7 @@ from machine import describe, summary
 from models import VIT_CONFIGS, build_vit
 
 from aha import AHAExplainer
+from aha.persistence.atomic_writer import write_text
 from aha.persistence.explainer_saving import own_weights
 from aha.persistence.fingerprints import saved_fingerprints, weights_fingerprint
 from aha.persistence.strict_loading import check_finite_weights, read_model_json
@@ -100,7 +101,8 @@ def main():
         )
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(
+    write_text(
+        output,
         json.dumps(
             {
                 "command": shlex.join(["python", "benchmarks/load_checks.py", *sys.argv[1:]]),
@@ -109,7 +111,7 @@ def main():
                 "rows": rows,
             },
             indent=1,
-        )
+        ),
     )
 
 

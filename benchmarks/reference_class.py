@@ -104,7 +104,7 @@ def main() -> None:
                 for part, v in parts.items()
             )
             print(f"  {row:24s} {line}")
-    write_text(Path(args.output), json.dumps(record, indent=1))
+    write_text(args.output, json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from PIL import Image
 from transformers import ViTImageProcessor, pipeline
 
 from aha import AHAExplainer
+from aha.persistence.atomic_writer import write_text
 
 
 HERE = Path(__file__).resolve().parent
@@ -106,7 +107,8 @@ def main():
             print(f"| {decoder} | {path} | " + " | ".join(cells) + " |")
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(
+    write_text(
+        output,
         json.dumps(
             {
                 "command": shlex.join(["python", "benchmarks/throughput.py", *sys.argv[1:]]),
@@ -115,7 +117,7 @@ def main():
                 "rows": rows,
             },
             indent=1,
-        )
+        ),
     )
 
 
