@@ -186,10 +186,12 @@ def differences(
     world and on the macro average over ``worlds`` (when more than one): the paired difference's mean ± its standard
     error for each of ``metrics``."""
     results, seeds = of_seeds(results, worlds, seeds)
+    scopes = [[world] for world in worlds] + ([worlds] if len(worlds) > 1 else [])
+    bases = [per_image(results, scope, reference, seeds) for scope in scopes]  # the reference's, once per scope
     lines = []
     for row in rows:
-        for scope in [[world] for world in worlds] + ([worlds] if len(worlds) > 1 else []):
-            scores, base = (per_image(results, scope, name, seeds) for name in (row, reference))
+        for scope, base in zip(scopes, bases):
+            scores = per_image(results, scope, row, seeds)
             if scores is None or base is None:
                 continue
             cells = [
