@@ -242,19 +242,10 @@ def iter_scores(
         yield chunk, images, scores
 
 
-def perturbation_scores(
-    classifier: nn.Module,
-    count: int,
-    images_at: Callable[[slice], torch.Tensor],
-    classes: torch.Tensor,
-    score: str = "probability",
-    chunk_size: int = 64,
-    checkpoint: bool = False,
-) -> torch.Tensor:
-    """The scores of all ``count`` perturbed images of :func:`iter_scores` (same arguments): (count,) float32."""
-    return torch.cat(
-        [scores for _, _, scores in iter_scores(classifier, count, images_at, classes, score, chunk_size, checkpoint)]
-    )
+def perturbation_scores(*args, **kwargs) -> torch.Tensor:
+    """The scores of all ``count`` perturbed images of :func:`iter_scores`, called with the same arguments: (count,)
+    float32."""
+    return torch.cat([scores for _, _, scores in iter_scores(*args, **kwargs)])
 
 
 def trapezoid_auc(curves: torch.Tensor, fractions: torch.Tensor | None = None) -> torch.Tensor:
