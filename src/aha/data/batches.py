@@ -47,17 +47,10 @@ def train_dataloader(
 
     The loaders own a generator: by default every new ``DataLoader`` iterator draws a seed from torch's
     global RNG, and library code draws from no global RNG."""
+    full_batches = dict(batch_size=batch_size, drop_last=True, collate_fn=collate_fn)
     generator = torch.Generator().manual_seed(seed)
     if not isinstance(dataset, datasets.IterableDataset):
-        loader = DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=True,
-            drop_last=True,
-            collate_fn=collate_fn,
-            num_workers=num_workers,
-            generator=generator,
-        )
+        loader = DataLoader(dataset, shuffle=True, num_workers=num_workers, generator=generator, **full_batches)
         return accelerator.prepare(loader)
     if num_workers:
         raise ValueError(
@@ -67,7 +60,7 @@ def train_dataloader(
     if shuffle_buffer_size:
         dataset = dataset.shuffle(seed=seed, buffer_size=shuffle_buffer_size)
     dataset = split_dataset_by_node(dataset, rank=accelerator.process_index, world_size=accelerator.num_processes)
-    return DataLoader(dataset, batch_size=batch_size, drop_last=True, collate_fn=collate_fn, generator=generator)
+    return DataLoader(dataset, generator=generator, **full_batches)
 
 
 def eval_dataloader(
