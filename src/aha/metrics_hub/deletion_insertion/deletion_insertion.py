@@ -36,6 +36,7 @@ Args:
     metrics: which metrics to report, a non-empty list of "deletion", "insertion", "positive", "negative".
         Default ("deletion", "insertion").
     target: class whose probability deletion/insertion track: "predicted" (default) or "label".
+    The other keywords are fields of `aha.metrics.PerturbationProtocol`, with its defaults:
     reference: "mean" (default), "black" or "blur": what deleted pixels become.
     insertion_convention: "lrf" (default, least-relevant-first deletion) or "rise" (insertion into the
         blurred image).
@@ -72,6 +73,18 @@ _CITATION = """
 """
 
 METRICS = tuple(PERTURBATION_METRICS)
+#: the keywords of ``compute`` that set how the curves are measured: fields of ``PerturbationProtocol``, which
+#: holds their defaults
+PROTOCOL_OPTIONS = (
+    "reference",
+    "insertion_convention",
+    "fractions",
+    "image_processor",
+    "image_mean",
+    "image_std",
+    "chunk_size",
+    "seed",
+)
 
 
 def _tensor(values) -> torch.Tensor:
@@ -126,15 +139,13 @@ class DeletionInsertion(evaluate.Metric):
         model=None,
         metrics=("deletion", "insertion"),
         target="predicted",
-        reference="mean",
-        insertion_convention="lrf",
-        image_processor=None,
-        image_mean=None,
-        image_std=None,
-        fractions=None,
-        chunk_size=64,
-        seed=0,
+        **options,
     ):
+        unexpected = [name for name in options if name not in PROTOCOL_OPTIONS]
+        if unexpected:
+            raise TypeError(
+                f"unexpected compute keywords {unexpected}; besides model, metrics and target: {PROTOCOL_OPTIONS}"
+            )
         if model is None:
             raise ValueError("pass the classifier: compute(model=...)")
         if isinstance(metrics, str) or not len(metrics):
@@ -149,19 +160,10 @@ class DeletionInsertion(evaluate.Metric):
         labels = torch.from_numpy(np.asarray(references, dtype=np.int64))
         # every reference is a class of this classifier, whether or not the chosen metrics read it
         check_classes(labels, len(labels), getattr(getattr(model, "config", None), "num_labels", None), "references")
-        protocol = PerturbationProtocol(
-            reference=reference,
-            insertion_convention=insertion_convention,
-            fractions=fractions,
-            image_processor=image_processor,
-            image_mean=image_mean,
-            image_std=image_std,
-            chunk_size=chunk_size,
-            seed=seed,
-        )
+        protocol = PerturbationProtocol(**options)  # the defaults are the protocol's own
         classes = labels
         if target == "predicted" and {"deletion", "insertion"} & set(metrics):
-            classes = predict(model, images, chunk_size)
+            classes = predict(model, images, protocol.chunk_size)
         results = {}
         for name in metrics:
             result = protocol.measure(name, model, images, maps, target=classes, labels=labels)
