@@ -205,9 +205,7 @@ def insertion(
     - ``"rise"``: start from the blurred image and insert the most relevant pixels of the image first
       (RISE, Petsiuk et al. 2018); the start is always the ``"blur"`` reference, ``reference`` is unused.
 
-    Arguments are those of :func:`deletion` (``insertion_convention`` among the protocol's fields).
-    Returns:
-        :class:`CurveResult` of softmax probabilities of the target.
+    Arguments and result are those of :func:`deletion` (``insertion_convention`` among the protocol's fields).
     """
     return PerturbationProtocol(**protocol).insertion(model, pixel_values, attributions, target)
 
