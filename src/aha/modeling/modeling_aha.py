@@ -459,21 +459,14 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
 
     # ------------------------------------------------------------------------------------ attribute
     def attribute(
-        self,
-        pixel_values: torch.Tensor,
-        target: torch.Tensor | int | None = None,
-        refine_steps: int = 0,
-        refine_lr: float | None = None,
-        refine_plan: RefinementPlan | None = None,
+        self, pixel_values: torch.Tensor, target: torch.Tensor | int | None = None, **refinement
     ) -> torch.Tensor:
         """The verb every attribution method shares, as Captum's ``attribute``: (B, H, W) float32 maps of
         ``pixel_values`` for ``target``, whatever dtype the explainer runs in.
 
         This is how AHA is called beside the comparison methods of :mod:`aha.baselines`
         (``get_attributor("aha", classifier, explainer=explainer)``), so benchmarks and the metrics treat every method
-        alike. It is :meth:`explain`'s maps, cast to float32; the arguments are :meth:`explain`'s.
+        alike. It is :meth:`explain`'s maps, cast to float32; the arguments are :meth:`explain`'s (``refinement``:
+        ``refine_steps``, ``refine_lr``, ``refine_plan``).
         """
-        maps = self.explain(
-            pixel_values, target, refine_steps=refine_steps, refine_lr=refine_lr, refine_plan=refine_plan
-        )
-        return maps.float()
+        return self.explain(pixel_values, target, return_dict=False, **refinement).float()
