@@ -280,13 +280,12 @@ class World:
     """A benchmark world: a procedural image-classification dataset with a ground-truth mask per image.
 
     Attributes:
-        name: its key in :data:`aha.demo.worlds.WORLDS` and ``aha demo --world``.
-        title: its display name.
+        name: its key in :data:`aha.demo.worlds.WORLDS` and ``aha demo --world``; it names the world's
+            :attr:`title` and :attr:`card` too.
         class_names: the classes, in label order.
         render: ``render(seed, split, index, size) -> Scene``, a pure function of its arguments.
         object_type: the dataclass of the drawing parameters, the ``object`` column (its ``datasets`` features:
             :func:`params_features`).
-        card: the file name of its dataset card in ``aha.hub_cards``.
         dihedral: whether an image's class survives flips and transposition (the classifier's augmentation).
         patch_classes: what the classifier's auxiliary per-patch loss predicts on the class evidence, when it is
             not the image's class (``None``: the image's class on its whole mask). AHA Parts' patches predict
@@ -299,11 +298,9 @@ class World:
     """
 
     name: str
-    title: str
     class_names: tuple[str, ...]
     render: Callable[[int, str, int, int], Scene]
     object_type: type
-    card: str
     dihedral: bool
     patch_classes: tuple[str, ...] | None = None
     pixel_classes: Callable[[np.ndarray, dict], np.ndarray] | None = None
@@ -312,6 +309,16 @@ class World:
     def __post_init__(self):
         if isinstance(self.epoch_scale, bool) or not isinstance(self.epoch_scale, int) or self.epoch_scale < 1:
             raise ValueError(f"epoch_scale must be an integer >= 1, got {self.epoch_scale!r}")
+
+    @property
+    def title(self) -> str:
+        """Its display name: "AHA Shapes" for ``shapes``."""
+        return f"AHA {self.name.capitalize()}"
+
+    @property
+    def card(self) -> str:
+        """The file name of its dataset card in ``aha.hub_cards``: ``shapes_dataset_card.md`` for ``shapes``."""
+        return f"{self.name}_dataset_card.md"
 
     def classifier_epochs(self, preset_epochs: int) -> int:
         """The classifier's epochs for a preset's ``preset_epochs``: ``preset_epochs * epoch_scale``."""

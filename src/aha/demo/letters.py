@@ -138,11 +138,9 @@ def render_scene(seed: int, split: str, index: int, size: int = 64) -> Scene:
 
 WORLD = World(
     name="letters",
-    title="AHA Letters",
     class_names=CLASS_NAMES,
     render=render_scene,
     object_type=LetterParams,
-    card="letters_dataset_card.md",
     dihedral=False,  # a mirrored or transposed letter is another glyph
     epoch_scale=3,  # no flips: a quarter of AHA Shapes' effective data per epoch
 )

@@ -88,11 +88,9 @@ def part_pixel_classes(mask: np.ndarray, obj: dict) -> np.ndarray:
 
 WORLD = World(
     name="parts",
-    title="AHA Parts",
     class_names=CLASS_NAMES,
     render=render_scene,
     object_type=PartsParams,
-    card="parts_dataset_card.md",
     dihedral=True,  # the kinds of the parts survive flips and transposition
     patch_classes=PART_KINDS,  # a patch shows one part: it can know the part's kind, not the pair
     pixel_classes=part_pixel_classes,

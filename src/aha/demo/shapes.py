@@ -118,10 +118,8 @@ def render_scene(seed: int, split: str, index: int, size: int = 64) -> Scene:
 
 WORLD = World(
     name="shapes",
-    title="AHA Shapes",
     class_names=CLASS_NAMES,
     render=render_scene,
     object_type=ShapeParams,
-    card="shapes_dataset_card.md",
     dihedral=True,
 )
