@@ -6,6 +6,10 @@ line (transformers' ``string_to_bool`` for booleans, ``int()`` and ``float()`` f
 everything else with the option's name. So ``"false"`` is false, never true (a non-empty string is truthy in
 Python); ``max_train_steps: 2.5`` is refused, not truncated; YAML's ``1e-3``, a string to PyYAML, becomes the
 float it means; NaN and infinities are refused for every float option.
+
+The arguments dataclasses of ``aha train`` and ``aha evaluate`` declare their options with :func:`option`,
+:func:`required_option` and :func:`repeated_option`: the field's default and its ``--help`` text, as
+``HfArgumentParser`` reads them.
 """
 
 from __future__ import annotations
@@ -14,9 +18,26 @@ import math
 import types
 import typing
 from argparse import ArgumentTypeError
+from dataclasses import field
 from typing import Any, Callable, Literal, Union
 
 from transformers.hf_argparser import string_to_bool
+
+
+def option(help: str, default: Any = None, **metadata) -> Any:
+    """A field of an arguments dataclass: its ``--help`` text and its default (None unless given: the option is
+    unset), with any other ``HfArgumentParser`` keyword in ``metadata``."""
+    return field(default=default, metadata={"help": help, **metadata})
+
+
+def required_option(help: str) -> Any:
+    """A field of an arguments dataclass that has no default: the flag must be given."""
+    return field(metadata={"help": help})
+
+
+def repeated_option(help: str, metavar: str) -> Any:
+    """A field of an arguments dataclass given once per value (``--flag A --flag B``): a list, empty by default."""
+    return field(default_factory=list, metadata={"help": help, "action": "append", "metavar": metavar})
 
 
 def parse_option(name: str, value: Any, annotation: Any) -> Any:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from transformers import HfArgumentParser
 
 from ..training.arguments import config_override
-from ..typed_options import parse_option
+from ..typed_options import option, parse_option, repeated_option, required_option
 
 
 #: the metric settings of each convention (see aha.metrics.protocol): the ``PerturbationProtocol`` fields, and the metrics
@@ -39,111 +39,76 @@ OPERATIONAL_ARGS = frozenset(
 SECRET_ARGS = frozenset({"hub_token"})
 
 
-def _help(text: str, **metadata) -> dict:
-    return {"help": text, **metadata}
-
-
 @dataclass
 class EvaluateArguments:
-    model: str = field(
-        metadata=_help(
-            "A saved AHA explainer (folder or Hub id), or a plain image classifier for the model-agnostic methods."
-        )
+    model: str = required_option(
+        "A saved AHA explainer (folder or Hub id), or a plain image classifier for the model-agnostic methods."
     )
-    output_dir: str = field(
-        metadata=_help(
-            "Where the per-image results, the summary and the run's journal are written (a stopped run resumes there)."
-        )
+    output_dir: str = required_option(
+        "Where the per-image results, the summary and the run's journal are written (a stopped run resumes there)."
     )
-    classifier: str | None = field(
-        default=None,
-        metadata=_help(
-            "The classifier to explain (default: the explainer's own, or --model when it is a classifier); an explainer "
-            "made for another classifier is refused."
-        ),
+    classifier: str | None = option(
+        "The classifier to explain (default: the explainer's own, or --model when it is a classifier); an explainer "
+        "made for another classifier is refused."
     )
-    dataset_name: str | None = field(default=None, metadata=_help("Hub dataset id."))
-    dataset_config_name: str | None = field(default=None, metadata=_help("Configuration of the Hub dataset."))
-    streaming: bool = field(default=False, metadata=_help("Stream the Hub dataset instead of downloading it."))
-    dataset_path: str | None = field(default=None, metadata=_help("A dataset saved with `save_to_disk`."))
-    validation_dir: str | None = field(
-        default=None,
-        metadata=_help("An image folder laid out <dir>/<class name>/<image> (its split is called validation)."),
+    dataset_name: str | None = option("Hub dataset id.")
+    dataset_config_name: str | None = option("Configuration of the Hub dataset.")
+    streaming: bool = option("Stream the Hub dataset instead of downloading it.", default=False)
+    dataset_path: str | None = option("A dataset saved with `save_to_disk`.")
+    validation_dir: str | None = option(
+        "An image folder laid out <dir>/<class name>/<image> (its split is called validation)."
     )
-    split: str = field(default="validation", metadata=_help("The split to evaluate on."))
-    image_column_name: str = field(default="image", metadata=_help("Column holding the images."))
-    label_column_name: str = field(
+    split: str = option("The split to evaluate on.", default="validation")
+    image_column_name: str = option("Column holding the images.", default="image")
+    label_column_name: str = option(
+        "Column holding the labels (needed by --target label and the positive / negative perturbation).",
         default="label",
-        metadata=_help(
-            "Column holding the labels (needed by --target label and the positive / negative perturbation)."
-        ),
     )
-    mask_column_name: str = field(
+    mask_column_name: str = option(
+        "Column holding the object masks, read by the localisation metrics (pointing_game, mask_auroc) only: one "
+        'binary mask per row at its image\'s size (an image of mode "1", or 0/1 or 0/255 values), resized and '
+        "cropped with its image (nearest-neighbour).",
         default="mask",
-        metadata=_help(
-            "Column holding the object masks, read by the localisation metrics (pointing_game, mask_auroc) only: one "
-            'binary mask per row at its image\'s size (an image of mode "1", or 0/1 or 0/255 values), resized and '
-            "cropped with its image (nearest-neighbour)."
-        ),
     )
-    methods: str = field(
+    methods: str = option(
+        "Comma-separated methods of aha.baselines.get_attributor: aha, random, centre, rollout, chefer, gradcam, "
+        "integrated_gradients, occlusion, rise.",
         default="aha",
-        metadata=_help(
-            "Comma-separated methods of aha.baselines.get_attributor: aha, random, centre, rollout, chefer, gradcam, "
-            "integrated_gradients, occlusion, rise."
-        ),
     )
-    method_option: list[str] = field(
-        default_factory=list,
-        metadata=_help(
-            "An option of one method, e.g. --method_option rise.n_masks=1000 (repeatable; values read as JSON when they "
-            "parse, then by the option's declared type).",
-            action="append",
-            metavar="METHOD.KEY=VALUE",
-        ),
+    method_option: list[str] = repeated_option(
+        "An option of one method, e.g. --method_option rise.n_masks=1000 (repeatable; values read as JSON when they "
+        "parse, then by the option's declared type).",
+        metavar="METHOD.KEY=VALUE",
     )
-    refine_steps: int = field(default=0, metadata=_help("Test-time refinement steps of AHA."))
-    metrics: str | None = field(
-        default=None,
-        metadata=_help(
-            "Comma-separated metrics of aha.metrics (default: the protocol's; `aha evaluate --help` lists them); "
-            "pointing_game and mask_auroc need a mask column (--mask_column_name)."
-        ),
+    refine_steps: int = option("Test-time refinement steps of AHA.", default=0)
+    metrics: str | None = option(
+        "Comma-separated metrics of aha.metrics (default: the protocol's; `aha evaluate --help` lists them); "
+        "pointing_game and mask_auroc need a mask column (--mask_column_name)."
     )
-    protocol: Literal["paper", "rise", "chefer"] = field(
+    protocol: Literal["paper", "rise", "chefer"] = option(
+        "Metric settings: paper (mean reference, 21 fractions, least-relevant-first insertion), rise (RISE's "
+        "insertion from the blurred image), chefer (black reference, fractions 0..0.9, top-1 accuracy).",
         default="paper",
-        metadata=_help(
-            "Metric settings: paper (mean reference, 21 fractions, least-relevant-first insertion), rise (RISE's "
-            "insertion from the blurred image), chefer (black reference, fractions 0..0.9, top-1 accuracy)."
-        ),
     )
-    target: Literal["predicted", "label"] = field(
-        default="predicted",
-        metadata=_help("The class explained and scored: the classifier's prediction or the ground-truth label."),
+    target: Literal["predicted", "label"] = option(
+        "The class explained and scored: the classifier's prediction or the ground-truth label.", default="predicted"
     )
-    max_samples: int | None = field(default=None, metadata=_help("Evaluate the first N images of the split."))
-    batch_size: int = field(default=8, metadata=_help("Images per attribution call, per process."))
-    chunk_size: int = field(default=64, metadata=_help("Perturbed images per classifier forward in the metrics."))
-    seed: int = field(
+    max_samples: int | None = option("Evaluate the first N images of the split.")
+    batch_size: int = option("Images per attribution call, per process.", default=8)
+    chunk_size: int = option("Perturbed images per classifier forward in the metrics.", default=64)
+    seed: int = option(
+        "Seed of every random draw (the ranking's tie-break; per image: random maps, RISE masks, ROAD noise, ...).",
         default=0,
-        metadata=_help(
-            "Seed of every random draw (the ranking's tie-break; per image: random maps, RISE masks, ROAD noise, ...)."
-        ),
     )
-    update_card: str | None = field(
-        default=None,
-        metadata=_help(
-            "An explainer folder whose README.md model card gets AHA's results as eval results (created if absent)."
-        ),
+    update_card: str | None = option(
+        "An explainer folder whose README.md model card gets AHA's results as eval results (created if absent)."
     )
-    push_to_hub: bool = field(
+    push_to_hub: bool = option(
+        "Write AHA's results into the model card of the explainer's Hub repo (--hub_model_id, default --model).",
         default=False,
-        metadata=_help(
-            "Write AHA's results into the model card of the explainer's Hub repo (--hub_model_id, default --model)."
-        ),
     )
-    hub_model_id: str | None = field(default=None, metadata=_help("The Hub repo whose card --push_to_hub updates."))
-    hub_token: str | None = field(default=None, metadata=_help("Hub token (default: the `hf auth login` one)."))
+    hub_model_id: str | None = option("The Hub repo whose card --push_to_hub updates.")
+    hub_token: str | None = option("Hub token (default: the `hf auth login` one).")
 
 
 class EvaluateArgumentParser(HfArgumentParser):

@@ -26,7 +26,7 @@ from typing import Literal
 import yaml
 from transformers import HfArgumentParser
 
-from ..typed_options import parse_option
+from ..typed_options import option, parse_option, repeated_option, required_option
 
 
 # Arguments that do not change what is trained: a run may be resumed with different values.
@@ -77,10 +77,6 @@ def _at_least(minimum: int, arguments, names: tuple[str, ...]) -> None:
             raise ValueError(f"--{name} must be >= {minimum}, got {value}")
 
 
-def _help(text: str, **metadata) -> dict:
-    return {"help": text, **metadata}
-
-
 @dataclass
 class DataArguments(_TypedArguments):
     """Where the training images come from (a Hub dataset, an image folder, a saved dataset), the splits and
@@ -88,35 +84,30 @@ class DataArguments(_TypedArguments):
 
     _argument_group_name = "data"
 
-    dataset_name: str | None = field(
-        default=None,
-        metadata=_help(
-            "Hub dataset id (default when no local data is given: ILSVRC/imagenet-1k, gated: accept its terms and run "
-            "`hf auth login`)."
-        ),
+    dataset_name: str | None = option(
+        "Hub dataset id (default when no local data is given: ILSVRC/imagenet-1k, gated: accept its terms and run "
+        "`hf auth login`)."
     )
-    dataset_config_name: str | None = field(default=None, metadata=_help("Configuration of the Hub dataset."))
-    dataset_path: str | None = field(default=None, metadata=_help("A dataset saved with `save_to_disk`."))
-    train_dir: str | None = field(default=None, metadata=_help("A folder containing the training data."))
-    validation_dir: str | None = field(default=None, metadata=_help("A folder containing the validation data."))
-    train_split: str = field(default="train", metadata=_help("Name of the training split."))
-    validation_split: str = field(
-        default="validation", metadata=_help("Name of the held-out split (evaluation is skipped when it is absent).")
+    dataset_config_name: str | None = option("Configuration of the Hub dataset.")
+    dataset_path: str | None = option("A dataset saved with `save_to_disk`.")
+    train_dir: str | None = option("A folder containing the training data.")
+    validation_dir: str | None = option("A folder containing the validation data.")
+    train_split: str = option("Name of the training split.", default="train")
+    validation_split: str = option(
+        "Name of the held-out split (evaluation is skipped when it is absent).", default="validation"
     )
-    train_val_split: float | None = field(
-        default=None,
-        metadata=_help("Fraction of a map-style train split to hold out when there is no validation split."),
+    train_val_split: float | None = option(
+        "Fraction of a map-style train split to hold out when there is no validation split."
     )
-    image_column_name: str = field(default="image", metadata=_help("Column holding the images."))
-    label_column_name: str = field(default="label", metadata=_help("Column holding the labels."))
-    streaming: bool = field(default=False, metadata=_help("Stream the Hub dataset instead of downloading it."))
-    shuffle_buffer_size: int = field(
-        default=10_000,
-        metadata=_help("Shuffle buffer of a stream (0: shard order only; the only setting with exact resume)."),
+    image_column_name: str = option("Column holding the images.", default="image")
+    label_column_name: str = option("Column holding the labels.", default="label")
+    streaming: bool = option("Stream the Hub dataset instead of downloading it.", default=False)
+    shuffle_buffer_size: int = option(
+        "Shuffle buffer of a stream (0: shard order only; the only setting with exact resume).", default=10_000
     )
-    max_train_samples: int | None = field(default=None, metadata=_help("Truncate the training split."))
-    max_eval_samples: int | None = field(default=None, metadata=_help("Truncate the held-out split."))
-    dataloader_num_workers: int = field(default=0, metadata=_help("DataLoader workers (map-style only)."))
+    max_train_samples: int | None = option("Truncate the training split.")
+    max_eval_samples: int | None = option("Truncate the held-out split.")
+    dataloader_num_workers: int = option("DataLoader workers (map-style only).", default=0)
 
     def check(self) -> None:
         """Refuse values out of range and combinations that cannot run (ValueError naming the flags)."""
@@ -143,20 +134,15 @@ class ModelArguments(_TypedArguments):
 
     _argument_group_name = "model"
 
-    model_name_or_path: str | None = field(
-        default=None,
-        metadata=_help("The classifier to explain (AutoModelForImageClassification): Hub id or local dir."),
+    model_name_or_path: str | None = option(
+        "The classifier to explain (AutoModelForImageClassification): Hub id or local dir."
     )
-    tau_start: float | None = field(default=None, metadata=_help("Gumbel-Sinkhorn temperature at step 0."))
-    tau_end: float | None = field(default=None, metadata=_help("Gumbel-Sinkhorn temperature at the last step."))
-    explainer_config: list[str] = field(
-        default_factory=list,
-        metadata=_help(
-            "Any other AHAConfig field, e.g. --explainer_config perturbation_batch_size=128 (repeatable; values are read "
-            "as JSON when they parse).",
-            action="append",
-            metavar="KEY=VALUE",
-        ),
+    tau_start: float | None = option("Gumbel-Sinkhorn temperature at step 0.")
+    tau_end: float | None = option("Gumbel-Sinkhorn temperature at the last step.")
+    explainer_config: list[str] = repeated_option(
+        "Any other AHAConfig field, e.g. --explainer_config perturbation_batch_size=128 (repeatable; values are read "
+        "as JSON when they parse).",
+        metavar="KEY=VALUE",
     )
 
     def __post_init__(self):
@@ -186,40 +172,32 @@ class OptimisationArguments(_TypedArguments):
 
     _argument_group_name = "optimisation"
 
-    per_device_train_batch_size: int = field(default=32, metadata=_help("Images per process per micro-batch."))
-    per_device_eval_batch_size: int | None = field(default=None, metadata=_help("Default: the training one."))
-    total_train_batch_size: int | None = field(
-        default=None,
-        metadata=_help(
-            "Images per optimiser step over all processes; sets --per_device_train_batch_size to total / (processes x "
-            "gradient_accumulation_steps), which must be whole."
-        ),
+    per_device_train_batch_size: int = option("Images per process per micro-batch.", default=32)
+    per_device_eval_batch_size: int | None = option("Default: the training one.")
+    total_train_batch_size: int | None = option(
+        "Images per optimiser step over all processes; sets --per_device_train_batch_size to total / (processes x "
+        "gradient_accumulation_steps), which must be whole."
     )
-    learning_rate: float = field(default=3e-4, metadata=_help("Peak AdamW learning rate."))
-    weight_decay: float = field(default=1e-3, metadata=_help("AdamW weight decay."))
-    max_grad_norm: float = field(default=1.0, metadata=_help("Gradient clipping norm."))
-    num_train_epochs: int = field(default=1, metadata=_help("Passes over the training split."))
-    max_train_steps: int | None = field(
-        default=None,
-        metadata=_help("Optimiser steps; overrides --num_train_epochs (required for streams of unknown size)."),
+    learning_rate: float = option("Peak AdamW learning rate.", default=3e-4)
+    weight_decay: float = option("AdamW weight decay.", default=1e-3)
+    max_grad_norm: float = option("Gradient clipping norm.", default=1.0)
+    num_train_epochs: int = option("Passes over the training split.", default=1)
+    max_train_steps: int | None = option(
+        "Optimiser steps; overrides --num_train_epochs (required for streams of unknown size)."
     )
-    gradient_accumulation_steps: int = field(default=1, metadata=_help("Micro-batches per optimiser step."))
-    num_warmup_steps: int | None = field(
-        default=None,
-        metadata=_help("Linear warm-up steps from lr/25 (default: --warmup_ratio of the steps), then cosine."),
+    gradient_accumulation_steps: int = option("Micro-batches per optimiser step.", default=1)
+    num_warmup_steps: int | None = option(
+        "Linear warm-up steps from lr/25 (default: --warmup_ratio of the steps), then cosine."
     )
-    warmup_ratio: float = field(default=0.06, metadata=_help("Warm-up fraction when --num_warmup_steps is unset."))
-    mixed_precision: Literal["no", "fp16", "bf16"] | None = field(
-        default=None,
-        metadata=_help("Default: the accelerate config / launcher's, else bf16 on GPUs that support it, else no."),
+    warmup_ratio: float = option("Warm-up fraction when --num_warmup_steps is unset.", default=0.06)
+    mixed_precision: Literal["no", "fp16", "bf16"] | None = option(
+        "Default: the accelerate config / launcher's, else bf16 on GPUs that support it, else no."
     )
-    gradient_checkpointing: bool = field(
+    gradient_checkpointing: bool = option(
+        "Recompute the classifier's activations in the backward pass (--no_gradient_checkpointing keeps them).",
         default=True,
-        metadata=_help(
-            "Recompute the classifier's activations in the backward pass (--no_gradient_checkpointing keeps them)."
-        ),
     )
-    seed: int = field(default=42, metadata=_help("Seed of the whole run (data order, grids, noise)."))
+    seed: int = option("Seed of the whole run (data order, grids, noise).", default=42)
 
     def check(self) -> None:
         """Refuse values out of range (ValueError naming the flag)."""
@@ -278,43 +256,26 @@ class RunArguments(_TypedArguments):
 
     _argument_group_name = "run"
 
-    output_dir: str = field(metadata=_help("Where checkpoints and the explainer are written."))
-    overwrite_output_dir: bool = field(default=False, metadata=_help("Start afresh even if --output_dir holds a run."))
-    checkpointing_steps: int = field(default=1000, metadata=_help("Save the training state every N steps."))
-    checkpoints_total_limit: int | None = field(
-        default=None, metadata=_help("Keep only the newest N checkpoints (default: all).")
-    )
-    resume_from_checkpoint: str | None = field(
-        default=None, metadata=_help('A checkpoint folder, or "latest" for the newest one in --output_dir.')
-    )
-    eval_steps: int | None = field(
-        default=None, metadata=_help("Evaluate on the held-out split every N steps (default: at the end only).")
-    )
-    with_tracking: bool = field(default=False, metadata=_help("Log to experiment trackers."))
-    report_to: str = field(
-        default="all", metadata=_help('Trackers for --with_tracking ("tensorboard", "wandb", ... or "all").')
-    )
-    push_to_hub: bool = field(default=False, metadata=_help("Push the final explainer to the Hub."))
-    decoder_only: bool = field(
+    output_dir: str = required_option("Where checkpoints and the explainer are written.")
+    overwrite_output_dir: bool = option("Start afresh even if --output_dir holds a run.", default=False)
+    checkpointing_steps: int = option("Save the training state every N steps.", default=1000)
+    checkpoints_total_limit: int | None = option("Keep only the newest N checkpoints (default: all).")
+    resume_from_checkpoint: str | None = option('A checkpoint folder, or "latest" for the newest one in --output_dir.')
+    eval_steps: int | None = option("Evaluate on the held-out split every N steps (default: at the end only).")
+    with_tracking: bool = option("Log to experiment trackers.", default=False)
+    report_to: str = option('Trackers for --with_tracking ("tensorboard", "wandb", ... or "all").', default="all")
+    push_to_hub: bool = option("Push the final explainer to the Hub.", default=False)
+    decoder_only: bool = option(
+        "Save the final explainer without its frozen classifier (like a PEFT adapter): the config records "
+        "--model_name_or_path and the fingerprint of its weights.",
         default=False,
-        metadata=_help(
-            "Save the final explainer without its frozen classifier (like a PEFT adapter): the config records "
-            "--model_name_or_path and the fingerprint of its weights."
-        ),
     )
-    hub_model_id: str | None = field(default=None, metadata=_help("Hub repo id (default: the output dir's name)."))
-    hub_token: str | None = field(
-        default=None,
-        repr=False,
-        metadata=_help(  # a secret: never in a repr or a log
-            "Hub token (default: the `hf auth login` one)."
-        ),
+    hub_model_id: str | None = option("Hub repo id (default: the output dir's name).")
+    hub_token: str | None = field(  # a secret: left out of the dataclass's repr
+        default=None, repr=False, metadata={"help": "Hub token (default: the `hf auth login` one)."}
     )
-    threads: int | None = field(
-        default=None,
-        metadata=_help(
-            "torch CPU threads per process (default: the free cores shared among this machine's processes; printed)."
-        ),
+    threads: int | None = option(
+        "torch CPU threads per process (default: the free cores shared among this machine's processes; printed)."
     )
 
     def check(self) -> None:
