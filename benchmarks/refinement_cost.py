@@ -42,7 +42,8 @@ HERE = Path(__file__).resolve().parent
 
 # "today" is the plan explain() used before 6 fractions became the default: num_fractions=None, the training config's
 # 8 fractions (the name of the recorded rows in results/refinement_*.json); the plans below it keep those 8 unless
-# they name a number
+# they name a number. Rows recorded before 2026-12-07 ran with the change kept in blocks, cell_upsampling="nearest"
+# (the default then; "nearest_cells" below)
 PLANS = {
     "default": RefinementPlan(),
     "today": RefinementPlan(num_fractions=None),
@@ -55,6 +56,8 @@ PLANS = {
         num_fractions=5, alternate_terms=True, grid_cell_patches=1.0, offset_stride=4
     ),
     "offset_4": RefinementPlan(offset_stride=4),
+    "offset_2": RefinementPlan(offset_stride=2),
+    "nearest_cells": RefinementPlan(cell_upsampling="nearest"),
     "alternate_no_checkpointing": RefinementPlan(num_fractions=None, alternate_terms=True, checkpoint=False),
     "sinkhorn_10": RefinementPlan(num_fractions=None, sinkhorn_iterations=10),
     "alternate_fractions_5_sinkhorn_10": RefinementPlan(num_fractions=5, alternate_terms=True, sinkhorn_iterations=10),
@@ -169,12 +172,34 @@ def measured(
     return {"forward_seconds_per_image": forward, "batch_size": batch_size, "rows": rows}
 
 
-def print_measured(result: dict) -> None:
+def pooled(worlds: dict) -> dict:
+    """The measurements of several worlds (name -> :func:`measured`'s result) as one, for the rows measured on every
+    world: each row's per-image scores and grid artefacts concatenated (the same images in every row of a world, so differences stay paired), its times
+    averaged."""
+    first = next(iter(worlds.values()))["rows"]
+    rows = {}
+    for name, row in first.items():
+        if not all(name in w["rows"] for w in worlds.values()):
+            continue
+        each = [w["rows"][name] for w in worlds.values()]
+        rows[name] = dict(
+            row,
+            seconds_per_image=sum(r["seconds_per_image"] for r in each) / len(each),
+            grid_artefact=[v for r in each for v in r["grid_artefact"]],
+            scores={metric: [v for r in each for v in r["scores"][metric]] for metric in row["scores"]},
+        )
+        if row["steps"]:
+            rows[name]["forwards_per_image_per_step"] = sum(r["forwards_per_image_per_step"] for r in each) / len(each)
+    return {"rows": rows}
+
+
+def print_measured(result: dict, reference: str = "0 steps") -> None:
+    """The table of :func:`measured`'s rows, each marked against the row ``reference`` (paired, 2 s.e.)."""
     from aha.demo.method_comparison import METRICS, compared_mean
     from aha.demo.report import table
 
     rows = result["rows"]
-    base = {k: torch.tensor(v) for k, v in rows["0 steps"]["scores"].items()}
+    base = {k: torch.tensor(v) for k, v in rows[reference]["scores"].items()}
     print(
         "\n".join(
             table(
@@ -185,7 +210,7 @@ def print_measured(result: dict) -> None:
                         *(
                             compared_mean(
                                 torch.tensor(row["scores"][metric]),
-                                base[metric] if row["steps"] else None,
+                                None if name == reference else base[metric],
                                 definition.high_is_good,
                             )
                             for metric, definition in METRICS.items()
@@ -212,7 +237,18 @@ def main():
     parser.add_argument("--batch_size", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", default=str(HERE / "results" / "refinement_cost.json"))
+    parser.add_argument(
+        "--macro",
+        default=None,
+        help="print the table of a recorded file of several worlds ({'worlds': {name: {'measured': ...}}}), their "
+        "images pooled, and exit",
+    )
+    parser.add_argument("--reference", default="0 steps", help="the row the --macro table marks the others against")
     args = parser.parse_args()
+    if args.macro:
+        worlds = json.loads(Path(args.macro).read_text())["worlds"]
+        print_measured(pooled({name: world["measured"] for name, world in worlds.items()}), args.reference)
+        return
     torch.set_num_threads(args.threads)
     machine = describe()
     counted = {model: {name: counted_cost(model, PLANS[name]) for name in args.plans} for model in args.models}

@@ -2,10 +2,11 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import IMAGE_SIZE, make_classifier
 
 from aha import AHAExplainer
-from aha.ranking.refinement import RefinementPlan, refine_with_plan, refinement_loss
+from aha.ranking.refinement import RefinementPlan, plan_grid, refine_with_plan, refinement_loss
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +31,14 @@ def _standardised(maps):
     return ((flat - flat.mean(1, keepdim=True)) / (flat.std(1, keepdim=True) + 1e-6)).view_as(maps)
 
 
+def _cells(change, grid):
+    return F.adaptive_avg_pool2d(change.unsqueeze(1), grid)
+
+
 def test_explain_refines_by_adam_on_the_refinement_objective(explainer):
-    """explain's refinement (the default plan, its clean logits computed once) is exactly plain Adam steps on the
-    standardised maps against refinement_objective, which scores the clean images at every step."""
+    """explain's refinement (the default plan, its clean logits computed once) is plain Adam steps on the
+    standardised maps against refinement_objective, which scores the clean images at every step; the change they
+    make, one value per grid cell, is then interpolated bilinearly between cell centres."""
     images = _images()
     with torch.no_grad():
         output = explainer(images)
@@ -43,9 +49,37 @@ def test_explain_refines_by_adam_on_the_refinement_objective(explainer):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    base = _standardised(output.attributions)
+    change = _cells(maps.detach() - base, plan_grid(explainer, RefinementPlan(), IMAGE_SIZE, IMAGE_SIZE))
+    expected = base + F.interpolate(change, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear").squeeze(1)
     refined = explainer.explain(images, refine_steps=2)
-    assert not torch.equal(refined, _standardised(output.attributions))
-    assert torch.equal(refined, maps.detach())
+    assert not torch.equal(refined, base)
+    torch.testing.assert_close(refined, expected, rtol=0, atol=1e-6)
+    blocky = explainer.explain(images, refine_steps=2, refine_plan=RefinementPlan(cell_upsampling="nearest"))
+    assert torch.equal(blocky, maps.detach())
+
+
+def test_the_default_plan_leaves_no_grid_in_the_map(explainer):
+    """The objective's ranking sees a map through its grid cells' means, so Adam moves the pixels of a cell nearly
+    alike (only the peak penalty reads pixels) and the change kept as it is steps at cell borders; the default
+    interpolates its cell means between cell centres instead."""
+    images = _images(2)
+    grid = plan_grid(explainer, RefinementPlan(), IMAGE_SIZE, IMAGE_SIZE)
+    cell = IMAGE_SIZE // grid
+    with torch.no_grad():
+        base = _standardised(explainer(images).attributions)
+    blocky = _refine(explainer, images, RefinementPlan(cell_upsampling="nearest")) - base
+    smooth = _refine(explainer, images, RefinementPlan()) - base
+    cells = _cells(blocky, grid)
+    torch.testing.assert_close(smooth, F.interpolate(cells, scale_factor=cell, mode="bilinear").squeeze(1))
+    border = (torch.arange(1, IMAGE_SIZE) % cell) == 0
+
+    def step_at_borders_over_inside(change):
+        steps = (change[:, :, 1:] - change[:, :, :-1]).abs()
+        return steps[:, :, border].mean() / steps[:, :, ~border].mean().clamp_min(1e-12)
+
+    assert step_at_borders_over_inside(blocky) > 4  # about 9: blocks
+    assert step_at_borders_over_inside(smooth) < 1.5  # about 1: no trace of the grid
 
 
 @pytest.mark.parametrize(
@@ -121,3 +155,7 @@ def test_plan_refuses_bad_values():
         RefinementPlan(offset_stride=0)
     with pytest.raises(ValueError, match="sinkhorn_iterations must be an integer >= 1"):
         RefinementPlan(sinkhorn_iterations=0)
+    with pytest.raises(
+        ValueError, match=r"unknown cell_upsampling 'bicubic'; expected one of \('bilinear', 'nearest'\)"
+    ):
+        RefinementPlan(cell_upsampling="bicubic")

@@ -421,7 +421,8 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
         It runs :meth:`forward` once (no gradients, no loss) and refines its maps. With ``refine_steps > 0``, each
         map is standardised per image (ranking unchanged) and refined by that many Adam steps (learning rate
         ``refine_lr``, default ``config.refine_lr``) on :meth:`refinement_objective`, all images at once; the
-        refined maps are returned, in float32 (:func:`aha.ranking.refinement.refine_with_plan`; the objective's clean
+        steps' change, one value per ranking-grid cell, is interpolated between cell centres (no grid in the map) and
+        the refined maps are returned, in float32 (:func:`aha.ranking.refinement.refine_with_plan`; the objective's clean
         scores are the forward pass's logits, not a second classifier pass). ``refine_plan``, a
         :class:`~aha.ranking.refinement.RefinementPlan` (default: ``RefinementPlan()``), says what each step evaluates;
         cheaper plans trade faithfulness for cost, e.g.
