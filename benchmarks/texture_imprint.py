@@ -70,16 +70,40 @@ def measure(explainer_dir: Path, world_dir: Path, eval_images: int, sigma: float
     return rows
 
 
+def per_image(runs: dict, row: str, metric: str) -> torch.Tensor:
+    """``metric`` of ``row`` per image, each image's scores averaged over its world's seeds, worlds concatenated
+    (``runs``: "WORLD@SEED" -> :func:`measure`'s result)."""
+    worlds = dict.fromkeys(key.split("@")[0] for key in runs)
+    seeds_of = {
+        world: [run[row][metric] for key, run in runs.items() if key.split("@")[0] == world] for world in worlds
+    }
+    return torch.cat([torch.tensor(scores).mean(0) for scores in seeds_of.values()])
+
+
+def print_table(runs: dict) -> None:
+    """Both rows' means and their paired difference per metric, over every world's images (seeds averaged)."""
+    names = list(next(iter(runs.values())))
+    print("| metric | as trained | blurred colour term | difference (paired per image, seeds averaged) |")
+    print("|---|---|---|---|")
+    for metric in next(iter(runs.values()))[names[0]]:
+        base, other = (per_image(runs, name, metric) for name in names)
+        mean, se = paired_difference(other, base)
+        print(f"| {metric} | {base.mean():.3f} | {other.mean():.3f} | {mean:+.4f} ± {se:.4f} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite_dir", required=True, help="DIR/WORLD/{data,classifier}, as benchmarks/suite.py")
     parser.add_argument("--work_dir", required=True, help="RUNS/WORLD/default+1500steps@SEED/default: the explainers")
     parser.add_argument("--worlds", nargs="+", default=["shapes", "letters", "parts"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0], help="none: only --merge")
     parser.add_argument("--sigma", type=float, default=1.5)
     parser.add_argument("--eval_images", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", default=str(HERE / "results" / "texture_imprint.json"))
+    parser.add_argument(
+        "--merge", nargs="*", default=[], help="add these recorded files' runs (other seeds) to --output"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     runs = {
@@ -92,17 +116,16 @@ def main():
         for world in args.worlds
         for seed in args.seeds
     }
-    names = list(next(iter(runs.values())))
-    print("| metric | as trained | blurred colour term | difference (paired, all runs' images) |\n|---|---|---|---|")
-    for metric in next(iter(runs.values()))[names[0]]:
-        base, other = (torch.tensor([v for run in runs.values() for v in run[name][metric]]) for name in names)
-        mean, se = paired_difference(other, base)
-        print(f"| {metric} | {base.mean():.3f} | {other.mean():.3f} | {mean:+.4f} ± {se:.4f} |")
     record = {
         "command": shlex.join(["python", "benchmarks/texture_imprint.py", *sys.argv[1:]]),
         "machine": describe(),
         "runs": runs,
     }
+    for path in args.merge:
+        other = json.loads(Path(path).read_text())
+        record["runs"].update(other["runs"])
+        record["command"] += f"; merged: {other['command']}"
+    print_table(record["runs"])
     write_text(Path(args.output), json.dumps(record))
 
 

@@ -33,3 +33,8 @@ def test_imprint_is_how_much_the_maps_background_follows_the_images_texture():
     # the high-pass reaches 2 px past the object (about 0.06 here); beyond, the background is flat
     assert (imprint(object_only, images, masks) < 0.15).all()
     assert (imprint(torch.ones(2, 16, 16), images, masks) == 0).all()
+
+
+def test_each_images_scores_are_averaged_over_its_seeds_before_pairing():
+    runs = {"a@0": {"row": {"m": [1.0, 2.0]}}, "a@1": {"row": {"m": [3.0, 4.0]}}, "b@0": {"row": {"m": [5.0]}}}
+    assert _module().per_image(runs, "row", "m").tolist() == [2.0, 3.0, 5.0]
