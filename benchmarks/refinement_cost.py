@@ -174,8 +174,8 @@ def measured(
 
 def pooled(worlds: dict) -> dict:
     """The measurements of several worlds (name -> :func:`measured`'s result) as one, for the rows measured on every
-    world: each row's per-image scores and grid artefacts concatenated (the same images in every row of a world, so differences stay paired), its times
-    averaged."""
+    world: each row's per-image scores and grid artefacts concatenated (the same images in every row of a world, so
+    differences stay paired), its times averaged."""
     first = next(iter(worlds.values()))["rows"]
     rows = {}
     for name, row in first.items():

@@ -40,12 +40,13 @@ def high_pass(images: torch.Tensor) -> torch.Tensor:
 
 def imprint(maps: torch.Tensor, pixel_values: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """(N,) |correlation| of the maps' and the images' luminance high-pass over each image's background."""
-    values = []
-    for map_, luminance, mask in zip(high_pass(maps.float()), high_pass(pixel_values.mean(1)), masks):
-        a, b = map_[~mask], luminance[~mask]
-        a, b = a - a.mean(), b - b.mean()
-        values.append((a @ b / (a.norm() * b.norm() + 1e-12)).abs())
-    return torch.stack(values)
+    background = (~masks).to(maps.dtype)
+    count = background.sum(dim=(1, 2), keepdim=True)
+    a, b = high_pass(maps.float()), high_pass(pixel_values.mean(1))
+    a = (a - (a * background).sum(dim=(1, 2), keepdim=True) / count) * background
+    b = (b - (b * background).sum(dim=(1, 2), keepdim=True) / count) * background
+    covariance = (a * b).sum(dim=(1, 2))
+    return (covariance / (a.flatten(1).norm(dim=1) * b.flatten(1).norm(dim=1) + 1e-12)).abs()
 
 
 def measure(explainer_dir: Path, world_dir: Path, eval_images: int, sigma: float, batch_size: int = 50) -> dict:
