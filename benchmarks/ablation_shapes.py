@@ -106,6 +106,12 @@ ROWS = {
         {"grid_cell_patches": [0.5, 0.5]},
         "default",
     ),
+    "blurred_guide": (
+        "the guided head's colour term reads the image blurred by sigma 1.5 px, in training and at inference",
+        None,
+        {"guide_blur_sigma": 1.5},
+        "default",
+    ),
 }
 
 

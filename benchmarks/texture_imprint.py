@@ -1,13 +1,15 @@
 """Does the background texture that one-pass maps carry change the prediction? (issue 22, part 4)
 
 The guided pixel head scores a pixel as an offset plus a per-cell linear function of its colour, so a textured
-background (stripes, bricks) shows in the map. This scores each world's trained explainer twice on the same images:
-as it is, and with the head's colour term reading the image blurred by a Gaussian of ``--sigma`` pixels (the
-classifier's features, the target and the offset unchanged; no retraining), and measures the imprint: per image,
-|correlation| between the map's and the image's luminance high-pass (each minus its 5 x 5 local mean) over the
-background (outside the object mask).
+background (stripes, bricks) shows in the map. This scores each world's trained explainers (``--rows``, suite.py's
+result keys) on the same images, each as it is and, with ``--sigma`` > 0, with the head's colour term reading the image
+blurred by a Gaussian of ``--sigma`` pixels at inference only (the classifier's features, the target and the offset
+unchanged; no retraining; skipped for an explainer trained with a blurred guide, ``AHAConfig.guide_blur_sigma``), and
+measures the imprint: per image, |correlation| between the map's and the image's luminance high-pass (each minus its
+5 x 5 local mean) over the background (outside the object mask). The table compares every variant with the first.
 
-    python benchmarks/texture_imprint.py --suite_dir DIR --work_dir RUNS --seeds 0 --output FILE
+    python benchmarks/texture_imprint.py --suite_dir DIR --work_dir RUNS --rows default blurred_guide --seeds 0 \
+        --sigma 0 --output FILE
 """
 
 import argparse
@@ -49,25 +51,34 @@ def imprint(maps: torch.Tensor, pixel_values: torch.Tensor, masks: torch.Tensor)
     return (covariance / (a.flatten(1).norm(dim=1) * b.flatten(1).norm(dim=1) + 1e-12)).abs()
 
 
-def measure(explainer_dir: Path, world_dir: Path, eval_images: int, sigma: float, batch_size: int = 50) -> dict:
-    explainer = AHAExplainer.from_pretrained(explainer_dir).eval()
+def measure(explainer_dirs: dict, world_dir: Path, eval_images: int, sigma: float, batch_size: int = 50) -> dict:
+    """Every explainer of ``explainer_dirs`` (row name -> folder) on the world's first test images: its maps as
+    trained and, when ``sigma`` > 0 and it reads a sharp guide, with its colour term on an image blurred by ``sigma``;
+    variant name -> metric -> per-image scores."""
     processor = AutoImageProcessor.from_pretrained(world_dir / "classifier")
     test = datasets.load_from_disk(str(world_dir / "data"))["test"].select(range(eval_images))
     pixel_values, labels, masks = tensors_of(test, processor)
-    kernel = 2 * math.ceil(3 * sigma) + 1
-    maps = {"as trained": [], f"colour term on an image blurred by sigma {sigma}": []}
-    with torch.no_grad():
-        for batch in pixel_values.split(batch_size):
-            logits, features = explainer._features(batch)
-            target = logits.argmax(-1)
-            for name, guide in zip(maps, (batch, gaussian_blur(batch, sigma, kernel))):
-                maps[name].append(explainer.decoder(features, target, guide))
     rows = {}
-    for name, parts in maps.items():
-        row_maps = torch.cat(parts)
-        scores, _ = score_maps(explainer.classifier, pixel_values, labels, masks, row_maps, processor)
-        scores["texture_imprint"] = imprint(row_maps, pixel_values, masks).double()
-        rows[name] = {metric: values.tolist() for metric, values in scores.items()}
+    for row, folder in explainer_dirs.items():
+        explainer = AHAExplainer.from_pretrained(folder).eval()
+        guides = {row: lambda batch: batch}  # the decoder reads it as trained (blurred when so configured)
+        if sigma and not explainer.config.guide_blur_sigma:  # a sharp-trained decoder, given a blurred image
+            kernel = 2 * math.ceil(3 * sigma) + 1
+            guides[f"{row}, colour term blurred by sigma {sigma} at inference"] = lambda batch: gaussian_blur(
+                batch, sigma, kernel
+            )
+        maps = {name: [] for name in guides}
+        with torch.no_grad():
+            for batch in pixel_values.split(batch_size):
+                logits, features = explainer._features(batch)
+                target = logits.argmax(-1)
+                for name, guide in guides.items():
+                    maps[name].append(explainer.decoder(features, target, guide(batch)))
+        for name, parts in maps.items():
+            row_maps = torch.cat(parts)
+            scores, _ = score_maps(explainer.classifier, pixel_values, labels, masks, row_maps, processor)
+            scores["texture_imprint"] = imprint(row_maps, pixel_values, masks).double()
+            rows[name] = {metric: values.tolist() for metric, values in scores.items()}
     return rows
 
 
@@ -82,20 +93,25 @@ def per_image(runs: dict, row: str, metric: str) -> torch.Tensor:
 
 
 def print_table(runs: dict) -> None:
-    """Both rows' means and their paired difference per metric, over every world's images (seeds averaged)."""
+    """Each variant's mean and its paired difference from the first variant per metric, over every world's images
+    (seeds averaged)."""
     names = list(next(iter(runs.values())))
-    print("| metric | as trained | blurred colour term | difference (paired per image, seeds averaged) |")
-    print("|---|---|---|---|")
+    print(f"| metric | {' | '.join(names)} | " + " | ".join(f"{name} minus the first" for name in names[1:]) + " |")
+    print("|---" * (2 * len(names)) + "|")
     for metric in next(iter(runs.values()))[names[0]]:
-        base, other = (per_image(runs, name, metric) for name in names)
-        mean, se = paired_difference(other, base)
-        print(f"| {metric} | {base.mean():.3f} | {other.mean():.3f} | {mean:+.4f} ± {se:.4f} |")
+        scores = [per_image(runs, name, metric) for name in names]
+        differences = [paired_difference(other, scores[0]) for other in scores[1:]]
+        means = " | ".join(f"{values.mean():.3f}" for values in scores)
+        print(f"| {metric} | {means} | " + " | ".join(f"{mean:+.4f} ± {se:.4f}" for mean, se in differences) + " |")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite_dir", required=True, help="DIR/WORLD/{data,classifier}, as benchmarks/suite.py")
-    parser.add_argument("--work_dir", required=True, help="RUNS/WORLD/default+1500steps@SEED/default: the explainers")
+    parser.add_argument("--work_dir", required=True, help="RUNS/WORLD/ROW@SEED/NAME: the explainers, as suite.py's")
+    parser.add_argument(
+        "--rows", nargs="+", default=["default+1500steps"], help="suite.py's result keys (ROW, ROW+STEPSsteps)"
+    )
     parser.add_argument("--worlds", nargs="+", default=["shapes", "letters", "parts"])
     parser.add_argument("--seeds", nargs="*", type=int, default=[0], help="none: only --merge")
     parser.add_argument("--sigma", type=float, default=1.5)
@@ -109,7 +125,7 @@ def main():
     torch.set_num_threads(args.threads)
     runs = {
         f"{world}@{seed}": measure(
-            Path(args.work_dir, world, f"default+1500steps@{seed}", "default"),
+            {row: Path(args.work_dir, world, f"{row}@{seed}", row.split("+")[0]) for row in args.rows},
             Path(args.suite_dir, world),
             args.eval_images,
             args.sigma,

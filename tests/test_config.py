@@ -64,6 +64,8 @@ def test_every_numeric_field_refuses_nan_infinity_and_non_numbers(name, bad):
         ("peak_window", 0, "peak_window must be an integer >= 1, got 0"),
         ("mask_sigma", -1.0, "mask_sigma must be a finite number >= 0, got -1.0"),
         ("mask_sigma", math.nan, "mask_sigma must be a finite number >= 0, got nan"),
+        ("guide_blur_sigma", -0.5, "guide_blur_sigma must be a finite number >= 0, got -0.5"),
+        ("guide_blur_sigma", math.inf, "guide_blur_sigma must be a finite number >= 0, got inf"),
         ("tau_start", 0.0, "tau_start must be a finite number > 0, got 0.0"),
         ("tau_end", math.nan, "tau_end must be a finite number > 0, got nan"),
         ("peak_weight", math.nan, "peak_weight must be a finite number >= 0, got nan"),

@@ -71,6 +71,29 @@ def test_save_and_load_reproduce_attributions_exactly(tmp_path, images):
     assert isinstance(config, AHAConfig) and config.fusion_channels == 24
 
 
+def test_a_blurred_guide_keeps_pixel_texture_out_of_the_map_and_round_trips(tmp_path, images):
+    sharp = _explainer(fusion_channels=24)
+    blurred = _explainer(fusion_channels=24, guide_blur_sigma=1.5)
+    blurred.load_state_dict(sharp.state_dict())
+    rows, columns = torch.meshgrid(torch.arange(IMAGE_SIZE), torch.arange(IMAGE_SIZE), indexing="ij")
+    checkerboard = 0.5 * (1 - 2 * ((rows + columns) % 2)).float()  # the finest texture an image can hold
+    with torch.no_grad():
+        logits, features = sharp._features(images)
+        target = logits.argmax(-1)
+        change = {}
+        for name, explainer in (("sharp", sharp), ("blurred", blurred)):
+            plain = explainer.decoder(features, target, images)
+            change[name] = (explainer.decoder(features, target, images + checkerboard) - plain).norm()
+            # the map still reads the image: a coarse change (a brighter left half) moves it
+            brighter = images + 0.5 * (columns < IMAGE_SIZE // 2).float()
+            assert (explainer.decoder(features, target, brighter) - plain).norm() > 0.1 * plain.norm()
+    assert change["blurred"] < 1e-3 * change["sharp"]
+    blurred.save_pretrained(tmp_path)
+    reloaded = AHAExplainer.from_pretrained(tmp_path)
+    assert reloaded.config.guide_blur_sigma == 1.5 and reloaded.decoder.guide_blur_sigma == 1.5
+    assert torch.equal(reloaded(images).attributions, blurred(images).attributions)
+
+
 @pytest.mark.parametrize("size, resized", [((4, 4), (32, 32)), ((7, 5), (30, 11)), ((8, 8), (3, 5))])
 def test_bilinear_resize_is_torchs_bilinear_interpolation(size, resized):
     x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0), requires_grad=True)

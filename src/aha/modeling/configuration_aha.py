@@ -28,6 +28,7 @@ _NUMBER_RULES = {
     "peak_window": dict(integer=True, minimum=1),
     "perturbation_batch_size": dict(integer=True, minimum=1),
     "mask_sigma": dict(minimum=0),
+    "guide_blur_sigma": dict(minimum=0),
     "tau_start": dict(above=0),
     "tau_end": dict(above=0),
     "deletion_weight": dict(minimum=0),
@@ -136,6 +137,11 @@ class AHAConfig(PreTrainedConfig):
             evenly for plain ViTs; for hierarchical models the deepest entry of each of the coarsest strides: the 4
             stages of Swin (strides 4, 8, 16, 32 px), strides 8, 16, 32 px of convolutional ones (ResNet, ConvNeXt,
             ...; see [`aha.modeling.backbones.BackboneSpec.default_feature_layers`]).
+        guide_blur_sigma (`float`):
+            Std in pixels of the Gaussian blur of the image that the guided pixel head's colour term reads
+            ([`~aha.modeling.modeling_aha.AHADecoder`], step 4), in training and at inference; 0 reads the image itself.
+            The objective ranks cells of several pixels, so it leaves the head's colour coefficients free to copy a
+            background's fine texture into the map; a blurred guide keeps edges of objects and drops that texture.
         fusion_channels (`int`, *optional*):
             Width of the decoder ([`~aha.modeling.modeling_aha.AHADecoder`]: its token projection and class embedding).
             Default: a quarter of the feature model's widest hidden size, in [16, 256], so that the decoder costs
@@ -186,6 +192,7 @@ class AHAConfig(PreTrainedConfig):
     feature_backbone_config: dict | PreTrainedConfig | None = None
     feature_layers: list[int] | None = None
     fusion_channels: int | None = None
+    guide_blur_sigma: float = 0.0
     image_mean: list[float] | None = None
     image_std: list[float] | None = None
     references: list[str] | tuple[str, ...] = ("mean",)

@@ -3,6 +3,7 @@ outputs a per-pixel importance map, trained to rank pixels by the deletion / ins
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ from transformers.utils import ModelOutput
 
 from ..persistence.explainer_saving import ExplainerSavingMixin, classifier_class
 from ..ranking.objectives import ObjectiveTerms, RankingObjective
-from ..ranking.perturbation import resolve_normalisation
+from ..ranking.perturbation import gaussian_blur, resolve_normalisation
 from ..ranking.refinement import RefinementPlan, refine_with_plan, refinement_loss
 from ..validation import check_classes, check_number, check_pixel_values, resolve_target
 from .backbones import BackboneSpec
@@ -95,7 +96,8 @@ class AHADecoder(nn.Module):
     4. Guided pixel head: a linear projection of each cell's features to an offset and one coefficient per image
        channel, bilinearly upsampled to H x W; a pixel's score is the offset plus the dot product of the coefficients
        with its pixel values. Within a cell the map is a linear function of the image (a guided filter's model), so
-       it follows edges inside a patch at the cost of a few elementwise passes.
+       it follows edges inside a patch at the cost of a few elementwise passes. With ``guide_blur_sigma`` > 0 the
+       colour term reads the image blurred by a Gaussian of that std (pixels), so fine texture stays out of the map.
 
     Activations are GELU, not ReLU: a region where a ReLU head is dead in every channel comes out as one
     constant score, a tie that the pixel ranking can only break at random (seen: a quarter of the pixels of
@@ -109,8 +111,10 @@ class AHADecoder(nn.Module):
         fusion_channels: int,
         image_channels: int,
         num_blocks: int = 0,
+        guide_blur_sigma: float = 0.0,
     ):
         super().__init__()
+        self.guide_blur_sigma = guide_blur_sigma
         self.norms = nn.ModuleList(nn.LayerNorm(c) for c in in_channels)
         self.projection = nn.Conv2d(sum(in_channels), fusion_channels, 1)
         self.class_embedding = nn.Embedding(num_labels, fusion_channels)
@@ -130,7 +134,14 @@ class AHADecoder(nn.Module):
         x = F.gelu(self.token_grid(features, classes))
         head = self.to_head(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()  # (B, 1 + C, h, w)
         coefficients = bilinear_resize(head, pixel_values.shape[-2:])
-        return coefficients[:, 0] + (coefficients[:, 1:] * pixel_values).sum(1)
+        return coefficients[:, 0] + (coefficients[:, 1:] * self.guide(pixel_values)).sum(1)
+
+    def guide(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) the image the pixel head's colour term reads: ``pixel_values``, blurred by
+        ``guide_blur_sigma`` when it is > 0."""
+        if not self.guide_blur_sigma:
+            return pixel_values
+        return gaussian_blur(pixel_values, self.guide_blur_sigma, 2 * math.ceil(3 * self.guide_blur_sigma) + 1)
 
     def token_grid(self, features: list[torch.Tensor], classes: torch.Tensor) -> torch.Tensor:
         """Steps 1-3 (tokens, class, grid blocks): the class-conditioned features on the base grid, (B, F, h, w)
@@ -195,6 +206,7 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
             num_labels=self.num_labels,
             fusion_channels=config.fusion_channels or default_fusion_channels(self.feature_spec),
             image_channels=self.classifier_spec.num_channels,
+            guide_blur_sigma=config.guide_blur_sigma,
         )
         self.objective = RankingObjective(config, patch_size=self.classifier_spec.patch_size)
         self.gradient_checkpointing = False
