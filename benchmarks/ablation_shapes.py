@@ -107,11 +107,19 @@ ROWS = {
         "default",
     ),
     "blurred_guide": (
-        "the guided head's colour term reads the image blurred by sigma 1.5 px, in training and at inference",
+        "the guided head's colour term reads the image blurred by sigma 1.5 px, in training and at inference (the "
+        "default since 2026-12-07; the suite's default rows before that date read the image itself)",
         None,
         {"guide_blur_sigma": 1.5},
         "default",
     ),
+    "sharp_guide": (
+        "the guided head's colour term reads the image itself (the default before 2026-12-07)",
+        None,
+        {"guide_blur_sigma": 0.0},
+        "default",
+    ),
+    "blurred_guide_1": ("as blurred_guide, at sigma 1 px", None, {"guide_blur_sigma": 1.0}, "default"),
 }
 
 

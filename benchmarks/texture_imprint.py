@@ -51,10 +51,12 @@ def imprint(maps: torch.Tensor, pixel_values: torch.Tensor, masks: torch.Tensor)
     return (covariance / (a.flatten(1).norm(dim=1) * b.flatten(1).norm(dim=1) + 1e-12)).abs()
 
 
-def measure(explainer_dirs: dict, world_dir: Path, eval_images: int, sigma: float, batch_size: int = 50) -> dict:
+def measure(
+    explainer_dirs: dict, world_dir: Path, eval_images: int, sigma: float, scores: bool = True, batch_size: int = 50
+) -> dict:
     """Every explainer of ``explainer_dirs`` (row name -> folder) on the world's first test images: its maps as
     trained and, when ``sigma`` > 0 and it reads a sharp guide, with its colour term on an image blurred by ``sigma``;
-    variant name -> metric -> per-image scores."""
+    variant name -> metric -> per-image scores (the imprint alone unless ``scores``)."""
     processor = AutoImageProcessor.from_pretrained(world_dir / "classifier")
     test = datasets.load_from_disk(str(world_dir / "data"))["test"].select(range(eval_images))
     pixel_values, labels, masks = tensors_of(test, processor)
@@ -76,9 +78,11 @@ def measure(explainer_dirs: dict, world_dir: Path, eval_images: int, sigma: floa
                     maps[name].append(explainer.decoder(features, target, guide(batch)))
         for name, parts in maps.items():
             row_maps = torch.cat(parts)
-            scores, _ = score_maps(explainer.classifier, pixel_values, labels, masks, row_maps, processor)
-            scores["texture_imprint"] = imprint(row_maps, pixel_values, masks).double()
-            rows[name] = {metric: values.tolist() for metric, values in scores.items()}
+            row = (
+                score_maps(explainer.classifier, pixel_values, labels, masks, row_maps, processor)[0] if scores else {}
+            )
+            row["texture_imprint"] = imprint(row_maps, pixel_values, masks).double()
+            rows[name] = {metric: values.tolist() for metric, values in row.items()}
     return rows
 
 
@@ -94,8 +98,8 @@ def per_image(runs: dict, row: str, metric: str) -> torch.Tensor:
 
 def print_table(runs: dict) -> None:
     """Each variant's mean and its paired difference from the first variant per metric, over every world's images
-    (seeds averaged)."""
-    names = list(next(iter(runs.values())))
+    (seeds averaged); the variants measured in every run."""
+    names = [name for name in next(iter(runs.values())) if all(name in run for run in runs.values())]
     print(f"| metric | {' | '.join(names)} | " + " | ".join(f"{name} minus the first" for name in names[1:]) + " |")
     print("|---" * (2 * len(names)) + "|")
     for metric in next(iter(runs.values()))[names[0]]:
@@ -116,10 +120,15 @@ def main():
     parser.add_argument("--seeds", nargs="*", type=int, default=[0], help="none: only --merge")
     parser.add_argument("--sigma", type=float, default=1.5)
     parser.add_argument("--eval_images", type=int, default=100)
+    parser.add_argument(
+        "--imprint_only",
+        action="store_true",
+        help="score only the imprint (for trained rows, whose faithfulness benchmarks/suite.py scores)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", default=str(HERE / "results" / "texture_imprint.json"))
     parser.add_argument(
-        "--merge", nargs="*", default=[], help="add these recorded files' runs (other seeds) to --output"
+        "--merge", nargs="*", default=[], help="add these recorded files' runs (other seeds or rows) to --output"
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -129,6 +138,7 @@ def main():
             Path(args.suite_dir, world),
             args.eval_images,
             args.sigma,
+            scores=not args.imprint_only,
         )
         for world in args.worlds
         for seed in args.seeds
@@ -140,7 +150,8 @@ def main():
     }
     for path in args.merge:
         other = json.loads(Path(path).read_text())
-        record["runs"].update(other["runs"])
+        for key, rows in other["runs"].items():  # other seeds, or other rows of the same seeds
+            record["runs"].setdefault(key, {}).update(rows)
         record["command"] += f"; merged: {other['command']}"
     print_table(record["runs"])
     write_text(Path(args.output), json.dumps(record))

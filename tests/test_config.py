@@ -242,3 +242,25 @@ def test_a_one_class_classifier_is_refused_naming_num_labels():
         AHAExplainer.from_classifier(classifier)
     with pytest.raises(ValueError, match=message):
         AHAConfig(classifier_config=classifier.config.to_dict())
+
+
+def test_a_save_from_before_guide_blur_sigma_existed_keeps_its_maps(tmp_path):
+    """Saves written before the field existed read the image itself: they load with 0, not today's default."""
+    from aha.persistence.fingerprints import UNFINGERPRINTED_CONFIG_KEYS, json_fingerprint
+
+    assert AHAConfig().guide_blur_sigma == 1.5
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    explainer = AHAExplainer.from_classifier(make_classifier(), fusion_channels=8, guide_blur_sigma=0.0)
+    explainer.save_pretrained(tmp_path)
+    path = tmp_path / "config.json"
+    config = json.loads(path.read_text())
+    del config["guide_blur_sigma"]  # as an earlier version wrote it, its fingerprint too
+    fingerprinted = {k: v for k, v in config.items() if k not in UNFINGERPRINTED_CONFIG_KEYS | {"classifier_config"}}
+    config["fingerprints"]["explainer_config"] = json_fingerprint(fingerprinted)
+    path.write_text(json.dumps(config))
+    reloaded = AHAExplainer.from_pretrained(tmp_path)
+    assert reloaded.config.guide_blur_sigma == 0.0 and reloaded.decoder.guide_blur_sigma == 0.0
+    assert torch.equal(reloaded(images).attributions, explainer(images).attributions)
+    # a save that records the field keeps its value, and a config built in code takes the default
+    assert AHAConfig.from_dict({**config, "guide_blur_sigma": 2.0}).guide_blur_sigma == 2.0
+    assert AHAConfig.from_dict({"references": ["mean"]}).guide_blur_sigma == 1.5

@@ -55,7 +55,9 @@ def test_refinement_lowers_the_objective(explainers, name, images):
     explainer = explainers[name]
     maps = explainer.explain(images)
     target = explainer(images).target
-    refined = explainer.explain(images, refine_steps=5, refine_lr=0.1)
+    refined = explainer.explain(
+        images, refine_steps=5, refine_lr=0.03
+    )  # small steps: the claim is descent (5 at 0.1 overshoot on some tiny random models)
     assert refined.shape == maps.shape and torch.isfinite(refined).all()
     with torch.no_grad():
         before = explainer.refinement_objective(images, maps, target)

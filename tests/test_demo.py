@@ -196,3 +196,20 @@ def test_per_pixel_patch_evidence_of_the_image_label_trains_the_same_classifier(
     assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
     with pytest.raises(ValueError, match="patch_evidence must be per-pixel classes of shape"):
         train_classifier(split, processor, config, patch_evidence=(label_on_mask[:, :8], 6), **train)
+
+
+def test_a_changed_library_default_trains_the_cached_explainer_again(tmp_path, monkeypatch):
+    from aha.demo import cached, explainer_defaults
+    from aha.modeling.configuration_aha import AHAConfig
+
+    builds = []
+    settings = {"command": ["--seed", "0"], "library_defaults": explainer_defaults()}
+    for _ in range(2):  # the record, written as JSON and read back, equals the settings: the second call reuses it
+        cached(tmp_path, settings, lambda folder: builds.append(1) or {})
+    assert len(builds) == 1
+    own_fields = AHAConfig.own_fields()
+    monkeypatch.setattr(AHAConfig, "own_fields", classmethod(lambda cls: {**own_fields, "guide_blur_sigma": 0.0}))
+    changed = {**settings, "library_defaults": explainer_defaults()}
+    assert changed["library_defaults"]["AHAConfig"]["guide_blur_sigma"] == 0.0
+    cached(tmp_path, changed, lambda folder: builds.append(1) or {})
+    assert len(builds) == 2

@@ -72,7 +72,7 @@ def test_save_and_load_reproduce_attributions_exactly(tmp_path, images):
 
 
 def test_a_blurred_guide_keeps_pixel_texture_out_of_the_map_and_round_trips(tmp_path, images):
-    sharp = _explainer(fusion_channels=24)
+    sharp = _explainer(fusion_channels=24, guide_blur_sigma=0.0)
     blurred = _explainer(fusion_channels=24, guide_blur_sigma=1.5)
     blurred.load_state_dict(sharp.state_dict())
     rows, columns = torch.meshgrid(torch.arange(IMAGE_SIZE), torch.arange(IMAGE_SIZE), indexing="ij")

@@ -223,6 +223,21 @@ def train_command(output: Path, settings: dict) -> list[str]:
     return as_flags(*explainer_arguments(output, settings))
 
 
+def explainer_defaults() -> dict:
+    """What ``aha train`` uses for every option its command leaves out, as JSON values: the training arguments'
+    defaults (but the two required paths) and, under ``"AHAConfig"``, the explainer config's."""
+    from ..modeling.configuration_aha import AHAConfig
+    from ..training import DataArguments, ModelArguments, OptimisationArguments, RunArguments
+    from ..training.arguments import public_values
+
+    defaults = public_values(
+        DataArguments(), ModelArguments(model_name_or_path="-"), OptimisationArguments(), RunArguments(output_dir="-")
+    )
+    del defaults["model_name_or_path"], defaults["output_dir"]
+    defaults["AHAConfig"] = {name: AHAConfig.own_fields()[name] for name in AHAConfig.user_fields()}
+    return json.loads(json.dumps(defaults, default=str))
+
+
 def build_explainer(folder: Path, output: Path, settings: dict) -> dict:
     from ..training import train
 
@@ -363,7 +378,11 @@ def build_world(world: World, output: Path, settings: dict) -> tuple[dict, dict,
     )
     if chance_note(classifier["test_accuracy"], len(world.class_names)):
         print(f"[aha demo] {world.name}: {chance_note(classifier['test_accuracy'], len(world.class_names))}")
-    explainer_settings = {**classifier_settings, "command": train_command(output, settings)}
+    explainer_settings = {
+        **classifier_settings,
+        "command": train_command(output, settings),
+        "library_defaults": explainer_defaults(),  # a default changed by an upgrade trains the explainer again
+    }
     explainer = cached(
         output / "explainer", explainer_settings, lambda folder: build_explainer(folder, output, settings)
     )

@@ -86,6 +86,10 @@ _REMOVED_FIELDS = {
         "fusion_channels",
     ),
 }
+# Fields added after explainers were first saved: name -> the value that gives the explainer a version without the
+# field built. A config.json written by `save_pretrained` (it records `transformers_version`) that lacks such a field
+# loads with this value, not with today's default, so a saved explainer keeps its maps across versions.
+_ADDED_FIELDS = {"guide_blur_sigma": 0.0}
 _FINGERPRINT = re.compile(r"^sha256:[0-9a-f]{64}$")
 # Keys besides the fields that transformers itself passes to a config (from config.json, from_dict, BC names)
 _TRANSFORMERS_KEYS = {
@@ -141,11 +145,14 @@ class AHAConfig(PreTrainedConfig):
             Std in pixels of the Gaussian blur of the image that the guided pixel head's colour term reads
             ([`~aha.modeling.modeling_aha.AHADecoder`], step 4), in training and at inference; 0 reads the image itself.
             The objective ranks cells of several pixels, so it leaves the head's colour coefficients free to copy a
-            background's fine texture into the map; a blurred guide keeps edges of objects and drops that texture.
+            background's fine texture into the map; a blurred guide keeps the edges of objects and drops that texture.
+            Default 1.5 (chosen on the benchmark suite's macro average: benchmarks/RESULTS.md, "The texture imprint");
+            a save written before this field existed loads with 0, what it was trained with.
         fusion_channels (`int`, *optional*):
             Width of the decoder ([`~aha.modeling.modeling_aha.AHADecoder`]: its token projection and class embedding).
             Default: a quarter of the feature model's widest hidden size, in [16, 256], so that the decoder costs
-            under 8% of the classifier at every scale (see [`aha.modeling.decoder_cost`]); on AHA Shapes twice that width
+            under 8% of the classifier at every scale, but for the guide's blur (about 132 FLOPs per pixel: 0.7% of
+            the 64 px benchmark ViT, 0.07% of ViT-S/16; see [`aha.modeling.decoder_cost`]); on AHA Shapes twice that width
             tied the default (benchmarks/RESULTS.md).
         image_mean, image_std (`list[float]`, *optional*):
             The classifier's input normalisation (from its image processor); needed for the "black" reference.
@@ -192,7 +199,7 @@ class AHAConfig(PreTrainedConfig):
     feature_backbone_config: dict | PreTrainedConfig | None = None
     feature_layers: list[int] | None = None
     fusion_channels: int | None = None
-    guide_blur_sigma: float = 0.0
+    guide_blur_sigma: float = 1.5
     image_mean: list[float] | None = None
     image_std: list[float] | None = None
     references: list[str] | tuple[str, ...] = ("mean",)
@@ -234,6 +241,14 @@ class AHAConfig(PreTrainedConfig):
                 "deletion_weight, lrf_insertion_weight and rise_insertion_weight are all 0: at least one must be > 0 "
                 "for the objective to have a term"
             )
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs) -> AHAConfig:
+        """[`PreTrainedConfig.from_dict`], where a config written by `save_pretrained` before a field existed gets
+        the value that describes the explainer it saved (:data:`_ADDED_FIELDS`) instead of today's default."""
+        if "transformers_version" in config_dict:
+            config_dict = {**_ADDED_FIELDS, **config_dict}
+        return super().from_dict(config_dict, **kwargs)
 
     @classmethod
     def own_fields(cls) -> dict:

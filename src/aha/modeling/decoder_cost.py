@@ -3,7 +3,8 @@
 The decoder should cost little next to the classifier it explains, at every scale. With its width following the
 feature model's hidden size (:func:`aha.modeling.modeling_aha.default_fusion_channels`), the default decoder costs 0.4-7.2%
 of the FLOPs of every benchmark classifier, ViTs and CNNs, and at most 7.3% of its parameters (benchmarks/RESULTS.md,
-"Decoder cost next to the classifier"); tests hold it under 8% for every supported family.
+"Decoder cost next to the classifier", counted before the guide's blur existed); tests hold it under 8% for every
+supported family, but for that blur's fixed cost of about 132 FLOPs per pixel (0.7% of the 64 px benchmark ViT).
 
 FLOPs are what ``torch.utils.flop_counter.FlopCounterMode`` counts (matrix products, convolutions, attention;
 not normalisations, activations or resizing), on copies of the models on the ``meta`` device: nothing is
