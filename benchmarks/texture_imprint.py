@@ -14,7 +14,6 @@ measures the imprint: per image, |correlation| between the map's and the image's
 
 import argparse
 import json
-import math
 import shlex
 import sys
 from pathlib import Path
@@ -65,9 +64,8 @@ def measure(
         explainer = AHAExplainer.from_pretrained(folder).eval()
         guides = {row: lambda batch: batch}  # the decoder reads it as trained (blurred when so configured)
         if sigma and not explainer.config.guide_blur_sigma:  # a sharp-trained decoder, given a blurred image
-            kernel = 2 * math.ceil(3 * sigma) + 1
             guides[f"{row}, colour term blurred by sigma {sigma} at inference"] = lambda batch: gaussian_blur(
-                batch, sigma, kernel
+                batch, sigma
             )
         maps = {name: [] for name in guides}
         with torch.no_grad():
@@ -78,11 +76,11 @@ def measure(
                     maps[name].append(explainer.decoder(features, target, guide(batch)))
         for name, parts in maps.items():
             row_maps = torch.cat(parts)
-            row = (
+            scored = (
                 score_maps(explainer.classifier, pixel_values, labels, masks, row_maps, processor)[0] if scores else {}
             )
-            row["texture_imprint"] = imprint(row_maps, pixel_values, masks).double()
-            rows[name] = {metric: values.tolist() for metric, values in row.items()}
+            scored["texture_imprint"] = imprint(row_maps, pixel_values, masks).double()
+            rows[name] = {metric: values.tolist() for metric, values in scored.items()}
     return rows
 
 

@@ -3,7 +3,6 @@ outputs a per-pixel importance map, trained to rank pixels by the deletion / ins
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 
@@ -141,7 +140,7 @@ class AHADecoder(nn.Module):
         ``guide_blur_sigma`` when it is > 0."""
         if not self.guide_blur_sigma:
             return pixel_values
-        return gaussian_blur(pixel_values, self.guide_blur_sigma, 2 * math.ceil(3 * self.guide_blur_sigma) + 1)
+        return gaussian_blur(pixel_values, self.guide_blur_sigma)
 
     def token_grid(self, features: list[torch.Tensor], classes: torch.Tensor) -> torch.Tensor:
         """Steps 1-3 (tokens, class, grid blocks): the class-conditioned features on the base grid, (B, F, h, w)

@@ -22,6 +22,7 @@ All images here are ``pixel_values`` in the classifier's *normalised* space, sha
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Iterator, Sequence
 
 import torch
@@ -42,16 +43,19 @@ def gaussian_kernel1d(sigma: float, kernel_size: int, device=None, dtype=torch.f
     return kernel / kernel.sum()
 
 
-def gaussian_blur(images: torch.Tensor, sigma: float, kernel_size: int) -> torch.Tensor:
+def gaussian_blur(images: torch.Tensor, sigma: float, kernel_size: int | None = None) -> torch.Tensor:
     """Separable Gaussian blur with reflect padding.
 
     Args:
         images: (N, C, H, W) float.
         sigma: standard deviation in pixels.
-        kernel_size: odd kernel length in pixels; clipped to the largest odd size reflect padding allows.
+        kernel_size: odd kernel length in pixels (default: 3 sigma on each side, ``2 * ceil(3 sigma) + 1``); clipped
+            to the largest odd size reflect padding allows.
     Returns:
         (N, C, H, W), same dtype and device.
     """
+    if kernel_size is None:
+        kernel_size = 2 * math.ceil(3 * sigma) + 1
     height, width = images.shape[-2:]
     limit = 2 * (min(height, width) - 1) - 1  # reflect padding needs radius < side
     kernel_size = max(1, min(kernel_size, limit))
