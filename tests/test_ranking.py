@@ -120,8 +120,8 @@ def test_normalisation_preserves_order_and_spreads_scores():
 @pytest.mark.parametrize(
     "tau, n_iters, message",
     [
-        (0.0, 30, "tau must be > 0, got 0.0"),
-        (float("nan"), 30, "tau must be > 0, got nan"),
+        (0.0, 30, "tau must be a finite number > 0, got 0.0"),
+        (float("nan"), 30, "tau must be a finite number > 0, got nan"),
         (1.0, 0, "n_iters must be an integer >= 1, got 0"),
         (1.0, 2.5, "n_iters must be an integer >= 1, got 2.5"),
     ],

@@ -120,9 +120,9 @@ def test_grid_keeps_the_aspect_ratio_and_refuses_bad_sizes_by_name():
     pixels = np.asarray(figure)
     assert tuple(pixels[title + 59, 4 + 119]) == (0, 128, 0) and tuple(pixels[title + 61, 4 + 60]) == (255, 255, 255)
     for bad in (0, -3, 2.5, True, "64"):
-        with pytest.raises(ValueError, match=f"cell_size must be a whole number of pixels >= 1, got {bad!r}"):
+        with pytest.raises(ValueError, match=f"cell_size must be an integer >= 1, got {bad!r}"):
             grid([[photo]], ["a"], cell_size=bad)
-    with pytest.raises(ValueError, match="padding must be a whole number of pixels >= 0, got -5"):
+    with pytest.raises(ValueError, match="padding must be an integer >= 0, got -5"):
         grid([[photo]], ["a"], padding=-5)
     with_bar = grid([[photo]], ["a"], cell_size=120, colorbar="turbo")
     assert with_bar.width == grid([[photo]], ["a"], cell_size=120).width + colour_bar(60).width + 4
@@ -156,5 +156,5 @@ def test_explained_picture_enlarges_small_images_and_adds_a_caption_and_a_colour
     assert plain.shape[0] == 64 + 2 * 6 and np.array_equal(plain[6:70, 6:54], bare)  # 6 px margins
     large = explained_picture(np.zeros((300, 900, 3), np.uint8), np.zeros((300, 900)))
     assert large.width > 900 and 300 < large.height < 340  # a large picture is never enlarged (nor shrunk)
-    with pytest.raises(ValueError, match="display_side must be a whole number of pixels >= 1, got 0"):
+    with pytest.raises(ValueError, match="display_side must be an integer >= 1, got 0"):
         explained_picture(image, attribution, display_side=0)

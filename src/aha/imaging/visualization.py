@@ -17,6 +17,7 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
+from ..validation import check_number
 from .images import to_rgb
 
 
@@ -109,8 +110,7 @@ def _text_size(text: str, font) -> tuple[int, int]:
 
 
 def _positive_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be a whole number of pixels >= {minimum}, got {value!r}")
+    check_number(name, value, integer=True, minimum=minimum)
     return int(value)
 
 

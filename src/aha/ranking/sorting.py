@@ -11,6 +11,8 @@ from contextlib import nullcontext
 
 import torch
 
+from ..validation import check_number
+
 
 def normalize_scores(scores: torch.Tensor, bandwidth: float = 0.01) -> torch.Tensor:
     """Map each row of (B, N) scores to a smooth empirical CDF in (0, 1), the range of the anchors.
@@ -72,10 +74,8 @@ def gumbel_sinkhorn(
     Returns:
         (B, N, N) with ``P[b, r, i]`` = soft probability that item i has rank r. Rows and columns sum to 1.
     """
-    if not tau > 0:  # NaN fails too
-        raise ValueError(f"tau must be > 0, got {tau}")
-    if isinstance(n_iters, bool) or not isinstance(n_iters, int) or n_iters < 1:
-        raise ValueError(f"n_iters must be an integer >= 1, got {n_iters!r}")
+    check_number("tau", tau, above=0)
+    check_number("n_iters", n_iters, integer=True, minimum=1)
     device_type = scores.device.type
     # float32 throughout, also inside bf16/fp16 autocast (on devices that have autocast: not "meta")
     with torch.autocast(device_type, enabled=False) if torch.amp.is_autocast_available(device_type) else nullcontext():
