@@ -126,7 +126,11 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", default=str(HERE / "results" / "texture_imprint.json"))
     parser.add_argument(
-        "--merge", nargs="*", default=[], help="add these recorded files' runs (other seeds or rows) to --output"
+        "--merge",
+        nargs="*",
+        default=[],
+        help="add these recorded files' runs (other seeds or rows) to this run's; --output is written anew, so name it "
+        "here too to keep its runs",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
