@@ -1,16 +1,47 @@
 """The objective's mask builder: cell masks to smoothed pixel masks as two matrix products."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from aha.ranking.perturbation import cell_masks_to_pixels, gaussian_blur, smoothing_matrix
+from aha.ranking.perturbation import cell_masks_to_pixels, gaussian_blur, gaussian_kernel1d, smoothing_matrix
+
+
+def convolved(images: torch.Tensor, sigma: float, kernel_size: int) -> torch.Tensor:
+    """The direct construction of a separable Gaussian blur: reflect padding, then two depthwise convolutions."""
+    if sigma <= 0 or kernel_size == 1:
+        return images
+    channels, radius = images.shape[1], kernel_size // 2
+    kernel = gaussian_kernel1d(sigma, kernel_size, dtype=images.dtype)
+    out = F.pad(images, (radius, radius, radius, radius), mode="reflect")
+    out = F.conv2d(out, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
+    return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
 
 
 def upsample_then_smooth(cell_masks: torch.Tensor, size: tuple[int, int], sigma: float) -> torch.Tensor:
     """The direct construction: nearest upsampling, then a separable Gaussian with reflect padding."""
     upsampled = F.interpolate(cell_masks.unsqueeze(1), size=size, mode="nearest")
-    return gaussian_blur(upsampled, sigma=sigma, kernel_size=2 * int(round(2 * sigma)) + 1).squeeze(1)
+    kernel_size = min(2 * int(round(2 * sigma)) + 1, 2 * min(size) - 3)
+    return convolved(upsampled, sigma, kernel_size - 1 + kernel_size % 2).squeeze(1)
+
+
+@pytest.mark.parametrize(
+    "shape, sigma, kernel_size",
+    [
+        ((2, 3, 64, 48), 1.5, None),
+        ((1, 3, 32, 32), 37 * 32 / 224, 5),
+        ((4, 1, 17, 9), 2.0, 7),
+        ((1, 2, 5, 40), 3.0, None),
+    ],
+)
+def test_gaussian_blur_equals_the_depthwise_convolution(shape, sigma, kernel_size):
+    """Two matrix products give the padded depthwise convolution's values, the kernel clipped to the smaller side."""
+    images = torch.randn(*shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    expected_size = min(kernel_size or 2 * math.ceil(3 * sigma) + 1, 2 * min(shape[-2:]) - 3)
+    expected = convolved(images, sigma, expected_size - 1 + expected_size % 2)
+    torch.testing.assert_close(gaussian_blur(images, sigma, kernel_size), expected, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize(
