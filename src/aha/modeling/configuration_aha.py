@@ -151,10 +151,10 @@ class AHAConfig(PreTrainedConfig):
         fusion_channels (`int`, *optional*):
             Width of the decoder ([`~aha.modeling.modeling_aha.AHADecoder`]: its token projection and class embedding).
             Default: a quarter of the feature model's widest hidden size, in [16, 256], so that the decoder costs
-            under 8% of the classifier at every scale, but for the guide's blur (two dense matrix products, 12 S + 22
-            FLOPs per pixel at side S: 4.2% of the 64 px benchmark ViT, 1.5% of ViT-S/16 and ConvNeXt-T, 23% of
-            MobileNetV2, in less time than the depthwise convolutions they replaced; see [`aha.modeling.decoder_cost`]); on AHA Shapes twice that width
-            tied the default (benchmarks/RESULTS.md).
+            under 8% of the classifier at every scale, but for the guide's blur
+            ([`aha.modeling.decoder_cost.guide_cost`]: 12 S + 22 FLOPs per pixel at side S, 4.2% of the 64 px benchmark
+            ViT, 1.5% of ViT-S/16, 23% of MobileNetV2); on AHA Shapes twice that width tied the default
+            (benchmarks/RESULTS.md).
         image_mean, image_std (`list[float]`, *optional*):
             The classifier's input normalisation (from its image processor); needed for the "black" reference.
         references (`list[str]`):

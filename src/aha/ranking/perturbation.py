@@ -56,12 +56,11 @@ def gaussian_blur(images: torch.Tensor, sigma: float, kernel_size: int | None = 
     Returns:
         (N, C, H, W), same dtype and device.
     """
-    if kernel_size is None:
-        kernel_size = 2 * math.ceil(3 * sigma) + 1
     height, width = images.shape[-2:]
-    limit = 2 * (min(height, width) - 1) - 1  # reflect padding needs radius < side
-    kernel_size = max(1, min(kernel_size, limit))
-    kernel_size -= 1 - kernel_size % 2
+    # one kernel for both axes: clipped to the smaller side
+    kernel_size = reflect_kernel_size(
+        2 * math.ceil(3 * sigma) + 1 if kernel_size is None else kernel_size, min(height, width)
+    )
     if kernel_size == 1:
         return images
     rows = smoothing_matrix(height, sigma, images.device, images.dtype, kernel_size)
@@ -154,6 +153,13 @@ def make_reference(
     return reference_blur(pixel_values)
 
 
+def reflect_kernel_size(kernel_size: int, side: int) -> int:
+    """``kernel_size`` made odd and clipped to the largest kernel reflect padding allows on ``side`` pixels (radius <
+    side), at least 1."""
+    kernel_size = max(1, min(kernel_size, 2 * side - 3))
+    return kernel_size - 1 + kernel_size % 2
+
+
 def smoothing_matrix(
     size: int, sigma: float, device=None, dtype=torch.float32, kernel_size: int | None = None
 ) -> torch.Tensor:
@@ -161,10 +167,7 @@ def smoothing_matrix(
     ``sigma`` pixels, an odd kernel of ``kernel_size`` (default: radius ``2 * sigma``) and reflect padding (the
     kernel is clipped to what reflect padding allows), shape (size, size). The identity when ``sigma`` is 0."""
     eye = torch.eye(size, device=device, dtype=dtype)
-    if kernel_size is None:
-        kernel_size = 2 * int(round(2 * sigma)) + 1
-    kernel_size = max(1, min(kernel_size, 2 * size - 3)) if size > 1 else 1
-    kernel_size -= 1 - kernel_size % 2
+    kernel_size = reflect_kernel_size(2 * int(round(2 * sigma)) + 1 if kernel_size is None else kernel_size, size)
     if sigma <= 0 or kernel_size == 1:
         return eye
     radius = kernel_size // 2
