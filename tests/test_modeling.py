@@ -94,6 +94,39 @@ def test_a_blurred_guide_keeps_pixel_texture_out_of_the_map_and_round_trips(tmp_
     assert torch.equal(reloaded(images).attributions, blurred(images).attributions)
 
 
+@pytest.mark.parametrize("name", ["vit", "resnet"])
+def test_token_grid_is_the_projection_of_the_concatenated_levels(name, images):
+    """The decoder's steps 1-2 as its docstring states them (each level layer-normalised, resized to the middle
+    level's grid, concatenated, the 1x1 convolution, FiLM), with values and gradients: the per-level products that
+    replace the concatenation must not change what is computed. The resnet's levels sit on three grids."""
+    explainer = _explainer(name)
+    decoder = explainer.decoder
+    with torch.no_grad():
+        for parameter in decoder.parameters():  # away from the initialisation's zeros and ones
+            parameter.add_(torch.randn(parameter.shape, generator=torch.Generator().manual_seed(1)) * 0.3)
+    features = [f.requires_grad_() for f in explainer._features(images)[1]]
+    classes = torch.tensor([0, 1, 2, 3])[: len(images)]
+    base = features[len(features) // 2].shape[-2:]
+    levels = [
+        F.interpolate(norm(f.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), size=base, mode="bilinear", antialias=True)
+        for norm, f in zip(decoder.norms, features)
+    ]
+    scales, shifts = decoder.film(decoder.class_embedding(classes))[:, :, None, None].chunk(2, dim=1)
+    expected = decoder.projection(torch.cat(levels, dim=1)) * (1 + scales) + shifts
+    if name == "resnet":
+        assert len({f.shape[-2:] for f in features}) > 1
+    grid = decoder.token_grid(features, classes)
+    torch.testing.assert_close(grid, expected, rtol=1e-5, atol=1e-5)
+    weight = torch.randn(expected.shape, generator=torch.Generator().manual_seed(2))
+    inputs = [*features, *decoder.parameters()]
+    got = torch.autograd.grad((grid * weight).sum(), inputs, allow_unused=True)
+    want = torch.autograd.grad((expected * weight).sum(), inputs, allow_unused=True)
+    for g, w in zip(got, want):
+        assert (g is None) == (w is None)
+        if g is not None:
+            torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("size, resized", [((4, 4), (32, 32)), ((7, 5), (30, 11)), ((8, 8), (3, 5))])
 def test_bilinear_resize_is_torchs_bilinear_interpolation(size, resized):
     x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0), requires_grad=True)

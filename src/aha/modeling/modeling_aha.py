@@ -146,19 +146,20 @@ class AHADecoder(nn.Module):
         """Steps 1-3 (tokens, class, grid blocks): the class-conditioned features on the base grid, (B, F, h, w)
         in channels-last memory, before the pixel head."""
         base = features[len(features) // 2].shape[-2:]
-        grids = []
-        for norm, feature in zip(self.norms, features):
+        # the 1x1 projection of the concatenated levels as a sum of per-level matrix products over channels (no
+        # concatenated copy); the result, (B, F, h, w) in channels-last memory, keeps every convolution below
+        # channels-last (several times faster on CPU for these narrow layers)
+        weights = self.projection.weight.flatten(1).split([norm.normalized_shape[0] for norm in self.norms], dim=1)
+        x = None
+        for norm, feature, weight in zip(self.norms, features, weights):
             feature = norm(feature.permute(0, 2, 3, 1))  # (B, h, w, C_l): the token layout, no copy for a ViT
             if feature.shape[1:3] != base:
                 feature = F.interpolate(
                     feature.permute(0, 3, 1, 2), size=base, mode="bilinear", align_corners=False, antialias=True
                 ).permute(0, 2, 3, 1)
-            grids.append(feature)
-        # the 1x1 projection as a matrix product over channels; the result, (B, F, h, w) in channels-last memory,
-        # keeps every convolution below channels-last (several times faster on CPU for these narrow layers)
-        x = F.linear(torch.cat(grids, dim=-1), self.projection.weight.flatten(1), self.projection.bias).permute(
-            0, 3, 1, 2
-        )
+            rows = feature.reshape(-1, feature.shape[-1])
+            x = torch.addmm(self.projection.bias if x is None else x, rows, weight.T)
+        x = x.view(len(features[0]), *base, -1).permute(0, 3, 1, 2)
         scales, shifts = self.film(self.class_embedding(classes))[:, :, None, None].chunk(2, dim=1)
         scales, shifts = scales.chunk(len(self.blocks) + 1, dim=1), shifts.chunk(len(self.blocks) + 1, dim=1)
         x = x * (1 + scales[0]) + shifts[0]
