@@ -5,7 +5,7 @@ random subsets of 224 pixels to the mean reference, the logit) correlates a map'
 of the target's logit when the subset is removed. The drops do not depend on the map, so this computes them once per
 image and scores, on exactly the same subsets and drops, monotone transforms of AHA's maps (which keep every ranking
 metric unchanged and change only the magnitudes: is the gap the scale of a ranking?) and variants of IG's (its order
-with uniform magnitudes, its magnitudes blurred: where does its advantage come from?), plus AHA's
+with uniform magnitudes, its magnitudes blurred: where does its advantage come from? the same for occlusion), plus AHA's
 order carrying IG's values (each image's IG values, sorted, assigned to AHA's ranks).
 
     python benchmarks/faithfulness_correlation_gap.py --suite_dir DIR --work_dir RUNS --seeds 1 2 --output FILE
@@ -65,15 +65,15 @@ def aha_variants(maps: torch.Tensor, ig: torch.Tensor) -> dict[str, torch.Tensor
     }
 
 
-def ig_variants(ig: torch.Tensor, side: int) -> dict[str, torch.Tensor]:
-    """IG's (N, P) maps (the library's: absolute values summed over channels) and variants that remove one of its
-    properties: its magnitudes (rank quantiles), its pixel detail (blurred)."""
-    images = ig.view(-1, 1, side, side)
+def method_variants(name: str, maps: torch.Tensor, side: int) -> dict[str, torch.Tensor]:
+    """A comparison method's (N, P) maps and variants that remove one of its properties: its magnitudes (rank
+    quantiles), its pixel detail (blurred). (The library's IG: absolute values summed over channels.)"""
+    images = maps.view(-1, 1, side, side)
     return {
-        "IG": ig,
-        "IG, rank quantile": quantiles(ig),
-        "IG blurred, sigma 1.5 px": gaussian_blur(images, 1.5).flatten(1),
-        "IG blurred, sigma 3 px": gaussian_blur(images, 3.0).flatten(1),
+        name: maps,
+        f"{name}, rank quantile": quantiles(maps),
+        f"{name} blurred, sigma 1.5 px": gaussian_blur(images, 1.5).flatten(1),
+        f"{name} blurred, sigma 3 px": gaussian_blur(images, 3.0).flatten(1),
     }
 
 
@@ -95,7 +95,9 @@ def measure(world_dir: Path, explainer_dirs: list[Path], eval_images: int) -> di
         return pearson(sums, drops)
 
     assert torch.equal(correlation(ig), result.correlation), "the subsets differ from the metric's own"
-    scores = {name: correlation(maps) for name, maps in ig_variants(ig, side).items()}
+    occlusion = torch.cat([baseline("occlusion", classifier, 0)(chunk) for chunk in pixel_values.split(BATCH)])
+    variants = {**method_variants("IG", ig, side), **method_variants("occlusion", occlusion.flatten(1).double(), side)}
+    scores = {name: correlation(maps) for name, maps in variants.items()}
     per_seed = []
     for folder in explainer_dirs:
         explainer = AHAExplainer.from_pretrained(folder).eval()
