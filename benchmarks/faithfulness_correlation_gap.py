@@ -27,7 +27,7 @@ from suite import world_classifier, world_inputs
 
 from aha import AHAExplainer
 from aha.demo import baseline
-from aha.demo.method_comparison import paired_difference
+from aha.demo.method_comparison import paired_difference, timed_maps
 from aha.metrics.curves import order_to_ranks
 from aha.metrics.independent import FaithfulnessCorrelation, pearson
 from aha.persistence.atomic_writer import write_text
@@ -39,29 +39,28 @@ HERE = Path(__file__).resolve().parent
 BATCH = 50
 
 
-def quantiles(maps: torch.Tensor) -> torch.Tensor:
-    """(N, P) each pixel's rank quantile in [0, 1] within its map, 1 the most important (ties broken by seed 0)."""
-    ranks = order_to_ranks(hard_order(maps, descending=False, seed=0)).double()
-    return ranks / (maps.shape[1] - 1)
+def ranks(maps: torch.Tensor) -> torch.Tensor:
+    """(N, P) each pixel's rank within its map, ascending (P - 1 the most important; ties broken by seed 0)."""
+    return order_to_ranks(hard_order(maps, descending=False, seed=0))
 
 
-def with_values_of(order_maps: torch.Tensor, value_maps: torch.Tensor) -> torch.Tensor:
-    """(N, P) maps ordered as ``order_maps`` whose values are ``value_maps``' (each image's values, sorted, placed
-    at the ranks of ``order_maps``)."""
-    ranks = order_to_ranks(hard_order(order_maps, descending=False, seed=0))
-    return value_maps.sort(dim=1).values.gather(1, ranks)
+def quantiles(pixel_ranks: torch.Tensor) -> torch.Tensor:
+    """(N, P) :func:`ranks` as quantiles in [0, 1]."""
+    return pixel_ranks.double() / (pixel_ranks.shape[1] - 1)
 
 
 def aha_variants(maps: torch.Tensor, ig: torch.Tensor) -> dict[str, torch.Tensor]:
-    """AHA's (N, P) maps, and monotone transforms of them (same ranking, other magnitudes)."""
-    q = quantiles(maps)
+    """AHA's (N, P) maps, monotone transforms of them (same ranking, other magnitudes), and AHA's order carrying
+    IG's values (each image's IG values, sorted, placed at AHA's ranks)."""
+    pixel_ranks = ranks(maps)
+    q = quantiles(pixel_ranks)
     return {
         "AHA": maps,
         "AHA, rank quantile": q,
         "AHA, quantile^4": q**4,
         "AHA, quantile^16": q**16,
         "AHA, exp(10 quantile)": torch.exp(10 * q),
-        "AHA's order, IG's values": with_values_of(maps, ig),
+        "AHA's order, IG's values": ig.sort(dim=1).values.gather(1, pixel_ranks),
     }
 
 
@@ -71,7 +70,7 @@ def method_variants(name: str, maps: torch.Tensor, side: int) -> dict[str, torch
     images = maps.view(-1, 1, side, side)
     return {
         name: maps,
-        f"{name}, rank quantile": quantiles(maps),
+        f"{name}, rank quantile": quantiles(ranks(maps)),
         f"{name} blurred, sigma 1.5 px": gaussian_blur(images, 1.5).flatten(1),
         f"{name} blurred, sigma 3 px": gaussian_blur(images, 3.0).flatten(1),
     }
@@ -82,8 +81,10 @@ def measure(world_dir: Path, explainer_dirs: list[Path], eval_images: int) -> di
     processor, pixel_values, labels, masks = world_inputs(world_dir, world_dir / "data", eval_images)
     classifier = world_classifier(world_dir)
     side = pixel_values.shape[-1]
-    ig = torch.cat([baseline("integrated_gradients", classifier, 0)(chunk) for chunk in pixel_values.split(BATCH)])
-    ig = ig.flatten(1).double()
+    ig, occlusion = (
+        timed_maps(baseline(name, classifier, 0), pixel_values, BATCH)[0].flatten(1).double()
+        for name in ("integrated_gradients", "occlusion")
+    )
     metric = FaithfulnessCorrelation()
     # the suite's call: one generator seeded 0 for all images; the drops are the map's only input-independent part
     result = metric(classifier, pixel_values, ig.view(-1, side, side), generator=torch.Generator().manual_seed(0))
@@ -95,13 +96,12 @@ def measure(world_dir: Path, explainer_dirs: list[Path], eval_images: int) -> di
         return pearson(sums, drops)
 
     assert torch.equal(correlation(ig), result.correlation), "the subsets differ from the metric's own"
-    occlusion = torch.cat([baseline("occlusion", classifier, 0)(chunk) for chunk in pixel_values.split(BATCH)])
-    variants = {**method_variants("IG", ig, side), **method_variants("occlusion", occlusion.flatten(1).double(), side)}
+    variants = {**method_variants("IG", ig, side), **method_variants("occlusion", occlusion, side)}
     scores = {name: correlation(maps) for name, maps in variants.items()}
     per_seed = []
     for folder in explainer_dirs:
         explainer = AHAExplainer.from_pretrained(folder).eval()
-        maps = torch.cat([explainer.explain(chunk) for chunk in pixel_values.split(BATCH)]).flatten(1).double()
+        maps = timed_maps(explainer.explain, pixel_values, BATCH)[0].flatten(1).double()
         per_seed.append({name: correlation(m) for name, m in aha_variants(maps, ig).items()})
     for name in per_seed[0]:
         scores[name] = torch.stack([seed[name] for seed in per_seed]).mean(dim=0)
