@@ -13,7 +13,7 @@ import torch
 
 from aha.demo import PRESET_CPU_MINUTES, build_parser, chance_note, duration_note
 from aha.demo.method_comparison import METRICS, MethodResult, paired_difference, verdict
-from aha.demo.report import macro_summary, markdown, summarise
+from aha.demo.report import macro_summary, markdown, read_scores, summarise, write_scores
 from aha.demo.worlds import WORLDS
 
 
@@ -72,6 +72,46 @@ def test_macro_summary_is_the_mean_over_worlds_of_each_worlds_means():
         macro_summary({"a": [result("AHA", 0.0, n=50)], "b": [result("AHA", 0.0, n=40)]}, {"a": 1, "b": 1}, ["AHA"])
 
 
+def test_the_macro_table_read_back_from_each_worlds_score_file_is_the_one_built_in_memory(tmp_path):
+    by_world = {
+        "a": [result("AHA", 0.0, seconds=0.02), result("RISE + 2", 0.1, seconds=1.5)],
+        "b": [result("AHA", 0.2), result("RISE + 2", 0.2, seconds=2.0)],
+    }
+    forward = {"a": 0.001, "b": 0.003}
+    read = {}
+    for world, results in by_world.items():
+        write_scores(tmp_path / world, results, forward[world])
+        read[world], seconds = read_scores(tmp_path / world)
+        assert seconds == forward[world] and [r.name for r in read[world]] == ["AHA", "RISE + 2"]
+        for stored, original in zip(read[world], results):
+            assert stored.seconds_per_image == original.seconds_per_image
+            assert all(torch.equal(stored.scores[m], original.scores[m]) for m in METRICS)
+    assert macro_summary(read, forward, ["AHA"]) == macro_summary(by_world, forward, ["AHA"])
+
+
+def test_jobs_is_checked_and_a_failed_world_names_its_log(tmp_path):
+    refused = subprocess.run(
+        [sys.executable, "-m", "aha", "demo", "--world", "all", "--jobs", "0", "--output", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert refused.returncode == 1 and "--jobs must be an integer >= 1, got 0" in refused.stderr
+    for world in WORLDS:  # a file where each world's folder goes: every world's own process fails at once
+        (tmp_path / world).write_text("not a folder")
+    run = subprocess.run(
+        [sys.executable, "-m", "aha", "demo", "--world", "all", "--jobs", "3", "--output", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    logs = ", ".join(str(tmp_path / f"demo-{world}.log") for world in WORLDS)
+    assert run.returncode == 1 and f"{', '.join(WORLDS)} failed: see {logs}" in run.stderr, run.stderr[-2000:]
+    assert "3 worlds, 3 at a time, each process with" in run.stdout and "letters: FAILED (exit 1)" in run.stdout
+    assert "aha demo: error:" in (tmp_path / "demo-parts.log").read_text()
+    assert not (tmp_path / "macro.md").exists()
+
+
 def test_a_classifier_near_chance_is_called_a_smoke_run():
     assert chance_note(0.23, 5).startswith(
         "SMOKE RUN: this classifier is near chance (test accuracy 0.230, chance 0.200)"
@@ -113,13 +153,14 @@ def finite_report(report: dict, expected: set) -> None:
 def test_quick_demo_on_every_world_writes_each_report_and_the_macro_table(tmp_path):
     output = tmp_path / "demo"
     run = subprocess.run(
-        [sys.executable, "-m", "aha", "demo", "--world", "all", "--quick", "--output", str(output)],
+        [sys.executable, "-m", "aha", "demo", "--world", "all", "--quick", "--jobs", "2", "--output", str(output)],
         capture_output=True,
         text=True,
         timeout=3000,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    first = run.stdout.splitlines()[0]
+    first, second = run.stdout.splitlines()[:2]
+    assert second.startswith("[aha demo] 3 worlds, 2 at a time, each process with ")
     assert "quick preset, a smoke run" in first and str(output / "letters" / "results.md") in first
     assert first.startswith(f"[aha demo] {duration_note('quick', list(WORLDS))}")
     assert str(output / "macro.md") in first
@@ -143,8 +184,12 @@ def test_quick_demo_on_every_world_writes_each_report_and_the_macro_table(tmp_pa
             "insertion_curves.png",
             "overlays.png",
             "data/README.md",
+            "scores.safetensors",
         ):
             assert (output / world / name).is_file(), (world, name)
+        assert (
+            f"[aha demo] {world} report: {output / world / 'results.md'}" in (output / f"demo-{world}.log").read_text()
+        )
         report = json.loads((output / world / "results.json").read_text())
         finite_report(report, expected)
         text = (output / world / "results.md").read_text()

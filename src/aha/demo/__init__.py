@@ -2,6 +2,7 @@
 
     aha demo                     # AHA Shapes: data, classifier, explainer, every method, report
     aha demo --world all         # the same for every world of the suite, plus a macro table over worlds
+    aha demo --world all --jobs 2  # two worlds at a time, each in its own process (aha.demo.side_by_side)
     aha demo --quick             # a smoke run, about 7 CPU minutes per world
     aha demo --preset full       # the benchmark recorded in benchmarks/RESULTS.md
 
@@ -14,9 +15,11 @@ For each world (:data:`aha.demo.worlds.WORLDS`: ``shapes``, ``letters``, ``parts
 3. **Explainer**: trained by the library's own ``aha train`` on that classifier and dataset.
 4. **Evaluation**: AHA (one pass, and with test-time refinement) and every comparison method of
    :mod:`aha.baselines` on the same held-out test images, with the metrics of
-   :data:`aha.demo.method_comparison.METRICS`; the report (:mod:`aha.demo.report`) goes to ``OUTPUT/WORLD``.
+   :data:`aha.demo.method_comparison.METRICS`; the report (:mod:`aha.demo.report`) goes to ``OUTPUT/WORLD``, with
+   every method's per-image scores in ``scores.safetensors``.
 
-With more than one world, ``OUTPUT/macro.md`` and ``macro.json`` average every method's numbers over worlds.
+With more than one world, ``OUTPUT/macro.md`` and ``macro.json`` average every method's numbers over worlds (built
+from the worlds' per-image scores).
 Each artefact is cached in its folder with the settings that made it: a second run with the same settings
 only re-evaluates.
 """
@@ -123,7 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", dest="preset", action="store_const", const="quick", help="Same as --preset quick.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the data, the classifier and the explainer.")
     parser.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (default: the free cores, printed at the start)."
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: the free cores, printed at the start; with --jobs, shared among the jobs).",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="With --world all: run this many worlds side by side, each in its own process, its output in "
+        "OUTPUT/demo-WORLD.log (default: 1, one after the other). On 2 cores, --jobs 2 took 0.70 of the time.",
     )
     return parser
 
@@ -339,7 +352,7 @@ def duration_note(preset: str, worlds: list[str]) -> str:
     total = sum(minutes)
     amount = f"about {total} CPU minutes" if total < 90 else f"about {total / 60:.1f} CPU hours"
     each = ", ".join(f"{world} {m}" for world, m in zip(worlds, minutes))
-    return f"{amount} ({how}; {each}; less with more threads or a world's stages reused)"
+    return f"{amount} ({how}; {each}; less with more threads, --jobs or a world's stages reused)"
 
 
 def chance_note(test_accuracy: float, num_classes: int) -> str | None:
@@ -392,7 +405,7 @@ def build_world(world: World, output: Path, settings: dict) -> tuple[dict, dict,
 def run_world(world: World, output: Path, settings: dict, command: str, preset: str) -> tuple[list, float]:
     """Data, classifier, explainer (:func:`build_world`), evaluation and report of one world in ``output``: (the
     methods' results, seconds per classifier forward per image)."""
-    from .report import summarise, write_report
+    from .report import summarise, write_report, write_scores
 
     start = time.perf_counter()
     data, classifier, explainer = build_world(world, output, settings)
@@ -430,13 +443,16 @@ def run_world(world: World, output: Path, settings: dict, command: str, preset: 
     if notes:
         context["note"] = ". ".join(notes)
     write_report(output, results, summary, context, pictures["images"], pictures["masks"])
+    write_scores(output, results, forward_seconds)
     print(f"[aha demo] {world.name} report: {output / 'results.md'}")
     return results, forward_seconds
 
 
 def main(args: argparse.Namespace) -> None:
+    from ..validation import check_number
     from .report import macro_summary, write_macro_report
 
+    check_number("--jobs", args.jobs, integer=True, minimum=1)
     settings = preset_settings(args.preset, args.seed)
     output = Path(args.output)
     worlds = list(WORLDS) if args.world == "all" else [args.world]
@@ -450,13 +466,21 @@ def main(args: argparse.Namespace) -> None:
         f"{', '.join(worlds)}; reports: {reports}",
         flush=True,
     )
-    set_threads(args.threads, announce="[aha demo]")
     start = time.perf_counter()
     results, forward_seconds = {}, {}
-    for name in worlds:
-        results[name], forward_seconds[name] = run_world(
-            get_world(name), output / name, settings, command, args.preset
-        )
+    if len(worlds) > 1 and args.jobs > 1:
+        from .report import read_scores
+        from .side_by_side import run_side_by_side
+
+        run_side_by_side(worlds, output, args.preset, args.seed, args.jobs, args.threads)
+        for name in worlds:
+            results[name], forward_seconds[name] = read_scores(output / name)
+    else:
+        set_threads(args.threads, announce="[aha demo]")
+        for name in worlds:
+            results[name], forward_seconds[name] = run_world(
+                get_world(name), output / name, settings, command, args.preset
+            )
     if len(worlds) > 1:
         machine, versions = environment()
         context = {

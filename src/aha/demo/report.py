@@ -1,4 +1,5 @@
-"""The demo's report folder: ``results.json``, ``results.md``, curve plots and a grid of overlays."""
+"""The demo's report folder: ``results.json``, ``results.md``, curve plots, a grid of overlays and every method's
+per-image scores (``scores.safetensors``, what the macro table over worlds is built from)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import os
 import numpy as np
 import torch
 from PIL import Image
+from safetensors import safe_open
 
 from ..imaging.visualization import DEFAULT_COLORMAP, curve_plot, grid, overlay
-from ..persistence.atomic_writer import make_folder, write_file, write_text
+from ..persistence.atomic_writer import make_folder, write_file, write_safetensors, write_text
 from .method_comparison import METRICS, MethodResult, paired_difference, verdict
 
 
+#: a world's per-image scores (:func:`write_scores`), in its report folder
+SCORES_FILE = "scores.safetensors"
 #: the curves the report plots: metric -> (file name, title)
 CURVE_PLOTS = {
     "deletion_mean": ("deletion_curves.png", "deletion (mean reference): most relevant first; lower is better"),
@@ -211,3 +215,32 @@ def write_report(output_dir, results: list[MethodResult], summary: dict, context
         write_file(os.path.join(output_dir, file), lambda handle: figure.savefig(handle, format="png"))
     picture = overlay_grid(results, images, masks)
     write_file(os.path.join(output_dir, "overlays.png"), lambda handle: picture.save(handle, format="PNG"))
+
+
+def write_scores(output_dir, results: list[MethodResult], forward_seconds: float) -> None:
+    """Every method's per-image scores into ``output_dir/scores.safetensors``: a (N,) float64 tensor
+    ``"METHOD/METRIC"`` each, the methods in order, their seconds per image and the classifier's seconds per forward
+    per image in the metadata; :func:`read_scores` reads them back for the macro table."""
+    write_safetensors(
+        os.path.join(make_folder(str(output_dir)), SCORES_FILE),
+        # copies: a result's metrics may be views of one tensor, which safetensors refuses to store twice
+        {f"{r.name}/{metric}": values.clone() for r in results for metric, values in r.scores.items()},
+        {
+            "methods": json.dumps([result.name for result in results]),
+            "seconds_per_image": json.dumps([result.seconds_per_image for result in results]),
+            "forward_seconds": json.dumps(forward_seconds),
+        },
+    )
+
+
+def read_scores(output_dir, metrics=METRICS) -> tuple[list[MethodResult], float]:
+    """The per-image scores :func:`write_scores` wrote in ``output_dir``, as results without curves or maps, and the
+    classifier's seconds per forward per image."""
+    with safe_open(os.path.join(output_dir, SCORES_FILE), framework="pt") as stored:
+        metadata = stored.metadata()
+        names, seconds = json.loads(metadata["methods"]), json.loads(metadata["seconds_per_image"])
+        results = [
+            MethodResult(name, {m: stored.get_tensor(f"{name}/{m}") for m in metrics}, {}, time, maps=torch.empty(0))
+            for name, time in zip(names, seconds)
+        ]
+    return results, json.loads(metadata["forward_seconds"])
