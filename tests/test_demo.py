@@ -89,7 +89,7 @@ def test_the_macro_table_read_back_from_each_worlds_score_file_is_the_one_built_
     assert macro_summary(read, forward, ["AHA"]) == macro_summary(by_world, forward, ["AHA"])
 
 
-def test_jobs_is_checked_and_a_failed_world_names_its_log(tmp_path):
+def test_jobs_is_checked_a_linked_log_is_refused_and_a_failed_world_names_its_log(tmp_path):
     refused = subprocess.run(
         [sys.executable, "-m", "aha", "demo", "--world", "all", "--jobs", "0", "--output", str(tmp_path)],
         capture_output=True,
@@ -97,6 +97,18 @@ def test_jobs_is_checked_and_a_failed_world_names_its_log(tmp_path):
         timeout=300,
     )
     assert refused.returncode == 1 and "--jobs must be an integer >= 1, got 0" in refused.stderr
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.log"
+    outside.write_text("kept")
+    (tmp_path / "demo-letters.log").symlink_to(outside)
+    linked = subprocess.run(
+        [sys.executable, "-m", "aha", "demo", "--world", "all", "--jobs", "2", "--output", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert linked.returncode == 1 and "demo-letters.log is a symbolic link" in linked.stderr
+    assert outside.read_text() == "kept" and not (tmp_path / "demo-shapes.log").exists()  # nothing started
+    (tmp_path / "demo-letters.log").unlink()
     for world in WORLDS:  # a file where each world's folder goes: every world's own process fails at once
         (tmp_path / world).write_text("not a folder")
     run = subprocess.run(

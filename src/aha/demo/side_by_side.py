@@ -15,7 +15,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ..persistence.atomic_writer import make_folder
+from ..persistence.atomic_writer import refuse_symlink
 from ..threads import choose_threads
 
 
@@ -25,18 +25,21 @@ def world_command(world: str, output: Path, preset: str, seed: int, threads: int
     return [sys.executable, "-m", "aha", "demo", *options, "--output", str(output)]
 
 
-def run_side_by_side(worlds: list[str], output: Path, preset: str, seed: int, jobs: int, threads: int | None):
+def run_side_by_side(worlds: list[str], output: Path, preset: str, seed: int, jobs: int, threads: int | None) -> None:
     """Run each of ``worlds`` in its own ``aha demo`` process, ``jobs`` at a time, each with ``threads`` torch
-    threads (None: the free cores shared among the jobs); raises ``SystemExit`` naming the worlds that failed and
-    their logs. Returns the threads each process used."""
+    threads (None: the free cores shared among the processes running at once); raises ``SystemExit`` naming the
+    worlds that failed and their logs."""
+    jobs = min(jobs, len(worlds))
     threads, why = choose_threads(threads, processes=jobs)
-    make_folder(str(output))
+    os.makedirs(output, exist_ok=True)  # the user's --output, which may itself be a link (as for the macro report)
+    for world in worlds:  # before any work starts
+        refuse_symlink(str(output / f"demo-{world}.log"))
     print(f"[aha demo] {len(worlds)} worlds, {jobs} at a time, each process with {threads} torch thread(s) ({why})")
 
     def run(world: str) -> int:
         log = output / f"demo-{world}.log"
         print(f"[aha demo] {world}: started, output in {log}", flush=True)
-        # the log never follows a link put in its place
+        # the log never follows a link, even one put in its place since the check above
         handle = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
         with open(handle, "w") as stream:
             code = subprocess.run(
@@ -51,4 +54,3 @@ def run_side_by_side(worlds: list[str], output: Path, preset: str, seed: int, jo
     if failed:
         logs = ", ".join(str(output / f"demo-{world}.log") for world in failed)
         raise SystemExit(f"[aha demo] {', '.join(failed)} failed: see {logs}")
-    return threads
