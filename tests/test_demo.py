@@ -90,33 +90,22 @@ def test_the_macro_table_read_back_from_each_worlds_score_file_is_the_one_built_
 
 
 def test_jobs_is_checked_a_linked_log_is_refused_and_a_failed_world_names_its_log(tmp_path):
-    refused = subprocess.run(
-        [sys.executable, "-m", "aha", "demo", "--world", "all", "--jobs", "0", "--output", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    def demo_all(jobs: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "aha", "demo", "--world", "all", "--jobs", jobs, "--output", str(tmp_path)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+    refused = demo_all("0")
     assert refused.returncode == 1 and "--jobs must be an integer >= 1, got 0" in refused.stderr
     outside = tmp_path.parent / f"{tmp_path.name}-outside.log"
     outside.write_text("kept")
     (tmp_path / "demo-letters.log").symlink_to(outside)
-    linked = subprocess.run(
-        [sys.executable, "-m", "aha", "demo", "--world", "all", "--jobs", "2", "--output", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    linked = demo_all("2")
     assert linked.returncode == 1 and "demo-letters.log is a symbolic link" in linked.stderr
     assert outside.read_text() == "kept" and not (tmp_path / "demo-shapes.log").exists()  # nothing started
     (tmp_path / "demo-letters.log").unlink()
     for world in WORLDS:  # a file where each world's folder goes: every world's own process fails at once
         (tmp_path / world).write_text("not a folder")
-    run = subprocess.run(
-        [sys.executable, "-m", "aha", "demo", "--world", "all", "--jobs", "3", "--output", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    run = demo_all("3")
     logs = ", ".join(str(tmp_path / f"demo-{world}.log") for world in WORLDS)
     assert run.returncode == 1 and f"{', '.join(WORLDS)} failed: see {logs}" in run.stderr, run.stderr[-2000:]
     assert "3 worlds, 3 at a time, each process with" in run.stdout and "letters: FAILED (exit 1)" in run.stdout
