@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="With --world all: run this many worlds side by side, each in its own process, its output in "
-        "OUTPUT/demo-WORLD.log (default: 1, one after the other). On 2 cores, --jobs 2 took 0.70 of the time.",
+        "OUTPUT/demo-WORLD.log (default: 1, one after the other). On 2 idle cores --jobs 2 took 0.70 of the "
+        "one-thread time, about what --threads 2 gives (0.66).",
     )
     return parser
 

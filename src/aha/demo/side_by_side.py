@@ -1,10 +1,11 @@
 """``aha demo --world all --jobs N``: the worlds side by side, each in its own ``aha demo --world WORLD`` process.
 
-A world's stages are one process's work, much of it on small tensors; a second world in its own process keeps a
-second core busy on its own. On 2 cores, ``--jobs 2`` took 0.70 of the time of the worlds one after the other (the
-quick preset's three worlds, benchmarks/RESULTS.md "`aha demo --quick`"). Each process writes its world's report and
-per-image scores as a one-world run does, and its output to ``OUTPUT/demo-WORLD.log``; the macro table is built from
-the scores they wrote.
+A world in its own process keeps a core busy without sharing a thread pool. Measured on 2 idle cores
+(benchmarks/RESULTS.md, "`aha demo --quick`"): ``--jobs 2`` took 0.70 of the time of the quick preset's three worlds
+one after the other on one thread, about what a second thread gives one world (``--threads 2``: 0.66 on AHA Shapes'
+quick world); so on 2 cores the two ways tie, and side by side is for the cores a world's threads cannot use (not
+measured here). Each process writes its world's report and per-image scores as a one-world run does, and its output
+to ``OUTPUT/demo-WORLD.log``; the macro table is built from the scores they wrote.
 """
 
 from __future__ import annotations
