@@ -23,24 +23,25 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import datasets
 import torch
 import torch.nn.functional as F
 from machine import describe
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from suite import CORE_METRICS, differences, world_inputs
 from transformers import AutoImageProcessor
 
 from aha import AHAExplainer
 from aha.demo.classifier import tensors_of
-from aha.demo.method_comparison import score_maps
+from aha.demo.method_comparison import score_maps, timed_maps
 from aha.demo.report import table
 from aha.demo.worlds import WORLDS
 from aha.metrics.independent import pearson
 from aha.modeling.modeling_aha import AHADecoder
-from aha.persistence.atomic_writer import write_text
+from aha.persistence.atomic_writer import write_safetensors, write_text
 
 
 HERE = Path(__file__).resolve().parent
@@ -85,11 +86,11 @@ def refined_training_maps(explainer, pixel_values, refine_steps: int, cache: Pat
     if cache.is_file():
         stored = load_file(cache)
         return stored["maps"], float(stored["seconds"])
-    start = time.perf_counter()
-    maps = torch.cat([explainer.explain(batch, refine_steps=refine_steps) for batch in pixel_values.split(MAP_BATCH)])
-    seconds = time.perf_counter() - start
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    save_file({"maps": maps.contiguous(), "seconds": torch.tensor(seconds)}, cache)
+    maps, seconds_per_image = timed_maps(
+        partial(explainer.explain, refine_steps=refine_steps), pixel_values, MAP_BATCH
+    )
+    seconds = seconds_per_image * len(pixel_values)
+    write_safetensors(str(cache), {"maps": maps, "seconds": torch.tensor(seconds)})
     return maps, seconds
 
 
@@ -131,8 +132,7 @@ def residual_shares(explainer, pixel_values, refined, sides=RESIDUAL_SIDES) -> d
     """What refinement changes, by scale: of the refined minus the one-pass maps (each standardised per image), the
     share of the variance that a smooth field of ``side`` x ``side`` cells (cell means, bilinearly interpolated)
     explains, for each side."""
-    with torch.no_grad():
-        one_pass = torch.cat([explainer.explain(batch) for batch in pixel_values.split(MAP_BATCH)])
+    one_pass = timed_maps(explainer.explain, pixel_values, MAP_BATCH)[0]
     change = torch.stack([refined, one_pass]).flatten(2)
     change = (change - change.mean(2, keepdim=True)) / change.std(2, keepdim=True)
     change = (change[0] - change[1]).view_as(refined).unsqueeze(1)
@@ -156,8 +156,7 @@ def run(args, world: str, seed: int, variant: str) -> dict:
     start = time.perf_counter()
     losses = distil(explainer, train_x, refined, target, args.steps, args.lr, seed)
     train_seconds = time.perf_counter() - start
-    with torch.no_grad():
-        maps = torch.cat([explainer.explain(batch) for batch in test_x.split(MAP_BATCH)])
+    maps = timed_maps(explainer.explain, test_x, MAP_BATCH)[0]
     scores, _ = score_maps(explainer.classifier, test_x, test_y, test_m, maps, processor, metrics=CORE_METRICS)
     return {
         "what": f"{ROW}@{seed} distilled from its {args.refine_steps}-step refinement of {args.train_images} "
