@@ -157,6 +157,13 @@ def vit():
     return make_classifier("vit", head_scale=20)
 
 
+def images_forwarded(model) -> list[int]:
+    """A list that grows by the batch size of every forward of ``model``."""
+    counts = []
+    model.register_forward_hook(lambda module, args, output: counts.append(len(output.logits)))
+    return counts
+
+
 @pytest.fixture
 def maps():
     """Random (4, 32, 32) attribution maps."""

@@ -10,11 +10,13 @@ import threading
 import numpy as np
 import pytest
 import torch
+from conftest import images_forwarded
 
 from aha.demo import PRESET_CPU_MINUTES, build_parser, chance_note, duration_note
-from aha.demo.method_comparison import METRICS, MethodResult, paired_difference, verdict
+from aha.demo.method_comparison import METRICS, MethodResult, paired_difference, score_maps, verdict
 from aha.demo.report import macro_summary, markdown, read_scores, summarise, write_scores
 from aha.demo.worlds import WORLDS
+from aha.metrics import independent_scores
 
 
 def result(name, shift, seconds=0.01, n=50):
@@ -54,6 +56,18 @@ def test_summary_pairs_every_method_on_the_same_images():
     )
     # better (bold) where low is good, worse (italics) where high is good
     assert "| Worse |" in table and "| **-0.050 ± 0.000** |" in table and "| *-0.050 ± 0.000* |" in table
+
+
+def test_the_reports_region_perturbation_and_selectivity_columns_trace_the_patch_curves_once(vit, images, maps):
+    columns = {name: METRICS[name] for name in ("region_perturbation", "selectivity")}
+    forwarded = images_forwarded(vit)
+    together, _ = score_maps(vit, images, None, None, maps, image_processor=None, metrics=columns)
+    forwarded_together = sum(forwarded)
+    forwarded.clear()
+    for name in columns:
+        alone = independent_scores(vit, images, maps, metrics=[name], chunk_size=128)[name]
+        assert torch.equal(together[name], alone.double()), name
+    assert 2 * forwarded_together == sum(forwarded)
 
 
 def test_macro_summary_is_the_mean_over_worlds_of_each_worlds_means():

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import IMAGE_SIZE
+from conftest import IMAGE_SIZE, images_forwarded
 from test_metrics import BrightSpotClassifier, textured_squares
 
 from aha import metrics
@@ -61,6 +61,18 @@ def test_region_perturbation_removes_whole_patches_in_order_of_their_sum(vit, im
             curve.append(clean - torch.softmax(vit(pixel_values=image).logits, -1)[:, 0])
     torch.testing.assert_close(result.curves[:, 1:], torch.stack(curve, 1), atol=1e-5, rtol=0)
     assert (result.curves[:, 0] == 0).all()
+
+
+def test_region_perturbation_and_selectivity_scored_together_trace_the_patch_curves_once(vit, images, maps):
+    pair = ["region_perturbation", "selectivity"]
+    forwarded = images_forwarded(vit)
+    alone = {name: metrics.independent_scores(vit, images, maps, metrics=[name])[name] for name in pair}
+    forwarded_alone = sum(forwarded)
+    forwarded.clear()
+    together = metrics.independent_scores(vit, images, maps, metrics=pair)
+    for name in pair:
+        assert torch.equal(together[name], alone[name]), name
+    assert 2 * sum(forwarded) == forwarded_alone  # one prediction and one set of curves instead of two of each
 
 
 def test_chunking_and_generators(vit, images, maps):

@@ -40,6 +40,8 @@ class Inputs:
     maps: torch.Tensor
     image_processor: Any
     chunk_size: int
+    #: scores computed once for several columns (see :data:`SHARED_WORK`)
+    memo: dict = field(default_factory=dict, repr=False)
 
     @property
     def options(self) -> dict:
@@ -137,6 +139,11 @@ INDEPENDENT_OPTIONS = {
 }
 
 
+#: independent metrics scored in one call because they share their work: both summarise the same patch curves (and
+#: draw nothing at random, so scoring them together leaves every score as it was)
+SHARED_WORK = ("region_perturbation", "selectivity")
+
+
 def _independent(name: str) -> Metric:
     """A report column for an independent metric, with :data:`INDEPENDENT_OPTIONS`. Every method's maps are scored
     with the same random draws (ROAD's noise, the correlation's subsets: one generator seeded 0 per call), so
@@ -145,12 +152,16 @@ def _independent(name: str) -> Metric:
     options = INDEPENDENT_OPTIONS.get(name, {})
     if options:
         description += "; " + ", ".join(f"{key} {value}" for key, value in options.items())
+    group = SHARED_WORK if name in SHARED_WORK else (name,)
+    group_options = {key: value for member in group for key, value in INDEPENDENT_OPTIONS.get(member, {}).items()}
 
     def score(x: Inputs) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(0)
-        return independent_scores(
-            x.classifier, x.pixel_values, x.maps, metrics=[name], generator=generator, **x.options, **options
-        )[name]
+        if group not in x.memo:
+            generator = torch.Generator().manual_seed(0)
+            x.memo[group] = independent_scores(
+                x.classifier, x.pixel_values, x.maps, metrics=group, generator=generator, **x.options, **group_options
+            )
+        return x.memo[group][name]
 
     return Metric(f"{INDEPENDENT_SHORT_NAMES[name]} {'↑' if high_is_good else '↓'}", high_is_good, description, score)
 

@@ -165,7 +165,9 @@ class RegionPerturbation(_IndependentMetric):
     name = "region perturbation"
     _number_rules = {"patch_size": dict(integer=True, minimum=1), "regions": dict(integer=True, minimum=1)}
 
-    def _patch_curves(self, model, pixel_values, attributions, target):
+    def patch_curves(self, model, pixel_values, attributions, target=None) -> torch.Tensor:
+        """The target's score after each of 0 .. all patches is removed, best-summed patch first: (B, P + 1).
+        Region perturbation and selectivity summarise the same curves (:meth:`summarise`)."""
         images, maps, target, reference = self._prepare(model, pixel_values, attributions, target)
         batch, _, height, width = images.shape
         labels = _patch_labels(height, width, self.patch_size, maps.device).expand(batch, -1)
@@ -177,7 +179,10 @@ class RegionPerturbation(_IndependentMetric):
         return curves
 
     def __call__(self, model: nn.Module, pixel_values, attributions, target=None, generator=None) -> CurveResult:
-        curves = self._patch_curves(model, pixel_values, attributions, target)
+        return self.summarise(self.patch_curves(model, pixel_values, attributions, target))
+
+    def summarise(self, curves: torch.Tensor) -> CurveResult:
+        """The AOPC of the first ``regions`` patches of :meth:`patch_curves`' curves."""
         regions = min(self.regions, curves.shape[1] - 1)
         drops = curves[:, :1] - curves[:, : regions + 1]
         fractions = torch.arange(regions + 1, dtype=torch.float64) / regions
@@ -193,8 +198,8 @@ class Selectivity(RegionPerturbation):
 
     name = "selectivity"
 
-    def __call__(self, model: nn.Module, pixel_values, attributions, target=None, generator=None) -> CurveResult:
-        curves = self._patch_curves(model, pixel_values, attributions, target)
+    def summarise(self, curves: torch.Tensor) -> CurveResult:
+        """The AUC of :meth:`patch_curves`' curves over the fraction of patches removed."""
         fractions = torch.linspace(0, 1, curves.shape[1], dtype=torch.float64)
         return CurveResult(fractions=fractions, curves=curves, auc=trapezoid_auc(curves, fractions))
 
@@ -475,7 +480,13 @@ def independent_scores(
     target = target_classes(model, pixel_values, target, options.get("chunk_size", 64))
     generator = generator if generator is not None else torch.Generator().manual_seed(options.get("seed", 0))
     results = {}
+    patch_curves = None  # region perturbation and selectivity get the same options: one set of patch curves
     for name, metric in selected.items():
-        result = metric(model, pixel_values, attributions, target, generator)
+        if isinstance(metric, RegionPerturbation):
+            if patch_curves is None:
+                patch_curves = metric.patch_curves(model, pixel_values, attributions, target)
+            result = metric.summarise(patch_curves)
+        else:
+            result = metric(model, pixel_values, attributions, target, generator)
         results[name] = result.correlation if isinstance(result, CorrelationResult) else result.auc
     return results
