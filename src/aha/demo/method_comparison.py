@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from ..metrics import (
     INDEPENDENT_METRICS,
     CurveResult,
+    RegionPerturbation,
     deletion,
     independent_scores,
     insertion,
@@ -139,9 +140,10 @@ INDEPENDENT_OPTIONS = {
 }
 
 
-#: independent metrics scored in one call because they share their work: both summarise the same patch curves (and
-#: draw nothing at random, so scoring them together leaves every score as it was)
-SHARED_WORK = ("region_perturbation", "selectivity")
+#: independent metrics scored in one call because they share their work: region perturbation and selectivity
+#: summarise the same patch curves, which ``independent_scores`` traces once (and draw nothing at random, so scoring
+#: them together leaves every score as it was)
+SHARED_WORK = tuple(name for name, (cls, *_) in INDEPENDENT_METRICS.items() if issubclass(cls, RegionPerturbation))
 
 
 def _independent(name: str) -> Metric:
