@@ -140,8 +140,8 @@ def test_the_first_line_says_how_long_each_preset_takes_and_whether_it_was_timed
     assert duration_note("quick", ["shapes", "letters"]).startswith(
         f"about {quick + letters} CPU minutes (timed; shapes {quick}, letters {letters};"
     )
-    assert duration_note("default", ["shapes"]).startswith("about 49 CPU minutes (timed on AHA Shapes; shapes 49;")
-    assert duration_note("default", list(WORLDS)).startswith("about 2.9 CPU hours (timed on AHA Shapes; shapes 49, ")
+    assert duration_note("default", ["shapes"]).startswith("about 49 CPU minutes (timed on each world; shapes 49;")
+    assert duration_note("default", list(WORLDS)).startswith("about 3.0 CPU hours (timed on each world; shapes 49, ")
     assert duration_note("full", ["parts"]).startswith("about 3.1 CPU hours (estimated; parts 184;")
 
 

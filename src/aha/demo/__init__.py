@@ -79,11 +79,11 @@ PRESETS["full"] = dict(PRESETS["default"], eval_images=500, rise_masks=4000)
 #: time on an idle machine; fewer with more threads) for a world of ``epoch_scale`` 1, the minutes each further unit of
 #: a world's ``epoch_scale`` adds (its classifier's longer training), and how these were found (benchmarks/RESULTS.md,
 #: "`aha demo`'s run time"): `aha demo --world all --quick --threads 1` took 21.4 CPU minutes for the three worlds;
-#: `aha demo --threads 1` (AHA Shapes, default preset) 48.7
+#: `aha demo --threads 1` (default preset) 48.7 on AHA Shapes, 66.1 on AHA Letters and 65.2 on AHA Parts (epoch_scale 3)
 PRESET_CPU_MINUTES = {
     "quick": (6, 1, "timed"),
-    "default": (49, 7, "timed on AHA Shapes"),
-    "full": (170, 7, "estimated"),
+    "default": (49, 8, "timed on each world"),
+    "full": (170, 8, "estimated"),
 }
 IMAGE_SIZE = 64
 EVAL_BATCH_SIZE = 8
