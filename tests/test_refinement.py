@@ -37,15 +37,16 @@ def _cells(change, grid):
 
 def test_explain_refines_by_adam_on_the_refinement_objective(explainer):
     """explain's refinement (the default plan, its clean logits computed once) is plain Adam steps on the
-    standardised maps against refinement_objective, which scores the clean images at every step; the change they
+    standardised maps against refinement_objective (its references in turn), which scores the clean images at
+    every step; the change they
     make, one value per grid cell, is then interpolated bilinearly between cell centres."""
     images = _images()
     with torch.no_grad():
         output = explainer(images)
     maps = _standardised(output.attributions).requires_grad_(True)
     optimizer = torch.optim.Adam([maps], lr=explainer.config.refine_lr)
-    for _ in range(2):
-        loss = explainer.refinement_objective(images, maps, output.target).sum()
+    for step in range(2):
+        loss = explainer.refinement_objective(images, maps, output.target, step).sum()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -148,6 +149,29 @@ def test_explain_takes_a_plan(explainer):
         explainer.explain(images, refine_steps=1, refine_plan={"num_fractions": 5})
 
 
+def test_the_default_plan_refines_against_the_mean_and_the_blurred_image_in_turn(explainer):
+    """Step k of a plan moves deleted pixels to its k-th reference (cyclically; with alternate_terms each reference
+    takes a deletion step and a least-relevant-first step): the default plan's step 1 is the "blur" objective."""
+    assert RefinementPlan().references == ("mean", "blur")
+    assert [RefinementPlan().reference(k) for k in range(4)] == ["mean", "blur", "mean", "blur"]
+    assert [RefinementPlan(alternate_terms=True).reference(k) for k in range(4)] == ["mean", "mean", "blur", "blur"]
+    images = _images(2)
+    with torch.no_grad():
+        output = explainer(images)
+        maps = _standardised(output.attributions)
+
+        def loss(plan, step):
+            return refinement_loss(explainer, images, maps, output.target, plan, step)
+
+        mean, blur = RefinementPlan(references=("mean",)), RefinementPlan(references=["blur"])
+        assert torch.equal(loss(RefinementPlan(), 0), loss(mean, 1))
+        assert torch.equal(loss(RefinementPlan(), 1), loss(blur, 0))
+        assert not torch.allclose(loss(blur, 0), loss(mean, 0))
+        assert torch.equal(explainer.refinement_objective(images, maps, output.target, step=3), loss(blur, 0))
+    assert blur.references == ("blur",)  # a list is kept as a tuple: the plan stays hashable
+    hash(blur)
+
+
 def test_plan_refuses_bad_values():
     with pytest.raises(ValueError, match="num_fractions must be an integer >= 3"):
         RefinementPlan(num_fractions=2)
@@ -159,3 +183,8 @@ def test_plan_refuses_bad_values():
         ValueError, match=r"unknown cell_upsampling 'bicubic'; expected one of \('bilinear', 'nearest'\)"
     ):
         RefinementPlan(cell_upsampling="bicubic")
+    for references in ((), "mean", None):
+        with pytest.raises(ValueError, match=r"references must be a non-empty tuple of reference kinds"):
+            RefinementPlan(references=references)
+    with pytest.raises(ValueError, match=r"unknown references 'grey'; expected one of \('mean', 'black', 'blur'\)"):
+        RefinementPlan(references=("mean", "grey"))
