@@ -43,24 +43,33 @@ HERE = Path(__file__).resolve().parent
 # "today" is the plan explain() used before 6 fractions became the default: num_fractions=None, the training config's
 # 8 fractions (the name of the recorded rows in results/refinement_*.json); the plans below it keep those 8 unless
 # they name a number. Rows recorded before 2026-12-07 ran with the change kept in blocks, cell_upsampling="nearest"
-# (the default then; "nearest_cells" below)
+# (the default then; "nearest_cells" below). Every plan but "default" refines against the "mean" reference alone, as
+# explain() did until 2026-12-08 ("mean_only"), so that each name stays the plan its recorded rows ran.
+
+
+def recorded_plan(**changes) -> RefinementPlan:
+    """A plan of the recorded rows: ``changes`` to the default plan, against the "mean" reference alone."""
+    return RefinementPlan(references=("mean",), **changes)
+
+
 PLANS = {
     "default": RefinementPlan(),
-    "today": RefinementPlan(num_fractions=None),
-    "fractions_5": RefinementPlan(num_fractions=5),
-    "alternate": RefinementPlan(num_fractions=None, alternate_terms=True),
-    "grid_1_patch": RefinementPlan(num_fractions=None, grid_cell_patches=1.0),
-    "no_checkpointing": RefinementPlan(num_fractions=None, checkpoint=False),
-    "alternate_fractions_5": RefinementPlan(num_fractions=5, alternate_terms=True),
-    "alternate_fractions_5_grid_1_patch_offset_4": RefinementPlan(
+    "mean_only": recorded_plan(),
+    "today": recorded_plan(num_fractions=None),
+    "fractions_5": recorded_plan(num_fractions=5),
+    "alternate": recorded_plan(num_fractions=None, alternate_terms=True),
+    "grid_1_patch": recorded_plan(num_fractions=None, grid_cell_patches=1.0),
+    "no_checkpointing": recorded_plan(num_fractions=None, checkpoint=False),
+    "alternate_fractions_5": recorded_plan(num_fractions=5, alternate_terms=True),
+    "alternate_fractions_5_grid_1_patch_offset_4": recorded_plan(
         num_fractions=5, alternate_terms=True, grid_cell_patches=1.0, offset_stride=4
     ),
-    "offset_4": RefinementPlan(offset_stride=4),
-    "offset_2": RefinementPlan(offset_stride=2),
-    "nearest_cells": RefinementPlan(cell_upsampling="nearest"),
-    "alternate_no_checkpointing": RefinementPlan(num_fractions=None, alternate_terms=True, checkpoint=False),
-    "sinkhorn_10": RefinementPlan(num_fractions=None, sinkhorn_iterations=10),
-    "alternate_fractions_5_sinkhorn_10": RefinementPlan(num_fractions=5, alternate_terms=True, sinkhorn_iterations=10),
+    "offset_4": recorded_plan(offset_stride=4),
+    "offset_2": recorded_plan(offset_stride=2),
+    "nearest_cells": recorded_plan(cell_upsampling="nearest"),
+    "alternate_no_checkpointing": recorded_plan(num_fractions=None, alternate_terms=True, checkpoint=False),
+    "sinkhorn_10": recorded_plan(num_fractions=None, sinkhorn_iterations=10),
+    "alternate_fractions_5_sinkhorn_10": recorded_plan(num_fractions=5, alternate_terms=True, sinkhorn_iterations=10),
 }
 
 

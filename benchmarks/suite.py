@@ -50,6 +50,8 @@ from aha.demo.method_comparison import (
 from aha.demo.report import table
 from aha.demo.worlds import WORLDS
 from aha.persistence.atomic_writer import write_text
+from aha.ranking.perturbation import REFERENCES
+from aha.ranking.refinement import RefinementPlan
 
 
 HERE = Path(__file__).resolve().parent
@@ -89,35 +91,45 @@ def run_baseline(name: str, folder: Path, inputs, rise_masks: int, metrics: dict
     }
 
 
-def score_trained(explainer_dir: Path, inputs, metrics: dict, refine_steps: int = 0) -> dict:
+def score_trained(
+    explainer_dir: Path, inputs, metrics: dict, refine_steps: int = 0, refine_references: tuple[str, ...] = ()
+) -> dict:
     """A row's explainer that an earlier run trained, scored on ``inputs`` with ``metrics`` (its maps refined by
-    ``refine_steps`` steps of ``explain``'s default refinement when > 0)."""
+    ``refine_steps`` steps of ``explain``'s default refinement when > 0, against ``refine_references`` when given)."""
     processor, pixel_values, labels, masks = inputs
     explainer = AHAExplainer.from_pretrained(explainer_dir).eval()
-    maps, seconds = timed_maps(partial(explainer.explain, refine_steps=refine_steps), pixel_values, EVAL_BATCH_SIZE)
+    plan = RefinementPlan(references=refine_references) if refine_references else RefinementPlan()
+    explain = partial(explainer.explain, refine_steps=refine_steps, refine_plan=plan)
+    maps, seconds = timed_maps(explain, pixel_values, EVAL_BATCH_SIZE)
     scores, _ = score_maps(explainer.classifier, pixel_values, labels, masks, maps, processor, metrics=metrics)
+    refined = f", {refine_steps} refinement steps against {', '.join(plan.references)}" if refine_steps else ""
     return {
-        "what": f"the explainer in {explainer_dir}" + (f", {refine_steps} refinement steps" if refine_steps else ""),
+        "what": f"the explainer in {explainer_dir}" + refined,
         "seconds_per_image": seconds,
         "scores": {k: v.tolist() for k, v in scores.items()},
     }
 
 
-def row_key(row: str, steps: int, refine_steps: int) -> str:
+def row_key(row: str, steps: int, refine_steps: int, refine_references: tuple[str, ...] = ("mean",)) -> str:
     """A recipe row's name in the results: the row, then ``+STEPSsteps`` when trained other than the
-    suite's first 400 steps (:data:`UNSUFFIXED_STEPS`), then ``+refineN`` when its maps are refined by N steps."""
-    return (
-        row
-        + (f"+{steps}steps" if steps != UNSUFFIXED_STEPS else "")
-        + (f"+refine{refine_steps}" if refine_steps else "")
-    )
+    suite's first 400 steps (:data:`UNSUFFIXED_STEPS`), then ``+refineN`` when its maps are refined by N steps
+    against the "mean" reference (``explain``'s refinement until 2026-12-08: the recorded ``+refineN`` rows), or
+    ``+refineN-REF-REF`` against other references in turn (``+refine5-mean-blur``: ``explain``'s since)."""
+    refined = f"+refine{refine_steps}" if refine_steps else ""
+    if refine_steps and tuple(refine_references) != ("mean",):
+        refined += "".join(f"-{kind}" for kind in refine_references)
+    return row + (f"+{steps}steps" if steps != UNSUFFIXED_STEPS else "") + refined
 
 
 def describe_row(key: str) -> str:
     row, *extras = key.split("+")
     what = ROWS[row][0] if row in ROWS else DISPLAY_NAMES.get(row, row)
     for extra in extras:
-        what += f", {extra[6:]} refinement steps" if extra.startswith("refine") else f", {extra[:-5]} training steps"
+        if extra.startswith("refine"):
+            steps, *kinds = extra[6:].split("-")
+            what += f", {steps} refinement steps against {', '.join(kinds or ['mean'])}"
+        else:
+            what += f", {extra[:-5]} training steps"
     return what
 
 
@@ -226,6 +238,14 @@ def main() -> None:
         help="score each row's explainer (already trained in --work_dir by a run without this flag) with its maps "
         "refined by this many steps of explain's default refinement",
     )
+    parser.add_argument(
+        "--refine_references",
+        nargs="+",
+        choices=REFERENCES,
+        default=list(RefinementPlan().references),
+        help="the references the refinement steps take in turn (default: explain's, RefinementPlan().references); "
+        'the row\'s name ends in -REF for each unless they are "mean" alone',
+    )
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--eval_images", type=int, default=100)
     parser.add_argument("--rise_masks", type=int, default=1000, help="RISE's masks (the demo's default preset: 1000)")
@@ -293,7 +313,8 @@ def main() -> None:
                 (row, seed) for row in args.rows for seed in args.seeds
             ]
             for name, seed in jobs:
-                key = name if seed is None else f"{row_key(name, args.steps, args.refine_steps)}@{seed}"
+                refined = row_key(name, args.steps, args.refine_steps, args.refine_references)
+                key = name if seed is None else f"{refined}@{seed}"
                 trained = Path(args.work_dir, world, f"{row_key(name, args.steps, 0)}@{seed}", name)
                 if key in results[world]:
                     continue
@@ -305,7 +326,7 @@ def main() -> None:
                         print(f"== {world}: skipping {name}, which refuses this classifier: {run}", flush=True)
                         continue
                 elif args.refine_steps or (args.reuse_trained and (trained / "config.json").is_file()):
-                    run = score_trained(trained, inputs, metrics, args.refine_steps)
+                    run = score_trained(trained, inputs, metrics, args.refine_steps, tuple(args.refine_references))
                 else:
                     settings = SimpleNamespace(
                         work_dir=str(trained.parent),
@@ -321,6 +342,7 @@ def main() -> None:
                     "eval_images": args.eval_images,
                     "rise_masks": args.rise_masks,
                     "refine_steps": args.refine_steps,
+                    "refine_references": args.refine_references if args.refine_steps else None,
                 }
                 results[world][key] = run
                 record["machine"].append(describe())
@@ -330,7 +352,7 @@ def main() -> None:
                 print(world, key, round(run["cpu_seconds"]), means, flush=True)
         print(summary(describe()))
     worlds = [world for world in args.worlds if world in results]
-    reference = args.reference or row_key("default", args.steps, args.refine_steps)
+    reference = args.reference or row_key("default", args.steps, args.refine_steps, args.refine_references)
     print(markdown(results, worlds, reference, args.table_seeds))
     if args.differences:
         print()

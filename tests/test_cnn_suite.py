@@ -128,7 +128,17 @@ def test_cnn_suite_then_suite_skip_the_methods_that_refuse_a_cnn(tmp_path):
         "--work_dir", str(tmp_path / "work"), "--output", str(output),
     )  # fmt: skip
     assert "skipping rollout, which refuses this classifier" in run.stdout
+    for references in ([], ["--refine_references", "mean"]):  # explain's refinement, then the "mean"-only one
+        run_script(
+            "suite.py",
+            "--suite_dir", str(cnn), "--data_dir", str(suite), *common[2:],
+            "--rows", "default", "--steps", "2", "--eval_images", "2", "--refine_steps", "1", *references,
+            "--work_dir", str(tmp_path / "work"), "--output", str(output),
+        )  # fmt: skip
     runs = json.loads(output.read_text())["runs"]["shapes"]
+    refined = {key: runs.pop(key) for key in ("default+2steps+refine1-mean-blur@0", "default+2steps+refine1@0")}
+    assert refined["default+2steps+refine1-mean-blur@0"]["what"].endswith("1 refinement steps against mean, blur")
+    assert refined["default+2steps+refine1@0"]["settings"]["refine_references"] == ["mean"]
     assert sorted(runs) == ["default+2steps@0", "random"]
     assert len(runs["default+2steps@0"]["scores"]["deletion_mean"]) == 2
 
