@@ -92,13 +92,17 @@ def run_baseline(name: str, folder: Path, inputs, rise_masks: int, metrics: dict
 
 
 def score_trained(
-    explainer_dir: Path, inputs, metrics: dict, refine_steps: int = 0, refine_references: tuple[str, ...] = ()
+    explainer_dir: Path,
+    inputs,
+    metrics: dict,
+    refine_steps: int = 0,
+    refine_references: tuple[str, ...] = RefinementPlan().references,
 ) -> dict:
     """A row's explainer that an earlier run trained, scored on ``inputs`` with ``metrics`` (its maps refined by
-    ``refine_steps`` steps of ``explain``'s default refinement when > 0, against ``refine_references`` when given)."""
+    ``refine_steps`` steps of ``explain``'s default refinement when > 0, against ``refine_references`` in turn)."""
     processor, pixel_values, labels, masks = inputs
     explainer = AHAExplainer.from_pretrained(explainer_dir).eval()
-    plan = RefinementPlan(references=refine_references) if refine_references else RefinementPlan()
+    plan = RefinementPlan(references=refine_references)
     explain = partial(explainer.explain, refine_steps=refine_steps, refine_plan=plan)
     maps, seconds = timed_maps(explain, pixel_values, EVAL_BATCH_SIZE)
     scores, _ = score_maps(explainer.classifier, pixel_values, labels, masks, maps, processor, metrics=metrics)

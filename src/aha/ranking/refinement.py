@@ -116,8 +116,9 @@ def refinement_loss(
 
     No Gumbel noise, tau = ``config.tau_end``, the plan's reference for the step (:meth:`RefinementPlan.reference`);
     the plan's fractions, Sinkhorn iterations, terms (with ``alternate_terms``: deletion on even steps,
-    least-relevant-first on odd ones, when the config weighs both) and grid (by default the finest training grid); with ``plan.checkpoint`` the classifier's activations are
-    recomputed chunk by chunk in the backward pass (bounded memory). ``clean_logits`` (B, num_labels), the
+    least-relevant-first on odd ones, when the config weighs both) and grid (by default the finest training grid);
+    with ``plan.checkpoint`` the classifier's activations are recomputed chunk by chunk in the backward pass (bounded
+    memory). ``clean_logits`` (B, num_labels), the
     classifier's logits on ``pixel_values`` when known, spare the clean end point's forward.
     """
     config, objective = explainer.config, explainer.objective
