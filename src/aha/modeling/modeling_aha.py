@@ -415,8 +415,7 @@ class AHAExplainer(ExplainerSavingMixin, PreTrainedModel):
         self, pixel_values: torch.Tensor, maps: torch.Tensor, target: torch.Tensor, step: int = 0
     ) -> torch.Tensor:
         """The deterministic objective step ``step`` of :meth:`explain`'s refinement minimises, per image: (B,) (see
-        :func:`aha.ranking.refinement.refinement_loss`); the steps take the references of ``RefinementPlan()`` in
-        turn ("mean" on even steps, "blur" on odd ones)."""
+        :func:`aha.ranking.refinement.refinement_loss`), against the reference ``RefinementPlan().reference(step)``."""
         check_number("step", step, integer=True, minimum=0)
         return refinement_loss(self, pixel_values, maps, target, step=step)
 
